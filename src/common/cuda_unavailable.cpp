@@ -1,0 +1,22 @@
+// The CUDA entry points of a build without CUDA: they report kUnsupported.
+#include "switchyard/routing.h"
+
+namespace switchyard {
+
+Status route_cuda(const RoutingParams& params, const RoutingArgs& args, void*, std::size_t,
+                  cudaStream_t) {
+  (void)params;
+  (void)args;
+  return Status::Unsupported("route_cuda: this Switchyard build has no CUDA backend "
+                             "(configure with -DSWITCHYARD_CUDA=ON)");
+}
+
+}  // namespace switchyard
+
+#include "switchyard/runtime.h"
+
+namespace switchyard {
+bool built_with_cuda() { return false; }
+bool cuda_device_available() { return false; }
+std::string cuda_device_description() { return ""; }
+}  // namespace switchyard

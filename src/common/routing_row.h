@@ -1,0 +1,122 @@
+// The per-row routing math shared by the CPU backend and the CUDA kernel.
+//
+// Both backends compute a row the same way, so that they return the same bits:
+//  - the row is laid out over `lanes` lanes of `vals` consecutive experts each (lane l owns experts
+//    [l*vals, (l+1)*vals)), the layout of the CUDA kernel's lane group (RowLayout below);
+//  - every float sum over the row is a per-lane sum in ascending expert order followed by an XOR
+//    butterfly over the lanes (offsets lanes/2, ..., 1); the CPU replays that tree exactly;
+//  - scores come from exact_math.h, which gives the same bits on both sides.
+// The layout depends on E only, never on the number of rows: this is what makes results batch
+// invariant.
+#pragma once
+
+#include <cstdint>
+
+#include "exact_math.h"
+#include "host_device.h"
+#include "switchyard/routing.h"
+
+namespace switchyard::detail {
+
+struct RowLayout {
+  int lanes;  // power of two, 1..32; lanes >= min(E, 32) >= K
+  int vals;   // power of two, experts per lane; lanes * vals >= E
+};
+
+SY_HD constexpr int next_pow2(int v) {
+  int p = 1;
+  while (p < v) p *= 2;
+  return p;
+}
+
+SY_HD constexpr RowLayout routing_layout(int num_experts) {
+  if (num_experts <= 32) return RowLayout{next_pow2(num_experts < 1 ? 1 : num_experts), 1};
+  return RowLayout{32, next_pow2((num_experts + 31) / 32)};
+}
+
+// Selection order as an unsigned integer: a larger value ranks higher. 0 is reserved for
+// "not selectable" (outside the row, in a dropped group, already taken); NaN maps to 1, below
+// -Inf; -0 and +0 map to the same value.
+SY_HD std::uint32_t order_key(float key) {
+  if (is_nan(key)) return 1u;
+  if (key == 0.0f) key = 0.0f;  // -0 -> +0
+  const std::uint32_t u = float_to_bits(key);
+  const std::uint32_t o = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return o < 2u ? 2u : o;  // only -NaN patterns could land here, and NaN was handled
+}
+SY_HD float order_key_value(std::uint32_t o) {
+  if (o <= 1u) return bits_to_float(0x7fc00000u);
+  const std::uint32_t u = (o & 0x80000000u) ? (o & 0x7fffffffu) : ~o;
+  return bits_to_float(u);
+}
+// (order, expert index) packed so that a larger value is the better candidate: higher order
+// first, then the lower index.
+SY_HD std::uint64_t candidate(std::uint32_t order, int expert_idx) {
+  return (static_cast<std::uint64_t>(order) << 32) |
+         static_cast<std::uint32_t>(0xffffffffu - static_cast<std::uint32_t>(expert_idx));
+}
+SY_HD int candidate_expert(std::uint64_t c) {
+  return static_cast<int>(0xffffffffu - static_cast<std::uint32_t>(c & 0xffffffffu));
+}
+SY_HD std::uint32_t candidate_order(std::uint64_t c) { return static_cast<std::uint32_t>(c >> 32); }
+
+SY_HD float softcapped(float x, float softcap) {
+  return softcap > 0.0f ? softcap * tanh_f(x / softcap) : x;
+}
+
+// The bias-free score s of the sigmoid-like functions (also the key of the others).
+SY_HD float routing_score(ScoreFunc f, float x) {
+  switch (f) {
+    case ScoreFunc::kSigmoid:
+      return sigmoid_f(x);
+    case ScoreFunc::kSqrtSoftplus:
+      return exact_sqrt(softplus_f(x));
+    default:
+      return x;
+  }
+}
+
+// Selection key of one expert from its raw logit.
+SY_HD float routing_key(const RoutingParams& p, float raw, float bias) {
+  return routing_score(p.score_func, softcapped(raw, p.softcap)) + bias;
+}
+
+// exp(key - max) for a softmax over keys whose maximum is `max_key` (NaN keys ignored by the
+// caller's max). The +Inf limit: +Inf keys share the mass, everything else gets 0.
+SY_HD float softmax_term(float key, float max_key) {
+  if (is_nan(key)) return 0.0f;
+  if (max_key == pos_inf()) return key == pos_inf() ? 1.0f : 0.0f;
+  if (max_key == neg_inf()) return 0.0f;
+  return exp_f(key - max_key);
+}
+
+// max that ignores NaN (returns -Inf when all are NaN).
+SY_HD float max_ignore_nan(float a, float b) {
+  if (is_nan(a)) return b;
+  if (is_nan(b)) return a;
+  return a > b ? a : b;
+}
+
+SY_HD float nan_to_zero(float w) { return is_nan(w) ? 0.0f : w; }
+
+SY_HD float safe_div(float num, float den) { return den > 0.0f ? num / den : 0.0f; }
+
+// Group score from the (up to) two largest keys of a group, as order keys (0 = absent).
+SY_HD float group_score_value(GroupScore g, std::uint32_t best, std::uint32_t second) {
+  const float a = order_key_value(best);
+  if (g == GroupScore::kMax || second == 0u) return a;
+  return a + order_key_value(second);
+}
+
+// Merge a value into a (best, second) pair of order keys (values, not candidates: duplicates are
+// kept, so two equal maxima sum to twice the maximum).
+SY_HD void top2_insert(std::uint32_t& best, std::uint32_t& second, std::uint32_t v) {
+  if (v > best) {
+    second = best;
+    best = v;
+  } else if (v > second) {
+    second = v;
+  }
+}
+
+}  // namespace switchyard::detail

@@ -1,0 +1,8 @@
+// Routing kernel instances for float logits.
+#include "routing_dispatch.cuh"
+
+namespace switchyard::launch {
+template cudaError_t launch_routing_for_dtype<float>(const detail::RoutingKernelParams&, bool, bool,
+                                                   const heuristics::RoutingLaunchConfig&,
+                                                   cudaStream_t);
+}  // namespace switchyard::launch

@@ -1,0 +1,109 @@
+#include "synthetic.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+
+#include "../../src/common/dtype_convert.h"
+#include "rng.h"
+
+namespace switchyard::tools {
+
+std::string RoutingSkew::describe() const {
+  switch (kind) {
+    case Kind::kUniform:
+      return "uniform";
+    case Kind::kZipf:
+      return "zipf:" + std::to_string(zipf_s);
+    case Kind::kHot:
+      return "hot:" + std::to_string(hot_fraction);
+  }
+  return "?";
+}
+
+Status parse_routing_skew(const std::string& text, RoutingSkew* out) {
+  RoutingSkew s;
+  auto number = [&](const std::string& tail, double lo, double hi, double* v) {
+    char* end = nullptr;
+    *v = std::strtod(tail.c_str(), &end);
+    return !tail.empty() && end && *end == '\0' && std::isfinite(*v) && *v >= lo && *v <= hi;
+  };
+  const auto bad = [&](const char* expected) {
+    return Status::InvalidArgument("--routing = " + text + ": expected " + expected);
+  };
+  if (text == "uniform") {
+    s.kind = RoutingSkew::Kind::kUniform;
+  } else if (text.rfind("zipf:", 0) == 0) {
+    s.kind = RoutingSkew::Kind::kZipf;
+    if (!number(text.substr(5), 0.0, 10.0, &s.zipf_s)) return bad("zipf:<s> with 0 <= s <= 10");
+  } else if (text.rfind("hot:", 0) == 0) {
+    s.kind = RoutingSkew::Kind::kHot;
+    if (!number(text.substr(4), 0.0, 1.0, &s.hot_fraction)) {
+      return bad("hot:<fraction> with 0 <= fraction <= 1");
+    }
+  } else {
+    return bad("uniform, zipf:<s> or hot:<fraction>");
+  }
+  *out = s;
+  return Status::Ok();
+}
+
+std::vector<float> make_router_logits(std::int64_t num_tokens, int num_experts,
+                                      const RoutingSkew& skew, std::uint64_t seed) {
+  Rng rng(seed);
+  // Popularity order: a seeded permutation, so the hot experts are not simply the low ids.
+  std::vector<int> rank_of(static_cast<std::size_t>(num_experts));
+  std::iota(rank_of.begin(), rank_of.end(), 0);
+  for (int i = num_experts - 1; i > 0; --i) {
+    std::swap(rank_of[static_cast<std::size_t>(i)],
+              rank_of[rng.below(static_cast<std::uint64_t>(i) + 1)]);
+  }
+  std::vector<float> expert_bias(static_cast<std::size_t>(num_experts), 0.0f);
+  int hot_expert = 0;
+  for (int e = 0; e < num_experts; ++e) {
+    const int r = rank_of[static_cast<std::size_t>(e)];
+    if (skew.kind == RoutingSkew::Kind::kZipf) {
+      expert_bias[static_cast<std::size_t>(e)] = static_cast<float>(-skew.zipf_s * std::log(r + 1.0));
+    }
+    if (r == 0) hot_expert = e;
+  }
+  std::vector<float> logits(static_cast<std::size_t>(num_tokens) * static_cast<std::size_t>(num_experts));
+  for (std::int64_t t = 0; t < num_tokens; ++t) {
+    float* row = logits.data() + t * num_experts;
+    for (int e = 0; e < num_experts; ++e) {
+      row[e] = static_cast<float>(rng.normal()) + expert_bias[static_cast<std::size_t>(e)];
+    }
+    if (skew.kind == RoutingSkew::Kind::kHot && rng.uniform() < skew.hot_fraction) {
+      row[hot_expert] += 8.0f;
+    }
+  }
+  return logits;
+}
+
+std::vector<float> make_correction_bias(int num_experts, std::uint64_t seed) {
+  Rng rng(seed ^ 0x5eedb1a5ull);
+  std::vector<float> bias(static_cast<std::size_t>(num_experts));
+  for (float& b : bias) b = static_cast<float>(rng.uniform() * 0.01 - 0.005);
+  return bias;
+}
+
+std::vector<std::uint8_t> encode_floats(const std::vector<float>& values, DType dtype) {
+  const std::size_t n = values.size();
+  std::vector<std::uint8_t> out(n * dtype_size(dtype));
+  for (std::size_t i = 0; i < n; ++i) {
+    if (dtype == DType::kFloat32) {
+      std::memcpy(out.data() + 4 * i, &values[i], 4);
+    } else if (dtype == DType::kBFloat16) {
+      const auto h = detail::float_to_bf16(values[i]);
+      std::memcpy(out.data() + 2 * i, &h.bits, 2);
+    } else {
+      const auto h = detail::float_to_fp16(values[i]);
+      std::memcpy(out.data() + 2 * i, &h.bits, 2);
+    }
+  }
+  return out;
+}
+
+}  // namespace switchyard::tools

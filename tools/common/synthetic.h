@@ -1,0 +1,33 @@
+// Synthetic router inputs with realistic skew: a few hot experts take most of the tokens.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "switchyard/status.h"
+#include "switchyard/tensor.h"
+
+namespace switchyard::tools {
+
+// --routing uniform | zipf:<s> | hot:<fraction>
+struct RoutingSkew {
+  enum class Kind { kUniform, kZipf, kHot } kind = Kind::kUniform;
+  double zipf_s = 0.0;        // zipf: expert of popularity rank r gets logit bias -s*ln(r+1)
+  double hot_fraction = 0.0;  // hot: this fraction of tokens strongly prefers one hot expert
+  std::string describe() const;
+};
+
+// Parses the --routing value; the error names the flag, the value and the accepted forms.
+Status parse_routing_skew(const std::string& text, RoutingSkew* out);
+
+// Router logits [num_tokens, num_experts] as float: N(0, 1) noise plus the skew, seeded.
+std::vector<float> make_router_logits(std::int64_t num_tokens, int num_experts,
+                                      const RoutingSkew& skew, std::uint64_t seed);
+// A small correction bias [num_experts] in [-0.005, 0.005), seeded.
+std::vector<float> make_correction_bias(int num_experts, std::uint64_t seed);
+
+// Converts float values to `dtype` (float32/bfloat16/float16) storage bytes.
+std::vector<std::uint8_t> encode_floats(const std::vector<float>& values, DType dtype);
+
+}  // namespace switchyard::tools

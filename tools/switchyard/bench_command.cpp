@@ -1,0 +1,297 @@
+// `switchyard bench routing|ceiling`: fixed metric definitions (docs/benchmarks.md):
+//   median_us     time per call: CUDA graph of 40 calls over rotating buffers (>= 2x L2),
+//                 median of 7 replays / 40; CPU: median of repeated calls
+//   GB/s          (bytes read + bytes written) / median_us; bytes = logits + bias + weights + ids
+//   pct_ceiling   GB/s / measured streaming-read ceiling of the card (same process)
+//   floor_us      bytes / ceiling; x_floor = median_us / floor_us
+//   empty_us      an empty kernel timed the same way; over_empty_us = median_us - empty_us
+//   wrong         rows whose ids or weight bits differ from the CPU backend
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <vector>
+
+#include "../common/gpu_bench.h"
+#include "args.h"
+#include "commands.h"
+#include "common.h"
+#include "switchyard/runtime.h"
+
+namespace switchyard::cli {
+
+namespace {
+
+const std::vector<FlagSpec>& bench_flags() {
+  static const std::vector<FlagSpec> specs = {
+      {"models", true, "all or a comma list of presets (default all)"},
+      {"tokens", true, "comma list of token counts (default 1,32,512,4096,32768)"},
+      {"dtype", true, "logits dtype bf16 | fp16 | fp32 (default bf16)"},
+      {"routing", true, "uniform | zipf:<s> | hot:<fraction> (default uniform)"},
+      {"device", true, "cpu | cuda (default cuda where a GPU exists)"},
+      {"format", true, "table | json | csv (default table)"},
+      {"output", true, "write the results to this file instead of stdout"},
+      {"ceiling-gbps", true, "use this memory ceiling instead of measuring it"},
+      {"seed", true, "seed of the generated inputs (default 0)"},
+      {"help", false, "show this help"},
+  };
+  return specs;
+}
+
+struct Row {
+  std::string model;
+  int experts = 0, top_k = 0;
+  std::int64_t tokens = 0;
+  double median_us = 0, gbps = 0, pct_ceiling = 0, floor_us = 0, x_floor = 0, over_empty_us = 0;
+  std::int64_t bytes = 0;
+  std::int64_t wrong = -1;  // -1: not checked (the CPU backend is the oracle)
+};
+
+int fail(const char* cmd, const Status& st, int code) {
+  std::fprintf(stderr, "%s: %s\n", cmd, st.to_string().c_str());
+  return code;
+}
+
+Status emit(const std::string& format, const std::string& path, const std::string& text) {
+  if (path.empty()) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    return Status::Ok();
+  }
+  std::ofstream f(path);
+  f << text;
+  if (!f) return Status::InvalidArgument("--output = " + path + ": cannot write the file");
+  (void)format;
+  return Status::Ok();
+}
+
+double cpu_median_us(const tools::RoutingProblem& pr) {
+  std::vector<double> us;
+  const int reps = pr.num_tokens >= 4096 ? 5 : 21;
+  for (int i = 0; i < reps; ++i) {
+    tools::RoutingResult r;
+    const auto t0 = std::chrono::steady_clock::now();
+    (void)tools::run_routing_cpu(pr, &r);
+    us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(us.begin(), us.end());
+  return us[us.size() / 2];
+}
+
+int bench_routing(const Args& args) {
+  const char* cmd = "switchyard bench routing";
+  std::vector<std::int64_t> tokens;
+  std::int64_t seed = 0;
+  DType dtype = DType::kBFloat16;
+  Device device = Device::kCpu;
+  tools::RoutingSkew skew;
+  double ceiling_arg = 0;
+  for (Status st : {args.get_int_list("tokens", "1,32,512,4096,32768", 0, 10'000'000, &tokens),
+                    args.get_int("seed", 0, 0, INT64_MAX, &seed),
+                    parse_dtype(args.get("dtype", "bf16"), &dtype),
+                    tools::parse_routing_skew(args.get("routing", "uniform"), &skew),
+                    pick_device(args.get("device", ""), &device),
+                    args.get_double("ceiling-gbps", 0, 0, 1e6, &ceiling_arg)}) {
+    if (!st.ok()) return fail(cmd, st, kExitUsage);
+  }
+  const std::string format = args.get("format", "table");
+  if (format != "table" && format != "json" && format != "csv") {
+    return fail(cmd, Status::InvalidArgument("--format = " + format + ": expected table, json or csv"),
+                kExitUsage);
+  }
+  std::vector<const ModelPreset*> models;
+  const std::string list = args.get("models", "all");
+  if (list == "all") {
+    for (const ModelPreset& m : model_presets()) models.push_back(&m);
+  } else {
+    for (const std::string& name : args.get_list("models", "")) {
+      const ModelPreset* m = find_model_preset(name);
+      if (!m) {
+        return fail(cmd, Status::InvalidArgument("--models item '" + name + "': expected all or " +
+                                                 model_preset_names()),
+                    kExitUsage);
+      }
+      models.push_back(m);
+    }
+  }
+
+  const bool cuda = device == Device::kCuda;
+  tools::MemoryCeiling ceiling;
+  tools::GraphTiming empty;
+  constexpr int kCalls = 40, kReplays = 7;
+  if (cuda) {
+    std::fprintf(stderr, "[bench] measuring the memory ceiling and the empty-kernel launch...\n");
+    if (ceiling_arg > 0) {
+      ceiling.read_gbps = ceiling_arg;
+    } else if (Status st = tools::measure_memory_ceiling(std::size_t{2} << 30, &ceiling); !st.ok()) {
+      return fail(cmd, st, kExitRuntime);
+    }
+    if (Status st = tools::time_empty_kernel(kCalls, kReplays, &empty); !st.ok()) {
+      return fail(cmd, st, kExitRuntime);
+    }
+  } else {
+    ceiling.read_gbps = ceiling_arg;
+  }
+  const std::size_t rotate = std::max<std::size_t>(2 * tools::device_l2_bytes(), std::size_t{64} << 20);
+
+  std::vector<Row> rows;
+  const std::size_t total = models.size() * tokens.size();
+  std::size_t done = 0;
+  std::int64_t any_wrong = 0;
+  for (const ModelPreset* m : models) {
+    for (std::int64_t M : tokens) {
+      ++done;
+      const tools::RoutingProblem pr =
+          make_preset_problem(*m, M, skew, static_cast<std::uint64_t>(seed), dtype);
+      Row r;
+      r.model = m->name;
+      r.experts = m->routing.num_experts;
+      r.top_k = m->routing.top_k;
+      r.tokens = M;
+      r.bytes = static_cast<std::int64_t>(pr.input_bytes() + pr.output_bytes());
+      if (cuda) {
+        tools::RoutingResult ref, got;
+        Status st = tools::run_routing_cpu(pr, &ref);
+        if (st.ok()) st = tools::run_routing_cuda(pr, &got);
+        tools::GraphTiming t;
+        if (st.ok()) st = tools::time_routing_cuda(pr, rotate, kCalls, kReplays, &t, nullptr);
+        if (!st.ok()) return fail(cmd, st, kExitRuntime);
+        r.wrong = tools::compare_routing(pr, ref, got).rows_wrong;
+        any_wrong += r.wrong;
+        r.median_us = t.median_us_per_call;
+        r.over_empty_us = r.median_us - empty.median_us_per_call;
+      } else {
+        r.median_us = cpu_median_us(pr);
+      }
+      r.gbps = static_cast<double>(r.bytes) / (r.median_us * 1e3);
+      if (ceiling.read_gbps > 0) {
+        r.pct_ceiling = 100.0 * r.gbps / ceiling.read_gbps;
+        r.floor_us = static_cast<double>(r.bytes) / (ceiling.read_gbps * 1e3);
+        r.x_floor = r.median_us / r.floor_us;
+      }
+      std::fprintf(stderr, "[%zu/%zu] %-18s M=%-7lld %10.2f us %8.1f GB/s wrong=%lld\n", done,
+                   total, m->name.c_str(), static_cast<long long>(M), r.median_us, r.gbps,
+                   static_cast<long long>(r.wrong));
+      rows.push_back(r);
+    }
+  }
+
+  const std::string card = cuda ? cuda_device_description() : "cpu";
+  std::string text;
+  if (format == "json") {
+    tools::JsonWriter j;
+    j.begin_object().field("bench", "routing").field("card", card).field("date", utc_timestamp());
+    j.field("dtype", dtype_name(dtype)).field("routing", skew.describe()).field("seed", seed);
+    j.field("method", cuda ? "CUDA graph of 40 calls over rotating buffers (>= 2x L2), median of "
+                             "7 replays / 40; bytes = logits + bias + weights + ids"
+                           : "CPU: median of repeated calls");
+    j.field("ceiling_read_gbps", ceiling.read_gbps).field("ceiling_copy_gbps", ceiling.copy_gbps);
+    j.field("empty_kernel_us", empty.median_us_per_call);
+    j.key("rows").begin_array();
+    for (const Row& r : rows) {
+      j.begin_object().field("model", r.model).field("E", r.experts).field("K", r.top_k);
+      j.field("tokens", r.tokens).field("median_us", r.median_us).field("bytes", r.bytes);
+      j.field("gbps", r.gbps).field("pct_ceiling", r.pct_ceiling).field("floor_us", r.floor_us);
+      j.field("x_floor", r.x_floor).field("over_empty_us", r.over_empty_us).field("wrong", r.wrong);
+      j.end_object();
+    }
+    j.end_array().end_object();
+    text = j.str() + "\n";
+  } else if (format == "csv") {
+    text = "model,E,K,tokens,median_us,empty_us,over_empty_us,gbps,pct_ceiling,floor_us,x_floor,wrong\n";
+    char buf[256];
+    for (const Row& r : rows) {
+      std::snprintf(buf, sizeof buf, "%s,%d,%d,%lld,%.3f,%.3f,%.3f,%.1f,%.1f,%.3f,%.2f,%lld\n",
+                    r.model.c_str(), r.experts, r.top_k, static_cast<long long>(r.tokens),
+                    r.median_us, empty.median_us_per_call, r.over_empty_us, r.gbps, r.pct_ceiling,
+                    r.floor_us, r.x_floor, static_cast<long long>(r.wrong));
+      text += buf;
+    }
+  } else {
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "routing bench on %s, logits %s, %s; ceiling %.0f GB/s; empty kernel %.2f us\n",
+                  card.c_str(), dtype_name(dtype), skew.describe().c_str(), ceiling.read_gbps,
+                  empty.median_us_per_call);
+    text = buf;
+    text += "| model | E | K | tokens | median us | over empty us | GB/s | % ceiling | floor us | x floor | wrong |\n";
+    text += "|---|---|---|---|---|---|---|---|---|---|---|\n";
+    for (const Row& r : rows) {
+      std::snprintf(buf, sizeof buf, "| %s | %d | %d | %lld | %.2f | %.2f | %.0f | %.1f | %.2f | %.2f | %s |\n",
+                    r.model.c_str(), r.experts, r.top_k, static_cast<long long>(r.tokens),
+                    r.median_us, r.over_empty_us, r.gbps, r.pct_ceiling, r.floor_us, r.x_floor,
+                    r.wrong < 0 ? "-" : std::to_string(r.wrong).c_str());
+      text += buf;
+    }
+  }
+  if (Status st = emit(format, args.get("output", ""), text); !st.ok()) return fail(cmd, st, kExitUsage);
+  return any_wrong == 0 ? kExitOk : kExitWrong;
+}
+
+int bench_ceiling(const Args& args) {
+  const char* cmd = "switchyard bench ceiling";
+  std::int64_t mib = 0;
+  if (Status st = args.get_int("bytes-mib", 2048, 16, 65536, &mib); !st.ok()) return fail(cmd, st, kExitUsage);
+  if (!cuda_device_available()) {
+    return fail(cmd, Status::Unsupported("no CUDA device is available"), kExitRuntime);
+  }
+  tools::MemoryCeiling c;
+  tools::GraphTiming empty;
+  if (Status st = tools::measure_memory_ceiling(static_cast<std::size_t>(mib) << 20, &c); !st.ok()) {
+    return fail(cmd, st, kExitRuntime);
+  }
+  if (Status st = tools::time_empty_kernel(40, 7, &empty); !st.ok()) return fail(cmd, st, kExitRuntime);
+  tools::JsonWriter j;
+  j.begin_object().field("bench", "ceiling").field("card", cuda_device_description());
+  j.field("date", utc_timestamp()).field("bytes", static_cast<std::int64_t>(c.bytes));
+  j.field("read_gbps", c.read_gbps).field("copy_gbps", c.copy_gbps);
+  j.field("empty_kernel_us", empty.median_us_per_call).end_object();
+  const std::string text = j.str() + "\n";
+  if (Status st = emit("json", args.get("output", ""), text); !st.ok()) return fail(cmd, st, kExitUsage);
+  return kExitOk;
+}
+
+}  // namespace
+
+int bench_command(int argc, char** argv, int first) {
+  const std::string usage =
+      "usage: switchyard bench routing [flags]   sweep token counts x presets\n"
+      "       switchyard bench ceiling [--bytes-mib N] [--output FILE]   memory ceiling\n";
+  if (first >= argc) {
+    std::fprintf(stderr, "switchyard bench: missing routine\n%s", usage.c_str());
+    return kExitUsage;
+  }
+  const std::string routine = argv[first];
+  if (routine == "--help" || routine == "help") {
+    std::printf("%s\nflags of bench routing:\n%s", usage.c_str(), flags_help(bench_flags()).c_str());
+    return kExitOk;
+  }
+  if (routine == "routing") {
+    Args args;
+    if (Status st = Args::parse("switchyard bench routing", bench_flags(), argc, argv, first + 1, &args);
+        !st.ok()) {
+      std::fprintf(stderr, "%s\n", st.message().c_str());
+      return kExitUsage;
+    }
+    if (args.has("help")) {
+      std::printf("%s\nflags:\n%s", usage.c_str(), flags_help(bench_flags()).c_str());
+      return kExitOk;
+    }
+    return bench_routing(args);
+  }
+  if (routine == "ceiling") {
+    static const std::vector<FlagSpec> specs = {
+        {"bytes-mib", true, "buffer size in MiB (default 2048)"},
+        {"output", true, "write the JSON to this file"}};
+    Args args;
+    if (Status st = Args::parse("switchyard bench ceiling", specs, argc, argv, first + 1, &args); !st.ok()) {
+      std::fprintf(stderr, "%s\n", st.message().c_str());
+      return kExitUsage;
+    }
+    return bench_ceiling(args);
+  }
+  std::fprintf(stderr, "switchyard bench: unknown routine '%s': expected routing or ceiling\n%s",
+               routine.c_str(), usage.c_str());
+  return kExitUsage;
+}
+
+}  // namespace switchyard::cli

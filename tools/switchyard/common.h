@@ -1,0 +1,35 @@
+// Pieces shared by the CLI commands.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../common/json.h"
+#include "../common/routing_harness.h"
+#include "../common/synthetic.h"
+#include "switchyard/models.h"
+
+namespace switchyard::cli {
+
+Status parse_dtype(const std::string& text, DType* out);  // bf16|fp16|fp32
+// "" -> cuda when a GPU is visible, else cpu. "cuda" without a GPU is an error.
+Status pick_device(const std::string& text, Device* out);
+std::string describe_router(const ModelPreset& m);
+std::string utc_timestamp();  // 2026-11-27T23:59:00Z
+
+// The routing problem of a preset: synthetic skewed logits (and bias where the model has one).
+tools::RoutingProblem make_preset_problem(const ModelPreset& m, std::int64_t num_tokens,
+                                          const tools::RoutingSkew& skew, std::uint64_t seed,
+                                          DType dtype);
+
+struct ExpertLoad {
+  std::vector<std::int64_t> tokens_per_expert;  // routed columns only
+  std::int64_t min = 0, max = 0;
+  double mean = 0, imbalance = 0;  // imbalance = max / mean
+};
+ExpertLoad expert_load(const tools::RoutingProblem& pr, const tools::RoutingResult& r);
+void print_expert_load(const ExpertLoad& load);
+void json_expert_load(tools::JsonWriter& j, const ExpertLoad& load);
+
+}  // namespace switchyard::cli
