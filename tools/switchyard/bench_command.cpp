@@ -206,24 +206,31 @@ int bench_routing(const Args& args) {
                     r.floor_us, r.x_floor, static_cast<long long>(r.wrong));
       text += buf;
     }
-  } else {
+  }
+  std::string table;
+  {
     char buf[256];
     std::snprintf(buf, sizeof buf,
                   "routing bench on %s, logits %s, %s; ceiling %.0f GB/s; empty kernel %.2f us\n",
                   card.c_str(), dtype_name(dtype), skew.describe().c_str(), ceiling.read_gbps,
                   empty.median_us_per_call);
-    text = buf;
-    text += "| model | E | K | tokens | median us | over empty us | GB/s | % ceiling | floor us | x floor | wrong |\n";
-    text += "|---|---|---|---|---|---|---|---|---|---|---|\n";
+    table = buf;
+    table += "| model | E | K | tokens | median us | over empty us | GB/s | % ceiling | floor us | x floor | wrong |\n";
+    table += "|---|---|---|---|---|---|---|---|---|---|---|\n";
     for (const Row& r : rows) {
       std::snprintf(buf, sizeof buf, "| %s | %d | %d | %lld | %.2f | %.2f | %.0f | %.1f | %.2f | %.2f | %s |\n",
                     r.model.c_str(), r.experts, r.top_k, static_cast<long long>(r.tokens),
                     r.median_us, r.over_empty_us, r.gbps, r.pct_ceiling, r.floor_us, r.x_floor,
                     r.wrong < 0 ? "-" : std::to_string(r.wrong).c_str());
-      text += buf;
+      table += buf;
     }
   }
-  if (Status st = emit(format, args.get("output", ""), text); !st.ok()) return fail(cmd, st, kExitUsage);
+  // The table always goes to stdout; --output receives the chosen format (table, json or csv).
+  const std::string output = args.get("output", "");
+  if (format != "table" && !output.empty()) std::fwrite(table.data(), 1, table.size(), stdout);
+  if (Status st = emit(format, output, format == "table" ? table : text); !st.ok()) {
+    return fail(cmd, st, kExitUsage);
+  }
   return any_wrong == 0 ? kExitOk : kExitWrong;
 }
 

@@ -1,0 +1,10 @@
+# Runs ${CLI} ${ARGS}; passes when it exits with 2 and stderr contains ${EXPECT}.
+execute_process(COMMAND ${CLI} ${ARGS} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 2)
+  message(FATAL_ERROR "expected exit code 2, got ${rc}\nstdout: ${out}\nstderr: ${err}")
+endif()
+string(FIND "${err}" "${EXPECT}" pos)
+if(pos EQUAL -1)
+  message(FATAL_ERROR "stderr lacks '${EXPECT}':\n${err}")
+endif()
+message(STATUS "ok: ${err}")
