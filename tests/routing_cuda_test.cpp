@@ -9,6 +9,8 @@
 #include <cstring>
 #include <vector>
 
+#include "../src/common/routing_internal.h"
+#include "../src/cuda/heuristics/routing.h"
 #include "common/gpu_bench.h"
 #include "routing_test_util.h"
 #include "switchyard/runtime.h"
@@ -232,6 +234,53 @@ TEST(RoutingCuda, BatchInvariance) {
               << variant_name(v) << " row " << row << " batch " << batch;
         }
       }
+    }
+  }
+}
+
+// Every kernel layout (lanes x vals) returns the CPU's bits: the layout is a speed choice only.
+TEST(RoutingCuda, EveryLayoutGivesTheSameBits) {
+  SKIP_WITHOUT_GPU();
+  for (Variant v : all_variants()) {
+    for (int E : {3, 8, 32, 160, 256, 384, 1024}) {
+      RoutingParams p;
+      if (!variant_params(v, E, std::min(E, 8), &p)) continue;
+      p.num_shared_experts = 1;
+      const std::int64_t M = 777;
+      const RoutingProblem pr = make_problem(p, M, DType::kBFloat16, cached_logits(E, M),
+                                             variant_has_bias(v), 5);
+      RoutingResult cpu;
+      ASSERT_TRUE(tools::run_routing_cpu(pr, &cpu).ok());
+      const std::size_t n = static_cast<std::size_t>(M) * static_cast<std::size_t>(pr.columns());
+      DeviceBuffer logits, bias, weights, ids;
+      ASSERT_TRUE(DeviceBuffer::allocate(pr.logits.size(), &logits).ok());
+      ASSERT_TRUE(tools::copy_to_device(logits.get(), pr.logits.data(), pr.logits.size()).ok());
+      ASSERT_TRUE(DeviceBuffer::allocate(pr.bias.size() * 4, &bias).ok());
+      ASSERT_TRUE(tools::copy_to_device(bias.get(), pr.bias.data(), pr.bias.size() * 4).ok());
+      ASSERT_TRUE(DeviceBuffer::allocate(n * 4, &weights).ok());
+      ASSERT_TRUE(DeviceBuffer::allocate(n * 4, &ids).ok());
+      const RoutingArgs args = tools::routing_args(pr, Device::kCuda, logits.get(), bias.get(),
+                                                   nullptr, nullptr, nullptr, nullptr,
+                                                   weights.get(), ids.get());
+      int layouts = 0;
+      for (int vals = 1; vals <= 32; vals *= 2) {
+        if (!heuristics::routing_vals_valid(E, vals)) continue;
+        ++layouts;
+        ASSERT_TRUE(tools::fill_device_bytes(weights.get(), 0x7b, n * 4).ok());
+        ASSERT_TRUE(tools::fill_device_bytes(ids.get(), 0x7b, n * 4).ok());
+        const Status st = detail::route_cuda_layout(p, args, vals, nullptr);
+        ASSERT_TRUE(st.ok()) << st.to_string();
+        RoutingResult gpu;
+        gpu.weights.resize(n);
+        std::vector<std::int32_t> raw(n);
+        ASSERT_TRUE(tools::copy_to_host(gpu.weights.data(), weights.get(), n * 4).ok());
+        ASSERT_TRUE(tools::copy_to_host(raw.data(), ids.get(), n * 4).ok());
+        gpu.ids.assign(raw.begin(), raw.end());
+        const tools::RoutingDiff d = tools::compare_routing(pr, cpu, gpu);
+        EXPECT_EQ(d.rows_wrong, 0) << variant_name(v) << " E" << E << " vals " << vals << ": "
+                                   << d.first_detail;
+      }
+      EXPECT_GT(layouts, 0);
     }
   }
 }

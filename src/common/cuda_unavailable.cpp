@@ -1,4 +1,5 @@
 // The CUDA entry points of a build without CUDA: they report kUnsupported.
+#include "routing_internal.h"
 #include "switchyard/routing.h"
 
 namespace switchyard {
@@ -10,6 +11,12 @@ Status route_cuda(const RoutingParams& params, const RoutingArgs& args, void*, s
   return Status::Unsupported("route_cuda: this Switchyard build has no CUDA backend "
                              "(configure with -DSWITCHYARD_CUDA=ON)");
 }
+
+namespace detail {
+Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, int, cudaStream_t) {
+  return route_cuda(params, args, nullptr, 0, nullptr);
+}
+}  // namespace detail
 
 }  // namespace switchyard
 

@@ -3,7 +3,7 @@
 // Why: the routing contract promises that the CPU and CUDA backends return bitwise identical ids
 // and weights, and ids depend on exact comparisons of transcendental values (sigmoid, softcap,
 // softplus). libm's expf and CUDA's expf differ in the last bit now and then, which would flip
-// near-ties. These functions use only IEEE-exact operations (+, -, *, /, sqrt, rint, ldexp,
+// near-ties. These functions use only IEEE-exact operations (+, -, *, /, fma, sqrt, rint,
 // frexp) in a fixed order. Build rules that keep them exact: device code in files that include
 // this header is compiled with --fmad=false and host code with -ffp-contract=off (CMakeLists.txt),
 // so no multiply-add is contracted differently on either side. Accuracy: about 2 ulp.
@@ -48,13 +48,6 @@ SY_HD float exact_rint(float x) {
   return std::nearbyint(x);  // round half to even in the default rounding mode, like rintf
 #endif
 }
-SY_HD float exact_ldexp(float x, int e) {
-#if defined(__CUDA_ARCH__)
-  return ldexpf(x, e);
-#else
-  return std::ldexp(x, e);
-#endif
-}
 SY_HD float exact_sqrt(float x) {
 #if defined(__CUDA_ARCH__)
   return __fsqrt_rn(x);
@@ -63,37 +56,90 @@ SY_HD float exact_sqrt(float x) {
 #endif
 }
 
-// e^x.
+SY_HD float exact_fma(float a, float b, float c) {
+#if defined(__CUDA_ARCH__)
+  return __fmaf_rn(a, b, c);
+#else
+  return std::fma(a, b, c);  // correctly rounded, like the device instruction
+#endif
+}
+SY_HD float exact_fmax(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return fmaxf(a, b);
+#else
+  return std::fmax(a, b);
+#endif
+}
+SY_HD float exact_fmin(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return fminf(a, b);
+#else
+  return std::fmin(a, b);
+#endif
+}
+
+// a / b: Newton-Raphson reciprocal from a bit-level first guess, then one fused correction of the
+// quotient (within 1 ulp of a / b, correctly rounded in nearly all cases). Used instead of "/"
+// because CUDA's IEEE division calls a slow-path subroutine; this one is branch-free and gives
+// the same bits on both sides. Special values follow IEEE: x/0 = +-Inf (0/0 NaN), x/Inf = 0.
+SY_HD float div_f(float a, float b) {
+  const std::uint32_t b_abs_bits = float_to_bits(b) & 0x7fffffffu;
+  const float b_abs = bits_to_float(b_abs_bits);
+  // Keep the reciprocal in the normal range: scale both operands by an exact power of two.
+  const float scale = b_abs > 0x1p100f ? 0x1p-64f : (b_abs < 0x1p-100f ? 0x1p64f : 1.0f);
+  const float as = a * scale, bs = b_abs * scale;
+  float y = bits_to_float(0x7ef311c3u - float_to_bits(bs));  // ~12% first guess of 1 / bs
+  y = exact_fma(y, exact_fma(-bs, y, 1.0f), y);
+  y = exact_fma(y, exact_fma(-bs, y, 1.0f), y);
+  y = exact_fma(y, exact_fma(-bs, y, 1.0f), y);
+  float q = as * y;
+  q = exact_fma(exact_fma(-bs, q, as), y, q);
+  q = (float_to_bits(b) & 0x80000000u) ? -q : q;
+  const bool a_nan = is_nan(a), b_nan = is_nan(b);
+  const bool a_inf = !a_nan && !is_finite(a), b_inf = !b_nan && !is_finite(b);
+  const float sign = ((float_to_bits(a) ^ float_to_bits(b)) & 0x80000000u) ? -1.0f : 1.0f;
+  if (a_nan || b_nan || (a_inf && b_inf) || (a == 0.0f && b == 0.0f)) return bits_to_float(0x7fc00000u);
+  if (b == 0.0f || a_inf) return sign * pos_inf();
+  if (b_inf) return sign * 0.0f;
+  return q;
+}
+
+// e^x. Branch-free: range reduction with n = rint(x / ln2), a degree-7 polynomial evaluated with
+// fused multiply-adds (correctly rounded on both sides), and 2^n applied in two exact steps so
+// that subnormal results round the same way everywhere.
 SY_HD float exp_f(float x) {
-  if (is_nan(x)) return x;
-  if (x > 88.72283f) return pos_inf();
-  if (x < -103.9721f) return 0.0f;
-  const float n = exact_rint(x * 1.44269504f);
-  // ln2 split so that n * kLn2Hi is exact for |n| < 256.
-  const float r = (x - n * 0.693145751953125f) - n * 1.42860677e-06f;
-  // Taylor polynomial of e^r on |r| <= 0.35, Horner form.
+  const float xc = exact_fmin(exact_fmax(x, -104.0f), 89.0f);  // fmax/fmin drop a NaN x
+  const float n = exact_rint(xc * 1.44269504f);
+  float r = exact_fma(-n, 0.693145751953125f, xc);  // ln2 split: n * hi is exact
+  r = exact_fma(-n, 1.42860677e-06f, r);
   float p = 1.98412698e-04f;  // 1/7!
-  p = p * r + 1.38888889e-03f;
-  p = p * r + 8.33333333e-03f;
-  p = p * r + 4.16666667e-02f;
-  p = p * r + 1.66666667e-01f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  return exact_ldexp(p, static_cast<int>(n));
+  p = exact_fma(p, r, 1.38888889e-03f);
+  p = exact_fma(p, r, 8.33333333e-03f);
+  p = exact_fma(p, r, 4.16666667e-02f);
+  p = exact_fma(p, r, 1.66666667e-01f);
+  p = exact_fma(p, r, 0.5f);
+  p = exact_fma(p, r, 1.0f);
+  p = exact_fma(p, r, 1.0f);
+  const int ni = static_cast<int>(n);
+  const int half = ni / 2;
+  const float s1 = bits_to_float(static_cast<std::uint32_t>(half + 127) << 23);
+  const float s2 = bits_to_float(static_cast<std::uint32_t>(ni - half + 127) << 23);
+  const float y = (p * s1) * s2;
+  if (is_nan(x)) return x;
+  return x > 88.72283f ? pos_inf() : (x < -103.9721f ? 0.0f : y);
 }
 
 // e^x - 1, accurate near 0.
 SY_HD float expm1_f(float x) {
   if (x > -0.5f && x < 0.5f) {
     float p = 2.48015873e-05f;  // 1/8!
-    p = p * x + 1.98412698e-04f;
-    p = p * x + 1.38888889e-03f;
-    p = p * x + 8.33333333e-03f;
-    p = p * x + 4.16666667e-02f;
-    p = p * x + 1.66666667e-01f;
-    p = p * x + 0.5f;
-    return (p * x) * x + x;
+    p = exact_fma(p, x, 1.98412698e-04f);
+    p = exact_fma(p, x, 1.38888889e-03f);
+    p = exact_fma(p, x, 8.33333333e-03f);
+    p = exact_fma(p, x, 4.16666667e-02f);
+    p = exact_fma(p, x, 1.66666667e-01f);
+    p = exact_fma(p, x, 0.5f);
+    return exact_fma(p * x, x, x);
   }
   return exp_f(x) - 1.0f;
 }
@@ -114,17 +160,17 @@ SY_HD float log_f(float x) {
     e = e - 1;
   }
   // log(m) = 2 atanh(s), s = (m - 1) / (m + 1), |s| < 0.172.
-  const float s = (m - 1.0f) / (m + 1.0f);
+  const float s = div_f(m - 1.0f, m + 1.0f);
   const float s2 = s * s;
-  float p = 1.0f / 11.0f;
-  p = p * s2 + 1.0f / 9.0f;
-  p = p * s2 + 1.0f / 7.0f;
-  p = p * s2 + 1.0f / 5.0f;
-  p = p * s2 + 1.0f / 3.0f;
-  p = p * s2 + 1.0f;
+  float p = 0.0909090909f;  // 1/11
+  p = exact_fma(p, s2, 0.111111111f);
+  p = exact_fma(p, s2, 0.142857143f);
+  p = exact_fma(p, s2, 0.2f);
+  p = exact_fma(p, s2, 0.333333333f);
+  p = exact_fma(p, s2, 1.0f);
   const float log_m = 2.0f * s * p;
   const float fe = static_cast<float>(e);
-  return (fe * 0.693145751953125f + log_m) + fe * 1.42860677e-06f;
+  return exact_fma(fe, 1.42860677e-06f, exact_fma(fe, 0.693145751953125f, log_m));
 }
 
 // log(1 + u) for u >= 0 (Goldberg's correction keeps it accurate for small u).
@@ -132,17 +178,17 @@ SY_HD float log1p_f(float u) {
   const float w = 1.0f + u;
   if (w == 1.0f) return u;
   if (!is_finite(w)) return w;
-  return log_f(w) * (u / (w - 1.0f));
+  return log_f(w) * div_f(u, w - 1.0f);
 }
 
-SY_HD float sigmoid_f(float x) { return 1.0f / (1.0f + exp_f(-x)); }
+SY_HD float sigmoid_f(float x) { return div_f(1.0f, 1.0f + exp_f(-x)); }
 
 SY_HD float tanh_f(float x) {
   if (is_nan(x)) return x;
   const float ax = x < 0.0f ? -x : x;
   if (ax > 9.1f) return x < 0.0f ? -1.0f : 1.0f;
   const float t = expm1_f(2.0f * ax);
-  const float r = t / (t + 2.0f);
+  const float r = div_f(t, t + 2.0f);
   return x < 0.0f ? -r : r;
 }
 

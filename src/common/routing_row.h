@@ -1,13 +1,15 @@
 // The per-row routing math shared by the CPU backend and the CUDA kernel.
 //
-// Both backends compute a row the same way, so that they return the same bits:
-//  - the row is laid out over `lanes` lanes of `vals` consecutive experts each (lane l owns experts
-//    [l*vals, (l+1)*vals)), the layout of the CUDA kernel's lane group (RowLayout below);
-//  - every float sum over the row is a per-lane sum in ascending expert order followed by an XOR
-//    butterfly over the lanes (offsets lanes/2, ..., 1); the CPU replays that tree exactly;
+// Every result is defined independently of how a row is split over threads, so the two backends,
+// and every launch layout of the kernel, return the same bits:
+//  - selection compares (order key, expert index) exactly;
+//  - every float sum is a pairwise tree over a zero-padded power-of-two array: the softmax
+//    denominator over next_pow2(E) leaves (leaf e = expert e), slot sums over 32 leaves (leaf k =
+//    output column k). A thread holding an aligned run of leaves sums its run as the subtree it
+//    is, and threads combine with XOR shuffles of offsets 1, 2, 4, ..., which are the upper
+//    levels of the same tree;
 //  - scores come from exact_math.h, which gives the same bits on both sides.
-// The layout depends on E only, never on the number of rows: this is what makes results batch
-// invariant.
+// Nothing depends on the number of rows: results are batch invariant by construction.
 #pragma once
 
 #include <cstdint>
@@ -18,20 +20,25 @@
 
 namespace switchyard::detail {
 
-struct RowLayout {
-  int lanes;  // power of two, 1..32; lanes >= min(E, 32) >= K
-  int vals;   // power of two, experts per lane; lanes * vals >= E
-};
-
 SY_HD constexpr int next_pow2(int v) {
   int p = 1;
   while (p < v) p *= 2;
   return p;
 }
 
-SY_HD constexpr RowLayout routing_layout(int num_experts) {
-  if (num_experts <= 32) return RowLayout{next_pow2(num_experts < 1 ? 1 : num_experts), 1};
-  return RowLayout{32, next_pow2((num_experts + 31) / 32)};
+// Leaves of the softmax-denominator tree of a row of E experts.
+SY_HD constexpr int routing_row_capacity(int num_experts) {
+  return next_pow2(num_experts < 1 ? 1 : num_experts);
+}
+
+inline constexpr int kRoutingSlotLeaves = 32;  // leaves of the slot-sum tree (>= K + S)
+
+// Pairwise tree sum of v[0..n), n a power of two: ((v0+v1)+(v2+v3))+... (host reference).
+inline float pairwise_sum(float* v, int n) {
+  for (int stride = 1; stride < n; stride *= 2) {
+    for (int i = 0; i + stride < n; i += 2 * stride) v[i] = v[i] + v[i + stride];
+  }
+  return n > 0 ? v[0] : 0.0f;
 }
 
 // Selection order as an unsigned integer: a larger value ranks higher. 0 is reserved for
@@ -61,7 +68,7 @@ SY_HD int candidate_expert(std::uint64_t c) {
 SY_HD std::uint32_t candidate_order(std::uint64_t c) { return static_cast<std::uint32_t>(c >> 32); }
 
 SY_HD float softcapped(float x, float softcap) {
-  return softcap > 0.0f ? softcap * tanh_f(x / softcap) : x;
+  return softcap > 0.0f ? softcap * tanh_f(div_f(x, softcap)) : x;
 }
 
 // The bias-free score s of the sigmoid-like functions (also the key of the others).
@@ -99,7 +106,7 @@ SY_HD float max_ignore_nan(float a, float b) {
 
 SY_HD float nan_to_zero(float w) { return is_nan(w) ? 0.0f : w; }
 
-SY_HD float safe_div(float num, float den) { return den > 0.0f ? num / den : 0.0f; }
+SY_HD float safe_div(float num, float den) { return den > 0.0f ? div_f(num, den) : 0.0f; }
 
 // Group score from the (up to) two largest keys of a group, as order keys (0 = absent).
 SY_HD float group_score_value(GroupScore g, std::uint32_t best, std::uint32_t second) {

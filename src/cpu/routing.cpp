@@ -1,8 +1,9 @@
 // CPU backend of routing: the oracle the CUDA kernel is tested against, and a usable backend.
 //
-// It computes each row with the same float operations in the same order as the CUDA kernel
-// (see src/common/routing_row.h): sums are replayed as the kernel's lane tree, selection is an
-// exact comparison on (order key, expert index). So the two backends agree bit for bit.
+// It computes each row with the canonical math of src/common/routing_row.h (exact selection,
+// pairwise tree sums, exact_math.h scores), as the CUDA kernel does in every launch layout: the
+// two backends agree bit for bit.
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <vector>
@@ -19,17 +20,16 @@ namespace {
 
 using namespace detail;
 
-// The CUDA kernel's XOR butterfly over `lanes` lanes, as seen by lane 0.
-float lane_tree_sum(std::array<float, 32> v, int lanes) {
-  for (int off = lanes / 2; off >= 1; off /= 2) {
-    for (int l = 0; l < off; ++l) v[static_cast<std::size_t>(l)] += v[static_cast<std::size_t>(l + off)];
-  }
-  return v[0];
+// Sum of the K slot values as the pairwise tree over kRoutingSlotLeaves zero-padded leaves.
+float slot_sum(const std::array<float, kRoutingSlotLeaves>& w) {
+  std::array<float, kRoutingSlotLeaves> v = w;
+  return pairwise_sum(v.data(), kRoutingSlotLeaves);
 }
 
 struct RowScratch {
   std::vector<float> key;
   std::vector<std::uint32_t> ord;
+  std::vector<float> terms;  // next_pow2(E) softmax leaves
 };
 
 // Indices of the `count` best candidates among ord[0..n) (0 = not selectable), best first.
@@ -79,7 +79,6 @@ void route_row(const RoutingKernelParams& kp, std::int64_t row, std::int64_t non
                RowScratch& s) {
   const RoutingParams& p = kp.p;
   const int E = p.num_experts, K = p.top_k, S = p.num_shared_experts, cols = K + S;
-  const RowLayout layout = routing_layout(E);
   float* out_w = kp.weights + row * cols;
   IdT* out_id = static_cast<IdT*>(kp.ids) + row * cols;
   if (row >= non_padded) {
@@ -102,23 +101,18 @@ void route_row(const RoutingKernelParams& kp, std::int64_t row, std::int64_t non
   float max_key = neg_inf(), softmax_sum = 0.0f;
   if (p.score_func == ScoreFunc::kSoftmax) {
     for (int e = 0; e < E; ++e) max_key = max_ignore_nan(max_key, s.key[static_cast<std::size_t>(e)]);
-    std::array<float, 32> part{};
-    for (int l = 0; l < layout.lanes; ++l) {
-      float acc = 0.0f;
-      for (int j = 0; j < layout.vals; ++j) {
-        const int e = l * layout.vals + j;
-        if (e < E) acc = acc + softmax_term(s.key[static_cast<std::size_t>(e)], max_key);
-      }
-      part[static_cast<std::size_t>(l)] = acc;
+    std::fill(s.terms.begin(), s.terms.end(), 0.0f);
+    for (int e = 0; e < E; ++e) {
+      s.terms[static_cast<std::size_t>(e)] = softmax_term(s.key[static_cast<std::size_t>(e)], max_key);
     }
-    softmax_sum = lane_tree_sum(part, layout.lanes);
+    softmax_sum = pairwise_sum(s.terms.data(), static_cast<int>(s.terms.size()));
   }
   if (p.group_score != GroupScore::kNone) drop_groups(p, s.ord.data());
 
   std::array<std::uint64_t, kMaxRoutingColumns> best{};
   select_top(s.ord.data(), E, K, best.data());
 
-  std::array<float, 32> w{};  // slot k lives in lane k of the kernel
+  std::array<float, kRoutingSlotLeaves> w{};  // leaf k = output column k
   std::array<int, kMaxRoutingColumns> sel{};
   const float top_key = order_key_value(candidate_order(best[0]));
   const float softmax_top = is_nan(top_key) ? neg_inf() : top_key;
@@ -150,29 +144,29 @@ void route_row(const RoutingKernelParams& kp, std::int64_t row, std::int64_t non
     w[ks] = nan_to_zero(wk);
   }
   if (p.score_func == ScoreFunc::kTopkThenSoftmax) {
-    const float sum = lane_tree_sum(w, layout.lanes);
+    const float sum = slot_sum(w);
     for (int k = 0; k < K; ++k) w[static_cast<std::size_t>(k)] = safe_div(w[static_cast<std::size_t>(k)], sum);
   }
   if (p.renormalize) {
-    float sum = lane_tree_sum(w, layout.lanes);
+    float sum = slot_sum(w);
     if (sum == pos_inf()) {
       for (int k = 0; k < K; ++k) {
         w[static_cast<std::size_t>(k)] = w[static_cast<std::size_t>(k)] == pos_inf() ? 1.0f : 0.0f;
       }
-      sum = lane_tree_sum(w, layout.lanes);
+      sum = slot_sum(w);
     }
     if (sum > 0.0f) {
-      for (int k = 0; k < K; ++k) w[static_cast<std::size_t>(k)] = w[static_cast<std::size_t>(k)] / sum;
+      for (int k = 0; k < K; ++k) w[static_cast<std::size_t>(k)] = div_f(w[static_cast<std::size_t>(k)], sum);
     }
   }
-  const float routed_sum = S > 0 ? lane_tree_sum(w, layout.lanes) : 0.0f;
+  const float routed_sum = S > 0 ? slot_sum(w) : 0.0f;
   const float rsf = p.routed_scaling_factor;
   for (int k = 0; k < K; ++k) {
     const auto ks = static_cast<std::size_t>(k);
     out_w[k] = p.apply_rsf_on_output ? w[ks] * rsf : w[ks];
     out_id[k] = static_cast<IdT>(map_routed_id(kp, sel[ks], row, k));
   }
-  const float shared_w = p.apply_rsf_on_output ? routed_sum : routed_sum / rsf;
+  const float shared_w = p.apply_rsf_on_output ? routed_sum : div_f(routed_sum, rsf);
   for (int i = 0; i < S; ++i) {
     out_w[K + i] = shared_w;
     out_id[K + i] = static_cast<IdT>(shared_expert_id(kp, i));
@@ -186,8 +180,9 @@ void route_all(const RoutingKernelParams& kp) {
   if (kp.num_tokens_non_padded) non_padded = *kp.num_tokens_non_padded;
   const std::int64_t rows_per_thread = std::max<std::int64_t>(64, 65536 / kp.p.num_experts);
   parallel_for(M, rows_per_thread, [&](std::int64_t begin, std::int64_t end) {
-    RowScratch scratch{std::vector<float>(static_cast<std::size_t>(kp.p.num_experts)),
-                       std::vector<std::uint32_t>(static_cast<std::size_t>(kp.p.num_experts))};
+    const auto E = static_cast<std::size_t>(kp.p.num_experts);
+    RowScratch scratch{std::vector<float>(E), std::vector<std::uint32_t>(E),
+                       std::vector<float>(static_cast<std::size_t>(routing_row_capacity(kp.p.num_experts)))};
     for (std::int64_t row = begin; row < end; ++row) {
       route_row<T, IdT>(kp, row, non_padded, scratch);
     }

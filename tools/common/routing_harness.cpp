@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "../../src/common/routing_internal.h"
 #include "gpu_bench.h"
 
 namespace switchyard::tools {
@@ -158,7 +159,7 @@ RoutingDiff compare_routing(const RoutingProblem& pr, const RoutingResult& a,
 namespace switchyard::tools {
 
 Status time_routing_cuda(const RoutingProblem& pr, std::size_t rotate_bytes, int calls,
-                         int replays, GraphTiming* out, int* buffers_used) {
+                         int replays, GraphTiming* out, int* buffers_used, int vals_per_lane) {
   const std::size_t n = static_cast<std::size_t>(pr.num_tokens) * static_cast<std::size_t>(pr.columns());
   const std::size_t per_call = std::max<std::size_t>(1, pr.input_bytes() + pr.output_bytes());
   const int nbuf = static_cast<int>(std::clamp<std::size_t>((rotate_bytes + per_call - 1) / per_call, 1,
@@ -195,7 +196,8 @@ Status time_routing_cuda(const RoutingProblem& pr, std::size_t rotate_bytes, int
   return time_graph(
       calls, replays,
       [&](int call, cudaStream_t stream) {
-        return route_cuda(pr.params, args[static_cast<std::size_t>(call % nbuf)], nullptr, 0, stream);
+        return detail::route_cuda_layout(pr.params, args[static_cast<std::size_t>(call % nbuf)],
+                                         vals_per_lane, stream);
       },
       out);
 }

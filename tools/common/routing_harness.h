@@ -63,7 +63,8 @@ struct GraphTiming;
 // Times route_cuda on the problem with the fixed method of gpu_bench.h: `calls` calls per graph
 // rotating over enough input/output copies to cover `rotate_bytes` (use >= 2x the L2 size so each
 // call reads from DRAM, as in a real layer), `replays` timed replays.
+// vals_per_lane forces the kernel layout (0: the heuristic's choice).
 Status time_routing_cuda(const RoutingProblem& pr, std::size_t rotate_bytes, int calls,
-                         int replays, GraphTiming* out, int* buffers_used);
+                         int replays, GraphTiming* out, int* buffers_used, int vals_per_lane = 0);
 
 }  // namespace switchyard::tools

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <vector>
 
+#include "../../src/cuda/heuristics/routing.h"
 #include "../common/gpu_bench.h"
 #include "args.h"
 #include "commands.h"
@@ -33,6 +34,7 @@ const std::vector<FlagSpec>& bench_flags() {
       {"output", true, "write the results to this file instead of stdout"},
       {"ceiling-gbps", true, "use this memory ceiling instead of measuring it"},
       {"seed", true, "seed of the generated inputs (default 0)"},
+      {"vals", true, "force the CUDA kernel layout: experts per lane, 1..32 (default: heuristic)"},
       {"help", false, "show this help"},
   };
   return specs;
@@ -85,6 +87,10 @@ int bench_routing(const Args& args) {
   Device device = Device::kCpu;
   tools::RoutingSkew skew;
   double ceiling_arg = 0;
+  std::int64_t vals = 0;
+  for (Status st : {args.get_int("vals", 0, 0, 32, &vals)}) {
+    if (!st.ok()) return fail(cmd, st, kExitUsage);
+  }
   for (Status st : {args.get_int_list("tokens", "1,32,512,4096,32768", 0, 10'000'000, &tokens),
                     args.get_int("seed", 0, 0, INT64_MAX, &seed),
                     parse_dtype(args.get("dtype", "bf16"), &dtype),
@@ -153,7 +159,13 @@ int bench_routing(const Args& args) {
         Status st = tools::run_routing_cpu(pr, &ref);
         if (st.ok()) st = tools::run_routing_cuda(pr, &got);
         tools::GraphTiming t;
-        if (st.ok()) st = tools::time_routing_cuda(pr, rotate, kCalls, kReplays, &t, nullptr);
+        if (st.ok()) {
+          // A forced layout that does not exist for this E falls back to the heuristic.
+          const int v = heuristics::routing_vals_valid(m->routing.num_experts, static_cast<int>(vals))
+                            ? static_cast<int>(vals)
+                            : 0;
+          st = tools::time_routing_cuda(pr, rotate, kCalls, kReplays, &t, nullptr, v);
+        }
         if (!st.ok()) return fail(cmd, st, kExitRuntime);
         r.wrong = tools::compare_routing(pr, ref, got).rows_wrong;
         any_wrong += r.wrong;
@@ -181,6 +193,7 @@ int bench_routing(const Args& args) {
     tools::JsonWriter j;
     j.begin_object().field("bench", "routing").field("card", card).field("date", utc_timestamp());
     j.field("dtype", dtype_name(dtype)).field("routing", skew.describe()).field("seed", seed);
+    j.field("vals_per_lane", vals == 0 ? std::string("heuristic") : std::to_string(vals));
     j.field("method", cuda ? "CUDA graph of 40 calls over rotating buffers (>= 2x L2), median of "
                              "7 replays / 40; bytes = logits + bias + weights + ids"
                            : "CPU: median of repeated calls");

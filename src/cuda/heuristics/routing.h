@@ -1,5 +1,11 @@
 // Problem -> launch configuration for routing. Pure host code (no CUDA headers), unit-testable.
-// The row layout depends on E only (never on M): that is what keeps results batch invariant.
+//
+// Every layout (lanes x vals = next_pow2(E)) returns the same bits (src/common/routing_row.h), so
+// this choice is about speed only and may depend on the number of rows without breaking batch
+// invariance.
+//  - few rows: one lane group of min(32, C) lanes per row, the shortest dependency chain;
+//  - many rows: kThroughputVals experts per lane, several rows per warp, so the per-row
+//    collectives (argmax rounds, sums) cost fewer warp instructions per row.
 #pragma once
 
 #include <cstdint>
@@ -9,19 +15,45 @@
 namespace switchyard::heuristics {
 
 struct RoutingLaunchConfig {
-  int lanes;               // lanes per row (lane group width)
-  int vals;                // experts per lane
-  int threads;             // threads per block
+  int lanes;            // lanes per row (lane group width)
+  int vals;             // experts per lane; lanes * vals = next_pow2(E)
+  int threads;          // threads per block
   int rows_per_block;
-  std::int64_t blocks;     // grid size (0 when M == 0)
+  std::int64_t blocks;  // grid size (0 when M == 0)
 };
 
 inline constexpr int kRoutingThreadsPerBlock = 128;
+inline constexpr int kRoutingMaxVals = 32;
+inline constexpr int kThroughputVals = 16;
+inline constexpr std::int64_t kThroughputMinRows = 2048;
 
-inline RoutingLaunchConfig routing_launch_config(int num_experts, std::int64_t num_tokens) {
-  const detail::RowLayout layout = detail::routing_layout(num_experts);
-  const int rows_per_block = kRoutingThreadsPerBlock / layout.lanes;
-  return RoutingLaunchConfig{layout.lanes, layout.vals, kRoutingThreadsPerBlock, rows_per_block,
+// A layout with an instance: vals a power of two in 1..32, lanes = C / vals in 1..32, and not
+// (vals >= 16 with lanes <= 2): those hold 16-32 values and 16-32 output slots per thread and
+// spill registers.
+inline bool routing_layout_valid(int lanes, int vals) {
+  return vals >= 1 && vals <= kRoutingMaxVals && (vals & (vals - 1)) == 0 && lanes >= 1 &&
+         lanes <= 32 && (lanes & (lanes - 1)) == 0 && !(vals >= 16 && lanes <= 2);
+}
+inline bool routing_vals_valid(int num_experts, int vals) {
+  const int capacity = detail::routing_row_capacity(num_experts);
+  return vals >= 1 && vals <= capacity && capacity % vals == 0 &&
+         routing_layout_valid(capacity / vals, vals);
+}
+
+// vals_override: 0 for the heuristic, else a value for which routing_vals_valid() holds.
+inline RoutingLaunchConfig routing_launch_config(int num_experts, std::int64_t num_tokens,
+                                                 int vals_override = 0) {
+  const int capacity = detail::routing_row_capacity(num_experts);
+  int vals = capacity > 32 ? capacity / 32 : 1;  // latency layout
+  if (num_tokens >= kThroughputMinRows) {
+    vals = capacity < kThroughputVals ? capacity : kThroughputVals;
+    while (!routing_vals_valid(num_experts, vals)) vals /= 2;
+    if (capacity / vals > 32) vals = capacity / 32;
+  }
+  if (vals_override > 0) vals = vals_override;
+  const int lanes = capacity / vals;
+  const int rows_per_block = kRoutingThreadsPerBlock / lanes;
+  return RoutingLaunchConfig{lanes, vals, kRoutingThreadsPerBlock, rows_per_block,
                              (num_tokens + rows_per_block - 1) / rows_per_block};
 }
 

@@ -1,6 +1,7 @@
 // A group of kLanes consecutive lanes of a warp working on one row (kLanes: power of two <= 32).
 // Every collective below uses the group's own member mask, so groups of one warp may diverge.
-// Reductions are XOR butterflies (offsets kLanes/2 ... 1); src/cpu replays the same tree.
+// sum() is a XOR butterfly with offsets 1, 2, ..., kLanes/2: the upper levels of the pairwise
+// tree of routing_row.h when lane l holds the l-th aligned run of leaves.
 #pragma once
 
 #include <cstdint>
@@ -25,7 +26,16 @@ struct LaneGroup {
 
   __device__ __forceinline__ float sum(float v) const {
 #pragma unroll
-    for (int off = kLanes / 2; off >= 1; off /= 2) v = v + __shfl_xor_sync(mask, v, off, kLanes);
+    for (int off = 1; off < kLanes; off *= 2) v = v + __shfl_xor_sync(mask, v, off, kLanes);
+    return v;
+  }
+  // Max of packed (order, index) candidates.
+  __device__ __forceinline__ std::uint64_t max_candidate(std::uint64_t v) const {
+#pragma unroll
+    for (int off = 1; off < kLanes; off *= 2) {
+      const std::uint64_t o = __shfl_xor_sync(mask, v, off, kLanes);
+      v = o > v ? o : v;
+    }
     return v;
   }
   __device__ __forceinline__ float max_ignore_nan(float v) const {

@@ -1,9 +1,10 @@
-// The routing kernel: one lane group of kLanes lanes per row, kVals consecutive experts per lane.
-// Framework-free: raw pointers in RoutingKernelParams, no host policy (see launch/routing.cu).
+// The routing kernel: a group of kLanes lanes per row, kVals consecutive experts per lane, with
+// kLanes * kVals = next_pow2(E). Every layout computes the same bits (routing_row.h), so the
+// launcher picks the layout for speed alone. Framework-free: raw pointers in RoutingKernelParams.
 //
-// Per row: load -> keys -> (softmax max/sum) -> (group selection) -> K rounds of group argmax ->
-// weights -> renormalise / shared / rsf -> placement -> store. Every step is the one in
-// src/cpu/routing.cpp, with the same float operations in the same order.
+// Per row: load -> keys -> (softmax max and pairwise sum) -> (group selection) -> K rounds of
+// argmax over the group -> weights -> renormalise / shared / rsf -> placement -> store. Each step
+// is the one of src/cpu/routing.cpp, with the same float operations.
 #pragma once
 
 #include <cstdint>
@@ -17,8 +18,6 @@ namespace switchyard::kernels {
 
 inline constexpr int kRoutingThreads = 128;
 
-template <typename T>
-struct VecOf;  // a 16-, 8- or 4-byte load unit
 template <int kBytes>
 struct LoadUnit {
   using type = uint4;
@@ -32,7 +31,7 @@ struct LoadUnit<4> {
   using type = unsigned int;
 };
 
-// raw[j] = logit of expert lane*kVals + j (0 outside the row).
+// raw[j] = logit of expert first + j (0 outside the row). 16-byte loads where aligned.
 template <typename T, int kVals>
 __device__ __forceinline__ void load_chunk(const T* row_ptr, int first, int num_experts,
                                            bool vec_ok, float (&raw)[kVals]) {
@@ -62,20 +61,56 @@ __device__ __forceinline__ void load_chunk(const T* row_ptr, int first, int num_
   }
 }
 
-// One level of the chunk tournament: slot i meets slot i + kWidth; the lower slot keeps ties.
-template <int kWidth, int kVals>
-__device__ __forceinline__ void tournament_level(std::uint32_t (&o)[kVals], int (&jj)[kVals]) {
+// bias[first + j] (0 outside the row); 16-byte loads where aligned.
+template <int kVals>
+__device__ __forceinline__ void load_bias(const float* bias, int first, int num_experts,
+                                          float (&b)[kVals]) {
+  if constexpr (kVals % 4 == 0) {
+    if ((reinterpret_cast<std::uintptr_t>(bias + first) & 15u) == 0 && first + kVals <= num_experts) {
+      const float4* src = reinterpret_cast<const float4*>(bias + first);
 #pragma unroll
-  for (int i = 0; i < kWidth; ++i) {
-    if (o[i + kWidth] > o[i]) {
-      o[i] = o[i + kWidth];
-      jj[i] = jj[i + kWidth];
+      for (int u = 0; u < kVals / 4; ++u) {
+        const float4 v = __ldg(src + u);
+        b[4 * u] = v.x;
+        b[4 * u + 1] = v.y;
+        b[4 * u + 2] = v.z;
+        b[4 * u + 3] = v.w;
+      }
+      return;
     }
   }
-  if constexpr (kWidth > 1) tournament_level<kWidth / 2, kVals>(o, jj);
+#pragma unroll
+  for (int j = 0; j < kVals; ++j) b[j] = first + j < num_experts ? __ldg(bias + first + j) : 0.0f;
 }
 
-// Best (order, j) of a lane's chunk; ties keep the lower j (so the lower expert index).
+// Pairwise tree over a lane's aligned run of leaves: v[0] += v[s] ... (left + right).
+template <int kStride, int kN>
+__device__ __forceinline__ void pairwise_level(float (&v)[kN]) {
+#pragma unroll
+  for (int i = 0; i + kStride < kN; i += 2 * kStride) v[i] = v[i] + v[i + kStride];
+  if constexpr (2 * kStride < kN) pairwise_level<2 * kStride, kN>(v);
+}
+template <int kN>
+__device__ __forceinline__ float local_pairwise_sum(float (&v)[kN]) {
+  if constexpr (kN > 1) pairwise_level<1, kN>(v);
+  return v[0];
+}
+
+// One level of the chunk tournament: slot i meets slot i + kStride (i a multiple of 2*kStride);
+// the lower slot, which holds lower expert indices, keeps ties.
+template <int kStride, int kVals>
+__device__ __forceinline__ void tournament_level(std::uint32_t (&o)[kVals], int (&jj)[kVals]) {
+#pragma unroll
+  for (int i = 0; i + kStride < kVals; i += 2 * kStride) {
+    if (o[i + kStride] > o[i]) {
+      o[i] = o[i + kStride];
+      jj[i] = jj[i + kStride];
+    }
+  }
+  if constexpr (2 * kStride < kVals) tournament_level<2 * kStride, kVals>(o, jj);
+}
+
+// Best (order, j) of a lane's chunk; ties keep the lower j.
 template <int kVals>
 __device__ __forceinline__ void chunk_best(const std::uint32_t (&ord)[kVals], std::uint32_t& best,
                                            int& best_j) {
@@ -86,21 +121,22 @@ __device__ __forceinline__ void chunk_best(const std::uint32_t (&ord)[kVals], st
     o[j] = ord[j];
     jj[j] = j;
   }
-  if constexpr (kVals > 1) tournament_level<kVals / 2, kVals>(o, jj);
+  if constexpr (kVals > 1) tournament_level<1, kVals>(o, jj);
   best = o[0];
   best_j = jj[0];
 }
 
-// Keeps the topk_groups best groups: clears ord of experts in the others.
+// Keeps the topk_groups best groups (ties: lower group index) and clears ord of the others.
+// row_groups: this row's num_groups words of shared memory.
 template <int kLanes, int kVals>
 __device__ __forceinline__ void drop_groups(const LaneGroup<kLanes>& grp, const RoutingParams& p,
-                                            std::uint32_t (&ord)[kVals]) {
+                                            std::uint32_t (&ord)[kVals],
+                                            std::uint32_t* row_groups) {
   const int group_size = p.num_experts / p.num_groups;
   const int first = grp.lane * kVals;
-  std::uint32_t group_ord = 0;  // lane g holds group g's score
   const int lanes_per_group = group_size / kVals;
   if (group_size % kVals == 0 && (lanes_per_group & (lanes_per_group - 1)) == 0) {
-    // Each chunk lies in one group and a group is an aligned run of lanes: segmented butterfly.
+    // Each chunk lies in one group, a group is an aligned run of lanes: segmented butterfly.
     std::uint32_t b = 0, s = 0;
 #pragma unroll
     for (int j = 0; j < kVals; ++j) detail::top2_insert(b, s, ord[j]);
@@ -109,32 +145,38 @@ __device__ __forceinline__ void drop_groups(const LaneGroup<kLanes>& grp, const 
       detail::top2_insert(b, s, ob);
       detail::top2_insert(b, s, os);
     }
-    const std::uint32_t go = detail::order_key(detail::group_score_value(p.group_score, b, s));
-    const int src = (grp.lane < p.num_groups ? grp.lane : 0) * lanes_per_group;
-    const std::uint32_t mine = grp.broadcast(go, src);
-    group_ord = grp.lane < p.num_groups ? mine : 0u;
+    const int g = first / group_size;
+    if (grp.lane % lanes_per_group == 0 && g < p.num_groups) {
+      row_groups[g] = detail::order_key(detail::group_score_value(p.group_score, b, s));
+    }
   } else {
+    int group_of[kVals];
+#pragma unroll
+    for (int j = 0; j < kVals; ++j) group_of[j] = (first + j) / group_size;
     for (int g = 0; g < p.num_groups; ++g) {
       std::uint32_t b = 0, s = 0;
 #pragma unroll
       for (int j = 0; j < kVals; ++j) {
-        if ((first + j) / group_size == g) detail::top2_insert(b, s, ord[j]);
+        if (group_of[j] == g) detail::top2_insert(b, s, ord[j]);
       }
 #pragma unroll
-      for (int off = kLanes / 2; off >= 1; off /= 2) {
+      for (int off = 1; off < kLanes; off *= 2) {
         const std::uint32_t ob = grp.xor_shuffle(b, off), os = grp.xor_shuffle(s, off);
         detail::top2_insert(b, s, ob);
         detail::top2_insert(b, s, os);
       }
-      if (grp.lane == g) group_ord = detail::order_key(detail::group_score_value(p.group_score, b, s));
+      if (grp.lane == 0) row_groups[g] = detail::order_key(detail::group_score_value(p.group_score, b, s));
     }
   }
+  __syncwarp(grp.mask);
   unsigned kept = 0;
   for (int r = 0; r < p.topk_groups; ++r) {
-    const std::uint32_t m = grp.max_u32(group_ord);
-    const int winner = __ffs(static_cast<int>(grp.ballot(group_ord == m))) - 1;
-    kept |= 1u << winner;
-    if (grp.lane == winner) group_ord = 0;
+    std::uint64_t best = 0;
+    for (int g = 0; g < p.num_groups; ++g) {
+      const std::uint64_t c = ((kept >> g) & 1u) ? 0 : detail::candidate(row_groups[g], g);
+      best = c > best ? c : best;
+    }
+    kept |= 1u << detail::candidate_expert(best);
   }
 #pragma unroll
   for (int j = 0; j < kVals; ++j) {
@@ -142,25 +184,46 @@ __device__ __forceinline__ void drop_groups(const LaneGroup<kLanes>& grp, const 
   }
 }
 
-template <typename T, typename IdT, int kLanes, int kVals>
+// Slot sums: slots are leaves of the 32-leaf pairwise tree, lane l holding [l*kSlots, +kSlots).
+template <int kLanes, int kSlots>
+__device__ __forceinline__ float slot_sum(const LaneGroup<kLanes>& grp, const float (&w)[kSlots]) {
+  float v[kSlots];
+#pragma unroll
+  for (int i = 0; i < kSlots; ++i) v[i] = w[i];
+  return grp.sum(local_pairwise_sum<kSlots>(v));
+}
+
+template <typename T, int kLanes, int kVals>
 __global__ void __launch_bounds__(kRoutingThreads)
-    routing_kernel(const detail::RoutingKernelParams kp, const bool vec_ok) {
+    routing_kernel(const detail::RoutingKernelParams kp, const bool vec_ok, const bool ids_int64) {
   using namespace detail;
+  static_assert(kLanes * kVals <= kMaxRoutingExperts, "layout");
+  constexpr int kSlots = kRoutingSlotLeaves / kLanes;  // output columns per lane
+  extern __shared__ std::uint32_t group_smem[];        // [rows per block][num_groups]
+
   const RoutingParams& p = kp.p;
   const LaneGroup<kLanes> grp;
+  const int row_in_block = static_cast<int>(threadIdx.x) / kLanes;
   const std::int64_t row =
-      static_cast<std::int64_t>(blockIdx.x) * (kRoutingThreads / kLanes) + threadIdx.x / kLanes;
+      static_cast<std::int64_t>(blockIdx.x) * (kRoutingThreads / kLanes) + row_in_block;
   if (row >= kp.num_tokens) return;  // uniform per lane group
   const int E = p.num_experts, K = p.top_k, S = p.num_shared_experts, cols = K + S;
   float* out_w = kp.weights + row * cols;
-  IdT* out_id = static_cast<IdT*>(kp.ids) + row * cols;
+  auto store_id = [&](int c, std::int32_t id) {
+    if (ids_int64) {
+      static_cast<std::int64_t*>(kp.ids)[row * cols + c] = id;
+    } else {
+      static_cast<std::int32_t*>(kp.ids)[row * cols + c] = id;
+    }
+  };
 
-  const std::int64_t non_padded =
-      kp.num_tokens_non_padded ? static_cast<std::int64_t>(*kp.num_tokens_non_padded) : kp.num_tokens;
+  const std::int64_t non_padded = kp.num_tokens_non_padded
+                                      ? static_cast<std::int64_t>(*kp.num_tokens_non_padded)
+                                      : kp.num_tokens;
   if (row >= non_padded) {
     for (int c = grp.lane; c < cols; c += kLanes) {
       out_w[c] = 0.0f;
-      out_id[c] = IdT(-1);
+      store_id(c, -1);
     }
     return;
   }
@@ -171,14 +234,19 @@ __global__ void __launch_bounds__(kRoutingThreads)
   std::uint32_t ord[kVals];
   bool any_finite = false;
   {
-    float raw[kVals];
+    float raw[kVals], bias[kVals];
     load_chunk<T, kVals>(x, first, E, vec_ok, raw);
+    if (kp.bias) {
+      load_bias<kVals>(kp.bias, first, E, bias);
+    } else {
+#pragma unroll
+      for (int j = 0; j < kVals; ++j) bias[j] = 0.0f;
+    }
 #pragma unroll
     for (int j = 0; j < kVals; ++j) {
       const bool in_row = first + j < E;
       any_finite = any_finite || (in_row && is_finite(raw[j]));
-      const float bias = (kp.bias && in_row) ? __ldg(kp.bias + first + j) : 0.0f;
-      key[j] = routing_key(p, raw[j], bias);
+      key[j] = routing_key(p, raw[j], bias[j]);
       ord[j] = in_row ? order_key(key[j]) : 0u;
     }
   }
@@ -191,82 +259,117 @@ __global__ void __launch_bounds__(kRoutingThreads)
       if (first + j < E) max_key = detail::max_ignore_nan(max_key, key[j]);
     }
     max_key = grp.max_ignore_nan(max_key);
-    float acc = 0.0f;
+    float terms[kVals];
 #pragma unroll
-    for (int j = 0; j < kVals; ++j) {
-      if (first + j < E) acc = acc + softmax_term(key[j], max_key);
-    }
-    softmax_sum = grp.sum(acc);
+    for (int j = 0; j < kVals; ++j) terms[j] = first + j < E ? softmax_term(key[j], max_key) : 0.0f;
+    softmax_sum = grp.sum(local_pairwise_sum<kVals>(terms));
   }
-  if (p.group_score != GroupScore::kNone) drop_groups<kLanes, kVals>(grp, p, ord);
+  if (p.group_score != GroupScore::kNone) {
+    drop_groups<kLanes, kVals>(grp, p, ord, group_smem + row_in_block * p.num_groups);
+  }
 
-  // K rounds of argmax over the group. Chunks are contiguous and ascending with the lane, so the
-  // lowest lane holding the maximum holds the lowest expert index with it.
+  // K rounds of argmax over the group: (highest order, then lowest expert index).
   std::uint32_t chunk_ord;
   int chunk_j;
   chunk_best<kVals>(ord, chunk_ord, chunk_j);
-  int slot_expert = 0;
-  std::uint32_t slot_ord = 0;
-  for (int k = 0; k < K; ++k) {
-    const std::uint32_t m = grp.max_u32(chunk_ord);
-    const int winner = __ffs(static_cast<int>(grp.ballot(chunk_ord == m))) - 1;
-    const int winner_j = grp.broadcast(chunk_j, winner);
-    if (grp.lane == k) {
-      slot_expert = winner * kVals + winner_j;
-      slot_ord = m;
-    }
-    if (grp.lane == winner) {
+  int slot_expert[kSlots];
+  std::uint32_t slot_ord[kSlots];
 #pragma unroll
-      for (int j = 0; j < kVals; ++j) {
-        if (j == winner_j) ord[j] = 0;
+  for (int i = 0; i < kSlots; ++i) {
+    slot_expert[i] = grp.lane * kSlots + i;  // the answer for rows with no finite logit
+    slot_ord[i] = 0;
+  }
+  if (any_finite) {
+    for (int k = 0; k < K; ++k) {
+      std::uint32_t m;
+      int winner;
+      if constexpr (kLanes == 32) {
+        m = __reduce_max_sync(grp.mask, chunk_ord);
+        winner = static_cast<int>(__reduce_min_sync(
+            grp.mask, chunk_ord == m ? static_cast<unsigned>(first + chunk_j) : 0xffffffffu));
+      } else {
+        const std::uint64_t c = grp.max_candidate(candidate(chunk_ord, first + chunk_j));
+        m = candidate_order(c);
+        winner = candidate_expert(c);
       }
-      chunk_best<kVals>(ord, chunk_ord, chunk_j);
+      // Written as selects on every slot register: an "if (i == k % kSlots)" store would be
+      // folded back into a dynamically indexed store, which lives in local memory.
+      const bool owner = grp.lane == k / kSlots;
+#pragma unroll
+      for (int i = 0; i < kSlots; ++i) {
+        const bool here = owner && i == (k & (kSlots - 1));
+        slot_expert[i] = here ? winner : slot_expert[i];
+        slot_ord[i] = here ? m : slot_ord[i];
+      }
+      if (winner / kVals == grp.lane) {
+        const int jw = winner - first;
+#pragma unroll
+        for (int j = 0; j < kVals; ++j) {
+          if (j == jw) ord[j] = 0;
+        }
+        chunk_best<kVals>(ord, chunk_ord, chunk_j);
+      }
     }
   }
 
-  const bool has_slot = grp.lane < K;
-  float w = 0.0f;
-  if (!any_finite) slot_expert = grp.lane;
-  const float slot_key = order_key_value(slot_ord);
-  if (p.score_func == ScoreFunc::kTopkThenSoftmax) {
-    const float top_key = grp.broadcast(slot_key, 0);
-    const float top = is_nan(top_key) ? neg_inf() : top_key;
-    const float term = (has_slot && any_finite) ? nan_to_zero(softmax_term(slot_key, top)) : 0.0f;
-    w = safe_div(term, grp.sum(term));
-  } else if (has_slot && any_finite) {
-    switch (p.score_func) {
-      case ScoreFunc::kSoftmax:
-        w = safe_div(softmax_term(slot_key, max_key), softmax_sum);
-        break;
-      case ScoreFunc::kTopkThenSigmoid:
-        w = sigmoid_f(slot_key);
-        break;
-      default:  // sigmoid, sqrtsoftplus: the bias-free score of the selected expert
-        w = routing_score(p.score_func, softcapped(to_float(x[slot_expert]), p.softcap));
-        break;
+  float w[kSlots];
+  const float top_key = grp.broadcast(order_key_value(slot_ord[0]), 0);
+  const float softmax_top = is_nan(top_key) ? neg_inf() : top_key;
+#pragma unroll
+  for (int i = 0; i < kSlots; ++i) {
+    const int k = grp.lane * kSlots + i;
+    const float key_k = order_key_value(slot_ord[i]);
+    float wk = 0.0f;
+    if (k < K && any_finite) {
+      switch (p.score_func) {
+        case ScoreFunc::kSoftmax:
+          wk = safe_div(softmax_term(key_k, max_key), softmax_sum);
+          break;
+        case ScoreFunc::kTopkThenSoftmax:
+          wk = softmax_term(key_k, softmax_top);  // normalised below
+          break;
+        case ScoreFunc::kTopkThenSigmoid:
+          wk = sigmoid_f(key_k);
+          break;
+        default:  // sigmoid, sqrtsoftplus: the bias-free score of the selected expert
+          wk = routing_score(p.score_func, softcapped(to_float(x[slot_expert[i]]), p.softcap));
+          break;
+      }
     }
-    w = nan_to_zero(w);
+    w[i] = nan_to_zero(wk);
+  }
+  if (p.score_func == ScoreFunc::kTopkThenSoftmax) {
+    const float sum = slot_sum<kLanes, kSlots>(grp, w);
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) w[i] = safe_div(w[i], sum);
   }
   if (p.renormalize) {
-    float sum = grp.sum(w);
+    float sum = slot_sum<kLanes, kSlots>(grp, w);
     if (sum == pos_inf()) {
-      w = w == pos_inf() ? 1.0f : 0.0f;
-      sum = grp.sum(w);
+#pragma unroll
+      for (int i = 0; i < kSlots; ++i) w[i] = w[i] == pos_inf() ? 1.0f : 0.0f;
+      sum = slot_sum<kLanes, kSlots>(grp, w);
     }
-    if (sum > 0.0f) w = w / sum;
+    if (sum > 0.0f) {
+#pragma unroll
+      for (int i = 0; i < kSlots; ++i) w[i] = div_f(w[i], sum);
+    }
   }
-  float routed_sum = 0.0f;
-  if (S > 0) routed_sum = grp.sum(w);
+  const float routed_sum = S > 0 ? slot_sum<kLanes, kSlots>(grp, w) : 0.0f;
   const float rsf = p.routed_scaling_factor;
-  if (has_slot) {
-    out_w[grp.lane] = p.apply_rsf_on_output ? w * rsf : w;
-    out_id[grp.lane] = static_cast<IdT>(map_routed_id(kp, slot_expert, row, grp.lane));
+#pragma unroll
+  for (int i = 0; i < kSlots; ++i) {
+    const int k = grp.lane * kSlots + i;
+    if (k < K) {
+      out_w[k] = p.apply_rsf_on_output ? w[i] * rsf : w[i];
+      store_id(k, map_routed_id(kp, slot_expert[i], row, k));
+    }
   }
   if (S > 0) {
-    const float shared_w = p.apply_rsf_on_output ? routed_sum : routed_sum / rsf;
+    const float shared_w = p.apply_rsf_on_output ? routed_sum : div_f(routed_sum, rsf);
     for (int c = K + grp.lane; c < cols; c += kLanes) {
       out_w[c] = shared_w;
-      out_id[c] = static_cast<IdT>(shared_expert_id(kp, c - K));
+      store_id(c, shared_expert_id(kp, c - K));
     }
   }
 }

@@ -4,5 +4,5 @@
 namespace switchyard::launch {
 template cudaError_t launch_routing_for_dtype<detail::bf16_t>(const detail::RoutingKernelParams&, bool, bool,
                                                    const heuristics::RoutingLaunchConfig&,
-                                                   cudaStream_t);
+                                                   std::size_t, cudaStream_t);
 }  // namespace switchyard::launch

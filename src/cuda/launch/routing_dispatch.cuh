@@ -1,5 +1,5 @@
-// Dispatch from runtime (E layout, id dtype) to a routing_kernel instance, for one logits dtype.
-// Instantiated once per dtype in routing_<dtype>.cu so the instances compile in parallel.
+// Dispatch from a runtime layout (lanes, vals) to a routing_kernel instance, for one logits
+// dtype. Instantiated once per dtype in routing_<dtype>.cu so the instances compile in parallel.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -11,44 +11,35 @@
 
 namespace switchyard::launch {
 
-template <typename T, typename IdT, int kLanes, int kVals>
+template <typename T, int kLanes, int kVals>
 cudaError_t launch_routing_instance(const detail::RoutingKernelParams& kp, bool vec_ok,
-                                    std::int64_t blocks, cudaStream_t stream) {
-  static_assert(kLanes * kVals <= kMaxRoutingExperts || kVals == 32, "layout");
-  kernels::routing_kernel<T, IdT, kLanes, kVals>
-      <<<static_cast<unsigned>(blocks), kernels::kRoutingThreads, 0, stream>>>(kp, vec_ok);
+                                    bool ids_int64, const heuristics::RoutingLaunchConfig& cfg,
+                                    std::size_t smem_bytes, cudaStream_t stream) {
+  kernels::routing_kernel<T, kLanes, kVals>
+      <<<static_cast<unsigned>(cfg.blocks), kernels::kRoutingThreads, smem_bytes, stream>>>(
+          kp, vec_ok, ids_int64);
   return cudaGetLastError();
 }
 
-// Returns cudaErrorInvalidConfiguration for a layout with no instance (unreachable after
-// routing_check, which bounds E).
-template <typename T, typename IdT>
-cudaError_t launch_routing_layout(const detail::RoutingKernelParams& kp, bool vec_ok,
-                                  const heuristics::RoutingLaunchConfig& cfg, cudaStream_t stream) {
-  static_assert(heuristics::kRoutingThreadsPerBlock == kernels::kRoutingThreads, "threads");
-#define SY_ROUTING_LAYOUT(L, V) \
-  if (cfg.lanes == (L) && cfg.vals == (V)) return launch_routing_instance<T, IdT, L, V>(kp, vec_ok, cfg.blocks, stream)
-  SY_ROUTING_LAYOUT(1, 1);
-  SY_ROUTING_LAYOUT(2, 1);
-  SY_ROUTING_LAYOUT(4, 1);
-  SY_ROUTING_LAYOUT(8, 1);
-  SY_ROUTING_LAYOUT(16, 1);
-  SY_ROUTING_LAYOUT(32, 1);
-  SY_ROUTING_LAYOUT(32, 2);
-  SY_ROUTING_LAYOUT(32, 4);
-  SY_ROUTING_LAYOUT(32, 8);
-  SY_ROUTING_LAYOUT(32, 16);
-  SY_ROUTING_LAYOUT(32, 32);
-#undef SY_ROUTING_LAYOUT
-  return cudaErrorInvalidConfiguration;
-}
+// Every layout for which heuristics::routing_layout_valid() holds (lanes, vals).
+#define SY_ROUTING_LAYOUTS(X)                                                                  \
+  X(1, 1) X(2, 1) X(1, 2) X(4, 1) X(2, 2) X(1, 4) X(8, 1) X(4, 2) X(2, 4) X(1, 8) X(16, 1)     \
+  X(8, 2) X(4, 4) X(2, 8) X(32, 1) X(16, 2) X(8, 4) X(4, 8) X(32, 2) X(16, 4) X(8, 8)           \
+  X(4, 16) X(32, 4) X(16, 8) X(8, 16) X(4, 32) X(32, 8) X(16, 16) X(8, 32) X(32, 16) X(16, 32)  \
+  X(32, 32)
 
 template <typename T>
 cudaError_t launch_routing_for_dtype(const detail::RoutingKernelParams& kp, bool ids_int64,
                                      bool vec_ok, const heuristics::RoutingLaunchConfig& cfg,
-                                     cudaStream_t stream) {
-  return ids_int64 ? launch_routing_layout<T, std::int64_t>(kp, vec_ok, cfg, stream)
-                   : launch_routing_layout<T, std::int32_t>(kp, vec_ok, cfg, stream);
+                                     std::size_t smem_bytes, cudaStream_t stream) {
+  static_assert(heuristics::kRoutingThreadsPerBlock == kernels::kRoutingThreads, "threads");
+#define SY_ROUTING_CASE(L, V)                                                          \
+  if (cfg.lanes == (L) && cfg.vals == (V)) {                                           \
+    return launch_routing_instance<T, L, V>(kp, vec_ok, ids_int64, cfg, smem_bytes, stream); \
+  }
+  SY_ROUTING_LAYOUTS(SY_ROUTING_CASE)
+#undef SY_ROUTING_CASE
+  return cudaErrorInvalidConfiguration;  // unreachable: routing_check bounds E, heuristics vals
 }
 
 }  // namespace switchyard::launch
