@@ -56,11 +56,31 @@ SY_HD float exact_sqrt(float x) {
 #endif
 }
 
+// Correctly rounded a * b + c without libm: libm's fmaf is a slow software routine on machines
+// whose CPUID hides FMA (seen in VMs). The float product is exact in double; the double sum is
+// rounded once more to float, which is wrong only when the double sum is inexact and lands exactly
+// on a midpoint between two floats: then the exact error (TwoSum) says which way to nudge it.
+inline float host_fmaf(float a, float b, float c) {
+  const double ab = static_cast<double>(a) * static_cast<double>(b);
+  const double s = ab + static_cast<double>(c);
+  std::uint64_t u;
+  std::memcpy(&u, &s, sizeof u);
+  // A float midpoint has its 29 discarded mantissa bits equal to 1000...0.
+  if ((u & 0x1fffffffull) != 0x10000000ull || !std::isfinite(s)) return static_cast<float>(s);
+  const double bb = s - ab;
+  const double err = (ab - (s - bb)) + (static_cast<double>(c) - bb);  // exact: ab + c = s + err
+  if (err == 0.0) return static_cast<float>(s);
+  u += (err > 0.0) == (s > 0.0) ? 1 : static_cast<std::uint64_t>(-1);  // away from the midpoint
+  double nudged;
+  std::memcpy(&nudged, &u, sizeof nudged);
+  return static_cast<float>(nudged);
+}
+
 SY_HD float exact_fma(float a, float b, float c) {
 #if defined(__CUDA_ARCH__)
   return __fmaf_rn(a, b, c);
 #else
-  return std::fma(a, b, c);  // correctly rounded, like the device instruction
+  return host_fmaf(a, b, c);
 #endif
 }
 SY_HD float exact_fmax(float a, float b) {

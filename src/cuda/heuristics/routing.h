@@ -47,8 +47,8 @@ inline RoutingLaunchConfig routing_launch_config(int num_experts, std::int64_t n
   int vals = capacity > 32 ? capacity / 32 : 1;  // latency layout
   if (num_tokens >= kThroughputMinRows) {
     vals = capacity < kThroughputVals ? capacity : kThroughputVals;
-    while (!routing_vals_valid(num_experts, vals)) vals /= 2;
-    if (capacity / vals > 32) vals = capacity / 32;
+    if (capacity / vals > 32) vals = capacity / 32;              // at most 32 lanes
+    while (vals > 1 && !routing_vals_valid(num_experts, vals)) vals /= 2;  // no spilling layout
   }
   if (vals_override > 0) vals = vals_override;
   const int lanes = capacity / vals;
