@@ -102,9 +102,19 @@ SY_HD float exact_fmin(float a, float b) {
 // quotient (within 1 ulp of a / b, correctly rounded in nearly all cases). Used instead of "/"
 // because CUDA's IEEE division calls a slow-path subroutine; this one is branch-free and gives
 // the same bits on both sides. Special values follow IEEE: x/0 = +-Inf (0/0 NaN), x/Inf = 0.
+SY_HD float div_f_special(float a, float b) {
+  const bool a_nan = is_nan(a), b_nan = is_nan(b);
+  const bool a_inf = !a_nan && !is_finite(a), b_inf = !b_nan && !is_finite(b);
+  const float sign = ((float_to_bits(a) ^ float_to_bits(b)) & 0x80000000u) ? -1.0f : 1.0f;
+  if (a_nan || b_nan || (a_inf && b_inf) || (a == 0.0f && b == 0.0f)) {
+    return bits_to_float(0x7fc00000u);
+  }
+  if (b == 0.0f || a_inf) return sign * pos_inf();
+  return sign * 0.0f;  // b infinite
+}
+
 SY_HD float div_f(float a, float b) {
-  const std::uint32_t b_abs_bits = float_to_bits(b) & 0x7fffffffu;
-  const float b_abs = bits_to_float(b_abs_bits);
+  const float b_abs = bits_to_float(float_to_bits(b) & 0x7fffffffu);
   // Keep the reciprocal in the normal range: scale both operands by an exact power of two.
   const float scale = b_abs > 0x1p100f ? 0x1p-64f : (b_abs < 0x1p-100f ? 0x1p64f : 1.0f);
   const float as = a * scale, bs = b_abs * scale;
@@ -114,14 +124,10 @@ SY_HD float div_f(float a, float b) {
   y = exact_fma(y, exact_fma(-bs, y, 1.0f), y);
   float q = as * y;
   q = exact_fma(exact_fma(-bs, q, as), y, q);
-  q = (float_to_bits(b) & 0x80000000u) ? -q : q;
-  const bool a_nan = is_nan(a), b_nan = is_nan(b);
-  const bool a_inf = !a_nan && !is_finite(a), b_inf = !b_nan && !is_finite(b);
-  const float sign = ((float_to_bits(a) ^ float_to_bits(b)) & 0x80000000u) ? -1.0f : 1.0f;
-  if (a_nan || b_nan || (a_inf && b_inf) || (a == 0.0f && b == 0.0f)) return bits_to_float(0x7fc00000u);
-  if (b == 0.0f || a_inf) return sign * pos_inf();
-  if (b_inf) return sign * 0.0f;
-  return q;
+  // One test for every special operand (a or b not finite, b zero); the rare branch gives IEEE's
+  // answers.
+  if (!(is_finite(a) && is_finite(b) && b_abs > 0.0f)) return div_f_special(a, b);
+  return (float_to_bits(b) & 0x80000000u) ? -q : q;
 }
 
 // e^x. Branch-free: range reduction with n = rint(x / ln2), a degree-7 polynomial evaluated with

@@ -243,12 +243,25 @@ __global__ void __launch_bounds__(kRoutingThreads)
       for (int j = 0; j < kVals; ++j) bias[j] = 0.0f;
     }
 #pragma unroll
-    for (int j = 0; j < kVals; ++j) {
-      const bool in_row = first + j < E;
-      any_finite = any_finite || (in_row && is_finite(raw[j]));
-      key[j] = routing_key(p, raw[j], bias[j]);
-      ord[j] = in_row ? order_key(key[j]) : 0u;
+    for (int j = 0; j < kVals; ++j) any_finite = any_finite || (first + j < E && is_finite(raw[j]));
+    // key = routing_key(p, raw, bias), with the uniform branches hoisted out of the element loops:
+    // inside them the compiler would if-convert every score function for every element.
+    if (p.softcap > 0.0f) {
+#pragma unroll
+      for (int j = 0; j < kVals; ++j) raw[j] = softcapped(raw[j], p.softcap);
     }
+    if (p.score_func == ScoreFunc::kSigmoid) {
+#pragma unroll
+      for (int j = 0; j < kVals; ++j) key[j] = sigmoid_f(raw[j]) + bias[j];
+    } else if (p.score_func == ScoreFunc::kSqrtSoftplus) {
+#pragma unroll
+      for (int j = 0; j < kVals; ++j) key[j] = exact_sqrt(softplus_f(raw[j])) + bias[j];
+    } else {
+#pragma unroll
+      for (int j = 0; j < kVals; ++j) key[j] = raw[j] + bias[j];
+    }
+#pragma unroll
+    for (int j = 0; j < kVals; ++j) ord[j] = first + j < E ? order_key(key[j]) : 0u;
   }
   any_finite = grp.ballot(any_finite) != 0u;
 
@@ -315,29 +328,42 @@ __global__ void __launch_bounds__(kRoutingThreads)
   float w[kSlots];
   const float top_key = grp.broadcast(order_key_value(slot_ord[0]), 0);
   const float softmax_top = is_nan(top_key) ? neg_inf() : top_key;
+  // Weights, one uniform branch per score function (hoisted out of the slot loop, as above).
+  const ScoreFunc f = p.score_func;
 #pragma unroll
-  for (int i = 0; i < kSlots; ++i) {
-    const int k = grp.lane * kSlots + i;
-    const float key_k = order_key_value(slot_ord[i]);
-    float wk = 0.0f;
-    if (k < K && any_finite) {
-      switch (p.score_func) {
-        case ScoreFunc::kSoftmax:
-          wk = safe_div(softmax_term(key_k, max_key), softmax_sum);
-          break;
-        case ScoreFunc::kTopkThenSoftmax:
-          wk = softmax_term(key_k, softmax_top);  // normalised below
-          break;
-        case ScoreFunc::kTopkThenSigmoid:
-          wk = sigmoid_f(key_k);
-          break;
-        default:  // sigmoid, sqrtsoftplus: the bias-free score of the selected expert
-          wk = routing_score(p.score_func, softcapped(to_float(x[slot_expert[i]]), p.softcap));
-          break;
+  for (int i = 0; i < kSlots; ++i) w[i] = 0.0f;
+  if (f == ScoreFunc::kSigmoid) {
+    // The bias-free score of the selected expert, recomputed from its logit.
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) {
+      if (grp.lane * kSlots + i < K && any_finite) {
+        w[i] = sigmoid_f(softcapped(to_float(x[slot_expert[i]]), p.softcap));
       }
     }
-    w[i] = nan_to_zero(wk);
+  } else if (f == ScoreFunc::kSqrtSoftplus) {
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) {
+      if (grp.lane * kSlots + i < K && any_finite) {
+        w[i] = exact_sqrt(softplus_f(softcapped(to_float(x[slot_expert[i]]), p.softcap)));
+      }
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) {
+      if (grp.lane * kSlots + i < K && any_finite) {
+        const float key_k = order_key_value(slot_ord[i]);
+        if (f == ScoreFunc::kSoftmax) {
+          w[i] = safe_div(softmax_term(key_k, max_key), softmax_sum);
+        } else if (f == ScoreFunc::kTopkThenSoftmax) {
+          w[i] = softmax_term(key_k, softmax_top);  // normalised below
+        } else {
+          w[i] = sigmoid_f(key_k);
+        }
+      }
+    }
   }
+#pragma unroll
+  for (int i = 0; i < kSlots; ++i) w[i] = nan_to_zero(w[i]);
   if (p.score_func == ScoreFunc::kTopkThenSoftmax) {
     const float sum = slot_sum<kLanes, kSlots>(grp, w);
 #pragma unroll
