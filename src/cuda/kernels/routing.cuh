@@ -194,7 +194,7 @@ __device__ __forceinline__ float slot_sum(const LaneGroup<kLanes>& grp, const fl
 }
 
 template <typename T, int kLanes, int kVals>
-__global__ void __launch_bounds__(kRoutingThreads)
+__global__ void __launch_bounds__(kRoutingThreads, 4)
     routing_kernel(const detail::RoutingKernelParams kp, const bool vec_ok, const bool ids_int64) {
   using namespace detail;
   static_assert(kLanes * kVals <= kMaxRoutingExperts, "layout");
