@@ -21,9 +21,12 @@ TEST(RoutingHeuristics, EveryShapeGetsAnInstantiatedLayout) {
   }
 }
 
-TEST(RoutingHeuristics, FewRowsUseTheWidestLaneGroup) {
+TEST(RoutingHeuristics, MeasuredChoices) {
   EXPECT_EQ(routing_launch_config(256, 1).lanes, 32);
+  EXPECT_EQ(routing_launch_config(256, 32768).lanes, 32);
   EXPECT_EQ(routing_launch_config(8, 1).lanes, 8);
+  EXPECT_EQ(routing_launch_config(8, 4096).lanes, 8);
+  EXPECT_EQ(routing_launch_config(8, 32768).lanes, 4);
   EXPECT_EQ(routing_launch_config(1024, 1).vals, 32);
 }
 

@@ -2,10 +2,10 @@
 //
 // Every layout (lanes x vals = next_pow2(E)) returns the same bits (src/common/routing_row.h), so
 // this choice is about speed only and may depend on the number of rows without breaking batch
-// invariance.
-//  - few rows: one lane group of min(32, C) lanes per row, the shortest dependency chain;
-//  - many rows: kThroughputVals experts per lane, several rows per warp, so the per-row
-//    collectives (argmax rounds, sums) cost fewer warp instructions per row.
+// invariance. Measured on an H100 (bench/results/, --vals sweeps): one lane group of min(32, C)
+// lanes per row is as fast as any other layout for C >= 64 at every M, and the best for small M;
+// for C <= 32 at >= 8192 rows four lanes per row beat eight (Mixtral, 32768 rows: 7.95 vs 10.35
+// us) and one lane per row is much slower (18.5 us: too few blocks and a long serial chain).
 #pragma once
 
 #include <cstdint>
@@ -24,8 +24,8 @@ struct RoutingLaunchConfig {
 
 inline constexpr int kRoutingThreadsPerBlock = 128;
 inline constexpr int kRoutingMaxVals = 32;
-inline constexpr int kThroughputVals = 16;
-inline constexpr std::int64_t kThroughputMinRows = 2048;
+inline constexpr int kSmallRowLanes = 4;  // lanes per row for C <= 32 with many rows
+inline constexpr std::int64_t kSmallRowMinRows = 8192;
 
 // A layout with an instance: vals a power of two in 1..32, lanes = C / vals in 1..32, and not
 // (vals >= 16 with lanes <= 2): those hold 16-32 values and 16-32 output slots per thread and
@@ -44,11 +44,9 @@ inline bool routing_vals_valid(int num_experts, int vals) {
 inline RoutingLaunchConfig routing_launch_config(int num_experts, std::int64_t num_tokens,
                                                  int vals_override = 0) {
   const int capacity = detail::routing_row_capacity(num_experts);
-  int vals = capacity > 32 ? capacity / 32 : 1;  // latency layout
-  if (num_tokens >= kThroughputMinRows) {
-    vals = capacity < kThroughputVals ? capacity : kThroughputVals;
-    if (capacity / vals > 32) vals = capacity / 32;              // at most 32 lanes
-    while (vals > 1 && !routing_vals_valid(num_experts, vals)) vals /= 2;  // no spilling layout
+  int vals = capacity > 32 ? capacity / 32 : 1;  // min(32, C) lanes per row
+  if (capacity <= 32 && num_tokens >= kSmallRowMinRows && capacity > kSmallRowLanes) {
+    vals = capacity / kSmallRowLanes;
   }
   if (vals_override > 0) vals = vals_override;
   const int lanes = capacity / vals;
