@@ -56,6 +56,10 @@ Status check_params(const char* op, const RoutingParams& p) {
     return invalid_arg(op, "top_k", p.top_k,
                        "1 <= top_k <= num_experts (" + std::to_string(E) + ")");
   }
+  if (p.top_k > kMaxRoutingColumns) {
+    return invalid_arg(op, "top_k", p.top_k,
+                       "top_k <= " + std::to_string(kMaxRoutingColumns) + " (output columns)");
+  }
   if (p.num_shared_experts < 0 || p.top_k + p.num_shared_experts > kMaxRoutingColumns) {
     return invalid_arg(op, "num_shared_experts", p.num_shared_experts,
                        "0 <= num_shared_experts and top_k + num_shared_experts <= " +
