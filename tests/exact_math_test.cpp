@@ -7,8 +7,8 @@
 #include <limits>
 
 #include "common/exact_math.h"
-#include "common/routing_row.h"
 #include "common/rng.h"
+#include "common/routing_row.h"
 
 namespace switchyard::detail {
 namespace {
@@ -16,12 +16,14 @@ namespace {
 // Distance in units in the last place of `want` (rounded to float).
 double ulps(float got, double want) {
   const float w = static_cast<float>(want);
-  const double ulp = std::fabs(static_cast<double>(std::nextafter(w, std::numeric_limits<float>::infinity())) - w);
+  const double ulp =
+      std::fabs(static_cast<double>(std::nextafter(w, std::numeric_limits<float>::infinity())) - w);
   return std::fabs(static_cast<double>(got) - want) / ulp;
 }
 
 TEST(ExactMath, ExpWithinTwoUlp) {
-  for (float x = -87.0f; x < 88.7f; x += 0.0137f) ASSERT_LE(ulps(exp_f(x), std::exp(double{x})), 2.0) << x;
+  for (float x = -87.0f; x < 88.7f; x += 0.0137f)
+    ASSERT_LE(ulps(exp_f(x), std::exp(double{x})), 2.0) << x;
   EXPECT_EQ(exp_f(0.0f), 1.0f);
   EXPECT_EQ(exp_f(-std::numeric_limits<float>::infinity()), 0.0f);
   EXPECT_EQ(exp_f(std::numeric_limits<float>::infinity()), std::numeric_limits<float>::infinity());
@@ -35,7 +37,8 @@ TEST(ExactMath, TranscendentalsAreAccurate) {
     ASSERT_LE(ulps(softplus_f(x), std::log1p(std::exp(double{x}))), 4.0) << x;
     ASSERT_LE(std::fabs(tanh_f(x) - std::tanh(double{x})), 2e-7) << x;
   }
-  for (float x = 1e-6f; x < 1e6f; x *= 1.37f) ASSERT_LE(ulps(log_f(x), std::log(double{x})), 3.0) << x;
+  for (float x = 1e-6f; x < 1e6f; x *= 1.37f)
+    ASSERT_LE(ulps(log_f(x), std::log(double{x})), 3.0) << x;
   EXPECT_TRUE(std::isnan(log_f(-1.0f)));
   EXPECT_EQ(log_f(0.0f), -std::numeric_limits<float>::infinity());
 }
@@ -43,8 +46,10 @@ TEST(ExactMath, TranscendentalsAreAccurate) {
 TEST(ExactMath, DivisionWithinOneUlpAndIeeeSpecials) {
   tools::Rng rng(5);
   for (int i = 0; i < 2000000; ++i) {
-    const float a = static_cast<float>((rng.uniform() - 0.5) * std::ldexp(1.0, static_cast<int>(rng.below(60)) - 30));
-    const float b = static_cast<float>((rng.uniform() - 0.5) * std::ldexp(1.0, static_cast<int>(rng.below(60)) - 30));
+    const float a = static_cast<float>((rng.uniform() - 0.5) *
+                                       std::ldexp(1.0, static_cast<int>(rng.below(60)) - 30));
+    const float b = static_cast<float>((rng.uniform() - 0.5) *
+                                       std::ldexp(1.0, static_cast<int>(rng.below(60)) - 30));
     if (b == 0.0f) continue;
     const double want = static_cast<double>(a) / b;
     if (std::fabs(want) < 1e-37) continue;  // subnormal results: same bits on both sides, not IEEE
@@ -66,7 +71,8 @@ TEST(ExactMath, HostFmaIsCorrectlyRounded) {
   for (int i = 0; i < 3000000; ++i) {
     float a, b, c;
     if (i % 2 == 0) {  // random bit patterns
-      const std::uint32_t ua = static_cast<std::uint32_t>(rng.next_u64()), ub = static_cast<std::uint32_t>(rng.next_u64()),
+      const std::uint32_t ua = static_cast<std::uint32_t>(rng.next_u64()),
+                          ub = static_cast<std::uint32_t>(rng.next_u64()),
                           uc = static_cast<std::uint32_t>(rng.next_u64());
       std::memcpy(&a, &ua, 4);
       std::memcpy(&b, &ub, 4);

@@ -3,10 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <functional>
-#include <numeric>
 #include <cstring>
+#include <functional>
 #include <limits>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -45,7 +45,9 @@ tools::RoutingResult route(const RoutingParams& p, const std::vector<float>& log
   return r;
 }
 
-double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+double sigmoid(double x) {
+  return 1.0 / (1.0 + std::exp(-x));
+}
 
 // ---- hand-computed cases ------------------------------------------------------------------
 
@@ -245,8 +247,8 @@ TEST(RoutingCpu, PlacementStaticMapReplicaTableAndExpertMap) {
   pr.num_physical_experts = 11;
   tools::RoutingResult r;
   ASSERT_TRUE(tools::run_routing_cpu(pr, &r).ok());
-  EXPECT_EQ(r.ids[0], 7);  // logical 3
-  EXPECT_EQ(r.ids[1], 8);  // logical 2
+  EXPECT_EQ(r.ids[0], 7);   // logical 3
+  EXPECT_EQ(r.ids[1], 8);   // logical 2
   EXPECT_EQ(r.ids[2], 11);  // shared: P + 0
 
   // Replica table: expert e has replicas {e, e + 4}; expert 3 has 2 of them, expert 2 one.
@@ -268,9 +270,9 @@ TEST(RoutingCpu, PlacementStaticMapReplicaTableAndExpertMap) {
   pr.expert_map = {0, -1, 1, -1, 2, -1, 3, -1};
   pr.num_local_experts = 4;
   ASSERT_TRUE(tools::run_routing_cpu(pr, &r).ok());
-  EXPECT_EQ(r.ids[0], -1);  // physical 3
-  EXPECT_EQ(r.ids[1], 3);   // physical 6
-  EXPECT_EQ(r.ids[2], 4);   // shared: num_local_experts + 0
+  EXPECT_EQ(r.ids[0], -1);        // physical 3
+  EXPECT_EQ(r.ids[1], 3);         // physical 6
+  EXPECT_EQ(r.ids[2], 4);         // shared: num_local_experts + 0
   EXPECT_GT(r.weights[0], 0.0f);  // the weight is kept for remote experts
 }
 
@@ -310,9 +312,13 @@ TEST(RoutingCpu, MatchesDoublePrecisionReference) {
         for (int t = 0; t < M; ++t) {
           std::vector<int> perm(static_cast<std::size_t>(E));
           std::iota(perm.begin(), perm.end(), 0);
-          for (int i = E - 1; i > 0; --i) std::swap(perm[static_cast<std::size_t>(i)], perm[rng.below(static_cast<std::uint64_t>(i) + 1)]);
+          for (int i = E - 1; i > 0; --i)
+            std::swap(perm[static_cast<std::size_t>(i)],
+                      perm[rng.below(static_cast<std::uint64_t>(i) + 1)]);
           for (int e = 0; e < E; ++e) {
-            logits[static_cast<std::size_t>(t * E + e)] = -4.0f + 8.0f * static_cast<float>(perm[static_cast<std::size_t>(e)]) / static_cast<float>(E);
+            logits[static_cast<std::size_t>(t * E + e)] =
+                -4.0f + 8.0f * static_cast<float>(perm[static_cast<std::size_t>(e)]) /
+                            static_cast<float>(E);
           }
         }
         std::vector<float> bias;
@@ -328,9 +334,11 @@ TEST(RoutingCpu, MatchesDoublePrecisionReference) {
           ++compared;
           for (int c = 0; c < C; ++c) {
             const std::size_t i = static_cast<std::size_t>(t * C + c);
-            ASSERT_EQ(got.ids[i], ref.ids[static_cast<std::size_t>(c)]) << id << " row " << t << " col " << c;
+            ASSERT_EQ(got.ids[i], ref.ids[static_cast<std::size_t>(c)])
+                << id << " row " << t << " col " << c;
             const double want = ref.weights[static_cast<std::size_t>(c)];
-            ASSERT_NEAR(got.weights[i], want, 4e-6 * std::fabs(want) + 1e-9) << id << " row " << t << " col " << c;
+            ASSERT_NEAR(got.weights[i], want, 4e-6 * std::fabs(want) + 1e-9)
+                << id << " row " << t << " col " << c;
           }
         }
       }
@@ -355,7 +363,8 @@ TEST(RoutingCpu, BatchAndThreadInvariance) {
       two.insert(two.end(), all.begin() + row * 256, all.begin() + (row + 1) * 256);
       const auto small = route(p, two, bias);  // the row at position 1 of a batch of 2
       for (int c = 0; c < 8; ++c) {
-        const std::size_t a = static_cast<std::size_t>(row * 8 + c), b = static_cast<std::size_t>(8 + c);
+        const std::size_t a = static_cast<std::size_t>(row * 8 + c),
+                          b = static_cast<std::size_t>(8 + c);
         ASSERT_EQ(big.ids[a], small.ids[b]) << variant_name(v);
         ASSERT_EQ(std::memcmp(&big.weights[a], &small.weights[b], 4), 0) << variant_name(v);
       }
@@ -382,29 +391,98 @@ TEST(RoutingCpu, RejectsInvalidArgumentsWithClearMessages) {
     a.top_k_ids = TensorView::contiguous(ids.data(), DType::kInt32, {2, 2});
   };
   const std::vector<BadCase> cases = {
-      {"k_gt_e", [](RoutingParams& p, RoutingArgs&) { p.top_k = 9; }, "top_k = 9: expected 1 <= top_k <= num_experts (8)"},
+      {"k_gt_e", [](RoutingParams& p, RoutingArgs&) { p.top_k = 9; },
+       "top_k = 9: expected 1 <= top_k <= num_experts (8)"},
       {"k_zero", [](RoutingParams& p, RoutingArgs&) { p.top_k = 0; }, "top_k = 0"},
-      {"e_too_big", [](RoutingParams& p, RoutingArgs&) { p.num_experts = 2000; }, "num_experts = 2000: expected 1 <= num_experts <= 1024"},
-      {"groups_not_divisor", [](RoutingParams& p, RoutingArgs&) { p.group_score = GroupScore::kMax; p.num_groups = 3; }, "num_groups = 3: expected a divisor of num_experts (8)"},
-      {"topk_group_gt_groups", [](RoutingParams& p, RoutingArgs&) { p.group_score = GroupScore::kMax; p.num_groups = 4; p.topk_groups = 5; }, "topk_groups = 5: expected 1 <= topk_groups <= num_groups (4)"},
-      {"k_gt_selectable", [](RoutingParams& p, RoutingArgs&) { p.group_score = GroupScore::kMax; p.num_groups = 4; p.topk_groups = 1; p.top_k = 3; }, "top_k = 3: expected top_k <= topk_groups * num_experts / num_groups (2)"},
-      {"groups_without_grouping", [](RoutingParams& p, RoutingArgs&) { p.num_groups = 4; }, "num_groups = 4: expected 1 when group_score is none"},
-      {"k_gt_32", [](RoutingParams& p, RoutingArgs&) { p.num_experts = 64; p.top_k = 33; }, "top_k = 33: expected top_k <= 32"},
-      {"too_many_columns", [](RoutingParams& p, RoutingArgs&) { p.num_shared_experts = 31; }, "num_shared_experts = 31"},
-      {"bad_rsf", [](RoutingParams& p, RoutingArgs&) { p.routed_scaling_factor = 0.0f; }, "routed_scaling_factor = 0.000000: expected finite and > 0"},
-      {"bad_softcap", [](RoutingParams& p, RoutingArgs&) { p.softcap = -1.0f; }, "softcap = -1.000000"},
-      {"null_logits", [](RoutingParams&, RoutingArgs& a) { a.logits.data = nullptr; }, "logits.data = null: expected a non-null pointer"},
-      {"misaligned_logits", [&](RoutingParams&, RoutingArgs& a) { a.logits.data = reinterpret_cast<char*>(logits.data()) + 2; }, "logits.data = 0x"},
-      {"logits_wrong_experts", [&](RoutingParams&, RoutingArgs& a) { a.logits = TensorView::contiguous(logits.data(), DType::kFloat32, {4, 4}); }, "logits.shape = [4, 4] float32 cpu: expected [num_tokens, num_experts] with num_experts = 8"},
-      {"logits_int", [](RoutingParams&, RoutingArgs& a) { a.logits.dtype = DType::kInt32; }, "logits.dtype = int32: expected float32 or bfloat16 or float16"},
-      {"weights_shape", [&](RoutingParams&, RoutingArgs& a) { a.top_k_weights = TensorView::contiguous(w3.data(), DType::kFloat32, {2, 3}); }, "top_k_weights.shape = [2, 3]: expected [2, 2]"},
-      {"ids_dtype", [](RoutingParams&, RoutingArgs& a) { a.top_k_ids.dtype = DType::kFloat32; }, "top_k_ids.dtype = float32: expected int32 or int64"},
-      {"ids_strided", [&](RoutingParams&, RoutingArgs& a) { a.top_k_ids = TensorView::contiguous(ids3.data(), DType::kInt32, {2, 2}); a.top_k_ids.strides[0] = 3; }, "top_k_ids.strides = [3, 1]: expected a contiguous"},
-      {"device_mismatch", [](RoutingParams&, RoutingArgs& a) { a.logits.device = Device::kCuda; }, "logits.device = cuda: expected cpu"},
-      {"bias_with_topk", [&](RoutingParams& p, RoutingArgs& a) { p.score_func = ScoreFunc::kTopkThenSoftmax; a.bias = TensorView::contiguous(bias.data(), DType::kFloat32, {8}); }, "bias = given: expected no bias with score_func topk_softmax"},
-      {"bias_shape", [&](RoutingParams&, RoutingArgs& a) { a.bias = TensorView::contiguous(bias.data(), DType::kFloat32, {4}); }, "bias.shape = [4]: expected [8]"},
-      {"replica_table_without_counts", [&](RoutingParams&, RoutingArgs& a) { a.placement = TensorView::contiguous(ids3.data(), DType::kInt32, {8, 2}); a.num_physical_experts = 16; }, "replica_counts = null"},
-      {"expert_map_without_count", [&](RoutingParams&, RoutingArgs& a) { a.expert_map = TensorView::contiguous(ids3.data(), DType::kInt32, {8}); }, "num_local_experts = 0: expected >= 1"},
+      {"e_too_big", [](RoutingParams& p, RoutingArgs&) { p.num_experts = 2000; },
+       "num_experts = 2000: expected 1 <= num_experts <= 1024"},
+      {"groups_not_divisor",
+       [](RoutingParams& p, RoutingArgs&) {
+         p.group_score = GroupScore::kMax;
+         p.num_groups = 3;
+       },
+       "num_groups = 3: expected a divisor of num_experts (8)"},
+      {"topk_group_gt_groups",
+       [](RoutingParams& p, RoutingArgs&) {
+         p.group_score = GroupScore::kMax;
+         p.num_groups = 4;
+         p.topk_groups = 5;
+       },
+       "topk_groups = 5: expected 1 <= topk_groups <= num_groups (4)"},
+      {"k_gt_selectable",
+       [](RoutingParams& p, RoutingArgs&) {
+         p.group_score = GroupScore::kMax;
+         p.num_groups = 4;
+         p.topk_groups = 1;
+         p.top_k = 3;
+       },
+       "top_k = 3: expected top_k <= topk_groups * num_experts / num_groups (2)"},
+      {"groups_without_grouping", [](RoutingParams& p, RoutingArgs&) { p.num_groups = 4; },
+       "num_groups = 4: expected 1 when group_score is none"},
+      {"k_gt_32",
+       [](RoutingParams& p, RoutingArgs&) {
+         p.num_experts = 64;
+         p.top_k = 33;
+       },
+       "top_k = 33: expected top_k <= 32"},
+      {"too_many_columns", [](RoutingParams& p, RoutingArgs&) { p.num_shared_experts = 31; },
+       "num_shared_experts = 31"},
+      {"bad_rsf", [](RoutingParams& p, RoutingArgs&) { p.routed_scaling_factor = 0.0f; },
+       "routed_scaling_factor = 0.000000: expected finite and > 0"},
+      {"bad_softcap", [](RoutingParams& p, RoutingArgs&) { p.softcap = -1.0f; },
+       "softcap = -1.000000"},
+      {"null_logits", [](RoutingParams&, RoutingArgs& a) { a.logits.data = nullptr; },
+       "logits.data = null: expected a non-null pointer"},
+      {"misaligned_logits",
+       [&](RoutingParams&, RoutingArgs& a) {
+         a.logits.data = reinterpret_cast<char*>(logits.data()) + 2;
+       },
+       "logits.data = 0x"},
+      {"logits_wrong_experts",
+       [&](RoutingParams&, RoutingArgs& a) {
+         a.logits = TensorView::contiguous(logits.data(), DType::kFloat32, {4, 4});
+       },
+       "logits.shape = [4, 4] float32 cpu: expected [num_tokens, num_experts] with num_experts = "
+       "8"},
+      {"logits_int", [](RoutingParams&, RoutingArgs& a) { a.logits.dtype = DType::kInt32; },
+       "logits.dtype = int32: expected float32 or bfloat16 or float16"},
+      {"weights_shape",
+       [&](RoutingParams&, RoutingArgs& a) {
+         a.top_k_weights = TensorView::contiguous(w3.data(), DType::kFloat32, {2, 3});
+       },
+       "top_k_weights.shape = [2, 3]: expected [2, 2]"},
+      {"ids_dtype", [](RoutingParams&, RoutingArgs& a) { a.top_k_ids.dtype = DType::kFloat32; },
+       "top_k_ids.dtype = float32: expected int32 or int64"},
+      {"ids_strided",
+       [&](RoutingParams&, RoutingArgs& a) {
+         a.top_k_ids = TensorView::contiguous(ids3.data(), DType::kInt32, {2, 2});
+         a.top_k_ids.strides[0] = 3;
+       },
+       "top_k_ids.strides = [3, 1]: expected a contiguous"},
+      {"device_mismatch", [](RoutingParams&, RoutingArgs& a) { a.logits.device = Device::kCuda; },
+       "logits.device = cuda: expected cpu"},
+      {"bias_with_topk",
+       [&](RoutingParams& p, RoutingArgs& a) {
+         p.score_func = ScoreFunc::kTopkThenSoftmax;
+         a.bias = TensorView::contiguous(bias.data(), DType::kFloat32, {8});
+       },
+       "bias = given: expected no bias with score_func topk_softmax"},
+      {"bias_shape",
+       [&](RoutingParams&, RoutingArgs& a) {
+         a.bias = TensorView::contiguous(bias.data(), DType::kFloat32, {4});
+       },
+       "bias.shape = [4]: expected [8]"},
+      {"replica_table_without_counts",
+       [&](RoutingParams&, RoutingArgs& a) {
+         a.placement = TensorView::contiguous(ids3.data(), DType::kInt32, {8, 2});
+         a.num_physical_experts = 16;
+       },
+       "replica_counts = null"},
+      {"expert_map_without_count",
+       [&](RoutingParams&, RoutingArgs& a) {
+         a.expert_map = TensorView::contiguous(ids3.data(), DType::kInt32, {8});
+       },
+       "num_local_experts = 0: expected >= 1"},
   };
   for (const BadCase& c : cases) {
     RoutingParams p;

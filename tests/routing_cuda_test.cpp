@@ -45,9 +45,9 @@ TEST_P(RoutingCudaMatrix, MatchesCpuBitwise) {
   const Variant v = GetParam();
   const std::vector<int> experts = {1, 2, 3, 8, 64, 128, 160, 256, 288, 384, 512, 1024};
   const std::vector<int> ks = {1, 2, 4, 6, 8, 9, 16, 32};
-  const std::vector<std::int64_t> tokens =
-      small_scale() ? std::vector<std::int64_t>{0, 1, 7, 300}
-                    : std::vector<std::int64_t>{0, 1, 7, 4096, 100000};
+  const std::vector<std::int64_t> tokens = small_scale()
+                                               ? std::vector<std::int64_t>{0, 1, 7, 300}
+                                               : std::vector<std::int64_t>{0, 1, 7, 4096, 100000};
   const DType dtypes[] = {DType::kBFloat16, DType::kFloat32, DType::kFloat16};
   int cases = 0, failures = 0;
   for (int E : experts) {
@@ -59,8 +59,8 @@ TEST_P(RoutingCudaMatrix, MatchesCpuBitwise) {
                                std::to_string(E) + "/K" + std::to_string(K) + "/M" +
                                std::to_string(M);
         const std::uint64_t seed = tools::seed_from_name(id);
-        RoutingProblem pr = make_problem(p, M, dtypes[(E + K) % 3], cached_logits(E, M),
-                                         variant_has_bias(v), seed);
+        RoutingProblem pr =
+            make_problem(p, M, dtypes[(E + K) % 3], cached_logits(E, M), variant_has_bias(v), seed);
         if ((E + K) % 5 == 0) pr.id_dtype = DType::kInt64;
         const std::string err = check_problem(pr);
         ++cases;
@@ -75,7 +75,9 @@ TEST_P(RoutingCudaMatrix, MatchesCpuBitwise) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllVariants, RoutingCudaMatrix, ::testing::ValuesIn(all_variants()),
-                         [](const auto& param_info) { return std::string(variant_name(param_info.param)); });
+                         [](const auto& param_info) {
+                           return std::string(variant_name(param_info.param));
+                         });
 
 // Seeded random option combinations, with NaN/Inf injected into the logits.
 TEST(RoutingCuda, OptionsAndSpecialValuesFuzz) {
@@ -100,22 +102,32 @@ TEST(RoutingCuda, OptionsAndSpecialValuesFuzz) {
     std::vector<float> logits = tools::make_router_logits(M, E, {}, rng.next_u64());
     const float specials[] = {std::numeric_limits<float>::quiet_NaN(),
                               std::numeric_limits<float>::infinity(),
-                              -std::numeric_limits<float>::infinity(), 0.0f, -0.0f, 1e30f, -1e30f};
+                              -std::numeric_limits<float>::infinity(),
+                              0.0f,
+                              -0.0f,
+                              1e30f,
+                              -1e30f};
     for (std::int64_t t = 0; t < M; ++t) {
       const std::uint64_t kind = rng.below(10);
       float* row = logits.data() + t * E;
       if (kind == 0) {  // a few specials
-        for (int i = 0; i < 3; ++i) row[rng.below(static_cast<std::uint64_t>(E))] = specials[rng.below(7)];
+        for (int i = 0; i < 3; ++i)
+          row[rng.below(static_cast<std::uint64_t>(E))] = specials[rng.below(7)];
       } else if (kind == 1) {  // no finite logit
         for (int e = 0; e < E; ++e) row[e] = specials[rng.below(3)];
       } else if (kind == 2) {  // ties everywhere
         for (int e = 0; e < E; ++e) row[e] = static_cast<float>(rng.below(3));
       }
     }
-    const DType dt = std::vector<DType>{DType::kFloat32, DType::kBFloat16, DType::kFloat16}[rng.below(3)];
-    RoutingProblem pr = make_problem(p, M, dt, logits, variant_has_bias(v) || (v == Variant::kSoftmax && rng.below(2)), rng.next_u64());
+    const DType dt =
+        std::vector<DType>{DType::kFloat32, DType::kBFloat16, DType::kFloat16}[rng.below(3)];
+    RoutingProblem pr = make_problem(
+        p, M, dt, logits, variant_has_bias(v) || (v == Variant::kSoftmax && rng.below(2)),
+        rng.next_u64());
     if (rng.below(2)) pr.id_dtype = DType::kInt64;
-    if (rng.below(3) == 0) pr.num_tokens_non_padded = static_cast<std::int32_t>(rng.below(static_cast<std::uint64_t>(M) + 2));
+    if (rng.below(3) == 0)
+      pr.num_tokens_non_padded =
+          static_cast<std::int32_t>(rng.below(static_cast<std::uint64_t>(M) + 2));
     const std::uint64_t placement = rng.below(3);
     if (placement == 1) {  // static map onto P = E + 5 physical slots
       pr.num_physical_experts = E + 5;
@@ -159,9 +171,9 @@ TEST(RoutingCuda, GraphCaptureRepeatabilityAndPoison) {
   ASSERT_TRUE(DeviceBuffer::allocate(n * 4, &ids).ok());
   ASSERT_TRUE(tools::copy_to_device(logits.get(), pr.logits.data(), pr.logits.size()).ok());
   ASSERT_TRUE(tools::copy_to_device(bias.get(), pr.bias.data(), pr.bias.size() * 4).ok());
-  const RoutingArgs args = tools::routing_args(pr, Device::kCuda, logits.get(), bias.get(),
-                                               np.get(), nullptr, nullptr, nullptr, weights.get(),
-                                               ids.get());
+  const RoutingArgs args =
+      tools::routing_args(pr, Device::kCuda, logits.get(), bias.get(), np.get(), nullptr, nullptr,
+                          nullptr, weights.get(), ids.get());
   // Capture once; every replay below reuses the same graph.
   cudaStream_t stream = nullptr;
   ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
@@ -224,12 +236,15 @@ TEST(RoutingCuda, BatchInvariance) {
           const std::int64_t src = i == pos ? row : (row + 17 * (i + 1)) % M;
           std::copy_n(all.begin() + src * 384, 384, sub.begin() + i * 384);
         }
-        const RoutingProblem small = make_problem(p, batch, DType::kBFloat16, sub, variant_has_bias(v), 11);
+        const RoutingProblem small =
+            make_problem(p, batch, DType::kBFloat16, sub, variant_has_bias(v), 11);
         RoutingResult out;
         ASSERT_TRUE(tools::run_routing_cuda(small, &out).ok());
         for (int c = 0; c < 8; ++c) {
-          const std::size_t a = static_cast<std::size_t>(row * 8 + c), b = static_cast<std::size_t>(pos * 8 + c);
-          ASSERT_EQ(big_out.ids[a], out.ids[b]) << variant_name(v) << " row " << row << " batch " << batch;
+          const std::size_t a = static_cast<std::size_t>(row * 8 + c),
+                            b = static_cast<std::size_t>(pos * 8 + c);
+          ASSERT_EQ(big_out.ids[a], out.ids[b])
+              << variant_name(v) << " row " << row << " batch " << batch;
           ASSERT_EQ(std::memcmp(&big_out.weights[a], &out.weights[b], 4), 0)
               << variant_name(v) << " row " << row << " batch " << batch;
         }
@@ -247,8 +262,8 @@ TEST(RoutingCuda, EveryLayoutGivesTheSameBits) {
       if (!variant_params(v, E, std::min(E, 8), &p)) continue;
       p.num_shared_experts = 1;
       const std::int64_t M = 777;
-      const RoutingProblem pr = make_problem(p, M, DType::kBFloat16, cached_logits(E, M),
-                                             variant_has_bias(v), 5);
+      const RoutingProblem pr =
+          make_problem(p, M, DType::kBFloat16, cached_logits(E, M), variant_has_bias(v), 5);
       RoutingResult cpu;
       ASSERT_TRUE(tools::run_routing_cpu(pr, &cpu).ok());
       const std::size_t n = static_cast<std::size_t>(M) * static_cast<std::size_t>(pr.columns());
@@ -259,9 +274,9 @@ TEST(RoutingCuda, EveryLayoutGivesTheSameBits) {
       ASSERT_TRUE(tools::copy_to_device(bias.get(), pr.bias.data(), pr.bias.size() * 4).ok());
       ASSERT_TRUE(DeviceBuffer::allocate(n * 4, &weights).ok());
       ASSERT_TRUE(DeviceBuffer::allocate(n * 4, &ids).ok());
-      const RoutingArgs args = tools::routing_args(pr, Device::kCuda, logits.get(), bias.get(),
-                                                   nullptr, nullptr, nullptr, nullptr,
-                                                   weights.get(), ids.get());
+      const RoutingArgs args =
+          tools::routing_args(pr, Device::kCuda, logits.get(), bias.get(), nullptr, nullptr,
+                              nullptr, nullptr, weights.get(), ids.get());
       int layouts = 0;
       for (int vals = 1; vals <= 32; vals *= 2) {
         if (!heuristics::routing_vals_valid(E, vals)) continue;
@@ -277,8 +292,8 @@ TEST(RoutingCuda, EveryLayoutGivesTheSameBits) {
         ASSERT_TRUE(tools::copy_to_host(raw.data(), ids.get(), n * 4).ok());
         gpu.ids.assign(raw.begin(), raw.end());
         const tools::RoutingDiff d = tools::compare_routing(pr, cpu, gpu);
-        EXPECT_EQ(d.rows_wrong, 0) << variant_name(v) << " E" << E << " vals " << vals << ": "
-                                   << d.first_detail;
+        EXPECT_EQ(d.rows_wrong, 0)
+            << variant_name(v) << " E" << E << " vals " << vals << ": " << d.first_detail;
       }
       EXPECT_GT(layouts, 0);
     }
@@ -319,8 +334,10 @@ TEST(RoutingCuda, StridedAndUnalignedLogits) {
         ca.top_k_weights = TensorView::contiguous(cw.data(), DType::kFloat32, {M, p.top_k});
         ca.top_k_ids = TensorView::contiguous(cid.data(), DType::kInt32, {M, p.top_k});
         ga.logits = view(static_cast<std::uint8_t*>(d_logits.get()) + 2 * offset, Device::kCuda);
-        ga.top_k_weights = TensorView::contiguous(d_w.get(), DType::kFloat32, {M, p.top_k}, Device::kCuda);
-        ga.top_k_ids = TensorView::contiguous(d_ids.get(), DType::kInt32, {M, p.top_k}, Device::kCuda);
+        ga.top_k_weights =
+            TensorView::contiguous(d_w.get(), DType::kFloat32, {M, p.top_k}, Device::kCuda);
+        ga.top_k_ids =
+            TensorView::contiguous(d_ids.get(), DType::kInt32, {M, p.top_k}, Device::kCuda);
         ASSERT_TRUE(route_cpu(p, ca).ok());
         const Status st = route_cuda(p, ga, nullptr, 0, nullptr);
         ASSERT_TRUE(st.ok()) << st.to_string();

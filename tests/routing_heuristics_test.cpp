@@ -32,7 +32,7 @@ TEST(RoutingHeuristics, MeasuredChoices) {
 
 TEST(RoutingHeuristics, ForcedLayoutsAreChecked) {
   EXPECT_TRUE(routing_vals_valid(256, 8));
-  EXPECT_FALSE(routing_vals_valid(256, 3));   // not a power of two
+  EXPECT_FALSE(routing_vals_valid(256, 3));    // not a power of two
   EXPECT_FALSE(routing_vals_valid(1024, 16));  // 64 lanes
   EXPECT_FALSE(routing_vals_valid(32, 16));    // 16 values with 2 lanes spills
   EXPECT_FALSE(routing_vals_valid(8, 16));     // more values than experts

@@ -55,59 +55,86 @@ inline ReferenceRow reference_route_row(const RoutingParams& p, const float* log
       std::iota(members.begin(), members.end(), g * size);
       std::sort(members.begin(), members.end(), better);
       double v = key[static_cast<std::size_t>(members[0])];
-      if (p.group_score == GroupScore::kTop2Sum && size > 1) v += key[static_cast<std::size_t>(members[1])];
+      if (p.group_score == GroupScore::kTop2Sum && size > 1)
+        v += key[static_cast<std::size_t>(members[1])];
       gscore[static_cast<std::size_t>(g)] = v;
     }
     std::vector<int> groups(static_cast<std::size_t>(p.num_groups));
     std::iota(groups.begin(), groups.end(), 0);
     std::stable_sort(groups.begin(), groups.end(), [&](int a, int b) {
-      const double ga = gscore[static_cast<std::size_t>(a)], gb = gscore[static_cast<std::size_t>(b)];
+      const double ga = gscore[static_cast<std::size_t>(a)],
+                   gb = gscore[static_cast<std::size_t>(b)];
       if (std::isnan(ga) != std::isnan(gb)) return std::isnan(gb);
       return !std::isnan(ga) && ga > gb;
     });
     if (p.topk_groups < p.num_groups) {
-      out.min_gap = std::min(out.min_gap, std::fabs(gscore[static_cast<std::size_t>(groups[static_cast<std::size_t>(p.topk_groups - 1)])] -
-                                                    gscore[static_cast<std::size_t>(groups[static_cast<std::size_t>(p.topk_groups)])]));
+      out.min_gap = std::min(
+          out.min_gap,
+          std::fabs(
+              gscore[static_cast<std::size_t>(
+                  groups[static_cast<std::size_t>(p.topk_groups - 1)])] -
+              gscore[static_cast<std::size_t>(groups[static_cast<std::size_t>(p.topk_groups)])]));
     }
     allowed.clear();
     for (int r = 0; r < p.topk_groups; ++r) {
-      for (int e = groups[static_cast<std::size_t>(r)] * size; e < (groups[static_cast<std::size_t>(r)] + 1) * size; ++e) allowed.push_back(e);
+      for (int e = groups[static_cast<std::size_t>(r)] * size;
+           e < (groups[static_cast<std::size_t>(r)] + 1) * size; ++e)
+        allowed.push_back(e);
     }
   }
   std::sort(allowed.begin(), allowed.end(), better);
   for (int k = 0; k + 1 < static_cast<int>(allowed.size()) && k < K; ++k) {
-    out.min_gap = std::min(out.min_gap, std::fabs(key[static_cast<std::size_t>(allowed[static_cast<std::size_t>(k)])] -
-                                                  key[static_cast<std::size_t>(allowed[static_cast<std::size_t>(k + 1)])]));
+    out.min_gap = std::min(
+        out.min_gap,
+        std::fabs(key[static_cast<std::size_t>(allowed[static_cast<std::size_t>(k)])] -
+                  key[static_cast<std::size_t>(allowed[static_cast<std::size_t>(k + 1)])]));
   }
   std::vector<double> w(static_cast<std::size_t>(K), 0.0);
-  for (int k = 0; k < K; ++k) out.ids.push_back(any_finite ? allowed[static_cast<std::size_t>(k)] : k);
+  for (int k = 0; k < K; ++k)
+    out.ids.push_back(any_finite ? allowed[static_cast<std::size_t>(k)] : k);
   if (any_finite) {
     if (p.score_func == ScoreFunc::kSoftmax) {
       double mx = -std::numeric_limits<double>::infinity(), sum = 0;
-      for (double k : key) if (!std::isnan(k)) mx = std::max(mx, k);
-      for (double k : key) if (!std::isnan(k)) sum += std::exp(k - mx);
-      for (int k = 0; k < K; ++k) w[static_cast<std::size_t>(k)] = std::exp(key[static_cast<std::size_t>(out.ids[static_cast<std::size_t>(k)])] - mx) / sum;
+      for (double k : key)
+        if (!std::isnan(k)) mx = std::max(mx, k);
+      for (double k : key)
+        if (!std::isnan(k)) sum += std::exp(k - mx);
+      for (int k = 0; k < K; ++k)
+        w[static_cast<std::size_t>(k)] =
+            std::exp(key[static_cast<std::size_t>(out.ids[static_cast<std::size_t>(k)])] - mx) /
+            sum;
     } else if (p.score_func == ScoreFunc::kTopkThenSoftmax) {
       double sum = 0;
       const double top = key[static_cast<std::size_t>(out.ids[0])];
-      for (int k = 0; k < K; ++k) sum += std::exp(key[static_cast<std::size_t>(out.ids[static_cast<std::size_t>(k)])] - top);
-      for (int k = 0; k < K; ++k) w[static_cast<std::size_t>(k)] = std::exp(key[static_cast<std::size_t>(out.ids[static_cast<std::size_t>(k)])] - top) / sum;
+      for (int k = 0; k < K; ++k)
+        sum += std::exp(key[static_cast<std::size_t>(out.ids[static_cast<std::size_t>(k)])] - top);
+      for (int k = 0; k < K; ++k)
+        w[static_cast<std::size_t>(k)] =
+            std::exp(key[static_cast<std::size_t>(out.ids[static_cast<std::size_t>(k)])] - top) /
+            sum;
     } else if (p.score_func == ScoreFunc::kTopkThenSigmoid) {
-      for (int k = 0; k < K; ++k) w[static_cast<std::size_t>(k)] = 1.0 / (1.0 + std::exp(-key[static_cast<std::size_t>(out.ids[static_cast<std::size_t>(k)])]));
+      for (int k = 0; k < K; ++k)
+        w[static_cast<std::size_t>(k)] =
+            1.0 /
+            (1.0 + std::exp(-key[static_cast<std::size_t>(out.ids[static_cast<std::size_t>(k)])]));
     } else {
-      for (int k = 0; k < K; ++k) w[static_cast<std::size_t>(k)] = score[static_cast<std::size_t>(out.ids[static_cast<std::size_t>(k)])];
+      for (int k = 0; k < K; ++k)
+        w[static_cast<std::size_t>(k)] =
+            score[static_cast<std::size_t>(out.ids[static_cast<std::size_t>(k)])];
     }
   }
   if (p.renormalize) {
     double sum = std::accumulate(w.begin(), w.end(), 0.0);
-    if (sum > 0) for (double& v : w) v /= sum;
+    if (sum > 0)
+      for (double& v : w) v /= sum;
   }
   const double routed_sum = std::accumulate(w.begin(), w.end(), 0.0);
   for (double& v : w) v = p.apply_rsf_on_output ? v * p.routed_scaling_factor : v;
   out.weights = w;
   for (int i = 0; i < S; ++i) {
     out.ids.push_back(E + i);
-    out.weights.push_back(p.apply_rsf_on_output ? routed_sum : routed_sum / p.routed_scaling_factor);
+    out.weights.push_back(p.apply_rsf_on_output ? routed_sum
+                                                : routed_sum / p.routed_scaling_factor);
   }
   return out;
 }

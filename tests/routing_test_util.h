@@ -26,9 +26,9 @@ enum class Variant {
 };
 
 inline const std::vector<Variant>& all_variants() {
-  static const std::vector<Variant> v = {Variant::kSoftmax,        Variant::kSigmoidBias,
+  static const std::vector<Variant> v = {Variant::kSoftmax,          Variant::kSigmoidBias,
                                          Variant::kSqrtSoftplusBias, Variant::kGroupedMax,
-                                         Variant::kGroupedTop2Sum, Variant::kTopkSoftmax,
+                                         Variant::kGroupedTop2Sum,   Variant::kTopkSoftmax,
                                          Variant::kTopkSigmoid};
   return v;
 }

@@ -11,9 +11,9 @@
 namespace switchyard {
 
 struct ModelPreset {
-  std::string name;              // CLI name, e.g. "deepseek-v3"
-  std::int32_t hidden_size;      // H
-  std::int32_t intermediate_size;  // I (per expert, no tensor parallelism)
+  std::string name;                 // CLI name, e.g. "deepseek-v3"
+  std::int32_t hidden_size;         // H
+  std::int32_t intermediate_size;   // I (per expert, no tensor parallelism)
   std::int32_t num_shared_experts;  // shared experts of the model (fused or not)
   // Router. routing.num_shared_experts is the number fused into the routing output: presets fuse
   // the shared expert only where the model renormalises (DeepSeek-V3, Kimi K2), the only case in

@@ -95,7 +95,7 @@ struct RoutingArgs {
   TensorView num_tokens_non_padded;
   // optional placement (EPLB): [E] int32 static map, or [E, R] int32 replica table ...
   TensorView placement;
-  TensorView replica_counts;          // ... with [E] int32 counts (required iff placement is 2-D)
+  TensorView replica_counts;  // ... with [E] int32 counts (required iff placement is 2-D)
   std::int32_t num_physical_experts = 0;  // P; 0 means E (no placement)
   // optional expert-parallel view: [P] int32, local id or -1.
   TensorView expert_map;

@@ -37,7 +37,9 @@ class [[nodiscard]] Status {
   static Status CudaError(std::string message) {
     return {StatusCode::kCudaError, std::move(message)};
   }
-  static Status Internal(std::string message) { return {StatusCode::kInternal, std::move(message)}; }
+  static Status Internal(std::string message) {
+    return {StatusCode::kInternal, std::move(message)};
+  }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

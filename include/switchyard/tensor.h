@@ -20,7 +20,7 @@ enum class DType : std::uint8_t { kFloat32, kBFloat16, kFloat16, kInt32, kInt64 
 enum class Device : std::uint8_t { kCpu, kCuda };
 
 std::size_t dtype_size(DType dtype);
-const char* dtype_name(DType dtype);    // "float32", "bfloat16", ...
+const char* dtype_name(DType dtype);     // "float32", "bfloat16", ...
 const char* device_name(Device device);  // "cpu", "cuda"
 
 struct TensorView {

@@ -37,11 +37,15 @@ Status check_tensor_basics(const char* op, const char* name, const TensorView& t
   const auto addr = reinterpret_cast<std::uintptr_t>(t.data);
   const std::size_t align = dtype_size(t.dtype);
   if (align == 0 || addr % align != 0) {
-    return invalid_arg(op, n + ".data", "0x" + [&] {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(addr));
-      return std::string(buf);
-    }(), "a pointer aligned to " + std::to_string(align) + " bytes (" + dtype_name(t.dtype) + ")");
+    return invalid_arg(
+        op, n + ".data",
+        "0x" +
+            [&] {
+              char buf[32];
+              std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(addr));
+              return std::string(buf);
+            }(),
+        "a pointer aligned to " + std::to_string(align) + " bytes (" + dtype_name(t.dtype) + ")");
   }
   return Status::Ok();
 }

@@ -37,8 +37,8 @@ Status check_dtype(const char* op, const char* name, const TensorView& t,
                    std::initializer_list<DType> allowed);
 Status check_contiguous(const char* op, const char* name, const TensorView& t);
 
-#define SY_RETURN_IF_ERROR(expr)         \
-  do {                                   \
+#define SY_RETURN_IF_ERROR(expr)          \
+  do {                                    \
     ::switchyard::Status sy_st_ = (expr); \
     if (!sy_st_.ok()) return sy_st_;      \
   } while (0)

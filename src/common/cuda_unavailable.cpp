@@ -8,8 +8,9 @@ Status route_cuda(const RoutingParams& params, const RoutingArgs& args, void*, s
                   cudaStream_t) {
   (void)params;
   (void)args;
-  return Status::Unsupported("route_cuda: this Switchyard build has no CUDA backend "
-                             "(configure with -DSWITCHYARD_CUDA=ON)");
+  return Status::Unsupported(
+      "route_cuda: this Switchyard build has no CUDA backend "
+      "(configure with -DSWITCHYARD_CUDA=ON)");
 }
 
 namespace detail {
@@ -23,7 +24,13 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
 #include "switchyard/runtime.h"
 
 namespace switchyard {
-bool built_with_cuda() { return false; }
-bool cuda_device_available() { return false; }
-std::string cuda_device_description() { return ""; }
+bool built_with_cuda() {
+  return false;
+}
+bool cuda_device_available() {
+  return false;
+}
+std::string cuda_device_description() {
+  return "";
+}
 }  // namespace switchyard

@@ -19,8 +19,12 @@ struct fp16_t {
   std::uint16_t bits;
 };
 
-SY_HD float to_float(float x) { return x; }
-SY_HD float to_float(bf16_t x) { return bits_to_float(static_cast<std::uint32_t>(x.bits) << 16); }
+SY_HD float to_float(float x) {
+  return x;
+}
+SY_HD float to_float(bf16_t x) {
+  return bits_to_float(static_cast<std::uint32_t>(x.bits) << 16);
+}
 SY_HD float to_float(fp16_t x) {
 #if defined(__CUDA_ARCH__)
   return __half2float(__ushort_as_half(x.bits));

@@ -36,10 +36,18 @@ SY_HD std::uint32_t float_to_bits(float f) {
 #endif
 }
 
-SY_HD bool is_nan(float x) { return x != x; }
-SY_HD bool is_finite(float x) { return (float_to_bits(x) & 0x7f800000u) != 0x7f800000u; }
-SY_HD float pos_inf() { return bits_to_float(0x7f800000u); }
-SY_HD float neg_inf() { return bits_to_float(0xff800000u); }
+SY_HD bool is_nan(float x) {
+  return x != x;
+}
+SY_HD bool is_finite(float x) {
+  return (float_to_bits(x) & 0x7f800000u) != 0x7f800000u;
+}
+SY_HD float pos_inf() {
+  return bits_to_float(0x7f800000u);
+}
+SY_HD float neg_inf() {
+  return bits_to_float(0xff800000u);
+}
 
 SY_HD float exact_rint(float x) {
 #if defined(__CUDA_ARCH__)
@@ -207,7 +215,9 @@ SY_HD float log1p_f(float u) {
   return log_f(w) * div_f(u, w - 1.0f);
 }
 
-SY_HD float sigmoid_f(float x) { return div_f(1.0f, 1.0f + exp_f(-x)); }
+SY_HD float sigmoid_f(float x) {
+  return div_f(1.0f, 1.0f + exp_f(-x));
+}
 
 SY_HD float tanh_f(float x) {
   if (is_nan(x)) return x;

@@ -30,7 +30,8 @@ std::vector<ModelPreset> make_presets() {
   using F = ScoreFunc;
   return {
       {"deepseek-v3", 7168, 2048, 1,
-       fused_shared(grouped(router(256, 8, F::kSigmoid, true, 2.5f), GroupScore::kTop2Sum, 8, 4), 1),
+       fused_shared(grouped(router(256, 8, F::kSigmoid, true, 2.5f), GroupScore::kTop2Sum, 8, 4),
+                    1),
        true},
       {"kimi-k2", 7168, 2048, 1, fused_shared(router(384, 8, F::kSigmoid, true, 2.827f), 1), true},
       {"qwen3-30b-a3b", 2048, 768, 0, router(128, 8, F::kSoftmax, true), false},

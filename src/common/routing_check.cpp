@@ -50,7 +50,8 @@ using detail::invalid_arg;
 Status check_params(const char* op, const RoutingParams& p) {
   const int E = p.num_experts;
   if (E < 1 || E > kMaxRoutingExperts) {
-    return invalid_arg(op, "num_experts", E, "1 <= num_experts <= " + std::to_string(kMaxRoutingExperts));
+    return invalid_arg(op, "num_experts", E,
+                       "1 <= num_experts <= " + std::to_string(kMaxRoutingExperts));
   }
   if (p.top_k < 1 || p.top_k > E) {
     return invalid_arg(op, "top_k", p.top_k,
@@ -63,8 +64,8 @@ Status check_params(const char* op, const RoutingParams& p) {
   if (p.num_shared_experts < 0 || p.top_k + p.num_shared_experts > kMaxRoutingColumns) {
     return invalid_arg(op, "num_shared_experts", p.num_shared_experts,
                        "0 <= num_shared_experts and top_k + num_shared_experts <= " +
-                           std::to_string(kMaxRoutingColumns) + " (top_k = " +
-                           std::to_string(p.top_k) + ")");
+                           std::to_string(kMaxRoutingColumns) +
+                           " (top_k = " + std::to_string(p.top_k) + ")");
   }
   const int sf = static_cast<int>(p.score_func);
   if (sf < 0 || sf > static_cast<int>(ScoreFunc::kTopkThenSigmoid)) {
@@ -82,7 +83,8 @@ Status check_params(const char* op, const RoutingParams& p) {
       return invalid_arg(op, "topk_groups", p.topk_groups, "1 when group_score is none");
     }
   } else {
-    if (p.score_func == ScoreFunc::kTopkThenSoftmax || p.score_func == ScoreFunc::kTopkThenSigmoid) {
+    if (p.score_func == ScoreFunc::kTopkThenSoftmax ||
+        p.score_func == ScoreFunc::kTopkThenSigmoid) {
       return invalid_arg(op, "group_score", group_score_name(p.group_score),
                          std::string("none with score_func ") + score_func_name(p.score_func));
     }
@@ -97,9 +99,9 @@ Status check_params(const char* op, const RoutingParams& p) {
     }
     const int selectable = p.topk_groups * (E / p.num_groups);
     if (p.top_k > selectable) {
-      return invalid_arg(op, "top_k", p.top_k,
-                         "top_k <= topk_groups * num_experts / num_groups (" +
-                             std::to_string(selectable) + ")");
+      return invalid_arg(
+          op, "top_k", p.top_k,
+          "top_k <= topk_groups * num_experts / num_groups (" + std::to_string(selectable) + ")");
     }
   }
   if (!(std::isfinite(p.routed_scaling_factor) && p.routed_scaling_factor > 0.0f)) {
@@ -143,7 +145,8 @@ Status routing_check(const RoutingParams& p, const RoutingArgs& a, Device device
   }
 
   if (a.bias.defined()) {
-    if (p.score_func == ScoreFunc::kTopkThenSoftmax || p.score_func == ScoreFunc::kTopkThenSigmoid) {
+    if (p.score_func == ScoreFunc::kTopkThenSoftmax ||
+        p.score_func == ScoreFunc::kTopkThenSigmoid) {
       return invalid_arg(op, "bias", "given",
                          std::string("no bias with score_func ") + score_func_name(p.score_func));
     }
@@ -172,16 +175,14 @@ Status routing_check(const RoutingParams& p, const RoutingArgs& a, Device device
     if (a.placement.ndim == 1) {
       SY_RETURN_IF_ERROR(check_shape(op, "placement", a.placement, {E}));
       if (a.replica_counts.defined()) {
-        return invalid_arg(op, "replica_counts", "given",
-                           "none with a 1-D placement (static map)");
+        return invalid_arg(op, "replica_counts", "given", "none with a 1-D placement (static map)");
       }
     } else if (a.placement.ndim == 2 && a.placement.size(0) == E && a.placement.size(1) >= 1) {
       if (!a.replica_counts.defined()) {
         return invalid_arg(op, "replica_counts", "null",
                            "[num_experts] int32 counts with a 2-D placement (replica table)");
       }
-      SY_RETURN_IF_ERROR(
-          check_optional_int_table(op, "replica_counts", a.replica_counts, device));
+      SY_RETURN_IF_ERROR(check_optional_int_table(op, "replica_counts", a.replica_counts, device));
       SY_RETURN_IF_ERROR(check_shape(op, "replica_counts", a.replica_counts, {E}));
     } else {
       return invalid_arg(op, "placement.shape", a.placement.describe(),

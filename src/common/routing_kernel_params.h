@@ -10,16 +10,16 @@ namespace switchyard::detail {
 
 struct RoutingKernelParams {
   RoutingParams p;
-  const void* logits;        // [num_tokens, E] at row_stride elements
+  const void* logits;  // [num_tokens, E] at row_stride elements
   std::int64_t row_stride;
-  std::int64_t num_tokens;   // M
-  const float* bias;         // [E] or null
+  std::int64_t num_tokens;                    // M
+  const float* bias;                          // [E] or null
   const std::int32_t* num_tokens_non_padded;  // scalar or null
   const std::int32_t* placement;              // [E] or [E, max_replicas] or null
   const std::int32_t* replica_counts;         // [E] or null (static map)
   std::int32_t max_replicas;
-  std::int32_t num_physical_experts;          // P
-  const std::int32_t* expert_map;             // [P] or null
+  std::int32_t num_physical_experts;  // P
+  const std::int32_t* expert_map;     // [P] or null
   std::int32_t num_local_experts;
   float* weights;  // [M, K+S]
   void* ids;       // [M, K+S] int32 or int64

@@ -65,7 +65,9 @@ SY_HD std::uint64_t candidate(std::uint32_t order, int expert_idx) {
 SY_HD int candidate_expert(std::uint64_t c) {
   return static_cast<int>(0xffffffffu - static_cast<std::uint32_t>(c & 0xffffffffu));
 }
-SY_HD std::uint32_t candidate_order(std::uint64_t c) { return static_cast<std::uint32_t>(c >> 32); }
+SY_HD std::uint32_t candidate_order(std::uint64_t c) {
+  return static_cast<std::uint32_t>(c >> 32);
+}
 
 SY_HD float softcapped(float x, float softcap) {
   return softcap > 0.0f ? softcap * tanh_f(div_f(x, softcap)) : x;
@@ -104,9 +106,13 @@ SY_HD float max_ignore_nan(float a, float b) {
   return a > b ? a : b;
 }
 
-SY_HD float nan_to_zero(float w) { return is_nan(w) ? 0.0f : w; }
+SY_HD float nan_to_zero(float w) {
+  return is_nan(w) ? 0.0f : w;
+}
 
-SY_HD float safe_div(float num, float den) { return den > 0.0f ? div_f(num, den) : 0.0f; }
+SY_HD float safe_div(float num, float den) {
+  return den > 0.0f ? div_f(num, den) : 0.0f;
+}
 
 // Group score from the (up to) two largest keys of a group, as order keys (0 = absent).
 SY_HD float group_score_value(GroupScore g, std::uint32_t best, std::uint32_t second) {

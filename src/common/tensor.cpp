@@ -32,10 +32,12 @@ const char* dtype_name(DType dtype) {
   return "unknown";
 }
 
-const char* device_name(Device device) { return device == Device::kCuda ? "cuda" : "cpu"; }
+const char* device_name(Device device) {
+  return device == Device::kCuda ? "cuda" : "cpu";
+}
 
-TensorView TensorView::contiguous(void* data, DType dtype, std::initializer_list<std::int64_t> shape,
-                                  Device device) {
+TensorView TensorView::contiguous(void* data, DType dtype,
+                                  std::initializer_list<std::int64_t> shape, Device device) {
   TensorView v;
   v.data = data;
   v.dtype = dtype;

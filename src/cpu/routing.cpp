@@ -100,10 +100,12 @@ void route_row(const RoutingKernelParams& kp, std::int64_t row, std::int64_t non
 
   float max_key = neg_inf(), softmax_sum = 0.0f;
   if (p.score_func == ScoreFunc::kSoftmax) {
-    for (int e = 0; e < E; ++e) max_key = max_ignore_nan(max_key, s.key[static_cast<std::size_t>(e)]);
+    for (int e = 0; e < E; ++e)
+      max_key = max_ignore_nan(max_key, s.key[static_cast<std::size_t>(e)]);
     std::fill(s.terms.begin(), s.terms.end(), 0.0f);
     for (int e = 0; e < E; ++e) {
-      s.terms[static_cast<std::size_t>(e)] = softmax_term(s.key[static_cast<std::size_t>(e)], max_key);
+      s.terms[static_cast<std::size_t>(e)] =
+          softmax_term(s.key[static_cast<std::size_t>(e)], max_key);
     }
     softmax_sum = pairwise_sum(s.terms.data(), static_cast<int>(s.terms.size()));
   }
@@ -145,7 +147,8 @@ void route_row(const RoutingKernelParams& kp, std::int64_t row, std::int64_t non
   }
   if (p.score_func == ScoreFunc::kTopkThenSoftmax) {
     const float sum = slot_sum(w);
-    for (int k = 0; k < K; ++k) w[static_cast<std::size_t>(k)] = safe_div(w[static_cast<std::size_t>(k)], sum);
+    for (int k = 0; k < K; ++k)
+      w[static_cast<std::size_t>(k)] = safe_div(w[static_cast<std::size_t>(k)], sum);
   }
   if (p.renormalize) {
     float sum = slot_sum(w);
@@ -156,7 +159,8 @@ void route_row(const RoutingKernelParams& kp, std::int64_t row, std::int64_t non
       sum = slot_sum(w);
     }
     if (sum > 0.0f) {
-      for (int k = 0; k < K; ++k) w[static_cast<std::size_t>(k)] = div_f(w[static_cast<std::size_t>(k)], sum);
+      for (int k = 0; k < K; ++k)
+        w[static_cast<std::size_t>(k)] = div_f(w[static_cast<std::size_t>(k)], sum);
     }
   }
   const float routed_sum = S > 0 ? slot_sum(w) : 0.0f;
@@ -181,8 +185,9 @@ void route_all(const RoutingKernelParams& kp) {
   const std::int64_t rows_per_thread = std::max<std::int64_t>(64, 65536 / kp.p.num_experts);
   parallel_for(M, rows_per_thread, [&](std::int64_t begin, std::int64_t end) {
     const auto E = static_cast<std::size_t>(kp.p.num_experts);
-    RowScratch scratch{std::vector<float>(E), std::vector<std::uint32_t>(E),
-                       std::vector<float>(static_cast<std::size_t>(routing_row_capacity(kp.p.num_experts)))};
+    RowScratch scratch{
+        std::vector<float>(E), std::vector<std::uint32_t>(E),
+        std::vector<float>(static_cast<std::size_t>(routing_row_capacity(kp.p.num_experts)))};
     for (std::int64_t row = begin; row < end; ++row) {
       route_row<T, IdT>(kp, row, non_padded, scratch);
     }

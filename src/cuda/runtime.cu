@@ -6,7 +6,9 @@
 
 namespace switchyard {
 
-bool built_with_cuda() { return true; }
+bool built_with_cuda() {
+  return true;
+}
 
 bool cuda_device_available() {
   int count = 0;

@@ -50,7 +50,9 @@ Status fill_device_bytes(void* dst, int byte_value, std::size_t bytes) {
   if (!st.ok()) return st;
   return device_synchronize();
 }
-Status device_synchronize() { return cuda_status(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
+Status device_synchronize() {
+  return cuda_status(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+}
 
 namespace {
 
@@ -158,7 +160,7 @@ Status measure_memory_ceiling(std::size_t bytes, MemoryCeiling* out) {
       4, 9,
       [&](int, cudaStream_t s) {
         stream_read_kernel<<<blocks, 512, 0, s>>>(static_cast<const uint4*>(a.get()), bytes / 16,
-                                                   static_cast<unsigned*>(sink.get()));
+                                                  static_cast<unsigned*>(sink.get()));
         return cuda_status(cudaGetLastError(), "stream read kernel");
       },
       &read);

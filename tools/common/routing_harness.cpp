@@ -31,20 +31,21 @@ RoutingArgs routing_args(const RoutingProblem& pr, Device device, const void* lo
         TensorView::contiguous(const_cast<void*>(non_padded), DType::kInt32, {1}, device);
   }
   if (!pr.placement.empty()) {
-    a.placement = pr.placement_replicas > 0
-                      ? TensorView::contiguous(const_cast<void*>(placement), DType::kInt32,
-                                               {E, pr.placement_replicas}, device)
-                      : TensorView::contiguous(const_cast<void*>(placement), DType::kInt32, {E},
-                                               device);
+    a.placement =
+        pr.placement_replicas > 0
+            ? TensorView::contiguous(const_cast<void*>(placement), DType::kInt32,
+                                     {E, pr.placement_replicas}, device)
+            : TensorView::contiguous(const_cast<void*>(placement), DType::kInt32, {E}, device);
     if (pr.placement_replicas > 0) {
-      a.replica_counts = TensorView::contiguous(const_cast<void*>(replica_counts), DType::kInt32,
-                                                {E}, device);
+      a.replica_counts =
+          TensorView::contiguous(const_cast<void*>(replica_counts), DType::kInt32, {E}, device);
     }
     a.num_physical_experts = pr.num_physical_experts;
   }
   if (!pr.expert_map.empty()) {
-    a.expert_map = TensorView::contiguous(const_cast<void*>(expert_map), DType::kInt32,
-                                          {static_cast<std::int64_t>(pr.expert_map.size())}, device);
+    a.expert_map =
+        TensorView::contiguous(const_cast<void*>(expert_map), DType::kInt32,
+                               {static_cast<std::int64_t>(pr.expert_map.size())}, device);
     a.num_local_experts = pr.num_local_experts;
   }
   a.top_k_weights = TensorView::contiguous(weights, DType::kFloat32, {M, C}, device);
@@ -54,7 +55,8 @@ RoutingArgs routing_args(const RoutingProblem& pr, Device device, const void* lo
 
 namespace {
 
-void widen_ids(const std::vector<std::uint8_t>& raw, DType id_dtype, std::vector<std::int64_t>* ids) {
+void widen_ids(const std::vector<std::uint8_t>& raw, DType id_dtype,
+               std::vector<std::int64_t>* ids) {
   const std::size_t n = raw.size() / dtype_size(id_dtype);
   ids->resize(n);
   for (std::size_t i = 0; i < n; ++i) {
@@ -73,14 +75,15 @@ constexpr int kPoisonByte = 0x7b;  // ids 0x7b7b7b7b, weights ~1.3e36: never a v
 }  // namespace
 
 Status run_routing_cpu(const RoutingProblem& pr, RoutingResult* out) {
-  const std::size_t n = static_cast<std::size_t>(pr.num_tokens) * static_cast<std::size_t>(pr.columns());
+  const std::size_t n =
+      static_cast<std::size_t>(pr.num_tokens) * static_cast<std::size_t>(pr.columns());
   out->weights.assign(n, 0.0f);
   std::memset(out->weights.data(), kPoisonByte, n * sizeof(float));
   std::vector<std::uint8_t> ids(n * dtype_size(pr.id_dtype), kPoisonByte);
   const std::int32_t np = pr.num_tokens_non_padded;
-  RoutingArgs a = routing_args(pr, Device::kCpu, pr.logits.data(), pr.bias.data(), &np,
-                               pr.placement.data(), pr.replica_counts.data(),
-                               pr.expert_map.data(), out->weights.data(), ids.data());
+  RoutingArgs a =
+      routing_args(pr, Device::kCpu, pr.logits.data(), pr.bias.data(), &np, pr.placement.data(),
+                   pr.replica_counts.data(), pr.expert_map.data(), out->weights.data(), ids.data());
   Status st = route_cpu(pr.params, a);
   if (!st.ok()) return st;
   widen_ids(ids, pr.id_dtype, &out->ids);
@@ -88,7 +91,8 @@ Status run_routing_cpu(const RoutingProblem& pr, RoutingResult* out) {
 }
 
 Status run_routing_cuda(const RoutingProblem& pr, RoutingResult* out) {
-  const std::size_t n = static_cast<std::size_t>(pr.num_tokens) * static_cast<std::size_t>(pr.columns());
+  const std::size_t n =
+      static_cast<std::size_t>(pr.num_tokens) * static_cast<std::size_t>(pr.columns());
   const std::size_t id_bytes = n * dtype_size(pr.id_dtype);
   DeviceBuffer logits, bias, np, placement, counts, emap, weights, ids;
   auto upload = [](const void* src, std::size_t bytes, DeviceBuffer* dst) {
@@ -158,12 +162,13 @@ RoutingDiff compare_routing(const RoutingProblem& pr, const RoutingResult& a,
 
 namespace switchyard::tools {
 
-Status time_routing_cuda(const RoutingProblem& pr, std::size_t rotate_bytes, int calls,
-                         int replays, GraphTiming* out, int* buffers_used, int vals_per_lane) {
-  const std::size_t n = static_cast<std::size_t>(pr.num_tokens) * static_cast<std::size_t>(pr.columns());
+Status time_routing_cuda(const RoutingProblem& pr, std::size_t rotate_bytes, int calls, int replays,
+                         GraphTiming* out, int* buffers_used, int vals_per_lane) {
+  const std::size_t n =
+      static_cast<std::size_t>(pr.num_tokens) * static_cast<std::size_t>(pr.columns());
   const std::size_t per_call = std::max<std::size_t>(1, pr.input_bytes() + pr.output_bytes());
-  const int nbuf = static_cast<int>(std::clamp<std::size_t>((rotate_bytes + per_call - 1) / per_call, 1,
-                                                            static_cast<std::size_t>(calls)));
+  const int nbuf = static_cast<int>(std::clamp<std::size_t>(
+      (rotate_bytes + per_call - 1) / per_call, 1, static_cast<std::size_t>(calls)));
   struct Set {
     DeviceBuffer logits, bias, weights, ids;
   };

@@ -16,11 +16,11 @@ struct RoutingProblem {
   std::int64_t num_tokens = 0;
   DType logits_dtype = DType::kBFloat16;
   DType id_dtype = DType::kInt32;
-  std::vector<std::uint8_t> logits;  // [num_tokens, E] encoded in logits_dtype, contiguous
-  std::vector<float> bias;           // [E] or empty
-  std::int32_t num_tokens_non_padded = -1;  // < 0: no padding scalar
-  std::vector<std::int32_t> placement;      // [E] or [E, placement_replicas], or empty
-  int placement_replicas = 0;               // 0: static map (1-D placement)
+  std::vector<std::uint8_t> logits;          // [num_tokens, E] encoded in logits_dtype, contiguous
+  std::vector<float> bias;                   // [E] or empty
+  std::int32_t num_tokens_non_padded = -1;   // < 0: no padding scalar
+  std::vector<std::int32_t> placement;       // [E] or [E, placement_replicas], or empty
+  int placement_replicas = 0;                // 0: static map (1-D placement)
   std::vector<std::int32_t> replica_counts;  // [E] with a replica table
   std::int32_t num_physical_experts = 0;
   std::vector<std::int32_t> expert_map;  // [P] or empty
@@ -32,8 +32,8 @@ struct RoutingProblem {
 };
 
 struct RoutingResult {
-  std::vector<float> weights;       // [M, K+S]
-  std::vector<std::int64_t> ids;    // [M, K+S], widened from the id dtype
+  std::vector<float> weights;     // [M, K+S]
+  std::vector<std::int64_t> ids;  // [M, K+S], widened from the id dtype
 };
 
 // Views of a problem's buffers at the given addresses (host or device).
@@ -64,7 +64,7 @@ struct GraphTiming;
 // rotating over enough input/output copies to cover `rotate_bytes` (use >= 2x the L2 size so each
 // call reads from DRAM, as in a real layer), `replays` timed replays.
 // vals_per_lane forces the kernel layout (0: the heuristic's choice).
-Status time_routing_cuda(const RoutingProblem& pr, std::size_t rotate_bytes, int calls,
-                         int replays, GraphTiming* out, int* buffers_used, int vals_per_lane = 0);
+Status time_routing_cuda(const RoutingProblem& pr, std::size_t rotate_bytes, int calls, int replays,
+                         GraphTiming* out, int* buffers_used, int vals_per_lane = 0);
 
 }  // namespace switchyard::tools

@@ -65,11 +65,13 @@ std::vector<float> make_router_logits(std::int64_t num_tokens, int num_experts,
   for (int e = 0; e < num_experts; ++e) {
     const int r = rank_of[static_cast<std::size_t>(e)];
     if (skew.kind == RoutingSkew::Kind::kZipf) {
-      expert_bias[static_cast<std::size_t>(e)] = static_cast<float>(-skew.zipf_s * std::log(r + 1.0));
+      expert_bias[static_cast<std::size_t>(e)] =
+          static_cast<float>(-skew.zipf_s * std::log(r + 1.0));
     }
     if (r == 0) hot_expert = e;
   }
-  std::vector<float> logits(static_cast<std::size_t>(num_tokens) * static_cast<std::size_t>(num_experts));
+  std::vector<float> logits(static_cast<std::size_t>(num_tokens) *
+                            static_cast<std::size_t>(num_experts));
   for (std::int64_t t = 0; t < num_tokens; ++t) {
     float* row = logits.data() + t * num_experts;
     for (int e = 0; e < num_experts; ++e) {

@@ -73,7 +73,8 @@ double cpu_median_us(const tools::RoutingProblem& pr) {
     tools::RoutingResult r;
     const auto t0 = std::chrono::steady_clock::now();
     (void)tools::run_routing_cpu(pr, &r);
-    us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+    us.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(us.begin(), us.end());
   return us[us.size() / 2];
@@ -101,7 +102,8 @@ int bench_routing(const Args& args) {
   }
   const std::string format = args.get("format", "table");
   if (format != "table" && format != "json" && format != "csv") {
-    return fail(cmd, Status::InvalidArgument("--format = " + format + ": expected table, json or csv"),
+    return fail(cmd,
+                Status::InvalidArgument("--format = " + format + ": expected table, json or csv"),
                 kExitUsage);
   }
   std::vector<const ModelPreset*> models;
@@ -112,8 +114,9 @@ int bench_routing(const Args& args) {
     for (const std::string& name : args.get_list("models", "")) {
       const ModelPreset* m = find_model_preset(name);
       if (!m) {
-        return fail(cmd, Status::InvalidArgument("--models item '" + name + "': expected all or " +
-                                                 model_preset_names()),
+        return fail(cmd,
+                    Status::InvalidArgument("--models item '" + name + "': expected all or " +
+                                            model_preset_names()),
                     kExitUsage);
       }
       models.push_back(m);
@@ -128,7 +131,8 @@ int bench_routing(const Args& args) {
     std::fprintf(stderr, "[bench] measuring the memory ceiling and the empty-kernel launch...\n");
     if (ceiling_arg > 0) {
       ceiling.read_gbps = ceiling_arg;
-    } else if (Status st = tools::measure_memory_ceiling(std::size_t{2} << 30, &ceiling); !st.ok()) {
+    } else if (Status st = tools::measure_memory_ceiling(std::size_t{2} << 30, &ceiling);
+               !st.ok()) {
       return fail(cmd, st, kExitRuntime);
     }
     if (Status st = tools::time_empty_kernel(kCalls, kReplays, &empty); !st.ok()) {
@@ -137,7 +141,8 @@ int bench_routing(const Args& args) {
   } else {
     ceiling.read_gbps = ceiling_arg;
   }
-  const std::size_t rotate = std::max<std::size_t>(2 * tools::device_l2_bytes(), std::size_t{64} << 20);
+  const std::size_t rotate =
+      std::max<std::size_t>(2 * tools::device_l2_bytes(), std::size_t{64} << 20);
 
   std::vector<Row> rows;
   const std::size_t total = models.size() * tokens.size();
@@ -161,9 +166,10 @@ int bench_routing(const Args& args) {
         tools::GraphTiming t;
         if (st.ok()) {
           // A forced layout that does not exist for this E falls back to the heuristic.
-          const int v = heuristics::routing_vals_valid(m->routing.num_experts, static_cast<int>(vals))
-                            ? static_cast<int>(vals)
-                            : 0;
+          const int v =
+              heuristics::routing_vals_valid(m->routing.num_experts, static_cast<int>(vals))
+                  ? static_cast<int>(vals)
+                  : 0;
           st = tools::time_routing_cuda(pr, rotate, kCalls, kReplays, &t, nullptr, v);
         }
         if (!st.ok()) return fail(cmd, st, kExitRuntime);
@@ -210,7 +216,9 @@ int bench_routing(const Args& args) {
     j.end_array().end_object();
     text = j.str() + "\n";
   } else if (format == "csv") {
-    text = "model,E,K,tokens,median_us,empty_us,over_empty_us,gbps,pct_ceiling,floor_us,x_floor,wrong\n";
+    text =
+        "model,E,K,tokens,median_us,empty_us,over_empty_us,gbps,pct_ceiling,floor_us,x_floor,"
+        "wrong\n";
     char buf[256];
     for (const Row& r : rows) {
       std::snprintf(buf, sizeof buf, "%s,%d,%d,%lld,%.3f,%.3f,%.3f,%.1f,%.1f,%.3f,%.2f,%lld\n",
@@ -228,10 +236,13 @@ int bench_routing(const Args& args) {
                   card.c_str(), dtype_name(dtype), skew.describe().c_str(), ceiling.read_gbps,
                   empty.median_us_per_call);
     table = buf;
-    table += "| model | E | K | tokens | median us | over empty us | GB/s | % ceiling | floor us | x floor | wrong |\n";
+    table +=
+        "| model | E | K | tokens | median us | over empty us | GB/s | % ceiling | floor us | x "
+        "floor | wrong |\n";
     table += "|---|---|---|---|---|---|---|---|---|---|---|\n";
     for (const Row& r : rows) {
-      std::snprintf(buf, sizeof buf, "| %s | %d | %d | %lld | %.2f | %.2f | %.0f | %.1f | %.2f | %.2f | %s |\n",
+      std::snprintf(buf, sizeof buf,
+                    "| %s | %d | %d | %lld | %.2f | %.2f | %.0f | %.1f | %.2f | %.2f | %s |\n",
                     r.model.c_str(), r.experts, r.top_k, static_cast<long long>(r.tokens),
                     r.median_us, r.over_empty_us, r.gbps, r.pct_ceiling, r.floor_us, r.x_floor,
                     r.wrong < 0 ? "-" : std::to_string(r.wrong).c_str());
@@ -250,23 +261,27 @@ int bench_routing(const Args& args) {
 int bench_ceiling(const Args& args) {
   const char* cmd = "switchyard bench ceiling";
   std::int64_t mib = 0;
-  if (Status st = args.get_int("bytes-mib", 2048, 16, 65536, &mib); !st.ok()) return fail(cmd, st, kExitUsage);
+  if (Status st = args.get_int("bytes-mib", 2048, 16, 65536, &mib); !st.ok())
+    return fail(cmd, st, kExitUsage);
   if (!cuda_device_available()) {
     return fail(cmd, Status::Unsupported("no CUDA device is available"), kExitRuntime);
   }
   tools::MemoryCeiling c;
   tools::GraphTiming empty;
-  if (Status st = tools::measure_memory_ceiling(static_cast<std::size_t>(mib) << 20, &c); !st.ok()) {
+  if (Status st = tools::measure_memory_ceiling(static_cast<std::size_t>(mib) << 20, &c);
+      !st.ok()) {
     return fail(cmd, st, kExitRuntime);
   }
-  if (Status st = tools::time_empty_kernel(40, 7, &empty); !st.ok()) return fail(cmd, st, kExitRuntime);
+  if (Status st = tools::time_empty_kernel(40, 7, &empty); !st.ok())
+    return fail(cmd, st, kExitRuntime);
   tools::JsonWriter j;
   j.begin_object().field("bench", "ceiling").field("card", cuda_device_description());
   j.field("date", utc_timestamp()).field("bytes", static_cast<std::int64_t>(c.bytes));
   j.field("read_gbps", c.read_gbps).field("copy_gbps", c.copy_gbps);
   j.field("empty_kernel_us", empty.median_us_per_call).end_object();
   const std::string text = j.str() + "\n";
-  if (Status st = emit("json", args.get("output", ""), text); !st.ok()) return fail(cmd, st, kExitUsage);
+  if (Status st = emit("json", args.get("output", ""), text); !st.ok())
+    return fail(cmd, st, kExitUsage);
   return kExitOk;
 }
 
@@ -282,12 +297,14 @@ int bench_command(int argc, char** argv, int first) {
   }
   const std::string routine = argv[first];
   if (routine == "--help" || routine == "help") {
-    std::printf("%s\nflags of bench routing:\n%s", usage.c_str(), flags_help(bench_flags()).c_str());
+    std::printf("%s\nflags of bench routing:\n%s", usage.c_str(),
+                flags_help(bench_flags()).c_str());
     return kExitOk;
   }
   if (routine == "routing") {
     Args args;
-    if (Status st = Args::parse("switchyard bench routing", bench_flags(), argc, argv, first + 1, &args);
+    if (Status st =
+            Args::parse("switchyard bench routing", bench_flags(), argc, argv, first + 1, &args);
         !st.ok()) {
       std::fprintf(stderr, "%s\n", st.message().c_str());
       return kExitUsage;
@@ -303,7 +320,8 @@ int bench_command(int argc, char** argv, int first) {
         {"bytes-mib", true, "buffer size in MiB (default 2048)"},
         {"output", true, "write the JSON to this file"}};
     Args args;
-    if (Status st = Args::parse("switchyard bench ceiling", specs, argc, argv, first + 1, &args); !st.ok()) {
+    if (Status st = Args::parse("switchyard bench ceiling", specs, argc, argv, first + 1, &args);
+        !st.ok()) {
       std::fprintf(stderr, "%s\n", st.message().c_str());
       return kExitUsage;
     }

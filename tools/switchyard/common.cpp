@@ -118,17 +118,21 @@ void print_expert_load(const ExpertLoad& l) {
     const double lo = static_cast<double>(l.min) + span * b / kBins;
     const double hi = static_cast<double>(l.min) + span * (b + 1) / kBins;
     const int bar = peak ? (counts[b] * 40 + peak - 1) / peak : 0;
-    std::printf("  %8.0f..%-8.0f %5d experts %s\n", lo, hi, counts[b], std::string(static_cast<std::size_t>(bar), '#').c_str());
+    std::printf("  %8.0f..%-8.0f %5d experts %s\n", lo, hi, counts[b],
+                std::string(static_cast<std::size_t>(bar), '#').c_str());
   }
   std::vector<int> order(static_cast<std::size_t>(E));
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-    return l.tokens_per_expert[static_cast<std::size_t>(a)] > l.tokens_per_expert[static_cast<std::size_t>(b)];
+    return l.tokens_per_expert[static_cast<std::size_t>(a)] >
+           l.tokens_per_expert[static_cast<std::size_t>(b)];
   });
   std::printf("  hottest:");
   for (int i = 0; i < std::min(E, 5); ++i) {
-    std::printf(" e%d=%lld", order[static_cast<std::size_t>(i)],
-                static_cast<long long>(l.tokens_per_expert[static_cast<std::size_t>(order[static_cast<std::size_t>(i)])]));
+    std::printf(
+        " e%d=%lld", order[static_cast<std::size_t>(i)],
+        static_cast<long long>(
+            l.tokens_per_expert[static_cast<std::size_t>(order[static_cast<std::size_t>(i)])]));
   }
   std::printf("\n");
 }

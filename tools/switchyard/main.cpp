@@ -8,14 +8,15 @@
 namespace {
 
 void print_usage(std::FILE* f) {
-  std::fprintf(f,
-               "usage: switchyard <command> [flags]\n\n"
-               "commands:\n"
-               "  run              run one MoE layer of a model preset on generated inputs (the main job)\n"
-               "  bench routing    sweep token counts x presets: median us, GB/s, %% of ceiling, wrong\n"
-               "  bench ceiling    measure the card's memory ceiling\n"
-               "  info             what this build and machine can run\n"
-               "  help             this text ('switchyard run --help' for a command's flags)\n");
+  std::fprintf(
+      f,
+      "usage: switchyard <command> [flags]\n\n"
+      "commands:\n"
+      "  run              run one MoE layer of a model preset on generated inputs (the main job)\n"
+      "  bench routing    sweep token counts x presets: median us, GB/s, %% of ceiling, wrong\n"
+      "  bench ceiling    measure the card's memory ceiling\n"
+      "  info             what this build and machine can run\n"
+      "  help             this text ('switchyard run --help' for a command's flags)\n");
 }
 
 }  // namespace

@@ -44,9 +44,10 @@ int run_command(int argc, char** argv, int first) {
     return usage_error(st);
   }
   if (args.has("help")) {
-    std::printf("usage: switchyard run [flags]\n\nRuns one MoE layer stage by stage on generated "
-                "inputs and checks the GPU against the CPU.\nStages today: routing.\n\n%s",
-                flags_help(run_flags()).c_str());
+    std::printf(
+        "usage: switchyard run [flags]\n\nRuns one MoE layer stage by stage on generated "
+        "inputs and checks the GPU against the CPU.\nStages today: routing.\n\n%s",
+        flags_help(run_flags()).c_str());
     return kExitOk;
   }
   const std::string model_name = args.get("model", "deepseek-v3");
@@ -108,15 +109,31 @@ int run_command(int argc, char** argv, int first) {
     j.field("tokens", tokens).field("routing", skew.describe()).field("dtype", dtype_name(dtype));
     j.field("seed", seed).field("device", device_name(device)).field("device_name", device_desc);
     j.key("stages").begin_array();
-    j.begin_object().field("stage", "generate_inputs").field("backend", "host").field("ms", gen_ms).end_object();
-    j.begin_object().field("stage", "routing").field("backend", "cpu").field("ms", cpu_ms).end_object();
+    j.begin_object()
+        .field("stage", "generate_inputs")
+        .field("backend", "host")
+        .field("ms", gen_ms)
+        .end_object();
+    j.begin_object()
+        .field("stage", "routing")
+        .field("backend", "cpu")
+        .field("ms", cpu_ms)
+        .end_object();
     if (device == Device::kCuda) {
-      j.begin_object().field("stage", "routing").field("backend", "cuda").field("us", cuda_us)
-          .field("method", "CUDA graph of 20 calls, median of 7 replays").end_object();
+      j.begin_object()
+          .field("stage", "routing")
+          .field("backend", "cuda")
+          .field("us", cuda_us)
+          .field("method", "CUDA graph of 20 calls, median of 7 replays")
+          .end_object();
     }
     j.end_array();
-    j.key("check").begin_object().field("compared", device == Device::kCuda)
-        .field("rows_wrong", wrong).field("first_mismatch", wrong_detail).end_object();
+    j.key("check")
+        .begin_object()
+        .field("compared", device == Device::kCuda)
+        .field("rows_wrong", wrong)
+        .field("first_mismatch", wrong_detail)
+        .end_object();
     json_expert_load(j, load);
     j.end_object();
     std::printf("%s\n", j.str().c_str());
@@ -129,7 +146,8 @@ int run_command(int argc, char** argv, int first) {
     std::printf("  generate inputs (host)   %10.3f ms\n", gen_ms);
     std::printf("  routing (cpu)            %10.3f ms\n", cpu_ms);
     if (device == Device::kCuda) {
-      std::printf("  routing (cuda)           %10.2f us  (CUDA graph, median of 7 replays)\n", cuda_us);
+      std::printf("  routing (cuda)           %10.2f us  (CUDA graph, median of 7 replays)\n",
+                  cuda_us);
       if (wrong == 0) {
         std::printf("  check cuda vs cpu        ok: %lld rows bitwise identical\n",
                     static_cast<long long>(tokens));

@@ -15,9 +15,9 @@
 namespace switchyard::heuristics {
 
 struct RoutingLaunchConfig {
-  int lanes;            // lanes per row (lane group width)
-  int vals;             // experts per lane; lanes * vals = next_pow2(E)
-  int threads;          // threads per block
+  int lanes;    // lanes per row (lane group width)
+  int vals;     // experts per lane; lanes * vals = next_pow2(E)
+  int threads;  // threads per block
   int rows_per_block;
   std::int64_t blocks;  // grid size (0 when M == 0)
 };

@@ -66,7 +66,8 @@ template <int kVals>
 __device__ __forceinline__ void load_bias(const float* bias, int first, int num_experts,
                                           float (&b)[kVals]) {
   if constexpr (kVals % 4 == 0) {
-    if ((reinterpret_cast<std::uintptr_t>(bias + first) & 15u) == 0 && first + kVals <= num_experts) {
+    if ((reinterpret_cast<std::uintptr_t>(bias + first) & 15u) == 0 &&
+        first + kVals <= num_experts) {
       const float4* src = reinterpret_cast<const float4*>(bias + first);
 #pragma unroll
       for (int u = 0; u < kVals / 4; ++u) {
@@ -165,7 +166,8 @@ __device__ __forceinline__ void drop_groups(const LaneGroup<kLanes>& grp, const 
         detail::top2_insert(b, s, ob);
         detail::top2_insert(b, s, os);
       }
-      if (grp.lane == 0) row_groups[g] = detail::order_key(detail::group_score_value(p.group_score, b, s));
+      if (grp.lane == 0)
+        row_groups[g] = detail::order_key(detail::group_score_value(p.group_score, b, s));
     }
   }
   __syncwarp(grp.mask);

@@ -18,8 +18,8 @@ template <typename T>
 cudaError_t launch_routing_for_dtype(const detail::RoutingKernelParams& kp, bool ids_int64,
                                      bool vec_ok, const heuristics::RoutingLaunchConfig& cfg,
                                      std::size_t smem_bytes, cudaStream_t stream);
-#define SY_EXTERN_ROUTING(T)                                                                 \
-  extern template cudaError_t launch_routing_for_dtype<T>(                                   \
+#define SY_EXTERN_ROUTING(T)                                                                  \
+  extern template cudaError_t launch_routing_for_dtype<T>(                                    \
       const detail::RoutingKernelParams&, bool, bool, const heuristics::RoutingLaunchConfig&, \
       std::size_t, cudaStream_t);
 SY_EXTERN_ROUTING(float)
@@ -42,11 +42,11 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
   const heuristics::RoutingLaunchConfig cfg =
       heuristics::routing_launch_config(params.num_experts, kp.num_tokens, vals_per_lane);
   if (cfg.blocks > std::numeric_limits<int>::max()) {
-    return invalid_arg("route_cuda", "logits.shape[0]", kp.num_tokens,
-                       "at most " +
-                           std::to_string(std::int64_t{std::numeric_limits<int>::max()} *
-                                          cfg.rows_per_block) +
-                           " rows per call");
+    return invalid_arg(
+        "route_cuda", "logits.shape[0]", kp.num_tokens,
+        "at most " +
+            std::to_string(std::int64_t{std::numeric_limits<int>::max()} * cfg.rows_per_block) +
+            " rows per call");
   }
   const std::size_t elem = dtype_size(args.logits.dtype);
   const bool vec_ok = reinterpret_cast<std::uintptr_t>(kp.logits) % 16 == 0 &&

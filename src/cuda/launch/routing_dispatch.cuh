@@ -22,19 +22,20 @@ cudaError_t launch_routing_instance(const detail::RoutingKernelParams& kp, bool 
 }
 
 // Every layout for which heuristics::routing_layout_valid() holds (lanes, vals).
-#define SY_ROUTING_LAYOUTS(X)                                                                  \
-  X(1, 1) X(2, 1) X(1, 2) X(4, 1) X(2, 2) X(1, 4) X(8, 1) X(4, 2) X(2, 4) X(1, 8) X(16, 1)     \
-  X(8, 2) X(4, 4) X(2, 8) X(32, 1) X(16, 2) X(8, 4) X(4, 8) X(32, 2) X(16, 4) X(8, 8)           \
-  X(4, 16) X(32, 4) X(16, 8) X(8, 16) X(4, 32) X(32, 8) X(16, 16) X(8, 32) X(32, 16) X(16, 32)  \
-  X(32, 32)
+#define SY_ROUTING_LAYOUTS(X)                                                                      \
+  X(1, 1)                                                                                          \
+  X(2, 1)                                                                                          \
+  X(1, 2) X(4, 1) X(2, 2) X(1, 4) X(8, 1) X(4, 2) X(2, 4) X(1, 8) X(16, 1) X(8, 2) X(4, 4) X(2, 8) \
+      X(32, 1) X(16, 2) X(8, 4) X(4, 8) X(32, 2) X(16, 4) X(8, 8) X(4, 16) X(32, 4) X(16, 8)       \
+          X(8, 16) X(4, 32) X(32, 8) X(16, 16) X(8, 32) X(32, 16) X(16, 32) X(32, 32)
 
 template <typename T>
 cudaError_t launch_routing_for_dtype(const detail::RoutingKernelParams& kp, bool ids_int64,
                                      bool vec_ok, const heuristics::RoutingLaunchConfig& cfg,
                                      std::size_t smem_bytes, cudaStream_t stream) {
   static_assert(heuristics::kRoutingThreadsPerBlock == kernels::kRoutingThreads, "threads");
-#define SY_ROUTING_CASE(L, V)                                                          \
-  if (cfg.lanes == (L) && cfg.vals == (V)) {                                           \
+#define SY_ROUTING_CASE(L, V)                                                                \
+  if (cfg.lanes == (L) && cfg.vals == (V)) {                                                 \
     return launch_routing_instance<T, L, V>(kp, vec_ok, ids_int64, cfg, smem_bytes, stream); \
   }
   SY_ROUTING_LAYOUTS(SY_ROUTING_CASE)

@@ -3,6 +3,6 @@
 
 namespace switchyard::launch {
 template cudaError_t launch_routing_for_dtype<float>(const detail::RoutingKernelParams&, bool, bool,
-                                                   const heuristics::RoutingLaunchConfig&,
-                                                   std::size_t, cudaStream_t);
+                                                     const heuristics::RoutingLaunchConfig&,
+                                                     std::size_t, cudaStream_t);
 }  // namespace switchyard::launch
