@@ -22,12 +22,13 @@ cudaError_t launch_routing_instance(const detail::RoutingKernelParams& kp, bool 
 }
 
 // Every layout for which heuristics::routing_layout_valid() holds (lanes, vals).
-#define SY_ROUTING_LAYOUTS(X)                                                                      \
-  X(1, 1)                                                                                          \
-  X(2, 1)                                                                                          \
-  X(1, 2) X(4, 1) X(2, 2) X(1, 4) X(8, 1) X(4, 2) X(2, 4) X(1, 8) X(16, 1) X(8, 2) X(4, 4) X(2, 8) \
-      X(32, 1) X(16, 2) X(8, 4) X(4, 8) X(32, 2) X(16, 4) X(8, 8) X(4, 16) X(32, 4) X(16, 8)       \
-          X(8, 16) X(4, 32) X(32, 8) X(16, 16) X(8, 32) X(32, 16) X(16, 32) X(32, 32)
+// clang-format off
+#define SY_ROUTING_LAYOUTS(X)                                                                   \
+  X(1, 1) X(2, 1) X(1, 2) X(4, 1) X(2, 2) X(1, 4) X(8, 1) X(4, 2) X(2, 4) X(1, 8) X(16, 1)      \
+  X(8, 2) X(4, 4) X(2, 8) X(32, 1) X(16, 2) X(8, 4) X(4, 8) X(32, 2) X(16, 4) X(8, 8)            \
+  X(4, 16) X(32, 4) X(16, 8) X(8, 16) X(4, 32) X(32, 8) X(16, 16) X(8, 32) X(32, 16) X(16, 32)   \
+  X(32, 32)
+// clang-format on
 
 template <typename T>
 cudaError_t launch_routing_for_dtype(const detail::RoutingKernelParams& kp, bool ids_int64,
