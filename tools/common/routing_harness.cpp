@@ -70,7 +70,14 @@ void widen_ids(const std::vector<std::uint8_t>& raw, DType id_dtype,
   }
 }
 
-constexpr int kPoisonByte = 0x7b;  // ids 0x7b7b7b7b, weights ~1.3e36: never a valid output
+constexpr int kPoisonByte = 0x7b;
+
+// A device copy of `bytes` bytes of host memory (none for 0 bytes).
+Status upload(const void* src, std::size_t bytes, DeviceBuffer* dst) {
+  Status st = DeviceBuffer::allocate(bytes, dst);
+  if (st.ok()) st = copy_to_device(dst->get(), src, bytes);
+  return st;
+}  // ids 0x7b7b7b7b, weights ~1.3e36: never a valid output
 
 }  // namespace
 
@@ -95,11 +102,6 @@ Status run_routing_cuda(const RoutingProblem& pr, RoutingResult* out) {
       static_cast<std::size_t>(pr.num_tokens) * static_cast<std::size_t>(pr.columns());
   const std::size_t id_bytes = n * dtype_size(pr.id_dtype);
   DeviceBuffer logits, bias, np, placement, counts, emap, weights, ids;
-  auto upload = [](const void* src, std::size_t bytes, DeviceBuffer* dst) {
-    Status st = DeviceBuffer::allocate(bytes, dst);
-    if (st.ok()) st = copy_to_device(dst->get(), src, bytes);
-    return st;
-  };
   const std::int32_t np_value = pr.num_tokens_non_padded;
   Status st = upload(pr.logits.data(), pr.logits.size(), &logits);
   if (st.ok()) st = upload(pr.bias.data(), pr.bias.size() * 4, &bias);
@@ -175,11 +177,6 @@ Status time_routing_cuda(const RoutingProblem& pr, std::size_t rotate_bytes, int
   std::vector<Set> sets(static_cast<std::size_t>(nbuf));
   DeviceBuffer np, placement, counts, emap;
   const std::int32_t np_value = pr.num_tokens_non_padded;
-  auto upload = [](const void* src, std::size_t bytes, DeviceBuffer* dst) {
-    Status st = DeviceBuffer::allocate(bytes, dst);
-    if (st.ok()) st = copy_to_device(dst->get(), src, bytes);
-    return st;
-  };
   Status st = upload(&np_value, 4, &np);
   if (st.ok()) st = upload(pr.placement.data(), pr.placement.size() * 4, &placement);
   if (st.ok()) st = upload(pr.replica_counts.data(), pr.replica_counts.size() * 4, &counts);
