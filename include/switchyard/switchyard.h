@@ -1,6 +1,7 @@
 // Switchyard: the whole public API.
 #pragma once
 
+#include "switchyard/align.h"
 #include "switchyard/models.h"
 #include "switchyard/routing.h"
 #include "switchyard/runtime.h"

@@ -1,0 +1,99 @@
+// Alignment, expert-major layouts, permutation and combine (SEMANTICS.md sections 2 and 3).
+//
+// Slots: the routing output of token t, column k is slot s = t * K + k (M tokens, K columns).
+// A slot is *valid* when its id, after the optional expert_map, is in [0, num_experts); other
+// slots (-1 padding, non-local experts, out-of-range ids) are dropped, never bucketed.
+// Everything here is deterministic: inside each expert's segment, slots are in ascending order.
+//
+// Backends today: CPU (the oracle). The CUDA implementations follow the same structs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "switchyard/status.h"
+#include "switchyard/tensor.h"
+
+namespace switchyard {
+
+// ---- moe_align_block_size (SGLang / vLLM compatible outputs) ---------------------------------
+
+struct AlignParams {
+  std::int32_t num_experts = 0;  // E (local experts when expert_map is given), 1..65536
+  std::int32_t block_size = 0;   // B, 16..256
+};
+
+struct AlignArgs {
+  TensorView top_k_ids;   // [M, K] int32 or int64
+  TensorView expert_map;  // optional [E_global] int32: id -> local id or -1, applied first
+  // Outputs. Each expert's valid slots, in ascending slot order, padded with the sentinel M*K to
+  // a multiple of B; experts in ascending order; entries past num_tokens_post_pad hold M*K.
+  TensorView sorted_token_ids;  // [>= align_max_padded(...)] int32
+  TensorView expert_ids;  // [>= align_max_blocks(...)] int32: expert of each block, -1 past the end
+  TensorView num_tokens_post_pad;  // [1] int32: the padded total (a multiple of B)
+};
+
+// Buffer sizes (the upstream formulas): max_padded = M*K + E*(B-1), max_blocks =
+// ceil(max_padded/B).
+std::int64_t align_max_padded(std::int64_t num_slots, std::int32_t num_experts,
+                              std::int32_t block_size);
+std::int64_t align_max_blocks(std::int64_t num_slots, std::int32_t num_experts,
+                              std::int32_t block_size);
+
+Status moe_align_block_size_cpu(const AlignParams& params, const AlignArgs& args);
+
+// ---- expert-major layouts: metadata
+// --------------------------------------------------------------
+
+// Contiguous layout (max_rows_per_expert == 0): expert e owns rows [offsets[e], offsets[e+1]),
+// its count rounded up to `alignment` (DeepGEMM uses 128); padding rows map to no slot.
+// Masked layout (max_rows_per_expert = max_m > 0): expert e owns rows [e*max_m, e*max_m + max_m)
+// of a [E, max_m, H] buffer; masked_m[e] = min(count[e], max_m); slots past max_m are dropped
+// (their src_to_dst is -1) and counted in `overflow`.
+struct ExpertLayoutParams {
+  std::int32_t num_experts = 0;          // E (local), 1..65536
+  std::int32_t alignment = 1;            // contiguous layout: 1..1024
+  std::int64_t max_rows_per_expert = 0;  // masked layout when > 0
+};
+
+struct ExpertLayoutArgs {
+  TensorView top_k_ids;       // [M, K] int32 or int64
+  TensorView expert_map;      // optional [E_global] int32
+  TensorView expert_counts;   // out [E] int32: valid slots per expert (masked: masked_m)
+  TensorView expert_offsets;  // out [E+1] int64: first row of each expert; [E] = rows in use
+  TensorView src_to_dst;      // out [M*K] int64: layout row of each slot, -1 when dropped
+  TensorView dst_to_src;      // out [layout_max_rows(...)] int64: slot of each row, -1 for padding
+  TensorView overflow;        // optional out [1] int64: slots dropped by a full masked expert
+};
+
+// Rows of the layout buffer: contiguous M*K + E*(alignment-1); masked E*max_m.
+std::int64_t layout_max_rows(const ExpertLayoutParams& params, std::int64_t num_slots);
+
+Status expert_layout_cpu(const ExpertLayoutParams& params, const ExpertLayoutArgs& args);
+
+// ---- permute and combine
+// --------------------------------------------------------------------------
+
+// out[r] = x[dst_to_src[r] / K] for every layout row r (rows with no slot are zeroed).
+struct PermuteArgs {
+  TensorView x;            // [M, H] float32/bfloat16/float16, rows contiguous
+  TensorView dst_to_src;   // [R] int64 (from expert_layout)
+  std::int32_t top_k = 0;  // K
+  TensorView out;          // [R, H] same dtype as x, contiguous
+};
+Status permute_cpu(const PermuteArgs& args);
+
+// out[t] = rsf * sum_k w[t, k] * y[src_to_dst[t*K + k]], accumulated in float32 with k ascending;
+// dropped slots (-1) add nothing. Output dtype = y dtype.
+struct CombineParams {
+  float routed_scaling_factor = 1.0f;
+};
+struct CombineArgs {
+  TensorView y;              // [R, H] float32/bfloat16/float16: expert outputs in layout order
+  TensorView src_to_dst;     // [M*K] int64
+  TensorView top_k_weights;  // [M, K] float32
+  TensorView out;            // [M, H] same dtype as y
+};
+Status combine_cpu(const CombineParams& params, const CombineArgs& args);
+
+}  // namespace switchyard

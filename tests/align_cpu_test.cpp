@@ -1,0 +1,395 @@
+// Alignment, expert layouts, permute and combine on the CPU backend: invariants on seeded skewed
+// routing, hand cases, edge cases, a permute -> combine round trip, and argument errors.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common/dtype_convert.h"
+#include "common/exact_math.h"
+#include "common/rng.h"
+#include "switchyard/align.h"
+
+namespace switchyard::testing {
+namespace {
+
+// Seeded ids [M, K] with a hot expert and some -1 / out-of-range entries; distinct per row.
+std::vector<std::int32_t> make_ids(std::int64_t M, int K, int E, std::uint64_t seed, bool hot) {
+  tools::Rng rng(seed);
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(M * K));
+  for (std::int64_t t = 0; t < M; ++t) {
+    for (int k = 0; k < K; ++k) {
+      std::int32_t e = static_cast<std::int32_t>(rng.below(static_cast<std::uint64_t>(E)));
+      if (hot && k == 0) e = E / 2;
+      if (rng.below(50) == 0) e = -1;
+      if (rng.below(97) == 0) e = E + 3;
+      ids[static_cast<std::size_t>(t * K + k)] = e;
+    }
+  }
+  return ids;
+}
+
+struct Aligned {
+  std::vector<std::int32_t> sorted, experts;
+  std::int32_t total = -1;
+};
+
+Aligned align(const std::vector<std::int32_t>& ids, std::int64_t M, int K, int E, int B,
+              const std::vector<std::int32_t>& map = {}) {
+  Aligned r;
+  r.sorted.assign(static_cast<std::size_t>(align_max_padded(M * K, E, B)), -7);
+  r.experts.assign(static_cast<std::size_t>(align_max_blocks(M * K, E, B)), -7);
+  AlignArgs a;
+  a.top_k_ids =
+      TensorView::contiguous(const_cast<std::int32_t*>(ids.data()), DType::kInt32, {M, K});
+  if (!map.empty()) {
+    a.expert_map = TensorView::contiguous(const_cast<std::int32_t*>(map.data()), DType::kInt32,
+                                          {static_cast<std::int64_t>(map.size())});
+  }
+  a.sorted_token_ids = TensorView::contiguous(r.sorted.data(), DType::kInt32,
+                                              {static_cast<std::int64_t>(r.sorted.size())});
+  a.expert_ids = TensorView::contiguous(r.experts.data(), DType::kInt32,
+                                        {static_cast<std::int64_t>(r.experts.size())});
+  a.num_tokens_post_pad = TensorView::contiguous(&r.total, DType::kInt32, {1});
+  const Status st = moe_align_block_size_cpu({E, B}, a);
+  EXPECT_TRUE(st.ok()) << st.to_string();
+  return r;
+}
+
+// Every valid slot exactly once, in its expert's segment, ascending; segments padded to B with
+// the sentinel; blocks labelled with their expert; everything past the end is sentinel / -1.
+void check_align_invariants(const std::vector<std::int32_t>& ids, std::int64_t M, int K, int E,
+                            int B, const Aligned& r, const std::string& id) {
+  const std::int32_t sentinel = static_cast<std::int32_t>(M * K);
+  ASSERT_EQ(r.total % B, 0) << id;
+  std::vector<int> seen(static_cast<std::size_t>(M * K), 0);
+  std::int64_t expected_total = 0;
+  std::vector<std::int64_t> count(static_cast<std::size_t>(E), 0);
+  for (std::int32_t e : ids)
+    if (e >= 0 && e < E) ++count[static_cast<std::size_t>(e)];
+  for (std::int64_t c : count) expected_total += (c + B - 1) / B * B;
+  ASSERT_EQ(r.total, expected_total) << id;
+  std::int32_t last_slot = -1, last_expert = -1;
+  for (std::int32_t i = 0; i < r.total; ++i) {
+    const std::int32_t block_expert = r.experts[static_cast<std::size_t>(i / B)];
+    ASSERT_GE(block_expert, 0) << id;
+    ASSERT_GE(block_expert, last_expert) << id << ": experts out of order";
+    if (block_expert != last_expert) last_slot = -1;
+    last_expert = block_expert;
+    const std::int32_t s = r.sorted[static_cast<std::size_t>(i)];
+    if (s == sentinel) continue;
+    ASSERT_GE(s, 0) << id;
+    ASSERT_LT(s, sentinel) << id;
+    ASSERT_EQ(ids[static_cast<std::size_t>(s)], block_expert)
+        << id << ": slot in the wrong segment";
+    ASSERT_GT(s, last_slot) << id << ": segment not ascending";
+    last_slot = s;
+    ++seen[static_cast<std::size_t>(s)];
+  }
+  for (std::int64_t s = 0; s < M * K; ++s) {
+    const bool valid =
+        ids[static_cast<std::size_t>(s)] >= 0 && ids[static_cast<std::size_t>(s)] < E;
+    ASSERT_EQ(seen[static_cast<std::size_t>(s)], valid ? 1 : 0) << id << " slot " << s;
+  }
+  for (std::size_t i = static_cast<std::size_t>(r.total); i < r.sorted.size(); ++i)
+    ASSERT_EQ(r.sorted[i], sentinel) << id;
+  for (std::size_t b = static_cast<std::size_t>(r.total / B); b < r.experts.size(); ++b)
+    ASSERT_EQ(r.experts[b], -1) << id;
+}
+
+TEST(AlignCpu, HandComputedCase) {
+  // slots 0..3 -> experts 0, 2, 2, 1
+  const auto r = align({0, 2, 2, 1}, 2, 2, 3, 16);
+  EXPECT_EQ(r.total, 48);
+  EXPECT_EQ(r.sorted[0], 0);
+  EXPECT_EQ(r.sorted[1], 4);  // sentinel M*K
+  EXPECT_EQ(r.sorted[16], 3);
+  EXPECT_EQ(r.sorted[32], 1);
+  EXPECT_EQ(r.sorted[33], 2);
+  EXPECT_EQ(r.sorted[34], 4);
+  EXPECT_EQ(r.experts[0], 0);
+  EXPECT_EQ(r.experts[1], 1);
+  EXPECT_EQ(r.experts[2], 2);
+  EXPECT_EQ(r.experts[3], -1);
+}
+
+TEST(AlignCpu, InvariantsOnSeededSkewedRouting) {
+  for (int E : {1, 3, 8, 160, 256, 384, 8192}) {
+    for (int B : {16, 64, 256}) {
+      for (std::int64_t M : {0, 1, 7, 1000}) {
+        for (bool hot : {false, true}) {
+          const int K = std::min(E, 8);
+          const std::string id = "align/E" + std::to_string(E) + "/B" + std::to_string(B) + "/M" +
+                                 std::to_string(M) + (hot ? "/hot" : "");
+          const auto ids = make_ids(M, K, E, tools::seed_from_name(id), hot);
+          check_align_invariants(ids, M, K, E, B, align(ids, M, K, E, B), id);
+        }
+      }
+    }
+  }
+}
+
+TEST(AlignCpu, AllDroppedAndOneHotExpert) {
+  const std::vector<std::int32_t> dropped(64, -1);
+  const auto r = align(dropped, 16, 4, 8, 16);
+  EXPECT_EQ(r.total, 0);
+  EXPECT_EQ(r.experts[0], -1);
+  std::vector<std::int32_t> hot(64, 5);
+  const auto h = align(hot, 64, 1, 8, 16);
+  EXPECT_EQ(h.total, 64);
+  for (int i = 0; i < 64; ++i) EXPECT_EQ(h.sorted[static_cast<std::size_t>(i)], i);
+  for (int b = 0; b < 4; ++b) EXPECT_EQ(h.experts[static_cast<std::size_t>(b)], 5);
+}
+
+TEST(AlignCpu, ExpertMapKeepsOnlyLocalExperts) {
+  // Global experts 0..3; this rank owns 1 and 3 as local 0 and 1.
+  const auto r = align({0, 1, 3, 2, 3, 1}, 3, 2, 2, 16, {-1, 0, -1, 1});
+  EXPECT_EQ(r.total, 32);
+  EXPECT_EQ(r.sorted[0], 1);
+  EXPECT_EQ(r.sorted[1], 5);
+  EXPECT_EQ(r.sorted[16], 2);
+  EXPECT_EQ(r.sorted[17], 4);
+  EXPECT_EQ(r.experts[0], 0);
+  EXPECT_EQ(r.experts[1], 1);
+}
+
+TEST(AlignCpu, SizesUse64BitArithmetic) {
+  // 2^31 slots would overflow 32-bit offsets; the size formulas must not.
+  const std::int64_t slots = std::int64_t{3} << 30;
+  EXPECT_EQ(align_max_padded(slots, 8192, 256), slots + 8192LL * 255);
+  ExpertLayoutParams p;
+  p.num_experts = 256;
+  p.alignment = 128;
+  EXPECT_EQ(layout_max_rows(p, slots), slots + 256LL * 127);
+  p.max_rows_per_expert = std::int64_t{1} << 24;
+  EXPECT_EQ(layout_max_rows(p, slots), std::int64_t{1} << 32);
+}
+
+TEST(AlignCpu, RejectsInvalidArguments) {
+  std::vector<std::int32_t> ids(8, 0), out(1024), experts(64);
+  std::int32_t total = 0;
+  AlignArgs a;
+  a.top_k_ids = TensorView::contiguous(ids.data(), DType::kInt32, {4, 2});
+  a.sorted_token_ids = TensorView::contiguous(out.data(), DType::kInt32, {1024});
+  a.expert_ids = TensorView::contiguous(experts.data(), DType::kInt32, {64});
+  a.num_tokens_post_pad = TensorView::contiguous(&total, DType::kInt32, {1});
+  Status st = moe_align_block_size_cpu({8, 8}, a);
+  EXPECT_NE(st.message().find("block_size = 8: expected 16 <= block_size <= 256"),
+            std::string::npos)
+      << st.message();
+  st = moe_align_block_size_cpu({0, 16}, a);
+  EXPECT_NE(st.message().find("num_experts = 0"), std::string::npos) << st.message();
+  a.sorted_token_ids = TensorView::contiguous(out.data(), DType::kInt32, {100});
+  st = moe_align_block_size_cpu({8, 16}, a);
+  EXPECT_NE(st.message().find("sorted_token_ids.numel = 100: expected >= 128"), std::string::npos)
+      << st.message();
+  a.top_k_ids.dtype = DType::kFloat32;
+  st = moe_align_block_size_cpu({8, 16}, a);
+  EXPECT_NE(st.message().find("top_k_ids.dtype = float32"), std::string::npos) << st.message();
+  a.top_k_ids = TensorView::contiguous(ids.data(), DType::kInt32, {std::int64_t{1} << 30, 4});
+  st = moe_align_block_size_cpu({8, 16}, a);
+  EXPECT_NE(st.message().find("top_k_ids.numel = 4294967296: expected < 2^31"), std::string::npos)
+      << st.message();
+}
+
+// ---- layouts, permute, combine ---------------------------------------------------------------
+
+struct Layout {
+  std::vector<std::int32_t> counts;
+  std::vector<std::int64_t> offsets, src_to_dst, dst_to_src;
+  std::int64_t overflow = -1;
+};
+
+Layout layout(const std::vector<std::int32_t>& ids, std::int64_t M, int K,
+              const ExpertLayoutParams& p) {
+  Layout l;
+  l.counts.assign(static_cast<std::size_t>(p.num_experts), -7);
+  l.offsets.assign(static_cast<std::size_t>(p.num_experts) + 1, -7);
+  l.src_to_dst.assign(static_cast<std::size_t>(M * K), -7);
+  l.dst_to_src.assign(static_cast<std::size_t>(layout_max_rows(p, M * K)), -7);
+  ExpertLayoutArgs a;
+  a.top_k_ids =
+      TensorView::contiguous(const_cast<std::int32_t*>(ids.data()), DType::kInt32, {M, K});
+  a.expert_counts = TensorView::contiguous(l.counts.data(), DType::kInt32, {p.num_experts});
+  a.expert_offsets = TensorView::contiguous(l.offsets.data(), DType::kInt64, {p.num_experts + 1});
+  a.src_to_dst = TensorView::contiguous(l.src_to_dst.data(), DType::kInt64, {M * K});
+  a.dst_to_src = TensorView::contiguous(l.dst_to_src.data(), DType::kInt64,
+                                        {static_cast<std::int64_t>(l.dst_to_src.size())});
+  a.overflow = TensorView::contiguous(&l.overflow, DType::kInt64, {1});
+  const Status st = expert_layout_cpu(p, a);
+  EXPECT_TRUE(st.ok()) << st.to_string();
+  return l;
+}
+
+TEST(ExpertLayoutCpu, ContiguousAndMaskedInvariants) {
+  for (int E : {3, 160, 384}) {
+    for (int alignment : {1, 128}) {
+      const std::int64_t M = 500;
+      const int K = 8;
+      const auto ids =
+          make_ids(M, K, E, tools::seed_from_name("layout/E" + std::to_string(E)), true);
+      ExpertLayoutParams p;
+      p.num_experts = E;
+      p.alignment = alignment;
+      const Layout l = layout(ids, M, K, p);
+      std::int64_t valid = 0;
+      for (std::int64_t s = 0; s < M * K; ++s) {
+        const std::int32_t e = ids[static_cast<std::size_t>(s)];
+        if (e < 0 || e >= E) {
+          ASSERT_EQ(l.src_to_dst[static_cast<std::size_t>(s)], -1);
+          continue;
+        }
+        ++valid;
+        const std::int64_t d = l.src_to_dst[static_cast<std::size_t>(s)];
+        ASSERT_GE(d, l.offsets[static_cast<std::size_t>(e)]);
+        ASSERT_LT(d, l.offsets[static_cast<std::size_t>(e) + 1]);
+        ASSERT_EQ(l.dst_to_src[static_cast<std::size_t>(d)], s);
+      }
+      std::int64_t total = 0;
+      for (int e = 0; e < E; ++e) {
+        total += l.counts[static_cast<std::size_t>(e)];
+        ASSERT_EQ(l.offsets[static_cast<std::size_t>(e)] % alignment, 0);
+      }
+      ASSERT_EQ(total, valid);
+      ASSERT_EQ(l.overflow, 0);
+    }
+    // Masked: a hot expert overflows max_m; counts are clamped, the rest is dropped and counted.
+    const std::int64_t M = 300;
+    const auto ids = make_ids(M, 4, E, 42, true);
+    ExpertLayoutParams p;
+    p.num_experts = E;
+    p.max_rows_per_expert = 64;
+    const Layout l = layout(ids, M, 4, p);
+    std::int64_t hot = 0;
+    for (std::int32_t e : ids) hot += e == E / 2;
+    EXPECT_EQ(l.counts[static_cast<std::size_t>(E / 2)], 64);
+    EXPECT_GE(l.overflow, hot - 64);
+    EXPECT_EQ(l.offsets[static_cast<std::size_t>(E)], E * 64);
+  }
+}
+
+template <typename T>
+std::vector<T> encode(const std::vector<float>& v) {
+  std::vector<T> out(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if constexpr (std::is_same_v<T, float>) {
+      out[i] = v[i];
+    } else if constexpr (std::is_same_v<T, detail::bf16_t>) {
+      out[i] = detail::float_to_bf16(v[i]);
+    } else {
+      out[i] = detail::float_to_fp16(v[i]);
+    }
+  }
+  return out;
+}
+
+// permute -> identity expert -> combine equals rsf * sum_k w * x[t], bit for bit against the same
+// fused multiply-add order, for every H (tails included) and dtype.
+template <typename T>
+void round_trip(DType dtype) {
+  for (std::int64_t H : {1, 7, 2880, 7168}) {
+    const std::int64_t M = H > 1000 ? 33 : 257;
+    const int K = 4, E = 9;
+    const std::string id = std::string("roundtrip/") + dtype_name(dtype) + "/H" + std::to_string(H);
+    tools::Rng rng(tools::seed_from_name(id));
+    const auto ids = make_ids(M, K, E, rng.next_u64(), true);
+    std::vector<float> xf(static_cast<std::size_t>(M * H)), w(static_cast<std::size_t>(M * K));
+    for (float& v : xf) v = static_cast<float>(rng.normal());
+    for (float& v : w) v = static_cast<float>(rng.uniform());
+    const std::vector<T> x = encode<T>(xf);
+    ExpertLayoutParams p;
+    p.num_experts = E;
+    p.alignment = 16;
+    const Layout l = layout(ids, M, K, p);
+    const std::int64_t R = static_cast<std::int64_t>(l.dst_to_src.size());
+    std::vector<T> rows(static_cast<std::size_t>(R * H), encode<T>({123.0f})[0]);
+    PermuteArgs pa;
+    pa.x = TensorView::contiguous(const_cast<T*>(x.data()), dtype, {M, H});
+    pa.dst_to_src =
+        TensorView::contiguous(const_cast<std::int64_t*>(l.dst_to_src.data()), DType::kInt64, {R});
+    pa.top_k = K;
+    pa.out = TensorView::contiguous(rows.data(), dtype, {R, H});
+    ASSERT_TRUE(permute_cpu(pa).ok());
+    for (std::int64_t r = 0; r < R; ++r) {  // padding rows are zeroed, others copy their token
+      const std::int64_t s = l.dst_to_src[static_cast<std::size_t>(r)];
+      for (std::int64_t h = 0; h < H; h += std::max<std::int64_t>(1, H / 5)) {
+        const float got = detail::to_float(rows[static_cast<std::size_t>(r * H + h)]);
+        ASSERT_EQ(got,
+                  s < 0 ? 0.0f : detail::to_float(x[static_cast<std::size_t>((s / K) * H + h)]))
+            << id;
+      }
+    }
+    std::vector<T> out(static_cast<std::size_t>(M * H));
+    CombineArgs ca;
+    ca.y = pa.out;
+    ca.src_to_dst = TensorView::contiguous(const_cast<std::int64_t*>(l.src_to_dst.data()),
+                                           DType::kInt64, {M * K});
+    ca.top_k_weights = TensorView::contiguous(w.data(), DType::kFloat32, {M, K});
+    ca.out = TensorView::contiguous(out.data(), dtype, {M, H});
+    ASSERT_TRUE(combine_cpu({2.5f}, ca).ok());
+    for (std::int64_t t = 0; t < M; ++t) {
+      for (std::int64_t h = 0; h < H; ++h) {
+        float acc = 0.0f;
+        double exact = 0.0;
+        const float xv = detail::to_float(x[static_cast<std::size_t>(t * H + h)]);
+        for (int k = 0; k < K; ++k) {
+          const std::int32_t e = ids[static_cast<std::size_t>(t * K + k)];
+          if (e < 0 || e >= E) continue;
+          acc = detail::exact_fma(w[static_cast<std::size_t>(t * K + k)], xv, acc);
+          exact += double{w[static_cast<std::size_t>(t * K + k)]} * xv;
+        }
+        const float want = detail::to_float(encode<T>({2.5f * acc})[0]);
+        ASSERT_EQ(detail::to_float(out[static_cast<std::size_t>(t * H + h)]), want)
+            << id << " t" << t << " h" << h;
+        ASSERT_NEAR(want, 2.5 * exact, 1e-2 * (1.0 + std::fabs(2.5 * exact))) << id;
+      }
+    }
+  }
+}
+
+TEST(PermuteCombineCpu, RoundTripFloat32) {
+  round_trip<float>(DType::kFloat32);
+}
+TEST(PermuteCombineCpu, RoundTripBFloat16) {
+  round_trip<detail::bf16_t>(DType::kBFloat16);
+}
+TEST(PermuteCombineCpu, RoundTripFloat16) {
+  round_trip<detail::fp16_t>(DType::kFloat16);
+}
+
+TEST(PermuteCombineCpu, RejectsBadMapsAndShapes) {
+  std::vector<float> x(8), out(8), w(4);
+  std::vector<std::int64_t> map = {0, 5, -1, 1};
+  PermuteArgs pa;
+  pa.x = TensorView::contiguous(x.data(), DType::kFloat32, {2, 4});
+  pa.dst_to_src = TensorView::contiguous(map.data(), DType::kInt64, {4});
+  pa.top_k = 2;
+  pa.out = TensorView::contiguous(out.data(), DType::kFloat32, {2, 4});
+  Status st = permute_cpu(pa);
+  EXPECT_NE(st.message().find("out.shape = [2, 4]: expected [4, 4]"), std::string::npos)
+      << st.message();
+  std::vector<float> out4(16);
+  pa.out = TensorView::contiguous(out4.data(), DType::kFloat32, {4, 4});
+  st = permute_cpu(pa);
+  EXPECT_NE(st.message().find("dst_to_src[1] = 5: expected -1 or a slot in [0, 4)"),
+            std::string::npos)
+      << st.message();
+  CombineArgs ca;
+  ca.y = TensorView::contiguous(x.data(), DType::kFloat32, {2, 4});
+  ca.src_to_dst = TensorView::contiguous(map.data(), DType::kInt64, {4});
+  ca.top_k_weights = TensorView::contiguous(w.data(), DType::kFloat32, {2, 2});
+  ca.out = TensorView::contiguous(out.data(), DType::kBFloat16, {2, 4});
+  st = combine_cpu({}, ca);
+  EXPECT_NE(st.message().find("out.dtype = bfloat16: expected float32"), std::string::npos)
+      << st.message();
+  ca.out = TensorView::contiguous(out.data(), DType::kFloat32, {2, 4});
+  st = combine_cpu({}, ca);
+  EXPECT_NE(st.message().find("src_to_dst[1] = 5: expected -1 or a row of y in [0, 2)"),
+            std::string::npos)
+      << st.message();
+}
+
+}  // namespace
+}  // namespace switchyard::testing
