@@ -7,6 +7,7 @@
 #include "args.h"
 #include "commands.h"
 #include "common.h"
+#include "layer_stages.h"
 #include "switchyard/runtime.h"
 
 namespace switchyard::cli {
@@ -21,6 +22,9 @@ const std::vector<FlagSpec>& run_flags() {
       {"device", true, "cpu | cuda (default cuda where a GPU exists, else cpu)"},
       {"dtype", true, "logits dtype bf16 | fp16 | fp32 (default bf16)"},
       {"seed", true, "seed of the generated inputs (default 0)"},
+      {"hidden", true, "hidden size H of the layer stages (default: the preset's; 0 skips them)"},
+      {"block-size", true, "moe_align_block_size block, 16..256 (default 64)"},
+      {"alignment", true, "rows per expert in the contiguous layout, 1..1024 (default 1)"},
       {"json", false, "print one JSON object instead of the summary"},
       {"help", false, "show this help"},
   };
@@ -56,12 +60,15 @@ int run_command(int argc, char** argv, int first) {
     return usage_error(Status::InvalidArgument("--model = " + model_name + ": expected one of " +
                                                model_preset_names()));
   }
-  std::int64_t tokens = 0, seed = 0;
+  std::int64_t tokens = 0, seed = 0, hidden = 0, block_size = 0, alignment = 0;
   tools::RoutingSkew skew;
   DType dtype = DType::kBFloat16;
   Device device = Device::kCpu;
   for (Status st : {args.get_int("tokens", 4096, 0, 10'000'000, &tokens),
                     args.get_int("seed", 0, 0, INT64_MAX, &seed),
+                    args.get_int("hidden", model->hidden_size, 0, 65536, &hidden),
+                    args.get_int("block-size", 64, 16, 256, &block_size),
+                    args.get_int("alignment", 1, 1, 1024, &alignment),
                     tools::parse_routing_skew(args.get("routing", "uniform"), &skew),
                     parse_dtype(args.get("dtype", "bf16"), &dtype)}) {
     if (!st.ok()) return usage_error(st);
@@ -99,6 +106,18 @@ int run_command(int argc, char** argv, int first) {
     wrong = diff.rows_wrong;
     wrong_detail = diff.first_detail;
   }
+  LayerStageReport layer;
+  if (hidden > 0) {
+    LayerStageOptions lo;
+    lo.hidden_size = static_cast<std::int32_t>(hidden);
+    lo.block_size = static_cast<std::int32_t>(block_size);
+    lo.alignment = static_cast<std::int32_t>(alignment);
+    lo.seed = static_cast<std::uint64_t>(seed);
+    if (Status st = run_layer_stages_cpu(pr, cpu, lo, &layer); !st.ok()) {
+      std::fprintf(stderr, "switchyard run: layer stages failed: %s\n", st.to_string().c_str());
+      return kExitRuntime;
+    }
+  }
   const ExpertLoad load = expert_load(pr, cpu);
   const std::string device_desc = device == Device::kCuda ? cuda_device_description() : "cpu";
 
@@ -128,6 +147,7 @@ int run_command(int argc, char** argv, int first) {
           .end_object();
     }
     j.end_array();
+    if (hidden > 0) json_layer_stages(j, layer);
     j.key("check")
         .begin_object()
         .field("compared", device == Device::kCuda)
@@ -156,9 +176,10 @@ int run_command(int argc, char** argv, int first) {
                     static_cast<long long>(wrong), wrong_detail.c_str());
       }
     }
+    if (hidden > 0) print_layer_stages(layer);
     print_expert_load(load);
   }
-  return wrong == 0 ? kExitOk : kExitWrong;
+  return wrong == 0 && layer.values_wrong == 0 ? kExitOk : kExitWrong;
 }
 
 }  // namespace switchyard::cli
