@@ -5,13 +5,15 @@
 // slots (-1 padding, non-local experts, out-of-range ids) are dropped, never bucketed.
 // Everything here is deterministic: inside each expert's segment, slots are in ascending order.
 //
-// Backends today: CPU (the oracle). The CUDA implementations follow the same structs.
+// Backends: CPU for everything (the oracle); CUDA for permute and combine. The CUDA alignment and
+// layout kernels follow with the same structs.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
 #include "switchyard/status.h"
+#include "switchyard/stream.h"
 #include "switchyard/tensor.h"
 
 namespace switchyard {
@@ -82,6 +84,9 @@ struct PermuteArgs {
   TensorView out;          // [R, H] same dtype as x, contiguous
 };
 Status permute_cpu(const PermuteArgs& args);
+// CUDA: one launch, no allocation, no host synchronisation, graph capturable. Map entries out of
+// range (checked with an error on the CPU) read nothing here and count as -1.
+Status permute_cuda(const PermuteArgs& args, cudaStream_t stream);
 
 // out[t] = rsf * sum_k w[t, k] * y[src_to_dst[t*K + k]], accumulated in float32 with k ascending;
 // dropped slots (-1) add nothing. Output dtype = y dtype.
@@ -95,5 +100,7 @@ struct CombineArgs {
   TensorView out;            // [M, H] same dtype as y
 };
 Status combine_cpu(const CombineParams& params, const CombineArgs& args);
+// CUDA: one launch, bitwise identical to combine_cpu (same fused order and rounding).
+Status combine_cuda(const CombineParams& params, const CombineArgs& args, cudaStream_t stream);
 
 }  // namespace switchyard

@@ -1,5 +1,6 @@
 // The CUDA entry points of a build without CUDA: they report kUnsupported.
 #include "routing_internal.h"
+#include "switchyard/align.h"
 #include "switchyard/routing.h"
 
 namespace switchyard {
@@ -11,6 +12,13 @@ Status route_cuda(const RoutingParams& params, const RoutingArgs& args, void*, s
   return Status::Unsupported(
       "route_cuda: this Switchyard build has no CUDA backend "
       "(configure with -DSWITCHYARD_CUDA=ON)");
+}
+
+Status permute_cuda(const PermuteArgs&, cudaStream_t) {
+  return Status::Unsupported("permute_cuda: this Switchyard build has no CUDA backend");
+}
+Status combine_cuda(const CombineParams&, const CombineArgs&, cudaStream_t) {
+  return Status::Unsupported("combine_cuda: this Switchyard build has no CUDA backend");
 }
 
 namespace detail {

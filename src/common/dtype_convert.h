@@ -40,15 +40,15 @@ SY_HD float to_float(fp16_t x) {
 #endif
 }
 
-// Round to nearest even (host only: used to make inputs).
-inline bf16_t float_to_bf16(float f) {
+// Round to nearest even, the same bits on host and device (combine's output conversion).
+SY_HD bf16_t float_to_bf16(float f) {
   std::uint32_t u = float_to_bits(f);
   if (is_nan(f)) return bf16_t{static_cast<std::uint16_t>((u >> 16) | 0x40u)};
   u += 0x7fffu + ((u >> 16) & 1u);
   return bf16_t{static_cast<std::uint16_t>(u >> 16)};
 }
 
-inline fp16_t float_to_fp16(float f) {
+SY_HD fp16_t float_to_fp16(float f) {
   const std::uint32_t u = float_to_bits(f);
   const std::uint16_t sign = static_cast<std::uint16_t>((u >> 16) & 0x8000u);
   if (is_nan(f)) return fp16_t{static_cast<std::uint16_t>(sign | 0x7e00u)};

@@ -8,6 +8,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../common/align_check.h"
 #include "../common/check.h"
 #include "../common/dtype_convert.h"
 #include "../common/exact_math.h"
@@ -93,21 +94,6 @@ T from_float(float v) {
   } else {
     return detail::float_to_fp16(v);
   }
-}
-
-Status check_rows(const char* op, const char* name, const TensorView& t, Device device) {
-  SY_RETURN_IF_ERROR(check_tensor_basics(op, name, t, device));
-  SY_RETURN_IF_ERROR(
-      check_dtype(op, name, t, {DType::kFloat32, DType::kBFloat16, DType::kFloat16}));
-  if (t.ndim != 2)
-    return invalid_arg(op, std::string(name) + ".shape", t.describe(), "[rows, hidden]");
-  if (t.size(1) > 1 && t.stride(1) != 1) {
-    return invalid_arg(op, std::string(name) + ".strides[1]", t.stride(1), "1 (hidden contiguous)");
-  }
-  if (t.size(0) > 1 && t.stride(0) < t.size(1)) {
-    return invalid_arg(op, std::string(name) + ".strides[0]", t.stride(0), ">= hidden size");
-  }
-  return Status::Ok();
 }
 
 }  // namespace
@@ -309,16 +295,8 @@ struct CombineFn {
 
 Status permute_cpu(const PermuteArgs& a) {
   const char* op = "permute_cpu";
-  SY_RETURN_IF_ERROR(check_rows(op, "x", a.x, Device::kCpu));
-  if (a.top_k < 1) return invalid_arg(op, "top_k", a.top_k, ">= 1");
-  SY_RETURN_IF_ERROR(check_tensor_basics(op, "dst_to_src", a.dst_to_src, Device::kCpu));
-  SY_RETURN_IF_ERROR(check_dtype(op, "dst_to_src", a.dst_to_src, {DType::kInt64}));
-  SY_RETURN_IF_ERROR(check_contiguous(op, "dst_to_src", a.dst_to_src));
-  const std::int64_t R = a.dst_to_src.numel(), H = a.x.size(1);
-  SY_RETURN_IF_ERROR(check_tensor_basics(op, "out", a.out, Device::kCpu));
-  SY_RETURN_IF_ERROR(check_dtype(op, "out", a.out, {a.x.dtype}));
-  SY_RETURN_IF_ERROR(check_shape(op, "out", a.out, {R, H}));
-  SY_RETURN_IF_ERROR(check_contiguous(op, "out", a.out));
+  SY_RETURN_IF_ERROR(detail::permute_check(op, a, Device::kCpu));
+  const std::int64_t R = a.dst_to_src.numel();
   const std::int64_t slots = a.x.size(0) * a.top_k;
   const auto* map = static_cast<const std::int64_t*>(a.dst_to_src.data);
   for (std::int64_t r = 0; r < R; ++r) {
@@ -333,25 +311,8 @@ Status permute_cpu(const PermuteArgs& a) {
 
 Status combine_cpu(const CombineParams& p, const CombineArgs& a) {
   const char* op = "combine_cpu";
-  if (!std::isfinite(p.routed_scaling_factor)) {
-    return invalid_arg(op, "routed_scaling_factor", p.routed_scaling_factor, "finite");
-  }
-  SY_RETURN_IF_ERROR(check_rows(op, "y", a.y, Device::kCpu));
-  SY_RETURN_IF_ERROR(check_tensor_basics(op, "top_k_weights", a.top_k_weights, Device::kCpu));
-  SY_RETURN_IF_ERROR(check_dtype(op, "top_k_weights", a.top_k_weights, {DType::kFloat32}));
-  if (a.top_k_weights.ndim != 2) {
-    return invalid_arg(op, "top_k_weights.shape", a.top_k_weights.describe(),
-                       "[num_tokens, top_k]");
-  }
-  SY_RETURN_IF_ERROR(check_contiguous(op, "top_k_weights", a.top_k_weights));
-  const std::int64_t M = a.top_k_weights.size(0), K = a.top_k_weights.size(1), H = a.y.size(1);
-  SY_RETURN_IF_ERROR(check_tensor_basics(op, "src_to_dst", a.src_to_dst, Device::kCpu));
-  SY_RETURN_IF_ERROR(check_dtype(op, "src_to_dst", a.src_to_dst, {DType::kInt64}));
-  SY_RETURN_IF_ERROR(check_shape(op, "src_to_dst", a.src_to_dst, {M * K}));
-  SY_RETURN_IF_ERROR(check_tensor_basics(op, "out", a.out, Device::kCpu));
-  SY_RETURN_IF_ERROR(check_dtype(op, "out", a.out, {a.y.dtype}));
-  SY_RETURN_IF_ERROR(check_shape(op, "out", a.out, {M, H}));
-  SY_RETURN_IF_ERROR(check_contiguous(op, "out", a.out));
+  SY_RETURN_IF_ERROR(detail::combine_check(op, p, a, Device::kCpu));
+  const std::int64_t M = a.top_k_weights.size(0), K = a.top_k_weights.size(1);
   const auto* map = static_cast<const std::int64_t*>(a.src_to_dst.data);
   for (std::int64_t s = 0; s < M * K; ++s) {
     if (map[s] < -1 || map[s] >= a.y.size(0)) {

@@ -1,0 +1,109 @@
+// Permute (gather token rows into expert-major layout rows) and combine (weighted sum of each
+// token's expert rows). Memory-bound: one block per row, 16-byte accesses where aligned, a
+// grid-stride loop over rows (no grid-size cap skips rows). Each output element is computed with
+// the float operations of src/cpu/align.cpp, so the results are bitwise identical to the CPU's.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "../../common/dtype_convert.h"
+#include "../../common/exact_math.h"
+
+namespace switchyard::kernels {
+
+inline constexpr int kPermuteThreads = 128;
+
+template <typename T>
+__device__ __forceinline__ T from_float(float v) {
+  if constexpr (std::is_same_v<T, float>) {
+    return v;
+  } else if constexpr (std::is_same_v<T, detail::bf16_t>) {
+    return detail::float_to_bf16(v);
+  } else {
+    return detail::float_to_fp16(v);
+  }
+}
+
+template <typename T>
+union Vec16 {
+  uint4 raw;
+  T elems[16 / sizeof(T)];
+};
+
+// out[r] = x[dst_to_src[r] / top_k], or zeros when the row has no slot (or an out-of-range one).
+template <typename T>
+__global__ void __launch_bounds__(kPermuteThreads)
+    permute_kernel(const T* __restrict__ x, std::int64_t x_stride,
+                   const std::int64_t* __restrict__ dst_to_src, std::int64_t num_rows,
+                   std::int64_t hidden, int top_k, std::int64_t num_slots, T* __restrict__ out,
+                   bool vec_ok) {
+  constexpr int kPer = 16 / static_cast<int>(sizeof(T));
+  for (std::int64_t r = blockIdx.x; r < num_rows; r += gridDim.x) {
+    const std::int64_t slot = dst_to_src[r];
+    const bool valid = slot >= 0 && slot < num_slots;
+    const T* src = x + (valid ? slot / top_k : 0) * x_stride;
+    T* dst = out + r * hidden;  // int64: rows * hidden may exceed 2^31
+    if (vec_ok) {
+      const std::int64_t units = hidden / kPer;
+      for (std::int64_t u = threadIdx.x; u < units; u += blockDim.x) {
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (valid) v = __ldg(reinterpret_cast<const uint4*>(src) + u);
+        reinterpret_cast<uint4*>(dst)[u] = v;
+      }
+    } else {
+      for (std::int64_t h = threadIdx.x; h < hidden; h += blockDim.x) {
+        dst[h] = valid ? src[h] : from_float<T>(0.0f);
+      }
+    }
+  }
+}
+
+// out[t] = rsf * sum_k w[t,k] * y[src_to_dst[t*K+k]]: float accumulation by fused multiply-add
+// in ascending k, rows out of range count as dropped.
+template <typename T>
+__global__ void __launch_bounds__(kPermuteThreads)
+    combine_kernel(const T* __restrict__ y, std::int64_t y_stride, std::int64_t y_rows,
+                   const std::int64_t* __restrict__ src_to_dst, const float* __restrict__ weights,
+                   std::int64_t num_tokens, int top_k, std::int64_t hidden, float rsf,
+                   T* __restrict__ out, bool vec_ok) {
+  constexpr int kPer = 16 / static_cast<int>(sizeof(T));
+  for (std::int64_t t = blockIdx.x; t < num_tokens; t += gridDim.x) {
+    const std::int64_t* rows = src_to_dst + t * top_k;
+    const float* w = weights + t * top_k;
+    if (vec_ok) {
+      const std::int64_t units = hidden / kPer;
+      for (std::int64_t u = threadIdx.x; u < units; u += blockDim.x) {
+        float acc[kPer];
+#pragma unroll
+        for (int i = 0; i < kPer; ++i) acc[i] = 0.0f;
+        for (int k = 0; k < top_k; ++k) {
+          const std::int64_t row = rows[k];
+          if (row < 0 || row >= y_rows) continue;
+          const float wk = w[k];
+          Vec16<T> v;
+          v.raw = __ldg(reinterpret_cast<const uint4*>(y + row * y_stride) + u);
+#pragma unroll
+          for (int i = 0; i < kPer; ++i)
+            acc[i] = __fmaf_rn(wk, detail::to_float(v.elems[i]), acc[i]);
+        }
+        Vec16<T> o;
+#pragma unroll
+        for (int i = 0; i < kPer; ++i) o.elems[i] = from_float<T>(rsf * acc[i]);
+        reinterpret_cast<uint4*>(out + t * hidden)[u] = o.raw;
+      }
+    } else {
+      for (std::int64_t h = threadIdx.x; h < hidden; h += blockDim.x) {
+        float acc = 0.0f;
+        for (int k = 0; k < top_k; ++k) {
+          const std::int64_t row = rows[k];
+          if (row < 0 || row >= y_rows) continue;
+          acc = __fmaf_rn(w[k], detail::to_float(y[row * y_stride + h]), acc);
+        }
+        out[t * hidden + h] = from_float<T>(rsf * acc);
+      }
+    }
+  }
+}
+
+}  // namespace switchyard::kernels

@@ -1,0 +1,97 @@
+// permute_cuda / combine_cuda: validate -> configure -> launch (no allocation, no host sync).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "../../common/align_check.h"
+#include "../../common/check.h"
+#include "../cuda_status.h"
+#include "../kernels/permute_combine.cuh"
+#include "switchyard/align.h"
+
+namespace switchyard {
+
+namespace {
+
+constexpr std::int64_t kMaxBlocks = 1 << 20;  // rows beyond this are covered by the grid stride
+
+bool aligned16(const void* p) {
+  return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0;
+}
+
+template <typename T>
+void launch_permute(const PermuteArgs& a, bool vec_ok, cudaStream_t stream) {
+  const std::int64_t rows = a.dst_to_src.numel(), hidden = a.x.size(1);
+  const std::int64_t x_stride = a.x.size(0) > 1 ? a.x.stride(0) : hidden;
+  const auto blocks = static_cast<unsigned>(std::min(rows, kMaxBlocks));
+  kernels::permute_kernel<T><<<blocks, kernels::kPermuteThreads, 0, stream>>>(
+      static_cast<const T*>(a.x.data), x_stride,
+      static_cast<const std::int64_t*>(a.dst_to_src.data), rows, hidden, a.top_k,
+      a.x.size(0) * a.top_k, static_cast<T*>(a.out.data), vec_ok);
+}
+
+template <typename T>
+void launch_combine(const CombineParams& p, const CombineArgs& a, bool vec_ok,
+                    cudaStream_t stream) {
+  const std::int64_t tokens = a.out.size(0), hidden = a.out.size(1);
+  const std::int64_t y_stride = a.y.size(0) > 1 ? a.y.stride(0) : hidden;
+  const auto blocks = static_cast<unsigned>(std::min(tokens, kMaxBlocks));
+  kernels::combine_kernel<T><<<blocks, kernels::kPermuteThreads, 0, stream>>>(
+      static_cast<const T*>(a.y.data), y_stride, a.y.size(0),
+      static_cast<const std::int64_t*>(a.src_to_dst.data),
+      static_cast<const float*>(a.top_k_weights.data), tokens,
+      static_cast<int>(a.top_k_weights.size(1)), hidden, p.routed_scaling_factor,
+      static_cast<T*>(a.out.data), vec_ok);
+}
+
+template <template <typename> class Launch, typename... Args>
+void dispatch(DType dtype, Args&&... args) {
+  if (dtype == DType::kFloat32) {
+    Launch<float>::run(args...);
+  } else if (dtype == DType::kBFloat16) {
+    Launch<detail::bf16_t>::run(args...);
+  } else {
+    Launch<detail::fp16_t>::run(args...);
+  }
+}
+template <typename T>
+struct PermuteLaunch {
+  static void run(const PermuteArgs& a, bool v, cudaStream_t s) { launch_permute<T>(a, v, s); }
+};
+template <typename T>
+struct CombineLaunch {
+  static void run(const CombineParams& p, const CombineArgs& a, bool v, cudaStream_t s) {
+    launch_combine<T>(p, a, v, s);
+  }
+};
+
+}  // namespace
+
+Status permute_cuda(const PermuteArgs& a, cudaStream_t stream) {
+  SY_RETURN_IF_ERROR(detail::permute_check("permute_cuda", a, Device::kCuda));
+  if (a.dst_to_src.numel() == 0 || a.x.size(1) == 0) return Status::Ok();
+  const std::size_t row_bytes = static_cast<std::size_t>(a.x.size(1)) * dtype_size(a.x.dtype);
+  const std::size_t x_stride_bytes =
+      static_cast<std::size_t>(a.x.size(0) > 1 ? a.x.stride(0) : a.x.size(1)) *
+      dtype_size(a.x.dtype);
+  const bool vec_ok = row_bytes % 16 == 0 && x_stride_bytes % 16 == 0 && aligned16(a.x.data) &&
+                      aligned16(a.out.data);
+  dispatch<PermuteLaunch>(a.x.dtype, a, vec_ok, stream);
+  return detail::cuda_status(cudaGetLastError(), "permute_cuda: kernel launch");
+}
+
+Status combine_cuda(const CombineParams& p, const CombineArgs& a, cudaStream_t stream) {
+  SY_RETURN_IF_ERROR(detail::combine_check("combine_cuda", p, a, Device::kCuda));
+  if (a.out.numel() == 0) return Status::Ok();
+  const std::size_t row_bytes = static_cast<std::size_t>(a.y.size(1)) * dtype_size(a.y.dtype);
+  const std::size_t y_stride_bytes =
+      static_cast<std::size_t>(a.y.size(0) > 1 ? a.y.stride(0) : a.y.size(1)) *
+      dtype_size(a.y.dtype);
+  const bool vec_ok = row_bytes % 16 == 0 && y_stride_bytes % 16 == 0 && aligned16(a.y.data) &&
+                      aligned16(a.out.data);
+  dispatch<CombineLaunch>(a.y.dtype, p, a, vec_ok, stream);
+  return detail::cuda_status(cudaGetLastError(), "combine_cuda: kernel launch");
+}
+
+}  // namespace switchyard
