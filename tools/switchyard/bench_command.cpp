@@ -49,23 +49,6 @@ struct Row {
   std::int64_t wrong = -1;  // -1: not checked (the CPU backend is the oracle)
 };
 
-int fail(const char* cmd, const Status& st, int code) {
-  std::fprintf(stderr, "%s: %s\n", cmd, st.to_string().c_str());
-  return code;
-}
-
-Status emit(const std::string& format, const std::string& path, const std::string& text) {
-  if (path.empty()) {
-    std::fwrite(text.data(), 1, text.size(), stdout);
-    return Status::Ok();
-  }
-  std::ofstream f(path);
-  f << text;
-  if (!f) return Status::InvalidArgument("--output = " + path + ": cannot write the file");
-  (void)format;
-  return Status::Ok();
-}
-
 double cpu_median_us(const tools::RoutingProblem& pr) {
   std::vector<double> us;
   const int reps = pr.num_tokens >= 4096 ? 5 : 21;
@@ -252,7 +235,7 @@ int bench_routing(const Args& args) {
   // The table always goes to stdout; --output receives the chosen format (table, json or csv).
   const std::string output = args.get("output", "");
   if (format != "table" && !output.empty()) std::fwrite(table.data(), 1, table.size(), stdout);
-  if (Status st = emit(format, output, format == "table" ? table : text); !st.ok()) {
+  if (Status st = emit(output, format == "table" ? table : text); !st.ok()) {
     return fail(cmd, st, kExitUsage);
   }
   return any_wrong == 0 ? kExitOk : kExitWrong;
@@ -280,8 +263,7 @@ int bench_ceiling(const Args& args) {
   j.field("read_gbps", c.read_gbps).field("copy_gbps", c.copy_gbps);
   j.field("empty_kernel_us", empty.median_us_per_call).end_object();
   const std::string text = j.str() + "\n";
-  if (Status st = emit("json", args.get("output", ""), text); !st.ok())
-    return fail(cmd, st, kExitUsage);
+  if (Status st = emit(args.get("output", ""), text); !st.ok()) return fail(cmd, st, kExitUsage);
   return kExitOk;
 }
 
@@ -290,6 +272,7 @@ int bench_ceiling(const Args& args) {
 int bench_command(int argc, char** argv, int first) {
   const std::string usage =
       "usage: switchyard bench routing [flags]   sweep token counts x presets\n"
+      "       switchyard bench permute|combine [flags]   sweep tokens x presets at the model's H\n"
       "       switchyard bench ceiling [--bytes-mib N] [--output FILE]   memory ceiling\n";
   if (first >= argc) {
     std::fprintf(stderr, "switchyard bench: missing routine\n%s", usage.c_str());
@@ -315,6 +298,8 @@ int bench_command(int argc, char** argv, int first) {
     }
     return bench_routing(args);
   }
+  if (routine == "permute" || routine == "combine")
+    return bench_layer_op(routine, argc, argv, first + 1);
   if (routine == "ceiling") {
     static const std::vector<FlagSpec> specs = {
         {"bytes-mib", true, "buffer size in MiB (default 2048)"},
@@ -327,7 +312,9 @@ int bench_command(int argc, char** argv, int first) {
     }
     return bench_ceiling(args);
   }
-  std::fprintf(stderr, "switchyard bench: unknown routine '%s': expected routing or ceiling\n%s",
+  std::fprintf(stderr,
+               "switchyard bench: unknown routine '%s': expected routing, permute, combine or "
+               "ceiling\n%s",
                routine.c_str(), usage.c_str());
   return kExitUsage;
 }

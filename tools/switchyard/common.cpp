@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <fstream>
 #include <numeric>
 
 #include "switchyard/runtime.h"
@@ -20,6 +21,22 @@ Status parse_dtype(const std::string& text, DType* out) {
   } else {
     return Status::InvalidArgument("--dtype = " + text + ": expected bf16, fp16 or fp32");
   }
+  return Status::Ok();
+}
+
+int fail(const char* cmd, const Status& st, int code) {
+  std::fprintf(stderr, "%s: %s\n", cmd, st.to_string().c_str());
+  return code;
+}
+
+Status emit(const std::string& path, const std::string& text) {
+  if (path.empty()) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    return Status::Ok();
+  }
+  std::ofstream f(path);
+  f << text;
+  if (!f) return Status::InvalidArgument("--output = " + path + ": cannot write the file");
   return Status::Ok();
 }
 

@@ -13,6 +13,10 @@
 namespace switchyard::cli {
 
 Status parse_dtype(const std::string& text, DType* out);  // bf16|fp16|fp32
+// Prints "<cmd>: <status>" to stderr and returns `code`.
+int fail(const char* cmd, const Status& st, int code);
+// Writes `text` to `path`, or to stdout when `path` is empty.
+Status emit(const std::string& path, const std::string& text);
 // "" -> cuda when a GPU is visible, else cpu. "cuda" without a GPU is an error.
 Status pick_device(const std::string& text, Device* out);
 std::string describe_router(const ModelPreset& m);

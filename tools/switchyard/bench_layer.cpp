@@ -1,0 +1,333 @@
+// `switchyard bench permute|combine`: the layer's data-movement stages at a preset's shape
+// (H, E, K), on routing computed from generated logits. Same metric definitions as
+// `bench routing` (docs/benchmarks.md); bytes:
+//   permute: rows read (one per valid slot) + layout rows written + dst_to_src
+//   combine: expert rows read (one per valid slot) + weights + src_to_dst + output written
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "../../src/common/check.h"
+#include "../common/gpu_bench.h"
+#include "../common/rng.h"
+#include "args.h"
+#include "commands.h"
+#include "common.h"
+#include "switchyard/align.h"
+#include "switchyard/runtime.h"
+
+namespace switchyard::cli {
+
+namespace {
+
+const std::vector<FlagSpec>& layer_flags() {
+  static const std::vector<FlagSpec> specs = {
+      {"models", true,
+       "all or a comma list of presets (default deepseek-v3,qwen3-30b-a3b,mixtral-8x7b)"},
+      {"tokens", true, "comma list of token counts (default 1,32,512,4096)"},
+      {"hidden", true, "hidden size H (default: each preset's)"},
+      {"dtype", true, "activation dtype bf16 | fp16 | fp32 (default bf16)"},
+      {"alignment", true, "rows per expert in the contiguous layout (default 1)"},
+      {"routing", true, "uniform | zipf:<s> | hot:<fraction> (default uniform)"},
+      {"device", true, "cpu | cuda (default cuda where a GPU exists)"},
+      {"format", true, "table | json | csv (default table)"},
+      {"output", true, "write the results to this file instead of stdout"},
+      {"ceiling-gbps", true, "use this memory ceiling instead of measuring it"},
+      {"seed", true, "seed of the generated inputs (default 0)"},
+      {"help", false, "show this help"},
+  };
+  return specs;
+}
+
+// Everything one (preset, tokens) case needs on the host.
+struct LayerCase {
+  std::int64_t tokens = 0, hidden = 0, rows = 0;
+  int top_k = 0;
+  DType dtype = DType::kBFloat16;
+  std::vector<std::uint8_t> x, y;  // x [M, H]; y [rows, H] = the permuted x (identity expert)
+  std::vector<std::int64_t> src_to_dst, dst_to_src;
+  std::vector<float> weights;
+  std::int64_t valid_slots = 0;
+};
+
+Status make_case(const ModelPreset& m, std::int64_t M, std::int64_t H, DType dtype, int alignment,
+                 const tools::RoutingSkew& skew, std::uint64_t seed, LayerCase* c) {
+  const tools::RoutingProblem pr = make_preset_problem(m, M, skew, seed, DType::kFloat32);
+  tools::RoutingResult r;
+  SY_RETURN_IF_ERROR(tools::run_routing_cpu(pr, &r));
+  const int E = m.routing.num_experts, K = m.routing.top_k, C = pr.columns();
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(M * K));
+  c->weights.resize(static_cast<std::size_t>(M * K));
+  for (std::int64_t t = 0; t < M; ++t) {
+    for (int k = 0; k < K; ++k) {
+      ids[static_cast<std::size_t>(t * K + k)] =
+          static_cast<std::int32_t>(r.ids[static_cast<std::size_t>(t * C + k)]);
+      c->weights[static_cast<std::size_t>(t * K + k)] =
+          r.weights[static_cast<std::size_t>(t * C + k)];
+    }
+  }
+  ExpertLayoutParams lp;
+  lp.num_experts = E;
+  lp.alignment = alignment;
+  const std::int64_t max_rows = layout_max_rows(lp, M * K);
+  std::vector<std::int32_t> counts(static_cast<std::size_t>(E));
+  std::vector<std::int64_t> offsets(static_cast<std::size_t>(E) + 1);
+  c->src_to_dst.resize(static_cast<std::size_t>(M * K));
+  c->dst_to_src.resize(static_cast<std::size_t>(max_rows));
+  ExpertLayoutArgs la;
+  la.top_k_ids = TensorView::contiguous(ids.data(), DType::kInt32, {M, K});
+  la.expert_counts = TensorView::contiguous(counts.data(), DType::kInt32, {E});
+  la.expert_offsets = TensorView::contiguous(offsets.data(), DType::kInt64, {E + 1});
+  la.src_to_dst = TensorView::contiguous(c->src_to_dst.data(), DType::kInt64, {M * K});
+  la.dst_to_src = TensorView::contiguous(c->dst_to_src.data(), DType::kInt64, {max_rows});
+  SY_RETURN_IF_ERROR(expert_layout_cpu(lp, la));
+  c->tokens = M;
+  c->hidden = H;
+  c->top_k = K;
+  c->dtype = dtype;
+  c->rows = offsets[static_cast<std::size_t>(E)];
+  c->dst_to_src.resize(static_cast<std::size_t>(c->rows));
+  for (std::int64_t d : c->src_to_dst) c->valid_slots += d >= 0;
+  std::vector<float> xf(static_cast<std::size_t>(M * H));
+  tools::Rng rng(seed ^ 0x78ull);
+  for (float& v : xf) v = static_cast<float>(rng.uniform() * 2.0 - 1.0);
+  c->x = tools::encode_floats(xf, dtype);
+  c->y.resize(static_cast<std::size_t>(c->rows * H) * dtype_size(dtype));
+  PermuteArgs pa;
+  pa.x = TensorView::contiguous(c->x.data(), dtype, {M, H});
+  pa.dst_to_src = TensorView::contiguous(c->dst_to_src.data(), DType::kInt64, {c->rows});
+  pa.top_k = K;
+  pa.out = TensorView::contiguous(c->y.data(), dtype, {c->rows, H});
+  return permute_cpu(pa);
+}
+
+std::int64_t op_bytes(const std::string& op, const LayerCase& c) {
+  const auto esz = static_cast<std::int64_t>(dtype_size(c.dtype));
+  if (op == "permute") return (c.valid_slots + c.rows) * c.hidden * esz + c.rows * 8;
+  return c.valid_slots * c.hidden * esz + c.tokens * c.top_k * 12 + c.tokens * c.hidden * esz;
+}
+
+// Runs the op once on `device` from host data; `out` receives the output bytes.
+Status run_op(const std::string& op, const LayerCase& c, Device device,
+              std::vector<std::uint8_t>* out, tools::GraphTiming* timing) {
+  const std::int64_t M = c.tokens, H = c.hidden, K = c.top_k;
+  const std::size_t esz = dtype_size(c.dtype);
+  const std::size_t out_bytes = static_cast<std::size_t>((op == "permute" ? c.rows : M) * H) * esz;
+  out->assign(out_bytes, 0);
+  if (device == Device::kCpu) {
+    const auto t0 = std::chrono::steady_clock::now();
+    Status st;
+    if (op == "permute") {
+      PermuteArgs a;
+      a.x = TensorView::contiguous(const_cast<std::uint8_t*>(c.x.data()), c.dtype, {M, H});
+      a.dst_to_src = TensorView::contiguous(const_cast<std::int64_t*>(c.dst_to_src.data()),
+                                            DType::kInt64, {c.rows});
+      a.top_k = static_cast<int>(K);
+      a.out = TensorView::contiguous(out->data(), c.dtype, {c.rows, H});
+      st = permute_cpu(a);
+    } else {
+      CombineArgs a;
+      a.y = TensorView::contiguous(const_cast<std::uint8_t*>(c.y.data()), c.dtype, {c.rows, H});
+      a.src_to_dst = TensorView::contiguous(const_cast<std::int64_t*>(c.src_to_dst.data()),
+                                            DType::kInt64, {M * K});
+      a.top_k_weights =
+          TensorView::contiguous(const_cast<float*>(c.weights.data()), DType::kFloat32, {M, K});
+      a.out = TensorView::contiguous(out->data(), c.dtype, {M, H});
+      st = combine_cpu({2.5f}, a);
+    }
+    if (timing) {
+      timing->median_us_per_call =
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    }
+    return st;
+  }
+  tools::DeviceBuffer in, map, w, dout;
+  const bool permute = op == "permute";
+  const std::vector<std::uint8_t>& src = permute ? c.x : c.y;
+  SY_RETURN_IF_ERROR(tools::DeviceBuffer::allocate(src.size(), &in));
+  SY_RETURN_IF_ERROR(tools::copy_to_device(in.get(), src.data(), src.size()));
+  const std::vector<std::int64_t>& m = permute ? c.dst_to_src : c.src_to_dst;
+  SY_RETURN_IF_ERROR(tools::DeviceBuffer::allocate(m.size() * 8, &map));
+  SY_RETURN_IF_ERROR(tools::copy_to_device(map.get(), m.data(), m.size() * 8));
+  SY_RETURN_IF_ERROR(tools::DeviceBuffer::allocate(c.weights.size() * 4, &w));
+  SY_RETURN_IF_ERROR(tools::copy_to_device(w.get(), c.weights.data(), c.weights.size() * 4));
+  SY_RETURN_IF_ERROR(tools::DeviceBuffer::allocate(out_bytes, &dout));
+  SY_RETURN_IF_ERROR(tools::fill_device_bytes(dout.get(), 0x7b, out_bytes));
+  PermuteArgs pa;
+  CombineArgs ca;
+  if (permute) {
+    pa.x = TensorView::contiguous(in.get(), c.dtype, {M, H}, Device::kCuda);
+    pa.dst_to_src = TensorView::contiguous(map.get(), DType::kInt64, {c.rows}, Device::kCuda);
+    pa.top_k = static_cast<int>(K);
+    pa.out = TensorView::contiguous(dout.get(), c.dtype, {c.rows, H}, Device::kCuda);
+  } else {
+    ca.y = TensorView::contiguous(in.get(), c.dtype, {c.rows, H}, Device::kCuda);
+    ca.src_to_dst = TensorView::contiguous(map.get(), DType::kInt64, {M * K}, Device::kCuda);
+    ca.top_k_weights = TensorView::contiguous(w.get(), DType::kFloat32, {M, K}, Device::kCuda);
+    ca.out = TensorView::contiguous(dout.get(), c.dtype, {M, H}, Device::kCuda);
+  }
+  auto enqueue = [&](int, cudaStream_t s) {
+    return permute ? permute_cuda(pa, s) : combine_cuda({2.5f}, ca, s);
+  };
+  SY_RETURN_IF_ERROR(enqueue(0, nullptr));
+  SY_RETURN_IF_ERROR(tools::device_synchronize());
+  SY_RETURN_IF_ERROR(tools::copy_to_host(out->data(), dout.get(), out_bytes));
+  // The working set of these shapes is far above L2 at the sizes that matter; one buffer set.
+  if (timing) SY_RETURN_IF_ERROR(tools::time_graph(10, 7, enqueue, timing));
+  return Status::Ok();
+}
+
+}  // namespace
+
+int bench_layer_op(const std::string& op, int argc, char** argv, int first) {
+  const std::string cmd = "switchyard bench " + op;
+  Args args;
+  if (Status st = Args::parse(cmd, layer_flags(), argc, argv, first, &args); !st.ok()) {
+    return fail(cmd.c_str(), st, kExitUsage);
+  }
+  if (args.has("help")) {
+    std::printf("usage: %s [flags]\n\n%s", cmd.c_str(), flags_help(layer_flags()).c_str());
+    return kExitOk;
+  }
+  std::vector<std::int64_t> tokens;
+  std::int64_t seed = 0, hidden = 0, alignment = 1;
+  DType dtype = DType::kBFloat16;
+  Device device = Device::kCpu;
+  tools::RoutingSkew skew;
+  double ceiling_arg = 0;
+  for (Status st :
+       {args.get_int_list("tokens", "1,32,512,4096", 0, 1'000'000, &tokens),
+        args.get_int("seed", 0, 0, INT64_MAX, &seed), args.get_int("hidden", 0, 0, 65536, &hidden),
+        args.get_int("alignment", 1, 1, 1024, &alignment),
+        parse_dtype(args.get("dtype", "bf16"), &dtype),
+        tools::parse_routing_skew(args.get("routing", "uniform"), &skew),
+        pick_device(args.get("device", ""), &device),
+        args.get_double("ceiling-gbps", 0, 0, 1e6, &ceiling_arg)}) {
+    if (!st.ok()) return fail(cmd.c_str(), st, kExitUsage);
+  }
+  const std::string format = args.get("format", "table");
+  if (format != "table" && format != "json" && format != "csv") {
+    return fail(cmd.c_str(),
+                Status::InvalidArgument("--format = " + format + ": expected table, json or csv"),
+                kExitUsage);
+  }
+  std::vector<const ModelPreset*> models;
+  for (const std::string& name :
+       args.get_list("models", "deepseek-v3,qwen3-30b-a3b,mixtral-8x7b")) {
+    if (name == "all") {
+      for (const ModelPreset& m : model_presets()) models.push_back(&m);
+      continue;
+    }
+    const ModelPreset* m = find_model_preset(name);
+    if (!m) {
+      return fail(cmd.c_str(),
+                  Status::InvalidArgument("--models item '" + name + "': expected all or " +
+                                          model_preset_names()),
+                  kExitUsage);
+    }
+    models.push_back(m);
+  }
+  const bool cuda = device == Device::kCuda;
+  tools::MemoryCeiling ceiling;
+  ceiling.read_gbps = ceiling_arg;
+  if (cuda && ceiling_arg == 0) {
+    if (Status st = tools::measure_memory_ceiling(std::size_t{2} << 30, &ceiling); !st.ok()) {
+      return fail(cmd.c_str(), st, kExitRuntime);
+    }
+  }
+  tools::JsonWriter j;
+  j.begin_object()
+      .field("bench", op)
+      .field("card", cuda ? cuda_device_description() : std::string("cpu"));
+  j.field("date", utc_timestamp())
+      .field("dtype", dtype_name(dtype))
+      .field("routing", skew.describe());
+  j.field("ceiling_read_gbps", ceiling.read_gbps).key("rows").begin_array();
+  std::string table =
+      "| model | E | K | H | tokens | median us | GB/s | % ceiling | floor us | x floor | wrong "
+      "|\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+  std::string csv = "model,E,K,H,tokens,median_us,gbps,pct_ceiling,floor_us,x_floor,wrong\n";
+  std::int64_t any_wrong = 0;
+  std::size_t done = 0;
+  for (const ModelPreset* m : models) {
+    for (std::int64_t M : tokens) {
+      ++done;
+      const std::int64_t H = hidden > 0 ? hidden : m->hidden_size;
+      LayerCase c;
+      if (Status st = make_case(*m, M, H, dtype, static_cast<int>(alignment), skew,
+                                static_cast<std::uint64_t>(seed), &c);
+          !st.ok()) {
+        return fail(cmd.c_str(), st, kExitRuntime);
+      }
+      std::vector<std::uint8_t> ref, got;
+      tools::GraphTiming t;
+      std::int64_t wrong = -1;
+      if (cuda) {
+        if (Status st = run_op(op, c, Device::kCpu, &ref, nullptr); !st.ok())
+          return fail(cmd.c_str(), st, kExitRuntime);
+        if (Status st = run_op(op, c, Device::kCuda, &got, &t); !st.ok())
+          return fail(cmd.c_str(), st, kExitRuntime);
+        const std::size_t row_bytes = static_cast<std::size_t>(H) * dtype_size(dtype);
+        wrong = 0;
+        for (std::size_t r = 0; r * row_bytes < ref.size(); ++r) {
+          wrong +=
+              std::memcmp(ref.data() + r * row_bytes, got.data() + r * row_bytes, row_bytes) != 0;
+        }
+        any_wrong += wrong;
+      } else {
+        std::vector<double> us;
+        for (int rep = 0; rep < 5; ++rep) {
+          if (Status st = run_op(op, c, Device::kCpu, &got, &t); !st.ok())
+            return fail(cmd.c_str(), st, kExitRuntime);
+          us.push_back(t.median_us_per_call);
+        }
+        std::sort(us.begin(), us.end());
+        t.median_us_per_call = us[us.size() / 2];
+      }
+      const std::int64_t bytes = op_bytes(op, c);
+      const double gbps = static_cast<double>(bytes) / (t.median_us_per_call * 1e3);
+      const double pct = ceiling.read_gbps > 0 ? 100.0 * gbps / ceiling.read_gbps : 0.0;
+      const double floor_us =
+          ceiling.read_gbps > 0 ? static_cast<double>(bytes) / (ceiling.read_gbps * 1e3) : 0.0;
+      const double x_floor = floor_us > 0 ? t.median_us_per_call / floor_us : 0.0;
+      std::fprintf(stderr, "[%zu/%zu] %-18s M=%-7lld %10.2f us %8.1f GB/s wrong=%lld\n", done,
+                   models.size() * tokens.size(), m->name.c_str(), static_cast<long long>(M),
+                   t.median_us_per_call, gbps, static_cast<long long>(wrong));
+      j.begin_object()
+          .field("model", m->name)
+          .field("E", m->routing.num_experts)
+          .field("K", c.top_k);
+      j.field("H", H)
+          .field("tokens", M)
+          .field("median_us", t.median_us_per_call)
+          .field("bytes", bytes);
+      j.field("gbps", gbps)
+          .field("pct_ceiling", pct)
+          .field("floor_us", floor_us)
+          .field("x_floor", x_floor);
+      j.field("wrong", wrong).end_object();
+      char buf[256];
+      std::snprintf(buf, sizeof buf,
+                    "| %s | %d | %d | %lld | %lld | %.2f | %.0f | %.1f | %.2f | %.2f | %s |\n",
+                    m->name.c_str(), m->routing.num_experts, c.top_k, static_cast<long long>(H),
+                    static_cast<long long>(M), t.median_us_per_call, gbps, pct, floor_us, x_floor,
+                    wrong < 0 ? "-" : std::to_string(wrong).c_str());
+      table += buf;
+      std::snprintf(buf, sizeof buf, "%s,%d,%d,%lld,%lld,%.3f,%.1f,%.1f,%.3f,%.2f,%lld\n",
+                    m->name.c_str(), m->routing.num_experts, c.top_k, static_cast<long long>(H),
+                    static_cast<long long>(M), t.median_us_per_call, gbps, pct, floor_us, x_floor,
+                    static_cast<long long>(wrong));
+      csv += buf;
+    }
+  }
+  j.end_array().end_object();
+  const std::string output = args.get("output", "");
+  if (format != "table" && !output.empty()) std::fwrite(table.data(), 1, table.size(), stdout);
+  const std::string text = format == "json" ? j.str() + "\n" : (format == "csv" ? csv : table);
+  if (Status st = emit(output, text); !st.ok()) return fail(cmd.c_str(), st, kExitUsage);
+  return any_wrong == 0 ? kExitOk : kExitWrong;
+}
+
+}  // namespace switchyard::cli
