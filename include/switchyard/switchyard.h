@@ -2,6 +2,7 @@
 #pragma once
 
 #include "switchyard/align.h"
+#include "switchyard/experts.h"
 #include "switchyard/models.h"
 #include "switchyard/routing.h"
 #include "switchyard/runtime.h"

@@ -1,0 +1,288 @@
+// CPU backend of the fused MoE forward: the oracle for the grouped-GEMM kernels. Slots are grouped
+// by expert with expert_layout_cpu, so each expert's weight rows stream once per chunk of its
+// tokens; work items (expert, chunk of rows) run on all cores.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../common/check.h"
+#include "../common/dtype_convert.h"
+#include "../common/exact_math.h"
+#include "parallel.h"
+#include "switchyard/align.h"
+#include "switchyard/experts.h"
+
+namespace switchyard {
+
+const char* activation_name(Activation a) {
+  switch (a) {
+    case Activation::kSiluAndMul:
+      return "silu";
+    case Activation::kGeluErfAndMul:
+      return "gelu";
+    case Activation::kGeluTanhAndMul:
+      return "gelu_tanh";
+    case Activation::kSwigluOai:
+      return "swiglu_oai";
+    case Activation::kRelu2:
+      return "relu2";
+  }
+  return "unknown";
+}
+
+namespace {
+
+using detail::check_contiguous;
+using detail::check_dtype;
+using detail::check_shape;
+using detail::check_tensor_basics;
+using detail::invalid_arg;
+
+constexpr const char* kOp = "fused_experts_cpu";
+
+std::int64_t rows13(const ExpertsParams& p) {
+  return p.activation == Activation::kRelu2 ? p.intermediate_size : 2LL * p.intermediate_size;
+}
+
+Status check_weight(const char* name, const TensorView& t, DType dtype,
+                    std::initializer_list<std::int64_t> shape) {
+  SY_RETURN_IF_ERROR(check_tensor_basics(kOp, name, t, Device::kCpu));
+  SY_RETURN_IF_ERROR(check_dtype(kOp, name, t, {dtype}));
+  SY_RETURN_IF_ERROR(check_shape(kOp, name, t, shape));
+  return check_contiguous(kOp, name, t);
+}
+
+Status check_bias(const char* name, const TensorView& t, DType dtype,
+                  std::initializer_list<std::int64_t> shape) {
+  if (!t.defined()) return Status::Ok();
+  SY_RETURN_IF_ERROR(check_tensor_basics(kOp, name, t, Device::kCpu));
+  SY_RETURN_IF_ERROR(check_dtype(kOp, name, t, {DType::kFloat32, dtype}));
+  SY_RETURN_IF_ERROR(check_shape(kOp, name, t, shape));
+  return check_contiguous(kOp, name, t);
+}
+
+Status check_experts(const ExpertsParams& p, const ExpertsArgs& a) {
+  if (p.num_experts < 1) return invalid_arg(kOp, "num_experts", p.num_experts, ">= 1");
+  if (p.hidden_size < 1) return invalid_arg(kOp, "hidden_size", p.hidden_size, ">= 1");
+  if (p.intermediate_size < 1) {
+    return invalid_arg(kOp, "intermediate_size", p.intermediate_size, ">= 1");
+  }
+  if (static_cast<int>(p.activation) > static_cast<int>(Activation::kRelu2)) {
+    return invalid_arg(kOp, "activation", static_cast<int>(p.activation), "an Activation value");
+  }
+  if (!std::isfinite(p.routed_scaling_factor)) {
+    return invalid_arg(kOp, "routed_scaling_factor", p.routed_scaling_factor, "finite");
+  }
+  if (!(std::isfinite(p.swiglu_alpha) && std::isfinite(p.swiglu_limit) && p.swiglu_limit > 0)) {
+    return invalid_arg(kOp, "swiglu_limit", p.swiglu_limit, "finite and > 0 (alpha finite)");
+  }
+  const std::int64_t E = p.num_experts, H = p.hidden_size, I = p.intermediate_size;
+  SY_RETURN_IF_ERROR(check_tensor_basics(kOp, "x", a.x, Device::kCpu));
+  SY_RETURN_IF_ERROR(check_dtype(kOp, "x", a.x, {DType::kBFloat16, DType::kFloat16}));
+  if (a.x.ndim != 2 || a.x.size(1) != H) {
+    return invalid_arg(kOp, "x.shape", a.x.describe(),
+                       "[num_tokens, hidden_size] with hidden_size = " + std::to_string(H));
+  }
+  SY_RETURN_IF_ERROR(check_contiguous(kOp, "x", a.x));
+  const std::int64_t M = a.x.size(0);
+  SY_RETURN_IF_ERROR(check_weight("w13", a.w13, a.x.dtype, {E, rows13(p), H}));
+  SY_RETURN_IF_ERROR(check_weight("w2", a.w2, a.x.dtype, {E, H, I}));
+  SY_RETURN_IF_ERROR(check_bias("b13", a.b13, a.x.dtype, {E, rows13(p)}));
+  SY_RETURN_IF_ERROR(check_bias("b2", a.b2, a.x.dtype, {E, H}));
+  SY_RETURN_IF_ERROR(check_tensor_basics(kOp, "top_k_ids", a.top_k_ids, Device::kCpu));
+  if (a.top_k_ids.ndim != 2 || a.top_k_ids.size(0) != M) {
+    return invalid_arg(kOp, "top_k_ids.shape", a.top_k_ids.describe(),
+                       "[num_tokens, top_k] with num_tokens = " + std::to_string(M));
+  }
+  const std::int64_t K = a.top_k_ids.size(1);
+  SY_RETURN_IF_ERROR(check_weight("top_k_weights", a.top_k_weights, DType::kFloat32, {M, K}));
+  if (p.apply_router_weight_on_input && K != 1) {
+    return invalid_arg(kOp, "apply_router_weight_on_input", "true",
+                       "top_k == 1 (got " + std::to_string(K) + ")");
+  }
+  return check_weight("out", a.out, a.x.dtype, {M, H});
+}
+
+template <typename T>
+T round_to(float v) {
+  if constexpr (std::is_same_v<T, detail::bf16_t>) {
+    return detail::float_to_bf16(v);
+  } else {
+    return detail::float_to_fp16(v);
+  }
+}
+
+float bias_at(const TensorView& b, std::int64_t i) {
+  if (!b.defined()) return 0.0f;
+  if (b.dtype == DType::kFloat32) return static_cast<const float*>(b.data)[i];
+  if (b.dtype == DType::kBFloat16)
+    return detail::to_float(static_cast<const detail::bf16_t*>(b.data)[i]);
+  return detail::to_float(static_cast<const detail::fp16_t*>(b.data)[i]);
+}
+
+float silu(float g) {
+  return g / (1.0f + std::exp(-g));
+}
+float gelu_erf(float g) {
+  return 0.5f * g * (1.0f + std::erf(g * 0.70710678f));
+}
+float gelu_tanh(float g) {
+  return 0.5f * g * (1.0f + std::tanh(0.79788456f * (g + 0.044715f * g * g * g)));
+}
+
+// a[i] of one row from the GEMM1 outputs h[rows13(p)].
+float activate(const ExpertsParams& p, const float* h, std::int64_t i) {
+  const std::int64_t I = p.intermediate_size;
+  switch (p.activation) {
+    case Activation::kSiluAndMul:
+      return silu(h[i]) * h[I + i];
+    case Activation::kGeluErfAndMul:
+      return gelu_erf(h[i]) * h[I + i];
+    case Activation::kGeluTanhAndMul:
+      return gelu_tanh(h[i]) * h[I + i];
+    case Activation::kSwigluOai: {
+      const float g = std::min(h[2 * i], p.swiglu_limit);
+      const float u = std::clamp(h[2 * i + 1], -p.swiglu_limit, p.swiglu_limit);
+      return g / (1.0f + std::exp(-p.swiglu_alpha * g)) * (u + 1.0f);
+    }
+    case Activation::kRelu2: {
+      const float r = std::max(h[i], 0.0f);
+      return r * r;
+    }
+  }
+  return 0.0f;
+}
+
+// Slots grouped by expert (ascending slot order inside each expert).
+struct SlotLayout {
+  std::vector<std::int32_t> counts;
+  std::vector<std::int64_t> offsets, s2d, d2s;
+};
+
+Status make_layout(const ExpertsParams& p, const ExpertsArgs& a, SlotLayout* l) {
+  const std::int64_t slots = a.top_k_ids.numel(), E = p.num_experts;
+  l->counts.resize(static_cast<std::size_t>(E));
+  l->offsets.resize(static_cast<std::size_t>(E) + 1);
+  l->s2d.resize(static_cast<std::size_t>(slots));
+  l->d2s.resize(static_cast<std::size_t>(slots));
+  ExpertLayoutParams lp;
+  lp.num_experts = p.num_experts;
+  ExpertLayoutArgs la;
+  la.top_k_ids = a.top_k_ids;
+  la.expert_map = a.expert_map;
+  la.expert_counts = TensorView::contiguous(l->counts.data(), DType::kInt32, {E});
+  la.expert_offsets = TensorView::contiguous(l->offsets.data(), DType::kInt64, {E + 1});
+  la.src_to_dst = TensorView::contiguous(l->s2d.data(), DType::kInt64, {slots});
+  la.dst_to_src = TensorView::contiguous(l->d2s.data(), DType::kInt64, {slots});
+  Status st = expert_layout_cpu(lp, la);  // validates top_k_ids and expert_map
+  if (!st.ok()) return Status(st.code(), std::string(kOp) + " (routing): " + st.message());
+  return Status::Ok();
+}
+
+template <typename T>
+void forward(const ExpertsParams& p, const ExpertsArgs& a, const SlotLayout& l) {
+  const std::int64_t M = a.x.size(0), K = a.top_k_ids.size(1), E = p.num_experts;
+  const std::int64_t H = p.hidden_size, I = p.intermediate_size, R13 = rows13(p);
+  const auto* x = static_cast<const T*>(a.x.data);
+  const auto* w13 = static_cast<const T*>(a.w13.data);
+  const auto* w2 = static_cast<const T*>(a.w2.data);
+  const auto* tw = static_cast<const float*>(a.top_k_weights.data);
+  const std::vector<std::int64_t>& offsets = l.offsets;
+  const std::vector<std::int64_t>& s2d = l.s2d;
+  const std::vector<std::int64_t>& d2s = l.d2s;
+
+  // Work items: (expert, up to 16 of its rows), so hot experts spread over the cores.
+  struct Item {
+    std::int64_t expert, begin, end;
+  };
+  std::vector<Item> items;
+  for (std::int64_t e = 0; e < E; ++e) {
+    for (std::int64_t r = offsets[static_cast<std::size_t>(e)];
+         r < offsets[static_cast<std::size_t>(e) + 1]; r += 16) {
+      items.push_back({e, r, std::min(r + 16, offsets[static_cast<std::size_t>(e) + 1])});
+    }
+  }
+  std::vector<float> y(static_cast<std::size_t>(offsets[static_cast<std::size_t>(E)] * H));
+  detail::parallel_for(
+      static_cast<std::int64_t>(items.size()), 1, [&](std::int64_t b, std::int64_t e_end) {
+        std::vector<float> in(static_cast<std::size_t>(16 * H)),
+            h(static_cast<std::size_t>(16 * R13)), act(static_cast<std::size_t>(16 * I));
+        for (std::int64_t it = b; it < e_end; ++it) {
+          const Item& item = items[static_cast<std::size_t>(it)];
+          const std::int64_t n = item.end - item.begin, e = item.expert;
+          for (std::int64_t r = 0; r < n; ++r) {
+            const std::int64_t slot = d2s[static_cast<std::size_t>(item.begin + r)];
+            const T* xr = x + (slot / K) * H;
+            for (std::int64_t c = 0; c < H; ++c) {
+              float v = detail::to_float(xr[c]);
+              if (p.apply_router_weight_on_input) v = detail::to_float(round_to<T>(tw[slot] * v));
+              in[static_cast<std::size_t>(r * H + c)] = v;
+            }
+          }
+          for (std::int64_t j = 0; j < R13; ++j) {  // GEMM1: each weight row once per item
+            const T* wrow = w13 + (e * R13 + j) * H;
+            const float bias = bias_at(a.b13, e * R13 + j);
+            for (std::int64_t r = 0; r < n; ++r) {
+              const float* v = in.data() + r * H;
+              float acc = 0.0f;
+              for (std::int64_t c = 0; c < H; ++c) acc += detail::to_float(wrow[c]) * v[c];
+              h[static_cast<std::size_t>(r * R13 + j)] = acc + bias;
+            }
+          }
+          for (std::int64_t r = 0; r < n; ++r) {  // activation, rounded to the stored dtype
+            for (std::int64_t i = 0; i < I; ++i) {
+              act[static_cast<std::size_t>(r * I + i)] =
+                  detail::to_float(round_to<T>(activate(p, h.data() + r * R13, i)));
+            }
+          }
+          for (std::int64_t o = 0; o < H; ++o) {  // GEMM2
+            const T* wrow = w2 + (e * H + o) * I;
+            const float bias = bias_at(a.b2, e * H + o);
+            for (std::int64_t r = 0; r < n; ++r) {
+              const float* v = act.data() + r * I;
+              float acc = 0.0f;
+              for (std::int64_t i = 0; i < I; ++i) acc += detail::to_float(wrow[i]) * v[i];
+              y[static_cast<std::size_t>((item.begin + r) * H + o)] = acc + bias;
+            }
+          }
+        }
+      });
+
+  auto* out = static_cast<T*>(a.out.data);
+  detail::parallel_for(M, 64, [&](std::int64_t b, std::int64_t e_end) {
+    std::vector<float> acc(static_cast<std::size_t>(H));
+    for (std::int64_t t = b; t < e_end; ++t) {
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (std::int64_t k = 0; k < K; ++k) {
+        const std::int64_t row = s2d[static_cast<std::size_t>(t * K + k)];
+        if (row < 0) continue;
+        const float w = p.apply_router_weight_on_input ? 1.0f : tw[t * K + k];
+        for (std::int64_t c = 0; c < H; ++c) {
+          acc[static_cast<std::size_t>(c)] = detail::exact_fma(
+              w, y[static_cast<std::size_t>(row * H + c)], acc[static_cast<std::size_t>(c)]);
+        }
+      }
+      for (std::int64_t c = 0; c < H; ++c) {
+        out[t * H + c] = round_to<T>(p.routed_scaling_factor * acc[static_cast<std::size_t>(c)]);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+Status fused_experts_cpu(const ExpertsParams& p, const ExpertsArgs& a) {
+  SY_RETURN_IF_ERROR(check_experts(p, a));
+  SlotLayout layout;
+  SY_RETURN_IF_ERROR(make_layout(p, a, &layout));
+  if (a.x.dtype == DType::kBFloat16) {
+    forward<detail::bf16_t>(p, a, layout);
+  } else {
+    forward<detail::fp16_t>(p, a, layout);
+  }
+  return Status::Ok();
+}
+
+}  // namespace switchyard
