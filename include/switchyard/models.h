@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "switchyard/experts.h"
 #include "switchyard/routing.h"
 
 namespace switchyard {
@@ -19,7 +20,8 @@ struct ModelPreset {
   // the shared expert only where the model renormalises (DeepSeek-V3, Kimi K2), the only case in
   // which "routed_sum / rsf" gives the shared expert weight 1.
   RoutingParams routing;
-  bool has_bias;  // e_score_correction_bias
+  bool has_bias;                                    // e_score_correction_bias
+  Activation activation = Activation::kSiluAndMul;  // of the routed experts
 };
 
 // All presets, in a stable order.

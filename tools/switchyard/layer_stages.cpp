@@ -1,6 +1,8 @@
 #include "layer_stages.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <vector>
@@ -8,7 +10,9 @@
 #include "../../src/common/dtype_convert.h"
 #include "../../src/common/exact_math.h"
 #include "../common/rng.h"
+#include "../common/synthetic.h"
 #include "switchyard/align.h"
+#include "switchyard/experts.h"
 
 namespace switchyard::cli {
 
@@ -18,19 +22,106 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 }
 }  // namespace
 
+std::vector<detail::bf16_t> make_hidden_states(std::int64_t tokens, std::int64_t hidden,
+                                               std::uint64_t seed) {
+  std::vector<detail::bf16_t> x(static_cast<std::size_t>(tokens * hidden));
+  tools::Rng rng(seed ^ 0x68696464656eull);
+  for (auto& v : x) v = detail::float_to_bf16(static_cast<float>(rng.uniform() * 2.0 - 1.0));
+  return x;
+}
+
+Status make_random_weights(const ModelPreset& m, std::int32_t hidden, std::int32_t intermediate,
+                           std::uint64_t seed, std::size_t max_bytes, tools::MoeLayerWeights* out) {
+  const std::int64_t E = m.routing.num_experts, H = hidden, I = intermediate;
+  const auto bytes = static_cast<std::size_t>(E * 3 * I * H * 2);
+  if (bytes > max_bytes) {
+    return Status::InvalidArgument("--experts reference: random weights for " + m.name +
+                                   " at H=" + std::to_string(H) + ", I=" + std::to_string(I) +
+                                   " take " + std::to_string(bytes >> 20) +
+                                   " MiB: expected at most " + std::to_string(max_bytes >> 20) +
+                                   " MiB (lower --hidden / --intermediate, or pass --weights)");
+  }
+  tools::Rng rng(seed ^ 0x776569676874ull);
+  tools::MoeLayerWeights w;
+  w.dtype = DType::kBFloat16;
+  w.num_experts = static_cast<std::int32_t>(E);
+  w.hidden_size = hidden;
+  w.intermediate_size = intermediate;
+  auto draw = [&](std::size_t n, double scale) {
+    std::vector<float> v(n);
+    for (float& f : v) f = static_cast<float>((rng.uniform() * 2.0 - 1.0) * scale);
+    return v;
+  };
+  w.router = draw(static_cast<std::size_t>(E * H), 1.0 / std::sqrt(static_cast<double>(H)));
+  if (m.has_bias) w.bias = draw(static_cast<std::size_t>(E), 0.01);
+  w.w13 = tools::encode_floats(
+      draw(static_cast<std::size_t>(E * 2 * I * H), 1.0 / std::sqrt(static_cast<double>(H))),
+      DType::kBFloat16);
+  w.w2 = tools::encode_floats(
+      draw(static_cast<std::size_t>(E * H * I), 1.0 / std::sqrt(static_cast<double>(I))),
+      DType::kBFloat16);
+  *out = std::move(w);
+  return Status::Ok();
+}
+
+std::vector<float> router_logits(const std::vector<detail::bf16_t>& x, std::int64_t hidden,
+                                 const tools::MoeLayerWeights& w) {
+  const std::int64_t M = static_cast<std::int64_t>(x.size()) / std::max<std::int64_t>(hidden, 1),
+                     E = w.num_experts;
+  std::vector<float> logits(static_cast<std::size_t>(M * E));
+  for (std::int64_t t = 0; t < M; ++t) {
+    for (std::int64_t e = 0; e < E; ++e) {
+      float acc = 0.0f;
+      for (std::int64_t h = 0; h < hidden; ++h) {
+        acc += detail::to_float(x[static_cast<std::size_t>(t * hidden + h)]) *
+               w.router[static_cast<std::size_t>(e * hidden + h)];
+      }
+      logits[static_cast<std::size_t>(t * E + e)] = acc;
+    }
+  }
+  return logits;
+}
+
+Status save_weights(const std::string& path, const tools::MoeLayerWeights& w, int layer) {
+  const std::int64_t E = w.num_experts, H = w.hidden_size, I = w.intermediate_size;
+  const std::string mlp = "model.layers." + std::to_string(layer) + ".mlp.";
+  const std::size_t esz = dtype_size(w.dtype), proj = static_cast<std::size_t>(I * H) * esz;
+  std::vector<tools::SafetensorsTensor> t;
+  t.push_back({mlp + "gate.weight",
+               DType::kFloat32,
+               {E, H},
+               tools::encode_floats(w.router, DType::kFloat32)});
+  if (!w.bias.empty()) {
+    t.push_back({mlp + "gate.e_score_correction_bias",
+                 DType::kFloat32,
+                 {E},
+                 tools::encode_floats(w.bias, DType::kFloat32)});
+  }
+  for (std::int64_t e = 0; e < E; ++e) {
+    const std::string ex = mlp + "experts." + std::to_string(e) + ".";
+    const auto* w13 = w.w13.data() + static_cast<std::size_t>(e) * 2 * proj;
+    t.push_back(
+        {ex + "gate_proj.weight", w.dtype, {I, H}, std::vector<std::uint8_t>(w13, w13 + proj)});
+    t.push_back({ex + "up_proj.weight",
+                 w.dtype,
+                 {I, H},
+                 std::vector<std::uint8_t>(w13 + proj, w13 + 2 * proj)});
+    const auto* w2 = w.w2.data() + static_cast<std::size_t>(e) * proj;
+    t.push_back(
+        {ex + "down_proj.weight", w.dtype, {H, I}, std::vector<std::uint8_t>(w2, w2 + proj)});
+  }
+  return tools::write_safetensors(path, t);
+}
+
 Status run_layer_stages_cpu(const tools::RoutingProblem& pr, const tools::RoutingResult& routing,
-                            const LayerStageOptions& o, LayerStageReport* r) {
+                            const std::vector<detail::bf16_t>& x, const LayerStageOptions& o,
+                            LayerStageReport* r) {
   const std::int64_t M = pr.num_tokens, H = o.hidden_size;
   const int E = pr.params.num_experts, K = pr.params.top_k, C = pr.columns();
   r->hidden_size = o.hidden_size;
   using clock = std::chrono::steady_clock;
 
-  // Hidden states: seeded values in [-1, 1), stored as bf16.
   auto t0 = clock::now();
-  std::vector<detail::bf16_t> x(static_cast<std::size_t>(M * H));
-  tools::Rng rng(o.seed ^ 0x68696464656eull);
-  for (auto& v : x) v = detail::float_to_bf16(static_cast<float>(rng.uniform() * 2.0 - 1.0));
-  r->hidden_ms = ms_since(t0);
 
   // The routed columns of the routing output (fused shared columns carry ids >= E: dropped here).
   std::vector<std::int32_t> ids(static_cast<std::size_t>(M * K));
@@ -85,7 +176,7 @@ Status run_layer_stages_cpu(const tools::RoutingProblem& pr, const tools::Routin
   t0 = clock::now();
   std::vector<detail::bf16_t> permuted(static_cast<std::size_t>(rows * H));
   PermuteArgs pa;
-  pa.x = TensorView::contiguous(x.data(), DType::kBFloat16, {M, H});
+  pa.x = TensorView::contiguous(const_cast<detail::bf16_t*>(x.data()), DType::kBFloat16, {M, H});
   pa.dst_to_src = TensorView::contiguous(dst_to_src.data(), DType::kInt64, {rows});
   pa.top_k = K;
   pa.out = TensorView::contiguous(permuted.data(), DType::kBFloat16, {rows, H});
@@ -102,6 +193,37 @@ Status run_layer_stages_cpu(const tools::RoutingProblem& pr, const tools::Routin
   ca.out = TensorView::contiguous(out.data(), DType::kBFloat16, {M, H});
   if (Status st = combine_cpu({rsf}, ca); !st.ok()) return st;
   r->combine_ms = ms_since(t0);
+
+  if (o.weights) {
+    // Real experts (the CPU oracle): the layer output is fused_experts' output.
+    r->reference_experts = true;
+    const tools::MoeLayerWeights& lw = *o.weights;
+    ExpertsParams ep;
+    ep.num_experts = E;
+    ep.hidden_size = o.hidden_size;
+    ep.intermediate_size = lw.intermediate_size;
+    ep.activation = o.activation;
+    ep.routed_scaling_factor = rsf;
+    ExpertsArgs ea;
+    ea.x = pa.x;
+    ea.w13 = TensorView::contiguous(const_cast<std::uint8_t*>(lw.w13.data()), lw.dtype,
+                                    {E, 2LL * lw.intermediate_size, H});
+    ea.w2 = TensorView::contiguous(const_cast<std::uint8_t*>(lw.w2.data()), lw.dtype,
+                                   {E, H, lw.intermediate_size});
+    ea.top_k_ids = ids_view;
+    ea.top_k_weights = ca.top_k_weights;
+    ea.out = ca.out;
+    t0 = clock::now();
+    if (Status st = fused_experts_cpu(ep, ea); !st.ok()) return st;
+    r->experts_ms = ms_since(t0);
+    std::int64_t valid = 0;
+    for (std::int64_t d : src_to_dst) valid += d >= 0;
+    r->experts_flop = 2.0 * static_cast<double>(valid) * 3.0 *
+                      static_cast<double>(lw.intermediate_size) * static_cast<double>(H);
+    for (const auto& v : out)
+      r->output_checksum += std::fabs(static_cast<double>(detail::to_float(v)));
+    return Status::Ok();
+  }
 
   // Check: out[t] = rsf * sum_k w[t,k] * x[t] over the valid slots, with the same fused order.
   t0 = clock::now();
@@ -136,15 +258,20 @@ Status run_layer_stages_cpu(const tools::RoutingProblem& pr, const tools::Routin
 }
 
 void print_layer_stages(const LayerStageReport& r) {
-  std::printf("  hidden states (host)     %10.3f ms  (H=%d, bf16)\n", r.hidden_ms, r.hidden_size);
   std::printf("  align (cpu)              %10.3f ms  (%lld padded slots)\n", r.align_ms,
               static_cast<long long>(r.padded_slots));
   std::printf("  expert layout (cpu)      %10.3f ms  (%lld rows, %lld slots dropped)\n",
               r.layout_ms, static_cast<long long>(r.layout_rows),
               static_cast<long long>(r.dropped_slots));
   std::printf("  permute (cpu)            %10.3f ms\n", r.permute_ms);
-  std::printf("  experts                  identity (expert GEMMs: next issue)\n");
   std::printf("  combine (cpu)            %10.3f ms\n", r.combine_ms);
+  if (r.reference_experts) {
+    std::printf("  experts (cpu reference)  %10.3f ms  (%.3f TFLOP/s; fused_experts_cpu, H=%d)\n",
+                r.experts_ms, r.experts_flop / (r.experts_ms * 1e9), r.hidden_size);
+    std::printf("  layer output             sum |out| = %.6g\n", r.output_checksum);
+    return;
+  }
+  std::printf("  experts                  identity (--experts reference for real experts)\n");
   if (r.values_wrong == 0) {
     std::printf("  check layer output       ok: %lld values equal rsf * sum_k w * x bit for bit\n",
                 static_cast<long long>(r.values_checked));
@@ -157,8 +284,12 @@ void print_layer_stages(const LayerStageReport& r) {
 
 void json_layer_stages(tools::JsonWriter& j, const LayerStageReport& r) {
   j.key("layer").begin_object();
-  j.field("hidden_size", r.hidden_size).field("expert", "identity");
-  j.field("hidden_ms", r.hidden_ms).field("align_ms", r.align_ms).field("layout_ms", r.layout_ms);
+  j.field("hidden_size", r.hidden_size)
+      .field("experts", r.reference_experts ? "reference" : "identity");
+  j.field("experts_ms", r.experts_ms)
+      .field("experts_flop", r.experts_flop)
+      .field("output_checksum", r.output_checksum);
+  j.field("align_ms", r.align_ms).field("layout_ms", r.layout_ms);
   j.field("permute_ms", r.permute_ms)
       .field("combine_ms", r.combine_ms)
       .field("check_ms", r.check_ms);

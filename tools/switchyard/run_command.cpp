@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "../common/gpu_bench.h"
+#include "../common/safetensors.h"
 #include "args.h"
 #include "commands.h"
 #include "common.h"
@@ -25,6 +26,13 @@ const std::vector<FlagSpec>& run_flags() {
       {"hidden", true, "hidden size H of the layer stages (default: the preset's; 0 skips them)"},
       {"block-size", true, "moe_align_block_size block, 16..256 (default 64)"},
       {"alignment", true, "rows per expert in the contiguous layout, 1..1024 (default 1)"},
+      {"experts", true, "identity | reference: the CPU fused_experts oracle (default identity)"},
+      {"intermediate", true,
+       "expert intermediate size I for --experts reference (default: the preset's)"},
+      {"weights", true,
+       "a safetensors shard with the layer's Hugging Face tensors (implies reference)"},
+      {"layer", true, "the layer index in --weights / --save-weights (default 0)"},
+      {"save-weights", true, "write the generated weights of --experts reference to this file"},
       {"json", false, "print one JSON object instead of the summary"},
       {"help", false, "show this help"},
   };
@@ -50,7 +58,8 @@ int run_command(int argc, char** argv, int first) {
   if (args.has("help")) {
     std::printf(
         "usage: switchyard run [flags]\n\nRuns one MoE layer stage by stage on generated "
-        "inputs and checks the GPU against the CPU.\nStages today: routing.\n\n%s",
+        "inputs and checks the GPU against the CPU.\nStages: routing (CPU, CUDA); align, expert "
+        "layout, permute, experts (identity or the CPU reference), combine (CPU).\n\n%s",
         flags_help(run_flags()).c_str());
     return kExitOk;
   }
@@ -60,7 +69,8 @@ int run_command(int argc, char** argv, int first) {
     return usage_error(Status::InvalidArgument("--model = " + model_name + ": expected one of " +
                                                model_preset_names()));
   }
-  std::int64_t tokens = 0, seed = 0, hidden = 0, block_size = 0, alignment = 0;
+  std::int64_t tokens = 0, seed = 0, hidden = 0, block_size = 0, alignment = 0, intermediate = 0,
+               layer_index = 0;
   tools::RoutingSkew skew;
   DType dtype = DType::kBFloat16;
   Device device = Device::kCpu;
@@ -69,16 +79,63 @@ int run_command(int argc, char** argv, int first) {
                     args.get_int("hidden", model->hidden_size, 0, 65536, &hidden),
                     args.get_int("block-size", 64, 16, 256, &block_size),
                     args.get_int("alignment", 1, 1, 1024, &alignment),
+                    args.get_int("intermediate", model->intermediate_size, 1, 65536, &intermediate),
+                    args.get_int("layer", 0, 0, 100000, &layer_index),
                     tools::parse_routing_skew(args.get("routing", "uniform"), &skew),
                     parse_dtype(args.get("dtype", "bf16"), &dtype)}) {
     if (!st.ok()) return usage_error(st);
   }
   if (Status st = pick_device(args.get("device", ""), &device); !st.ok()) return usage_error(st);
   const bool json = args.has("json");
+  const std::string experts = args.get("experts", args.has("weights") ? "reference" : "identity");
+  if (experts != "identity" && experts != "reference") {
+    return usage_error(
+        Status::InvalidArgument("--experts = " + experts + ": expected identity or reference"));
+  }
+  const bool reference = experts == "reference";
+  if (!reference && (args.has("weights") || args.has("save-weights"))) {
+    return usage_error(Status::InvalidArgument(
+        "--experts = identity: --weights and --save-weights need --experts reference"));
+  }
+  if (reference && hidden == 0) {
+    return usage_error(Status::InvalidArgument(
+        "--hidden = 0: --experts reference needs the layer stages (--hidden > 0)"));
+  }
+
+  // Hidden states, and for real experts the weights and the router GEMM that makes the logits.
+  std::vector<detail::bf16_t> x;
+  if (hidden > 0) x = make_hidden_states(tokens, hidden, static_cast<std::uint64_t>(seed));
+  tools::MoeLayerWeights weights;
+  if (reference) {
+    ModelPreset shape = *model;
+    shape.hidden_size = static_cast<std::int32_t>(hidden);
+    shape.intermediate_size = static_cast<std::int32_t>(intermediate);
+    Status st;
+    if (args.has("weights")) {
+      tools::SafetensorsFile file;
+      st = tools::SafetensorsFile::open(args.get("weights", ""), &file);
+      if (st.ok()) st = tools::load_moe_layer(file, shape, static_cast<int>(layer_index), &weights);
+    } else {
+      st = make_random_weights(shape, static_cast<std::int32_t>(hidden),
+                               static_cast<std::int32_t>(intermediate),
+                               static_cast<std::uint64_t>(seed), std::size_t{4} << 30, &weights);
+    }
+    if (st.ok() && args.has("save-weights"))
+      st = save_weights(args.get("save-weights", ""), weights, static_cast<int>(layer_index));
+    if (!st.ok()) return usage_error(st);
+  }
 
   auto t0 = std::chrono::steady_clock::now();
-  const tools::RoutingProblem pr =
-      make_preset_problem(*model, tokens, skew, static_cast<std::uint64_t>(seed), dtype);
+  tools::RoutingProblem pr;
+  if (reference) {  // logits from the router GEMM, in float32 as the engines compute them
+    pr.params = model->routing;
+    pr.num_tokens = tokens;
+    pr.logits_dtype = DType::kFloat32;
+    pr.logits = tools::encode_floats(router_logits(x, hidden, weights), DType::kFloat32);
+    pr.bias = weights.bias;
+  } else {
+    pr = make_preset_problem(*model, tokens, skew, static_cast<std::uint64_t>(seed), dtype);
+  }
   const double gen_ms = ms_since(t0);
 
   t0 = std::chrono::steady_clock::now();
@@ -113,7 +170,9 @@ int run_command(int argc, char** argv, int first) {
     lo.block_size = static_cast<std::int32_t>(block_size);
     lo.alignment = static_cast<std::int32_t>(alignment);
     lo.seed = static_cast<std::uint64_t>(seed);
-    if (Status st = run_layer_stages_cpu(pr, cpu, lo, &layer); !st.ok()) {
+    lo.weights = reference ? &weights : nullptr;
+    lo.activation = model->activation;
+    if (Status st = run_layer_stages_cpu(pr, cpu, x, lo, &layer); !st.ok()) {
       std::fprintf(stderr, "switchyard run: layer stages failed: %s\n", st.to_string().c_str());
       return kExitRuntime;
     }
