@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "exact_math.h"
 #include "host_device.h"
@@ -62,6 +63,19 @@ SY_HD fp16_t float_to_fp16(float f) {
   v += 0xfffu + ((v >> 13) & 1u);  // round mantissa to 10 bits, ties to even
   const std::uint32_t exp = (v >> 23) - 112u;
   return fp16_t{static_cast<std::uint16_t>(sign | (exp << 10) | ((v >> 13) & 0x3ffu))};
+}
+
+// float -> T storage (float, bf16_t or fp16_t), round to nearest even: one definition for every
+// backend, so outputs converted on the host and on the device have the same bits.
+template <typename T>
+SY_HD T from_float(float v) {
+  if constexpr (std::is_same_v<T, float>) {
+    return v;
+  } else if constexpr (std::is_same_v<T, bf16_t>) {
+    return float_to_bf16(v);
+  } else {
+    return float_to_fp16(v);
+  }
 }
 
 }  // namespace switchyard::detail

@@ -85,17 +85,6 @@ std::vector<std::int32_t> slot_experts(const TensorView& ids, const TensorView& 
   return out;
 }
 
-template <typename T>
-T from_float(float v) {
-  if constexpr (std::is_same_v<T, float>) {
-    return v;
-  } else if constexpr (std::is_same_v<T, detail::bf16_t>) {
-    return detail::float_to_bf16(v);
-  } else {
-    return detail::float_to_fp16(v);
-  }
-}
-
 }  // namespace
 
 std::int64_t align_max_padded(std::int64_t num_slots, std::int32_t num_experts,
@@ -266,7 +255,7 @@ void combine_rows(const CombineParams& p, const CombineArgs& a) {
           }
           for (std::int64_t h = 0; h < H; ++h) {
             out[t * H + h] =
-                from_float<T>(p.routed_scaling_factor * acc[static_cast<std::size_t>(h)]);
+                detail::from_float<T>(p.routed_scaling_factor * acc[static_cast<std::size_t>(h)]);
           }
         }
       });

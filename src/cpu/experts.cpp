@@ -105,15 +105,6 @@ Status check_experts(const ExpertsParams& p, const ExpertsArgs& a) {
   return check_weight("out", a.out, a.x.dtype, {M, H});
 }
 
-template <typename T>
-T round_to(float v) {
-  if constexpr (std::is_same_v<T, detail::bf16_t>) {
-    return detail::float_to_bf16(v);
-  } else {
-    return detail::float_to_fp16(v);
-  }
-}
-
 float bias_at(const TensorView& b, std::int64_t i) {
   if (!b.defined()) return 0.0f;
   if (b.dtype == DType::kFloat32) return static_cast<const float*>(b.data)[i];
@@ -217,7 +208,8 @@ void forward(const ExpertsParams& p, const ExpertsArgs& a, const SlotLayout& l) 
             const T* xr = x + (slot / K) * H;
             for (std::int64_t c = 0; c < H; ++c) {
               float v = detail::to_float(xr[c]);
-              if (p.apply_router_weight_on_input) v = detail::to_float(round_to<T>(tw[slot] * v));
+              if (p.apply_router_weight_on_input)
+                v = detail::to_float(detail::from_float<T>(tw[slot] * v));
               in[static_cast<std::size_t>(r * H + c)] = v;
             }
           }
@@ -234,7 +226,7 @@ void forward(const ExpertsParams& p, const ExpertsArgs& a, const SlotLayout& l) 
           for (std::int64_t r = 0; r < n; ++r) {  // activation, rounded to the stored dtype
             for (std::int64_t i = 0; i < I; ++i) {
               act[static_cast<std::size_t>(r * I + i)] =
-                  detail::to_float(round_to<T>(activate(p, h.data() + r * R13, i)));
+                  detail::to_float(detail::from_float<T>(activate(p, h.data() + r * R13, i)));
             }
           }
           for (std::int64_t o = 0; o < H; ++o) {  // GEMM2
@@ -265,7 +257,8 @@ void forward(const ExpertsParams& p, const ExpertsArgs& a, const SlotLayout& l) 
         }
       }
       for (std::int64_t c = 0; c < H; ++c) {
-        out[t * H + c] = round_to<T>(p.routed_scaling_factor * acc[static_cast<std::size_t>(c)]);
+        out[t * H + c] =
+            detail::from_float<T>(p.routed_scaling_factor * acc[static_cast<std::size_t>(c)]);
       }
     }
   });

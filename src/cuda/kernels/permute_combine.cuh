@@ -15,17 +15,6 @@ namespace switchyard::kernels {
 inline constexpr int kPermuteThreads = 128;
 
 template <typename T>
-__device__ __forceinline__ T from_float(float v) {
-  if constexpr (std::is_same_v<T, float>) {
-    return v;
-  } else if constexpr (std::is_same_v<T, detail::bf16_t>) {
-    return detail::float_to_bf16(v);
-  } else {
-    return detail::float_to_fp16(v);
-  }
-}
-
-template <typename T>
 union Vec16 {
   uint4 raw;
   T elems[16 / sizeof(T)];
@@ -53,7 +42,7 @@ __global__ void __launch_bounds__(kPermuteThreads)
       }
     } else {
       for (std::int64_t h = threadIdx.x; h < hidden; h += blockDim.x) {
-        dst[h] = valid ? src[h] : from_float<T>(0.0f);
+        dst[h] = valid ? src[h] : detail::from_float<T>(0.0f);
       }
     }
   }
@@ -89,7 +78,7 @@ __global__ void __launch_bounds__(kPermuteThreads)
         }
         Vec16<T> o;
 #pragma unroll
-        for (int i = 0; i < kPer; ++i) o.elems[i] = from_float<T>(rsf * acc[i]);
+        for (int i = 0; i < kPer; ++i) o.elems[i] = detail::from_float<T>(rsf * acc[i]);
         reinterpret_cast<uint4*>(out + t * hidden)[u] = o.raw;
       }
     } else {
@@ -100,7 +89,7 @@ __global__ void __launch_bounds__(kPermuteThreads)
           if (row < 0 || row >= y_rows) continue;
           acc = __fmaf_rn(w[k], detail::to_float(y[row * y_stride + h]), acc);
         }
-        out[t * hidden + h] = from_float<T>(rsf * acc);
+        out[t * hidden + h] = detail::from_float<T>(rsf * acc);
       }
     }
   }
