@@ -20,6 +20,15 @@ bool aligned16(const void* p) {
   return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0;
 }
 
+// 16-byte accesses are safe when every row of `in` and `out` starts 16-byte aligned.
+bool rows_vec_ok(const TensorView& in, const TensorView& out) {
+  const std::size_t esz = dtype_size(in.dtype);
+  const std::size_t row_bytes = static_cast<std::size_t>(in.size(1)) * esz;
+  const std::size_t stride_bytes =
+      static_cast<std::size_t>(in.size(0) > 1 ? in.stride(0) : in.size(1)) * esz;
+  return row_bytes % 16 == 0 && stride_bytes % 16 == 0 && aligned16(in.data) && aligned16(out.data);
+}
+
 template <typename T>
 void launch_permute(const PermuteArgs& a, bool vec_ok, cudaStream_t stream) {
   const std::int64_t rows = a.dst_to_src.numel(), hidden = a.x.size(1);
@@ -71,26 +80,14 @@ struct CombineLaunch {
 Status permute_cuda(const PermuteArgs& a, cudaStream_t stream) {
   SY_RETURN_IF_ERROR(detail::permute_check("permute_cuda", a, Device::kCuda));
   if (a.dst_to_src.numel() == 0 || a.x.size(1) == 0) return Status::Ok();
-  const std::size_t row_bytes = static_cast<std::size_t>(a.x.size(1)) * dtype_size(a.x.dtype);
-  const std::size_t x_stride_bytes =
-      static_cast<std::size_t>(a.x.size(0) > 1 ? a.x.stride(0) : a.x.size(1)) *
-      dtype_size(a.x.dtype);
-  const bool vec_ok = row_bytes % 16 == 0 && x_stride_bytes % 16 == 0 && aligned16(a.x.data) &&
-                      aligned16(a.out.data);
-  dispatch<PermuteLaunch>(a.x.dtype, a, vec_ok, stream);
+  dispatch<PermuteLaunch>(a.x.dtype, a, rows_vec_ok(a.x, a.out), stream);
   return detail::cuda_status(cudaGetLastError(), "permute_cuda: kernel launch");
 }
 
 Status combine_cuda(const CombineParams& p, const CombineArgs& a, cudaStream_t stream) {
   SY_RETURN_IF_ERROR(detail::combine_check("combine_cuda", p, a, Device::kCuda));
   if (a.out.numel() == 0) return Status::Ok();
-  const std::size_t row_bytes = static_cast<std::size_t>(a.y.size(1)) * dtype_size(a.y.dtype);
-  const std::size_t y_stride_bytes =
-      static_cast<std::size_t>(a.y.size(0) > 1 ? a.y.stride(0) : a.y.size(1)) *
-      dtype_size(a.y.dtype);
-  const bool vec_ok = row_bytes % 16 == 0 && y_stride_bytes % 16 == 0 && aligned16(a.y.data) &&
-                      aligned16(a.out.data);
-  dispatch<CombineLaunch>(a.y.dtype, p, a, vec_ok, stream);
+  dispatch<CombineLaunch>(a.y.dtype, p, a, rows_vec_ok(a.y, a.out), stream);
   return detail::cuda_status(cudaGetLastError(), "combine_cuda: kernel launch");
 }
 
