@@ -11,6 +11,7 @@
 #include "common/exact_math.h"
 #include "common/rng.h"
 #include "switchyard/align.h"
+#include "switchyard/routing.h"
 
 namespace switchyard::testing {
 namespace {
@@ -221,6 +222,50 @@ Layout layout(const std::vector<std::int32_t>& ids, std::int64_t M, int K,
   const Status st = expert_layout_cpu(p, a);
   EXPECT_TRUE(st.ok()) << st.to_string();
   return l;
+}
+
+// route_and_align_cpu equals route_cpu followed by moe_align_block_size_cpu on the routed ids,
+// and rejects align ids that are not the routing output.
+TEST(RouteAndAlignCpu, EqualsTheTwoStages) {
+  const std::int64_t M = 333;
+  const int E = 160, K = 6;
+  tools::Rng rng(7);
+  std::vector<float> logits(static_cast<std::size_t>(M * E)), w(static_cast<std::size_t>(M * K));
+  for (float& v : logits) v = static_cast<float>(rng.normal());
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(M * K));
+  RoutingParams rp;
+  rp.num_experts = E;
+  rp.top_k = K;
+  rp.renormalize = true;
+  RoutingArgs ra;
+  ra.logits = TensorView::contiguous(logits.data(), DType::kFloat32, {M, E});
+  ra.top_k_weights = TensorView::contiguous(w.data(), DType::kFloat32, {M, K});
+  ra.top_k_ids = TensorView::contiguous(ids.data(), DType::kInt32, {M, K});
+  AlignParams ap;
+  ap.num_experts = E;
+  ap.block_size = 64;
+  const std::int64_t padded = align_max_padded(M * K, E, 64),
+                     blocks = align_max_blocks(M * K, E, 64);
+  std::vector<std::int32_t> sorted(static_cast<std::size_t>(padded)),
+      bexp(static_cast<std::size_t>(blocks)), post(1);
+  AlignArgs aa;
+  aa.sorted_token_ids = TensorView::contiguous(sorted.data(), DType::kInt32, {padded});
+  aa.expert_ids = TensorView::contiguous(bexp.data(), DType::kInt32, {blocks});
+  aa.num_tokens_post_pad = TensorView::contiguous(post.data(), DType::kInt32, {1});
+  ASSERT_TRUE(route_and_align_cpu(rp, ra, ap, aa).ok());
+  const Aligned ref = align(ids, M, K, E, 64);
+  EXPECT_EQ(post[0], ref.total);
+  EXPECT_EQ(sorted, ref.sorted);
+  EXPECT_EQ(bexp, ref.experts);
+
+  std::vector<std::int32_t> other(ids.size());
+  aa.top_k_ids = TensorView::contiguous(other.data(), DType::kInt32, {M, K});
+  const Status st = route_and_align_cpu(rp, ra, ap, aa);
+  EXPECT_NE(st.message().find("align_args.top_k_ids"), std::string::npos) << st.message();
+  aa.top_k_ids = ra.top_k_ids;  // the same tensor is accepted
+  EXPECT_TRUE(route_and_align_cpu(rp, ra, ap, aa).ok());
+  aa.expert_ids = TensorView::contiguous(bexp.data(), DType::kInt32, {3});
+  EXPECT_FALSE(route_and_align_cpu(rp, ra, ap, aa).ok());
 }
 
 TEST(ExpertLayoutCpu, ContiguousAndMaskedInvariants) {

@@ -1,17 +1,24 @@
-// CUDA permute and combine against the CPU oracle: bitwise equal outputs (padding rows zeroed),
-// every dtype, H with tails, strided rows (scalar path), graph capture, poisoned outputs.
-// Skips itself without a GPU.
+// CUDA alignment, expert layouts, permute and combine against the CPU oracle: bitwise equal
+// outputs (whole buffers, padding included) over seeded id patterns (uniform, hot expert, all
+// dropped, invalid ids, expert_map), E from 1 to 16384, both kernel paths (single block and
+// cooperative grids of several sizes), int32/int64 ids, graph capture, poisoned outputs and
+// repeatability; permute / combine over every dtype, H with tails, strided rows. Skips itself
+// without a GPU.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "../src/common/align_internal.h"
 #include "common/gpu_bench.h"
 #include "common/rng.h"
 #include "common/synthetic.h"
 #include "switchyard/align.h"
+#include "switchyard/routing.h"
 #include "switchyard/runtime.h"
 
 namespace switchyard::testing {
@@ -129,6 +136,434 @@ void check_case(const Case& c, bool capture) {
 
 #define SKIP_WITHOUT_GPU() \
   if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device"
+
+bool small_scale() {
+  const char* s = std::getenv("SWITCHYARD_TEST_SCALE");
+  return s != nullptr && std::string(s) == "small";
+}
+
+// ---- alignment and layouts -------------------------------------------------------------------
+
+enum class Pattern { kUniform, kHot, kAllDropped, kInvalid, kMapped };
+
+struct SortCase {
+  std::int64_t tokens;
+  int top_k;
+  int experts;
+  Pattern pattern;
+  bool ids64;
+  int grid;  // 0: heuristic, 1: single block, > 1: cooperative grid
+};
+
+std::string sort_case_name(const SortCase& c) {
+  std::string n = "E";
+  n += std::to_string(c.experts);
+  n += "/M";
+  n += std::to_string(c.tokens);
+  n += "/K";
+  n += std::to_string(c.top_k);
+  n += "/pat";
+  n += std::to_string(static_cast<int>(c.pattern));
+  n += c.ids64 ? "/i64" : "/i32";
+  n += "/grid";
+  n += std::to_string(c.grid);
+  return n;
+}
+
+// Ids (as int64) and the optional expert_map for a case. kMapped: 2E global experts, odd ones
+// local (mapped to e/2), even ones on another rank (-1).
+void make_ids(const SortCase& c, tools::Rng& rng, std::vector<std::int64_t>* ids,
+              std::vector<std::int32_t>* map) {
+  const std::int64_t n = c.tokens * c.top_k;
+  ids->assign(static_cast<std::size_t>(n), 0);
+  const auto E = static_cast<std::uint64_t>(c.experts);
+  const std::int64_t hot = static_cast<std::int64_t>(rng.below(E));
+  for (std::int64_t s = 0; s < n; ++s) {
+    auto& v = (*ids)[static_cast<std::size_t>(s)];
+    switch (c.pattern) {
+      case Pattern::kUniform:
+        v = static_cast<std::int64_t>(rng.below(E));
+        break;
+      case Pattern::kHot:
+        v = rng.below(10) == 0 ? static_cast<std::int64_t>(rng.below(E)) : hot;
+        break;
+      case Pattern::kAllDropped:
+        v = -1;
+        break;
+      case Pattern::kInvalid: {
+        const std::uint64_t r = rng.below(8);
+        v = r == 0   ? -1
+            : r == 1 ? static_cast<std::int64_t>(E + rng.below(3))
+                     : static_cast<std::int64_t>(rng.below(E));
+        break;
+      }
+      case Pattern::kMapped:
+        v = static_cast<std::int64_t>(rng.below(2 * E + 2)) - 1;
+        break;
+    }
+  }
+  map->clear();
+  if (c.pattern == Pattern::kMapped) {
+    for (std::uint64_t g = 0; g < 2 * E; ++g)
+      map->push_back(g % 2 ? static_cast<std::int32_t>(g / 2) : -1);
+  }
+}
+
+// Host ids -> a TensorView of the case's dtype, backed by `storage`.
+TensorView ids_view(const SortCase& c, const std::vector<std::int64_t>& ids,
+                    std::vector<std::uint8_t>* storage) {
+  const std::size_t esz = c.ids64 ? 8 : 4;
+  storage->resize(ids.size() * esz);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (c.ids64) {
+      std::memcpy(storage->data() + i * 8, &ids[i], 8);
+    } else {
+      const auto v = static_cast<std::int32_t>(ids[i]);
+      std::memcpy(storage->data() + i * 4, &v, 4);
+    }
+  }
+  return TensorView::contiguous(storage->data(), c.ids64 ? DType::kInt64 : DType::kInt32,
+                                {c.tokens, c.top_k});
+}
+
+TensorView on_device(const TensorView& host, const DeviceBuffer& buf) {
+  TensorView v = host;
+  v.data = buf.get();
+  v.device = Device::kCuda;
+  return v;
+}
+
+void check_align_case(const SortCase& c, int block_size, bool capture) {
+  std::string id = "align/";
+  id += sort_case_name(c);
+  id += "/B";
+  id += std::to_string(block_size);
+  id += capture ? "/graph" : "";
+  SCOPED_TRACE(id);
+  tools::Rng rng(tools::seed_from_name(id));
+  std::vector<std::int64_t> ids;
+  std::vector<std::int32_t> map;
+  make_ids(c, rng, &ids, &map);
+  std::vector<std::uint8_t> id_bytes;
+  AlignParams p;
+  p.num_experts = c.experts;
+  p.block_size = block_size;
+  const std::int64_t n = c.tokens * c.top_k;
+  // Buffers a little larger than required: the ops fill every entry.
+  const std::int64_t padded = align_max_padded(n, c.experts, block_size) + 5;
+  const std::int64_t blocks = align_max_blocks(n, c.experts, block_size) + 3;
+  std::vector<std::int32_t> sorted(static_cast<std::size_t>(padded)),
+      bexp(static_cast<std::size_t>(blocks)), post(1);
+  AlignArgs a;
+  a.top_k_ids = ids_view(c, ids, &id_bytes);
+  if (!map.empty())
+    a.expert_map =
+        TensorView::contiguous(map.data(), DType::kInt32, {static_cast<std::int64_t>(map.size())});
+  a.sorted_token_ids = TensorView::contiguous(sorted.data(), DType::kInt32, {padded});
+  a.expert_ids = TensorView::contiguous(bexp.data(), DType::kInt32, {blocks});
+  a.num_tokens_post_pad = TensorView::contiguous(post.data(), DType::kInt32, {1});
+  ASSERT_TRUE(moe_align_block_size_cpu(p, a).ok());
+
+  DeviceBuffer d_ids = upload(id_bytes.data(), id_bytes.size()),
+               d_map = upload(map.data(), map.size() * 4), d_sorted, d_bexp, d_post, d_ws;
+  ASSERT_TRUE(DeviceBuffer::allocate(sorted.size() * 4, &d_sorted).ok());
+  ASSERT_TRUE(DeviceBuffer::allocate(bexp.size() * 4, &d_bexp).ok());
+  ASSERT_TRUE(DeviceBuffer::allocate(4, &d_post).ok());
+  const std::size_t ws = align_workspace_size(p, n);
+  ASSERT_TRUE(DeviceBuffer::allocate(ws, &d_ws).ok());
+  AlignArgs g;
+  g.top_k_ids = on_device(a.top_k_ids, d_ids);
+  if (!map.empty()) g.expert_map = on_device(a.expert_map, d_map);
+  g.sorted_token_ids = on_device(a.sorted_token_ids, d_sorted);
+  g.expert_ids = on_device(a.expert_ids, d_bexp);
+  g.num_tokens_post_pad = on_device(a.num_tokens_post_pad, d_post);
+  for (int rep = 0; rep < 2; ++rep) {  // poisoned outputs and workspace, then a repeat
+    ASSERT_TRUE(tools::fill_device_bytes(d_sorted.get(), 0x5a + rep, d_sorted.bytes()).ok());
+    ASSERT_TRUE(tools::fill_device_bytes(d_bexp.get(), 0x5a + rep, d_bexp.bytes()).ok());
+    ASSERT_TRUE(tools::fill_device_bytes(d_post.get(), 0x5a + rep, 4).ok());
+    ASSERT_TRUE(tools::fill_device_bytes(d_ws.get(), 0x3c + rep, ws).ok());
+    if (capture) {
+      tools::GraphTiming t;
+      const Status st = tools::time_graph(
+          1, 1,
+          [&](int, cudaStream_t s) {
+            return detail::moe_align_block_size_cuda_grid(p, g, d_ws.get(), ws, c.grid, s);
+          },
+          &t);
+      ASSERT_TRUE(st.ok()) << st.to_string();
+    } else {
+      const Status st =
+          detail::moe_align_block_size_cuda_grid(p, g, d_ws.get(), ws, c.grid, nullptr);
+      ASSERT_TRUE(st.ok()) << st.to_string();
+    }
+    ASSERT_TRUE(tools::device_synchronize().ok());
+    std::vector<std::int32_t> gs(sorted.size()), gb(bexp.size()), gp(1);
+    ASSERT_TRUE(tools::copy_to_host(gs.data(), d_sorted.get(), gs.size() * 4).ok());
+    ASSERT_TRUE(tools::copy_to_host(gb.data(), d_bexp.get(), gb.size() * 4).ok());
+    ASSERT_TRUE(tools::copy_to_host(gp.data(), d_post.get(), 4).ok());
+    ASSERT_EQ(gp, post) << "num_tokens_post_pad";
+    ASSERT_EQ(gb, bexp) << "expert_ids";
+    ASSERT_EQ(gs, sorted) << "sorted_token_ids";
+  }
+}
+
+void check_layout_case(const SortCase& c, int alignment, std::int64_t max_m, bool capture) {
+  std::string id = "layout/";
+  id += sort_case_name(c);
+  id += "/align";
+  id += std::to_string(alignment);
+  id += "/maxm";
+  id += std::to_string(max_m);
+  id += capture ? "/graph" : "";
+  SCOPED_TRACE(id);
+  tools::Rng rng(tools::seed_from_name(id));
+  std::vector<std::int64_t> ids;
+  std::vector<std::int32_t> map;
+  make_ids(c, rng, &ids, &map);
+  std::vector<std::uint8_t> id_bytes;
+  ExpertLayoutParams p;
+  p.num_experts = c.experts;
+  p.alignment = alignment;
+  p.max_rows_per_expert = max_m;
+  const std::int64_t n = c.tokens * c.top_k, E = c.experts;
+  const std::int64_t R = layout_max_rows(p, n) + 3;
+  std::vector<std::int32_t> counts(static_cast<std::size_t>(E));
+  std::vector<std::int64_t> offsets(static_cast<std::size_t>(E + 1)),
+      s2d(static_cast<std::size_t>(n)), d2s(static_cast<std::size_t>(R)), overflow(1);
+  ExpertLayoutArgs a;
+  a.top_k_ids = ids_view(c, ids, &id_bytes);
+  if (!map.empty())
+    a.expert_map =
+        TensorView::contiguous(map.data(), DType::kInt32, {static_cast<std::int64_t>(map.size())});
+  a.expert_counts = TensorView::contiguous(counts.data(), DType::kInt32, {E});
+  a.expert_offsets = TensorView::contiguous(offsets.data(), DType::kInt64, {E + 1});
+  a.src_to_dst = TensorView::contiguous(s2d.data(), DType::kInt64, {n});
+  a.dst_to_src = TensorView::contiguous(d2s.data(), DType::kInt64, {R});
+  a.overflow = TensorView::contiguous(overflow.data(), DType::kInt64, {1});
+  ASSERT_TRUE(expert_layout_cpu(p, a).ok());
+
+  DeviceBuffer d_ids = upload(id_bytes.data(), id_bytes.size()),
+               d_map = upload(map.data(), map.size() * 4), d_counts, d_off, d_s2d, d_d2s, d_ovf,
+               d_ws;
+  ASSERT_TRUE(DeviceBuffer::allocate(counts.size() * 4, &d_counts).ok());
+  ASSERT_TRUE(DeviceBuffer::allocate(offsets.size() * 8, &d_off).ok());
+  ASSERT_TRUE(DeviceBuffer::allocate(std::max<std::size_t>(s2d.size(), 1) * 8, &d_s2d).ok());
+  ASSERT_TRUE(DeviceBuffer::allocate(d2s.size() * 8, &d_d2s).ok());
+  ASSERT_TRUE(DeviceBuffer::allocate(8, &d_ovf).ok());
+  const std::size_t ws = expert_layout_workspace_size(p, n);
+  ASSERT_TRUE(DeviceBuffer::allocate(ws, &d_ws).ok());
+  ExpertLayoutArgs g;
+  g.top_k_ids = on_device(a.top_k_ids, d_ids);
+  if (!map.empty()) g.expert_map = on_device(a.expert_map, d_map);
+  g.expert_counts = on_device(a.expert_counts, d_counts);
+  g.expert_offsets = on_device(a.expert_offsets, d_off);
+  g.src_to_dst = on_device(a.src_to_dst, d_s2d);
+  g.dst_to_src = on_device(a.dst_to_src, d_d2s);
+  g.overflow = on_device(a.overflow, d_ovf);
+  for (int rep = 0; rep < 2; ++rep) {
+    for (const DeviceBuffer* b : {&d_counts, &d_off, &d_s2d, &d_d2s, &d_ovf, &d_ws})
+      ASSERT_TRUE(tools::fill_device_bytes(b->get(), 0x6b + rep, b->bytes()).ok());
+    if (capture) {
+      tools::GraphTiming t;
+      const Status st = tools::time_graph(
+          1, 1,
+          [&](int, cudaStream_t s) {
+            return detail::expert_layout_cuda_grid(p, g, d_ws.get(), ws, c.grid, s);
+          },
+          &t);
+      ASSERT_TRUE(st.ok()) << st.to_string();
+    } else {
+      const Status st = detail::expert_layout_cuda_grid(p, g, d_ws.get(), ws, c.grid, nullptr);
+      ASSERT_TRUE(st.ok()) << st.to_string();
+    }
+    ASSERT_TRUE(tools::device_synchronize().ok());
+    std::vector<std::int32_t> gc(counts.size());
+    std::vector<std::int64_t> go(offsets.size()), gs(s2d.size()), gd(d2s.size()), gv(1);
+    ASSERT_TRUE(tools::copy_to_host(gc.data(), d_counts.get(), gc.size() * 4).ok());
+    ASSERT_TRUE(tools::copy_to_host(go.data(), d_off.get(), go.size() * 8).ok());
+    ASSERT_TRUE(tools::copy_to_host(gs.data(), d_s2d.get(), gs.size() * 8).ok());
+    ASSERT_TRUE(tools::copy_to_host(gd.data(), d_d2s.get(), gd.size() * 8).ok());
+    ASSERT_TRUE(tools::copy_to_host(gv.data(), d_ovf.get(), 8).ok());
+    ASSERT_EQ(gc, counts) << "expert_counts";
+    ASSERT_EQ(go, offsets) << "expert_offsets";
+    ASSERT_EQ(gv, overflow) << "overflow";
+    ASSERT_EQ(gs, s2d) << "src_to_dst";
+    ASSERT_EQ(gd, d2s) << "dst_to_src";
+  }
+}
+
+std::vector<SortCase> sort_cases() {
+  std::vector<SortCase> cases;
+  const bool small = small_scale();
+  const std::vector<int> experts =
+      small ? std::vector<int>{1, 3, 160, 8192}
+            : std::vector<int>{1, 2, 3, 8, 160, 256, 384, 1024, 8192, 16384};
+  const std::vector<std::int64_t> tokens =
+      small ? std::vector<std::int64_t>{0, 1, 7, 700, 5000}
+            : std::vector<std::int64_t>{0, 1, 7, 512, 1500, 4096, 32768};
+  int i = 0;
+  for (int E : experts) {
+    for (std::int64_t M : tokens) {
+      for (int K : {1, 8}) {
+        if (M * K > 100000 && E > 1024) continue;  // keeps the CPU oracle quick
+        const auto pat = static_cast<Pattern>(i % 5);
+        const int grid = (i % 4 == 0) ? 0 : (i % 4 == 1) ? 1 : (i % 4 == 2) ? 3 : 37;
+        cases.push_back({M, K, E, pat, i % 3 == 0, grid});
+        ++i;
+      }
+    }
+  }
+  return cases;
+}
+
+TEST(AlignCuda, MatchesCpuBitwise) {
+  SKIP_WITHOUT_GPU();
+  int i = 0;
+  for (const SortCase& c : sort_cases()) {
+    check_align_case(c, (i++ % 3 == 0) ? 16 : (i % 3 == 1 ? 64 : 256), false);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+}
+
+TEST(AlignCuda, EdgePatternsEveryPath) {
+  SKIP_WITHOUT_GPU();
+  for (int grid : {0, 1, 2, 5, 1000}) {
+    for (Pattern pat : {Pattern::kHot, Pattern::kAllDropped, Pattern::kInvalid, Pattern::kMapped}) {
+      check_align_case({3000, 8, 256, pat, false, grid}, 64, false);
+      check_layout_case({3000, 8, 256, pat, true, grid}, 128, 0, false);
+      if (::testing::Test::HasFatalFailure()) return;
+    }
+  }
+  check_align_case({32768, 8, 256, Pattern::kHot, false, 0}, 64, false);  // one expert takes ~90%
+}
+
+TEST(AlignCuda, GraphCapture) {
+  SKIP_WITHOUT_GPU();
+  check_align_case({4096, 8, 256, Pattern::kUniform, false, 0}, 64, true);
+  check_align_case({128, 8, 256, Pattern::kUniform, false, 0}, 64, true);
+  check_layout_case({4096, 8, 160, Pattern::kInvalid, false, 0}, 128, 0, true);
+}
+
+TEST(ExpertLayoutCuda, MatchesCpuBitwise) {
+  SKIP_WITHOUT_GPU();
+  int i = 0;
+  for (const SortCase& c : sort_cases()) {
+    const int alignment = (i % 3 == 0) ? 1 : (i % 3 == 1 ? 128 : 7);
+    const std::int64_t max_m = (i % 4 == 3) ? std::max<std::int64_t>(1, c.tokens / 3) : 0;
+    ++i;
+    check_layout_case(c, alignment, max_m, false);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+}
+
+// Two launches (route, align) equal route_cpu + moe_align_block_size_cpu, also under capture.
+TEST(RouteAndAlignCuda, MatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  for (const std::int64_t M : {0, 1, 300, 20000}) {
+    SCOPED_TRACE("M=" + std::to_string(M));
+    const int E = 256, K = 8;
+    tools::Rng rng(static_cast<std::uint64_t>(M) + 11);
+    std::vector<float> logits(static_cast<std::size_t>(M * E));
+    for (float& v : logits) v = static_cast<float>(rng.normal());
+    RoutingParams rp;
+    rp.num_experts = E;
+    rp.top_k = K;
+    rp.score_func = ScoreFunc::kSigmoid;
+    rp.renormalize = true;
+    AlignParams ap;
+    ap.num_experts = E;
+    ap.block_size = 64;
+    const std::int64_t n = M * K, padded = align_max_padded(n, E, 64),
+                       blocks = align_max_blocks(n, E, 64);
+    std::vector<float> w(static_cast<std::size_t>(n));
+    std::vector<std::int32_t> ids(static_cast<std::size_t>(n)),
+        sorted(static_cast<std::size_t>(padded)), bexp(static_cast<std::size_t>(blocks)), post(1);
+    RoutingArgs ra;
+    ra.logits = TensorView::contiguous(logits.data(), DType::kFloat32, {M, E});
+    ra.top_k_weights = TensorView::contiguous(w.data(), DType::kFloat32, {M, K});
+    ra.top_k_ids = TensorView::contiguous(ids.data(), DType::kInt32, {M, K});
+    AlignArgs aa;
+    aa.sorted_token_ids = TensorView::contiguous(sorted.data(), DType::kInt32, {padded});
+    aa.expert_ids = TensorView::contiguous(bexp.data(), DType::kInt32, {blocks});
+    aa.num_tokens_post_pad = TensorView::contiguous(post.data(), DType::kInt32, {1});
+    ASSERT_TRUE(route_and_align_cpu(rp, ra, ap, aa).ok());
+
+    DeviceBuffer d_logits = upload(logits.data(), logits.size() * 4), d_w, d_ids, d_sorted, d_bexp,
+                 d_post, d_ws;
+    ASSERT_TRUE(DeviceBuffer::allocate(w.size() * 4, &d_w).ok());
+    ASSERT_TRUE(DeviceBuffer::allocate(ids.size() * 4, &d_ids).ok());
+    ASSERT_TRUE(DeviceBuffer::allocate(sorted.size() * 4, &d_sorted).ok());
+    ASSERT_TRUE(DeviceBuffer::allocate(bexp.size() * 4, &d_bexp).ok());
+    ASSERT_TRUE(DeviceBuffer::allocate(4, &d_post).ok());
+    const std::size_t ws = route_and_align_workspace_size(rp, ap, M);
+    ASSERT_TRUE(DeviceBuffer::allocate(ws, &d_ws).ok());
+    RoutingArgs rg = ra;
+    rg.logits = on_device(ra.logits, d_logits);
+    rg.top_k_weights = on_device(ra.top_k_weights, d_w);
+    rg.top_k_ids = on_device(ra.top_k_ids, d_ids);
+    AlignArgs ag;
+    ag.sorted_token_ids = on_device(aa.sorted_token_ids, d_sorted);
+    ag.expert_ids = on_device(aa.expert_ids, d_bexp);
+    ag.num_tokens_post_pad = on_device(aa.num_tokens_post_pad, d_post);
+    for (const DeviceBuffer* b : {&d_w, &d_ids, &d_sorted, &d_bexp, &d_post})
+      ASSERT_TRUE(tools::fill_device_bytes(b->get(), 0x44, b->bytes()).ok());
+    tools::GraphTiming t;
+    const Status st = tools::time_graph(
+        1, 1,
+        [&](int, cudaStream_t s) {
+          return route_and_align_cuda(rp, rg, ap, ag, d_ws.get(), ws, s);
+        },
+        &t);
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    ASSERT_TRUE(tools::device_synchronize().ok());
+    std::vector<std::int32_t> gi(ids.size()), gs(sorted.size()), gb(bexp.size()), gp(1);
+    ASSERT_TRUE(tools::copy_to_host(gi.data(), d_ids.get(), gi.size() * 4).ok());
+    ASSERT_TRUE(tools::copy_to_host(gs.data(), d_sorted.get(), gs.size() * 4).ok());
+    ASSERT_TRUE(tools::copy_to_host(gb.data(), d_bexp.get(), gb.size() * 4).ok());
+    ASSERT_TRUE(tools::copy_to_host(gp.data(), d_post.get(), 4).ok());
+    EXPECT_EQ(gi, ids);
+    EXPECT_EQ(gp, post);
+    EXPECT_EQ(gb, bexp);
+    EXPECT_EQ(gs, sorted);
+  }
+}
+
+TEST(AlignCuda, RejectsBadArguments) {
+  SKIP_WITHOUT_GPU();
+  DeviceBuffer ids, sorted, bexp, post, ws;
+  ASSERT_TRUE(DeviceBuffer::allocate(1 << 20, &ids).ok());
+  ASSERT_TRUE(DeviceBuffer::allocate(1 << 20, &sorted).ok());
+  ASSERT_TRUE(DeviceBuffer::allocate(1 << 20, &bexp).ok());
+  ASSERT_TRUE(DeviceBuffer::allocate(4, &post).ok());
+  AlignParams p;
+  p.num_experts = 256;
+  p.block_size = 64;
+  const std::size_t need = align_workspace_size(p, 64);
+  ASSERT_TRUE(DeviceBuffer::allocate(need, &ws).ok());
+  AlignArgs a;
+  a.top_k_ids = TensorView::contiguous(ids.get(), DType::kInt32, {8, 8}, Device::kCuda);
+  a.sorted_token_ids =
+      TensorView::contiguous(sorted.get(), DType::kInt32, {64 + 256 * 63}, Device::kCuda);
+  a.expert_ids = TensorView::contiguous(bexp.get(), DType::kInt32, {1 + 256}, Device::kCuda);
+  a.num_tokens_post_pad = TensorView::contiguous(post.get(), DType::kInt32, {1}, Device::kCuda);
+  EXPECT_TRUE(moe_align_block_size_cuda(p, a, ws.get(), need, nullptr).ok());
+  Status st = moe_align_block_size_cuda(p, a, ws.get(), need - 4, nullptr);
+  EXPECT_NE(st.message().find("workspace_bytes"), std::string::npos) << st.message();
+  AlignParams big = p;
+  big.num_experts = 16385;
+  st = moe_align_block_size_cuda(big, a, ws.get(), need, nullptr);
+  EXPECT_NE(st.message().find("num_experts = 16385"), std::string::npos) << st.message();
+  AlignArgs host = a;
+  std::vector<std::int32_t> h(64);
+  host.top_k_ids = TensorView::contiguous(h.data(), DType::kInt32, {8, 8});
+  st = moe_align_block_size_cuda(p, host, ws.get(), need, nullptr);
+  EXPECT_NE(st.message().find("top_k_ids.device = cpu"), std::string::npos) << st.message();
+  a.expert_ids = TensorView::contiguous(bexp.get(), DType::kInt32, {10}, Device::kCuda);
+  st = moe_align_block_size_cuda(p, a, ws.get(), need, nullptr);
+  EXPECT_NE(st.message().find("expert_ids.numel = 10"), std::string::npos) << st.message();
+}
+
+// ---- permute and combine ---------------------------------------------------------------------
 
 TEST(PermuteCombineCuda, MatchesCpuBitwise) {
   SKIP_WITHOUT_GPU();

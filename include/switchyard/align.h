@@ -5,13 +5,17 @@
 // slots (-1 padding, non-local experts, out-of-range ids) are dropped, never bucketed.
 // Everything here is deterministic: inside each expert's segment, slots are in ascending order.
 //
-// Backends: CPU for everything (the oracle); CUDA for permute and combine. The CUDA alignment and
-// layout kernels follow with the same structs.
+// Backends: CPU for everything (the oracle) and CUDA for everything, with the same structs. The
+// CUDA ops are one launch each, allocate nothing, never synchronise with the host and can be
+// captured in a CUDA graph; their results equal the CPU's bit for bit. Alignment and layout take a
+// caller-owned workspace whose size comes from the *_workspace_size queries (16-byte aligned; its
+// contents need no initialisation and are scratch between calls).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
+#include "switchyard/routing.h"
 #include "switchyard/status.h"
 #include "switchyard/stream.h"
 #include "switchyard/tensor.h"
@@ -44,6 +48,26 @@ std::int64_t align_max_blocks(std::int64_t num_slots, std::int32_t num_experts,
 
 Status moe_align_block_size_cpu(const AlignParams& params, const AlignArgs& args);
 
+// Workspace bytes of moe_align_block_size_cuda: 4 * E * (1 + min(1024, max(1, 2^20 / E))) (per-
+// expert totals and per-block histograms; independent of the token count and of the card).
+// CUDA limits: num_experts <= 16384.
+std::size_t align_workspace_size(const AlignParams& params, std::int64_t num_slots);
+Status moe_align_block_size_cuda(const AlignParams& params, const AlignArgs& args, void* workspace,
+                                 std::size_t workspace_bytes, cudaStream_t stream);
+
+// ---- routing + alignment in one call, for the engines that always do both ---------------------
+// Routes, then aligns the routing output ids (all K+S columns): align_args.top_k_ids must be left
+// undefined (it becomes routing_args.top_k_ids) or be that same tensor. Both argument sets are
+// validated before anything runs. CUDA: two launches (route, align), no host synchronisation.
+// Workspace: routing's rounded up to 256 bytes, then alignment's.
+std::size_t route_and_align_workspace_size(const RoutingParams& routing, const AlignParams& align,
+                                           std::int64_t num_tokens);
+Status route_and_align_cpu(const RoutingParams& routing, const RoutingArgs& routing_args,
+                           const AlignParams& align, const AlignArgs& align_args);
+Status route_and_align_cuda(const RoutingParams& routing, const RoutingArgs& routing_args,
+                            const AlignParams& align, const AlignArgs& align_args, void* workspace,
+                            std::size_t workspace_bytes, cudaStream_t stream);
+
 // ---- expert-major layouts: metadata
 // --------------------------------------------------------------
 
@@ -72,6 +96,11 @@ struct ExpertLayoutArgs {
 std::int64_t layout_max_rows(const ExpertLayoutParams& params, std::int64_t num_slots);
 
 Status expert_layout_cpu(const ExpertLayoutParams& params, const ExpertLayoutArgs& args);
+
+// Workspace bytes of expert_layout_cuda: the same formula as align_workspace_size.
+std::size_t expert_layout_workspace_size(const ExpertLayoutParams& params, std::int64_t num_slots);
+Status expert_layout_cuda(const ExpertLayoutParams& params, const ExpertLayoutArgs& args,
+                          void* workspace, std::size_t workspace_bytes, cudaStream_t stream);
 
 // ---- permute and combine
 // --------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 #include "align_check.h"
 
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "check.h"
@@ -24,7 +25,87 @@ Status check_rows(const char* op, const char* name, const TensorView& t, Device 
   return Status::Ok();
 }
 
+Status check_ids(const char* op, const TensorView& ids, const TensorView& expert_map,
+                 Device device) {
+  SY_RETURN_IF_ERROR(check_tensor_basics(op, "top_k_ids", ids, device));
+  SY_RETURN_IF_ERROR(check_dtype(op, "top_k_ids", ids, {DType::kInt32, DType::kInt64}));
+  if (ids.ndim != 2)
+    return invalid_arg(op, "top_k_ids.shape", ids.describe(), "[num_tokens, top_k]");
+  SY_RETURN_IF_ERROR(check_contiguous(op, "top_k_ids", ids));
+  if (ids.numel() > std::numeric_limits<std::int32_t>::max()) {
+    return invalid_arg(op, "top_k_ids.numel", ids.numel(), "< 2^31 slots (slot indices are int32)");
+  }
+  if (expert_map.defined()) {
+    SY_RETURN_IF_ERROR(check_tensor_basics(op, "expert_map", expert_map, device));
+    SY_RETURN_IF_ERROR(check_dtype(op, "expert_map", expert_map, {DType::kInt32}));
+    if (expert_map.ndim != 1)
+      return invalid_arg(op, "expert_map.shape", expert_map.describe(), "[num_global_experts]");
+    SY_RETURN_IF_ERROR(check_contiguous(op, "expert_map", expert_map));
+  }
+  return Status::Ok();
+}
+
+Status check_experts(const char* op, std::int32_t E, std::int32_t max_experts) {
+  if (E < 1 || E > max_experts) {
+    return invalid_arg(op, "num_experts", E, "1 <= num_experts <= " + std::to_string(max_experts));
+  }
+  return Status::Ok();
+}
+
+Status check_output(const char* op, const char* name, const TensorView& t, DType dtype,
+                    std::int64_t min_numel, Device device) {
+  SY_RETURN_IF_ERROR(check_tensor_basics(op, name, t, device));
+  SY_RETURN_IF_ERROR(check_dtype(op, name, t, {dtype}));
+  SY_RETURN_IF_ERROR(check_contiguous(op, name, t));
+  if (t.numel() < min_numel) {
+    return invalid_arg(op, std::string(name) + ".numel", t.numel(),
+                       ">= " + std::to_string(min_numel));
+  }
+  return Status::Ok();
+}
+
 }  // namespace
+
+Status align_check(const char* op, const AlignParams& p, const AlignArgs& a, Device device,
+                   std::int32_t max_experts) {
+  SY_RETURN_IF_ERROR(check_experts(op, p.num_experts, max_experts));
+  if (p.block_size < 16 || p.block_size > 256) {
+    return invalid_arg(op, "block_size", p.block_size, "16 <= block_size <= 256");
+  }
+  SY_RETURN_IF_ERROR(check_ids(op, a.top_k_ids, a.expert_map, device));
+  const std::int64_t slots = a.top_k_ids.numel();
+  SY_RETURN_IF_ERROR(check_output(op, "sorted_token_ids", a.sorted_token_ids, DType::kInt32,
+                                  align_max_padded(slots, p.num_experts, p.block_size), device));
+  SY_RETURN_IF_ERROR(check_output(op, "expert_ids", a.expert_ids, DType::kInt32,
+                                  align_max_blocks(slots, p.num_experts, p.block_size), device));
+  SY_RETURN_IF_ERROR(
+      check_output(op, "num_tokens_post_pad", a.num_tokens_post_pad, DType::kInt32, 1, device));
+  return Status::Ok();
+}
+
+Status layout_check(const char* op, const ExpertLayoutParams& p, const ExpertLayoutArgs& a,
+                    Device device, std::int32_t max_experts) {
+  SY_RETURN_IF_ERROR(check_experts(op, p.num_experts, max_experts));
+  if (p.alignment < 1 || p.alignment > 1024) {
+    return invalid_arg(op, "alignment", p.alignment, "1 <= alignment <= 1024");
+  }
+  if (p.max_rows_per_expert < 0) {
+    return invalid_arg(op, "max_rows_per_expert", p.max_rows_per_expert,
+                       ">= 0 (0: contiguous layout)");
+  }
+  SY_RETURN_IF_ERROR(check_ids(op, a.top_k_ids, a.expert_map, device));
+  const std::int32_t E = p.num_experts;
+  const std::int64_t slots = a.top_k_ids.numel();
+  SY_RETURN_IF_ERROR(check_output(op, "expert_counts", a.expert_counts, DType::kInt32, E, device));
+  SY_RETURN_IF_ERROR(
+      check_output(op, "expert_offsets", a.expert_offsets, DType::kInt64, E + 1, device));
+  SY_RETURN_IF_ERROR(check_output(op, "src_to_dst", a.src_to_dst, DType::kInt64, slots, device));
+  SY_RETURN_IF_ERROR(check_output(op, "dst_to_src", a.dst_to_src, DType::kInt64,
+                                  layout_max_rows(p, slots), device));
+  if (a.overflow.defined())
+    SY_RETURN_IF_ERROR(check_output(op, "overflow", a.overflow, DType::kInt64, 1, device));
+  return Status::Ok();
+}
 
 Status permute_check(const char* op, const PermuteArgs& a, Device device) {
   SY_RETURN_IF_ERROR(check_rows(op, "x", a.x, device));

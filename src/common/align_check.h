@@ -7,6 +7,13 @@
 
 namespace switchyard::detail {
 
+// Alignment / layout arguments: params, ids (+ expert_map) and every output's dtype and size.
+// `max_experts` is the backend's limit on num_experts.
+Status align_check(const char* op, const AlignParams& params, const AlignArgs& args, Device device,
+                   std::int32_t max_experts);
+Status layout_check(const char* op, const ExpertLayoutParams& params, const ExpertLayoutArgs& args,
+                    Device device, std::int32_t max_experts);
+
 Status permute_check(const char* op, const PermuteArgs& args, Device device);
 Status combine_check(const char* op, const CombineParams& params, const CombineArgs& args,
                      Device device);

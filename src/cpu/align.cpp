@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../common/align_check.h"
+#include "../common/align_internal.h"
 #include "../common/check.h"
 #include "../common/dtype_convert.h"
 #include "../common/exact_math.h"
@@ -18,56 +19,11 @@
 namespace switchyard {
 namespace {
 
-using detail::check_contiguous;
-using detail::check_dtype;
-using detail::check_shape;
-using detail::check_tensor_basics;
 using detail::invalid_arg;
-
-constexpr std::int32_t kMaxAlignExperts = 65536;
 
 std::int64_t read_index(const TensorView& t, std::int64_t i) {
   if (t.dtype == DType::kInt64) return static_cast<const std::int64_t*>(t.data)[i];
   return static_cast<const std::int32_t*>(t.data)[i];
-}
-
-Status check_ids(const char* op, const TensorView& ids, const TensorView& expert_map) {
-  SY_RETURN_IF_ERROR(check_tensor_basics(op, "top_k_ids", ids, Device::kCpu));
-  SY_RETURN_IF_ERROR(check_dtype(op, "top_k_ids", ids, {DType::kInt32, DType::kInt64}));
-  if (ids.ndim != 2)
-    return invalid_arg(op, "top_k_ids.shape", ids.describe(), "[num_tokens, top_k]");
-  SY_RETURN_IF_ERROR(check_contiguous(op, "top_k_ids", ids));
-  if (ids.numel() > std::numeric_limits<std::int32_t>::max()) {
-    return invalid_arg(op, "top_k_ids.numel", ids.numel(), "< 2^31 slots (slot indices are int32)");
-  }
-  if (expert_map.defined()) {
-    SY_RETURN_IF_ERROR(check_tensor_basics(op, "expert_map", expert_map, Device::kCpu));
-    SY_RETURN_IF_ERROR(check_dtype(op, "expert_map", expert_map, {DType::kInt32}));
-    if (expert_map.ndim != 1)
-      return invalid_arg(op, "expert_map.shape", expert_map.describe(), "[num_global_experts]");
-    SY_RETURN_IF_ERROR(check_contiguous(op, "expert_map", expert_map));
-  }
-  return Status::Ok();
-}
-
-Status check_experts(const char* op, std::int32_t E) {
-  if (E < 1 || E > kMaxAlignExperts) {
-    return invalid_arg(op, "num_experts", E,
-                       "1 <= num_experts <= " + std::to_string(kMaxAlignExperts));
-  }
-  return Status::Ok();
-}
-
-Status check_output(const char* op, const char* name, const TensorView& t, DType dtype,
-                    std::int64_t min_numel) {
-  SY_RETURN_IF_ERROR(check_tensor_basics(op, name, t, Device::kCpu));
-  SY_RETURN_IF_ERROR(check_dtype(op, name, t, {dtype}));
-  SY_RETURN_IF_ERROR(check_contiguous(op, name, t));
-  if (t.numel() < min_numel) {
-    return invalid_arg(op, std::string(name) + ".numel", t.numel(),
-                       ">= " + std::to_string(min_numel));
-  }
-  return Status::Ok();
 }
 
 // Local expert of every slot, or -1 when the slot is dropped.
@@ -96,22 +52,17 @@ std::int64_t align_max_blocks(std::int64_t num_slots, std::int32_t num_experts,
   return (align_max_padded(num_slots, num_experts, block_size) + block_size - 1) / block_size;
 }
 
-Status moe_align_block_size_cpu(const AlignParams& p, const AlignArgs& a) {
-  const char* op = "moe_align_block_size_cpu";
-  SY_RETURN_IF_ERROR(check_experts(op, p.num_experts));
-  if (p.block_size < 16 || p.block_size > 256) {
-    return invalid_arg(op, "block_size", p.block_size, "16 <= block_size <= 256");
-  }
-  SY_RETURN_IF_ERROR(check_ids(op, a.top_k_ids, a.expert_map));
-  const std::int64_t slots = a.top_k_ids.numel();
-  const std::int64_t max_padded = align_max_padded(slots, p.num_experts, p.block_size);
-  const std::int64_t max_blocks = align_max_blocks(slots, p.num_experts, p.block_size);
-  SY_RETURN_IF_ERROR(
-      check_output(op, "sorted_token_ids", a.sorted_token_ids, DType::kInt32, max_padded));
-  SY_RETURN_IF_ERROR(check_output(op, "expert_ids", a.expert_ids, DType::kInt32, max_blocks));
-  SY_RETURN_IF_ERROR(
-      check_output(op, "num_tokens_post_pad", a.num_tokens_post_pad, DType::kInt32, 1));
+std::size_t align_workspace_size(const AlignParams& p, std::int64_t) {
+  return detail::sort_workspace_bytes(p.num_experts);
+}
+std::size_t expert_layout_workspace_size(const ExpertLayoutParams& p, std::int64_t) {
+  return detail::sort_workspace_bytes(p.num_experts);
+}
 
+Status moe_align_block_size_cpu(const AlignParams& p, const AlignArgs& a) {
+  SY_RETURN_IF_ERROR(detail::align_check("moe_align_block_size_cpu", p, a, Device::kCpu,
+                                         detail::kMaxCpuAlignExperts));
+  const std::int64_t slots = a.top_k_ids.numel();
   const std::int32_t E = p.num_experts, B = p.block_size;
   const std::vector<std::int32_t> expert = slot_experts(a.top_k_ids, a.expert_map, E);
   std::vector<std::int64_t> cursor(static_cast<std::size_t>(E) + 1, 0);
@@ -148,26 +99,10 @@ std::int64_t layout_max_rows(const ExpertLayoutParams& p, std::int64_t num_slots
 }
 
 Status expert_layout_cpu(const ExpertLayoutParams& p, const ExpertLayoutArgs& a) {
-  const char* op = "expert_layout_cpu";
-  SY_RETURN_IF_ERROR(check_experts(op, p.num_experts));
-  if (p.alignment < 1 || p.alignment > 1024) {
-    return invalid_arg(op, "alignment", p.alignment, "1 <= alignment <= 1024");
-  }
-  if (p.max_rows_per_expert < 0) {
-    return invalid_arg(op, "max_rows_per_expert", p.max_rows_per_expert,
-                       ">= 0 (0: contiguous layout)");
-  }
-  SY_RETURN_IF_ERROR(check_ids(op, a.top_k_ids, a.expert_map));
+  SY_RETURN_IF_ERROR(
+      detail::layout_check("expert_layout_cpu", p, a, Device::kCpu, detail::kMaxCpuAlignExperts));
   const std::int32_t E = p.num_experts;
   const std::int64_t slots = a.top_k_ids.numel();
-  const std::int64_t max_rows = layout_max_rows(p, slots);
-  SY_RETURN_IF_ERROR(check_output(op, "expert_counts", a.expert_counts, DType::kInt32, E));
-  SY_RETURN_IF_ERROR(check_output(op, "expert_offsets", a.expert_offsets, DType::kInt64, E + 1));
-  SY_RETURN_IF_ERROR(check_output(op, "src_to_dst", a.src_to_dst, DType::kInt64, slots));
-  SY_RETURN_IF_ERROR(check_output(op, "dst_to_src", a.dst_to_src, DType::kInt64, max_rows));
-  if (a.overflow.defined())
-    SY_RETURN_IF_ERROR(check_output(op, "overflow", a.overflow, DType::kInt64, 1));
-
   const std::vector<std::int32_t> expert = slot_experts(a.top_k_ids, a.expert_map, E);
   auto* counts = static_cast<std::int32_t*>(a.expert_counts.data);
   auto* offsets = static_cast<std::int64_t*>(a.expert_offsets.data);

@@ -272,7 +272,8 @@ int bench_ceiling(const Args& args) {
 int bench_command(int argc, char** argv, int first) {
   const std::string usage =
       "usage: switchyard bench routing [flags]   sweep token counts x presets\n"
-      "       switchyard bench permute|combine [flags]   sweep tokens x presets at the model's H\n"
+      "       switchyard bench align|permute|combine [flags]   sweep tokens x presets at the "
+      "model's shape\n"
       "       switchyard bench ceiling [--bytes-mib N] [--output FILE]   memory ceiling\n";
   if (first >= argc) {
     std::fprintf(stderr, "switchyard bench: missing routine\n%s", usage.c_str());
@@ -298,7 +299,7 @@ int bench_command(int argc, char** argv, int first) {
     }
     return bench_routing(args);
   }
-  if (routine == "permute" || routine == "combine")
+  if (routine == "align" || routine == "permute" || routine == "combine")
     return bench_layer_op(routine, argc, argv, first + 1);
   if (routine == "ceiling") {
     static const std::vector<FlagSpec> specs = {
@@ -312,10 +313,11 @@ int bench_command(int argc, char** argv, int first) {
     }
     return bench_ceiling(args);
   }
-  std::fprintf(stderr,
-               "switchyard bench: unknown routine '%s': expected routing, permute, combine or "
-               "ceiling\n%s",
-               routine.c_str(), usage.c_str());
+  std::fprintf(
+      stderr,
+      "switchyard bench: unknown routine '%s': expected routing, align, permute, combine or "
+      "ceiling\n%s",
+      routine.c_str(), usage.c_str());
   return kExitUsage;
 }
 

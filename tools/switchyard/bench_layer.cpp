@@ -1,8 +1,10 @@
-// `switchyard bench permute|combine`: the layer's data-movement stages at a preset's shape
+// `switchyard bench align|permute|combine`: the layer's data-movement stages at a preset's shape
 // (H, E, K), on routing computed from generated logits. Same metric definitions as
 // `bench routing` (docs/benchmarks.md); bytes:
+//   align:   ids read + sorted_token_ids and expert_ids written (whole buffers) + 4
 //   permute: rows read (one per valid slot) + layout rows written + dst_to_src
 //   combine: expert rows read (one per valid slot) + weights + src_to_dst + output written
+// over_empty_us = median us - an empty kernel timed the same way (CUDA only).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -30,6 +32,7 @@ const std::vector<FlagSpec>& layer_flags() {
       {"hidden", true, "hidden size H (default: each preset's)"},
       {"dtype", true, "activation dtype bf16 | fp16 | fp32 (default bf16)"},
       {"alignment", true, "rows per expert in the contiguous layout (default 1)"},
+      {"block-size", true, "align: block size of moe_align_block_size (default 64)"},
       {"routing", true, "uniform | zipf:<s> | hot:<fraction> (default uniform)"},
       {"device", true, "cpu | cuda (default cuda where a GPU exists)"},
       {"format", true, "table | json | csv (default table)"},
@@ -48,17 +51,21 @@ struct LayerCase {
   DType dtype = DType::kBFloat16;
   std::vector<std::uint8_t> x, y;  // x [M, H]; y [rows, H] = the permuted x (identity expert)
   std::vector<std::int64_t> src_to_dst, dst_to_src;
+  std::vector<std::int32_t> ids;  // [M, K] routed ids
+  int experts = 0, block_size = 64;
   std::vector<float> weights;
   std::int64_t valid_slots = 0;
 };
 
 Status make_case(const ModelPreset& m, std::int64_t M, std::int64_t H, DType dtype, int alignment,
-                 const tools::RoutingSkew& skew, std::uint64_t seed, LayerCase* c) {
+                 const tools::RoutingSkew& skew, std::uint64_t seed, bool need_rows, LayerCase* c) {
   const tools::RoutingProblem pr = make_preset_problem(m, M, skew, seed, DType::kFloat32);
   tools::RoutingResult r;
   SY_RETURN_IF_ERROR(tools::run_routing_cpu(pr, &r));
   const int E = m.routing.num_experts, K = m.routing.top_k, C = pr.columns();
-  std::vector<std::int32_t> ids(static_cast<std::size_t>(M * K));
+  std::vector<std::int32_t>& ids = c->ids;
+  ids.assign(static_cast<std::size_t>(M * K), 0);
+  c->experts = E;
   c->weights.resize(static_cast<std::size_t>(M * K));
   for (std::int64_t t = 0; t < M; ++t) {
     for (int k = 0; k < K; ++k) {
@@ -90,6 +97,7 @@ Status make_case(const ModelPreset& m, std::int64_t M, std::int64_t H, DType dty
   c->rows = offsets[static_cast<std::size_t>(E)];
   c->dst_to_src.resize(static_cast<std::size_t>(c->rows));
   for (std::int64_t d : c->src_to_dst) c->valid_slots += d >= 0;
+  if (!need_rows) return Status::Ok();  // align needs only the ids
   std::vector<float> xf(static_cast<std::size_t>(M * H));
   tools::Rng rng(seed ^ 0x78ull);
   for (float& v : xf) v = static_cast<float>(rng.uniform() * 2.0 - 1.0);
@@ -105,13 +113,68 @@ Status make_case(const ModelPreset& m, std::int64_t M, std::int64_t H, DType dty
 
 std::int64_t op_bytes(const std::string& op, const LayerCase& c) {
   const auto esz = static_cast<std::int64_t>(dtype_size(c.dtype));
+  if (op == "align") {
+    const std::int64_t n = c.tokens * c.top_k;
+    return n * 4 + align_max_padded(n, c.experts, c.block_size) * 4 +
+           align_max_blocks(n, c.experts, c.block_size) * 4 + 4;
+  }
   if (op == "permute") return (c.valid_slots + c.rows) * c.hidden * esz + c.rows * 8;
   return c.valid_slots * c.hidden * esz + c.tokens * c.top_k * 12 + c.tokens * c.hidden * esz;
+}
+
+// moe_align_block_size once on `device`; `out` receives sorted_token_ids, expert_ids and
+// num_tokens_post_pad, concatenated.
+Status run_align(const LayerCase& c, Device device, std::vector<std::uint8_t>* out,
+                 tools::GraphTiming* timing) {
+  const std::int64_t M = c.tokens, K = c.top_k, n = M * K;
+  AlignParams p;
+  p.num_experts = c.experts;
+  p.block_size = c.block_size;
+  const std::int64_t padded = align_max_padded(n, c.experts, c.block_size),
+                     blocks = align_max_blocks(n, c.experts, c.block_size);
+  const std::size_t bytes = static_cast<std::size_t>(padded + blocks + 1) * 4;
+  out->assign(bytes, 0);
+  auto views = [&](void* ids, std::uint8_t* o, Device d) {
+    AlignArgs a;
+    a.top_k_ids = TensorView::contiguous(ids, DType::kInt32, {M, K}, d);
+    a.sorted_token_ids = TensorView::contiguous(o, DType::kInt32, {padded}, d);
+    a.expert_ids = TensorView::contiguous(o + padded * 4, DType::kInt32, {blocks}, d);
+    a.num_tokens_post_pad =
+        TensorView::contiguous(o + (padded + blocks) * 4, DType::kInt32, {1}, d);
+    return a;
+  };
+  if (device == Device::kCpu) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const Status st = moe_align_block_size_cpu(
+        p, views(const_cast<std::int32_t*>(c.ids.data()), out->data(), Device::kCpu));
+    if (timing) {
+      timing->median_us_per_call =
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    }
+    return st;
+  }
+  tools::DeviceBuffer ids, dout, ws;
+  const std::size_t ws_bytes = align_workspace_size(p, n);
+  SY_RETURN_IF_ERROR(tools::DeviceBuffer::allocate(c.ids.size() * 4, &ids));
+  SY_RETURN_IF_ERROR(tools::copy_to_device(ids.get(), c.ids.data(), c.ids.size() * 4));
+  SY_RETURN_IF_ERROR(tools::DeviceBuffer::allocate(bytes, &dout));
+  SY_RETURN_IF_ERROR(tools::fill_device_bytes(dout.get(), 0x7b, bytes));
+  SY_RETURN_IF_ERROR(tools::DeviceBuffer::allocate(ws_bytes, &ws));
+  const AlignArgs a = views(ids.get(), static_cast<std::uint8_t*>(dout.get()), Device::kCuda);
+  auto enqueue = [&](int, cudaStream_t s) {
+    return moe_align_block_size_cuda(p, a, ws.get(), ws_bytes, s);
+  };
+  SY_RETURN_IF_ERROR(enqueue(0, nullptr));
+  SY_RETURN_IF_ERROR(tools::device_synchronize());
+  SY_RETURN_IF_ERROR(tools::copy_to_host(out->data(), dout.get(), bytes));
+  if (timing) SY_RETURN_IF_ERROR(tools::time_graph(40, 7, enqueue, timing));
+  return Status::Ok();
 }
 
 // Runs the op once on `device` from host data; `out` receives the output bytes.
 Status run_op(const std::string& op, const LayerCase& c, Device device,
               std::vector<std::uint8_t>* out, tools::GraphTiming* timing) {
+  if (op == "align") return run_align(c, device, out, timing);
   const std::int64_t M = c.tokens, H = c.hidden, K = c.top_k;
   const std::size_t esz = dtype_size(c.dtype);
   const std::size_t out_bytes = static_cast<std::size_t>((op == "permute" ? c.rows : M) * H) * esz;
@@ -192,7 +255,7 @@ int bench_layer_op(const std::string& op, int argc, char** argv, int first) {
     return kExitOk;
   }
   std::vector<std::int64_t> tokens;
-  std::int64_t seed = 0, hidden = 0, alignment = 1;
+  std::int64_t seed = 0, hidden = 0, alignment = 1, block_size = 64;
   DType dtype = DType::kBFloat16;
   Device device = Device::kCpu;
   tools::RoutingSkew skew;
@@ -201,6 +264,7 @@ int bench_layer_op(const std::string& op, int argc, char** argv, int first) {
        {args.get_int_list("tokens", "1,32,512,4096", 0, 1'000'000, &tokens),
         args.get_int("seed", 0, 0, INT64_MAX, &seed), args.get_int("hidden", 0, 0, 65536, &hidden),
         args.get_int("alignment", 1, 1, 1024, &alignment),
+        args.get_int("block-size", 64, 16, 256, &block_size),
         parse_dtype(args.get("dtype", "bf16"), &dtype),
         tools::parse_routing_skew(args.get("routing", "uniform"), &skew),
         pick_device(args.get("device", ""), &device),
@@ -237,6 +301,12 @@ int bench_layer_op(const std::string& op, int argc, char** argv, int first) {
       return fail(cmd.c_str(), st, kExitRuntime);
     }
   }
+  tools::GraphTiming empty;
+  if (cuda) {
+    if (Status st = tools::time_empty_kernel(40, 7, &empty); !st.ok()) {
+      return fail(cmd.c_str(), st, kExitRuntime);
+    }
+  }
   tools::JsonWriter j;
   j.begin_object()
       .field("bench", op)
@@ -244,11 +314,15 @@ int bench_layer_op(const std::string& op, int argc, char** argv, int first) {
   j.field("date", utc_timestamp())
       .field("dtype", dtype_name(dtype))
       .field("routing", skew.describe());
-  j.field("ceiling_read_gbps", ceiling.read_gbps).key("rows").begin_array();
+  j.field("ceiling_read_gbps", ceiling.read_gbps)
+      .field("empty_kernel_us", empty.median_us_per_call);
+  if (op == "align") j.field("block_size", block_size);
+  j.key("rows").begin_array();
   std::string table =
-      "| model | E | K | H | tokens | median us | GB/s | % ceiling | floor us | x floor | wrong "
-      "|\n|---|---|---|---|---|---|---|---|---|---|---|\n";
-  std::string csv = "model,E,K,H,tokens,median_us,gbps,pct_ceiling,floor_us,x_floor,wrong\n";
+      "| model | E | K | H | tokens | median us | over empty us | GB/s | % ceiling | floor us | x "
+      "floor | wrong |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  std::string csv =
+      "model,E,K,H,tokens,median_us,over_empty_us,gbps,pct_ceiling,floor_us,x_floor,wrong\n";
   std::int64_t any_wrong = 0;
   std::size_t done = 0;
   for (const ModelPreset* m : models) {
@@ -257,10 +331,11 @@ int bench_layer_op(const std::string& op, int argc, char** argv, int first) {
       const std::int64_t H = hidden > 0 ? hidden : m->hidden_size;
       LayerCase c;
       if (Status st = make_case(*m, M, H, dtype, static_cast<int>(alignment), skew,
-                                static_cast<std::uint64_t>(seed), &c);
+                                static_cast<std::uint64_t>(seed), op != "align", &c);
           !st.ok()) {
         return fail(cmd.c_str(), st, kExitRuntime);
       }
+      c.block_size = static_cast<int>(block_size);
       std::vector<std::uint8_t> ref, got;
       tools::GraphTiming t;
       std::int64_t wrong = -1;
@@ -269,11 +344,13 @@ int bench_layer_op(const std::string& op, int argc, char** argv, int first) {
           return fail(cmd.c_str(), st, kExitRuntime);
         if (Status st = run_op(op, c, Device::kCuda, &got, &t); !st.ok())
           return fail(cmd.c_str(), st, kExitRuntime);
-        const std::size_t row_bytes = static_cast<std::size_t>(H) * dtype_size(dtype);
+        // Rows of H elements (align: rows of 64 int32).
+        const std::size_t row_bytes =
+            op == "align" ? 256 : static_cast<std::size_t>(H) * dtype_size(dtype);
         wrong = 0;
         for (std::size_t r = 0; r * row_bytes < ref.size(); ++r) {
-          wrong +=
-              std::memcmp(ref.data() + r * row_bytes, got.data() + r * row_bytes, row_bytes) != 0;
+          const std::size_t len = std::min(row_bytes, ref.size() - r * row_bytes);
+          wrong += std::memcmp(ref.data() + r * row_bytes, got.data() + r * row_bytes, len) != 0;
         }
         any_wrong += wrong;
       } else {
@@ -292,6 +369,7 @@ int bench_layer_op(const std::string& op, int argc, char** argv, int first) {
       const double floor_us =
           ceiling.read_gbps > 0 ? static_cast<double>(bytes) / (ceiling.read_gbps * 1e3) : 0.0;
       const double x_floor = floor_us > 0 ? t.median_us_per_call / floor_us : 0.0;
+      const double over_empty = cuda ? t.median_us_per_call - empty.median_us_per_call : 0.0;
       std::fprintf(stderr, "[%zu/%zu] %-18s M=%-7lld %10.2f us %8.1f GB/s wrong=%lld\n", done,
                    models.size() * tokens.size(), m->name.c_str(), static_cast<long long>(M),
                    t.median_us_per_call, gbps, static_cast<long long>(wrong));
@@ -302,6 +380,7 @@ int bench_layer_op(const std::string& op, int argc, char** argv, int first) {
       j.field("H", H)
           .field("tokens", M)
           .field("median_us", t.median_us_per_call)
+          .field("over_empty_us", over_empty)
           .field("bytes", bytes);
       j.field("gbps", gbps)
           .field("pct_ceiling", pct)
@@ -309,16 +388,17 @@ int bench_layer_op(const std::string& op, int argc, char** argv, int first) {
           .field("x_floor", x_floor);
       j.field("wrong", wrong).end_object();
       char buf[256];
-      std::snprintf(buf, sizeof buf,
-                    "| %s | %d | %d | %lld | %lld | %.2f | %.0f | %.1f | %.2f | %.2f | %s |\n",
-                    m->name.c_str(), m->routing.num_experts, c.top_k, static_cast<long long>(H),
-                    static_cast<long long>(M), t.median_us_per_call, gbps, pct, floor_us, x_floor,
-                    wrong < 0 ? "-" : std::to_string(wrong).c_str());
+      std::snprintf(
+          buf, sizeof buf,
+          "| %s | %d | %d | %lld | %lld | %.2f | %.2f | %.0f | %.1f | %.2f | %.2f | %s |\n",
+          m->name.c_str(), m->routing.num_experts, c.top_k, static_cast<long long>(H),
+          static_cast<long long>(M), t.median_us_per_call, over_empty, gbps, pct, floor_us, x_floor,
+          wrong < 0 ? "-" : std::to_string(wrong).c_str());
       table += buf;
-      std::snprintf(buf, sizeof buf, "%s,%d,%d,%lld,%lld,%.3f,%.1f,%.1f,%.3f,%.2f,%lld\n",
+      std::snprintf(buf, sizeof buf, "%s,%d,%d,%lld,%lld,%.3f,%.3f,%.1f,%.1f,%.3f,%.2f,%lld\n",
                     m->name.c_str(), m->routing.num_experts, c.top_k, static_cast<long long>(H),
-                    static_cast<long long>(M), t.median_us_per_call, gbps, pct, floor_us, x_floor,
-                    static_cast<long long>(wrong));
+                    static_cast<long long>(M), t.median_us_per_call, over_empty, gbps, pct,
+                    floor_us, x_floor, static_cast<long long>(wrong));
       csv += buf;
     }
   }

@@ -13,7 +13,7 @@ inline constexpr int kExitRuntime = 3;
 
 int run_command(int argc, char** argv, int first);
 int bench_command(int argc, char** argv, int first);
-// `switchyard bench permute|combine` (bench_layer.cpp).
+// `switchyard bench align|permute|combine` (bench_layer.cpp).
 int bench_layer_op(const std::string& op, int argc, char** argv, int first);
 
 }  // namespace switchyard::cli

@@ -1,0 +1,40 @@
+// Internals of the CUDA alignment / layout kernel shared by the launcher, the workspace-size
+// queries (which must not need a GPU) and the tests.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "switchyard/align.h"
+
+namespace switchyard::detail {
+
+// CPU limit on num_experts.
+inline constexpr std::int32_t kMaxCpuAlignExperts = 65536;
+// CUDA limit on num_experts: one warp's histogram (4E bytes) plus the segment starts (8E bytes)
+// must fit in a block's shared memory.
+inline constexpr std::int32_t kMaxCudaAlignExperts = 16384;
+
+// Most blocks a multi-block launch uses for E experts: it bounds the workspace's per-block
+// histograms (at most 4 MiB of them) whatever the card.
+inline std::int64_t align_max_grid(std::int32_t num_experts) {
+  return std::clamp<std::int64_t>((std::int64_t{1} << 20) / std::max(num_experts, 1), 1, 1024);
+}
+
+// Workspace bytes: totals [E] int32, then block histograms [align_max_grid(E)][E] int32.
+inline std::size_t sort_workspace_bytes(std::int32_t num_experts) {
+  const auto e = static_cast<std::size_t>(std::max(num_experts, 0));
+  return (e + static_cast<std::size_t>(align_max_grid(num_experts)) * e) * 4;
+}
+
+// Test hooks: the CUDA ops with a forced grid (0: the heuristic; 1: the single-block kernel;
+// > 1: that many cooperative blocks, clamped to what fits on the card).
+Status moe_align_block_size_cuda_grid(const AlignParams& params, const AlignArgs& args,
+                                      void* workspace, std::size_t workspace_bytes, int grid,
+                                      cudaStream_t stream);
+Status expert_layout_cuda_grid(const ExpertLayoutParams& params, const ExpertLayoutArgs& args,
+                               void* workspace, std::size_t workspace_bytes, int grid,
+                               cudaStream_t stream);
+
+}  // namespace switchyard::detail

@@ -1,0 +1,206 @@
+// moe_align_block_size_cuda / expert_layout_cuda: validate -> size the grid -> one launch of
+// expert_sort_kernel (no allocation, no host synchronisation, graph capturable).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+#include "../../common/align_check.h"
+#include "../../common/align_internal.h"
+#include "../../common/check.h"
+#include "../cuda_status.h"
+#include "../kernels/align.cuh"
+#include "switchyard/align.h"
+
+namespace switchyard {
+
+namespace {
+
+using kernels::SortOutput;
+using kernels::SortParams;
+
+// Up to this many slots one block does everything (no grid barrier); its warps each keep a
+// histogram, so a single block sorts 32 * 32 slots per step.
+constexpr std::int64_t kSingleBlockMaxSlots = 8192;
+constexpr std::size_t kSingleSharedBudget = 96 * 1024;
+constexpr std::size_t kMultiSharedBudget = 40 * 1024;
+// A multi-block launch uses at most this many blocks per SM (more makes phase 2's column scans
+// and the grid barriers longer without adding bandwidth) and gives each warp at least this many
+// 32-slot steps.
+constexpr int kMultiBlocksPerSm = 1;
+constexpr int kMultiMaxWarps = 16;
+constexpr std::int64_t kMinStepsPerWarp = 4;
+
+int hist_warps_for(std::int32_t E, std::size_t budget, int max_warps) {
+  const std::size_t seg = (static_cast<std::size_t>(E) + 1) * 8;
+  const std::size_t per_warp = static_cast<std::size_t>(E) * 4;
+  if (budget <= seg + per_warp) return 1;
+  return static_cast<int>(std::clamp<std::size_t>((budget - seg) / per_warp, 1, max_warps));
+}
+
+struct DeviceInfo {
+  int sms = 0;
+  int max_smem_optin = 0;
+};
+
+Status device_info(DeviceInfo* out) {
+  static std::mutex mu;
+  static DeviceInfo cache[64];
+  int dev = 0;
+  SY_RETURN_IF_ERROR(detail::cuda_status(cudaGetDevice(&dev), "cudaGetDevice"));
+  std::lock_guard<std::mutex> lock(mu);
+  if (dev >= 0 && dev < 64 && cache[dev].sms > 0) {
+    *out = cache[dev];
+    return Status::Ok();
+  }
+  DeviceInfo info;
+  SY_RETURN_IF_ERROR(detail::cuda_status(
+      cudaDeviceGetAttribute(&info.sms, cudaDevAttrMultiProcessorCount, dev), "SM count"));
+  SY_RETURN_IF_ERROR(detail::cuda_status(
+      cudaDeviceGetAttribute(&info.max_smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
+      "shared memory limit"));
+  if (dev >= 0 && dev < 64) cache[dev] = info;
+  *out = info;
+  return Status::Ok();
+}
+
+template <bool kMulti>
+Status set_smem(std::size_t smem) {
+  if (smem <= 48 * 1024) return Status::Ok();
+  return detail::cuda_status(
+      cudaFuncSetAttribute(kernels::expert_sort_kernel<kMulti>,
+                           cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+      "expert_sort_kernel: shared memory attribute");
+}
+
+// Chooses single block or cooperative grid and launches. `forced_grid` as in align_internal.h.
+Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t workspace_bytes,
+                   int forced_grid, cudaStream_t stream) {
+  const std::int32_t E = p.num_experts;
+  const std::size_t need = detail::sort_workspace_bytes(E);
+  if (workspace_bytes < need) {
+    return detail::invalid_arg(op, "workspace_bytes", workspace_bytes,
+                               ">= " + std::to_string(need) + " (the *_workspace_size query)");
+  }
+  if (workspace == nullptr || (reinterpret_cast<std::uintptr_t>(workspace) & 15u) != 0) {
+    return detail::invalid_arg(op, "workspace", workspace == nullptr ? "null" : "misaligned",
+                               "a 16-byte aligned device pointer");
+  }
+  DeviceInfo dev;
+  SY_RETURN_IF_ERROR(device_info(&dev));
+  p.totals = static_cast<std::int32_t*>(workspace);
+  p.block_hist = p.totals + E;
+
+  bool multi = forced_grid > 1 || (forced_grid == 0 && p.num_slots > kSingleBlockMaxSlots);
+  int grid = 1;
+  if (multi) {
+    p.hist_warps = hist_warps_for(E, kMultiSharedBudget, kMultiMaxWarps);
+    const std::size_t smem = kernels::sort_shared_bytes(E, p.hist_warps);
+    SY_RETURN_IF_ERROR(set_smem<true>(smem));
+    int per_sm = 0;
+    SY_RETURN_IF_ERROR(detail::cuda_status(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernels::expert_sort_kernel<true>,
+                                                      p.hist_warps * 32, smem),
+        "expert_sort_kernel: occupancy"));
+    const std::int64_t resident = static_cast<std::int64_t>(std::max(per_sm, 0)) * dev.sms;
+    std::int64_t want =
+        forced_grid > 1
+            ? forced_grid
+            : std::min<std::int64_t>(static_cast<std::int64_t>(kMultiBlocksPerSm) * dev.sms,
+                                     (p.num_slots + p.hist_warps * 32 * kMinStepsPerWarp - 1) /
+                                         (p.hist_warps * 32 * kMinStepsPerWarp));
+    want = std::min({want, resident, detail::align_max_grid(E)});
+    grid = static_cast<int>(std::max<std::int64_t>(want, 1));
+    multi = grid > 1;
+    if (multi) {
+      cudaLaunchConfig_t cfg = {};
+      cfg.gridDim = dim3(static_cast<unsigned>(grid));
+      cfg.blockDim = dim3(static_cast<unsigned>(p.hist_warps * 32));
+      cfg.dynamicSmemBytes = smem;
+      cfg.stream = stream;
+      cudaLaunchAttribute attr[1];
+      attr[0].id = cudaLaunchAttributeCooperative;
+      attr[0].val.cooperative = 1;
+      cfg.attrs = attr;
+      cfg.numAttrs = 1;
+      return detail::cuda_status(cudaLaunchKernelEx(&cfg, kernels::expert_sort_kernel<true>, p),
+                                 "expert_sort_kernel: cooperative launch");
+    }
+  }
+  p.hist_warps = hist_warps_for(E, kSingleSharedBudget, 32);
+  const std::size_t smem = kernels::sort_shared_bytes(E, p.hist_warps);
+  if (smem > static_cast<std::size_t>(dev.max_smem_optin)) {
+    return detail::invalid_arg(op, "num_experts", E,
+                               "a count whose histogram fits in shared memory (" +
+                                   std::to_string(smem) + " bytes needed)");
+  }
+  SY_RETURN_IF_ERROR(set_smem<false>(smem));
+  kernels::expert_sort_kernel<false><<<1, p.hist_warps * 32, smem, stream>>>(p);
+  return detail::cuda_status(cudaGetLastError(), "expert_sort_kernel: launch");
+}
+
+SortParams ids_params(const TensorView& ids, const TensorView& expert_map, std::int32_t E) {
+  SortParams p;
+  p.ids = ids.data;
+  p.ids_int64 = ids.dtype == DType::kInt64;
+  p.num_slots = ids.numel();
+  p.expert_map = static_cast<const std::int32_t*>(expert_map.data);
+  p.map_size = expert_map.defined() ? expert_map.numel() : 0;
+  p.num_experts = E;
+  return p;
+}
+
+}  // namespace
+
+namespace detail {
+
+Status moe_align_block_size_cuda_grid(const AlignParams& params, const AlignArgs& args,
+                                      void* workspace, std::size_t workspace_bytes, int grid,
+                                      cudaStream_t stream) {
+  const char* op = "moe_align_block_size_cuda";
+  SY_RETURN_IF_ERROR(align_check(op, params, args, Device::kCuda, kMaxCudaAlignExperts));
+  SortParams p = ids_params(args.top_k_ids, args.expert_map, params.num_experts);
+  p.output = SortOutput::kAlign;
+  p.pad = params.block_size;
+  p.sorted_ids = static_cast<std::int32_t*>(args.sorted_token_ids.data);
+  p.sorted_numel = args.sorted_token_ids.numel();
+  p.block_experts = static_cast<std::int32_t*>(args.expert_ids.data);
+  p.block_experts_numel = args.expert_ids.numel();
+  p.post_pad = static_cast<std::int32_t*>(args.num_tokens_post_pad.data);
+  return launch_sort(op, p, workspace, workspace_bytes, grid, stream);
+}
+
+Status expert_layout_cuda_grid(const ExpertLayoutParams& params, const ExpertLayoutArgs& args,
+                               void* workspace, std::size_t workspace_bytes, int grid,
+                               cudaStream_t stream) {
+  const char* op = "expert_layout_cuda";
+  SY_RETURN_IF_ERROR(layout_check(op, params, args, Device::kCuda, kMaxCudaAlignExperts));
+  SortParams p = ids_params(args.top_k_ids, args.expert_map, params.num_experts);
+  const bool masked = params.max_rows_per_expert > 0;
+  p.output = masked ? SortOutput::kMasked : SortOutput::kContiguous;
+  p.pad = masked ? params.max_rows_per_expert : params.alignment;
+  p.counts = static_cast<std::int32_t*>(args.expert_counts.data);
+  p.offsets = static_cast<std::int64_t*>(args.expert_offsets.data);
+  p.src_to_dst = static_cast<std::int64_t*>(args.src_to_dst.data);
+  p.dst_to_src = static_cast<std::int64_t*>(args.dst_to_src.data);
+  p.dst_numel = args.dst_to_src.numel();
+  p.overflow = static_cast<std::int64_t*>(args.overflow.data);
+  return launch_sort(op, p, workspace, workspace_bytes, grid, stream);
+}
+
+}  // namespace detail
+
+Status moe_align_block_size_cuda(const AlignParams& params, const AlignArgs& args, void* workspace,
+                                 std::size_t workspace_bytes, cudaStream_t stream) {
+  return detail::moe_align_block_size_cuda_grid(params, args, workspace, workspace_bytes, 0,
+                                                stream);
+}
+
+Status expert_layout_cuda(const ExpertLayoutParams& params, const ExpertLayoutArgs& args,
+                          void* workspace, std::size_t workspace_bytes, cudaStream_t stream) {
+  return detail::expert_layout_cuda_grid(params, args, workspace, workspace_bytes, 0, stream);
+}
+
+}  // namespace switchyard
