@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "../src/common/align_internal.h"
@@ -525,6 +526,59 @@ TEST(RouteAndAlignCuda, MatchesCpu) {
     EXPECT_EQ(gp, post);
     EXPECT_EQ(gb, bexp);
     EXPECT_EQ(gs, sorted);
+  }
+}
+
+// Diagnostics, not a check (run with --gtest_also_run_disabled_tests): block 0's clock64() at
+// each phase boundary of the alignment kernel and the event-timed kernel, per shape.
+TEST(AlignCuda, DISABLED_PhaseTrace) {
+  SKIP_WITHOUT_GPU();
+  DeviceBuffer trace;
+  ASSERT_TRUE(DeviceBuffer::allocate(12 * 8, &trace).ok());
+  for (const auto& [M, K, E] : std::vector<std::tuple<std::int64_t, int, int>>{
+           {1, 8, 256}, {512, 8, 256}, {512, 2, 8}, {4096, 8, 256}, {32768, 8, 256}}) {
+    tools::Rng rng(3);
+    std::vector<std::int32_t> ids(static_cast<std::size_t>(M * K));
+    for (auto& v : ids) v = static_cast<std::int32_t>(rng.below(static_cast<std::uint64_t>(E)));
+    AlignParams p;
+    p.num_experts = E;
+    p.block_size = 64;
+    const std::int64_t n = M * K, padded = align_max_padded(n, E, 64),
+                       blocks = align_max_blocks(n, E, 64);
+    DeviceBuffer d_ids = upload(ids.data(), ids.size() * 4), d_sorted, d_bexp, d_post, d_ws;
+    ASSERT_TRUE(DeviceBuffer::allocate(static_cast<std::size_t>(padded) * 4, &d_sorted).ok());
+    ASSERT_TRUE(DeviceBuffer::allocate(static_cast<std::size_t>(blocks) * 4, &d_bexp).ok());
+    ASSERT_TRUE(DeviceBuffer::allocate(4, &d_post).ok());
+    const std::size_t ws = align_workspace_size(p, n);
+    ASSERT_TRUE(DeviceBuffer::allocate(ws, &d_ws).ok());
+    AlignArgs a;
+    a.top_k_ids = TensorView::contiguous(d_ids.get(), DType::kInt32, {M, K}, Device::kCuda);
+    a.sorted_token_ids =
+        TensorView::contiguous(d_sorted.get(), DType::kInt32, {padded}, Device::kCuda);
+    a.expert_ids = TensorView::contiguous(d_bexp.get(), DType::kInt32, {blocks}, Device::kCuda);
+    a.num_tokens_post_pad = TensorView::contiguous(d_post.get(), DType::kInt32, {1}, Device::kCuda);
+    tools::GraphTiming t;
+    ASSERT_TRUE(
+        tools::time_graph(
+            20, 5,
+            [&](int, cudaStream_t s) { return moe_align_block_size_cuda(p, a, d_ws.get(), ws, s); },
+            &t)
+            .ok());
+    detail::set_align_trace(static_cast<long long*>(trace.get()));
+    for (int rep = 0; rep < 3; ++rep)
+      ASSERT_TRUE(moe_align_block_size_cuda(p, a, d_ws.get(), ws, nullptr).ok());
+    detail::set_align_trace(nullptr);
+    ASSERT_TRUE(tools::device_synchronize().ok());
+    std::vector<long long> tr(12);
+    ASSERT_TRUE(tools::copy_to_host(tr.data(), trace.get(), 12 * 8).ok());
+    std::string line = "M=" + std::to_string(M) + " K=" + std::to_string(K) +
+                       " E=" + std::to_string(E) +
+                       " graph us=" + std::to_string(t.median_us_per_call) + " phase cycles:";
+    for (int k = 1; k <= 10; ++k) {
+      line += " ";
+      line += std::to_string(tr[static_cast<std::size_t>(k)] - tr[static_cast<std::size_t>(k - 1)]);
+    }
+    std::printf("%s total %lld\n", line.c_str(), tr[10] - tr[0]);
   }
 }
 

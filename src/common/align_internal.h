@@ -37,4 +37,8 @@ Status expert_layout_cuda_grid(const ExpertLayoutParams& params, const ExpertLay
                                void* workspace, std::size_t workspace_bytes, int grid,
                                cudaStream_t stream);
 
+// Diagnostics for tests: a device buffer of 12 int64 into which every later alignment / layout
+// launch writes block 0's clock64() at each kernel phase boundary (nullptr: off, the default).
+void set_align_trace(long long* device_buffer);
+
 }  // namespace switchyard::detail

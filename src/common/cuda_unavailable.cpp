@@ -33,6 +33,7 @@ Status expert_layout_cuda(const ExpertLayoutParams&, const ExpertLayoutArgs&, vo
 }
 
 namespace detail {
+void set_align_trace(long long*) {}
 Status moe_align_block_size_cuda_grid(const AlignParams& p, const AlignArgs& a, void* w,
                                       std::size_t b, int, cudaStream_t s) {
   return moe_align_block_size_cuda(p, a, w, b, s);

@@ -4,7 +4,7 @@
 //
 // Every warp owns a contiguous chunk of slots (chunks ascend with the global warp index) and a
 // private per-expert histogram in shared memory. Phases:
-//   1. count: per-warp histograms (__match_any_sync groups equal experts in a 32-slot step, the
+//   1. count: per-warp histograms (match_peers groups equal experts in a 32-slot step, the
 //      group's lowest lane adds the group size: no atomics); multi-block: the block's sums go to
 //      block_hist[block][e] in the workspace.
 //   2. (multi-block, after a grid barrier) one warp per expert turns column e of block_hist into
@@ -53,7 +53,11 @@ struct SortParams {
   std::int64_t* dst_to_src = nullptr;
   std::int64_t dst_numel = 0;
   std::int64_t* overflow = nullptr;
+  // Diagnostics (tests only): when set, block 0 / thread 0 writes clock64() at each phase
+  // boundary into trace[0..kSortTracePoints).
+  long long* trace = nullptr;
 };
+inline constexpr int kSortTracePoints = 12;
 
 // Dynamic shared memory: hist_warps * E int32 histograms (rounded up to 16 bytes), then (E + 1)
 // int64 segment starts.
@@ -127,6 +131,22 @@ inline constexpr int kSortThreadsMax = 1024;
 // Steps (32 slots each) a warp keeps in registers between counting and placing; longer chunks
 // re-read their ids.
 inline constexpr int kCachedSteps = 8;
+inline constexpr int kColumnCells = 8;
+
+// Lanes of the warp whose `e` equals this lane's: __match_any_sync emulated with one ballot per
+// bit of the id (match.any is microcoded, ~70 cycles per call per SM with many distinct values,
+// which made it the kernel's bottleneck). `bits` = bit width of E: valid ids (< E) never have all
+// those bits set, so -1 (all ones) never matches a valid id.
+__device__ __forceinline__ unsigned match_peers(std::int32_t e, int bits) {
+  const auto v = static_cast<std::uint32_t>(e);
+  unsigned m = 0xffffffffu;
+  for (int b = 0; b < bits; ++b) {
+    const bool bit = (v >> b) & 1u;
+    const unsigned ones = __ballot_sync(0xffffffffu, bit);
+    m &= bit ? ones : ~ones;
+  }
+  return m;
+}
 
 __device__ __forceinline__ std::int64_t round_up(std::int32_t count, std::int64_t pad) {
   // count < 2^31 and pad <= 1024 (align / contiguous): 32-bit unsigned division.
@@ -134,8 +154,12 @@ __device__ __forceinline__ std::int64_t round_up(std::int32_t count, std::int64_
   return static_cast<std::int64_t>((c + q - 1u) / q * q);
 }
 
+#define SY_SORT_TRACE(k) \
+  if (p.trace != nullptr && threadIdx.x == 0 && blockIdx.x == 0) p.trace[k] = clock64()
+
 template <bool kMulti>
 __global__ void __launch_bounds__(kSortThreadsMax) expert_sort_kernel(const SortParams p) {
+  SY_SORT_TRACE(0);
   extern __shared__ __align__(16) unsigned char smem[];
   __shared__ std::int64_t scan_scratch[32];
   __shared__ std::int32_t group_sums[kSortThreadsMax];  // [groups][E] partial histogram sums
@@ -144,6 +168,7 @@ __global__ void __launch_bounds__(kSortThreadsMax) expert_sort_kernel(const Sort
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int threads = blockDim.x, W = p.hist_warps;
   const bool masked = p.output == SortOutput::kMasked;
+  const int id_bits = 32 - __clz(E);  // bit width of E
   auto* hist_all = reinterpret_cast<std::int32_t*>(smem);
   auto* seg = reinterpret_cast<std::int64_t*>(smem + sort_hist_bytes(E, W));
   std::int32_t* hist = hist_all + static_cast<std::int64_t>(warp) * E;
@@ -156,7 +181,12 @@ __global__ void __launch_bounds__(kSortThreadsMax) expert_sort_kernel(const Sort
   // This warp's chunk [begin, end), a multiple of 32 slots.
   const std::int64_t total_warps = static_cast<std::int64_t>(gridDim.x) * W;
   const std::int64_t gwarp = static_cast<std::int64_t>(blockIdx.x) * W + warp;
-  const std::int64_t chunk = ((p.num_slots + total_warps - 1) / total_warps + 31) / 32 * 32;
+  // 32-bit division (a 64-bit one costs ~100 instructions): num_slots < 2^31, warps < 2^31.
+  const std::int64_t chunk =
+      ((static_cast<std::uint32_t>(p.num_slots) + static_cast<std::uint32_t>(total_warps) - 1u) /
+           static_cast<std::uint32_t>(total_warps) +
+       31u) /
+      32u * 32u;
   const std::int64_t begin = min(p.num_slots, gwarp * chunk);
   const std::int64_t end = min(p.num_slots, begin + chunk);
   const int steps = static_cast<int>((end - begin + 31) / 32);
@@ -177,8 +207,9 @@ __global__ void __launch_bounds__(kSortThreadsMax) expert_sort_kernel(const Sort
     hist_all[i] = 0;
   if (threadIdx.x == 0) overflow_sum = 0;
   __syncthreads();
+  SY_SORT_TRACE(1);
   auto count = [&](std::int32_t e) {
-    const unsigned peers = __match_any_sync(0xffffffffu, e);
+    const unsigned peers = match_peers(e, id_bits);
     if (e >= 0 && lane == __ffs(peers) - 1) hist[e] += __popc(peers);
     __syncwarp();
   };
@@ -190,6 +221,7 @@ __global__ void __launch_bounds__(kSortThreadsMax) expert_sort_kernel(const Sort
     for (int i = 0; i < steps; ++i) count(expert_at(i));
   }
   __syncthreads();
+  SY_SORT_TRACE(2);
   if (grouped) {
     for (int idx = threadIdx.x; idx < groups * E; idx += threads) {
       const int g = idx / E, e = idx - g * E;
@@ -200,6 +232,7 @@ __global__ void __launch_bounds__(kSortThreadsMax) expert_sort_kernel(const Sort
     }
     __syncthreads();
   }
+  SY_SORT_TRACE(3);
   std::int32_t my_total = 0;  // single block, E <= threads: thread e keeps total[e]
   for (std::int32_t e = threadIdx.x; e < E; e += threads) {
     std::int32_t sum = 0;
@@ -216,6 +249,7 @@ __global__ void __launch_bounds__(kSortThreadsMax) expert_sort_kernel(const Sort
     }
   }
   grid_barrier<kMulti>();
+  SY_SORT_TRACE(4);
 
   // ---- phase 2 (multi-block): column scans of block_hist, one warp per expert
   if constexpr (kMulti) {
@@ -223,24 +257,45 @@ __global__ void __launch_bounds__(kSortThreadsMax) expert_sort_kernel(const Sort
     const int per_lane = (G + 31) / 32;
     for (std::int64_t e = gwarp; e < E; e += total_warps) {
       const int b0 = min(G, lane * per_lane), b1 = min(G, b0 + per_lane);
+      // The lane's cells in registers (all loads in flight together: the in-place rewrite
+      // below could otherwise serialise them), kColumnCells per lane covers grids <= 256.
+      std::int32_t cells[kColumnCells];
+      const bool in_regs = b1 - b0 <= kColumnCells;  // warp-uniform
       std::int32_t part = 0;
-      for (int b = b0; b < b1; ++b) part += p.block_hist[static_cast<std::int64_t>(b) * E + e];
+      if (in_regs) {
+#pragma unroll
+        for (int i = 0; i < kColumnCells; ++i) {
+          cells[i] = b0 + i < b1 ? p.block_hist[static_cast<std::int64_t>(b0 + i) * E + e] : 0;
+          part += cells[i];
+        }
+      } else {
+        for (int b = b0; b < b1; ++b) part += p.block_hist[static_cast<std::int64_t>(b) * E + e];
+      }
       std::int32_t inc = part;
       for (int d = 1; d < 32; d <<= 1) {
         const std::int32_t o = __shfl_up_sync(0xffffffffu, inc, d);
         if (lane >= d) inc += o;
       }
       std::int32_t run = inc - part;
-      for (int b = b0; b < b1; ++b) {
-        std::int32_t* cell = p.block_hist + static_cast<std::int64_t>(b) * E + e;
-        const std::int32_t c = *cell;
-        *cell = run;
-        run += c;
+      if (in_regs) {
+#pragma unroll
+        for (int i = 0; i < kColumnCells; ++i) {
+          if (b0 + i < b1) p.block_hist[static_cast<std::int64_t>(b0 + i) * E + e] = run;
+          run += cells[i];
+        }
+      } else {
+        for (int b = b0; b < b1; ++b) {
+          std::int32_t* cell = p.block_hist + static_cast<std::int64_t>(b) * E + e;
+          const std::int32_t c = *cell;
+          *cell = run;
+          run += c;
+        }
       }
       if (lane == 31) p.totals[e] = inc;
     }
     grid_barrier<kMulti>();
   }
+  SY_SORT_TRACE(5);
 
   // ---- phase 3a: segment starts (padded exclusive scan of the totals)
   if (masked) {
@@ -249,18 +304,21 @@ __global__ void __launch_bounds__(kSortThreadsMax) expert_sort_kernel(const Sort
     const std::int32_t per = (E + threads - 1) / threads;
     const std::int32_t e0 = min(E, static_cast<std::int32_t>(threadIdx.x) * per),
                        e1 = min(E, e0 + per);
-    const bool in_register = !kMulti && per == 1;
+    // One expert per thread (E <= threads): its total is read once (single block: already in a
+    // register); otherwise a contiguous range, read twice.
+    std::int32_t first = 0;
+    if (per == 1 && e0 < E) first = kMulti ? p.totals[e0] : my_total;
     std::int64_t local = 0;
-    for (std::int32_t e = e0; e < e1; ++e)
-      local += round_up(in_register ? my_total : p.totals[e], p.pad);
+    for (std::int32_t e = e0; e < e1; ++e) local += round_up(per == 1 ? first : p.totals[e], p.pad);
     std::int64_t grand = 0;
     std::int64_t run = block_exclusive_scan(local, scan_scratch, &grand);
     for (std::int32_t e = e0; e < e1; ++e) {
       seg[e] = run;
-      run += round_up(in_register ? my_total : p.totals[e], p.pad);
+      run += round_up(per == 1 ? first : p.totals[e], p.pad);
     }
     if (threadIdx.x == 0) seg[E] = grand;
   }
+  SY_SORT_TRACE(6);
   // ---- phase 3b: per-warp starting ranks inside each segment
   for (int idx = threadIdx.x; idx < groups * E; idx += threads) {
     const int g = idx / E, e = idx - g * E;
@@ -274,10 +332,11 @@ __global__ void __launch_bounds__(kSortThreadsMax) expert_sort_kernel(const Sort
     }
   }
   __syncthreads();
+  SY_SORT_TRACE(7);
 
   // ---- phase 3c: place every slot of this warp's chunk
   auto place = [&](std::int32_t e, std::int64_t s) {
-    const unsigned peers = __match_any_sync(0xffffffffu, e);
+    const unsigned peers = match_peers(e, id_bits);
     if (e >= 0) {
       const std::int64_t rank =
           hist[e] + __popc(peers & ((1u << lane) - 1u));  // earlier chunks + earlier lanes
@@ -306,32 +365,50 @@ __global__ void __launch_bounds__(kSortThreadsMax) expert_sort_kernel(const Sort
       place(expert_at(i), begin + static_cast<std::int64_t>(i) * 32 + lane);
   }
 
-  // ---- phase 3d: padding and metadata (disjoint from the slots written above): one warp per
-  // expert for its segment's padding, grid-stride loops for the buffers' tails.
+  SY_SORT_TRACE(8);
+  // ---- phase 3d: padding and metadata (disjoint from the slots written above). Align: one
+  // thread per expert writes its segment's padding (< B entries) and one thread per block looks
+  // up the block's expert; layouts: one warp per expert (masked padding can be long). Align
+  // offsets are < 2^31 + E * 255 < 2^32, so block indices use 32-bit division.
   const std::int64_t used_total = seg[E];
-  for (std::int64_t e = gwarp; e < E; e += total_warps) {
-    const std::int64_t t = p.totals[e], start = seg[e], stop = seg[e + 1];
-    const std::int64_t used = masked ? min(t, p.pad) : t;
-    if (p.output == SortOutput::kAlign) {
-      const auto sentinel = static_cast<std::int32_t>(p.num_slots);
-      for (std::int64_t j = start + used + lane; j < stop; j += 32) p.sorted_ids[j] = sentinel;
-      for (std::int64_t i = start / p.pad + lane; i < stop / p.pad; i += 32)
-        p.block_experts[i] = static_cast<std::int32_t>(e);
-    } else {
-      for (std::int64_t j = start + used + lane; j < stop; j += 32) p.dst_to_src[j] = -1;
-      if (lane == 0) {
-        p.counts[e] = static_cast<std::int32_t>(used);
-        p.offsets[e] = start;
-      }
-    }
-  }
+  const auto block_size = static_cast<std::uint32_t>(p.pad);
   const std::int64_t gthreads = static_cast<std::int64_t>(gridDim.x) * threads;
   const std::int64_t gtid = static_cast<std::int64_t>(blockIdx.x) * threads + threadIdx.x;
   if (p.output == SortOutput::kAlign) {
     const auto sentinel = static_cast<std::int32_t>(p.num_slots);
+    for (std::int64_t e = gtid; e < E; e += gthreads) {
+      const std::int64_t stop = seg[e + 1];
+      for (std::int64_t j = seg[e] + p.totals[e]; j < stop; ++j) p.sorted_ids[j] = sentinel;
+    }
+    const std::uint32_t used_blocks = static_cast<std::uint32_t>(used_total) / block_size;
+    for (std::int64_t i = gtid; i < used_blocks; i += gthreads)
+      p.block_experts[i] = segment_of(seg, E, i * p.pad);
+  } else {
+    for (std::int64_t e0 = gwarp; e0 < E; e0 += 32 * total_warps) {
+      // The totals of this warp's next 32 experts in one round trip, then one at a time.
+      const std::int64_t mine = e0 + lane * total_warps;
+      const std::int32_t lane_total = mine < E ? p.totals[mine] : 0;
+      for (int k = 0; k < 32; ++k) {
+        const std::int64_t e = e0 + k * total_warps;
+        const std::int64_t t = __shfl_sync(0xffffffffu, lane_total, k);
+        if (e >= E) break;  // warp-uniform
+        const std::int64_t start = seg[e], stop = seg[e + 1];
+        const std::int64_t used = masked ? min(t, p.pad) : t;
+        for (std::int64_t j = start + used + lane; j < stop; j += 32) p.dst_to_src[j] = -1;
+        if (lane == 0) {
+          p.counts[e] = static_cast<std::int32_t>(used);
+          p.offsets[e] = start;
+        }
+      }
+    }
+  }
+  SY_SORT_TRACE(9);
+  if (p.output == SortOutput::kAlign) {
+    const auto sentinel = static_cast<std::int32_t>(p.num_slots);
     for (std::int64_t j = used_total + gtid; j < p.sorted_numel; j += gthreads)
       p.sorted_ids[j] = sentinel;
-    for (std::int64_t i = used_total / p.pad + gtid; i < p.block_experts_numel; i += gthreads)
+    for (std::int64_t i = static_cast<std::uint32_t>(used_total) / block_size + gtid;
+         i < p.block_experts_numel; i += gthreads)
       p.block_experts[i] = -1;
     if (gtid == 0) *p.post_pad = static_cast<std::int32_t>(used_total);
   } else {
@@ -347,6 +424,9 @@ __global__ void __launch_bounds__(kSortThreadsMax) expert_sort_kernel(const Sort
       if (threadIdx.x == 0) *p.overflow = static_cast<std::int64_t>(overflow_sum);
     }
   }
+  SY_SORT_TRACE(10);
 }
+
+#undef SY_SORT_TRACE
 
 }  // namespace switchyard::kernels

@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -44,6 +45,8 @@ struct DeviceInfo {
   int sms = 0;
   int max_smem_optin = 0;
 };
+
+std::atomic<long long*> g_trace{nullptr};
 
 Status device_info(DeviceInfo* out) {
   static std::mutex mu;
@@ -90,6 +93,7 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
   }
   DeviceInfo dev;
   SY_RETURN_IF_ERROR(device_info(&dev));
+  p.trace = g_trace.load(std::memory_order_relaxed);
   p.totals = static_cast<std::int32_t*>(workspace);
   p.block_hist = p.totals + E;
 
@@ -155,6 +159,10 @@ SortParams ids_params(const TensorView& ids, const TensorView& expert_map, std::
 }  // namespace
 
 namespace detail {
+
+void set_align_trace(long long* device_buffer) {
+  g_trace.store(device_buffer, std::memory_order_relaxed);
+}
 
 Status moe_align_block_size_cuda_grid(const AlignParams& params, const AlignArgs& args,
                                       void* workspace, std::size_t workspace_bytes, int grid,
