@@ -10,18 +10,21 @@
 //                                           apply_router_weight_on_input), rounded once to the
 //                                           input dtype
 // Activations (g = gate row, u = up row of w13):
-//   kSiluAndMul       silu(g) * u                       w13 [E, 2I, H]: gate rows 0..I-1, up
-//   I..2I-1 kGeluErfAndMul    gelu(g) * u, erf form kGeluTanhAndMul   gelu(g) * u, tanh form
+//   kSiluAndMul       silu(g) * u          w13 [E, 2I, H]: gate rows 0..I-1, up rows I..2I-1
+//   kGeluErfAndMul    gelu(g) * u, erf form
+//   kGeluTanhAndMul   gelu(g) * u, tanh form
 //   kSwigluOai        gpt-oss: rows interleaved (2i gate, 2i+1 up), g = min(g, limit),
 //                     u = clamp(u, -limit, limit), g * sigmoid(alpha * g) * (u + 1); biases b13/b2
 //   kRelu2            non-gated relu(h)^2               w13 [E, I, H]
-// Tokens whose every column is dropped get zeros. Backends today: CPU (the oracle; threaded over
-// experts). The CUDA grouped-GEMM path follows with the same structs.
+// Tokens whose every column is dropped get zeros. Backends: CPU (the oracle; threaded over
+// experts) and CUDA (fused_experts_cuda below), with the same structs.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "switchyard/status.h"
+#include "switchyard/stream.h"
 #include "switchyard/tensor.h"
 
 namespace switchyard {
@@ -59,5 +62,33 @@ struct ExpertsArgs {
 };
 
 Status fused_experts_cpu(const ExpertsParams& params, const ExpertsArgs& args);
+
+// ---- CUDA -------------------------------------------------------------------------------------
+// fused_experts_cuda: the same op on device memory (every tensor on Device::kCuda), enqueued on
+// `stream`: no allocation, no host synchronisation, capturable in a CUDA graph, and bitwise
+// repeatable (no atomics; every reduction has a fixed order). Needs hidden_size and
+// intermediate_size to be multiples of 8 (16-byte rows for TMA and vector loads); the grouped-GEMM
+// path (used at many rows per expert) needs an sm_90 device (kernels built for sm_90a).
+// Numerics: as above, with one difference: each expert output y is stored rounded to the input
+// dtype (once, after + b2) before the float32 combine, as SGLang and vLLM store it. Against the
+// CPU oracle expect about 2^-8 relative per term for bf16 (2^-11 for fp16), plus float32
+// summation-order effects. Builds without CUDA return kUnsupported (and a workspace size of 0).
+//
+// Workspace (bytes; S = num_tokens * top_k, N13 = rows of w13 per expert, round256(b) = b rounded
+// up to a multiple of 256; any pointer works, it is aligned up to 256 internally):
+//     round256(8 (E+1)) + round256(4 E)              expert offsets and counts
+//   + 2 round256(8 S)                                slot <-> layout-row maps
+//   + round256(expert_layout_workspace_size({E, alignment 1}, S))
+//   + round256(4 S)                                  unit weights (apply_router_weight_on_input)
+//   + round256(2 S I)                                activations, input dtype
+//   + round256(2 S H)                                permuted x, then expert outputs y
+//   + round256(4 S max(N13, H))                      float32 GEMM outputs
+//   + round256(128 E) + 256 KiB                      grouped GEMM arguments and TMA descriptors
+//   + 256                                            alignment slack
+// Contents need no initialisation and are scratch between calls.
+std::size_t fused_experts_workspace_size(const ExpertsParams& params, std::int64_t num_tokens,
+                                         std::int32_t top_k);
+Status fused_experts_cuda(const ExpertsParams& params, const ExpertsArgs& args, void* workspace,
+                          std::size_t workspace_bytes, cudaStream_t stream);
 
 }  // namespace switchyard

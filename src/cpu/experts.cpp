@@ -10,6 +10,7 @@
 #include "../common/check.h"
 #include "../common/dtype_convert.h"
 #include "../common/exact_math.h"
+#include "../common/experts_check.h"
 #include "parallel.h"
 #include "switchyard/align.h"
 #include "switchyard/experts.h"
@@ -34,75 +35,10 @@ const char* activation_name(Activation a) {
 
 namespace {
 
-using detail::check_contiguous;
-using detail::check_dtype;
-using detail::check_shape;
-using detail::check_tensor_basics;
-using detail::invalid_arg;
-
 constexpr const char* kOp = "fused_experts_cpu";
 
 std::int64_t rows13(const ExpertsParams& p) {
-  return p.activation == Activation::kRelu2 ? p.intermediate_size : 2LL * p.intermediate_size;
-}
-
-Status check_weight(const char* name, const TensorView& t, DType dtype,
-                    std::initializer_list<std::int64_t> shape) {
-  SY_RETURN_IF_ERROR(check_tensor_basics(kOp, name, t, Device::kCpu));
-  SY_RETURN_IF_ERROR(check_dtype(kOp, name, t, {dtype}));
-  SY_RETURN_IF_ERROR(check_shape(kOp, name, t, shape));
-  return check_contiguous(kOp, name, t);
-}
-
-Status check_bias(const char* name, const TensorView& t, DType dtype,
-                  std::initializer_list<std::int64_t> shape) {
-  if (!t.defined()) return Status::Ok();
-  SY_RETURN_IF_ERROR(check_tensor_basics(kOp, name, t, Device::kCpu));
-  SY_RETURN_IF_ERROR(check_dtype(kOp, name, t, {DType::kFloat32, dtype}));
-  SY_RETURN_IF_ERROR(check_shape(kOp, name, t, shape));
-  return check_contiguous(kOp, name, t);
-}
-
-Status check_experts(const ExpertsParams& p, const ExpertsArgs& a) {
-  if (p.num_experts < 1) return invalid_arg(kOp, "num_experts", p.num_experts, ">= 1");
-  if (p.hidden_size < 1) return invalid_arg(kOp, "hidden_size", p.hidden_size, ">= 1");
-  if (p.intermediate_size < 1) {
-    return invalid_arg(kOp, "intermediate_size", p.intermediate_size, ">= 1");
-  }
-  if (static_cast<int>(p.activation) > static_cast<int>(Activation::kRelu2)) {
-    return invalid_arg(kOp, "activation", static_cast<int>(p.activation), "an Activation value");
-  }
-  if (!std::isfinite(p.routed_scaling_factor)) {
-    return invalid_arg(kOp, "routed_scaling_factor", p.routed_scaling_factor, "finite");
-  }
-  if (!(std::isfinite(p.swiglu_alpha) && std::isfinite(p.swiglu_limit) && p.swiglu_limit > 0)) {
-    return invalid_arg(kOp, "swiglu_limit", p.swiglu_limit, "finite and > 0 (alpha finite)");
-  }
-  const std::int64_t E = p.num_experts, H = p.hidden_size, I = p.intermediate_size;
-  SY_RETURN_IF_ERROR(check_tensor_basics(kOp, "x", a.x, Device::kCpu));
-  SY_RETURN_IF_ERROR(check_dtype(kOp, "x", a.x, {DType::kBFloat16, DType::kFloat16}));
-  if (a.x.ndim != 2 || a.x.size(1) != H) {
-    return invalid_arg(kOp, "x.shape", a.x.describe(),
-                       "[num_tokens, hidden_size] with hidden_size = " + std::to_string(H));
-  }
-  SY_RETURN_IF_ERROR(check_contiguous(kOp, "x", a.x));
-  const std::int64_t M = a.x.size(0);
-  SY_RETURN_IF_ERROR(check_weight("w13", a.w13, a.x.dtype, {E, rows13(p), H}));
-  SY_RETURN_IF_ERROR(check_weight("w2", a.w2, a.x.dtype, {E, H, I}));
-  SY_RETURN_IF_ERROR(check_bias("b13", a.b13, a.x.dtype, {E, rows13(p)}));
-  SY_RETURN_IF_ERROR(check_bias("b2", a.b2, a.x.dtype, {E, H}));
-  SY_RETURN_IF_ERROR(check_tensor_basics(kOp, "top_k_ids", a.top_k_ids, Device::kCpu));
-  if (a.top_k_ids.ndim != 2 || a.top_k_ids.size(0) != M) {
-    return invalid_arg(kOp, "top_k_ids.shape", a.top_k_ids.describe(),
-                       "[num_tokens, top_k] with num_tokens = " + std::to_string(M));
-  }
-  const std::int64_t K = a.top_k_ids.size(1);
-  SY_RETURN_IF_ERROR(check_weight("top_k_weights", a.top_k_weights, DType::kFloat32, {M, K}));
-  if (p.apply_router_weight_on_input && K != 1) {
-    return invalid_arg(kOp, "apply_router_weight_on_input", "true",
-                       "top_k == 1 (got " + std::to_string(K) + ")");
-  }
-  return check_weight("out", a.out, a.x.dtype, {M, H});
+  return detail::experts_rows13(p);
 }
 
 float bias_at(const TensorView& b, std::int64_t i) {
@@ -267,7 +203,7 @@ void forward(const ExpertsParams& p, const ExpertsArgs& a, const SlotLayout& l) 
 }  // namespace
 
 Status fused_experts_cpu(const ExpertsParams& p, const ExpertsArgs& a) {
-  SY_RETURN_IF_ERROR(check_experts(p, a));
+  SY_RETURN_IF_ERROR(detail::experts_check(kOp, p, a, Device::kCpu));
   SlotLayout layout;
   SY_RETURN_IF_ERROR(make_layout(p, a, &layout));
   if (a.x.dtype == DType::kBFloat16) {

@@ -17,6 +17,7 @@
 #include "args.h"
 #include "commands.h"
 #include "common.h"
+#include "gemm_ceiling.h"
 #include "switchyard/runtime.h"
 
 namespace switchyard::cli {
@@ -257,11 +258,15 @@ int bench_ceiling(const Args& args) {
   }
   if (Status st = tools::time_empty_kernel(40, 7, &empty); !st.ok())
     return fail(cmd, st, kExitRuntime);
+  GemmCeiling gemm;  // cuBLAS dense bf16 GEMM, 8192^3
+  if (Status st = measure_gemm_ceiling(8192, &gemm); !st.ok()) return fail(cmd, st, kExitRuntime);
   tools::JsonWriter j;
   j.begin_object().field("bench", "ceiling").field("card", cuda_device_description());
   j.field("date", utc_timestamp()).field("bytes", static_cast<std::int64_t>(c.bytes));
   j.field("read_gbps", c.read_gbps).field("copy_gbps", c.copy_gbps);
-  j.field("empty_kernel_us", empty.median_us_per_call).end_object();
+  j.field("empty_kernel_us", empty.median_us_per_call);
+  j.field("gemm_bf16_n", gemm.n).field("gemm_bf16_ms", gemm.median_ms);
+  j.field("gemm_bf16_tflops", gemm.tflops).end_object();
   const std::string text = j.str() + "\n";
   if (Status st = emit(args.get("output", ""), text); !st.ok()) return fail(cmd, st, kExitUsage);
   return kExitOk;
@@ -274,7 +279,9 @@ int bench_command(int argc, char** argv, int first) {
       "usage: switchyard bench routing [flags]   sweep token counts x presets\n"
       "       switchyard bench align|permute|combine [flags]   sweep tokens x presets at the "
       "model's shape\n"
-      "       switchyard bench ceiling [--bytes-mib N] [--output FILE]   memory ceiling\n";
+      "       switchyard bench experts [flags]   fused MoE forward: tokens x presets\n"
+      "       switchyard bench ceiling [--bytes-mib N] [--output FILE]   memory and GEMM "
+      "ceilings\n";
   if (first >= argc) {
     std::fprintf(stderr, "switchyard bench: missing routine\n%s", usage.c_str());
     return kExitUsage;
@@ -301,6 +308,7 @@ int bench_command(int argc, char** argv, int first) {
   }
   if (routine == "align" || routine == "permute" || routine == "combine")
     return bench_layer_op(routine, argc, argv, first + 1);
+  if (routine == "experts") return bench_experts(argc, argv, first + 1);
   if (routine == "ceiling") {
     static const std::vector<FlagSpec> specs = {
         {"bytes-mib", true, "buffer size in MiB (default 2048)"},
@@ -313,11 +321,10 @@ int bench_command(int argc, char** argv, int first) {
     }
     return bench_ceiling(args);
   }
-  std::fprintf(
-      stderr,
-      "switchyard bench: unknown routine '%s': expected routing, align, permute, combine or "
-      "ceiling\n%s",
-      routine.c_str(), usage.c_str());
+  std::fprintf(stderr,
+               "switchyard bench: unknown routine '%s': expected routing, align, permute, combine, "
+               "experts or ceiling\n%s",
+               routine.c_str(), usage.c_str());
   return kExitUsage;
 }
 

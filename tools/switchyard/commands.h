@@ -15,5 +15,7 @@ int run_command(int argc, char** argv, int first);
 int bench_command(int argc, char** argv, int first);
 // `switchyard bench align|permute|combine` (bench_layer.cpp).
 int bench_layer_op(const std::string& op, int argc, char** argv, int first);
+// `switchyard bench experts` (bench_experts.cpp).
+int bench_experts(int argc, char** argv, int first);
 
 }  // namespace switchyard::cli

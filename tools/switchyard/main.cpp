@@ -14,7 +14,8 @@ void print_usage(std::FILE* f) {
       "commands:\n"
       "  run              run one MoE layer of a model preset on generated inputs (the main job)\n"
       "  bench routing    sweep token counts x presets: median us, GB/s, %% of ceiling, wrong\n"
-      "  bench ceiling    measure the card's memory ceiling\n"
+      "  bench experts    the fused MoE forward over tokens x presets: us, TB/s, TFLOP/s\n"
+      "  bench ceiling    measure the card's memory and dense GEMM ceilings\n"
       "  info             what this build and machine can run\n"
       "  help             this text ('switchyard run --help' for a command's flags)\n");
 }

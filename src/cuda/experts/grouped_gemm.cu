@@ -1,0 +1,109 @@
+// grouped_gemm_cuda: checks, workspace carving and dtype dispatch (the CUTLASS instances live in
+// grouped_gemm_{bf16,f16}.cu; this file includes no CUTLASS header).
+#include "grouped_gemm.h"
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include "../../common/check.h"
+#include "../cuda_status.h"
+
+namespace switchyard::detail {
+
+namespace {
+
+bool aligned16(const void* p) {
+  return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0;
+}
+
+std::string hex(const void* p) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "0x%llx",
+                static_cast<unsigned long long>(reinterpret_cast<std::uintptr_t>(p)));
+  return buf;
+}
+
+// The kernels are compiled for sm_90a only (wgmma, TMA multicast): other devices are refused.
+Status check_device(const char* op) {
+  static int cached[64] = {};  // major * 10 + minor + 1, per device
+  int dev = 0;
+  SY_RETURN_IF_ERROR(cuda_status(cudaGetDevice(&dev), "grouped_gemm: cudaGetDevice"));
+  int& c = cached[dev & 63];
+  if (c == 0) {
+    int major = 0, minor = 0;
+    SY_RETURN_IF_ERROR(cuda_status(
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "cc major"));
+    SY_RETURN_IF_ERROR(cuda_status(
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev), "cc minor"));
+    c = major * 10 + minor + 1;
+  }
+  if (c - 1 != 90) {
+    return Status::Unsupported(std::string(op) + ": the grouped GEMM is built for sm_90a only " +
+                               "(device is sm_" + std::to_string(c - 1) + ")");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::size_t grouped_gemm_workspace_size(std::int32_t num_groups) {
+  const std::size_t arrays =
+      (kGroupedGemmBytesPerGroup * static_cast<std::size_t>(num_groups > 0 ? num_groups : 0) +
+       255) /
+      256 * 256;
+  return arrays + kGroupedGemmKernelWorkspace;
+}
+
+Status grouped_gemm_check(const char* op, const GroupedGemmArgs& a) {
+  if (a.dtype != DType::kBFloat16 && a.dtype != DType::kFloat16) {
+    return invalid_arg(op, "dtype", dtype_name(a.dtype), "bfloat16 or float16");
+  }
+  if (a.out_dtype != DType::kFloat32 && a.out_dtype != a.dtype) {
+    return invalid_arg(op, "out_dtype", dtype_name(a.out_dtype),
+                       std::string("float32 or ") + dtype_name(a.dtype));
+  }
+  if (a.num_groups < 1) return invalid_arg(op, "num_groups", a.num_groups, ">= 1");
+  if (a.rows < 0 || a.rows > std::numeric_limits<std::int32_t>::max()) {
+    return invalid_arg(op, "rows", a.rows, "0 <= rows < 2^31");
+  }
+  if (a.n < 8 || a.n % 8 != 0) {
+    return invalid_arg(op, "n", a.n, "a positive multiple of 8 (16-byte rows for TMA)");
+  }
+  if (a.k < 8 || a.k % 8 != 0) {
+    return invalid_arg(op, "k", a.k, "a positive multiple of 8 (16-byte rows for TMA)");
+  }
+  const struct {
+    const char* name;
+    const void* ptr;
+  } ptrs[] = {{"a", a.a}, {"b", a.b}, {"c", a.c}, {"offsets", a.offsets}};
+  for (const auto& p : ptrs) {
+    if (p.ptr == nullptr) return invalid_arg(op, p.name, "null", "a device pointer");
+    if (!aligned16(p.ptr)) return invalid_arg(op, p.name, hex(p.ptr), "16-byte aligned");
+  }
+  return Status::Ok();
+}
+
+Status grouped_gemm_cuda(const GroupedGemmArgs& args, heuristics::GemmTile tile, void* workspace,
+                         std::size_t workspace_bytes, cudaStream_t stream) {
+  const char* op = "grouped_gemm_cuda";
+  SY_RETURN_IF_ERROR(grouped_gemm_check(op, args));
+  const std::size_t need = grouped_gemm_workspace_size(args.num_groups);
+  if (workspace_bytes < need) {
+    return invalid_arg(op, "workspace_bytes", workspace_bytes,
+                       ">= grouped_gemm_workspace_size() = " + std::to_string(need));
+  }
+  if (workspace == nullptr || (reinterpret_cast<std::uintptr_t>(workspace) & 255u) != 0) {
+    return invalid_arg(op, "workspace", hex(workspace), "a 256-byte aligned device pointer");
+  }
+  if (args.rows == 0) return Status::Ok();
+  SY_RETURN_IF_ERROR(check_device(op));
+  if (args.dtype == DType::kBFloat16) {
+    return grouped_gemm_sm90_bf16(args, tile, workspace, stream);
+  }
+  return grouped_gemm_sm90_f16(args, tile, workspace, stream);
+}
+
+}  // namespace switchyard::detail

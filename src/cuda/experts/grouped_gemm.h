@@ -1,0 +1,66 @@
+// Grouped GEMM over experts on sm90a (CUTLASS 3.x ptr-array grouped GEMM: TMA loads, wgmma,
+// warp-specialized persistent kernel). Internal API of the fused MoE forward; plain C++ header.
+//
+//   for every group g in [0, num_groups):
+//     C[offsets[g] .. offsets[g+1], :] = A[offsets[g] .. offsets[g+1], :] @ B[g]^T
+//
+//   A [rows, k]          row-major, bfloat16 or float16   (the expert-major token rows)
+//   B [num_groups, n, k] row-major, A's dtype             (SGLang w13 [E, 2I, H], w2 [E, H, I])
+//   C [rows, n]          row-major, float32 or A's dtype  (float32 accumulation, rounded once)
+//   offsets [num_groups + 1] int64 in DEVICE memory: non-decreasing, offsets[0] >= 0,
+//     offsets[num_groups] <= rows. Only the device reads it: a tiny setup kernel turns it into
+//     per-group problem shapes, pointers and strides in the workspace, and the persistent kernel's
+//     grid is the SM count, so nothing waits for the host and the call can be graph-captured.
+//     Rows of C outside every group are not written. Groups with 0 rows are skipped.
+//
+// Requirements (TMA: 16-byte aligned rows and base pointers): k % 8 == 0, n % 8 == 0, every
+// pointer 16-byte aligned; k and n need not be multiples of the 64/256 tile (TMA zero-fills the
+// loads and clips the stores at the group's edges). grouped_gemm_check() reports a violation.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "../heuristics/experts.h"
+#include "switchyard/status.h"
+#include "switchyard/stream.h"
+#include "switchyard/tensor.h"
+
+namespace switchyard::detail {
+
+struct GroupedGemmArgs {
+  DType dtype = DType::kBFloat16;         // A and B
+  DType out_dtype = DType::kFloat32;      // C: float32 or dtype
+  const void* a = nullptr;                // [rows, k]
+  const void* b = nullptr;                // [num_groups, n, k]
+  void* c = nullptr;                      // [rows, n]
+  const std::int64_t* offsets = nullptr;  // [num_groups + 1] device
+  std::int32_t num_groups = 0;
+  std::int64_t rows = 0;  // capacity of A and C (bounds offsets[num_groups])
+  std::int32_t n = 0, k = 0;
+};
+
+// The largest SM count the kernels use (more SMs run with this many persistent CTAs).
+inline constexpr int kGroupedGemmMaxSms = 256;
+// Bytes reserved for CUTLASS's own workspace (per-SM TMA descriptors); checked at run time.
+inline constexpr std::size_t kGroupedGemmKernelWorkspace = std::size_t{256} << 10;
+// Bytes per group of the device-built argument arrays (shape, 3 pointers, 3 strides), rounded up.
+inline constexpr std::size_t kGroupedGemmBytesPerGroup = 128;
+
+// Workspace bytes: 128 * num_groups rounded up to 256, + 256 KiB. 256-byte aligned pointer.
+std::size_t grouped_gemm_workspace_size(std::int32_t num_groups);
+
+// Dtypes, sizes and the 16-byte alignment rules above; messages name `op` and the argument.
+Status grouped_gemm_check(const char* op, const GroupedGemmArgs& args);
+
+// Checks, then enqueues the setup kernel and the GEMM on `stream` with the given CTA tile.
+Status grouped_gemm_cuda(const GroupedGemmArgs& args, heuristics::GemmTile tile, void* workspace,
+                         std::size_t workspace_bytes, cudaStream_t stream);
+
+// Per-dtype entry points (one translation unit each; called by grouped_gemm_cuda after checks).
+Status grouped_gemm_sm90_bf16(const GroupedGemmArgs& args, heuristics::GemmTile tile,
+                              void* workspace, cudaStream_t stream);
+Status grouped_gemm_sm90_f16(const GroupedGemmArgs& args, heuristics::GemmTile tile,
+                             void* workspace, cudaStream_t stream);
+
+}  // namespace switchyard::detail

@@ -1,0 +1,11 @@
+// float16 instances of the sm90a grouped GEMM (see grouped_gemm_sm90.cuh).
+#include "grouped_gemm_sm90.cuh"
+
+namespace switchyard::detail {
+
+Status grouped_gemm_sm90_f16(const GroupedGemmArgs& args, heuristics::GemmTile tile,
+                             void* workspace, cudaStream_t stream) {
+  return sm90::dispatch<cutlass::half_t>(args, tile, workspace, stream);
+}
+
+}  // namespace switchyard::detail

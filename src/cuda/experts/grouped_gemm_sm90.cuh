@@ -1,0 +1,222 @@
+// The CUTLASS 3.x sm90a ptr-array grouped GEMM behind grouped_gemm.h. Included only by the
+// per-dtype translation units (grouped_gemm_bf16.cu, grouped_gemm_f16.cu), which instantiate
+// 2 tiles x 2 output dtypes each: these kernels take ~30 s apiece to compile, so there are 8 in
+// all.
+//
+// Kernel choice (fixed, no tuning file; CUTLASS example 57 is the API reference):
+//   A row-major (K-major), B "column-major" in CUTLASS terms = [n, k] row-major (K-major): the TN
+//   GEMM wgmma reads natively from TMA-swizzled shared memory.
+//   kRows128: cooperative, tile 128 x 256 x 64 (two consumer warpgroups of 64 x 256 each).
+//   kRows64:  ping-pong, tile 64 x 256 x 64 (each consumer warpgroup owns a 64 x 256 tile; the
+//             two alternate mainloop and epilogue), for experts with few rows.
+//   Cluster 1 x 2: the two CTAs of a cluster share the A tile (token rows) by TMA multicast; every
+//   model shape here has an even number of 256-column tiles. Stages: as many as shared memory
+//   holds after the epilogue's carve-out. Epilogue: D = acc (alpha 1, no C operand).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "../../common/check.h"
+#include "../cuda_status.h"
+#include "cute/tensor.hpp"
+#include "cutlass/cutlass.h"
+#include "cutlass/epilogue/collective/collective_builder.hpp"
+#include "cutlass/gemm/collective/collective_builder.hpp"
+#include "cutlass/gemm/device/gemm_universal_adapter.h"
+#include "cutlass/gemm/dispatch_policy.hpp"
+#include "cutlass/gemm/group_array_problem_shape.hpp"
+#include "cutlass/gemm/kernel/gemm_universal.hpp"
+#include "grouped_gemm.h"
+
+namespace switchyard::detail::sm90 {
+
+struct TileRows128 {
+  using KernelSchedule = cutlass::gemm::KernelPtrArrayTmaWarpSpecializedCooperative;
+  using EpilogueSchedule = cutlass::epilogue::PtrArrayTmaWarpSpecializedCooperative;
+  using TileShape = cute::Shape<cute::_128, cute::_256, cute::_64>;
+  using ClusterShape = cute::Shape<cute::_1, cute::_2, cute::_1>;
+};
+
+struct TileRows64 {
+  using KernelSchedule = cutlass::gemm::KernelPtrArrayTmaWarpSpecializedPingpong;
+  using EpilogueSchedule = cutlass::epilogue::PtrArrayTmaWarpSpecializedPingpong;
+  using TileShape = cute::Shape<cute::_64, cute::_256, cute::_64>;
+  using ClusterShape = cute::Shape<cute::_1, cute::_2, cute::_1>;
+};
+
+using ProblemShape = cutlass::gemm::GroupProblemShape<cute::Shape<int, int, int>>;  // (m, n, k)
+using GroupShape = ProblemShape::UnderlyingProblemShape;
+// Row-major [rows, cols] with cols contiguous: (leading stride, 1, batch stride 0).
+using RowStride = cute::Stride<std::int64_t, cute::Int<1>, cute::Int<0>>;
+
+template <typename Element, typename ElementOut, typename Config>
+struct GroupedGemm {
+  using LayoutA = cutlass::layout::RowMajor;
+  using LayoutB = cutlass::layout::ColumnMajor;
+  using LayoutD = cutlass::layout::RowMajor;
+  static constexpr int kAlignAB = 16 / static_cast<int>(sizeof(Element));
+  static constexpr int kAlignD = 16 / static_cast<int>(sizeof(ElementOut));
+
+  using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, typename Config::TileShape,
+      typename Config::ClusterShape, cutlass::epilogue::collective::EpilogueTileAuto, float, float,
+      void, LayoutD*, kAlignD, ElementOut, LayoutD*, kAlignD, typename Config::EpilogueSchedule,
+      cutlass::epilogue::fusion::LinearCombination<ElementOut, float, void, float>>::CollectiveOp;
+  using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Element, LayoutA*, kAlignAB, Element,
+      LayoutB*, kAlignAB, float, typename Config::TileShape, typename Config::ClusterShape,
+      cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(
+          sizeof(typename Epilogue::SharedStorage))>,
+      typename Config::KernelSchedule>::CollectiveOp;
+  using Kernel = cutlass::gemm::kernel::GemmUniversal<ProblemShape, Mainloop, Epilogue>;
+  using Device = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
+
+  static_assert(std::is_same_v<typename Kernel::InternalStrideA, RowStride>);
+  static_assert(std::is_same_v<typename Kernel::InternalStrideB, RowStride>);
+  static_assert(std::is_same_v<typename Kernel::InternalStrideD, RowStride>);
+};
+
+// The per-group argument arrays the kernel reads, carved from the front of the workspace.
+template <typename Element, typename ElementOut>
+struct GroupArrays {
+  GroupShape* shapes;
+  const Element** a;
+  const Element** b;
+  ElementOut** d;
+  RowStride* stride_a;
+  RowStride* stride_b;
+  RowStride* stride_d;
+
+  static GroupArrays carve(void* workspace, std::int32_t groups) {
+    auto* p = static_cast<char*>(workspace);
+    const auto take = [&](std::size_t elem_bytes) {
+      char* q = p;
+      p += (elem_bytes * static_cast<std::size_t>(groups) + 15) / 16 * 16;
+      return q;
+    };
+    GroupArrays g;
+    g.shapes = reinterpret_cast<GroupShape*>(take(sizeof(GroupShape)));
+    g.a = reinterpret_cast<const Element**>(take(sizeof(void*)));
+    g.b = reinterpret_cast<const Element**>(take(sizeof(void*)));
+    g.d = reinterpret_cast<ElementOut**>(take(sizeof(void*)));
+    g.stride_a = reinterpret_cast<RowStride*>(take(sizeof(RowStride)));
+    g.stride_b = reinterpret_cast<RowStride*>(take(sizeof(RowStride)));
+    g.stride_d = reinterpret_cast<RowStride*>(take(sizeof(RowStride)));
+    return g;
+  }
+  // Bytes carve() uses; bounded by kGroupedGemmBytesPerGroup * groups (checked by the caller).
+  static std::size_t bytes(std::int32_t groups) {
+    const auto n = static_cast<std::size_t>(groups);
+    const auto r16 = [](std::size_t b) { return (b + 15) / 16 * 16; };
+    return r16(sizeof(GroupShape) * n) + 3 * r16(sizeof(void*) * n) +
+           3 * r16(sizeof(RowStride) * n);
+  }
+};
+
+// One thread per group: problem shape, base pointers and strides from the device-side offsets.
+// Offsets are clamped into [0, rows] so that a corrupt map can never address outside A or C.
+template <typename Element, typename ElementOut>
+__global__ void grouped_gemm_setup_kernel(const std::int64_t* __restrict__ offsets,  // [G+1]
+                                          std::int32_t groups, std::int64_t rows, std::int32_t n,
+                                          std::int32_t k, const Element* a,  // [rows, k]
+                                          const Element* b,                  // [G, n, k]
+                                          ElementOut* d,                     // [rows, n]
+                                          GroupArrays<Element, ElementOut> out) {
+  const std::int32_t g = static_cast<std::int32_t>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (g >= groups) return;
+  const std::int64_t o0 = offsets[g], o1 = offsets[g + 1];
+  const std::int64_t r0 = o0 < 0 ? 0 : (o0 > rows ? rows : o0);
+  const std::int64_t r1 = o1 < r0 ? r0 : (o1 > rows ? rows : o1);
+  // Component stores: constructing the cute tuples whole goes through a stack temporary.
+  GroupShape& shape = out.shapes[g];
+  cute::get<0>(shape) = static_cast<int>(r1 - r0);
+  cute::get<1>(shape) = n;
+  cute::get<2>(shape) = k;
+  out.a[g] = a + r0 * k;
+  out.b[g] = b + static_cast<std::int64_t>(g) * n * k;
+  out.d[g] = d + r0 * n;
+  cute::get<0>(out.stride_a[g]) = k;
+  cute::get<0>(out.stride_b[g]) = k;
+  cute::get<0>(out.stride_d[g]) = n;
+}
+
+inline Status cutlass_status(cutlass::Status st, const char* what) {
+  if (st == cutlass::Status::kSuccess) return Status::Ok();
+  return Status::Internal(std::string("grouped_gemm: ") + what + ": " + cutlassGetStatusString(st));
+}
+
+// SM count of the current device (cached per device), capped at kGroupedGemmMaxSms.
+inline Status device_sm_count(int* device, int* sm_count) {
+  static int cached[64] = {};
+  SY_RETURN_IF_ERROR(cuda_status(cudaGetDevice(device), "grouped_gemm: cudaGetDevice"));
+  int& c = cached[*device & 63];
+  if (c == 0) {
+    int v = 0;
+    SY_RETURN_IF_ERROR(
+        cuda_status(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, *device),
+                    "grouped_gemm: cudaDeviceGetAttribute(MultiProcessorCount)"));
+    c = std::min(v, kGroupedGemmMaxSms);
+  }
+  *sm_count = c;
+  return Status::Ok();
+}
+
+template <typename Element, typename ElementOut, typename Config>
+Status run(const GroupedGemmArgs& p, void* workspace, cudaStream_t stream) {
+  using Gemm = GroupedGemm<Element, ElementOut, Config>;
+  using Arrays = GroupArrays<Element, ElementOut>;
+  if (Arrays::bytes(p.num_groups) >
+      kGroupedGemmBytesPerGroup * static_cast<std::size_t>(p.num_groups)) {
+    return Status::Internal("grouped_gemm: per-group argument arrays exceed their reserved bytes");
+  }
+  const std::size_t arrays_bytes =
+      (kGroupedGemmBytesPerGroup * static_cast<std::size_t>(p.num_groups) + 255) / 256 * 256;
+  const Arrays arrays = Arrays::carve(workspace, p.num_groups);
+  void* kernel_workspace = static_cast<char*>(workspace) + arrays_bytes;
+
+  const auto* a = static_cast<const Element*>(p.a);
+  const auto* b = static_cast<const Element*>(p.b);
+  auto* d = static_cast<ElementOut*>(p.c);
+  constexpr int kSetupThreads = 128;
+  grouped_gemm_setup_kernel<Element, ElementOut>
+      <<<(p.num_groups + kSetupThreads - 1) / kSetupThreads, kSetupThreads, 0, stream>>>(
+          p.offsets, p.num_groups, p.rows, p.n, p.k, a, b, d, arrays);
+  SY_RETURN_IF_ERROR(cuda_status(cudaGetLastError(), "grouped_gemm: setup kernel launch"));
+
+  cutlass::KernelHardwareInfo hw;
+  SY_RETURN_IF_ERROR(device_sm_count(&hw.device_id, &hw.sm_count));
+  typename Gemm::Device::Arguments args{
+      cutlass::gemm::GemmUniversalMode::kGrouped,
+      {p.num_groups, arrays.shapes, nullptr},  // no host shapes: the device reads them
+      {arrays.a, arrays.stride_a, arrays.b, arrays.stride_b},
+      {{}, nullptr, nullptr, arrays.d, arrays.stride_d},
+      hw};
+  args.epilogue.thread.alpha = 1.0f;
+  args.epilogue.thread.beta = 0.0f;
+  if (Gemm::Device::get_workspace_size(args) > kGroupedGemmKernelWorkspace) {
+    return Status::Internal("grouped_gemm: CUTLASS workspace exceeds the reserved " +
+                            std::to_string(kGroupedGemmKernelWorkspace) + " bytes");
+  }
+  typename Gemm::Device gemm;
+  SY_RETURN_IF_ERROR(cutlass_status(gemm.can_implement(args), "can_implement"));
+  SY_RETURN_IF_ERROR(cutlass_status(gemm.initialize(args, kernel_workspace, stream), "initialize"));
+  SY_RETURN_IF_ERROR(cutlass_status(gemm.run(stream), "run"));
+  return cuda_status(cudaGetLastError(), "grouped_gemm: kernel launch");
+}
+
+template <typename Element>
+Status dispatch(const GroupedGemmArgs& p, heuristics::GemmTile tile, void* workspace,
+                cudaStream_t stream) {
+  const bool rows64 = tile == heuristics::GemmTile::kRows64;
+  if (p.out_dtype == DType::kFloat32) {
+    return rows64 ? run<Element, float, TileRows64>(p, workspace, stream)
+                  : run<Element, float, TileRows128>(p, workspace, stream);
+  }
+  return rows64 ? run<Element, Element, TileRows64>(p, workspace, stream)
+                : run<Element, Element, TileRows128>(p, workspace, stream);
+}
+
+}  // namespace switchyard::detail::sm90

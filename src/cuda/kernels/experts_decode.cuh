@@ -1,0 +1,319 @@
+// Decode path of the fused MoE forward: for few rows per expert, stream each hit expert's weights
+// once at full HBM bandwidth ("swap-AB": weight rows are the MMA's M side, the expert's token rows
+// its N side, so an m16n8k16 tensor-core MMA serves 1..8 tokens per 8-column tile).
+//
+// Work decomposition (no host synchronisation: the grid is sized from M*K and E only):
+//   blockIdx.x = work item: (expert, up to kTokens = 8 * kTiles of its layout rows), numbered in
+//                expert order; a CTA finds its item from the device-side offsets (one warp scans
+//                ceil(count/kTokens) over the experts). Items past the last exit at once.
+//   blockIdx.y = a block of 32 outputs (two warps along N, 16 outputs each: for gated activations
+//                a warp owns the gate AND up rows of its 16 outputs, so the activation is fused).
+//   4 warps along k: each takes every 4th 64-wide k chunk (neighbouring warps read neighbouring
+//                512-byte pieces of a weight row); partial sums are added through shared memory in
+//                a fixed order (warp 0 + 1 + 2 + 3), so results are deterministic.
+// Loads: every thread reads two 16-byte vectors per weight row and per token row per chunk
+// (weights with ld.global.nc.L1::no_allocate: streamed once). The k order inside a 64-wide chunk
+// is permuted identically for both operands (a dot product does not care): thread t of a quad
+// holds elements [16t, 16t+16) of the chunk and feeds 4 of them to each of the 4 MMA k-steps, so
+// the fragments come straight from the 16-byte loads with no shuffles or shared memory.
+// Epilogue (warp 0 of each k group): bias, activation in float32, one rounding, scattered stores.
+#pragma once
+
+#include <cstdint>
+
+#include "experts_pointwise.cuh"
+
+namespace switchyard::kernels {
+
+inline constexpr int kDecodeWarpsN = 2;
+inline constexpr int kDecodeWarpsK = 4;
+inline constexpr int kDecodeThreads = 32 * kDecodeWarpsN * kDecodeWarpsK;
+inline constexpr int kDecodeOutputsPerCta = 16 * kDecodeWarpsN;
+inline constexpr int kDecodeChunk = 64;  // k elements per warp and step
+
+struct DecodeParams {
+  const void* weights;             // [E, w_rows, k]: w13 or w2
+  const void* input;               // gather: x [M, k]; else [R, k] rows in layout order
+  const std::int64_t* dst_to_src;  // gather: [R] slot of each layout row
+  const float* slot_scale;         // gather with apply_router_weight_on_input: [M*K]; else null
+  std::int32_t top_k;              // gather: token = slot / top_k
+  const std::int64_t* offsets;     // [E+1] expert segments of the layout rows
+  std::int32_t num_experts;
+  std::int32_t k;       // reduction length, a multiple of 8
+  std::int32_t n_out;   // outputs per row (I for GEMM1, H for GEMM2)
+  std::int32_t w_rows;  // weight rows per expert
+  const void* bias;     // optional [E, w_rows], float32 or T
+  bool bias_f32;
+  Activation activation;  // kGated: the gated activation; else kRelu2 applies relu^2
+  bool apply_relu2;       // single-row epilogue: relu^2 (GEMM1 of kRelu2) or identity (GEMM2)
+  float alpha, limit;     // kSwigluOai
+  void* out;              // [R, n_out] T
+};
+
+struct DecodeItem {
+  std::int64_t row_begin;
+  std::int32_t expert;
+  std::int32_t rows;  // 0: no item for this CTA
+};
+
+// Warp-cooperative: the item-th (expert, chunk of `tokens` rows) in expert order, or rows = 0.
+__device__ __forceinline__ void find_decode_item(const std::int64_t* __restrict__ offsets,
+                                                 int num_experts, int tokens, std::int64_t item,
+                                                 DecodeItem* out) {
+  constexpr int kPer = 4;  // experts per lane per step: 128 experts per step
+  const int lane = threadIdx.x & 31;
+  if (lane == 0) out->rows = 0;
+  __syncwarp();
+  std::int64_t base = 0;
+  for (int e0 = 0; e0 < num_experts; e0 += 32 * kPer) {
+    const int first = e0 + lane * kPer;
+    std::int64_t off[kPer + 1];
+#pragma unroll
+    for (int q = 0; q <= kPer; ++q) off[q] = __ldg(offsets + min(first + q, num_experts));
+    std::int64_t tiles[kPer], sum = 0;
+#pragma unroll
+    for (int q = 0; q < kPer; ++q) {
+      const std::int64_t n = off[q + 1] - off[q];
+      tiles[q] = n > 0 ? (n + tokens - 1) / tokens : 0;
+      sum += tiles[q];
+    }
+    std::int64_t incl = sum;
+#pragma unroll
+    for (int d = 1; d < 32; d *= 2) {
+      const std::int64_t v = __shfl_up_sync(0xffffffffu, incl, d);
+      if (lane >= d) incl += v;
+    }
+    const std::int64_t total = __shfl_sync(0xffffffffu, incl, 31);
+    if (item < base + total) {
+      std::int64_t rem = item - (base + incl - sum);
+      if (rem >= 0 && rem < sum) {
+#pragma unroll
+        for (int q = 0; q < kPer; ++q) {
+          if (rem >= 0 && rem < tiles[q]) {
+            const std::int64_t n = off[q + 1] - off[q];
+            out->expert = first + q;
+            out->row_begin = off[q] + rem * tokens;
+            out->rows =
+                static_cast<std::int32_t>(min(static_cast<std::int64_t>(tokens), n - rem * tokens));
+          }
+          rem -= tiles[q];
+        }
+      }
+      break;
+    }
+    base += total;
+  }
+  __syncwarp();
+}
+
+// 16-byte loads: weights bypass L1 (read once); token rows may hit L1 (shared by CTAs and warps).
+__device__ __forceinline__ uint4 load_weights16(const void* p) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p));
+  return v;
+}
+
+__device__ __forceinline__ std::uint32_t word(const uint4& v, int i) {
+  return i == 0 ? v.x : (i == 1 ? v.y : (i == 2 ? v.z : v.w));
+}
+
+// D += A * B for one m16n8k16 tile, float32 accumulation.
+template <typename T>
+__device__ __forceinline__ void mma_16816(float (&d)[4], std::uint32_t a0, std::uint32_t a1,
+                                          std::uint32_t a2, std::uint32_t a3, std::uint32_t b0,
+                                          std::uint32_t b1) {
+  if constexpr (std::is_same_v<T, detail::bf16_t>) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  } else {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
+        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  }
+}
+
+// kTiles: 8-token MMA tiles per work item (1, 2 or 4). kGated: two weight rows (gate, up) per
+// output. kGather: token rows come from x through dst_to_src (GEMM1); else layout rows (GEMM2).
+template <typename T, int kTiles, bool kGated, bool kGather>
+__global__ void __launch_bounds__(kDecodeThreads, kTiles <= 2 ? 2 : 1)
+    experts_decode_kernel(const DecodeParams p) {
+  constexpr int kM = kGated ? 2 : 1;     // 16-row weight tiles per warp: (gate, up) or one
+  constexpr int kTokens = 8 * kTiles;    // rows per work item
+  constexpr int kAcc = kM * kTiles * 4;  // accumulators per thread
+  __shared__ DecodeItem item;
+  __shared__ float partial[kDecodeWarpsK - 1][kDecodeWarpsN][kAcc][32];
+
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int wn = warp % kDecodeWarpsN, wk = warp / kDecodeWarpsN;
+  const int g = lane >> 2, t = lane & 3;  // MMA fragment coordinates: group, thread in group
+  if (warp == 0) find_decode_item(p.offsets, p.num_experts, kTokens, blockIdx.x, &item);
+  __syncthreads();
+  const int rows = item.rows;
+  if (rows <= 0) return;  // uniform over the CTA
+  const int expert = item.expert;
+  const std::int64_t row0 = item.row_begin;
+  const std::int64_t k = p.k;
+
+  // This thread's weight rows: outputs o and o + 8 of the warp's 16, gate/up for gated.
+  const int o_base = static_cast<int>(blockIdx.y) * kDecodeOutputsPerCta + wn * 16;
+  const T* wrow[kM][2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int o = o_base + g + 8 * h;
+#pragma unroll
+    for (int m = 0; m < kM; ++m) {
+      std::int64_t r = o;
+      if (kGated) {
+        const bool inter = p.activation == Activation::kSwigluOai;
+        r = m == 0 ? (inter ? 2LL * o : o)
+                   : (inter ? 2LL * o + 1 : static_cast<std::int64_t>(p.n_out) + o);
+      }
+      wrow[m][h] = o < p.n_out ? static_cast<const T*>(p.weights) +
+                                     (static_cast<std::int64_t>(expert) * p.w_rows + r) * k
+                               : nullptr;
+    }
+  }
+  // This thread's token rows: row g of each 8-token tile.
+  const T* xrow[kTiles];
+  float xscale[kTiles];
+#pragma unroll
+  for (int nt = 0; nt < kTiles; ++nt) {
+    const int j = nt * 8 + g;
+    xrow[nt] = nullptr;
+    xscale[nt] = 1.0f;
+    if (j < rows) {
+      const std::int64_t r = row0 + j;
+      if (kGather) {
+        const std::int64_t slot = __ldg(p.dst_to_src + r);
+        if (slot >= 0) {
+          xrow[nt] = static_cast<const T*>(p.input) + (slot / p.top_k) * k;
+          if (p.slot_scale) xscale[nt] = __ldg(p.slot_scale + slot);
+        }
+      } else {
+        xrow[nt] = static_cast<const T*>(p.input) + r * k;
+      }
+    }
+  }
+  const bool scaled = kGather && p.slot_scale != nullptr;
+
+  float acc[kM][kTiles][4];
+#pragma unroll
+  for (int m = 0; m < kM; ++m)
+#pragma unroll
+    for (int nt = 0; nt < kTiles; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[m][nt][i] = 0.0f;
+
+  // kUnroll chunks are loaded before any is consumed (more bytes in flight per warp) where the
+  // registers allow it at the occupancy of __launch_bounds__.
+  constexpr int kLoadWords = (kM * 4 + kTiles * 2) * 4;
+  constexpr int kUnroll = kLoadWords <= 40 ? 2 : 1;
+  const int chunks = static_cast<int>((k + kDecodeChunk - 1) / kDecodeChunk);
+  for (int c0 = wk; c0 < chunks; c0 += kDecodeWarpsK * kUnroll) {
+    uint4 wv[kUnroll][kM][2][2], xv[kUnroll][kTiles][2];
+    const uint4 zero = make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const std::int64_t kk =
+          static_cast<std::int64_t>(c0 + u * kDecodeWarpsK) * kDecodeChunk + 16 * t;
+#pragma unroll
+      for (int v = 0; v < 2; ++v) {
+        const bool in_k = kk + 8 * v + 8 <= k;  // k % 8 == 0: a vector is all in or all out
+#pragma unroll
+        for (int m = 0; m < kM; ++m)
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+            wv[u][m][h][v] = in_k && wrow[m][h] ? load_weights16(wrow[m][h] + kk + 8 * v) : zero;
+#pragma unroll
+        for (int nt = 0; nt < kTiles; ++nt)
+          xv[u][nt][v] = in_k && xrow[nt]
+                             ? __ldg(reinterpret_cast<const uint4*>(xrow[nt] + kk + 8 * v))
+                             : zero;
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      if (scaled) {  // Llama-4: x * w rounded to T, exactly as the CPU oracle
+#pragma unroll
+        for (int nt = 0; nt < kTiles; ++nt)
+#pragma unroll
+          for (int v = 0; v < 2; ++v) xv[u][nt][v] = scale_vec8<T>(xv[u][nt][v], xscale[nt]);
+      }
+#pragma unroll
+      for (int s = 0; s < 4; ++s) {  // k-step s: vector s/2, words 2(s%2) (pair P0) and +1 (P1)
+        const int v = s >> 1, w0 = 2 * (s & 1), w1 = w0 + 1;
+#pragma unroll
+        for (int nt = 0; nt < kTiles; ++nt) {
+          const std::uint32_t b0 = word(xv[u][nt][v], w0), b1 = word(xv[u][nt][v], w1);
+#pragma unroll
+          for (int m = 0; m < kM; ++m) {
+            mma_16816<T>(acc[m][nt], word(wv[u][m][0][v], w0), word(wv[u][m][1][v], w0),
+                         word(wv[u][m][0][v], w1), word(wv[u][m][1][v], w1), b0, b1);
+          }
+        }
+      }
+    }
+  }
+
+  // Split-k reduction in a fixed order.
+  if (wk > 0) {
+#pragma unroll
+    for (int m = 0; m < kM; ++m)
+#pragma unroll
+      for (int nt = 0; nt < kTiles; ++nt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          partial[wk - 1][wn][(m * kTiles + nt) * 4 + i][lane] = acc[m][nt][i];
+  }
+  __syncthreads();
+  if (wk != 0) return;
+#pragma unroll
+  for (int w = 0; w < kDecodeWarpsK - 1; ++w)
+#pragma unroll
+    for (int m = 0; m < kM; ++m)
+#pragma unroll
+      for (int nt = 0; nt < kTiles; ++nt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          acc[m][nt][i] += partial[w][wn][(m * kTiles + nt) * 4 + i][lane];
+
+  // Epilogue: accumulator i of tile nt is output o_base + g + 8 * (i / 2), token nt*8 + 2t + i%2.
+  T* out = static_cast<T*>(p.out);
+  const std::int64_t bias_base = static_cast<std::int64_t>(expert) * p.w_rows;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int o = o_base + g + 8 * (i >> 1);
+    if (o >= p.n_out) continue;
+    float bias0 = 0.0f, bias1 = 0.0f;
+    if (kGated) {
+      const bool inter = p.activation == Activation::kSwigluOai;
+      bias0 = load_bias<T>(p.bias, p.bias_f32, bias_base + (inter ? 2LL * o : o));
+      bias1 =
+          load_bias<T>(p.bias, p.bias_f32,
+                       bias_base + (inter ? 2LL * o + 1 : static_cast<std::int64_t>(p.n_out) + o));
+    } else {
+      bias0 = load_bias<T>(p.bias, p.bias_f32, bias_base + o);
+    }
+#pragma unroll
+    for (int nt = 0; nt < kTiles; ++nt) {
+      const int j = nt * 8 + 2 * t + (i & 1);
+      if (j >= rows) continue;
+      float v;
+      if (kGated) {
+        v = gated_activation(p.activation, acc[0][nt][i] + bias0, acc[1][nt][i] + bias1, p.alpha,
+                             p.limit);
+      } else {
+        v = acc[0][nt][i] + bias0;
+        if (p.apply_relu2) v = relu2(v);
+      }
+      out[(row0 + j) * p.n_out + o] = detail::from_float<T>(v);
+    }
+  }
+}
+
+}  // namespace switchyard::kernels

@@ -1,0 +1,368 @@
+// fused_experts_cuda: validate -> plan -> layout -> experts -> combine (no allocation, no host
+// synchronisation, graph capturable; every launch goes to `stream`).
+//
+// Pipeline (S = M*K slots; layout rows R = S, contiguous layout with alignment 1):
+//   expert_layout_cuda        ids (+ expert_map) -> offsets [E+1], src_to_dst, dst_to_src
+//   decode path (few rows per expert, kernels/experts_decode.cuh):
+//     GEMM1 + activation      x rows gathered through dst_to_src -> act [R, I] (one rounding)
+//     GEMM2                   act -> y [R, H] (+ b2, one rounding)
+//   grouped-GEMM path (experts/grouped_gemm.h, CUTLASS sm90a):
+//     permute_cuda            x -> xp [R, H] (then x * w rounded, for apply_router_weight_on_input)
+//     GEMM1                   xp @ w13^T -> h [R, 2I] float32
+//     activation              h (+ b13) -> act [R, I] in float32, rounded once
+//     GEMM2                   act @ w2^T -> y [R, H] (with b2: float32, then + b2 and one rounding)
+//   combine_cuda              out[t] = rsf * sum_k w[t,k] * y[row(t,k)] (weights 1 with
+//                             apply_router_weight_on_input), float32, k ascending
+//
+// Why GEMM1 writes float32 instead of fusing the activation into its epilogue: gate column i and
+// up column I + i (2i, 2i+1 for gpt-oss) sit in different 256-column tiles, so a fused epilogue
+// needs a re-ordered view of w13's rows (TMA over a rank-3 view) and a custom epilogue visitor.
+// The float32 intermediate keeps the contract's single rounding (h is never rounded) at the cost of
+// writing and reading R x 2I x 4 bytes, ~5-10% of the GEMM time at the model shapes; fusing it is
+// the next step where the numbers show it pays. The decode path fuses it already.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include "../../common/check.h"
+#include "../../common/experts_check.h"
+#include "../cuda_status.h"
+#include "../experts/experts_internal.h"
+#include "../experts/grouped_gemm.h"
+#include "../kernels/experts_decode.cuh"
+#include "../kernels/experts_pointwise.cuh"
+#include "switchyard/align.h"
+#include "switchyard/experts.h"
+
+namespace switchyard {
+
+namespace {
+
+constexpr const char* kOp = "fused_experts_cuda";
+constexpr std::int64_t kMaxPointwiseBlocks = 8192;
+
+std::size_t round256(std::size_t b) {
+  return (b + 255) / 256 * 256;
+}
+
+// Offsets (bytes from the 256-aligned base) and sizes of every workspace region; the size query
+// and the run share this one definition.
+struct WorkspacePlan {
+  std::size_t offsets, counts, src_to_dst, dst_to_src, layout, ones, act, xy, f32, gemm, total;
+  std::size_t layout_bytes, gemm_bytes;
+};
+
+WorkspacePlan workspace_plan(const ExpertsParams& p, std::int64_t num_slots) {
+  const auto S = static_cast<std::size_t>(std::max<std::int64_t>(num_slots, 0));
+  const auto E = static_cast<std::size_t>(std::max(p.num_experts, 0));
+  const auto H = static_cast<std::size_t>(std::max(p.hidden_size, 0));
+  const auto I = static_cast<std::size_t>(std::max(p.intermediate_size, 0));
+  const auto N13 = static_cast<std::size_t>(std::max<std::int64_t>(detail::experts_rows13(p), 0));
+  ExpertLayoutParams lp;
+  lp.num_experts = p.num_experts;
+  lp.alignment = 1;
+  WorkspacePlan w{};
+  w.layout_bytes = expert_layout_workspace_size(lp, num_slots);
+  w.gemm_bytes = detail::grouped_gemm_workspace_size(p.num_experts);
+  std::size_t at = 0;
+  const auto take = [&](std::size_t bytes) {
+    const std::size_t here = at;
+    at += round256(bytes);
+    return here;
+  };
+  w.offsets = take(8 * (E + 1));
+  w.counts = take(4 * E);
+  w.src_to_dst = take(8 * S);
+  w.dst_to_src = take(8 * S);
+  w.layout = take(w.layout_bytes);
+  w.ones = take(4 * S);
+  w.act = take(2 * S * I);
+  w.xy = take(2 * S * H);
+  w.f32 = take(4 * S * std::max(N13, H));
+  w.gemm = take(w.gemm_bytes);
+  w.total = at + 256;  // slack to align a 16-byte aligned caller pointer up to 256
+  return w;
+}
+
+__global__ void fill_ones_kernel(float* __restrict__ out, std::int64_t n) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    out[i] = 1.0f;
+  }
+}
+
+// Views of the carved workspace.
+struct Buffers {
+  std::int64_t* offsets;
+  std::int32_t* counts;
+  std::int64_t* src_to_dst;
+  std::int64_t* dst_to_src;
+  void* layout;
+  float* ones;
+  void* act;
+  void* xy;
+  float* f32;
+  void* gemm;
+  WorkspacePlan plan;
+};
+
+Buffers carve(const WorkspacePlan& w, void* workspace) {
+  auto base = reinterpret_cast<std::uintptr_t>(workspace);
+  base = (base + 255) / 256 * 256;
+  char* b = reinterpret_cast<char*>(base);
+  Buffers out{};
+  out.offsets = reinterpret_cast<std::int64_t*>(b + w.offsets);
+  out.counts = reinterpret_cast<std::int32_t*>(b + w.counts);
+  out.src_to_dst = reinterpret_cast<std::int64_t*>(b + w.src_to_dst);
+  out.dst_to_src = reinterpret_cast<std::int64_t*>(b + w.dst_to_src);
+  out.layout = b + w.layout;
+  out.ones = reinterpret_cast<float*>(b + w.ones);
+  out.act = b + w.act;
+  out.xy = b + w.xy;
+  out.f32 = reinterpret_cast<float*>(b + w.f32);
+  out.gemm = b + w.gemm;
+  out.plan = w;
+  return out;
+}
+
+Status check_cuda_shape(const ExpertsParams& p, const ExpertsArgs& a) {
+  const std::int64_t max_dim = std::int64_t{65535} * kernels::kDecodeOutputsPerCta;
+  if (p.hidden_size % 8 != 0 || p.hidden_size > max_dim) {
+    return detail::invalid_arg(
+        kOp, "hidden_size", p.hidden_size,
+        "a multiple of 8 (16-byte rows for TMA and vector loads), <= " + std::to_string(max_dim));
+  }
+  if (p.intermediate_size % 8 != 0 || p.intermediate_size > max_dim) {
+    return detail::invalid_arg(
+        kOp, "intermediate_size", p.intermediate_size,
+        "a multiple of 8 (16-byte rows for TMA and vector loads), <= " + std::to_string(max_dim));
+  }
+  if (a.top_k_ids.numel() > std::int64_t{1} << 30) {
+    return detail::invalid_arg(kOp, "top_k_ids.numel", a.top_k_ids.numel(),
+                               "<= 2^30 slots (GEMM row counts are int32)");
+  }
+  return Status::Ok();
+}
+
+bool is_f32(const TensorView& t) {
+  return t.defined() && t.dtype == DType::kFloat32;
+}
+
+int pointwise_blocks(std::int64_t rows) {
+  return static_cast<int>(std::max<std::int64_t>(1, std::min(rows, kMaxPointwiseBlocks)));
+}
+
+template <typename T, int kTiles>
+void launch_decode_tiles(const kernels::DecodeParams& gemm1, const kernels::DecodeParams& gemm2,
+                         bool gated, std::int64_t num_slots, cudaStream_t stream) {
+  const std::int64_t items =
+      std::min<std::int64_t>(gemm1.num_experts, num_slots) + num_slots / (8 * kTiles);
+  const auto grid = [&](const kernels::DecodeParams& d) {
+    return dim3(static_cast<unsigned>(items),
+                static_cast<unsigned>((d.n_out + kernels::kDecodeOutputsPerCta - 1) /
+                                      kernels::kDecodeOutputsPerCta));
+  };
+  if (gated) {
+    kernels::experts_decode_kernel<T, kTiles, true, true>
+        <<<grid(gemm1), kernels::kDecodeThreads, 0, stream>>>(gemm1);
+  } else {
+    kernels::experts_decode_kernel<T, kTiles, false, true>
+        <<<grid(gemm1), kernels::kDecodeThreads, 0, stream>>>(gemm1);
+  }
+  kernels::experts_decode_kernel<T, kTiles, false, false>
+      <<<grid(gemm2), kernels::kDecodeThreads, 0, stream>>>(gemm2);
+}
+
+template <typename T>
+Status run_decode(const ExpertsParams& p, const ExpertsArgs& a, const Buffers& w, int tiles,
+                  std::int64_t num_slots, cudaStream_t stream) {
+  const bool gated = p.activation != Activation::kRelu2;
+  kernels::DecodeParams g1{};
+  g1.weights = a.w13.data;
+  g1.input = a.x.data;
+  g1.dst_to_src = w.dst_to_src;
+  g1.slot_scale =
+      p.apply_router_weight_on_input ? static_cast<const float*>(a.top_k_weights.data) : nullptr;
+  g1.top_k = static_cast<std::int32_t>(a.top_k_ids.size(1));
+  g1.offsets = w.offsets;
+  g1.num_experts = p.num_experts;
+  g1.k = p.hidden_size;
+  g1.n_out = p.intermediate_size;
+  g1.w_rows = static_cast<std::int32_t>(detail::experts_rows13(p));
+  g1.bias = a.b13.data;
+  g1.bias_f32 = is_f32(a.b13);
+  g1.activation = p.activation;
+  g1.apply_relu2 = !gated;
+  g1.alpha = p.swiglu_alpha;
+  g1.limit = p.swiglu_limit;
+  g1.out = w.act;
+  kernels::DecodeParams g2 = g1;
+  g2.weights = a.w2.data;
+  g2.input = w.act;
+  g2.dst_to_src = nullptr;
+  g2.slot_scale = nullptr;
+  g2.k = p.intermediate_size;
+  g2.n_out = p.hidden_size;
+  g2.w_rows = p.hidden_size;
+  g2.bias = a.b2.data;
+  g2.bias_f32 = is_f32(a.b2);
+  g2.apply_relu2 = false;
+  g2.out = w.xy;
+  if (tiles <= 1) {
+    launch_decode_tiles<T, 1>(g1, g2, gated, num_slots, stream);
+  } else if (tiles == 2) {
+    launch_decode_tiles<T, 2>(g1, g2, gated, num_slots, stream);
+  } else {
+    launch_decode_tiles<T, 4>(g1, g2, gated, num_slots, stream);
+  }
+  return detail::cuda_status(cudaGetLastError(), "fused_experts_cuda: decode kernel launch");
+}
+
+template <typename T>
+Status run_grouped_gemm(const ExpertsParams& p, const ExpertsArgs& a, const Buffers& w,
+                        heuristics::GemmTile tile, std::int64_t num_slots, cudaStream_t stream) {
+  const std::int64_t S = num_slots, H = p.hidden_size, I = p.intermediate_size;
+  const std::int64_t K = a.top_k_ids.size(1);
+  const DType dtype = a.x.dtype;
+  const int blocks = pointwise_blocks(S);
+
+  PermuteArgs pa;
+  pa.x = a.x;
+  pa.dst_to_src = TensorView::contiguous(w.dst_to_src, DType::kInt64, {S}, Device::kCuda);
+  pa.top_k = static_cast<std::int32_t>(K);
+  pa.out = TensorView::contiguous(w.xy, dtype, {S, H}, Device::kCuda);
+  SY_RETURN_IF_ERROR(permute_cuda(pa, stream));
+  if (p.apply_router_weight_on_input) {
+    kernels::scale_rows_kernel<T><<<blocks, kernels::kPointwiseThreads, 0, stream>>>(
+        w.offsets, p.num_experts, w.dst_to_src, static_cast<const float*>(a.top_k_weights.data),
+        p.hidden_size, static_cast<T*>(w.xy));
+  }
+
+  detail::GroupedGemmArgs g1;
+  g1.dtype = dtype;
+  g1.out_dtype = DType::kFloat32;
+  g1.a = w.xy;
+  g1.b = a.w13.data;
+  g1.c = w.f32;
+  g1.offsets = w.offsets;
+  g1.num_groups = p.num_experts;
+  g1.rows = S;
+  g1.n = static_cast<std::int32_t>(detail::experts_rows13(p));
+  g1.k = p.hidden_size;
+  SY_RETURN_IF_ERROR(detail::grouped_gemm_cuda(g1, tile, w.gemm, w.plan.gemm_bytes, stream));
+
+  kernels::activation_kernel<T><<<blocks, kernels::kPointwiseThreads, 0, stream>>>(
+      w.f32, w.offsets, p.num_experts, p.intermediate_size, p.activation, p.swiglu_alpha,
+      p.swiglu_limit, a.b13.data, is_f32(a.b13), static_cast<T*>(w.act));
+  SY_RETURN_IF_ERROR(detail::cuda_status(cudaGetLastError(), "fused_experts_cuda: activation"));
+
+  detail::GroupedGemmArgs g2 = g1;
+  g2.a = w.act;
+  g2.b = a.w2.data;
+  g2.n = p.hidden_size;
+  g2.k = p.intermediate_size;
+  if (a.b2.defined()) {  // float32 out, then + b2 and one rounding
+    g2.out_dtype = DType::kFloat32;
+    g2.c = w.f32;
+    SY_RETURN_IF_ERROR(detail::grouped_gemm_cuda(g2, tile, w.gemm, w.plan.gemm_bytes, stream));
+    kernels::bias_round_kernel<T><<<blocks, kernels::kPointwiseThreads, 0, stream>>>(
+        w.f32, w.offsets, p.num_experts, p.hidden_size, a.b2.data, is_f32(a.b2),
+        static_cast<T*>(w.xy));
+  } else {
+    g2.out_dtype = dtype;
+    g2.c = w.xy;
+    SY_RETURN_IF_ERROR(detail::grouped_gemm_cuda(g2, tile, w.gemm, w.plan.gemm_bytes, stream));
+  }
+  (void)I;
+  return detail::cuda_status(cudaGetLastError(), "fused_experts_cuda: kernel launch");
+}
+
+}  // namespace
+
+std::size_t fused_experts_workspace_size(const ExpertsParams& params, std::int64_t num_tokens,
+                                         std::int32_t top_k) {
+  return workspace_plan(params, std::max<std::int64_t>(num_tokens, 0) * std::max(top_k, 0)).total;
+}
+
+namespace detail {
+
+Status fused_experts_cuda_plan(const ExpertsParams& p, const ExpertsArgs& a, void* workspace,
+                               std::size_t workspace_bytes, cudaStream_t stream,
+                               const heuristics::ExpertsPlan* forced) {
+  SY_RETURN_IF_ERROR(experts_check(kOp, p, a, Device::kCuda));
+  SY_RETURN_IF_ERROR(check_cuda_shape(p, a));
+  const std::int64_t M = a.x.size(0), K = a.top_k_ids.size(1), S = M * K;
+  const WorkspacePlan wp = workspace_plan(p, S);
+  if (workspace_bytes < wp.total) {
+    return invalid_arg(kOp, "workspace_bytes", workspace_bytes,
+                       ">= fused_experts_workspace_size() = " + std::to_string(wp.total));
+  }
+  if (workspace == nullptr && wp.total > 0) {
+    return invalid_arg(kOp, "workspace", "null", "a device pointer");
+  }
+  if (M == 0 || K == 0) {
+    if (M > 0) {  // every column dropped: zeros
+      return cuda_status(
+          cudaMemsetAsync(a.out.data, 0, static_cast<std::size_t>(a.out.numel()) * 2, stream),
+          "fused_experts_cuda: zero the output");
+    }
+    return Status::Ok();
+  }
+  const Buffers w = carve(wp, workspace);
+
+  ExpertLayoutParams lp;
+  lp.num_experts = p.num_experts;
+  lp.alignment = 1;
+  ExpertLayoutArgs la;
+  la.top_k_ids = a.top_k_ids;
+  la.expert_map = a.expert_map;
+  la.expert_counts =
+      TensorView::contiguous(w.counts, DType::kInt32, {p.num_experts}, Device::kCuda);
+  la.expert_offsets =
+      TensorView::contiguous(w.offsets, DType::kInt64, {p.num_experts + 1}, Device::kCuda);
+  la.src_to_dst = TensorView::contiguous(w.src_to_dst, DType::kInt64, {S}, Device::kCuda);
+  la.dst_to_src = TensorView::contiguous(w.dst_to_src, DType::kInt64, {S}, Device::kCuda);
+  if (Status st = expert_layout_cuda(lp, la, w.layout, wp.layout_bytes, stream); !st.ok()) {
+    return Status(st.code(), std::string(kOp) + " (routing): " + st.message());
+  }
+
+  const heuristics::ExpertsPlan plan =
+      forced ? *forced
+             : heuristics::plan_experts(M, static_cast<std::int32_t>(K), p.num_experts,
+                                        p.hidden_size, p.intermediate_size);
+  const bool bf16 = a.x.dtype == DType::kBFloat16;
+  if (plan.path == heuristics::ExpertsPath::kDecode) {
+    SY_RETURN_IF_ERROR(
+        bf16 ? run_decode<detail::bf16_t>(p, a, w, plan.decode_token_tiles, S, stream)
+             : run_decode<detail::fp16_t>(p, a, w, plan.decode_token_tiles, S, stream));
+  } else {
+    SY_RETURN_IF_ERROR(bf16 ? run_grouped_gemm<detail::bf16_t>(p, a, w, plan.gemm_tile, S, stream)
+                            : run_grouped_gemm<detail::fp16_t>(p, a, w, plan.gemm_tile, S, stream));
+  }
+
+  const float* weights = static_cast<const float*>(a.top_k_weights.data);
+  if (p.apply_router_weight_on_input) {  // the router weight went into x: combine with weight 1
+    fill_ones_kernel<<<pointwise_blocks((S + 255) / 256), 256, 0, stream>>>(w.ones, S);
+    weights = w.ones;
+  }
+  CombineParams cp;
+  cp.routed_scaling_factor = p.routed_scaling_factor;
+  CombineArgs ca;
+  ca.y = TensorView::contiguous(w.xy, a.x.dtype, {S, p.hidden_size}, Device::kCuda);
+  ca.src_to_dst = la.src_to_dst;
+  ca.top_k_weights =
+      TensorView::contiguous(const_cast<float*>(weights), DType::kFloat32, {M, K}, Device::kCuda);
+  ca.out = a.out;
+  return combine_cuda(cp, ca, stream);
+}
+
+}  // namespace detail
+
+Status fused_experts_cuda(const ExpertsParams& params, const ExpertsArgs& args, void* workspace,
+                          std::size_t workspace_bytes, cudaStream_t stream) {
+  return detail::fused_experts_cuda_plan(params, args, workspace, workspace_bytes, stream, nullptr);
+}
+
+}  // namespace switchyard

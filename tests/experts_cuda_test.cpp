@@ -1,0 +1,682 @@
+// CUDA fused MoE forward against the CPU oracle (fused_experts_cpu), and the grouped GEMM alone
+// against a host GEMM. Skips itself without a GPU (the argument and heuristic tests run anyway).
+//
+// Error metric of the fused op (declared; experts.h explains the one extra rounding of the GPU
+// path, y stored in the input dtype before the combine): every output element must satisfy
+//   |gpu - cpu| <= tol * (|cpu| + max|cpu|),  tol = 2^-6 (bf16) or 2^-8 (fp16),
+// i.e. about four output ulps relative plus four ulps of the largest output, and be finite. No
+// fraction of elements may fail. (Rounding each y to the dtype alone may cost up to
+// rsf * sum_k w_k * ulp(y_k) / 2, about half of this bound at the test shapes.) The grouped GEMM is
+// tested bitwise: its inputs are small dyadic values (multiples of 1/8 in [-1/2, 1/2]), so every
+// product and partial sum is exact in float32 in any order and the rounded output is unique.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "../src/common/dtype_convert.h"
+#include "../src/cuda/experts/experts_internal.h"
+#include "../src/cuda/experts/grouped_gemm.h"
+#include "../src/cuda/heuristics/experts.h"
+#include "common/gpu_bench.h"
+#include "common/rng.h"
+#include "common/synthetic.h"
+#include "switchyard/align.h"
+#include "switchyard/experts.h"
+#include "switchyard/models.h"
+#include "switchyard/runtime.h"
+
+namespace switchyard::testing {
+namespace {
+
+using heuristics::ExpertsPath;
+using heuristics::ExpertsPlan;
+using heuristics::GemmTile;
+using tools::DeviceBuffer;
+
+#define SKIP_WITHOUT_GPU() \
+  if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device"
+
+bool device_is_sm90() {
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+  return major == 9 && minor == 0;
+}
+
+DeviceBuffer upload(const void* src, std::size_t bytes) {
+  DeviceBuffer b;
+  EXPECT_TRUE(DeviceBuffer::allocate(std::max<std::size_t>(bytes, 16), &b).ok());
+  if (bytes) {
+    EXPECT_TRUE(tools::copy_to_device(b.get(), src, bytes).ok());
+  }
+  return b;
+}
+
+float decode(const std::uint8_t* p, DType dt) {
+  std::uint16_t bits;
+  std::memcpy(&bits, p, 2);
+  return dt == DType::kBFloat16 ? detail::to_float(detail::bf16_t{bits})
+                                : detail::to_float(detail::fp16_t{bits});
+}
+
+// ---- one fused-experts problem ---------------------------------------------------------------
+
+enum class Routing { kUniform, kSubset, kOneExpert };
+
+struct Problem {
+  std::string id;
+  ExpertsParams p;
+  DType dtype = DType::kBFloat16;
+  std::int64_t M = 0;
+  int K = 1;
+  std::vector<std::uint8_t> x, w13, w2;  // encoded in dtype
+  std::vector<std::uint8_t> b13, b2;     // optional; dtype given by b13_dtype / b2_dtype
+  DType b13_dtype = DType::kFloat32, b2_dtype = DType::kFloat32;
+  std::vector<float> weights;
+  std::vector<std::int32_t> ids, map;
+};
+
+std::int64_t rows13(const ExpertsParams& p) {
+  return p.activation == Activation::kRelu2 ? p.intermediate_size : 2LL * p.intermediate_size;
+}
+
+struct ProblemSpec {
+  Activation act = Activation::kSiluAndMul;
+  DType dtype = DType::kBFloat16;
+  int E = 8, H = 136, I = 72;
+  std::int64_t M = 40;
+  int K = 2;
+  Routing routing = Routing::kUniform;
+  int subset = 0;          // kSubset: experts 0..subset-1 only; kOneExpert: the expert
+  int global_experts = 0;  // > E: ids are global and expert_map maps them to E local experts
+  bool biases = false;     // b13 float32, b2 in the input dtype
+  bool weight_on_input = false;
+  double drop = 0.05;  // probability of a -1 id
+};
+
+std::vector<std::uint8_t> random_values(tools::Rng& rng, std::size_t n, double scale, DType dt) {
+  std::vector<float> v(n);
+  for (float& f : v) f = static_cast<float>((rng.uniform() * 2 - 1) * scale);
+  return tools::encode_floats(v, dt);
+}
+
+Problem make_problem(const std::string& id, const ProblemSpec& s) {
+  tools::Rng rng(tools::seed_from_name(id));
+  Problem pr;
+  pr.id = id;
+  pr.p.num_experts = s.E;
+  pr.p.hidden_size = s.H;
+  pr.p.intermediate_size = s.I;
+  pr.p.activation = s.act;
+  pr.p.routed_scaling_factor = 2.5f;
+  pr.p.apply_router_weight_on_input = s.weight_on_input;
+  pr.dtype = s.dtype;
+  pr.M = s.M;
+  pr.K = s.K;
+  const std::int64_t E = s.E, H = s.H, I = s.I, R13 = rows13(pr.p);
+  pr.x = random_values(rng, static_cast<std::size_t>(s.M * H), 1.0, s.dtype);
+  pr.w13 = random_values(rng, static_cast<std::size_t>(E * R13 * H), 2.0 / std::sqrt(H), s.dtype);
+  pr.w2 = random_values(rng, static_cast<std::size_t>(E * H * I), 2.0 / std::sqrt(I), s.dtype);
+  if (s.biases) {
+    pr.b13 = random_values(rng, static_cast<std::size_t>(E * R13), 0.5, DType::kFloat32);
+    pr.b2 = random_values(rng, static_cast<std::size_t>(E * H), 0.5, s.dtype);
+    pr.b13_dtype = DType::kFloat32;
+    pr.b2_dtype = s.dtype;
+  }
+  const int id_space = s.global_experts > 0 ? s.global_experts : s.E;
+  for (std::int64_t t = 0; t < s.M; ++t) {
+    for (int k = 0; k < s.K; ++k) {
+      std::int32_t e = 0;
+      switch (s.routing) {
+        case Routing::kUniform:
+          e = static_cast<std::int32_t>(rng.below(static_cast<std::uint64_t>(id_space)));
+          break;
+        case Routing::kSubset:
+          e = static_cast<std::int32_t>(rng.below(static_cast<std::uint64_t>(s.subset)));
+          break;
+        case Routing::kOneExpert:
+          e = s.subset;
+          break;
+      }
+      if (rng.uniform() < s.drop) e = -1;
+      pr.ids.push_back(e);
+      pr.weights.push_back(static_cast<float>(0.05 + rng.uniform()));
+    }
+  }
+  if (s.global_experts > 0) {  // this rank owns every 3rd global expert, in order, up to E
+    pr.map.assign(static_cast<std::size_t>(s.global_experts), -1);
+    for (int g = 0, local = 0; g < s.global_experts && local < s.E; g += 3)
+      pr.map[static_cast<std::size_t>(g)] = local++;
+  }
+  return pr;
+}
+
+ExpertsArgs views(const Problem& pr, Device dev, void* x, void* w13, void* w2, void* b13, void* b2,
+                  void* ids, void* weights, void* map, void* out) {
+  const std::int64_t E = pr.p.num_experts, H = pr.p.hidden_size, I = pr.p.intermediate_size;
+  ExpertsArgs a;
+  a.x = TensorView::contiguous(x, pr.dtype, {pr.M, H}, dev);
+  a.w13 = TensorView::contiguous(w13, pr.dtype, {E, rows13(pr.p), H}, dev);
+  a.w2 = TensorView::contiguous(w2, pr.dtype, {E, H, I}, dev);
+  if (!pr.b13.empty()) a.b13 = TensorView::contiguous(b13, pr.b13_dtype, {E, rows13(pr.p)}, dev);
+  if (!pr.b2.empty()) a.b2 = TensorView::contiguous(b2, pr.b2_dtype, {E, H}, dev);
+  a.top_k_ids = TensorView::contiguous(ids, DType::kInt32, {pr.M, pr.K}, dev);
+  a.top_k_weights = TensorView::contiguous(weights, DType::kFloat32, {pr.M, pr.K}, dev);
+  if (!pr.map.empty()) {
+    a.expert_map =
+        TensorView::contiguous(map, DType::kInt32, {static_cast<std::int64_t>(pr.map.size())}, dev);
+  }
+  a.out = TensorView::contiguous(out, pr.dtype, {pr.M, H}, dev);
+  return a;
+}
+
+std::vector<std::uint8_t> run_cpu(const Problem& pr) {
+  std::vector<std::uint8_t> out(static_cast<std::size_t>(pr.M * pr.p.hidden_size) * 2);
+  auto c = [](const auto& v) { return const_cast<void*>(static_cast<const void*>(v.data())); };
+  const ExpertsArgs a =
+      views(pr, Device::kCpu, c(pr.x), c(pr.w13), c(pr.w2), pr.b13.empty() ? nullptr : c(pr.b13),
+            pr.b2.empty() ? nullptr : c(pr.b2), c(pr.ids), c(pr.weights),
+            pr.map.empty() ? nullptr : c(pr.map), out.data());
+  const Status st = fused_experts_cpu(pr.p, a);
+  EXPECT_TRUE(st.ok()) << pr.id << ": " << st.to_string();
+  return out;
+}
+
+// The problem on the device, with poisoned output and workspace before every run.
+struct DeviceProblem {
+  DeviceBuffer x, w13, w2, b13, b2, ids, weights, map, out, workspace;
+  std::size_t out_bytes = 0, workspace_bytes = 0;
+  ExpertsArgs args;
+};
+
+void upload_problem(const Problem& pr, DeviceProblem* d) {
+  d->x = upload(pr.x.data(), pr.x.size());
+  d->w13 = upload(pr.w13.data(), pr.w13.size());
+  d->w2 = upload(pr.w2.data(), pr.w2.size());
+  d->b13 = upload(pr.b13.data(), pr.b13.size());
+  d->b2 = upload(pr.b2.data(), pr.b2.size());
+  d->ids = upload(pr.ids.data(), pr.ids.size() * 4);
+  d->weights = upload(pr.weights.data(), pr.weights.size() * 4);
+  d->map = upload(pr.map.data(), pr.map.size() * 4);
+  d->out_bytes = static_cast<std::size_t>(pr.M * pr.p.hidden_size) * 2;
+  ASSERT_TRUE(DeviceBuffer::allocate(std::max<std::size_t>(d->out_bytes, 16), &d->out).ok());
+  d->workspace_bytes = fused_experts_workspace_size(pr.p, pr.M, pr.K);
+  ASSERT_TRUE(
+      DeviceBuffer::allocate(std::max<std::size_t>(d->workspace_bytes, 16), &d->workspace).ok());
+  d->args =
+      views(pr, Device::kCuda, d->x.get(), d->w13.get(), d->w2.get(),
+            pr.b13.empty() ? nullptr : d->b13.get(), pr.b2.empty() ? nullptr : d->b2.get(),
+            d->ids.get(), d->weights.get(), pr.map.empty() ? nullptr : d->map.get(), d->out.get());
+}
+
+// One run (optionally captured in a CUDA graph and replayed); returns the output bytes.
+std::vector<std::uint8_t> run_gpu(const Problem& pr, DeviceProblem& d, const ExpertsPlan& plan,
+                                  bool graph) {
+  std::vector<std::uint8_t> out(d.out_bytes);
+  EXPECT_TRUE(tools::fill_device_bytes(d.out.get(), 0xff, d.out.bytes()).ok());  // NaN
+  EXPECT_TRUE(tools::fill_device_bytes(d.workspace.get(), 0x7b, d.workspace.bytes()).ok());
+  cudaStream_t stream = nullptr;
+  EXPECT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  Status st;
+  if (graph) {
+    cudaGraph_t g = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    EXPECT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+    st = detail::fused_experts_cuda_plan(pr.p, d.args, d.workspace.get(), d.workspace_bytes, stream,
+                                         &plan);
+    EXPECT_EQ(cudaStreamEndCapture(stream, &g), cudaSuccess);
+    if (st.ok() && g) {
+      EXPECT_EQ(cudaGraphInstantiate(&exec, g, 0), cudaSuccess);
+      EXPECT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+    }
+    if (exec) cudaGraphExecDestroy(exec);
+    if (g) cudaGraphDestroy(g);
+  } else {
+    st = detail::fused_experts_cuda_plan(pr.p, d.args, d.workspace.get(), d.workspace_bytes, stream,
+                                         &plan);
+  }
+  EXPECT_TRUE(st.ok()) << pr.id << ": " << st.to_string();
+  EXPECT_EQ(cudaStreamSynchronize(stream), cudaSuccess) << pr.id;
+  cudaStreamDestroy(stream);
+  if (d.out_bytes) {
+    EXPECT_TRUE(tools::copy_to_host(out.data(), d.out.get(), d.out_bytes).ok());
+  }
+  return out;
+}
+
+// Returns "" or a description of the first elements out of tolerance.
+std::string compare(const Problem& pr, const std::vector<std::uint8_t>& cpu,
+                    const std::vector<std::uint8_t>& gpu) {
+  const double tol = pr.dtype == DType::kBFloat16 ? 1.0 / 64 : 1.0 / 256;
+  const std::size_t n = cpu.size() / 2;
+  double scale = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    scale = std::max(scale, double{std::fabs(decode(&cpu[2 * i], pr.dtype))});
+  std::string err;
+  int bad = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double c = decode(&cpu[2 * i], pr.dtype), g = decode(&gpu[2 * i], pr.dtype);
+    if (std::isfinite(g) && std::fabs(g - c) <= tol * (std::fabs(c) + scale)) continue;
+    if (++bad <= 3) {
+      err += " [token " + std::to_string(i / static_cast<std::size_t>(pr.p.hidden_size)) +
+             ", col " + std::to_string(i % static_cast<std::size_t>(pr.p.hidden_size)) + "] gpu " +
+             std::to_string(g) + " cpu " + std::to_string(c) + ";";
+    }
+  }
+  if (bad)
+    err = std::to_string(bad) + " elements out of tolerance (scale " + std::to_string(scale) +
+          "):" + err;
+  return err;
+}
+
+ExpertsPlan decode_plan(int tiles) {
+  ExpertsPlan p;
+  p.path = ExpertsPath::kDecode;
+  p.decode_token_tiles = tiles;
+  return p;
+}
+ExpertsPlan gemm_plan(GemmTile tile) {
+  ExpertsPlan p;
+  p.path = ExpertsPath::kGroupedGemm;
+  p.gemm_tile = tile;
+  return p;
+}
+
+std::string plan_name(const ExpertsPlan& p) {
+  if (p.path == ExpertsPath::kDecode) return "decode" + std::to_string(8 * p.decode_token_tiles);
+  return p.gemm_tile == GemmTile::kRows64 ? "gemm64" : "gemm128";
+}
+
+// CPU once, then every plan on the GPU; the first plan of each path also runs a second time
+// (bitwise repeatability) and captured in a CUDA graph (the replay must give the same bits).
+void check(const std::string& id, const ProblemSpec& spec, const std::vector<ExpertsPlan>& plans) {
+  const Problem pr = make_problem(id, spec);
+  const std::vector<std::uint8_t> cpu = run_cpu(pr);
+  DeviceProblem d;
+  upload_problem(pr, &d);
+  bool first_decode = true, first_gemm = true;
+  for (const ExpertsPlan& plan : plans) {
+    if (plan.path == ExpertsPath::kGroupedGemm && !device_is_sm90()) continue;
+    const std::vector<std::uint8_t> gpu = run_gpu(pr, d, plan, false);
+    const std::string err = compare(pr, cpu, gpu);
+    EXPECT_TRUE(err.empty()) << id << " [" << plan_name(plan) << "] " << err;
+    bool& first = plan.path == ExpertsPath::kDecode ? first_decode : first_gemm;
+    if (first) {
+      first = false;
+      EXPECT_EQ(run_gpu(pr, d, plan, false), gpu)
+          << id << " [" << plan_name(plan) << "]: two runs differ";
+      EXPECT_EQ(run_gpu(pr, d, plan, true), gpu)
+          << id << " [" << plan_name(plan) << "]: the graph replay differs";
+    }
+  }
+}
+
+const std::vector<ExpertsPlan>& all_plans() {
+  static const std::vector<ExpertsPlan> plans = {decode_plan(1), decode_plan(2), decode_plan(4),
+                                                 gemm_plan(GemmTile::kRows64),
+                                                 gemm_plan(GemmTile::kRows128)};
+  return plans;
+}
+
+const char* dt_name(DType d) {
+  return d == DType::kBFloat16 ? "bf16" : "fp16";
+}
+
+// ---- the fused op ----------------------------------------------------------------------------
+
+class ExpertsCudaActivations : public ::testing::TestWithParam<std::tuple<Activation, DType>> {};
+
+// Every activation and dtype, both paths (every decode token tile, both GEMM tiles); H and I off
+// the 64 grid. gpt-oss SwiGLU with biases (b13 float32, b2 in the input dtype).
+TEST_P(ExpertsCudaActivations, MatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  const auto [act, dt] = GetParam();
+  ProblemSpec s;
+  s.act = act;
+  s.dtype = dt;
+  s.biases = act == Activation::kSwigluOai;
+  check(std::string("experts/") + activation_name(act) + "/" + dt_name(dt), s, all_plans());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllActivations, ExpertsCudaActivations,
+    ::testing::Combine(::testing::Values(Activation::kSiluAndMul, Activation::kGeluErfAndMul,
+                                         Activation::kGeluTanhAndMul, Activation::kSwigluOai,
+                                         Activation::kRelu2),
+                       ::testing::Values(DType::kBFloat16, DType::kFloat16)),
+    [](const auto& param_info) {
+      return std::string(activation_name(std::get<0>(param_info.param))) + "_" +
+             dt_name(std::get<1>(param_info.param));
+    });
+
+TEST(ExpertsCuda, EmptyExperts) {
+  SKIP_WITHOUT_GPU();
+  ProblemSpec s;
+  s.E = 16;
+  s.routing = Routing::kSubset;
+  s.subset = 3;  // experts 3..15 get no rows
+  check("experts/empty_experts", s, all_plans());
+}
+
+TEST(ExpertsCuda, AllTokensOnOneExpert) {
+  SKIP_WITHOUT_GPU();
+  ProblemSpec s;
+  s.M = 300;
+  s.K = 1;
+  s.routing = Routing::kOneExpert;
+  s.subset = 5;  // 300 rows on expert 5: several decode items and GEMM row tiles
+  s.drop = 0;
+  check("experts/one_expert", s, all_plans());
+}
+
+TEST(ExpertsCuda, ZeroTokens) {
+  SKIP_WITHOUT_GPU();
+  ProblemSpec s;
+  s.M = 0;
+  const Problem pr = make_problem("experts/m0", s);
+  DeviceProblem d;
+  upload_problem(pr, &d);
+  for (const ExpertsPlan& plan : all_plans()) EXPECT_TRUE(run_gpu(pr, d, plan, false).empty());
+  EXPECT_TRUE(fused_experts_cuda(pr.p, d.args, d.workspace.get(), d.workspace_bytes, nullptr).ok());
+}
+
+TEST(ExpertsCuda, AllSlotsDroppedGiveZeros) {
+  SKIP_WITHOUT_GPU();
+  ProblemSpec s;
+  s.drop = 1.0;
+  check("experts/all_dropped", s, all_plans());
+}
+
+TEST(ExpertsCuda, OddExpertsAndSizesOffTheTileGrid) {
+  SKIP_WITHOUT_GPU();
+  ProblemSpec s;
+  s.E = 13;
+  s.H = 200;  // 3 * 64 + 8
+  s.I = 56;
+  s.M = 97;
+  s.K = 3;
+  s.act = Activation::kGeluTanhAndMul;
+  check("experts/odd_shapes", s, all_plans());
+  s.dtype = DType::kFloat16;
+  s.I = 264;  // 4 * 64 + 8: 2I = 528 spans three 256-column tiles
+  s.H = 8;
+  check("experts/odd_shapes_h8", s, all_plans());
+}
+
+TEST(ExpertsCuda, ExpertParallelMap) {
+  SKIP_WITHOUT_GPU();
+  ProblemSpec s;
+  s.E = 5;
+  s.global_experts = 14;  // local experts are global 0, 3, 6, 9, 12; the rest are dropped
+  s.M = 64;
+  s.K = 4;
+  check("experts/ep_map", s, all_plans());
+}
+
+TEST(ExpertsCuda, RouterWeightOnInput) {
+  SKIP_WITHOUT_GPU();
+  ProblemSpec s;
+  s.K = 1;
+  s.M = 50;
+  s.weight_on_input = true;
+  check("experts/weight_on_input_bf16", s, all_plans());
+  s.dtype = DType::kFloat16;
+  s.act = Activation::kSwigluOai;
+  s.biases = true;
+  check("experts/weight_on_input_fp16_swiglu", s, all_plans());
+}
+
+TEST(ExpertsCuda, ManyRowsPerExpert) {
+  SKIP_WITHOUT_GPU();
+  ProblemSpec s;
+  s.E = 4;
+  s.H = 520;
+  s.I = 264;
+  s.M = 400;
+  s.K = 2;  // ~200 rows per expert: several 64- and 128-row GEMM tiles and 32-row decode items
+  check("experts/many_rows", s, all_plans());
+}
+
+TEST(ExpertsCuda, DefaultPlanOnModelShapes) {
+  SKIP_WITHOUT_GPU();
+  // The public entry point (heuristic plan) on a Qwen3-30B-like layer at 1/8 size, decode and
+  // prefill token counts.
+  for (std::int64_t M : {1, 7, 512}) {
+    ProblemSpec s;
+    s.E = 16;
+    s.H = 256;
+    s.I = 96;
+    s.K = 8;
+    s.M = M;
+    const std::string id = "experts/default_plan/M" + std::to_string(M);
+    const Problem pr = make_problem(id, s);
+    const std::vector<std::uint8_t> cpu = run_cpu(pr);
+    DeviceProblem d;
+    upload_problem(pr, &d);
+    const ExpertsPlan plan = heuristics::plan_experts(M, s.K, s.E, s.H, s.I);
+    if (plan.path == ExpertsPath::kGroupedGemm && !device_is_sm90()) continue;
+    ASSERT_TRUE(tools::fill_device_bytes(d.out.get(), 0xff, d.out.bytes()).ok());
+    ASSERT_TRUE(
+        fused_experts_cuda(pr.p, d.args, d.workspace.get(), d.workspace_bytes, nullptr).ok());
+    ASSERT_TRUE(tools::device_synchronize().ok());
+    std::vector<std::uint8_t> gpu(d.out_bytes);
+    ASSERT_TRUE(tools::copy_to_host(gpu.data(), d.out.get(), d.out_bytes).ok());
+    const std::string err = compare(pr, cpu, gpu);
+    EXPECT_TRUE(err.empty()) << id << " [" << heuristics::experts_path_name(plan.path) << "] "
+                             << err;
+  }
+}
+
+// ---- argument errors (no GPU needed: validation fails before any device work) -----------------
+
+void* fake(std::uintptr_t a) {
+  return reinterpret_cast<void*>(a);
+}
+
+TEST(ExpertsCudaArgs, MessagesNameTheArgument) {
+  ProblemSpec s;
+  Problem pr = make_problem("experts/args", s);
+  pr.p.hidden_size = 100;  // not a multiple of 8
+  pr.x.resize(static_cast<std::size_t>(pr.M * 100) * 2);
+  ExpertsArgs a = views(pr, Device::kCuda, fake(0x10000), fake(0x20000), fake(0x30000), nullptr,
+                        nullptr, fake(0x40000), fake(0x50000), nullptr, fake(0x60000));
+  Status st = fused_experts_cuda(pr.p, a, fake(0x70000), std::size_t{1} << 40, nullptr);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("fused_experts_cuda: hidden_size = 100: expected a multiple of 8"),
+            std::string::npos)
+      << st.message();
+
+  pr.p.hidden_size = 136;
+  a = views(pr, Device::kCuda, fake(0x10000), fake(0x20000), fake(0x30000), nullptr, nullptr,
+            fake(0x40000), fake(0x50000), nullptr, fake(0x60000));
+  st = fused_experts_cuda(pr.p, a, fake(0x70000), 1000, nullptr);
+  EXPECT_NE(st.message().find("fused_experts_cuda: workspace_bytes = 1000: expected >= "
+                              "fused_experts_workspace_size() = " +
+                              std::to_string(fused_experts_workspace_size(pr.p, pr.M, pr.K))),
+            std::string::npos)
+      << st.message();
+
+  a.x.device = Device::kCpu;
+  st = fused_experts_cuda(pr.p, a, fake(0x70000), std::size_t{1} << 40, nullptr);
+  EXPECT_NE(st.message().find("fused_experts_cuda: x.device = cpu: expected cuda"),
+            std::string::npos)
+      << st.message();
+}
+
+TEST(ExpertsCudaArgs, WorkspaceFormula) {
+  ExpertsParams p;
+  p.num_experts = 256;
+  p.hidden_size = 7168;
+  p.intermediate_size = 2048;
+  const std::size_t S = 4096 * 8;
+  ExpertLayoutParams lp;
+  lp.num_experts = 256;
+  const auto r = [](std::size_t b) { return (b + 255) / 256 * 256; };
+  const std::size_t expect = r(8 * 257) + r(4 * 256) + 2 * r(8 * S) +
+                             r(expert_layout_workspace_size(lp, S)) + r(4 * S) + r(2 * S * 2048) +
+                             r(2 * S * 7168) + r(4 * S * 7168) + r(128 * 256) + (256 << 10) + 256;
+  EXPECT_EQ(fused_experts_workspace_size(p, 4096, 8), expect);
+}
+
+// ---- heuristics (pure host) -------------------------------------------------------------------
+
+TEST(ExpertsHeuristics, DecodeForFewRowsPerExpert) {
+  for (const char* name : {"deepseek-v3", "qwen3-30b-a3b", "mixtral-8x7b"}) {
+    const ModelPreset* m = find_model_preset(name);
+    ASSERT_NE(m, nullptr);
+    const int E = m->routing.num_experts, K = m->routing.top_k;
+    const ExpertsPlan one = heuristics::plan_experts(1, K, E, m->hidden_size, m->intermediate_size);
+    EXPECT_EQ(one.path, ExpertsPath::kDecode) << name;
+    EXPECT_EQ(one.decode_token_tiles, 1) << name;
+    const ExpertsPlan big =
+        heuristics::plan_experts(8192, K, E, m->hidden_size, m->intermediate_size);
+    EXPECT_EQ(big.path, ExpertsPath::kGroupedGemm) << name;
+    EXPECT_EQ(big.gemm_tile, GemmTile::kRows128) << name;
+  }
+  // DeepSeek-V3 at 256 tokens: 2048 slots over 256 experts, 8 rows each: decode, one tile.
+  EXPECT_EQ(heuristics::plan_experts(256, 8, 256, 7168, 2048).path, ExpertsPath::kDecode);
+  // Mixtral at 256 tokens: 64 rows per expert: the 64-row GEMM tile.
+  const ExpertsPlan mix = heuristics::plan_experts(256, 2, 8, 4096, 14336);
+  EXPECT_EQ(mix.path, ExpertsPath::kGroupedGemm);
+  EXPECT_EQ(mix.gemm_tile, GemmTile::kRows64);
+  EXPECT_EQ(heuristics::expected_rows_per_expert(0, 8), 0);
+  EXPECT_EQ(heuristics::expected_rows_per_expert(5, 8), 1);
+  EXPECT_EQ(heuristics::expected_rows_per_expert(17, 8), 3);
+}
+
+// ---- the grouped GEMM alone -------------------------------------------------------------------
+
+struct GemmCase {
+  DType dtype;
+  DType out_dtype;
+  GemmTile tile;
+  int n, k;
+  std::vector<std::int64_t> rows_per_group;  // sums to the used rows; capacity adds 5 spare rows
+};
+
+void check_gemm(const GemmCase& c) {
+  const std::string id = std::string("grouped_gemm/") + dt_name(c.dtype) + "/" +
+                         dtype_name(c.out_dtype) + "/" +
+                         (c.tile == GemmTile::kRows64 ? "64" : "128") + "/n" + std::to_string(c.n) +
+                         "/k" + std::to_string(c.k);
+  tools::Rng rng(tools::seed_from_name(id));
+  const auto G = static_cast<std::int32_t>(c.rows_per_group.size());
+  std::vector<std::int64_t> offsets(1, 0);
+  for (std::int64_t r : c.rows_per_group) offsets.push_back(offsets.back() + r);
+  const std::int64_t used = offsets.back(), rows = used + 5, n = c.n, k = c.k;
+  // Multiples of 1/8 in [-1/2, 1/2]: exact in bf16/fp16, and every float32 sum is exact.
+  const auto dyadic = [&](std::size_t count) {
+    std::vector<float> v(count);
+    for (float& f : v) f = static_cast<float>(static_cast<int>(rng.below(9)) - 4) / 8.0f;
+    return v;
+  };
+  const std::vector<float> af = dyadic(static_cast<std::size_t>(rows * k)),
+                           bf = dyadic(static_cast<std::size_t>(G * n * k));
+  const auto a = tools::encode_floats(af, c.dtype), b = tools::encode_floats(bf, c.dtype);
+  const std::size_t osz = dtype_size(c.out_dtype);
+  DeviceBuffer da = upload(a.data(), a.size()), db = upload(b.data(), b.size()),
+               doff = upload(offsets.data(), offsets.size() * 8), dc, dws;
+  const std::size_t c_bytes = static_cast<std::size_t>(rows * n) * osz;
+  ASSERT_TRUE(DeviceBuffer::allocate(c_bytes, &dc).ok());
+  ASSERT_TRUE(tools::fill_device_bytes(dc.get(), 0x7f, c_bytes).ok());
+  const std::size_t ws_bytes = detail::grouped_gemm_workspace_size(G);
+  ASSERT_TRUE(DeviceBuffer::allocate(ws_bytes, &dws).ok());
+  ASSERT_TRUE(tools::fill_device_bytes(dws.get(), 0x7b, ws_bytes).ok());
+  detail::GroupedGemmArgs ga;
+  ga.dtype = c.dtype;
+  ga.out_dtype = c.out_dtype;
+  ga.a = da.get();
+  ga.b = db.get();
+  ga.c = dc.get();
+  ga.offsets = static_cast<const std::int64_t*>(doff.get());
+  ga.num_groups = G;
+  ga.rows = rows;
+  ga.n = c.n;
+  ga.k = c.k;
+  const Status st = detail::grouped_gemm_cuda(ga, c.tile, dws.get(), ws_bytes, nullptr);
+  ASSERT_TRUE(st.ok()) << id << ": " << st.to_string();
+  ASSERT_TRUE(tools::device_synchronize().ok()) << id;
+  std::vector<std::uint8_t> got(c_bytes);
+  ASSERT_TRUE(tools::copy_to_host(got.data(), dc.get(), c_bytes).ok());
+
+  int bad = 0;
+  for (std::int32_t g = 0; g < G; ++g) {
+    for (std::int64_t r = offsets[static_cast<std::size_t>(g)];
+         r < offsets[static_cast<std::size_t>(g) + 1]; ++r) {
+      for (std::int64_t j = 0; j < n; ++j) {
+        float acc = 0;  // exact: dyadic inputs
+        for (std::int64_t q = 0; q < k; ++q)
+          acc += af[static_cast<std::size_t>(r * k + q)] *
+                 bf[static_cast<std::size_t>((g * n + j) * k + q)];
+        const std::uint8_t* p = got.data() + static_cast<std::size_t>(r * n + j) * osz;
+        float v;
+        if (c.out_dtype == DType::kFloat32) {
+          std::memcpy(&v, p, 4);
+        } else {
+          v = decode(p, c.out_dtype);
+          acc = decode(tools::encode_floats({acc}, c.out_dtype).data(), c.out_dtype);
+        }
+        if (v != acc && ++bad <= 3) {
+          ADD_FAILURE() << id << ": group " << g << " row " << r << " col " << j << ": " << v
+                        << " != " << acc;
+        }
+      }
+    }
+  }
+  // Rows outside every group keep the poison.
+  for (std::size_t i = static_cast<std::size_t>(used * n) * osz; i < c_bytes; ++i) {
+    if (got[i] != 0x7f) {
+      ADD_FAILURE() << id << ": byte " << i << " past the last group was written";
+      break;
+    }
+  }
+  EXPECT_EQ(bad, 0) << id;
+}
+
+TEST(GroupedGemmCuda, MatchesHostGemmBitwise) {
+  SKIP_WITHOUT_GPU();
+  if (!device_is_sm90()) GTEST_SKIP() << "the grouped GEMM needs sm_90";
+  const std::vector<std::int64_t> groups = {0, 1, 63, 64, 65, 0, 130, 257, 7};
+  for (DType dt : {DType::kBFloat16, DType::kFloat16}) {
+    for (GemmTile tile : {GemmTile::kRows64, GemmTile::kRows128}) {
+      check_gemm({dt, DType::kFloat32, tile, 72, 136, groups});
+      check_gemm({dt, dt, tile, 264, 520, groups});
+    }
+  }
+  check_gemm({DType::kBFloat16, DType::kBFloat16, GemmTile::kRows128, 8, 8, {3, 0, 200}});
+  check_gemm({DType::kFloat16, DType::kFloat32, GemmTile::kRows64, 520, 64, {0, 0, 0}});
+}
+
+TEST(GroupedGemmCuda, RejectsMisalignedShapes) {
+  detail::GroupedGemmArgs ga;
+  ga.dtype = DType::kBFloat16;
+  ga.out_dtype = DType::kFloat32;
+  ga.a = fake(0x1000);
+  ga.b = fake(0x2000);
+  ga.c = fake(0x3000);
+  ga.offsets = static_cast<const std::int64_t*>(fake(0x4000));
+  ga.num_groups = 4;
+  ga.rows = 100;
+  ga.n = 64;
+  ga.k = 100;
+  Status st = detail::grouped_gemm_check("grouped_gemm_cuda", ga);
+  EXPECT_EQ(st.message(),
+            "grouped_gemm_cuda: k = 100: expected a positive multiple of 8 (16-byte rows for TMA)");
+  ga.k = 64;
+  ga.b = fake(0x2008);
+  st = detail::grouped_gemm_check("grouped_gemm_cuda", ga);
+  EXPECT_EQ(st.message(), "grouped_gemm_cuda: b = 0x2008: expected 16-byte aligned");
+  ga.b = fake(0x2000);
+  ga.out_dtype = DType::kFloat16;
+  st = detail::grouped_gemm_check("grouped_gemm_cuda", ga);
+  EXPECT_EQ(st.message(), "grouped_gemm_cuda: out_dtype = float16: expected float32 or bfloat16");
+}
+
+}  // namespace
+}  // namespace switchyard::testing
