@@ -243,7 +243,7 @@ int bench_experts_main(const Args& args) {
   if (list == "all") {
     for (const ModelPreset& m : model_presets()) models.push_back(&m);
   } else {
-    for (const std::string& name : args.get_list("models", "")) {
+    for (const std::string& name : args.get_list("models", list)) {
       const ModelPreset* m = find_model_preset(name);
       if (!m) {
         return fail(cmd,
