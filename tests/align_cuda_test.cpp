@@ -438,6 +438,24 @@ TEST(AlignCuda, EdgePatternsEveryPath) {
   check_align_case({32768, 8, 256, Pattern::kHot, false, 0}, 64, false);  // one expert takes ~90%
 }
 
+// The small-batch kernel (grid -1) over every pattern, E up to its limit, block sizes 16..256.
+TEST(AlignCuda, SmallBatchKernel) {
+  SKIP_WITHOUT_GPU();
+  int i = 0;
+  for (int E : {1, 3, 8, 160, 256, 384, 512}) {
+    for (std::int64_t M : {0, 1, 7, 64, 512, 1024}) {
+      for (int K : {1, 8}) {
+        const auto pat = static_cast<Pattern>(i % 5);
+        const int B = (i % 3 == 0) ? 16 : (i % 3 == 1 ? 64 : 256);
+        check_align_case({M, K, E, pat, i % 2 == 0, -1}, B, false);
+        if (::testing::Test::HasFatalFailure()) return;
+        ++i;
+      }
+    }
+  }
+  check_align_case({512, 8, 256, Pattern::kUniform, false, -1}, 64, true);  // graph capture
+}
+
 TEST(AlignCuda, GraphCapture) {
   SKIP_WITHOUT_GPU();
   check_align_case({4096, 8, 256, Pattern::kUniform, false, 0}, 64, true);
@@ -612,6 +630,14 @@ TEST(AlignCuda, RejectsBadArguments) {
   host.top_k_ids = TensorView::contiguous(h.data(), DType::kInt32, {8, 8});
   st = moe_align_block_size_cuda(p, host, ws.get(), need, nullptr);
   EXPECT_NE(st.message().find("top_k_ids.device = cpu"), std::string::npos) << st.message();
+  // The small-batch kernel refuses problems beyond its limits.
+  AlignArgs large = a;
+  large.top_k_ids = TensorView::contiguous(ids.get(), DType::kInt32, {2048, 8}, Device::kCuda);
+  large.sorted_token_ids =
+      TensorView::contiguous(sorted.get(), DType::kInt32, {16384 + 256 * 63}, Device::kCuda);
+  large.expert_ids = TensorView::contiguous(bexp.get(), DType::kInt32, {508}, Device::kCuda);
+  st = detail::moe_align_block_size_cuda_grid(p, large, ws.get(), need, -1, nullptr);
+  EXPECT_NE(st.message().find("grid = -1"), std::string::npos) << st.message();
   a.expert_ids = TensorView::contiguous(bexp.get(), DType::kInt32, {10}, Device::kCuda);
   st = moe_align_block_size_cuda(p, a, ws.get(), need, nullptr);
   EXPECT_NE(st.message().find("expert_ids.numel = 10"), std::string::npos) << st.message();

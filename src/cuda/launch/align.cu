@@ -13,6 +13,7 @@
 #include "../../common/check.h"
 #include "../cuda_status.h"
 #include "../kernels/align.cuh"
+#include "../kernels/align_small.cuh"
 #include "switchyard/align.h"
 
 namespace switchyard {
@@ -96,6 +97,26 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
   p.trace = g_trace.load(std::memory_order_relaxed);
   p.totals = static_cast<std::int32_t*>(workspace);
   p.block_hist = p.totals + E;
+
+  // Small alignment problems (decode batches): the five-barrier kernel.
+  const bool small_ok = p.output == SortOutput::kAlign &&
+                        p.num_slots <= kernels::kSmallAlignMaxSlots &&
+                        E <= kernels::kSmallAlignMaxExperts;
+  if (forced_grid == -1 && !small_ok) {
+    return detail::invalid_arg(op, "grid", forced_grid,
+                               "-1 only for alignment with <= 8192 slots and <= 512 experts");
+  }
+  if (small_ok && forced_grid <= 0) {
+    const std::size_t smem = kernels::small_align_shared_bytes(E);
+    if (smem > 48 * 1024) {
+      SY_RETURN_IF_ERROR(detail::cuda_status(
+          cudaFuncSetAttribute(kernels::align_small_kernel,
+                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+          "align_small_kernel: shared memory attribute"));
+    }
+    kernels::align_small_kernel<<<1, kernels::kSmallAlignThreads, smem, stream>>>(p);
+    return detail::cuda_status(cudaGetLastError(), "align_small_kernel: launch");
+  }
 
   bool multi = forced_grid > 1 || (forced_grid == 0 && p.num_slots > kSingleBlockMaxSlots);
   int grid = 1;
