@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -234,6 +235,20 @@ TensorView on_device(const TensorView& host, const DeviceBuffer& buf) {
   return v;
 }
 
+// Runs `launch` once on the default stream, or captured in a CUDA graph and replayed once.
+void launch_maybe_captured(bool capture, const std::function<Status(cudaStream_t)>& launch) {
+  if (capture) {
+    tools::GraphTiming t;
+    const Status st = tools::time_graph(
+        1, 1, [&](int, cudaStream_t s) { return launch(s); }, &t);
+    ASSERT_TRUE(st.ok()) << st.to_string();
+  } else {
+    const Status st = launch(nullptr);
+    ASSERT_TRUE(st.ok()) << st.to_string();
+  }
+  ASSERT_TRUE(tools::device_synchronize().ok());
+}
+
 void check_align_case(const SortCase& c, int block_size, bool capture) {
   std::string id = "align/";
   id += sort_case_name(c);
@@ -283,21 +298,10 @@ void check_align_case(const SortCase& c, int block_size, bool capture) {
     ASSERT_TRUE(tools::fill_device_bytes(d_bexp.get(), 0x5a + rep, d_bexp.bytes()).ok());
     ASSERT_TRUE(tools::fill_device_bytes(d_post.get(), 0x5a + rep, 4).ok());
     ASSERT_TRUE(tools::fill_device_bytes(d_ws.get(), 0x3c + rep, ws).ok());
-    if (capture) {
-      tools::GraphTiming t;
-      const Status st = tools::time_graph(
-          1, 1,
-          [&](int, cudaStream_t s) {
-            return detail::moe_align_block_size_cuda_grid(p, g, d_ws.get(), ws, c.grid, s);
-          },
-          &t);
-      ASSERT_TRUE(st.ok()) << st.to_string();
-    } else {
-      const Status st =
-          detail::moe_align_block_size_cuda_grid(p, g, d_ws.get(), ws, c.grid, nullptr);
-      ASSERT_TRUE(st.ok()) << st.to_string();
-    }
-    ASSERT_TRUE(tools::device_synchronize().ok());
+    launch_maybe_captured(capture, [&](cudaStream_t s) {
+      return detail::moe_align_block_size_cuda_grid(p, g, d_ws.get(), ws, c.grid, s);
+    });
+    if (::testing::Test::HasFatalFailure()) return;
     std::vector<std::int32_t> gs(sorted.size()), gb(bexp.size()), gp(1);
     ASSERT_TRUE(tools::copy_to_host(gs.data(), d_sorted.get(), gs.size() * 4).ok());
     ASSERT_TRUE(tools::copy_to_host(gb.data(), d_bexp.get(), gb.size() * 4).ok());
@@ -364,20 +368,10 @@ void check_layout_case(const SortCase& c, int alignment, std::int64_t max_m, boo
   for (int rep = 0; rep < 2; ++rep) {
     for (const DeviceBuffer* b : {&d_counts, &d_off, &d_s2d, &d_d2s, &d_ovf, &d_ws})
       ASSERT_TRUE(tools::fill_device_bytes(b->get(), 0x6b + rep, b->bytes()).ok());
-    if (capture) {
-      tools::GraphTiming t;
-      const Status st = tools::time_graph(
-          1, 1,
-          [&](int, cudaStream_t s) {
-            return detail::expert_layout_cuda_grid(p, g, d_ws.get(), ws, c.grid, s);
-          },
-          &t);
-      ASSERT_TRUE(st.ok()) << st.to_string();
-    } else {
-      const Status st = detail::expert_layout_cuda_grid(p, g, d_ws.get(), ws, c.grid, nullptr);
-      ASSERT_TRUE(st.ok()) << st.to_string();
-    }
-    ASSERT_TRUE(tools::device_synchronize().ok());
+    launch_maybe_captured(capture, [&](cudaStream_t s) {
+      return detail::expert_layout_cuda_grid(p, g, d_ws.get(), ws, c.grid, s);
+    });
+    if (::testing::Test::HasFatalFailure()) return;
     std::vector<std::int32_t> gc(counts.size());
     std::vector<std::int64_t> go(offsets.size()), gs(s2d.size()), gd(d2s.size()), gv(1);
     ASSERT_TRUE(tools::copy_to_host(gc.data(), d_counts.get(), gc.size() * 4).ok());

@@ -91,28 +91,28 @@ __device__ __forceinline__ std::int32_t segment_of(const std::int64_t* seg, std:
   return lo;
 }
 
-// Exclusive scan of v over the block's threads (blockDim.x a multiple of 32, <= 1024); returns
-// the block total through *total. `scratch` holds 32 int64; the block must call it together.
-__device__ __forceinline__ std::int64_t block_exclusive_scan(std::int64_t v, std::int64_t* scratch,
-                                                             std::int64_t* total) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  std::int64_t inc = v;
+// Inclusive scan of v over the warp's lanes.
+template <typename T>
+__device__ __forceinline__ T warp_inclusive_scan(T v) {
+  const int lane = threadIdx.x & 31;
   for (int d = 1; d < 32; d <<= 1) {
-    const std::int64_t o = __shfl_up_sync(0xffffffffu, inc, d);
-    if (lane >= d) inc += o;
+    const T o = __shfl_up_sync(0xffffffffu, v, d);
+    if (lane >= d) v += o;
   }
+  return v;
+}
+
+// Exclusive scan of v over the block's threads (blockDim.x a multiple of 32, <= 1024); returns
+// the block total through *total. `scratch` holds 32 T; the block must call it together.
+template <typename T>
+__device__ __forceinline__ T block_exclusive_scan(T v, T* scratch, T* total) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  const T inc = warp_inclusive_scan(v);
   if (lane == 31) scratch[warp] = inc;
   __syncthreads();
-  if (warp == 0) {
-    std::int64_t w = lane < warps ? scratch[lane] : 0;
-    for (int d = 1; d < 32; d <<= 1) {
-      const std::int64_t o = __shfl_up_sync(0xffffffffu, w, d);
-      if (lane >= d) w += o;
-    }
-    scratch[lane] = w;  // inclusive warp totals
-  }
+  if (warp == 0) scratch[lane] = warp_inclusive_scan(lane < warps ? scratch[lane] : T{0});
   __syncthreads();
-  const std::int64_t before = (warp > 0 ? scratch[warp - 1] : 0) + inc - v;
+  const T before = (warp > 0 ? scratch[warp - 1] : T{0}) + inc - v;
   *total = scratch[warps - 1];
   __syncthreads();  // scratch may be reused right after
   return before;
@@ -271,11 +271,7 @@ __global__ void __launch_bounds__(kSortThreadsMax) expert_sort_kernel(const Sort
       } else {
         for (int b = b0; b < b1; ++b) part += p.block_hist[static_cast<std::int64_t>(b) * E + e];
       }
-      std::int32_t inc = part;
-      for (int d = 1; d < 32; d <<= 1) {
-        const std::int32_t o = __shfl_up_sync(0xffffffffu, inc, d);
-        if (lane >= d) inc += o;
-      }
+      const std::int32_t inc = warp_inclusive_scan(part);
       std::int32_t run = inc - part;
       if (in_regs) {
 #pragma unroll

@@ -1,5 +1,5 @@
 // moe_align_block_size for small batches (decode): one block of 32 warps, at most
-// kSmallAlignMaxSlots slots and kSmallAlignMaxExperts experts, five barriers in all. Same output,
+// kSmallAlignMaxSlots slots and kSmallAlignMaxExperts experts, six barriers in all. Same output,
 // bit for bit, as expert_sort_kernel (align.cuh) and the CPU:
 //   1. each warp loads its chunk's ids (<= 8 steps of 32 slots, kept in registers) and counts them
 //      into its own histogram row (ballot peer groups, the group's lowest lane adds the size);
@@ -80,24 +80,8 @@ __global__ void __launch_bounds__(kSmallAlignThreads) align_small_kernel(const S
     }
     blocks = (total + B - 1) / B;
   }
-  std::int32_t inc = blocks;
-  for (int d = 1; d < 32; d <<= 1) {
-    const std::int32_t o = __shfl_up_sync(0xffffffffu, inc, d);
-    if (lane >= d) inc += o;
-  }
-  if (lane == 31) warp_sums[warp] = inc;
-  __syncthreads();
-  if (warp == 0) {
-    std::int32_t w = warp_sums[lane];
-    for (int d = 1; d < 32; d <<= 1) {
-      const std::int32_t o = __shfl_up_sync(0xffffffffu, w, d);
-      if (lane >= d) w += o;
-    }
-    warp_sums[lane] = w;
-  }
-  __syncthreads();
-  const std::int32_t first_block = (warp > 0 ? warp_sums[warp - 1] : 0) + inc - blocks;
-  const std::int32_t total_blocks = warp_sums[31];
+  std::int32_t total_blocks = 0;
+  const std::int32_t first_block = block_exclusive_scan(blocks, warp_sums, &total_blocks);
   const auto sentinel = N;
   if (static_cast<std::int32_t>(threadIdx.x) < E) {
     const std::int32_t e = threadIdx.x, start = first_block * B;

@@ -70,13 +70,14 @@ Status device_info(DeviceInfo* out) {
   return Status::Ok();
 }
 
-template <bool kMulti>
-Status set_smem(std::size_t smem) {
+// Opts `kernel` in to `smem` bytes of dynamic shared memory where that exceeds the default 48 KiB.
+template <typename Kernel>
+Status set_smem(Kernel kernel, std::size_t smem, const char* what) {
   if (smem <= 48 * 1024) return Status::Ok();
   return detail::cuda_status(
-      cudaFuncSetAttribute(kernels::expert_sort_kernel<kMulti>,
-                           cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-      "expert_sort_kernel: shared memory attribute");
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(smem)),
+      what);
 }
 
 // Chooses single block or cooperative grid and launches. `forced_grid` as in align_internal.h.
@@ -108,12 +109,8 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
   }
   if (small_ok && forced_grid <= 0) {
     const std::size_t smem = kernels::small_align_shared_bytes(E);
-    if (smem > 48 * 1024) {
-      SY_RETURN_IF_ERROR(detail::cuda_status(
-          cudaFuncSetAttribute(kernels::align_small_kernel,
-                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-          "align_small_kernel: shared memory attribute"));
-    }
+    SY_RETURN_IF_ERROR(
+        set_smem(kernels::align_small_kernel, smem, "align_small_kernel: shared memory attribute"));
     kernels::align_small_kernel<<<1, kernels::kSmallAlignThreads, smem, stream>>>(p);
     return detail::cuda_status(cudaGetLastError(), "align_small_kernel: launch");
   }
@@ -123,7 +120,8 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
   if (multi) {
     p.hist_warps = hist_warps_for(E, kMultiSharedBudget, kMultiMaxWarps);
     const std::size_t smem = kernels::sort_shared_bytes(E, p.hist_warps);
-    SY_RETURN_IF_ERROR(set_smem<true>(smem));
+    SY_RETURN_IF_ERROR(set_smem(kernels::expert_sort_kernel<true>, smem,
+                                "expert_sort_kernel: shared memory attribute"));
     int per_sm = 0;
     SY_RETURN_IF_ERROR(detail::cuda_status(
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernels::expert_sort_kernel<true>,
@@ -161,7 +159,8 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
                                "a count whose histogram fits in shared memory (" +
                                    std::to_string(smem) + " bytes needed)");
   }
-  SY_RETURN_IF_ERROR(set_smem<false>(smem));
+  SY_RETURN_IF_ERROR(set_smem(kernels::expert_sort_kernel<false>, smem,
+                              "expert_sort_kernel: shared memory attribute"));
   kernels::expert_sort_kernel<false><<<1, p.hist_warps * 32, smem, stream>>>(p);
   return detail::cuda_status(cudaGetLastError(), "expert_sort_kernel: launch");
 }
