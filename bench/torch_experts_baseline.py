@@ -91,7 +91,13 @@ def main():
     tokens = [int(t) for t in args.tokens.split(",")]
     t0 = time.time()
     rows = []
-    for name in args.models.split(","):
+    names = list(PRESETS) if args.models == "all" else [n for n in args.models.split(",") if n]
+    unknown = [n for n in names if n not in PRESETS]
+    if not names or unknown:
+        print(f"torch_experts_baseline: --models {args.models!r}: expected all or a comma list of "
+              f"{', '.join(PRESETS)}", file=sys.stderr)
+        return 2
+    for name in names:
         e, k, h, inter = PRESETS[name]
         gen = torch.Generator(device="cuda")
         gen.manual_seed(args.seed)

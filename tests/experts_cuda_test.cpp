@@ -409,6 +409,21 @@ TEST(ExpertsCuda, OddExpertsAndSizesOffTheTileGrid) {
   check("experts/odd_shapes_h8", s, all_plans());
 }
 
+// Model-sized expert counts (the presets have 128-384): most experts empty, both paths (the
+// decode work-item scan over many experts, the grouped GEMM's scheduler past 32 groups).
+TEST(ExpertsCuda, ManyExpertsMostlyEmpty) {
+  SKIP_WITHOUT_GPU();
+  ProblemSpec s;
+  s.E = 256;
+  s.M = 24;
+  s.K = 8;
+  check("experts/e256_sparse", s, all_plans());
+  s.routing = Routing::kSubset;
+  s.subset = 160;  // experts 160..255 empty
+  s.M = 200;
+  check("experts/e256_subset", s, all_plans());
+}
+
 TEST(ExpertsCuda, ExpertParallelMap) {
   SKIP_WITHOUT_GPU();
   ProblemSpec s;
@@ -501,6 +516,18 @@ TEST(ExpertsCudaArgs, MessagesNameTheArgument) {
                               std::to_string(fused_experts_workspace_size(pr.p, pr.M, pr.K))),
             std::string::npos)
       << st.message();
+
+  // 2-byte aligned x and w2: an error, not a misaligned 16-byte load on the device.
+  ExpertsArgs mis = views(pr, Device::kCuda, fake(0x10002), fake(0x20000), fake(0x30000), nullptr,
+                          nullptr, fake(0x40000), fake(0x50000), nullptr, fake(0x60000));
+  st = fused_experts_cuda(pr.p, mis, fake(0x70000), std::size_t{1} << 40, nullptr);
+  EXPECT_NE(st.message().find("fused_experts_cuda: x.data = misaligned: expected a 16-byte"),
+            std::string::npos)
+      << st.message();
+  mis = views(pr, Device::kCuda, fake(0x10000), fake(0x20000), fake(0x30008), nullptr, nullptr,
+              fake(0x40000), fake(0x50000), nullptr, fake(0x60000));
+  st = fused_experts_cuda(pr.p, mis, fake(0x70000), std::size_t{1} << 40, nullptr);
+  EXPECT_NE(st.message().find("w2.data = misaligned"), std::string::npos) << st.message();
 
   a.x.device = Device::kCpu;
   st = fused_experts_cuda(pr.p, a, fake(0x70000), std::size_t{1} << 40, nullptr);

@@ -67,15 +67,17 @@ Status fused_experts_cpu(const ExpertsParams& params, const ExpertsArgs& args);
 // fused_experts_cuda: the same op on device memory (every tensor on Device::kCuda), enqueued on
 // `stream`: no allocation, no host synchronisation, capturable in a CUDA graph, and bitwise
 // repeatable (no atomics; every reduction has a fixed order). Needs hidden_size and
-// intermediate_size to be multiples of 8 (16-byte rows for TMA and vector loads); the grouped-GEMM
-// path (used at many rows per expert) needs an sm_90 device (kernels built for sm_90a).
+// intermediate_size to be multiples of 8 and x, w13, w2 to start 16-byte aligned (16-byte rows
+// for TMA and vector loads); the grouped-GEMM path (used at many rows per expert) needs an sm_90
+// device and a build that includes sm_90a (otherwise it reports kUnsupported).
 // Numerics: as above, with one difference: each expert output y is stored rounded to the input
 // dtype (once, after + b2) before the float32 combine, as SGLang and vLLM store it. Against the
 // CPU oracle expect about 2^-8 relative per term for bf16 (2^-11 for fp16), plus float32
 // summation-order effects. Builds without CUDA return kUnsupported (and a workspace size of 0).
 //
 // Workspace (bytes; S = num_tokens * top_k, N13 = rows of w13 per expert, round256(b) = b rounded
-// up to a multiple of 256; any pointer works, it is aligned up to 256 internally):
+// up to a multiple of 256; any pointer works, it is aligned up to 256 internally; it may be null
+// when M or top_k is 0):
 //     round256(8 (E+1)) + round256(4 E)              expert offsets and counts
 //   + 2 round256(8 S)                                slot <-> layout-row maps
 //   + round256(expert_layout_workspace_size({E, alignment 1}, S))

@@ -4,6 +4,7 @@
 
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -28,10 +29,16 @@ std::string hex(const void* p) {
 
 // The kernels are compiled for sm_90a only (wgmma, TMA multicast): other devices are refused.
 Status check_device(const char* op) {
-  static int cached[64] = {};  // major * 10 + minor + 1, per device
+#ifdef SWITCHYARD_NO_SM90A
+  (void)op;
+  return Status::Unsupported(std::string(op) +
+                             ": this build has no sm_90a code (SWITCHYARD_CUDA_ARCHITECTURES "
+                             "lacks 90a), and the grouped GEMM needs wgmma/TMA");
+#else
+  static std::atomic<int> cached[64] = {};  // major * 10 + minor + 1, per device
   int dev = 0;
   SY_RETURN_IF_ERROR(cuda_status(cudaGetDevice(&dev), "grouped_gemm: cudaGetDevice"));
-  int& c = cached[dev & 63];
+  int c = cached[dev & 63].load(std::memory_order_relaxed);
   if (c == 0) {
     int major = 0, minor = 0;
     SY_RETURN_IF_ERROR(cuda_status(
@@ -39,12 +46,15 @@ Status check_device(const char* op) {
     SY_RETURN_IF_ERROR(cuda_status(
         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev), "cc minor"));
     c = major * 10 + minor + 1;
+    cached[dev & 63].store(c, std::memory_order_relaxed);
   }
+
   if (c - 1 != 90) {
     return Status::Unsupported(std::string(op) + ": the grouped GEMM is built for sm_90a only " +
                                "(device is sm_" + std::to_string(c - 1) + ")");
   }
   return Status::Ok();
+#endif
 }
 
 }  // namespace

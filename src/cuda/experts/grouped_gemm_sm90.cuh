@@ -9,14 +9,17 @@
 //   kRows128: cooperative, tile 128 x 256 x 64 (two consumer warpgroups of 64 x 256 each).
 //   kRows64:  ping-pong, tile 64 x 256 x 64 (each consumer warpgroup owns a 64 x 256 tile; the
 //             two alternate mainloop and epilogue), for experts with few rows.
-//   Cluster 1 x 2: the two CTAs of a cluster share the A tile (token rows) by TMA multicast; every
-//   model shape here has an even number of 256-column tiles. Stages: as many as shared memory
+//   Cluster 1 x 2: the two CTAs of a cluster share the A tile (token rows) by TMA multicast. An
+//   odd number of 256-column tiles (gpt-oss GEMM1: 2I = 5760, 22.5 tiles) stays correct (the
+//   scheduler rounds up to the cluster, TMA zero-fills and clips the extra tile) at ~4% of GEMM1's
+//   work. Stages: as many as shared memory
 //   holds after the epilogue's carve-out. Epilogue: D = acc (alpha 1, no C operand).
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 
 #include "../../common/check.h"
@@ -150,15 +153,16 @@ inline Status cutlass_status(cutlass::Status st, const char* what) {
 
 // SM count of the current device (cached per device), capped at kGroupedGemmMaxSms.
 inline Status device_sm_count(int* device, int* sm_count) {
-  static int cached[64] = {};
+  static std::atomic<int> cached[64] = {};
   SY_RETURN_IF_ERROR(cuda_status(cudaGetDevice(device), "grouped_gemm: cudaGetDevice"));
-  int& c = cached[*device & 63];
+  int c = cached[*device & 63].load(std::memory_order_relaxed);
   if (c == 0) {
     int v = 0;
     SY_RETURN_IF_ERROR(
         cuda_status(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, *device),
                     "grouped_gemm: cudaDeviceGetAttribute(MultiProcessorCount)"));
     c = std::min(v, kGroupedGemmMaxSms);
+    cached[*device & 63].store(c, std::memory_order_relaxed);
   }
   *sm_count = c;
   return Status::Ok();

@@ -18,13 +18,16 @@
 // up column I + i (2i, 2i+1 for gpt-oss) sit in different 256-column tiles, so a fused epilogue
 // needs a re-ordered view of w13's rows (TMA over a rank-3 view) and a custom epilogue visitor.
 // The float32 intermediate keeps the contract's single rounding (h is never rounded) at the cost of
-// writing and reading R x 2I x 4 bytes, ~5-10% of the GEMM time at the model shapes; fusing it is
-// the next step where the numbers show it pays. The decode path fuses it already.
+// writing and reading R x 2I x 4 bytes: estimated (not measured) at ~11% of GEMM1's time for
+// DeepSeek-V3, ~20% for Mixtral and ~40% for Qwen3-30B (small H), so fusing it is the next step
+// for Qwen-like shapes. gpt-oss interleaves gate/up rows, so there the fusion needs no re-ordered
+// view. The decode path fuses it already.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "../../common/check.h"
 #include "../../common/experts_check.h"
@@ -139,6 +142,15 @@ Status check_cuda_shape(const ExpertsParams& p, const ExpertsArgs& a) {
         kOp, "intermediate_size", p.intermediate_size,
         "a multiple of 8 (16-byte rows for TMA and vector loads), <= " + std::to_string(max_dim));
   }
+  // 16-byte vector loads (decode) and TMA (grouped GEMM) need 16-byte aligned bases; a view at
+  // an odd element offset would fault the device instead of failing here.
+  for (const auto& [name, t] : {std::pair<const char*, const TensorView*>{"x.data", &a.x},
+                                {"w13.data", &a.w13},
+                                {"w2.data", &a.w2}}) {
+    if ((reinterpret_cast<std::uintptr_t>(t->data) & 15u) != 0) {
+      return detail::invalid_arg(kOp, name, "misaligned", "a 16-byte aligned device pointer");
+    }
+  }
   if (a.top_k_ids.numel() > std::int64_t{1} << 30) {
     return detail::invalid_arg(kOp, "top_k_ids.numel", a.top_k_ids.numel(),
                                "<= 2^30 slots (GEMM row counts are int32)");
@@ -238,6 +250,8 @@ Status run_grouped_gemm(const ExpertsParams& p, const ExpertsArgs& a, const Buff
     kernels::scale_rows_kernel<T><<<blocks, kernels::kPointwiseThreads, 0, stream>>>(
         w.offsets, p.num_experts, w.dst_to_src, static_cast<const float*>(a.top_k_weights.data),
         p.hidden_size, static_cast<T*>(w.xy));
+    SY_RETURN_IF_ERROR(
+        detail::cuda_status(cudaGetLastError(), "fused_experts_cuda: scale_rows launch"));
   }
 
   detail::GroupedGemmArgs g1;
@@ -299,7 +313,7 @@ Status fused_experts_cuda_plan(const ExpertsParams& p, const ExpertsArgs& a, voi
     return invalid_arg(kOp, "workspace_bytes", workspace_bytes,
                        ">= fused_experts_workspace_size() = " + std::to_string(wp.total));
   }
-  if (workspace == nullptr && wp.total > 0) {
+  if (workspace == nullptr && wp.total > 0 && M > 0 && K > 0) {
     return invalid_arg(kOp, "workspace", "null", "a device pointer");
   }
   if (M == 0 || K == 0) {
@@ -345,6 +359,7 @@ Status fused_experts_cuda_plan(const ExpertsParams& p, const ExpertsArgs& a, voi
   const float* weights = static_cast<const float*>(a.top_k_weights.data);
   if (p.apply_router_weight_on_input) {  // the router weight went into x: combine with weight 1
     fill_ones_kernel<<<pointwise_blocks((S + 255) / 256), 256, 0, stream>>>(w.ones, S);
+    SY_RETURN_IF_ERROR(cuda_status(cudaGetLastError(), "fused_experts_cuda: fill_ones launch"));
     weights = w.ones;
   }
   CombineParams cp;
