@@ -22,6 +22,13 @@ struct ModelPreset {
   RoutingParams routing;
   bool has_bias;                                    // e_score_correction_bias
   Activation activation = Activation::kSiluAndMul;  // of the routed experts
+  // The shared experts as one dense gated MLP (SiLU) run on every token and added to the routed
+  // output with weight 1 (routed_scaling_factor scales the routed experts only): its intermediate
+  // size, num_shared_experts * I for every preset (Hugging Face's DeepSeek builds the shared
+  // experts so); 0: none.
+  std::int32_t shared_intermediate_size = 0;
+  // The router weight scales the expert input instead of its output (Llama-4; top_k == 1).
+  bool router_weight_on_input = false;
 };
 
 // All presets, in a stable order.

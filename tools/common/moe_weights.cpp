@@ -72,6 +72,25 @@ Status load_moe_layer(const SafetensorsFile& file, const ModelPreset& preset, in
     SY_RETURN_IF_ERROR(file.read(ex + down + ".weight", {w.dtype}, {H, I}, &bytes, &dt));
     std::memcpy(w.w2.data() + static_cast<std::size_t>(e) * proj * esz, bytes.data(), bytes.size());
   }
+  const std::int64_t Is = preset.shared_intermediate_size;
+  if (Is > 0) {
+    const std::string sh = mlp + "shared_experts.";
+    if (!file.contains(sh + "gate_proj.weight")) {
+      return Status::InvalidArgument(
+          "safetensors file " + file.path() + ": tensor " + sh +
+          "gate_proj.weight not found: expected the preset's shared experts (intermediate size " +
+          std::to_string(Is) + "); pass --shared-intermediate 0 to run without them");
+    }
+    w.shared_intermediate_size = static_cast<std::int32_t>(Is);
+    const std::size_t sproj = static_cast<std::size_t>(Is * H) * dtype_size(w.dtype);
+    w.shared_w13.resize(2 * sproj);
+    SY_RETURN_IF_ERROR(file.read(sh + "gate_proj.weight", {w.dtype}, {Is, H}, &bytes, &dt));
+    std::memcpy(w.shared_w13.data(), bytes.data(), bytes.size());
+    SY_RETURN_IF_ERROR(file.read(sh + "up_proj.weight", {w.dtype}, {Is, H}, &bytes, &dt));
+    std::memcpy(w.shared_w13.data() + sproj, bytes.data(), bytes.size());
+    SY_RETURN_IF_ERROR(file.read(sh + "down_proj.weight", {w.dtype}, {H, Is}, &bytes, &dt));
+    w.shared_w2 = std::move(bytes);
+  }
   *out = std::move(w);
   return Status::Ok();
 }

@@ -4,6 +4,9 @@
 //   model.layers.N.mlp.{gate.weight, gate.e_score_correction_bias,
 //                       experts.e.{gate_proj, up_proj, down_proj}.weight}   DeepSeek, Qwen, Kimi
 //   model.layers.N.block_sparse_moe.{gate.weight, experts.e.{w1, w3, w2}.weight}   Mixtral
+// and, where the preset has shared experts (shared_intermediate_size > 0), the dense shared MLP:
+//   model.layers.N.mlp.shared_experts.{gate_proj, up_proj, down_proj}.weight         DeepSeek, Kimi
+// (Llama-4's feed_forward.shared_expert and fused expert tensors are not read yet.)
 #pragma once
 
 #include <cstdint>
@@ -21,6 +24,10 @@ struct MoeLayerWeights {
   std::vector<float> router;  // [E, H], converted to float32
   std::vector<float> bias;    // [E] or empty
   std::vector<std::uint8_t> w13, w2;
+  // The shared experts as one dense gated MLP: w13 [2 Is, H] (gate rows, then up rows) and
+  // w2 [H, Is] in `dtype`; empty when shared_intermediate_size == 0.
+  std::int32_t shared_intermediate_size = 0;
+  std::vector<std::uint8_t> shared_w13, shared_w2;
 };
 
 // Checks every tensor against the preset's E, H and I; errors name the tensor.

@@ -84,6 +84,32 @@ std::vector<float> make_router_logits(std::int64_t num_tokens, int num_experts,
   return logits;
 }
 
+std::vector<float> make_logit_skew(std::int64_t num_tokens, int num_experts,
+                                   const RoutingSkew& skew, std::uint64_t seed) {
+  if (skew.kind == RoutingSkew::Kind::kUniform) return {};
+  Rng rng(seed ^ 0x736b6577ull);
+  std::vector<int> rank_of(static_cast<std::size_t>(num_experts));
+  std::iota(rank_of.begin(), rank_of.end(), 0);
+  for (int i = num_experts - 1; i > 0; --i) {
+    std::swap(rank_of[static_cast<std::size_t>(i)],
+              rank_of[rng.below(static_cast<std::uint64_t>(i) + 1)]);
+  }
+  std::vector<float> out(static_cast<std::size_t>(num_tokens) *
+                         static_cast<std::size_t>(num_experts));
+  for (std::int64_t t = 0; t < num_tokens; ++t) {
+    float* row = out.data() + t * num_experts;
+    for (int e = 0; e < num_experts; ++e) {
+      const int r = rank_of[static_cast<std::size_t>(e)];
+      if (skew.kind == RoutingSkew::Kind::kZipf) {
+        row[e] = static_cast<float>(-skew.zipf_s * std::log(r + 1.0));
+      } else if (r == 0 && rng.uniform() < skew.hot_fraction) {
+        row[e] = 8.0f;
+      }
+    }
+  }
+  return out;
+}
+
 std::vector<float> make_correction_bias(int num_experts, std::uint64_t seed) {
   Rng rng(seed ^ 0x5eedb1a5ull);
   std::vector<float> bias(static_cast<std::size_t>(num_experts));

@@ -24,6 +24,11 @@ Status parse_routing_skew(const std::string& text, RoutingSkew* out);
 // Router logits [num_tokens, num_experts] as float: N(0, 1) noise plus the skew, seeded.
 std::vector<float> make_router_logits(std::int64_t num_tokens, int num_experts,
                                       const RoutingSkew& skew, std::uint64_t seed);
+// The skew alone, to add to logits from elsewhere (the router GEMM): [num_tokens, num_experts]
+// offsets, zipf: -s*ln(rank+1) per expert; hot: +8 on the hot expert's logit for that fraction of
+// the tokens; empty for uniform. Seeded; popularity ranks as above (not the same permutation).
+std::vector<float> make_logit_skew(std::int64_t num_tokens, int num_experts,
+                                   const RoutingSkew& skew, std::uint64_t seed);
 // A small correction bias [num_experts] in [-0.005, 0.005), seeded.
 std::vector<float> make_correction_bias(int num_experts, std::uint64_t seed);
 
