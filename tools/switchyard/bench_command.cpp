@@ -91,20 +91,8 @@ int bench_routing(const Args& args) {
                 kExitUsage);
   }
   std::vector<const ModelPreset*> models;
-  const std::string list = args.get("models", "all");
-  if (list == "all") {
-    for (const ModelPreset& m : model_presets()) models.push_back(&m);
-  } else {
-    for (const std::string& name : args.get_list("models", "")) {
-      const ModelPreset* m = find_model_preset(name);
-      if (!m) {
-        return fail(cmd,
-                    Status::InvalidArgument("--models item '" + name + "': expected all or " +
-                                            model_preset_names()),
-                    kExitUsage);
-      }
-      models.push_back(m);
-    }
+  if (Status st = parse_models(args, "all", &models); !st.ok()) {
+    return fail(cmd, st, kExitUsage);
   }
 
   const bool cuda = device == Device::kCuda;

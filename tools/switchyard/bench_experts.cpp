@@ -239,20 +239,8 @@ int bench_experts_main(const Args& args) {
                 kExitUsage);
   }
   std::vector<const ModelPreset*> models;
-  const std::string list = args.get("models", "mixtral-8x7b,qwen3-30b-a3b,deepseek-v3");
-  if (list == "all") {
-    for (const ModelPreset& m : model_presets()) models.push_back(&m);
-  } else {
-    for (const std::string& name : args.get_list("models", list)) {
-      const ModelPreset* m = find_model_preset(name);
-      if (!m) {
-        return fail(cmd,
-                    Status::InvalidArgument("--models item '" + name + "': expected all or " +
-                                            model_preset_names()),
-                    kExitUsage);
-      }
-      models.push_back(m);
-    }
+  if (Status st = parse_models(args, "mixtral-8x7b,qwen3-30b-a3b,deepseek-v3", &models); !st.ok()) {
+    return fail(cmd, st, kExitUsage);
   }
   if (!cuda_device_available()) {
     return fail(cmd, Status::Unsupported("no CUDA device is available (the bench is GPU-only)"),

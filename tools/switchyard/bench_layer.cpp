@@ -278,20 +278,8 @@ int bench_layer_op(const std::string& op, int argc, char** argv, int first) {
                 kExitUsage);
   }
   std::vector<const ModelPreset*> models;
-  for (const std::string& name :
-       args.get_list("models", "deepseek-v3,qwen3-30b-a3b,mixtral-8x7b")) {
-    if (name == "all") {
-      for (const ModelPreset& m : model_presets()) models.push_back(&m);
-      continue;
-    }
-    const ModelPreset* m = find_model_preset(name);
-    if (!m) {
-      return fail(cmd.c_str(),
-                  Status::InvalidArgument("--models item '" + name + "': expected all or " +
-                                          model_preset_names()),
-                  kExitUsage);
-    }
-    models.push_back(m);
+  if (Status st = parse_models(args, "deepseek-v3,qwen3-30b-a3b,mixtral-8x7b", &models); !st.ok()) {
+    return fail(cmd.c_str(), st, kExitUsage);
   }
   const bool cuda = device == Device::kCuda;
   tools::MemoryCeiling ceiling;

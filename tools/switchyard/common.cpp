@@ -75,6 +75,29 @@ std::string describe_router(const ModelPreset& m) {
   return s;
 }
 
+Status parse_models(const Args& args, const std::string& fallback,
+                    std::vector<const ModelPreset*>* out) {
+  out->clear();
+  const std::string list = args.get("models", fallback);
+  if (list == "all") {
+    for (const ModelPreset& m : model_presets()) out->push_back(&m);
+    return Status::Ok();
+  }
+  for (const std::string& name : args.get_list("models", list)) {
+    const ModelPreset* m = find_model_preset(name);
+    if (!m) {
+      return Status::InvalidArgument("--models item '" + name + "': expected all or " +
+                                     model_preset_names());
+    }
+    out->push_back(m);
+  }
+  if (out->empty()) {
+    return Status::InvalidArgument("--models = '" + list + "': expected all or at least one of " +
+                                   model_preset_names());
+  }
+  return Status::Ok();
+}
+
 std::string utc_timestamp() {
   const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
   std::tm tm{};

@@ -8,6 +8,7 @@
 #include "../common/json.h"
 #include "../common/routing_harness.h"
 #include "../common/synthetic.h"
+#include "args.h"
 #include "switchyard/models.h"
 
 namespace switchyard::cli {
@@ -20,6 +21,10 @@ Status emit(const std::string& path, const std::string& text);
 // "" -> cuda when a GPU is visible, else cpu. "cuda" without a GPU is an error.
 Status pick_device(const std::string& text, Device* out);
 std::string describe_router(const ModelPreset& m);
+// --models: "all" or a comma list of preset names (`fallback` when the flag is absent). An
+// unknown name or an empty list is an error naming the flag.
+Status parse_models(const Args& args, const std::string& fallback,
+                    std::vector<const ModelPreset*>* out);
 std::string utc_timestamp();  // 2026-11-27T23:59:00Z
 
 // The routing problem of a preset: synthetic skewed logits (and bias where the model has one).
