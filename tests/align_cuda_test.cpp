@@ -432,7 +432,8 @@ TEST(AlignCuda, EdgePatternsEveryPath) {
   check_align_case({32768, 8, 256, Pattern::kHot, false, 0}, 64, false);  // one expert takes ~90%
 }
 
-// The small-batch kernel (grid -1) over every pattern, E up to its limit, block sizes 16..256.
+// The small-batch kernel (grid -1) over every pattern, E up to its limit, block sizes 16..256,
+// alignment and the contiguous layout.
 TEST(AlignCuda, SmallBatchKernel) {
   SKIP_WITHOUT_GPU();
   int i = 0;
@@ -442,12 +443,15 @@ TEST(AlignCuda, SmallBatchKernel) {
         const auto pat = static_cast<Pattern>(i % 5);
         const int B = (i % 3 == 0) ? 16 : (i % 3 == 1 ? 64 : 256);
         check_align_case({M, K, E, pat, i % 2 == 0, -1}, B, false);
+        const int alignment = (i % 3 == 0) ? 1 : (i % 3 == 1 ? 128 : 7);
+        check_layout_case({M, K, E, pat, i % 2 == 1, -1}, alignment, 0, false);
         if (::testing::Test::HasFatalFailure()) return;
         ++i;
       }
     }
   }
   check_align_case({512, 8, 256, Pattern::kUniform, false, -1}, 64, true);  // graph capture
+  check_layout_case({512, 8, 256, Pattern::kMapped, false, -1}, 128, 0, true);
 }
 
 TEST(AlignCuda, GraphCapture) {

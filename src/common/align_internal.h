@@ -28,9 +28,10 @@ inline std::size_t sort_workspace_bytes(std::int32_t num_experts) {
   return (e + static_cast<std::size_t>(align_max_grid(num_experts)) * e) * 4;
 }
 
-// Test hooks: the CUDA ops with a forced kernel (0: the heuristic; -1: the small-batch alignment
-// kernel, an error where it does not apply; 1: the generic kernel on one block; > 1: the generic
-// kernel on that many cooperative blocks, clamped to what fits on the card).
+// Test hooks: the CUDA ops with a forced kernel (0: the heuristic; -1: the small-batch kernel
+// (alignment, contiguous layout), an error where it does not apply; 1: the generic kernel on one
+// block; > 1: the generic kernel on that many cooperative blocks, clamped to what fits on the
+// card).
 Status moe_align_block_size_cuda_grid(const AlignParams& params, const AlignArgs& args,
                                       void* workspace, std::size_t workspace_bytes, int grid,
                                       cudaStream_t stream);

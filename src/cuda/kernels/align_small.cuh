@@ -1,6 +1,6 @@
-// moe_align_block_size for small batches (decode): one block of 32 warps, at most
-// kSmallAlignMaxSlots slots and kSmallAlignMaxExperts experts, six barriers in all. Same output,
-// bit for bit, as expert_sort_kernel (align.cuh) and the CPU:
+// moe_align_block_size and the contiguous expert layout for small batches (decode): one block of
+// 32 warps, at most kSmallAlignMaxSlots slots and kSmallAlignMaxExperts experts, six barriers in
+// all. Same output, bit for bit, as expert_sort_kernel (align.cuh) and the CPU:
 //   1. each warp loads its chunk's ids (<= 8 steps of 32 slots, kept in registers) and counts them
 //      into its own histogram row (ballot peer groups, the group's lowest lane adds the size);
 //   2. thread e turns column e of the 32 warp rows into per-warp starting ranks and its padded
@@ -83,11 +83,18 @@ __global__ void __launch_bounds__(kSmallAlignThreads) align_small_kernel(const S
   std::int32_t total_blocks = 0;
   const std::int32_t first_block = block_exclusive_scan(blocks, warp_sums, &total_blocks);
   const auto sentinel = N;
+  const bool align = p.output == SortOutput::kAlign;
   if (static_cast<std::int32_t>(threadIdx.x) < E) {
-    const std::int32_t e = threadIdx.x, start = first_block * B;
+    const std::int32_t e = threadIdx.x, start = first_block * B, stop = start + blocks * B;
     seg[e] = start;
-    for (std::int32_t j = start + total; j < start + blocks * B; ++j) p.sorted_ids[j] = sentinel;
-    for (std::int32_t b = first_block; b < first_block + blocks; ++b) p.block_experts[b] = e;
+    if (align) {
+      for (std::int32_t j = start + total; j < stop; ++j) p.sorted_ids[j] = sentinel;
+      for (std::int32_t b = first_block; b < first_block + blocks; ++b) p.block_experts[b] = e;
+    } else {
+      for (std::int32_t j = start + total; j < stop; ++j) p.dst_to_src[j] = -1;
+      p.counts[e] = total;
+      p.offsets[e] = start;
+    }
   }
   __syncthreads();
 
@@ -96,20 +103,39 @@ __global__ void __launch_bounds__(kSmallAlignThreads) align_small_kernel(const S
 #pragma unroll
   for (int i = 0; i < kCachedSteps; ++i) {
     if (i < steps) {
-      const std::int32_t e = ex[i];
-      if (e >= 0) p.sorted_ids[seg[e] + hist[e] + __popc(peers[i] & lower)] = begin + i * 32 + lane;
+      const std::int32_t e = ex[i], s = begin + i * 32 + lane;
+      if (e >= 0) {
+        const std::int32_t dst = seg[e] + hist[e] + __popc(peers[i] & lower);
+        if (align) {
+          p.sorted_ids[dst] = s;
+        } else {
+          p.src_to_dst[s] = dst;
+          p.dst_to_src[dst] = s;
+        }
+      } else if (!align && s < end) {
+        p.src_to_dst[s] = -1;  // dropped slot
+      }
       __syncwarp();
       if (e >= 0 && lane == __ffs(peers[i]) - 1) hist[e] += __popc(peers[i]);
       __syncwarp();
     }
   }
   const std::int64_t used = static_cast<std::int64_t>(total_blocks) * B;
-  for (std::int64_t j = used + threadIdx.x; j < p.sorted_numel; j += kSmallAlignThreads)
-    p.sorted_ids[j] = sentinel;
-  for (std::int64_t b = total_blocks + threadIdx.x; b < p.block_experts_numel;
-       b += kSmallAlignThreads)
-    p.block_experts[b] = -1;
-  if (threadIdx.x == 0) *p.post_pad = static_cast<std::int32_t>(used);
+  if (align) {
+    for (std::int64_t j = used + threadIdx.x; j < p.sorted_numel; j += kSmallAlignThreads)
+      p.sorted_ids[j] = sentinel;
+    for (std::int64_t b = total_blocks + threadIdx.x; b < p.block_experts_numel;
+         b += kSmallAlignThreads)
+      p.block_experts[b] = -1;
+    if (threadIdx.x == 0) *p.post_pad = static_cast<std::int32_t>(used);
+  } else {
+    for (std::int64_t j = used + threadIdx.x; j < p.dst_numel; j += kSmallAlignThreads)
+      p.dst_to_src[j] = -1;
+    if (threadIdx.x == 0) {
+      p.offsets[E] = used;
+      if (p.overflow != nullptr) *p.overflow = 0;  // contiguous: nothing is dropped for space
+    }
+  }
 }
 
 }  // namespace switchyard::kernels

@@ -99,13 +99,14 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
   p.totals = static_cast<std::int32_t*>(workspace);
   p.block_hist = p.totals + E;
 
-  // Small alignment problems (decode batches): the five-barrier kernel.
-  const bool small_ok = p.output == SortOutput::kAlign &&
+  // Small problems (decode batches), alignment or the contiguous layout: the small kernel.
+  const bool small_ok = p.output != SortOutput::kMasked &&
                         p.num_slots <= kernels::kSmallAlignMaxSlots &&
                         E <= kernels::kSmallAlignMaxExperts;
   if (forced_grid == -1 && !small_ok) {
-    return detail::invalid_arg(op, "grid", forced_grid,
-                               "-1 only for alignment with <= 8192 slots and <= 512 experts");
+    return detail::invalid_arg(
+        op, "grid", forced_grid,
+        "-1 only for alignment or the contiguous layout with <= 8192 slots and <= 512 experts");
   }
   if (small_ok && forced_grid <= 0) {
     const std::size_t smem = kernels::small_align_shared_bytes(E);
