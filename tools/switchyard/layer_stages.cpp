@@ -271,6 +271,25 @@ ExpertsParams shared_params(const Shape& s, const tools::MoeLayerWeights& w) {
   return p;
 }
 
+// The shared experts' dense MLP on the CPU: out[n, H] = mlp(x) for every row (fused_experts_cpu
+// with one expert, every row on it with weight 1).
+Status shared_experts_cpu(const Shape& s, const tools::MoeLayerWeights& w, const TensorView& x,
+                          std::uint8_t* out) {
+  const std::int64_t n = x.size(0), H = s.H, Is = w.shared_intermediate_size;
+  std::vector<std::int32_t> zero(static_cast<std::size_t>(n), 0);
+  std::vector<float> one(static_cast<std::size_t>(n), 1.0f);
+  ExpertsArgs sa;
+  sa.x = x;
+  sa.w13 = TensorView::contiguous(const_cast<std::uint8_t*>(w.shared_w13.data()), s.dtype,
+                                  {1, 2 * Is, H});
+  sa.w2 =
+      TensorView::contiguous(const_cast<std::uint8_t*>(w.shared_w2.data()), s.dtype, {1, H, Is});
+  sa.top_k_ids = TensorView::contiguous(zero.data(), DType::kInt32, {n, 1});
+  sa.top_k_weights = TensorView::contiguous(one.data(), DType::kFloat32, {n, 1});
+  sa.out = TensorView::contiguous(out, s.dtype, {n, H});
+  return fused_experts_cpu(shared_params(s, w), sa);
+}
+
 ExpertWork routed_work(const Shape& s, const tools::MoeLayerWeights& w,
                        const std::vector<std::int32_t>& counts, Activation act) {
   ExpertWork k;
@@ -379,19 +398,7 @@ Status check_sampled_tokens(const Shape& s, const LayerStageOptions& o,
   a.out = TensorView::contiguous(routed.data(), s.dtype, {n, H});
   SY_RETURN_IF_ERROR(fused_experts_cpu(p, a));
   if (w.shared_intermediate_size > 0) {
-    std::vector<std::int32_t> zero(static_cast<std::size_t>(n), 0);
-    std::vector<float> one(static_cast<std::size_t>(n), 1.0f);
-    const std::int64_t Is = w.shared_intermediate_size;
-    ExpertsArgs sa;
-    sa.x = a.x;
-    sa.w13 = TensorView::contiguous(const_cast<std::uint8_t*>(w.shared_w13.data()), s.dtype,
-                                    {1, 2 * Is, H});
-    sa.w2 =
-        TensorView::contiguous(const_cast<std::uint8_t*>(w.shared_w2.data()), s.dtype, {1, H, Is});
-    sa.top_k_ids = TensorView::contiguous(zero.data(), DType::kInt32, {n, 1});
-    sa.top_k_weights = TensorView::contiguous(one.data(), DType::kFloat32, {n, 1});
-    sa.out = TensorView::contiguous(shared.data(), s.dtype, {n, H});
-    SY_RETURN_IF_ERROR(fused_experts_cpu(shared_params(s, w), sa));
+    SY_RETURN_IF_ERROR(shared_experts_cpu(s, w, a.x, shared.data()));
     SY_RETURN_IF_ERROR(
         tools::add_outputs_cpu(s.dtype, routed.data(), shared.data(), ref.data(), n * H));
   } else {
@@ -572,21 +579,10 @@ Status run_layer_stages_cpu(const tools::RoutingProblem& pr, const tools::Routin
   if (o.weights && o.weights->shared_intermediate_size > 0) {
     const tools::MoeLayerWeights& w = *o.weights;
     const std::int64_t Is = w.shared_intermediate_size;
-    std::vector<std::int32_t> zero(static_cast<std::size_t>(M), 0);
-    std::vector<float> one(static_cast<std::size_t>(M), 1.0f);
     std::vector<std::uint8_t> shared(routed.size());
     out.resize(routed.size());
-    ExpertsArgs sa;
-    sa.x = pa.x;
-    sa.w13 = TensorView::contiguous(const_cast<std::uint8_t*>(w.shared_w13.data()), s.dtype,
-                                    {1, 2 * Is, H});
-    sa.w2 =
-        TensorView::contiguous(const_cast<std::uint8_t*>(w.shared_w2.data()), s.dtype, {1, H, Is});
-    sa.top_k_ids = TensorView::contiguous(zero.data(), DType::kInt32, {M, 1});
-    sa.top_k_weights = TensorView::contiguous(one.data(), DType::kFloat32, {M, 1});
-    sa.out = TensorView::contiguous(shared.data(), s.dtype, {M, H});
     t0 = clock::now();
-    SY_RETURN_IF_ERROR(fused_experts_cpu(layer::shared_params(s, w), sa));
+    SY_RETURN_IF_ERROR(layer::shared_experts_cpu(s, w, pa.x, shared.data()));
     SY_RETURN_IF_ERROR(
         tools::add_outputs_cpu(s.dtype, routed.data(), shared.data(), out.data(), M * H));
     r->shared = layer::shared_work(s, w);

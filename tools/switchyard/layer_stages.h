@@ -149,6 +149,8 @@ std::vector<std::uint8_t> layer_input(const std::vector<detail::bf16_t>& x, DTyp
 
 ExpertsParams routed_params(const Shape& s, const LayerStageOptions& o);
 ExpertsParams shared_params(const Shape& s, const tools::MoeLayerWeights& w);
+Status shared_experts_cpu(const Shape& s, const tools::MoeLayerWeights& w, const TensorView& x,
+                          std::uint8_t* out);
 ExpertWork routed_work(const Shape& s, const tools::MoeLayerWeights& w,
                        const std::vector<std::int32_t>& counts, Activation act);
 ExpertWork shared_work(const Shape& s, const tools::MoeLayerWeights& w);
