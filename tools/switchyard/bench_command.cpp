@@ -222,12 +222,7 @@ int bench_routing(const Args& args) {
     }
   }
   // The table always goes to stdout; --output receives the chosen format (table, json or csv).
-  const std::string output = args.get("output", "");
-  if (format != "table" && !output.empty()) std::fwrite(table.data(), 1, table.size(), stdout);
-  if (Status st = emit(output, format == "table" ? table : text); !st.ok()) {
-    return fail(cmd, st, kExitUsage);
-  }
-  return any_wrong == 0 ? kExitOk : kExitWrong;
+  return finish_bench(args, cmd, format, table, format == "table" ? table : text, any_wrong);
 }
 
 int bench_ceiling(const Args& args) {

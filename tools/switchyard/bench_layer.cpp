@@ -391,11 +391,8 @@ int bench_layer_op(const std::string& op, int argc, char** argv, int first) {
     }
   }
   j.end_array().end_object();
-  const std::string output = args.get("output", "");
-  if (format != "table" && !output.empty()) std::fwrite(table.data(), 1, table.size(), stdout);
   const std::string text = format == "json" ? j.str() + "\n" : (format == "csv" ? csv : table);
-  if (Status st = emit(output, text); !st.ok()) return fail(cmd.c_str(), st, kExitUsage);
-  return any_wrong == 0 ? kExitOk : kExitWrong;
+  return finish_bench(args, cmd.c_str(), format, table, text, any_wrong);
 }
 
 }  // namespace switchyard::cli

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <numeric>
 
+#include "commands.h"
 #include "switchyard/runtime.h"
 
 namespace switchyard::cli {
@@ -96,6 +97,14 @@ Status parse_models(const Args& args, const std::string& fallback,
                                    model_preset_names());
   }
   return Status::Ok();
+}
+
+int finish_bench(const Args& args, const char* cmd, const std::string& format,
+                 const std::string& table, const std::string& text, std::int64_t any_wrong) {
+  const std::string output = args.get("output", "");
+  if (format != "table" && !output.empty()) std::fwrite(table.data(), 1, table.size(), stdout);
+  if (Status st = emit(output, text); !st.ok()) return fail(cmd, st, kExitUsage);
+  return any_wrong == 0 ? kExitOk : kExitWrong;
 }
 
 std::string utc_timestamp() {

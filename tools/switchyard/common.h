@@ -26,6 +26,10 @@ std::string describe_router(const ModelPreset& m);
 Status parse_models(const Args& args, const std::string& fallback,
                     std::vector<const ModelPreset*>* out);
 std::string utc_timestamp();  // 2026-11-27T23:59:00Z
+// The end of every bench: `text` (the chosen --format) to --output or stdout; the table also to
+// stdout when --output receives another format. Returns the exit code (kExitWrong on any wrong).
+int finish_bench(const Args& args, const char* cmd, const std::string& format,
+                 const std::string& table, const std::string& text, std::int64_t any_wrong);
 
 // The routing problem of a preset: synthetic skewed logits (and bias where the model has one).
 tools::RoutingProblem make_preset_problem(const ModelPreset& m, std::int64_t num_tokens,
