@@ -108,6 +108,23 @@ Status make_layout(const ExpertsParams& p, const ExpertsArgs& a, SlotLayout* l) 
   return Status::Ok();
 }
 
+// Dot product in float32 with 8 interleaved partial sums (partial j holds the terms c = j mod 8),
+// added pairwise at the end: a fixed order the compiler can vectorise, ~8x a single chain.
+float dot8(const float* a, const float* b, std::int64_t n) {
+  float s[8] = {};
+  std::int64_t c = 0;
+  for (; c + 8 <= n; c += 8) {
+    for (int j = 0; j < 8; ++j) s[j] += a[c + j] * b[c + j];
+  }
+  for (; c < n; ++c) s[c & 7] += a[c] * b[c];
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+template <typename T>
+void to_floats(const T* src, std::int64_t n, float* dst) {
+  for (std::int64_t i = 0; i < n; ++i) dst[i] = detail::to_float(src[i]);
+}
+
 template <typename T>
 void forward(const ExpertsParams& p, const ExpertsArgs& a, const SlotLayout& l) {
   const std::int64_t M = a.x.size(0), K = a.top_k_ids.size(1), E = p.num_experts;
@@ -135,7 +152,8 @@ void forward(const ExpertsParams& p, const ExpertsArgs& a, const SlotLayout& l) 
   detail::parallel_for(
       static_cast<std::int64_t>(items.size()), 1, [&](std::int64_t b, std::int64_t e_end) {
         std::vector<float> in(static_cast<std::size_t>(16 * H)),
-            h(static_cast<std::size_t>(16 * R13)), act(static_cast<std::size_t>(16 * I));
+            h(static_cast<std::size_t>(16 * R13)), act(static_cast<std::size_t>(16 * I)),
+            wf(static_cast<std::size_t>(std::max(H, I)));
         for (std::int64_t it = b; it < e_end; ++it) {
           const Item& item = items[static_cast<std::size_t>(it)];
           const std::int64_t n = item.end - item.begin, e = item.expert;
@@ -150,13 +168,11 @@ void forward(const ExpertsParams& p, const ExpertsArgs& a, const SlotLayout& l) 
             }
           }
           for (std::int64_t j = 0; j < R13; ++j) {  // GEMM1: each weight row once per item
-            const T* wrow = w13 + (e * R13 + j) * H;
+            to_floats(w13 + (e * R13 + j) * H, H, wf.data());
             const float bias = bias_at(a.b13, e * R13 + j);
             for (std::int64_t r = 0; r < n; ++r) {
-              const float* v = in.data() + r * H;
-              float acc = 0.0f;
-              for (std::int64_t c = 0; c < H; ++c) acc += detail::to_float(wrow[c]) * v[c];
-              h[static_cast<std::size_t>(r * R13 + j)] = acc + bias;
+              h[static_cast<std::size_t>(r * R13 + j)] =
+                  dot8(wf.data(), in.data() + r * H, H) + bias;
             }
           }
           for (std::int64_t r = 0; r < n; ++r) {  // activation, rounded to the stored dtype
@@ -166,13 +182,11 @@ void forward(const ExpertsParams& p, const ExpertsArgs& a, const SlotLayout& l) 
             }
           }
           for (std::int64_t o = 0; o < H; ++o) {  // GEMM2
-            const T* wrow = w2 + (e * H + o) * I;
+            to_floats(w2 + (e * H + o) * I, I, wf.data());
             const float bias = bias_at(a.b2, e * H + o);
             for (std::int64_t r = 0; r < n; ++r) {
-              const float* v = act.data() + r * I;
-              float acc = 0.0f;
-              for (std::int64_t i = 0; i < I; ++i) acc += detail::to_float(wrow[i]) * v[i];
-              y[static_cast<std::size_t>((item.begin + r) * H + o)] = acc + bias;
+              y[static_cast<std::size_t>((item.begin + r) * H + o)] =
+                  dot8(wf.data(), act.data() + r * I, I) + bias;
             }
           }
         }
