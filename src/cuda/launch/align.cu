@@ -34,6 +34,9 @@ constexpr std::size_t kMultiSharedBudget = 40 * 1024;
 constexpr int kMultiBlocksPerSm = 1;
 constexpr int kMultiMaxWarps = 16;
 constexpr std::int64_t kMinStepsPerWarp = 4;
+// Beyond this many output entries the generic kernel runs on a grid (about this many per block).
+constexpr std::int64_t kSingleBlockMaxEntries = std::int64_t{1} << 17;
+constexpr std::int64_t kEntriesPerBlock = std::int64_t{1} << 15;
 
 int hist_warps_for(std::int32_t E, std::size_t budget, int max_warps) {
   const std::size_t seg = (static_cast<std::size_t>(E) + 1) * 8;
@@ -116,7 +119,12 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
     return detail::cuda_status(cudaGetLastError(), "align_small_kernel: launch");
   }
 
-  bool multi = forced_grid > 1 || (forced_grid == 0 && p.num_slots > kSingleBlockMaxSlots);
+  // Output entries every launch writes (padding and tails included): large E makes them many
+  // even for few slots, and one block would write them alone.
+  const std::int64_t out_entries =
+      p.output == SortOutput::kAlign ? p.sorted_numel + p.block_experts_numel : p.dst_numel;
+  bool multi = forced_grid > 1 || (forced_grid == 0 && (p.num_slots > kSingleBlockMaxSlots ||
+                                                        out_entries > kSingleBlockMaxEntries));
   int grid = 1;
   if (multi) {
     p.hist_warps = hist_warps_for(E, kMultiSharedBudget, kMultiMaxWarps);
@@ -130,11 +138,12 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
         "expert_sort_kernel: occupancy"));
     const std::int64_t resident = static_cast<std::int64_t>(std::max(per_sm, 0)) * dev.sms;
     std::int64_t want =
-        forced_grid > 1
-            ? forced_grid
-            : std::min<std::int64_t>(static_cast<std::int64_t>(kMultiBlocksPerSm) * dev.sms,
-                                     (p.num_slots + p.hist_warps * 32 * kMinStepsPerWarp - 1) /
-                                         (p.hist_warps * 32 * kMinStepsPerWarp));
+        forced_grid > 1 ? forced_grid
+                        : std::min<std::int64_t>(
+                              static_cast<std::int64_t>(kMultiBlocksPerSm) * dev.sms,
+                              std::max((p.num_slots + p.hist_warps * 32 * kMinStepsPerWarp - 1) /
+                                           (p.hist_warps * 32 * kMinStepsPerWarp),
+                                       (out_entries + kEntriesPerBlock - 1) / kEntriesPerBlock));
     want = std::min({want, resident, detail::align_max_grid(E)});
     grid = static_cast<int>(std::max<std::int64_t>(want, 1));
     multi = grid > 1;
