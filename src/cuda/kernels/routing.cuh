@@ -195,9 +195,12 @@ __device__ __forceinline__ float slot_sum(const LaneGroup<kLanes>& grp, const fl
   return grp.sum(local_pairwise_sum<kSlots>(v));
 }
 
-template <typename T, int kLanes, int kVals>
+// kTrace (diagnostics, tests/routing_trace_test.cu only; the library's instances have it off, so
+// their code is unchanged): row 0's lane 0 writes clock64() at each phase boundary into trace[0..7].
+template <typename T, int kLanes, int kVals, bool kTrace = false>
 __global__ void __launch_bounds__(kRoutingThreads, 4)
-    routing_kernel(const detail::RoutingKernelParams kp, const bool vec_ok, const bool ids_int64) {
+    routing_kernel(const detail::RoutingKernelParams kp, const bool vec_ok, const bool ids_int64,
+                   long long* trace = nullptr) {
   using namespace detail;
   static_assert(kLanes * kVals <= kMaxRoutingExperts, "layout");
   constexpr int kSlots = kRoutingSlotLeaves / kLanes;  // output columns per lane
@@ -209,6 +212,12 @@ __global__ void __launch_bounds__(kRoutingThreads, 4)
   const std::int64_t row =
       static_cast<std::int64_t>(blockIdx.x) * (kRoutingThreads / kLanes) + row_in_block;
   if (row >= kp.num_tokens) return;  // uniform per lane group
+  auto mark = [&](int point) {
+    if constexpr (kTrace) {
+      if (row == 0 && grp.lane == 0) trace[point] = clock64();
+    }
+  };
+  mark(0);
   const int E = p.num_experts, K = p.top_k, S = p.num_shared_experts, cols = K + S;
   float* out_w = kp.weights + row * cols;
   auto store_id = [&](int c, std::int32_t id) {
@@ -238,6 +247,7 @@ __global__ void __launch_bounds__(kRoutingThreads, 4)
   {
     float raw[kVals], bias[kVals];
     load_chunk<T, kVals>(x, first, E, vec_ok, raw);
+    mark(1);
     if (kp.bias) {
       load_bias<kVals>(kp.bias, first, E, bias);
     } else {
@@ -268,6 +278,7 @@ __global__ void __launch_bounds__(kRoutingThreads, 4)
   any_finite = grp.ballot(any_finite) != 0u;
 
   float max_key = neg_inf(), softmax_sum = 0.0f;
+  mark(2);
   if (p.score_func == ScoreFunc::kSoftmax) {
 #pragma unroll
     for (int j = 0; j < kVals; ++j) {
@@ -283,6 +294,7 @@ __global__ void __launch_bounds__(kRoutingThreads, 4)
     drop_groups<kLanes, kVals>(grp, p, ord, group_smem + row_in_block * p.num_groups);
   }
 
+  mark(3);
   // K rounds of argmax over the group: (highest order, then lowest expert index).
   std::uint32_t chunk_ord;
   int chunk_j;
@@ -330,6 +342,7 @@ __global__ void __launch_bounds__(kRoutingThreads, 4)
   float w[kSlots];
   const float top_key = grp.broadcast(order_key_value(slot_ord[0]), 0);
   const float softmax_top = is_nan(top_key) ? neg_inf() : top_key;
+  mark(4);
   // Weights, one uniform branch per score function (hoisted out of the slot loop, as above).
   const ScoreFunc f = p.score_func;
 #pragma unroll
@@ -383,6 +396,7 @@ __global__ void __launch_bounds__(kRoutingThreads, 4)
       for (int i = 0; i < kSlots; ++i) w[i] = div_f(w[i], sum);
     }
   }
+  mark(5);
   const float routed_sum = S > 0 ? slot_sum<kLanes, kSlots>(grp, w) : 0.0f;
   const float rsf = p.routed_scaling_factor;
 #pragma unroll
@@ -400,6 +414,7 @@ __global__ void __launch_bounds__(kRoutingThreads, 4)
       store_id(c, shared_expert_id(kp, c - K));
     }
   }
+  mark(6);
 }
 
 }  // namespace switchyard::kernels
