@@ -197,7 +197,7 @@ __device__ __forceinline__ float slot_sum(const LaneGroup<kLanes>& grp, const fl
 
 // kTrace (diagnostics, tests/routing_trace_test.cu only; the library's instances have it off, so
 // their code is unchanged): row 0's lane 0 writes clock64() at each phase boundary into
-// trace[0..7].
+// trace[0..6].
 template <typename T, int kLanes, int kVals, bool kTrace = false>
 __global__ void __launch_bounds__(kRoutingThreads, 4)
     routing_kernel(const detail::RoutingKernelParams kp, const bool vec_ok, const bool ids_int64,
