@@ -36,6 +36,9 @@ const std::vector<FlagSpec>& bench_flags() {
       {"ceiling-gbps", true, "use this memory ceiling instead of measuring it"},
       {"seed", true, "seed of the generated inputs (default 0)"},
       {"vals", true, "force the CUDA kernel layout: experts per lane, 1..32 (default: heuristic)"},
+      {"resident", false,
+       "one buffer set for all calls (inputs stay in L2, as a router GEMM's fresh output would); "
+       "default: rotate over >= 2x L2 so every call reads DRAM"},
       {"help", false, "show this help"},
   };
   return specs;
@@ -113,8 +116,9 @@ int bench_routing(const Args& args) {
   } else {
     ceiling.read_gbps = ceiling_arg;
   }
+  const bool resident = args.has("resident");
   const std::size_t rotate =
-      std::max<std::size_t>(2 * tools::device_l2_bytes(), std::size_t{64} << 20);
+      resident ? 0 : std::max<std::size_t>(2 * tools::device_l2_bytes(), std::size_t{64} << 20);
 
   std::vector<Row> rows;
   const std::size_t total = models.size() * tokens.size();
@@ -172,9 +176,12 @@ int bench_routing(const Args& args) {
     j.begin_object().field("bench", "routing").field("card", card).field("date", utc_timestamp());
     j.field("dtype", dtype_name(dtype)).field("routing", skew.describe()).field("seed", seed);
     j.field("vals_per_lane", vals == 0 ? std::string("heuristic") : std::to_string(vals));
-    j.field("method", cuda ? "CUDA graph of 40 calls over rotating buffers (>= 2x L2), median of "
-                             "7 replays / 40; bytes = logits + bias + weights + ids"
-                           : "CPU: median of repeated calls");
+    j.field("method", !cuda ? "CPU: median of repeated calls"
+                      : resident
+                          ? "CUDA graph of 40 calls on one buffer set (L2-resident inputs), "
+                            "median of 7 replays / 40; bytes = logits + bias + weights + ids"
+                          : "CUDA graph of 40 calls over rotating buffers (>= 2x L2), median "
+                            "of 7 replays / 40; bytes = logits + bias + weights + ids");
     j.field("ceiling_read_gbps", ceiling.read_gbps).field("ceiling_copy_gbps", ceiling.copy_gbps);
     j.field("empty_kernel_us", empty.median_us_per_call);
     j.key("rows").begin_array();
