@@ -87,12 +87,8 @@ int bench_routing(const Args& args) {
                     args.get_double("ceiling-gbps", 0, 0, 1e6, &ceiling_arg)}) {
     if (!st.ok()) return fail(cmd, st, kExitUsage);
   }
-  const std::string format = args.get("format", "table");
-  if (format != "table" && format != "json" && format != "csv") {
-    return fail(cmd,
-                Status::InvalidArgument("--format = " + format + ": expected table, json or csv"),
-                kExitUsage);
-  }
+  std::string format;
+  if (Status st = parse_format(args, &format); !st.ok()) return fail(cmd, st, kExitUsage);
   std::vector<const ModelPreset*> models;
   if (Status st = parse_models(args, "all", &models); !st.ok()) {
     return fail(cmd, st, kExitUsage);

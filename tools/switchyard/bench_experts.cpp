@@ -232,12 +232,8 @@ int bench_experts_main(const Args& args) {
     return fail(cmd, Status::InvalidArgument("--dtype = " + dt_text + ": expected bf16 or fp16"),
                 kExitUsage);
   }
-  const std::string format = args.get("format", "table");
-  if (format != "table" && format != "json" && format != "csv") {
-    return fail(cmd,
-                Status::InvalidArgument("--format = " + format + ": expected table, json or csv"),
-                kExitUsage);
-  }
+  std::string format;
+  if (Status st = parse_format(args, &format); !st.ok()) return fail(cmd, st, kExitUsage);
   std::vector<const ModelPreset*> models;
   if (Status st = parse_models(args, "mixtral-8x7b,qwen3-30b-a3b,deepseek-v3", &models); !st.ok()) {
     return fail(cmd, st, kExitUsage);

@@ -271,12 +271,8 @@ int bench_layer_op(const std::string& op, int argc, char** argv, int first) {
         args.get_double("ceiling-gbps", 0, 0, 1e6, &ceiling_arg)}) {
     if (!st.ok()) return fail(cmd.c_str(), st, kExitUsage);
   }
-  const std::string format = args.get("format", "table");
-  if (format != "table" && format != "json" && format != "csv") {
-    return fail(cmd.c_str(),
-                Status::InvalidArgument("--format = " + format + ": expected table, json or csv"),
-                kExitUsage);
-  }
+  std::string format;
+  if (Status st = parse_format(args, &format); !st.ok()) return fail(cmd.c_str(), st, kExitUsage);
   std::vector<const ModelPreset*> models;
   if (Status st = parse_models(args, "deepseek-v3,qwen3-30b-a3b,mixtral-8x7b", &models); !st.ok()) {
     return fail(cmd.c_str(), st, kExitUsage);

@@ -76,6 +76,14 @@ std::string describe_router(const ModelPreset& m) {
   return s;
 }
 
+Status parse_format(const Args& args, std::string* out) {
+  *out = args.get("format", "table");
+  if (*out != "table" && *out != "json" && *out != "csv") {
+    return Status::InvalidArgument("--format = " + *out + ": expected table, json or csv");
+  }
+  return Status::Ok();
+}
+
 Status parse_models(const Args& args, const std::string& fallback,
                     std::vector<const ModelPreset*>* out) {
   out->clear();

@@ -21,6 +21,8 @@ Status emit(const std::string& path, const std::string& text);
 // "" -> cuda when a GPU is visible, else cpu. "cuda" without a GPU is an error.
 Status pick_device(const std::string& text, Device* out);
 std::string describe_router(const ModelPreset& m);
+// --format: table (default), json or csv.
+Status parse_format(const Args& args, std::string* out);
 // --models: "all" or a comma list of preset names (`fallback` when the flag is absent). An
 // unknown name or an empty list is an error naming the flag.
 Status parse_models(const Args& args, const std::string& fallback,
