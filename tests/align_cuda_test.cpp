@@ -438,7 +438,7 @@ TEST(AlignCuda, SmallBatchKernel) {
   SKIP_WITHOUT_GPU();
   int i = 0;
   for (int E : {1, 3, 8, 160, 256, 384, 512}) {
-    for (std::int64_t M : {0, 1, 7, 64, 512, 1024}) {
+    for (std::int64_t M : {0, 1, 7, 64, 512, 513, 1024}) {
       for (int K : {1, 8}) {
         const auto pat = static_cast<Pattern>(i % 5);
         const int B = (i % 3 == 0) ? 16 : (i % 3 == 1 ? 64 : 256);

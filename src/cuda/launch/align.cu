@@ -103,19 +103,26 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
   p.block_hist = p.totals + E;
 
   // Small problems (decode batches), alignment or the contiguous layout: the small kernel.
+  // (32-bit arithmetic there: slots + padding stay below 2^30.)
   const bool small_ok = p.output != SortOutput::kMasked &&
                         p.num_slots <= kernels::kSmallAlignMaxSlots &&
-                        E <= kernels::kSmallAlignMaxExperts;
+                        E <= kernels::kSmallAlignMaxExperts && p.pad <= (1 << 20) &&
+                        p.num_slots + static_cast<std::int64_t>(E) * (p.pad - 1) < (1 << 30) &&
+                        p.map_size < (1 << 30) &&
+                        std::max({p.sorted_numel, p.block_experts_numel, p.dst_numel}) < (1 << 30);
   if (forced_grid == -1 && !small_ok) {
-    return detail::invalid_arg(
-        op, "grid", forced_grid,
-        "-1 only for alignment or the contiguous layout with <= 8192 slots and <= 512 experts");
+    return detail::invalid_arg(op, "grid", forced_grid,
+                               "-1 only for alignment or the contiguous layout with <= 8192 "
+                               "slots, <= 512 experts and slots + padding < 2^30");
   }
   if (small_ok && forced_grid <= 0) {
     const std::size_t smem = kernels::small_align_shared_bytes(E);
     SY_RETURN_IF_ERROR(
         set_smem(kernels::align_small_kernel, smem, "align_small_kernel: shared memory attribute"));
-    kernels::align_small_kernel<<<1, kernels::kSmallAlignThreads, smem, stream>>>(p);
+    const std::int64_t out_entries =
+        p.output == SortOutput::kAlign ? p.sorted_numel + p.block_experts_numel : p.dst_numel;
+    kernels::align_small_kernel<<<kernels::small_align_grid(p.num_slots, out_entries),
+                                  kernels::kSmallAlignThreads, smem, stream>>>(p);
     return detail::cuda_status(cudaGetLastError(), "align_small_kernel: launch");
   }
 
