@@ -9,11 +9,14 @@
 //   kRows128: cooperative, tile 128 x 256 x 64 (two consumer warpgroups of 64 x 256 each).
 //   kRows64:  ping-pong, tile 64 x 256 x 64 (each consumer warpgroup owns a 64 x 256 tile; the
 //             two alternate mainloop and epilogue), for experts with few rows.
-//   Cluster 1 x 2: the two CTAs of a cluster share the A tile (token rows) by TMA multicast. An
-//   odd number of 256-column tiles (gpt-oss GEMM1: 2I = 5760, 22.5 tiles) stays correct (the
-//   scheduler rounds up to the cluster, TMA zero-fills and clips the extra tile) at ~4% of GEMM1's
-//   work. Stages: as many as shared memory
-//   holds after the epilogue's carve-out. Epilogue: D = acc (alpha 1, no C operand).
+//   Cluster 2 x 1: the two CTAs of a cluster take two row tiles of the same expert and share the
+//   B tile (the expert's weights) by TMA multicast, so an expert's weights come from DRAM once per
+//   two row tiles. With cluster 1 x 2 (A shared) every row tile re-read the weights: measured on an
+//   H100 (ncu, DeepSeek-V3 8192 tokens, ~256 +- 16 rows per expert = 2-3 row tiles) GEMM1 took
+//   13.7 ms, the time of reading w13 (15 GB) ~2.5 times; persistent CTAs drift too far apart for
+//   the L2 to catch the re-reads. An odd number of row tiles gets one empty CTA (the scheduler
+//   rounds up to the cluster, TMA zero-fills and clips). Stages: as many as shared memory holds
+//   after the epilogue's carve-out. Epilogue: D = acc (alpha 1, no C operand).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -40,14 +43,14 @@ struct TileRows128 {
   using KernelSchedule = cutlass::gemm::KernelPtrArrayTmaWarpSpecializedCooperative;
   using EpilogueSchedule = cutlass::epilogue::PtrArrayTmaWarpSpecializedCooperative;
   using TileShape = cute::Shape<cute::_128, cute::_256, cute::_64>;
-  using ClusterShape = cute::Shape<cute::_1, cute::_2, cute::_1>;
+  using ClusterShape = cute::Shape<cute::_2, cute::_1, cute::_1>;
 };
 
 struct TileRows64 {
   using KernelSchedule = cutlass::gemm::KernelPtrArrayTmaWarpSpecializedPingpong;
   using EpilogueSchedule = cutlass::epilogue::PtrArrayTmaWarpSpecializedPingpong;
   using TileShape = cute::Shape<cute::_64, cute::_256, cute::_64>;
-  using ClusterShape = cute::Shape<cute::_1, cute::_2, cute::_1>;
+  using ClusterShape = cute::Shape<cute::_2, cute::_1, cute::_1>;
 };
 
 using ProblemShape = cutlass::gemm::GroupProblemShape<cute::Shape<int, int, int>>;  // (m, n, k)
