@@ -25,21 +25,43 @@ using tools::RoutingResult;
 #define SKIP_WITHOUT_GPU() \
   if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device"
 
-// Runs both backends and compares; returns an empty string on success.
+// The layouts every bitwise check runs: the heuristic's, and up to two row-block layouts of E
+// forced (the heuristic uses row blocks for small M and some routings only) up to 4096 rows; above,
+// the heuristic's only (EveryLayoutGivesTheSameBits runs every layout; with all row-block
+// layouts at every M the suite took over 200 s on an H100).
+std::vector<int> layouts_to_check(int num_experts, std::int64_t num_tokens) {
+  std::vector<int> codes = {0};
+  if (num_tokens > 4096) return codes;
+  for (int vals : {1, 4, 2, 8, 16}) {
+    if (codes.size() > 2) break;
+    if (heuristics::routing_row_block_valid(num_experts, vals)) codes.push_back(-vals);
+  }
+  return codes;
+}
+
+// Runs both backends (CUDA in every layout of layouts_to_check) and compares; returns an empty
+// string on success.
 std::string check_problem(const RoutingProblem& pr) {
-  RoutingResult cpu, gpu;
+  RoutingResult cpu;
   Status st = tools::run_routing_cpu(pr, &cpu);
   if (!st.ok()) return "cpu: " + st.to_string();
-  st = tools::run_routing_cuda(pr, &gpu);
-  if (!st.ok()) return "cuda: " + st.to_string();
-  const tools::RoutingDiff d = tools::compare_routing(pr, cpu, gpu);
-  if (d.rows_wrong) return std::to_string(d.rows_wrong) + " rows differ; " + d.first_detail;
+  for (int layout : layouts_to_check(pr.params.num_experts, pr.num_tokens)) {
+    RoutingResult gpu;
+    st = tools::run_routing_cuda(pr, &gpu, layout);
+    const std::string where = "cuda (layout " + std::to_string(layout) + "): ";
+    if (!st.ok()) return where + st.to_string();
+    const tools::RoutingDiff d = tools::compare_routing(pr, cpu, gpu);
+    if (d.rows_wrong) {
+      return where + std::to_string(d.rows_wrong) + " rows differ; " + d.first_detail;
+    }
+  }
   return "";
 }
 
 class RoutingCudaMatrix : public ::testing::TestWithParam<Variant> {};
 
-// Every variant x E x K x tokens of the issue, seeded; dtypes rotate over the cases.
+// Every variant x E x K x tokens of the issue, seeded; dtypes rotate over the cases. Each case
+// runs in the heuristic's layout and in every row-block layout (check_problem).
 TEST_P(RoutingCudaMatrix, MatchesCpuBitwise) {
   SKIP_WITHOUT_GPU();
   const Variant v = GetParam();
@@ -153,13 +175,16 @@ TEST(RoutingCuda, OptionsAndSpecialValuesFuzz) {
 
 // Captures route_cuda in a CUDA graph; replays are bitwise identical to each other and to the
 // CPU, outputs are fully rewritten after poisoning, and the device-side padding count can change
-// between replays without re-capture.
-TEST(RoutingCuda, GraphCaptureRepeatabilityAndPoison) {
+// between replays without re-capture. M = 3000 takes lane groups, M = 300 row blocks.
+class RoutingCudaGraph : public ::testing::TestWithParam<std::int64_t> {};
+
+TEST_P(RoutingCudaGraph, GraphCaptureRepeatabilityAndPoison) {
   SKIP_WITHOUT_GPU();
   RoutingParams p;
   ASSERT_TRUE(variant_params(Variant::kGroupedTop2Sum, 256, 8, &p));
   p.num_shared_experts = 1;
-  const std::int64_t M = 3000;
+  const std::int64_t M = GetParam();
+  const std::int32_t padded_from = static_cast<std::int32_t>(M * 2 / 5);
   RoutingProblem pr = make_problem(p, M, DType::kBFloat16, cached_logits(256, M), true, 7);
   pr.num_tokens_non_padded = static_cast<std::int32_t>(M);
   const std::size_t n = static_cast<std::size_t>(M) * 9;
@@ -205,16 +230,20 @@ TEST(RoutingCuda, GraphCaptureRepeatabilityAndPoison) {
       << tools::compare_routing(pr, cpu, first).first_detail;
 
   RoutingResult padded, cpu_padded;
-  replay_and_read(1234, &padded);
-  pr.num_tokens_non_padded = 1234;
+  replay_and_read(padded_from, &padded);
+  pr.num_tokens_non_padded = padded_from;
   ASSERT_TRUE(tools::run_routing_cpu(pr, &cpu_padded).ok());
   EXPECT_EQ(tools::compare_routing(pr, cpu_padded, padded).rows_wrong, 0);
-  EXPECT_EQ(padded.ids[1234 * 9], -1);
-  EXPECT_EQ(padded.weights[1234 * 9], 0.0f);
+  const auto first_padded = static_cast<std::size_t>(padded_from) * 9;
+  EXPECT_EQ(padded.ids[first_padded], -1);
+  EXPECT_EQ(padded.weights[first_padded], 0.0f);
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
   cudaStreamDestroy(stream);
 }
+
+INSTANTIATE_TEST_SUITE_P(LaneGroupsAndRowBlocks, RoutingCudaGraph,
+                         ::testing::Values(std::int64_t{3000}, std::int64_t{300}));
 
 // A row's bits do not depend on the batch size or on its position in the batch.
 TEST(RoutingCuda, BatchInvariance) {
@@ -253,7 +282,8 @@ TEST(RoutingCuda, BatchInvariance) {
   }
 }
 
-// Every kernel layout (lanes x vals) returns the CPU's bits: the layout is a speed choice only.
+// Every kernel layout (lane groups: lanes x vals; row blocks: vals) returns the CPU's bits: the
+// layout is a speed choice only.
 TEST(RoutingCuda, EveryLayoutGivesTheSameBits) {
   SKIP_WITHOUT_GPU();
   for (Variant v : all_variants()) {
@@ -278,12 +308,12 @@ TEST(RoutingCuda, EveryLayoutGivesTheSameBits) {
           tools::routing_args(pr, Device::kCuda, logits.get(), bias.get(), nullptr, nullptr,
                               nullptr, nullptr, weights.get(), ids.get());
       int layouts = 0;
-      for (int vals = 1; vals <= 32; vals *= 2) {
-        if (!heuristics::routing_vals_valid(E, vals)) continue;
+      for (int code : {1, 2, 4, 8, 16, 32, -1, -2, -4, -8, -16}) {
+        if (!heuristics::routing_layout_code_valid(E, code)) continue;
         ++layouts;
         ASSERT_TRUE(tools::fill_device_bytes(weights.get(), 0x7b, n * 4).ok());
         ASSERT_TRUE(tools::fill_device_bytes(ids.get(), 0x7b, n * 4).ok());
-        const Status st = detail::route_cuda_layout(p, args, vals, nullptr);
+        const Status st = detail::route_cuda_layout(p, args, code, nullptr);
         ASSERT_TRUE(st.ok()) << st.to_string();
         RoutingResult gpu;
         gpu.weights.resize(n);
@@ -293,14 +323,15 @@ TEST(RoutingCuda, EveryLayoutGivesTheSameBits) {
         gpu.ids.assign(raw.begin(), raw.end());
         const tools::RoutingDiff d = tools::compare_routing(pr, cpu, gpu);
         EXPECT_EQ(d.rows_wrong, 0)
-            << variant_name(v) << " E" << E << " vals " << vals << ": " << d.first_detail;
+            << variant_name(v) << " E" << E << " layout " << code << ": " << d.first_detail;
       }
       EXPECT_GT(layouts, 0);
     }
   }
 }
 
-// Row strides that break 16-byte alignment take the scalar load path; results must not change.
+// Row strides that break 16-byte alignment take the scalar load path; results must not change,
+// in any layout.
 TEST(RoutingCuda, StridedAndUnalignedLogits) {
   SKIP_WITHOUT_GPU();
   for (int E : {8, 160, 256, 1024}) {
@@ -339,14 +370,19 @@ TEST(RoutingCuda, StridedAndUnalignedLogits) {
         ga.top_k_ids =
             TensorView::contiguous(d_ids.get(), DType::kInt32, {M, p.top_k}, Device::kCuda);
         ASSERT_TRUE(route_cpu(p, ca).ok());
-        const Status st = route_cuda(p, ga, nullptr, 0, nullptr);
-        ASSERT_TRUE(st.ok()) << st.to_string();
-        ASSERT_TRUE(tools::device_synchronize().ok());
-        ASSERT_TRUE(tools::copy_to_host(gw.data(), d_w.get(), n * 4).ok());
-        ASSERT_TRUE(tools::copy_to_host(gid.data(), d_ids.get(), n * 4).ok());
-        EXPECT_EQ(cid, gid) << "E" << E << " pad " << pad << " offset " << offset;
-        EXPECT_EQ(std::memcmp(cw.data(), gw.data(), n * 4), 0)
-            << "E" << E << " pad " << pad << " offset " << offset;
+        for (int layout : layouts_to_check(E, M)) {
+          ASSERT_TRUE(tools::fill_device_bytes(d_w.get(), 0x7b, n * 4).ok());
+          ASSERT_TRUE(tools::fill_device_bytes(d_ids.get(), 0x7b, n * 4).ok());
+          const Status st = detail::route_cuda_layout(p, ga, layout, nullptr);
+          ASSERT_TRUE(st.ok()) << st.to_string();
+          ASSERT_TRUE(tools::device_synchronize().ok());
+          ASSERT_TRUE(tools::copy_to_host(gw.data(), d_w.get(), n * 4).ok());
+          ASSERT_TRUE(tools::copy_to_host(gid.data(), d_ids.get(), n * 4).ok());
+          EXPECT_EQ(cid, gid) << "E" << E << " pad " << pad << " offset " << offset << " layout "
+                              << layout;
+          EXPECT_EQ(std::memcmp(cw.data(), gw.data(), n * 4), 0)
+              << "E" << E << " pad " << pad << " offset " << offset << " layout " << layout;
+        }
       }
     }
   }

@@ -1,5 +1,6 @@
 // The routing launch heuristics are pure host code: every (E, M) must map to a layout that has a
-// kernel instance, covers the row, and keeps at most 32 lanes per row.
+// kernel instance and covers the row: lane groups of at most 32 lanes, or row blocks of whole
+// warps covering E within the row-block thread limit.
 #include <gtest/gtest.h>
 
 #include "cuda/heuristics/routing.h"
@@ -10,8 +11,19 @@ namespace {
 TEST(RoutingHeuristics, EveryShapeGetsAnInstantiatedLayout) {
   for (int E = 1; E <= kMaxRoutingExperts; ++E) {
     const int capacity = detail::routing_row_capacity(E);
-    for (std::int64_t M : {0, 1, 7, 512, 2047, 2048, 4096, 100000}) {
+    for (std::int64_t M : {0, 1, 7, 128, 129, 512, 513, 2047, 2048, 4096, 100000}) {
       const RoutingLaunchConfig c = routing_launch_config(E, M);
+      ASSERT_EQ(c.row_block, M <= kRowBlockMaxRows) << "E" << E << " M" << M;
+      if (c.row_block) {
+        ASSERT_TRUE(routing_row_block_valid(E, c.vals)) << "E" << E << " M" << M;
+        ASSERT_EQ(c.threads % 32, 0);
+        ASSERT_GE(c.threads * c.vals, E);
+        ASSERT_LT((c.threads - 32) * c.vals, E);
+        ASSERT_LE(c.threads, M <= kRowBlockWideRows ? kRowBlockMaxThreads : 256);
+        ASSERT_EQ(c.rows_per_block, 1);
+        ASSERT_EQ(c.blocks, M);
+        continue;
+      }
       ASSERT_TRUE(routing_layout_valid(c.lanes, c.vals)) << "E" << E << " M" << M;
       ASSERT_EQ(c.lanes * c.vals, capacity) << "E" << E << " M" << M;
       ASSERT_EQ(c.rows_per_block * c.lanes, c.threads);
@@ -22,12 +34,41 @@ TEST(RoutingHeuristics, EveryShapeGetsAnInstantiatedLayout) {
 }
 
 TEST(RoutingHeuristics, MeasuredChoices) {
-  EXPECT_EQ(routing_launch_config(256, 1).lanes, 32);
   EXPECT_EQ(routing_launch_config(256, 32768).lanes, 32);
-  EXPECT_EQ(routing_launch_config(8, 1).lanes, 8);
   EXPECT_EQ(routing_launch_config(8, 4096).lanes, 8);
   EXPECT_EQ(routing_launch_config(8, 32768).lanes, 4);
-  EXPECT_EQ(routing_launch_config(1024, 1).vals, 32);
+  EXPECT_EQ(routing_launch_config(1024, 513).vals, 32);
+}
+
+// Decode sizes take row blocks: one thread per expert where it fits (256 experts: 8 warps), two
+// or four experts per thread for wide rows, and at most 256 threads above 128 rows.
+TEST(RoutingHeuristics, RowBlocksForSmallBatches) {
+  const RoutingLaunchConfig dsv3 = routing_launch_config(256, 1);
+  EXPECT_TRUE(dsv3.row_block);
+  EXPECT_EQ(dsv3.vals, 1);
+  EXPECT_EQ(dsv3.threads, 256);
+  EXPECT_EQ(dsv3.blocks, 1);
+  EXPECT_EQ(routing_launch_config(384, 1).threads, 384);
+  EXPECT_EQ(routing_launch_config(384, 512).threads, 192);
+  EXPECT_EQ(routing_launch_config(384, 512).vals, 2);
+  EXPECT_EQ(routing_launch_config(1024, 1).vals, 2);
+  EXPECT_EQ(routing_launch_config(1024, 512).vals, 4);
+  EXPECT_EQ(routing_launch_config(8, 1).threads, 32);
+  EXPECT_EQ(routing_launch_config(160, 7).threads, 160);
+  EXPECT_FALSE(routing_launch_config(256, 513).row_block);
+}
+
+// Row blocks only where they pay (measured): grouped routings and K >= 6; lane groups for the
+// short rows (Llama 4 K=1, gpt-oss K=4, Mixtral K=2) at every M.
+TEST(RoutingHeuristics, RowBlocksOnlyWhereTheyPay) {
+  EXPECT_TRUE(routing_row_blocks_pay(8, false));
+  EXPECT_TRUE(routing_row_blocks_pay(6, true));
+  EXPECT_TRUE(routing_row_blocks_pay(1, true));
+  EXPECT_FALSE(routing_row_blocks_pay(4, false));
+  EXPECT_FALSE(routing_row_blocks_pay(1, false));
+  EXPECT_FALSE(routing_launch_config(128, 1, 0, false).row_block);
+  EXPECT_TRUE(routing_launch_config(128, 1, 0, true).row_block);
+  EXPECT_TRUE(routing_launch_config(128, 1, -1, false).row_block);  // forced layouts stay
 }
 
 TEST(RoutingHeuristics, ForcedLayoutsAreChecked) {
@@ -37,6 +78,22 @@ TEST(RoutingHeuristics, ForcedLayoutsAreChecked) {
   EXPECT_FALSE(routing_vals_valid(32, 16));    // 16 values with 2 lanes spills
   EXPECT_FALSE(routing_vals_valid(8, 16));     // more values than experts
   EXPECT_EQ(routing_launch_config(256, 1, 16).lanes, 16);
+  EXPECT_FALSE(routing_launch_config(256, 1, 16).row_block);
+  // Row-block codes: -1, -2, -4, -8, -16 within kRowBlockMaxThreads threads.
+  EXPECT_TRUE(routing_layout_code_valid(256, -1));
+  EXPECT_TRUE(routing_layout_code_valid(512, -1));
+  EXPECT_FALSE(routing_layout_code_valid(1024, -1));  // 1024 threads
+  EXPECT_TRUE(routing_layout_code_valid(1024, -2));
+  EXPECT_FALSE(routing_layout_code_valid(256, -3));
+  EXPECT_TRUE(routing_layout_code_valid(256, -8));  // one warp per row
+  EXPECT_TRUE(routing_layout_code_valid(8, -16));
+  EXPECT_FALSE(routing_layout_code_valid(256, -32));
+  EXPECT_TRUE(routing_layout_code_valid(256, 0));
+  const RoutingLaunchConfig forced = routing_launch_config(256, 100000, -2);
+  EXPECT_TRUE(forced.row_block);
+  EXPECT_EQ(forced.vals, 2);
+  EXPECT_EQ(forced.threads, 128);
+  EXPECT_EQ(forced.blocks, 100000);
 }
 
 }  // namespace

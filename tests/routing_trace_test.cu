@@ -1,7 +1,8 @@
-// Where a decode-size routing call spends its time: traced copies of the library's routing kernel
-// (kTrace = true; the library's own instances are unchanged) write row 0 lane 0's clock64() at
-// each phase boundary. The phase table is a diagnostic (run with --gtest_also_run_disabled_tests);
-// the check that a traced copy returns the CPU's bits always runs. Skips itself without a GPU.
+// Where a decode-size routing call spends its time: traced copies of the library's routing kernels
+// (kTrace = true; the library's own instances are unchanged) write one thread's clock64() at each
+// phase boundary (lane groups: row 0 lane 0; row blocks: row 0 thread 0, which runs every phase).
+// The phase table is a diagnostic (run with --gtest_also_run_disabled_tests); the check that a
+// traced copy returns the CPU's bits, in both kernels, always runs. Skips itself without a GPU.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -14,6 +15,7 @@
 #include "../src/common/routing_kernel_params.h"
 #include "../src/cuda/heuristics/routing.h"
 #include "../src/cuda/kernels/routing.cuh"
+#include "../src/cuda/kernels/routing_row_block.cuh"
 #include "common/gpu_bench.h"
 #include "common/rng.h"
 #include "common/synthetic.h"
@@ -26,7 +28,9 @@ namespace {
 
 using tools::DeviceBuffer;
 
-constexpr int kPoints = 7;  // mark(0..6) in routing.cuh
+constexpr int kLaneGroupPoints = 7;                             // mark(0..6) in routing.cuh
+constexpr int kRowBlockPoints = kernels::kRowBlockTracePoints;  // mark(0..7) in routing_row_block
+constexpr int kMaxPoints = kRowBlockPoints;
 
 template <int kLanes, int kVals>
 void launch_traced(const detail::RoutingKernelParams& kp, unsigned blocks, std::size_t smem,
@@ -35,11 +39,33 @@ void launch_traced(const detail::RoutingKernelParams& kp, unsigned blocks, std::
       <<<blocks, kernels::kRoutingThreads, smem>>>(kp, true, false, trace);
 }
 
-// The layouts the presets below get at decode sizes; false for any other.
+template <int kVals>
+void launch_traced_row_block(const detail::RoutingKernelParams& kp, unsigned blocks,
+                             unsigned threads, long long* trace) {
+  const kernels::RowBlockPlan plan =
+      kernels::make_row_block_plan(kp.p, static_cast<int>(threads), kVals);
+  kernels::routing_row_block_kernel<detail::bf16_t, kVals, true>
+      <<<blocks, threads, kernels::row_block_dynamic_smem(static_cast<int>(threads), kVals)>>>(
+          kp, plan, true, false, trace);
+}
+
+// Every row-block layout, and the lane-group layouts the presets below get by default (their
+// decode-size layouts before row blocks); false for any other.
 bool launch_for(const heuristics::RoutingLaunchConfig& cfg, const detail::RoutingKernelParams& kp,
                 std::size_t smem, long long* trace) {
   const auto blocks = static_cast<unsigned>(cfg.blocks);
-  if (cfg.lanes == 8 && cfg.vals == 1) {
+  if (cfg.row_block) {
+    const auto threads = static_cast<unsigned>(cfg.threads);
+    if (cfg.vals == 1) {
+      launch_traced_row_block<1>(kp, blocks, threads, trace);
+    } else if (cfg.vals == 2) {
+      launch_traced_row_block<2>(kp, blocks, threads, trace);
+    } else if (cfg.vals == 4) {
+      launch_traced_row_block<4>(kp, blocks, threads, trace);
+    } else {
+      return false;
+    }
+  } else if (cfg.lanes == 8 && cfg.vals == 1) {
     launch_traced<8, 1>(kp, blocks, smem, trace);
   } else if (cfg.lanes == 32 && cfg.vals == 4) {
     launch_traced<32, 4>(kp, blocks, smem, trace);
@@ -56,11 +82,19 @@ bool launch_for(const heuristics::RoutingLaunchConfig& cfg, const detail::Routin
 struct Traced {
   std::vector<long long> points;
   bool launched = false;
+  bool row_block = false;
 };
 
-// Routes M rows of seeded bf16 logits for the preset with a traced kernel, checks the result
-// against route_cpu bit for bit, and returns row 0's phase clocks.
-Traced trace_preset(const std::string& name, std::int64_t M) {
+// The lane-group layout of a preset's E at decode sizes before row blocks (min(32, C) lanes).
+int lane_group_code(int num_experts) {
+  const int capacity = detail::routing_row_capacity(num_experts);
+  return capacity > 32 ? capacity / 32 : 1;
+}
+
+// Routes M rows of seeded bf16 logits for the preset with a traced kernel in the given layout (a
+// layout code; 0: the heuristic's), checks the result against route_cpu bit for bit, and returns
+// row 0's phase clocks.
+Traced trace_preset(const std::string& name, std::int64_t M, int layout = 0) {
   const ModelPreset* m = find_model_preset(name);
   EXPECT_NE(m, nullptr) << name;
   Traced out;
@@ -90,7 +124,7 @@ Traced trace_preset(const std::string& name, std::int64_t M) {
   EXPECT_TRUE(tools::copy_to_device(d_bias.get(), bias.data(), bias.size() * 4).ok());
   EXPECT_TRUE(DeviceBuffer::allocate(w_gpu.size() * 4, &d_w).ok());
   EXPECT_TRUE(DeviceBuffer::allocate(id_gpu.size() * 4, &d_ids).ok());
-  EXPECT_TRUE(DeviceBuffer::allocate(kPoints * 8, &d_trace).ok());
+  EXPECT_TRUE(DeviceBuffer::allocate(kMaxPoints * 8, &d_trace).ok());
   RoutingArgs g = a;
   g.logits.data = d_logits.get();
   g.logits.device = Device::kCuda;
@@ -102,8 +136,9 @@ Traced trace_preset(const std::string& name, std::int64_t M) {
   g.top_k_ids = TensorView::contiguous(d_ids.get(), DType::kInt32, {M, C}, Device::kCuda);
   const detail::RoutingKernelParams kp = detail::make_routing_kernel_params(p, g);
   const heuristics::RoutingLaunchConfig cfg =
-      heuristics::routing_launch_config(p.num_experts, M, 0);
-  const std::size_t smem = p.group_score == GroupScore::kNone
+      heuristics::routing_launch_config(p.num_experts, M, layout);
+  out.row_block = cfg.row_block;
+  const std::size_t smem = p.group_score == GroupScore::kNone || cfg.row_block
                                ? 0
                                : static_cast<std::size_t>(cfg.rows_per_block) *
                                      static_cast<std::size_t>(p.num_groups) * 4;
@@ -118,39 +153,50 @@ Traced trace_preset(const std::string& name, std::int64_t M) {
   EXPECT_EQ(id_gpu, id_cpu) << name << ": ids differ from the CPU";
   EXPECT_EQ(0, std::memcmp(w_gpu.data(), w_cpu.data(), w_cpu.size() * 4))
       << name << ": weights differ from the CPU";
-  out.points.resize(kPoints);
-  EXPECT_TRUE(tools::copy_to_host(out.points.data(), trace, kPoints * 8).ok());
+  out.points.resize(cfg.row_block ? kRowBlockPoints : kLaneGroupPoints);
+  EXPECT_TRUE(tools::copy_to_host(out.points.data(), trace, out.points.size() * 8).ok());
   return out;
 }
 
 #define SKIP_WITHOUT_GPU() \
   if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device"
 
-const char* const kPresets[] = {"mixtral-8x7b", "qwen3-30b-a3b", "deepseek-v3", "kimi-k2"};
+const char* const kPresets[] = {"mixtral-8x7b", "qwen3-30b-a3b", "deepseek-v3", "kimi-k2",
+                                "deepseek-v2"};
 
 TEST(RoutingTrace, TracedKernelMatchesCpu) {
   SKIP_WITHOUT_GPU();
   for (const char* name : kPresets) {
-    const Traced t = trace_preset(name, 33);
-    EXPECT_TRUE(t.launched) << name << ": no traced instance for its layout";
+    const int E = find_model_preset(name)->routing.num_experts;
+    for (int layout : {0, lane_group_code(E)}) {
+      const Traced t = trace_preset(name, 33, layout);
+      EXPECT_TRUE(t.launched) << name << " layout " << layout << ": no traced instance";
+    }
   }
 }
 
-// Phases: start | issue loads | keys (incl. load latency) | softmax / group selection | K argmax
-// rounds | weights and renormalisation | stores. Cycles of row 0, lane 0, at the SM clock.
+// Phases, lane groups: start | issue loads | keys (incl. load latency) | softmax / group selection
+// | K argmax rounds | weights and renormalisation | stores.
+// Phases, row blocks: issue loads | keys (incl. load latency) | warp partials + barrier A |
+// groups, softmax subtrees, threshold, candidates + barrier C | selection (rank or exact fallback)
+// | weights and renormalisation | shared experts and stores.
+// Cycles of the traced thread of row 0, at the SM clock.
 TEST(RoutingTrace, DISABLED_PhaseCycles) {
   SKIP_WITHOUT_GPU();
   for (const char* name : kPresets) {
+    const int E = find_model_preset(name)->routing.num_experts;
     for (std::int64_t M : {1, 512}) {
-      const Traced t = trace_preset(name, M);
-      if (!t.launched || t.points.size() != kPoints) continue;
-      std::string line = std::string(name) + " M=" + std::to_string(M) + " phase cycles:";
-      for (int k = 1; k < kPoints; ++k) {
-        line += " ";
-        line += std::to_string(t.points[static_cast<std::size_t>(k)] -
-                               t.points[static_cast<std::size_t>(k - 1)]);
+      for (int layout : {0, lane_group_code(E)}) {
+        const Traced t = trace_preset(name, M, layout);
+        if (!t.launched || t.points.size() < 2) continue;
+        std::string line = std::string(name) + " M=" + std::to_string(M) +
+                           (t.row_block ? " row block" : " lane groups") + " phase cycles:";
+        for (std::size_t k = 1; k < t.points.size(); ++k) {
+          line += " ";
+          line += std::to_string(t.points[k] - t.points[k - 1]);
+        }
+        std::printf("%s total %lld\n", line.c_str(), t.points.back() - t.points.front());
       }
-      std::printf("%s total %lld\n", line.c_str(), t.points[kPoints - 1] - t.points[0]);
     }
   }
 }

@@ -97,7 +97,7 @@ Status run_routing_cpu(const RoutingProblem& pr, RoutingResult* out) {
   return Status::Ok();
 }
 
-Status run_routing_cuda(const RoutingProblem& pr, RoutingResult* out) {
+Status run_routing_cuda(const RoutingProblem& pr, RoutingResult* out, int layout) {
   const std::size_t n =
       static_cast<std::size_t>(pr.num_tokens) * static_cast<std::size_t>(pr.columns());
   const std::size_t id_bytes = n * dtype_size(pr.id_dtype);
@@ -116,7 +116,8 @@ Status run_routing_cuda(const RoutingProblem& pr, RoutingResult* out) {
   if (!st.ok()) return st;
   RoutingArgs a = routing_args(pr, Device::kCuda, logits.get(), bias.get(), np.get(),
                                placement.get(), counts.get(), emap.get(), weights.get(), ids.get());
-  st = route_cuda(pr.params, a, nullptr, 0, nullptr);
+  st = layout == 0 ? route_cuda(pr.params, a, nullptr, 0, nullptr)
+                   : detail::route_cuda_layout(pr.params, a, layout, nullptr);
   if (st.ok()) st = device_synchronize();
   if (!st.ok()) return st;
   out->weights.resize(n);
@@ -165,7 +166,7 @@ RoutingDiff compare_routing(const RoutingProblem& pr, const RoutingResult& a,
 namespace switchyard::tools {
 
 Status time_routing_cuda(const RoutingProblem& pr, std::size_t rotate_bytes, int calls, int replays,
-                         GraphTiming* out, int* buffers_used, int vals_per_lane) {
+                         GraphTiming* out, int* buffers_used, int layout) {
   const std::size_t n =
       static_cast<std::size_t>(pr.num_tokens) * static_cast<std::size_t>(pr.columns());
   const std::size_t per_call = std::max<std::size_t>(1, pr.input_bytes() + pr.output_bytes());
@@ -199,7 +200,7 @@ Status time_routing_cuda(const RoutingProblem& pr, std::size_t rotate_bytes, int
       calls, replays,
       [&](int call, cudaStream_t stream) {
         return detail::route_cuda_layout(pr.params, args[static_cast<std::size_t>(call % nbuf)],
-                                         vals_per_lane, stream);
+                                         layout, stream);
       },
       out);
 }

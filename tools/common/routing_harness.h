@@ -43,8 +43,9 @@ RoutingArgs routing_args(const RoutingProblem& pr, Device device, const void* lo
                          void* ids);
 
 Status run_routing_cpu(const RoutingProblem& pr, RoutingResult* out);
-// Copies inputs to the GPU, poisons the outputs, routes, copies back (synchronous).
-Status run_routing_cuda(const RoutingProblem& pr, RoutingResult* out);
+// Copies inputs to the GPU, poisons the outputs, routes, copies back (synchronous). `layout`
+// forces the kernel layout (a layout code of src/cuda/heuristics/routing.h; 0: the heuristic's).
+Status run_routing_cuda(const RoutingProblem& pr, RoutingResult* out, int layout = 0);
 
 struct RoutingDiff {
   std::int64_t rows_wrong = 0;
@@ -63,8 +64,9 @@ struct GraphTiming;
 // Times route_cuda on the problem with the fixed method of gpu_bench.h: `calls` calls per graph
 // rotating over enough input/output copies to cover `rotate_bytes` (use >= 2x the L2 size so each
 // call reads from DRAM, as in a real layer), `replays` timed replays.
-// vals_per_lane forces the kernel layout (0: the heuristic's choice).
+// `layout` forces the kernel layout (a layout code of src/cuda/heuristics/routing.h; 0: the
+// heuristic's choice).
 Status time_routing_cuda(const RoutingProblem& pr, std::size_t rotate_bytes, int calls, int replays,
-                         GraphTiming* out, int* buffers_used, int vals_per_lane = 0);
+                         GraphTiming* out, int* buffers_used, int layout = 0);
 
 }  // namespace switchyard::tools

@@ -35,7 +35,9 @@ const std::vector<FlagSpec>& bench_flags() {
       {"output", true, "write the results to this file instead of stdout"},
       {"ceiling-gbps", true, "use this memory ceiling instead of measuring it"},
       {"seed", true, "seed of the generated inputs (default 0)"},
-      {"vals", true, "force the CUDA kernel layout: experts per lane, 1..32 (default: heuristic)"},
+      {"vals", true,
+       "force the CUDA kernel layout: v > 0 lane groups with v experts per lane (1..32), -v row "
+       "blocks with v experts per thread (-1, -2, -4, -8, -16) (default: heuristic)"},
       {"resident", false,
        "one buffer set for all calls (inputs stay in L2, as a router GEMM's fresh output would); "
        "default: rotate over >= 2x L2 so every call reads DRAM"},
@@ -76,7 +78,7 @@ int bench_routing(const Args& args) {
   tools::RoutingSkew skew;
   double ceiling_arg = 0;
   std::int64_t vals = 0;
-  for (Status st : {args.get_int("vals", 0, 0, 32, &vals)}) {
+  for (Status st : {args.get_int("vals", 0, -16, 32, &vals)}) {
     if (!st.ok()) return fail(cmd, st, kExitUsage);
   }
   for (Status st : {args.get_int_list("tokens", "1,32,512,4096,32768", 0, 10'000'000, &tokens),
@@ -139,7 +141,7 @@ int bench_routing(const Args& args) {
         if (st.ok()) {
           // A forced layout that does not exist for this E falls back to the heuristic.
           const int v =
-              heuristics::routing_vals_valid(m->routing.num_experts, static_cast<int>(vals))
+              heuristics::routing_layout_code_valid(m->routing.num_experts, static_cast<int>(vals))
                   ? static_cast<int>(vals)
                   : 0;
           st = tools::time_routing_cuda(pr, rotate, kCalls, kReplays, &t, nullptr, v);

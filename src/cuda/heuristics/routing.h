@@ -1,11 +1,21 @@
 // Problem -> launch configuration for routing. Pure host code (no CUDA headers), unit-testable.
 //
-// Every layout (lanes x vals = next_pow2(E)) returns the same bits (src/common/routing_row.h), so
-// this choice is about speed only and may depend on the number of rows without breaking batch
-// invariance. Measured on an H100 (bench/results/, --vals sweeps): one lane group of min(32, C)
-// lanes per row is as fast as any other layout for C >= 64 at every M, and the best for small M;
-// for C <= 32 at >= 8192 rows four lanes per row beat eight (Mixtral, 32768 rows: 7.95 vs 10.35
-// us) and one lane per row is much slower (18.5 us: too few blocks and a long serial chain).
+// Two kernels, every layout of which returns the same bits (src/common/routing_row.h), so this
+// choice is about speed only and may depend on the number of rows without breaking batch
+// invariance:
+//  - lane groups (kernels/routing.cuh): `lanes` lanes per row, `vals` experts per lane, lanes x
+//    vals = next_pow2(E). Measured on an H100 (bench/results/, --vals sweeps): one lane group of
+//    min(32, C) lanes per row is as fast as any other lane-group layout for C >= 64 at every M;
+//    for C <= 32 at >= 8192 rows four lanes per row beat eight (Mixtral, 32768 rows: 7.95 vs
+//    10.35 us) and one lane per row is much slower (18.5 us: too few blocks, long serial chain).
+//  - row blocks (kernels/routing_row_block.cuh): one block of 32 * ceil(E / (32 * vals)) threads
+//    per row, `vals` experts per thread (1..16): the latency layout for small batches, where a
+//    lane group leaves the GPU idle behind one warp's serial chain (measured: see
+//    routing_row_blocks_pay and docs/routing.md).
+//
+// Layout codes of the test and bench override (detail::route_cuda_layout, bench --vals):
+// 0 = the heuristic, v > 0 = lane groups with v experts per lane, -v = row blocks with v experts
+// per thread.
 #pragma once
 
 #include <cstdint>
@@ -15,9 +25,10 @@
 namespace switchyard::heuristics {
 
 struct RoutingLaunchConfig {
-  int lanes;    // lanes per row (lane group width)
-  int vals;     // experts per lane; lanes * vals = next_pow2(E)
-  int threads;  // threads per block
+  bool row_block;  // the row-block kernel (else lane groups)
+  int lanes;       // lanes per row (lane group width); 0 for row blocks
+  int vals;        // experts per lane (lane groups: lanes * vals = next_pow2(E)) or per thread
+  int threads;     // threads per block
   int rows_per_block;
   std::int64_t blocks;  // grid size (0 when M == 0)
 };
@@ -26,6 +37,17 @@ inline constexpr int kRoutingThreadsPerBlock = 128;
 inline constexpr int kRoutingMaxVals = 32;
 inline constexpr int kSmallRowLanes = 4;  // lanes per row for C <= 32 with many rows
 inline constexpr std::int64_t kSmallRowMinRows = 8192;
+
+// Row blocks: up to kRowBlockMaxRows rows (the decode sizes, where one warp's latency chain per
+// row is the cost); above, lane groups. Measured crossover on an H100 (bench --vals -8 vs the
+// default, us at 1024 / 4096 / 32768 rows): DeepSeek-V3 8.31 / 15.26 / 101.4 vs 7.44 / 16.69 /
+// 104.4, Qwen3 6.22 / 9.90 / 58.6 vs 4.27 / 7.55 / 38.6, Kimi K2 7.55 / 20.4 / 137 vs 8.22 /
+// 18.9 / 124: no layout wins everywhere above 512 rows, so lane groups stay there. Up to
+// kRowBlockWideRows rows, up to 512 threads per row (the shortest chain); above, up to 256, so that
+// <= 512 blocks fit in one wave on 132 SMs.
+inline constexpr int kRowBlockMaxThreads = 512;  // = kernels::kRowBlockMaxThreads
+inline constexpr std::int64_t kRowBlockMaxRows = 512;
+inline constexpr std::int64_t kRowBlockWideRows = 128;
 
 // A layout with an instance: vals a power of two in 1..32, lanes = C / vals in 1..32, and not
 // (vals >= 16 with lanes <= 2): those hold 16-32 values and 16-32 output slots per thread and
@@ -40,19 +62,70 @@ inline bool routing_vals_valid(int num_experts, int vals) {
          routing_layout_valid(capacity / vals, vals);
 }
 
-// vals_override: 0 for the heuristic, else a value for which routing_vals_valid() holds.
+// Threads of a row block: whole warps covering E experts at `vals` per thread.
+inline int routing_row_block_threads(int num_experts, int vals) {
+  const int per_warp = 32 * vals;
+  return 32 * ((num_experts + per_warp - 1) / per_warp);
+}
+// A row-block layout with an instance: vals 1, 2, 4, 8 or 16 (8 and 16: one or two warps per row
+// for E <= 512, an experiment for large M; the heuristic uses 1..4) and at most
+// kRowBlockMaxThreads threads.
+inline bool routing_row_block_valid(int num_experts, int vals) {
+  return vals >= 1 && vals <= 16 && (vals & (vals - 1)) == 0 && num_experts >= 1 &&
+         routing_row_block_threads(num_experts, vals) <= kRowBlockMaxThreads;
+}
+// A layout code (see the top of this file) that has an instance for E.
+inline bool routing_layout_code_valid(int num_experts, int code) {
+  if (code == 0) return true;
+  return code > 0 ? routing_vals_valid(num_experts, code)
+                  : routing_row_block_valid(num_experts, -code);
+}
+
+// layout_code: 0 for the heuristic, else a code for which routing_layout_code_valid() holds.
+// Whether row blocks beat lane groups at small M for a routing of this kind. Measured on an H100
+// (bench routing, tokens 1 / 512, lane groups -> row blocks, us): DeepSeek-V3 6.67 -> 4.18 /
+// 6.97 -> 4.81, Kimi K2 7.14 -> 4.22, DeepSeek-V2 9.60 -> 4.34, Qwen3 (K 8) 3.90 -> 3.80, but
+// gpt-oss (K 4) 2.63 -> 3.03 and Llama 4 (K 1) 2.13 -> 2.80: a row block has ~4,500 cycles of
+// fixed phases, which only pays where a lane group's row is long (many argmax rounds or a group
+// stage). Mixtral (K 2) is within 0.2 us either way (3.33 / 3.16).
+inline bool routing_row_blocks_pay(int top_k, bool grouped) {
+  return grouped || top_k >= 6;
+}
+
 inline RoutingLaunchConfig routing_launch_config(int num_experts, std::int64_t num_tokens,
-                                                 int vals_override = 0) {
+                                                 int layout_code = 0, bool row_blocks_pay = true) {
+  int row_block_vals = 0;
+  if (layout_code < 0) {
+    row_block_vals = -layout_code;
+  } else if (layout_code == 0 && row_blocks_pay && num_tokens <= kRowBlockMaxRows) {
+    const int max_threads = num_tokens <= kRowBlockWideRows ? kRowBlockMaxThreads : 256;
+    row_block_vals = 1;
+    while (row_block_vals < 4 &&
+           routing_row_block_threads(num_experts, row_block_vals) > max_threads) {
+      row_block_vals *= 2;
+    }
+  }
+  RoutingLaunchConfig c{};
+  if (row_block_vals > 0) {
+    c.row_block = true;
+    c.vals = row_block_vals;
+    c.threads = routing_row_block_threads(num_experts, row_block_vals);
+    c.rows_per_block = 1;
+    c.blocks = num_tokens;
+    return c;
+  }
   const int capacity = detail::routing_row_capacity(num_experts);
   int vals = capacity > 32 ? capacity / 32 : 1;  // min(32, C) lanes per row
   if (capacity <= 32 && num_tokens >= kSmallRowMinRows && capacity > kSmallRowLanes) {
     vals = capacity / kSmallRowLanes;
   }
-  if (vals_override > 0) vals = vals_override;
-  const int lanes = capacity / vals;
-  const int rows_per_block = kRoutingThreadsPerBlock / lanes;
-  return RoutingLaunchConfig{lanes, vals, kRoutingThreadsPerBlock, rows_per_block,
-                             (num_tokens + rows_per_block - 1) / rows_per_block};
+  if (layout_code > 0) vals = layout_code;
+  c.lanes = capacity / vals;
+  c.vals = vals;
+  c.threads = kRoutingThreadsPerBlock;
+  c.rows_per_block = kRoutingThreadsPerBlock / c.lanes;
+  c.blocks = (num_tokens + c.rows_per_block - 1) / c.rows_per_block;
+  return c;
 }
 
 }  // namespace switchyard::heuristics

@@ -30,17 +30,20 @@ SY_EXTERN_ROUTING(detail::fp16_t)
 
 namespace detail {
 
-Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, int vals_per_lane,
+Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, int layout,
                          cudaStream_t stream) {
   SY_RETURN_IF_ERROR(routing_check(params, args, Device::kCuda));
-  if (vals_per_lane != 0 && !heuristics::routing_vals_valid(params.num_experts, vals_per_lane)) {
-    return invalid_arg("route_cuda", "vals_per_lane", vals_per_lane,
-                       "0 or a power of two <= 32 with next_pow2(num_experts) / vals <= 32");
+  if (!heuristics::routing_layout_code_valid(params.num_experts, layout)) {
+    return invalid_arg("route_cuda", "layout", layout,
+                       "0, a power of two v <= 32 with next_pow2(num_experts) / v <= 32 (lane "
+                       "groups), or -v, v a power of two <= 16 with ceil(num_experts / (32 v)) "
+                       "<= 16 (row blocks)");
   }
   const RoutingKernelParams kp = make_routing_kernel_params(params, args);
   if (kp.num_tokens == 0) return Status::Ok();
-  const heuristics::RoutingLaunchConfig cfg =
-      heuristics::routing_launch_config(params.num_experts, kp.num_tokens, vals_per_lane);
+  const heuristics::RoutingLaunchConfig cfg = heuristics::routing_launch_config(
+      params.num_experts, kp.num_tokens, layout,
+      heuristics::routing_row_blocks_pay(params.top_k, params.group_score != GroupScore::kNone));
   if (cfg.blocks > std::numeric_limits<int>::max()) {
     return invalid_arg(
         "route_cuda", "logits.shape[0]", kp.num_tokens,
@@ -52,8 +55,9 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
   const bool vec_ok = reinterpret_cast<std::uintptr_t>(kp.logits) % 16 == 0 &&
                       (static_cast<std::size_t>(kp.row_stride) * elem) % 16 == 0;
   const bool ids_int64 = args.top_k_ids.dtype == DType::kInt64;
-  // Group scores of each row of a block live in shared memory (only when grouping).
-  const std::size_t smem = params.group_score == GroupScore::kNone
+  // Lane groups: group scores of each row of a block live in shared memory (only when grouping).
+  // Row blocks: the launcher sizes their dynamic shared memory itself.
+  const std::size_t smem = params.group_score == GroupScore::kNone || cfg.row_block
                                ? 0
                                : static_cast<std::size_t>(cfg.rows_per_block) *
                                      static_cast<std::size_t>(params.num_groups) * 4;

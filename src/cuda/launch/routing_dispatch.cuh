@@ -1,5 +1,6 @@
-// Dispatch from a runtime layout (lanes, vals) to a routing_kernel instance, for one logits
-// dtype. Instantiated once per dtype in routing_<dtype>.cu so the instances compile in parallel.
+// Dispatch from a runtime layout (lane groups: lanes, vals; row blocks: vals) to a kernel
+// instance, for one logits dtype. Instantiated once per dtype in routing_<dtype>.cu so the
+// instances compile in parallel.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -8,6 +9,7 @@
 
 #include "../heuristics/routing.h"
 #include "../kernels/routing.cuh"
+#include "../kernels/routing_row_block.cuh"
 
 namespace switchyard::launch {
 
@@ -18,6 +20,18 @@ cudaError_t launch_routing_instance(const detail::RoutingKernelParams& kp, bool 
   kernels::routing_kernel<T, kLanes, kVals>
       <<<static_cast<unsigned>(cfg.blocks), kernels::kRoutingThreads, smem_bytes, stream>>>(
           kp, vec_ok, ids_int64);
+  return cudaGetLastError();
+}
+
+template <typename T, int kVals>
+cudaError_t launch_row_block_instance(const detail::RoutingKernelParams& kp, bool vec_ok,
+                                      bool ids_int64, const heuristics::RoutingLaunchConfig& cfg,
+                                      cudaStream_t stream) {
+  const kernels::RowBlockPlan plan = kernels::make_row_block_plan(kp.p, cfg.threads, kVals);
+  kernels::routing_row_block_kernel<T, kVals>
+      <<<static_cast<unsigned>(cfg.blocks), static_cast<unsigned>(cfg.threads),
+         kernels::row_block_dynamic_smem(cfg.threads, kVals), stream>>>(kp, plan, vec_ok,
+                                                                        ids_int64);
   return cudaGetLastError();
 }
 
@@ -35,6 +49,23 @@ cudaError_t launch_routing_for_dtype(const detail::RoutingKernelParams& kp, bool
                                      bool vec_ok, const heuristics::RoutingLaunchConfig& cfg,
                                      std::size_t smem_bytes, cudaStream_t stream) {
   static_assert(heuristics::kRoutingThreadsPerBlock == kernels::kRoutingThreads, "threads");
+  static_assert(heuristics::kRowBlockMaxThreads == kernels::kRowBlockMaxThreads, "threads");
+  if (cfg.row_block) {
+    switch (cfg.vals) {
+      case 1:
+        return launch_row_block_instance<T, 1>(kp, vec_ok, ids_int64, cfg, stream);
+      case 2:
+        return launch_row_block_instance<T, 2>(kp, vec_ok, ids_int64, cfg, stream);
+      case 4:
+        return launch_row_block_instance<T, 4>(kp, vec_ok, ids_int64, cfg, stream);
+      case 8:
+        return launch_row_block_instance<T, 8>(kp, vec_ok, ids_int64, cfg, stream);
+      case 16:
+        return launch_row_block_instance<T, 16>(kp, vec_ok, ids_int64, cfg, stream);
+      default:
+        return cudaErrorInvalidConfiguration;  // unreachable: routing_row_block_valid
+    }
+  }
 #define SY_ROUTING_CASE(L, V)                                                                \
   if (cfg.lanes == (L) && cfg.vals == (V)) {                                                 \
     return launch_routing_instance<T, L, V>(kp, vec_ok, ids_int64, cfg, smem_bytes, stream); \

@@ -1,0 +1,505 @@
+// The row-block routing kernel, for small batches: one block per row, kVals consecutive experts
+// per thread (blockDim = 32 * ceil(E / (32 * kVals)) <= kRowBlockMaxThreads). The exact per-expert
+// math then runs on E / kVals threads at once instead of one warp, and the selection is a short
+// chain of warp-wide steps instead of K argmax rounds. Same bits as every other layout and as the
+// CPU (routing_row.h); docs/routing.md "Row blocks" has the design and the predicted timings.
+//
+// Per row:
+//  1. every thread: load, keys, order keys (to shared memory); per warp: softmax max, a threshold
+//     pair (v, c) (c of the warp's experts have an order key >= v, see warp_kth), and the warp's
+//     top two keys where groups are whole warps. Barrier A (__syncthreads_or: "any finite logit").
+//  2. softmax only, every warp: its subtree of the denominator; barrier C. Warps 1.. exit.
+//  3. warp 0: group scores (from the warps' top two, or one lane per group over shared memory),
+//     the kept groups by exact rank; threshold tau = the largest v such that the warps at or above
+//     it hold >= K experts >= v, so the K best all have order key >= tau; one pass over the order
+//     keys collects the experts >= tau (about K + a few) as candidates.
+//  4. warp 0: exact rank of every candidate by counting (order, index) comparisons (slot k = the
+//     candidate of rank k); if there were more than kRowBlockCandidates (heavy ties), K exact
+//     argmax rounds over the shared order keys instead. Then weights, renormalisation, shared
+//     experts, stores, one output column per lane.
+// Sums keep the pairwise trees of routing_row.h: a warp's XOR butterfly is the subtree of its
+// 32 * kVals leaves, warp 0 adds the warps' subtrees with a butterfly over lanes (subtrees of
+// absent warps are zero, and x + 0 == x for the non-negative terms: the levels above are skipped).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "routing.cuh"
+
+namespace switchyard::kernels {
+
+inline constexpr int kRowBlockMaxThreads = 512;
+inline constexpr int kRowBlockMaxWarps = kRowBlockMaxThreads / 32;
+inline constexpr int kRowBlockCandidates = 64;  // exact-rank capacity (two per lane of warp 0)
+inline constexpr int kRowBlockTracePoints = 8;  // mark(0..7)
+inline constexpr unsigned kFullWarp = 0xffffffffu;
+
+// Row-uniform constants of a call, computed on the host (make_row_block_plan): no integer
+// division in the kernel.
+struct RowBlockPlan {
+  int kprime;           // threshold pairs: experts per warp to aim for (see warp_kth)
+  int group_size;       // E / num_groups (grouping only)
+  bool aligned_groups;  // every group is whole warps: group top-2 from the warps' top-2
+  int warps_per_group;  // aligned groups only
+  // x / d == (x * mul) >> 32 for 0 <= x <= 1024 and 1 <= d <= 1024, mul = ceil(2^32 / d): the
+  // error x * (mul - 2^32 / d) / 2^32 < 2^-22 never crosses an integer, since x / d's fraction is
+  // at most 1 - 1 / d <= 1 - 2^-10.
+  std::uint64_t group_mul;       // d = group_size
+  std::uint64_t warp_group_mul;  // d = warps_per_group
+};
+
+__host__ __device__ inline std::uint64_t div_mul(int d) {
+  return ((std::uint64_t{1} << 32) + static_cast<std::uint64_t>(d) - 1) /
+         static_cast<std::uint64_t>(d);
+}
+__device__ __forceinline__ int div_by_mul(int x, std::uint64_t mul) {
+  return static_cast<int>((static_cast<std::uint64_t>(x) * mul) >> 32);
+}
+
+inline RowBlockPlan make_row_block_plan(const RoutingParams& p, int threads, int vals) {
+  const int warps = threads / 32;
+  const bool grouped = p.group_score != GroupScore::kNone;
+  RowBlockPlan plan{};
+  plan.group_size = grouped ? p.num_experts / p.num_groups : p.num_experts;
+  plan.aligned_groups = grouped && plan.group_size % (32 * vals) == 0;
+  plan.warps_per_group = plan.aligned_groups ? plan.group_size / (32 * vals) : 1;
+  plan.group_mul = div_mul(plan.group_size);
+  plan.warp_group_mul = div_mul(plan.warps_per_group);
+  // Warps expected to hold selectable experts, each asked for about K / active of them.
+  int active = warps;
+  if (grouped) {
+    active = (warps * p.topk_groups + p.num_groups / 2) / p.num_groups;
+    active = active < 1 ? 1 : active;
+  }
+  plan.kprime = (p.top_k + active - 1) / active;
+  plan.kprime = plan.kprime > 32 ? 32 : plan.kprime;
+  return plan;
+}
+
+// Dynamic shared memory of a row block: order keys and scores, one per thread-held expert.
+inline std::size_t row_block_dynamic_smem(int threads, int vals) {
+  return static_cast<std::size_t>(threads) * static_cast<std::size_t>(vals) * 8u;
+}
+
+// Static shared memory of a row. The dynamic part holds blockDim.x * kVals order keys (`ord`, 0:
+// not selectable; warp 0 clears the dropped groups') and as many bias-free scores of the
+// sigmoid-like functions (`score`).
+struct RowBlockShared {
+  std::uint64_t cand[kRowBlockCandidates];        // candidates (order, expert) with order >= tau
+  std::uint64_t slot[kMaxRoutingColumns];         // the selection: slot k = output column k
+  uint2 warp_kth[kRowBlockMaxWarps];              // (v, c) per warp, see warp_kth
+  std::uint32_t warp_top2[kRowBlockMaxWarps][2];  // top-2 order keys per warp (aligned groups)
+  std::uint32_t warp_max[kRowBlockMaxWarps];      // softmax: max order key per warp
+  float warp_sum[kRowBlockMaxWarps];              // softmax: denominator subtree per warp
+};
+
+__device__ __forceinline__ int lane_id() {
+  return static_cast<int>(threadIdx.x & 31u);
+}
+__device__ __forceinline__ unsigned lanes_below() {
+  return (1u << (threadIdx.x & 31u)) - 1u;
+}
+
+// Top two order keys of a warp with duplicates kept (as top2_insert over all of them); (lb, ls)
+// are the lane's own top two.
+__device__ __forceinline__ void warp_top2(std::uint32_t lb, std::uint32_t ls, std::uint32_t& b,
+                                          std::uint32_t& s) {
+  b = __reduce_max_sync(kFullWarp, lb);
+  const bool holder = lb == b;
+  const unsigned holders = __ballot_sync(kFullWarp, holder);
+  const std::uint32_t rest = __reduce_max_sync(kFullWarp, holder ? ls : lb);
+  s = __popc(holders) > 1 ? b : rest;
+}
+
+// Threshold pair of a warp from one value per lane (x: the lane's best order key, 0 = none):
+// (v, c) with c = the number of lanes whose x >= v, v the largest value with c >= kprime (or the
+// smallest nonzero x when fewer lanes have one; (0, 0) when none). So the warp holds at least c
+// experts with order key >= v. One redux + ballot per distinct value, at most kprime of them.
+__device__ __forceinline__ uint2 warp_kth(std::uint32_t x, int kprime) {
+  std::uint32_t v = 0;
+  unsigned c = 0;
+  for (;;) {
+    const std::uint32_t m = __reduce_max_sync(kFullWarp, x);
+    if (m == 0u) break;
+    v = m;
+    c += static_cast<unsigned>(__popc(__ballot_sync(kFullWarp, x == m)));
+    if (c >= static_cast<unsigned>(kprime)) break;
+    x = x == m ? 0u : x;
+  }
+  return make_uint2(v, c);
+}
+
+// The kept groups as a bit mask (bit g = group g): lane g < num_groups holds candidate(score
+// order key, g), the other lanes 0. A group is kept when fewer than `keep` groups beat it (exact:
+// candidates are distinct), which is the set the CPU's `keep` rounds of argmax pick.
+__device__ __forceinline__ unsigned keep_groups(std::uint64_t mine, int num_groups, int keep) {
+  int beaten_by = 0;
+#pragma unroll 4
+  for (int h = 0; h < num_groups; ++h) {
+    beaten_by += __shfl_sync(kFullWarp, mine, h) > mine ? 1 : 0;
+  }
+  return __ballot_sync(kFullWarp, mine != 0u && beaten_by < keep);
+}
+
+// Lane g < num_groups: candidate(group score order key, g) of group g, from the warps' top two
+// (aligned groups) or from its own pass over the group's order keys; other lanes 0.
+__device__ __forceinline__ std::uint64_t group_candidate(const RowBlockShared& sh,
+                                                         const std::uint32_t* ord,
+                                                         const RoutingParams& p,
+                                                         const RowBlockPlan& plan) {
+  const int g = lane_id();
+  if (g >= p.num_groups) return 0u;
+  std::uint32_t b = 0, s = 0;
+  if (plan.aligned_groups) {
+    for (int u = g * plan.warps_per_group; u < (g + 1) * plan.warps_per_group; ++u) {
+      detail::top2_insert(b, s, sh.warp_top2[u][0]);
+      detail::top2_insert(b, s, sh.warp_top2[u][1]);
+    }
+  } else {
+    for (int e = g * plan.group_size; e < (g + 1) * plan.group_size; ++e) {
+      detail::top2_insert(b, s, ord[e]);
+    }
+  }
+  return detail::candidate(detail::order_key(detail::group_score_value(p.group_score, b, s)), g);
+}
+
+// Threshold tau of the row from the warps' (v, c) pairs (warps whose bit in `live` is clear count
+// as (0, 0)): order the pairs by v (ties: lower warp first) and take the v at which the running
+// sum of c reaches K. At least K selectable experts then have an order key >= tau, so the K best
+// do. 1 (every selectable expert) when all warps together hold fewer than K.
+__device__ __forceinline__ std::uint32_t row_threshold(const uint2* kth, int warps, unsigned live,
+                                                       int K) {
+  const int lane = lane_id();
+  uint2 mine = make_uint2(0u, 0u);
+  if (lane < warps && ((live >> lane) & 1u)) mine = kth[lane];
+  unsigned before = 0;
+#pragma unroll 4
+  for (int u = 0; u < warps; ++u) {
+    const uint2 o = kth[u];
+    const bool first = o.x > mine.x || (o.x == mine.x && u < lane);
+    before += first && ((live >> u) & 1u) ? o.y : 0u;
+  }
+  const unsigned k = static_cast<unsigned>(K);
+  const unsigned hit = __ballot_sync(kFullWarp, mine.y > 0u && before < k && before + mine.y >= k);
+  const std::uint32_t tau = __shfl_sync(kFullWarp, mine.x, hit ? __ffs(hit) - 1 : 0);
+  return hit ? tau : 1u;
+}
+
+// Whether expert e (< E) lies in a dropped group (kept: bit g = group g kept).
+__device__ __forceinline__ bool in_dropped_group(int e, unsigned kept, const RowBlockPlan& plan) {
+  return !((kept >> div_by_mul(e, plan.group_mul)) & 1u);
+}
+
+// Warp 0, groups that are not whole warps: clears the dropped groups' order keys in shared memory
+// and returns the lane's best remaining key (lane l owns experts l, l + 32, ...).
+__device__ __forceinline__ std::uint32_t drop_groups_lane_best(std::uint32_t* ord, int E,
+                                                               unsigned kept,
+                                                               const RowBlockPlan& plan) {
+  std::uint32_t best = 0;
+  for (int e = lane_id(); e < E; e += 32) {
+    if (in_dropped_group(e, kept, plan)) {
+      ord[e] = 0u;
+    } else {
+      best = ord[e] > best ? ord[e] : best;
+    }
+  }
+  return best;
+}
+
+// Warp 0: appends the experts with order key >= tau (tau >= 1) to sh.cand in expert order, up to
+// the capacity, and returns how many there are (possibly more than the capacity). With aligned
+// groups the dropped groups' keys are cleared on the way (the exact fallback reads them).
+__device__ __forceinline__ int collect_candidates(RowBlockShared& sh, std::uint32_t* ord, int E,
+                                                  std::uint32_t tau, bool clear_dropped,
+                                                  unsigned kept, const RowBlockPlan& plan) {
+  const int lane = lane_id();
+  const unsigned below = lanes_below();
+  int n = 0;
+  for (int base = 0; base < E; base += 32) {
+    const int e = base + lane;
+    std::uint32_t o = e < E ? ord[e] : 0u;
+    if (clear_dropped && o != 0u && in_dropped_group(e, kept, plan)) {
+      o = 0u;
+      ord[e] = 0u;
+    }
+    const unsigned hits = __ballot_sync(kFullWarp, o >= tau);
+    const int pos = n + __popc(hits & below);
+    if (o >= tau && pos < kRowBlockCandidates) sh.cand[pos] = detail::candidate(o, e);
+    n += __popc(hits);
+  }
+  __syncwarp();
+  return n;
+}
+
+// Warp 0: the exact rank of each of the n candidates (K <= n <= capacity) = how many candidates
+// beat it; the one of rank k < K goes to slot k.
+__device__ __forceinline__ void rank_candidates(RowBlockShared& sh, int n, int K) {
+  const int lane = lane_id();
+  const std::uint64_t c0 = lane < n ? sh.cand[lane] : 0u;
+  const std::uint64_t c1 = lane + 32 < n ? sh.cand[lane + 32] : 0u;
+  int r0 = 0, r1 = 0;
+  if (n <= 32) {
+#pragma unroll 4
+    for (int i = 0; i < n; ++i) r0 += sh.cand[i] > c0 ? 1 : 0;
+  } else {
+#pragma unroll 4
+    for (int i = 0; i < n; ++i) {
+      const std::uint64_t o = sh.cand[i];
+      r0 += o > c0 ? 1 : 0;
+      r1 += o > c1 ? 1 : 0;
+    }
+  }
+  if (lane < n && r0 < K) sh.slot[r0] = c0;
+  if (lane + 32 < n && r1 < K) sh.slot[r1] = c1;
+  __syncwarp();
+}
+
+// Warp 0, the exact fallback: K rounds of argmax over ord[0..E) (dropped groups already 0).
+// Lane l owns experts l, l + 32, ...; only the round's winner rescans its experts.
+__device__ __forceinline__ void select_exact(RowBlockShared& sh, std::uint32_t* ord, int E, int K) {
+  const int lane = lane_id();
+  auto lane_best = [&]() {
+    std::uint64_t best = 0;
+    for (int e = lane; e < E; e += 32) {
+      const std::uint32_t o = ord[e];
+      const std::uint64_t c = o != 0u ? detail::candidate(o, e) : 0u;
+      best = c > best ? c : best;
+    }
+    return best;
+  };
+  std::uint64_t best = lane_best();
+  for (int k = 0; k < K; ++k) {
+    const std::uint32_t bo = detail::candidate_order(best);
+    const std::uint32_t m = __reduce_max_sync(kFullWarp, bo);
+    const unsigned winner = __reduce_min_sync(
+        kFullWarp, bo == m && best != 0u ? static_cast<unsigned>(detail::candidate_expert(best))
+                                         : 0xffffffffu);
+    if (winner >= static_cast<unsigned>(E)) break;  // unreachable: routing_check keeps K <= E
+    if (lane == 0) sh.slot[k] = detail::candidate(m, static_cast<int>(winner));
+    if (static_cast<int>(winner & 31u) == lane) {
+      ord[winner] = 0u;
+      best = lane_best();
+    }
+  }
+  __syncwarp();
+}
+
+// Warp-wide sum of one value per lane as the pairwise tree over the first `width` lanes (a power
+// of two; the lanes from `width` on hold zero subtrees, which the tree's upper levels would add
+// to non-negative values without changing them). Returns lane 0's total on every lane.
+__device__ __forceinline__ float warp_tree_sum(float v, int width) {
+  for (int off = 1; off < width; off *= 2) v = v + __shfl_xor_sync(kFullWarp, v, off);
+  return __shfl_sync(kFullWarp, v, 0);
+}
+
+__device__ __forceinline__ void store_routing_id(const detail::RoutingKernelParams& kp,
+                                                 bool ids_int64, std::int64_t i, std::int32_t id) {
+  if (ids_int64) {
+    static_cast<std::int64_t*>(kp.ids)[i] = id;
+  } else {
+    static_cast<std::int32_t*>(kp.ids)[i] = id;
+  }
+}
+
+// kTrace (diagnostics, tests/routing_trace_test.cu only): thread 0 of row 0 (it runs every phase)
+// writes clock64() at each phase boundary into trace[0..kRowBlockTracePoints).
+template <typename T, int kVals, bool kTrace = false>
+__global__ void __launch_bounds__(kRowBlockMaxThreads, 2)
+    routing_row_block_kernel(const detail::RoutingKernelParams kp, const RowBlockPlan plan,
+                             const bool vec_ok, const bool ids_int64, long long* trace = nullptr) {
+  using namespace detail;
+  __shared__ RowBlockShared sh;
+  extern __shared__ std::uint32_t row_block_leaves[];  // ord, then score
+  const RoutingParams& p = kp.p;
+  const std::int64_t row = blockIdx.x;
+  const int tid = static_cast<int>(threadIdx.x), warp = tid >> 5, lane = tid & 31;
+  const int warps = static_cast<int>(blockDim.x) >> 5;
+  auto mark = [&](int point) {
+    if constexpr (kTrace) {
+      if (row == 0 && tid == 0) trace[point] = clock64();
+    }
+  };
+  mark(0);
+  const int E = p.num_experts, K = p.top_k, S = p.num_shared_experts, cols = K + S;
+  const ScoreFunc f = p.score_func;
+  const bool grouped = p.group_score != GroupScore::kNone;
+  const int first = tid * kVals;
+  std::uint32_t* const ord = row_block_leaves;
+  float* const score = reinterpret_cast<float*>(row_block_leaves + blockDim.x * kVals);
+
+  // 1. Loads (the padding count too, so that its latency overlaps the logits'), keys.
+  float raw[kVals], bias[kVals];
+  load_chunk<T, kVals>(static_cast<const T*>(kp.logits) + row * kp.row_stride, first, E, vec_ok,
+                       raw);
+  if (kp.bias) {
+    load_bias<kVals>(kp.bias, first, E, bias);
+  } else {
+#pragma unroll
+    for (int j = 0; j < kVals; ++j) bias[j] = 0.0f;
+  }
+  const std::int64_t non_padded = kp.num_tokens_non_padded
+                                      ? static_cast<std::int64_t>(*kp.num_tokens_non_padded)
+                                      : kp.num_tokens;
+  mark(1);
+  bool finite = false;
+#pragma unroll
+  for (int j = 0; j < kVals; ++j) finite = finite || (first + j < E && is_finite(raw[j]));
+  if (p.softcap > 0.0f) {
+#pragma unroll
+    for (int j = 0; j < kVals; ++j) raw[j] = softcapped(raw[j], p.softcap);
+  }
+  float key[kVals];
+  if (f == ScoreFunc::kSigmoid || f == ScoreFunc::kSqrtSoftplus) {
+#pragma unroll
+    for (int j = 0; j < kVals; ++j) {
+      const float s = f == ScoreFunc::kSigmoid ? sigmoid_f(raw[j]) : exact_sqrt(softplus_f(raw[j]));
+      score[first + j] = s;
+      key[j] = s + bias[j];
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < kVals; ++j) key[j] = raw[j] + bias[j];
+  }
+  std::uint32_t lane_best = 0, lane_second = 0;
+#pragma unroll
+  for (int j = 0; j < kVals; ++j) {
+    const std::uint32_t o = first + j < E ? order_key(key[j]) : 0u;
+    ord[first + j] = o;
+    top2_insert(lane_best, lane_second, o);
+  }
+  mark(2);
+
+  // Per-warp partials for barrier A.
+  if (f == ScoreFunc::kSoftmax) {
+    const std::uint32_t m = __reduce_max_sync(kFullWarp, lane_best);
+    if (lane == 0) sh.warp_max[warp] = m;
+  }
+  if (plan.aligned_groups) {
+    std::uint32_t b, s;
+    warp_top2(lane_best, lane_second, b, s);
+    // The warp's top two are its experts' (the threshold pair when kprime <= 2).
+    const uint2 kth = plan.kprime > 2 ? warp_kth(lane_best, plan.kprime)
+                      : s != 0u       ? make_uint2(s, 2u)
+                                      : make_uint2(b, b != 0u ? 1u : 0u);
+    if (lane == 0) {
+      sh.warp_top2[warp][0] = b;
+      sh.warp_top2[warp][1] = s;
+      sh.warp_kth[warp] = kth;
+    }
+  } else if (!grouped) {
+    const uint2 kth = warp_kth(lane_best, plan.kprime);
+    if (lane == 0) sh.warp_kth[warp] = kth;
+  }
+  if (row >= non_padded) {  // padding row (uniform over the block)
+    if (warp == 0 && lane < cols) {
+      kp.weights[row * cols + lane] = 0.0f;
+      store_routing_id(kp, ids_int64, row * cols + lane, -1);
+    }
+    return;
+  }
+  const bool any_finite = __syncthreads_or(finite) != 0;  // barrier A
+  mark(3);
+
+  // 2. Softmax: max, and each warp's subtree of the denominator.
+  float max_key = neg_inf();
+  if (f == ScoreFunc::kSoftmax) {
+    const std::uint32_t m =
+        __reduce_max_sync(kFullWarp, lane < warps ? sh.warp_max[lane] : 0u);  // NaN keys: 1
+    max_key = m > 1u ? order_key_value(m) : neg_inf();
+    float terms[kVals];
+#pragma unroll
+    for (int j = 0; j < kVals; ++j) terms[j] = first + j < E ? softmax_term(key[j], max_key) : 0.0f;
+    float part = local_pairwise_sum<kVals>(terms);
+#pragma unroll
+    for (int off = 1; off < 32; off *= 2) part = part + __shfl_xor_sync(kFullWarp, part, off);
+    if (lane == 0) sh.warp_sum[warp] = part;
+    __syncthreads();  // barrier C
+  }
+  if (warp != 0) return;
+
+  // 3. Warp 0: groups, threshold, candidates.
+  int sel_expert = lane;  // the answer for rows with no finite logit
+  std::uint32_t sel_ord = 0;
+  if (any_finite) {
+    unsigned kept = kFullWarp, live = kFullWarp;
+    std::uint32_t tau;
+    if (grouped) {
+      kept = keep_groups(group_candidate(sh, ord, p, plan), p.num_groups, p.topk_groups);
+    }
+    if (grouped && !plan.aligned_groups) {
+      __syncwarp();  // the group passes above read keys that the drop below clears
+      tau = warp_kth(drop_groups_lane_best(ord, E, kept, plan), K).x;
+      tau = tau == 0u ? 1u : tau;
+    } else {
+      if (grouped) {
+        live = __ballot_sync(
+            kFullWarp, lane < warps && ((kept >> div_by_mul(lane, plan.warp_group_mul)) & 1u));
+      }
+      tau = row_threshold(sh.warp_kth, warps, live, K);
+    }
+    const int n = collect_candidates(sh, ord, E, tau, grouped && plan.aligned_groups, kept, plan);
+    mark(4);
+
+    // 4. Selection.
+    if (n >= K && n <= kRowBlockCandidates) {
+      rank_candidates(sh, n, K);
+    } else {
+      select_exact(sh, ord, E, K);
+    }
+    if (lane < K) {
+      const std::uint64_t c = sh.slot[lane];
+      sel_ord = candidate_order(c);
+      sel_expert = candidate_expert(c);
+    }
+  }
+  mark(5);
+
+  // Weights, renormalisation, shared experts, stores: lane k holds output column k.
+  const float softmax_sum =
+      f == ScoreFunc::kSoftmax
+          ? warp_tree_sum(lane < warps ? sh.warp_sum[lane] : 0.0f, next_pow2(warps))
+          : 0.0f;
+  const float sel_key = order_key_value(sel_ord);
+  const float top_key = __shfl_sync(kFullWarp, sel_key, 0);
+  const float softmax_top = is_nan(top_key) ? neg_inf() : top_key;
+  float w = 0.0f;
+  if (lane < K && any_finite) {
+    if (f == ScoreFunc::kSigmoid || f == ScoreFunc::kSqrtSoftplus) {
+      w = score[sel_expert];
+    } else if (f == ScoreFunc::kSoftmax) {
+      w = safe_div(softmax_term(sel_key, max_key), softmax_sum);
+    } else if (f == ScoreFunc::kTopkThenSoftmax) {
+      w = softmax_term(sel_key, softmax_top);  // normalised below
+    } else {
+      w = sigmoid_f(sel_key);
+    }
+    w = nan_to_zero(w);
+  }
+  const int slots_pow2 = next_pow2(K);  // slot leaves from K on are zero
+  if (f == ScoreFunc::kTopkThenSoftmax) {
+    const float sum = warp_tree_sum(w, slots_pow2);
+    w = safe_div(w, sum);
+  }
+  if (p.renormalize) {
+    float sum = warp_tree_sum(w, slots_pow2);
+    if (sum == pos_inf()) {
+      w = w == pos_inf() ? 1.0f : 0.0f;
+      sum = warp_tree_sum(w, slots_pow2);
+    }
+    if (sum > 0.0f) w = div_f(w, sum);
+  }
+  mark(6);
+  const float routed_sum = S > 0 ? warp_tree_sum(w, slots_pow2) : 0.0f;
+  const float rsf = p.routed_scaling_factor;
+  if (lane < K) {
+    kp.weights[row * cols + lane] = p.apply_rsf_on_output ? w * rsf : w;
+    store_routing_id(kp, ids_int64, row * cols + lane, map_routed_id(kp, sel_expert, row, lane));
+  } else if (lane < cols) {
+    kp.weights[row * cols + lane] = p.apply_rsf_on_output ? routed_sum : div_f(routed_sum, rsf);
+    store_routing_id(kp, ids_int64, row * cols + lane, shared_expert_id(kp, lane - K));
+  }
+  mark(7);
+}
+
+}  // namespace switchyard::kernels

@@ -1,0 +1,238 @@
+// A minimal SIMT emulator for running CUDA kernel code on the host (built by the tests'
+// CMakeLists for routing_row_block_emu): each CUDA thread of a block is a ucontext fiber on one OS
+// thread; warp collectives and block barriers rendezvous by yielding; blocks run one after another,
+// so `__shared__` variables (thread_local here) are shared by the block. Full-warp masks only (a
+// partial mask throws). Include it before the kernel header and compile the kernel code as host C++
+// (exact_math.h then takes its host paths, which give the device's bits by design). Build with
+// -fno-extern-tls-init when the kernel declares `extern __shared__` memory. Used by
+// routing_row_block_emu.cpp.
+#pragma once
+#include <ucontext.h>
+
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <stdexcept>
+#include <vector>
+
+#define __device__
+#define __host__
+#define __global__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ thread_local  // one OS thread runs every fiber: shared by the block
+#define __restrict__
+
+struct dim3 {
+  unsigned x = 1, y = 1, z = 1;
+};
+struct uint2 {
+  unsigned x, y;
+};
+struct uint4 {
+  unsigned x, y, z, w;
+};
+struct float4 {
+  float x, y, z, w;
+};
+inline uint2 make_uint2(unsigned a, unsigned b) {
+  return {a, b};
+}
+
+inline dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+namespace emu {
+struct Fiber {
+  ucontext_t ctx;
+  std::vector<char> stack;
+  bool done = false;
+  unsigned tid = 0;
+};
+struct Sched {
+  ucontext_t main;
+  std::vector<Fiber> fibers;
+  int cur = -1;
+  std::function<void()> body;
+};
+inline Sched S;
+inline void yield() {
+  swapcontext(&S.fibers[S.cur].ctx, &S.main);
+}
+inline void trampoline() {
+  S.body();
+  S.fibers[S.cur].done = true;
+  swapcontext(&S.fibers[S.cur].ctx, &S.main);
+}
+struct Rendezvous {
+  int arrived = 0, gen = 0;
+  void wait(int n) {
+    const int g = gen;
+    if (++arrived == n) {
+      arrived = 0;
+      ++gen;
+    } else {
+      while (gen == g) yield();
+    }
+  }
+};
+struct WarpState {
+  Rendezvous r;
+  std::uint64_t vals[32];
+};
+inline std::vector<WarpState> warps;
+inline Rendezvous block_r;
+inline std::vector<int> block_preds;
+inline unsigned lane() {
+  return threadIdx.x & 31u;
+}
+inline WarpState& W() {
+  return warps[threadIdx.x >> 5];
+}
+
+// Runs the body on every thread of every block, one block at a time; `before_block` (optional)
+// runs before each block (e.g. to poison shared memory).
+inline void launch(unsigned grid, unsigned block, const std::function<void()>& body,
+                   const std::function<void()>& before_block = {}) {
+  if (block % 32 != 0) throw std::runtime_error("block must be whole warps");
+  S.body = body;
+  blockDim.x = block;
+  gridDim.x = grid;
+  for (unsigned b = 0; b < grid; ++b) {
+    blockIdx.x = b;
+    if (before_block) before_block();
+    S.fibers.assign(block, Fiber{});
+    warps.assign(block / 32, WarpState{});
+    block_r = Rendezvous{};
+    block_preds.assign(block, 0);
+    for (unsigned t = 0; t < block; ++t) {
+      Fiber& f = S.fibers[t];
+      f.tid = t;
+      f.stack.resize(256 * 1024);
+      getcontext(&f.ctx);
+      f.ctx.uc_stack.ss_sp = f.stack.data();
+      f.ctx.uc_stack.ss_size = f.stack.size();
+      f.ctx.uc_link = nullptr;
+      makecontext(&f.ctx, trampoline, 0);
+    }
+    for (;;) {
+      bool any = false;
+      for (unsigned t = 0; t < block; ++t) {
+        if (S.fibers[t].done) continue;
+        any = true;
+        S.cur = static_cast<int>(t);
+        threadIdx.x = t;
+        swapcontext(&S.main, &S.fibers[t].ctx);
+      }
+      if (!any) break;
+    }
+  }
+}
+
+template <typename T>
+std::uint64_t bits(T v) {
+  static_assert(sizeof(T) <= 8);
+  std::uint64_t u = 0;
+  std::memcpy(&u, &v, sizeof(T));
+  return u;
+}
+template <typename T>
+T from_bits(std::uint64_t u) {
+  T v;
+  std::memcpy(&v, &u, sizeof(T));
+  return v;
+}
+// Publishes v, waits for the warp, returns a snapshot, waits again.
+inline void exchange(std::uint64_t v, std::uint64_t (&out)[32]) {
+  WarpState& w = W();
+  w.vals[lane()] = v;
+  w.r.wait(32);
+  std::memcpy(out, w.vals, sizeof out);
+  w.r.wait(32);
+}
+inline void check_mask(unsigned mask) {
+  if (mask != 0xffffffffu) throw std::runtime_error("emulator: partial mask");
+}
+}  // namespace emu
+
+template <typename T>
+T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
+  emu::check_mask(mask);
+  std::uint64_t all[32];
+  emu::exchange(emu::bits(v), all);
+  const int l = static_cast<int>(emu::lane());
+  const int s = (l / width) * width + (src % width);
+  return emu::from_bits<T>(all[s]);
+}
+template <typename T>
+T __shfl_xor_sync(unsigned mask, T v, int m, int width = 32) {
+  emu::check_mask(mask);
+  std::uint64_t all[32];
+  emu::exchange(emu::bits(v), all);
+  const int l = static_cast<int>(emu::lane());
+  int s = l ^ m;
+  if (s / width != l / width) s = l;
+  return emu::from_bits<T>(all[s]);
+}
+inline unsigned __ballot_sync(unsigned mask, bool p) {
+  emu::check_mask(mask);
+  std::uint64_t all[32];
+  emu::exchange(p ? 1u : 0u, all);
+  unsigned b = 0;
+  for (int i = 0; i < 32; ++i) b |= all[i] ? (1u << i) : 0u;
+  return b;
+}
+inline unsigned __reduce_max_sync(unsigned mask, unsigned v) {
+  emu::check_mask(mask);
+  std::uint64_t all[32];
+  emu::exchange(v, all);
+  unsigned m = 0;
+  for (auto x : all) m = static_cast<unsigned>(x) > m ? static_cast<unsigned>(x) : m;
+  return m;
+}
+inline unsigned __reduce_min_sync(unsigned mask, unsigned v) {
+  emu::check_mask(mask);
+  std::uint64_t all[32];
+  emu::exchange(v, all);
+  unsigned m = 0xffffffffu;
+  for (auto x : all) m = static_cast<unsigned>(x) < m ? static_cast<unsigned>(x) : m;
+  return m;
+}
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+  emu::check_mask(mask);
+  emu::W().r.wait(32);
+}
+inline void __syncthreads() {
+  emu::block_r.wait(static_cast<int>(blockDim.x));
+}
+inline int __syncthreads_or(int p) {
+  emu::block_preds[threadIdx.x] = p;
+  __syncthreads();
+  int any = 0;
+  for (int x : emu::block_preds) any |= x != 0;
+  __syncthreads();
+  return any;
+}
+inline int __popc(unsigned v) {
+  return __builtin_popcount(v);
+}
+inline int __ffs(unsigned v) {
+  return __builtin_ffs(static_cast<int>(v));
+}
+inline int atomicAdd(int* p, int v) {
+  const int old = *p;
+  *p = old + v;
+  return old;
+}
+template <typename T>
+T __ldg(const T* p) {
+  return *p;
+}
+inline long long clock64() {
+  return 0;
+}
+inline int max(int a, int b) {
+  return a > b ? a : b;
+}
+inline int min(int a, int b) {
+  return a < b ? a : b;
+}
