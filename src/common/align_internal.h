@@ -42,5 +42,8 @@ Status expert_layout_cuda_grid(const ExpertLayoutParams& params, const ExpertLay
 // Diagnostics for tests: a device buffer of 12 int64 into which every later alignment / layout
 // launch writes block 0's clock64() at each kernel phase boundary (nullptr: off, the default).
 void set_align_trace(long long* device_buffer);
+// Diagnostics for tests: the small-batch kernel runs its body twice per launch (same outputs), so
+// a trace shows the second, warm pass (instruction cache, L2). Off by default.
+void set_align_small_twice(bool on);
 
 }  // namespace switchyard::detail

@@ -71,10 +71,9 @@ __device__ __forceinline__ void small_load_ids(const Id* __restrict__ ids, std::
 #define SY_SMALL_TRACE(k) \
   if (p.trace != nullptr && threadIdx.x == 0 && blockIdx.x == 0) p.trace[k] = clock64()
 
-__global__ void __launch_bounds__(kSmallAlignThreads) align_small_kernel(const SortParams p) {
+__device__ __forceinline__ void align_small_body(const SortParams& p, unsigned char* smem,
+                                                 std::int32_t* scan_scratch) {
   SY_SMALL_TRACE(0);
-  extern __shared__ __align__(16) unsigned char smem[];
-  __shared__ std::int32_t scan_scratch[32];
   const std::int32_t E = p.num_experts;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int id_bits = 32 - __clz(E);
@@ -206,6 +205,21 @@ __global__ void __launch_bounds__(kSmallAlignThreads) align_small_kernel(const S
   if (p.trace != nullptr && threadIdx.x == 0 && blockIdx.x == 0) {
     const long long t = clock64();
     for (int k = 4; k < kSortTracePoints; ++k) p.trace[k] = t;
+  }
+}
+
+// kPasses = 1 in the library. kPasses = 2 (diagnostics, tests/align_cuda_test.cpp's phase trace
+// only): the same code runs twice in one launch (a real loop, not unrolled), so the second pass's
+// trace shows the phases with a warm instruction cache and the first L2 misses already taken.
+// Every pass writes the same outputs.
+template <int kPasses>
+__global__ void __launch_bounds__(kSmallAlignThreads) align_small_kernel(const SortParams p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  __shared__ std::int32_t scan_scratch[32];
+#pragma unroll 1
+  for (int pass = 0; pass < kPasses; ++pass) {
+    if (pass > 0) __syncthreads();
+    align_small_body(p, smem, scan_scratch);
   }
 }
 

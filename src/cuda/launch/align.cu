@@ -51,6 +51,7 @@ struct DeviceInfo {
 };
 
 std::atomic<long long*> g_trace{nullptr};
+std::atomic<bool> g_repeat{false};
 
 Status device_info(DeviceInfo* out) {
   static std::mutex mu;
@@ -117,12 +118,13 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
   }
   if (small_ok && forced_grid <= 0) {
     const std::size_t smem = kernels::small_align_shared_bytes(E);
-    SY_RETURN_IF_ERROR(
-        set_smem(kernels::align_small_kernel, smem, "align_small_kernel: shared memory attribute"));
+    auto* kernel = g_repeat.load(std::memory_order_relaxed) ? kernels::align_small_kernel<2>
+                                                            : kernels::align_small_kernel<1>;
+    SY_RETURN_IF_ERROR(set_smem(kernel, smem, "align_small_kernel: shared memory attribute"));
     const std::int64_t out_entries =
         p.output == SortOutput::kAlign ? p.sorted_numel + p.block_experts_numel : p.dst_numel;
-    kernels::align_small_kernel<<<kernels::small_align_grid(p.num_slots, out_entries),
-                                  kernels::kSmallAlignThreads, smem, stream>>>(p);
+    kernel<<<kernels::small_align_grid(p.num_slots, out_entries), kernels::kSmallAlignThreads, smem,
+             stream>>>(p);
     return detail::cuda_status(cudaGetLastError(), "align_small_kernel: launch");
   }
 
@@ -199,6 +201,10 @@ namespace detail {
 
 void set_align_trace(long long* device_buffer) {
   g_trace.store(device_buffer, std::memory_order_relaxed);
+}
+
+void set_align_small_twice(bool on) {
+  g_repeat.store(on, std::memory_order_relaxed);
 }
 
 Status moe_align_block_size_cuda_grid(const AlignParams& params, const AlignArgs& args,
