@@ -105,71 +105,12 @@ INSTANTIATE_TEST_SUITE_P(AllVariants, RoutingCudaMatrix, ::testing::ValuesIn(all
 TEST(RoutingCuda, OptionsAndSpecialValuesFuzz) {
   SKIP_WITHOUT_GPU();
   const int num_cases = small_scale() ? 40 : 300;
-  const std::vector<int> experts = {1, 3, 8, 16, 33, 64, 128, 160, 256, 384, 1000, 1024};
   for (int c = 0; c < num_cases; ++c) {
-    const std::string id = "routing/fuzz/" + std::to_string(c);
-    tools::Rng rng(tools::seed_from_name(id));
-    const Variant v = all_variants()[rng.below(all_variants().size())];
-    const int E = experts[rng.below(experts.size())];
-    const int K = 1 + static_cast<int>(rng.below(static_cast<std::uint64_t>(std::min(E, 16))));
-    RoutingParams p;
-    if (!variant_params(v, E, K, &p)) continue;
-    p.num_shared_experts = static_cast<int>(rng.below(3));
-    if (K + p.num_shared_experts > kMaxRoutingColumns) p.num_shared_experts = 0;
-    p.renormalize = rng.below(2) != 0;
-    p.apply_rsf_on_output = rng.below(2) != 0;
-    p.routed_scaling_factor = static_cast<float>(0.5 + rng.uniform() * 3.0);
-    if (rng.below(3) == 0) p.softcap = static_cast<float>(5.0 + rng.uniform() * 30.0);
-    const std::int64_t M = static_cast<std::int64_t>(rng.below(small_scale() ? 200 : 3000));
-    std::vector<float> logits = tools::make_router_logits(M, E, {}, rng.next_u64());
-    const float specials[] = {std::numeric_limits<float>::quiet_NaN(),
-                              std::numeric_limits<float>::infinity(),
-                              -std::numeric_limits<float>::infinity(),
-                              0.0f,
-                              -0.0f,
-                              1e30f,
-                              -1e30f};
-    for (std::int64_t t = 0; t < M; ++t) {
-      const std::uint64_t kind = rng.below(10);
-      float* row = logits.data() + t * E;
-      if (kind == 0) {  // a few specials
-        for (int i = 0; i < 3; ++i)
-          row[rng.below(static_cast<std::uint64_t>(E))] = specials[rng.below(7)];
-      } else if (kind == 1) {  // no finite logit
-        for (int e = 0; e < E; ++e) row[e] = specials[rng.below(3)];
-      } else if (kind == 2) {  // ties everywhere
-        for (int e = 0; e < E; ++e) row[e] = static_cast<float>(rng.below(3));
-      }
-    }
-    const DType dt =
-        std::vector<DType>{DType::kFloat32, DType::kBFloat16, DType::kFloat16}[rng.below(3)];
-    RoutingProblem pr = make_problem(
-        p, M, dt, logits, variant_has_bias(v) || (v == Variant::kSoftmax && rng.below(2)),
-        rng.next_u64());
-    if (rng.below(2)) pr.id_dtype = DType::kInt64;
-    if (rng.below(3) == 0)
-      pr.num_tokens_non_padded =
-          static_cast<std::int32_t>(rng.below(static_cast<std::uint64_t>(M) + 2));
-    const std::uint64_t placement = rng.below(3);
-    if (placement == 1) {  // static map onto P = E + 5 physical slots
-      pr.num_physical_experts = E + 5;
-      for (int e = 0; e < E; ++e) pr.placement.push_back((e * 7 + 3) % (E + 5));
-    } else if (placement == 2) {  // replica table with up to 3 replicas
-      pr.placement_replicas = 3;
-      pr.num_physical_experts = 3 * E;
-      for (int e = 0; e < E; ++e) {
-        for (int r = 0; r < 3; ++r) pr.placement.push_back(e + r * E);
-        pr.replica_counts.push_back(1 + static_cast<std::int32_t>(rng.below(3)));
-      }
-    }
-    if (rng.below(3) == 0) {
-      const int P = pr.placement.empty() ? E : pr.num_physical_experts;
-      pr.num_local_experts = (P + 1) / 2;
-      for (int e = 0; e < P; ++e) pr.expert_map.push_back(e % 2 == 0 ? e / 2 : -1);
-    }
-    const std::string err = check_problem(pr);
-    EXPECT_TRUE(err.empty()) << id << " variant " << variant_name(v) << " E" << E << " K" << K
-                             << " M" << M << ": " << err;
+    FuzzCase fc;
+    if (!make_fuzz_case(c, small_scale() ? 200 : 3000, 10, false, &fc)) continue;
+    const std::string err = check_problem(fc.problem);
+    EXPECT_TRUE(err.empty()) << fc.id << " variant " << variant_name(fc.variant) << " E" << fc.E
+                             << " K" << fc.K << " M" << fc.problem.num_tokens << ": " << err;
   }
 }
 

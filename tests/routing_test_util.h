@@ -1,8 +1,10 @@
 // Shared by the routing tests: the variants of SEMANTICS.md section 1 and seeded problems.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <map>
 #include <string>
 #include <utility>
@@ -146,6 +148,91 @@ inline tools::RoutingProblem make_problem(const RoutingParams& p, std::int64_t M
     for (float& b : pr.bias) b = static_cast<float>(rng.uniform() * 0.2 - 0.1);
   }
   return pr;
+}
+
+// One seeded random case of the routing fuzz tests ("routing/fuzz/<c>"): a variant, E, K and
+// options; M in [0, max_tokens); logits where one row in `row_kinds` each gets a few specials
+// (NaN, +-Inf, +-0, +-1e30), no finite logit, ties everywhere, and (huge_rows) a few +-1e30
+// values; a logits dtype, int64 ids, padding, a placement and an expert map. The same case index
+// gives the same case in every caller (the CUDA test and the host emulator of the row-block
+// kernel). Returns false when the variant has no parameters for (E, K).
+struct FuzzCase {
+  std::string id;
+  Variant variant = Variant::kSoftmax;
+  int E = 0, K = 0;
+  tools::RoutingProblem problem;
+};
+inline bool make_fuzz_case(int c, std::int64_t max_tokens, std::uint64_t row_kinds, bool huge_rows,
+                           FuzzCase* out) {
+  static const std::vector<int> experts = {1, 3, 8, 16, 33, 64, 128, 160, 256, 384, 1000, 1024};
+  out->id = "routing/fuzz/" + std::to_string(c);
+  tools::Rng rng(tools::seed_from_name(out->id));
+  const Variant v = all_variants()[rng.below(all_variants().size())];
+  const int E = experts[rng.below(experts.size())];
+  const int K = 1 + static_cast<int>(rng.below(static_cast<std::uint64_t>(std::min(E, 16))));
+  out->variant = v;
+  out->E = E;
+  out->K = K;
+  RoutingParams p;
+  if (!variant_params(v, E, K, &p)) return false;
+  p.num_shared_experts = static_cast<int>(rng.below(3));
+  if (K + p.num_shared_experts > kMaxRoutingColumns) p.num_shared_experts = 0;
+  p.renormalize = rng.below(2) != 0;
+  p.apply_rsf_on_output = rng.below(2) != 0;
+  p.routed_scaling_factor = static_cast<float>(0.5 + rng.uniform() * 3.0);
+  if (rng.below(3) == 0) p.softcap = static_cast<float>(5.0 + rng.uniform() * 30.0);
+  const auto M = static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(max_tokens)));
+  std::vector<float> logits = tools::make_router_logits(M, E, {}, rng.next_u64());
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(),
+                            std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(),
+                            0.0f,
+                            -0.0f,
+                            1e30f,
+                            -1e30f};
+  for (std::int64_t t = 0; t < M; ++t) {
+    const std::uint64_t kind = rng.below(row_kinds);
+    float* row = logits.data() + t * E;
+    if (kind == 0) {  // a few specials
+      for (int i = 0; i < 3; ++i)
+        row[rng.below(static_cast<std::uint64_t>(E))] = specials[rng.below(7)];
+    } else if (kind == 1) {  // no finite logit
+      for (int e = 0; e < E; ++e) row[e] = specials[rng.below(3)];
+    } else if (kind == 2) {  // ties everywhere
+      for (int e = 0; e < E; ++e) row[e] = static_cast<float>(rng.below(3));
+    } else if (kind == 3 && huge_rows) {  // a few huge values: +Inf weights after renormalising
+      for (int i = 0; i < 4; ++i)
+        row[rng.below(static_cast<std::uint64_t>(E))] = specials[1 + rng.below(2) * 4];
+    }
+  }
+  const DType dt =
+      std::vector<DType>{DType::kFloat32, DType::kBFloat16, DType::kFloat16}[rng.below(3)];
+  tools::RoutingProblem& pr = out->problem;
+  pr =
+      make_problem(p, M, dt, logits,
+                   variant_has_bias(v) || (v == Variant::kSoftmax && rng.below(2)), rng.next_u64());
+  if (rng.below(2)) pr.id_dtype = DType::kInt64;
+  if (rng.below(3) == 0)
+    pr.num_tokens_non_padded =
+        static_cast<std::int32_t>(rng.below(static_cast<std::uint64_t>(M) + 2));
+  const std::uint64_t placement = rng.below(3);
+  if (placement == 1) {  // static map onto P = E + 5 physical slots
+    pr.num_physical_experts = E + 5;
+    for (int e = 0; e < E; ++e) pr.placement.push_back((e * 7 + 3) % (E + 5));
+  } else if (placement == 2) {  // replica table with up to 3 replicas
+    pr.placement_replicas = 3;
+    pr.num_physical_experts = 3 * E;
+    for (int e = 0; e < E; ++e) {
+      for (int r = 0; r < 3; ++r) pr.placement.push_back(e + r * E);
+      pr.replica_counts.push_back(1 + static_cast<std::int32_t>(rng.below(3)));
+    }
+  }
+  if (rng.below(3) == 0) {
+    const int P = pr.placement.empty() ? E : pr.num_physical_experts;
+    pr.num_local_experts = (P + 1) / 2;
+    for (int e = 0; e < P; ++e) pr.expert_map.push_back(e % 2 == 0 ? e / 2 : -1);
+  }
+  return true;
 }
 
 // SWITCHYARD_TEST_SCALE=small shrinks the big sweeps (used under compute-sanitizer).

@@ -151,73 +151,12 @@ int main(int argc, char** argv) {
     }
   } else if (mode == "fuzz") {
     const int num_cases = argc > 2 ? std::atoi(argv[2]) : 100;
-    const std::vector<int> experts = {1, 3, 8, 16, 33, 64, 128, 160, 256, 384, 1000, 1024};
     for (int c = 0; c < num_cases; ++c) {
-      const std::string id = "routing/fuzz/" + std::to_string(c);
-      tools::Rng rng(tools::seed_from_name(id));
-      const Variant v = all_variants()[rng.below(all_variants().size())];
-      const int E = experts[rng.below(experts.size())];
-      const int K = 1 + static_cast<int>(rng.below(static_cast<std::uint64_t>(std::min(E, 16))));
-      RoutingParams p;
-      if (!variant_params(v, E, K, &p)) continue;
-      p.num_shared_experts = static_cast<int>(rng.below(3));
-      if (K + p.num_shared_experts > kMaxRoutingColumns) p.num_shared_experts = 0;
-      p.renormalize = rng.below(2) != 0;
-      p.apply_rsf_on_output = rng.below(2) != 0;
-      p.routed_scaling_factor = static_cast<float>(0.5 + rng.uniform() * 3.0);
-      if (rng.below(3) == 0) p.softcap = static_cast<float>(5.0 + rng.uniform() * 30.0);
-      const std::int64_t M = static_cast<std::int64_t>(rng.below(12));
-      std::vector<float> logits = tools::make_router_logits(M, E, {}, rng.next_u64());
-      const float specials[] = {std::numeric_limits<float>::quiet_NaN(),
-                                std::numeric_limits<float>::infinity(),
-                                -std::numeric_limits<float>::infinity(),
-                                0.0f,
-                                -0.0f,
-                                1e30f,
-                                -1e30f};
-      for (std::int64_t t = 0; t < M; ++t) {
-        const std::uint64_t kind = rng.below(6);
-        float* row = logits.data() + t * E;
-        if (kind == 0) {
-          for (int i = 0; i < 3; ++i)
-            row[rng.below(static_cast<std::uint64_t>(E))] = specials[rng.below(7)];
-        } else if (kind == 1) {
-          for (int e = 0; e < E; ++e) row[e] = specials[rng.below(3)];
-        } else if (kind == 2) {
-          for (int e = 0; e < E; ++e) row[e] = static_cast<float>(rng.below(3));
-        } else if (kind == 3) {  // a few huge values: +Inf weights after renormalisation
-          for (int i = 0; i < 4; ++i)
-            row[rng.below(static_cast<std::uint64_t>(E))] = specials[1 + rng.below(2) * 4];
-        }
-      }
-      const DType dt =
-          std::vector<DType>{DType::kFloat32, DType::kBFloat16, DType::kFloat16}[rng.below(3)];
-      tools::RoutingProblem pr = make_problem(
-          p, M, dt, logits, variant_has_bias(v) || (v == Variant::kSoftmax && rng.below(2)),
-          rng.next_u64());
-      if (rng.below(2)) pr.id_dtype = DType::kInt64;
-      if (rng.below(3) == 0)
-        pr.num_tokens_non_padded =
-            static_cast<std::int32_t>(rng.below(static_cast<std::uint64_t>(M) + 2));
-      const std::uint64_t placement = rng.below(3);
-      if (placement == 1) {
-        pr.num_physical_experts = E + 5;
-        for (int e = 0; e < E; ++e) pr.placement.push_back((e * 7 + 3) % (E + 5));
-      } else if (placement == 2) {
-        pr.placement_replicas = 3;
-        pr.num_physical_experts = 3 * E;
-        for (int e = 0; e < E; ++e) {
-          for (int r = 0; r < 3; ++r) pr.placement.push_back(e + r * E);
-          pr.replica_counts.push_back(1 + static_cast<std::int32_t>(rng.below(3)));
-        }
-      }
-      if (rng.below(3) == 0) {
-        const int P = pr.placement.empty() ? E : pr.num_physical_experts;
-        pr.num_local_experts = (P + 1) / 2;
-        for (int e = 0; e < P; ++e) pr.expert_map.push_back(e % 2 == 0 ? e / 2 : -1);
-      }
-      check(pr, id + " " + variant_name(v) + " E" + std::to_string(E) + " K" + std::to_string(K) +
-                    " M" + std::to_string(M));
+      FuzzCase fc;
+      if (!make_fuzz_case(c, 12, 6, true, &fc)) continue;
+      check(fc.problem, fc.id + " " + variant_name(fc.variant) + " E" + std::to_string(fc.E) +
+                            " K" + std::to_string(fc.K) + " M" +
+                            std::to_string(fc.problem.num_tokens));
     }
   } else if (mode == "preset") {
     const ModelPreset* m = find_model_preset(argv[2]);
