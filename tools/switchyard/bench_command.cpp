@@ -81,6 +81,14 @@ int bench_routing(const Args& args) {
   for (Status st : {args.get_int("vals", 0, -16, 32, &vals)}) {
     if (!st.ok()) return fail(cmd, st, kExitUsage);
   }
+  const std::int64_t vals_abs = vals < 0 ? -vals : vals;
+  if ((vals_abs & (vals_abs - 1)) != 0) {
+    return fail(cmd,
+                Status::InvalidArgument("--vals: got " + std::to_string(vals) +
+                                        ", expected 0 or +-(a power of two): 1..32 lane groups, "
+                                        "-1..-16 row blocks"),
+                kExitUsage);
+  }
   for (Status st : {args.get_int_list("tokens", "1,32,512,4096,32768", 0, 10'000'000, &tokens),
                     args.get_int("seed", 0, 0, INT64_MAX, &seed),
                     parse_dtype(args.get("dtype", "bf16"), &dtype),
@@ -134,18 +142,17 @@ int bench_routing(const Args& args) {
       r.tokens = M;
       r.bytes = static_cast<std::int64_t>(pr.input_bytes() + pr.output_bytes());
       if (cuda) {
+        // A forced layout that does not exist for this E falls back to the heuristic; the
+        // check against the CPU runs the layout that is timed.
+        const int v =
+            heuristics::routing_layout_code_valid(m->routing.num_experts, static_cast<int>(vals))
+                ? static_cast<int>(vals)
+                : 0;
         tools::RoutingResult ref, got;
         Status st = tools::run_routing_cpu(pr, &ref);
-        if (st.ok()) st = tools::run_routing_cuda(pr, &got);
+        if (st.ok()) st = tools::run_routing_cuda(pr, &got, v);
         tools::GraphTiming t;
-        if (st.ok()) {
-          // A forced layout that does not exist for this E falls back to the heuristic.
-          const int v =
-              heuristics::routing_layout_code_valid(m->routing.num_experts, static_cast<int>(vals))
-                  ? static_cast<int>(vals)
-                  : 0;
-          st = tools::time_routing_cuda(pr, rotate, kCalls, kReplays, &t, nullptr, v);
-        }
+        if (st.ok()) st = tools::time_routing_cuda(pr, rotate, kCalls, kReplays, &t, nullptr, v);
         if (!st.ok()) return fail(cmd, st, kExitRuntime);
         r.wrong = tools::compare_routing(pr, ref, got).rows_wrong;
         any_wrong += r.wrong;
