@@ -70,6 +70,32 @@ __global__ void stream_read_kernel(const uint4* __restrict__ src, std::size_t n,
   if (acc == 0x9e3779b9u) sink[blockIdx.x] = acc;  // practically never taken
 }
 
+// Streaming write: every thread stores 16-byte words over a grid-stride loop.
+__global__ void stream_write_kernel(uint4* __restrict__ dst, std::size_t n, unsigned v) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    dst[i] = make_uint4(v, v, v, v);
+  }
+}
+
+// Copy with 16-byte words, four independent loads in flight per thread.
+__global__ void stream_copy_kernel(const uint4* __restrict__ src, uint4* __restrict__ dst,
+                                   std::size_t n) {
+  const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += 4 * stride) {
+    uint4 v[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      if (i + k * stride < n) v[k] = __ldcs(src + i + k * stride);
+    }
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      if (i + k * stride < n) dst[i + k * stride] = v[k];
+    }
+  }
+}
+
 struct StreamGuard {
   cudaStream_t s = nullptr;
   ~StreamGuard() {
@@ -173,9 +199,30 @@ Status measure_memory_ceiling(std::size_t bytes, MemoryCeiling* out) {
       },
       &copy);
   if (!st.ok()) return st;
+  GraphTiming write{}, copy_kernel{};
+  st = time_graph(
+      4, 9,
+      [&](int, cudaStream_t s) {
+        stream_write_kernel<<<blocks, 512, 0, s>>>(static_cast<uint4*>(b.get()), bytes / 16,
+                                                   0x01010101u);
+        return cuda_status(cudaGetLastError(), "stream write kernel");
+      },
+      &write);
+  if (!st.ok()) return st;
+  st = time_graph(
+      4, 9,
+      [&](int, cudaStream_t s) {
+        stream_copy_kernel<<<blocks, 512, 0, s>>>(static_cast<const uint4*>(a.get()),
+                                                  static_cast<uint4*>(b.get()), bytes / 16);
+        return cuda_status(cudaGetLastError(), "stream copy kernel");
+      },
+      &copy_kernel);
+  if (!st.ok()) return st;
   out->bytes = bytes;
   out->read_gbps = static_cast<double>(bytes) / (read.median_us_per_call * 1e3);
-  out->copy_gbps = 2.0 * static_cast<double>(bytes) / (copy.median_us_per_call * 1e3);
+  out->write_gbps = static_cast<double>(bytes) / (write.median_us_per_call * 1e3);
+  out->copy_gbps = 2.0 * static_cast<double>(bytes) /
+                   (std::min(copy.median_us_per_call, copy_kernel.median_us_per_call) * 1e3);
   return Status::Ok();
 }
 

@@ -55,8 +55,11 @@ Status time_graph(int calls, int replays,
 Status time_empty_kernel(int calls, int replays, GraphTiming* out);
 
 struct MemoryCeiling {
-  double read_gbps = 0;  // streaming read of a large buffer (16-byte loads, grid-stride)
-  double copy_gbps = 0;  // device-to-device copy, bytes read + written
+  double read_gbps = 0;   // streaming read of a large buffer (16-byte loads, grid-stride)
+  double write_gbps = 0;  // streaming write (16-byte stores, grid-stride)
+  // Device-to-device copy, bytes read + written: the faster of cudaMemcpyAsync and a 16-byte copy
+  // kernel.
+  double copy_gbps = 0;
   std::size_t bytes = 0;
 };
 Status measure_memory_ceiling(std::size_t bytes, MemoryCeiling* out);

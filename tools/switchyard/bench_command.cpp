@@ -258,7 +258,8 @@ int bench_ceiling(const Args& args) {
   tools::JsonWriter j;
   j.begin_object().field("bench", "ceiling").field("card", cuda_device_description());
   j.field("date", utc_timestamp()).field("bytes", static_cast<std::int64_t>(c.bytes));
-  j.field("read_gbps", c.read_gbps).field("copy_gbps", c.copy_gbps);
+  j.field("read_gbps", c.read_gbps).field("write_gbps", c.write_gbps);
+  j.field("copy_gbps", c.copy_gbps);
   j.field("empty_kernel_us", empty.median_us_per_call);
   j.field("gemm_bf16_n", gemm.n).field("gemm_bf16_ms", gemm.median_ms);
   j.field("gemm_bf16_tflops", gemm.tflops).end_object();

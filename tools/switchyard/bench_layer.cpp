@@ -1,9 +1,12 @@
 // `switchyard bench align|permute|combine`: the layer's data-movement stages at a preset's shape
-// (H, E, K), on routing computed from generated logits. Same metric definitions as
-// `bench routing` (docs/benchmarks.md); bytes:
-//   align:   ids read + sorted_token_ids and expert_ids written (whole buffers) + 4
-//   permute: rows read (one per valid slot) + layout rows written + dst_to_src
-//   combine: expert rows read (one per valid slot) + weights + src_to_dst + output written
+// (H, E, K), on routing computed from generated logits. Bytes are the distinct DRAM bytes an op
+// must move (docs/benchmarks.md), read and written counted apart:
+//   align:   read ids; written sorted_token_ids and expert_ids (whole buffers) + 4
+//   permute: read x (each token row once: its K slots re-read it from L2) + dst_to_src; written
+//            the layout rows
+//   combine: read expert rows (one per valid slot) + weights + src_to_dst; written the output
+// floor_us = read / (measured streaming-read GB/s) + written / (measured streaming-write GB/s), in
+// the same process; pct_ceiling = 100 * floor_us / median_us; GB/s = (read + written) / median.
 // over_empty_us = median us - an empty kernel timed the same way (CUDA only).
 #include <algorithm>
 #include <chrono>
@@ -111,15 +114,19 @@ Status make_case(const ModelPreset& m, std::int64_t M, std::int64_t H, DType dty
   return permute_cpu(pa);
 }
 
-std::int64_t op_bytes(const std::string& op, const LayerCase& c) {
+struct OpTraffic {
+  std::int64_t read = 0, written = 0;
+};
+
+OpTraffic op_traffic(const std::string& op, const LayerCase& c) {
   const auto esz = static_cast<std::int64_t>(dtype_size(c.dtype));
   if (op == "align") {
     const std::int64_t n = c.tokens * c.top_k;
-    return n * 4 + align_max_padded(n, c.experts, c.block_size) * 4 +
-           align_max_blocks(n, c.experts, c.block_size) * 4 + 4;
+    return {n * 4, align_max_padded(n, c.experts, c.block_size) * 4 +
+                       align_max_blocks(n, c.experts, c.block_size) * 4 + 4};
   }
-  if (op == "permute") return (c.valid_slots + c.rows) * c.hidden * esz + c.rows * 8;
-  return c.valid_slots * c.hidden * esz + c.tokens * c.top_k * 12 + c.tokens * c.hidden * esz;
+  if (op == "permute") return {c.tokens * c.hidden * esz + c.rows * 8, c.rows * c.hidden * esz};
+  return {c.valid_slots * c.hidden * esz + c.tokens * c.top_k * 12, c.tokens * c.hidden * esz};
 }
 
 // moe_align_block_size once on `device`; `out` receives sorted_token_ids, expert_ids and
@@ -299,6 +306,7 @@ int bench_layer_op(const std::string& op, int argc, char** argv, int first) {
       .field("dtype", dtype_name(dtype))
       .field("routing", skew.describe());
   j.field("ceiling_read_gbps", ceiling.read_gbps)
+      .field("ceiling_write_gbps", ceiling.write_gbps)
       .field("empty_kernel_us", empty.median_us_per_call);
   if (op == "align") j.field("block_size", block_size);
   j.key("rows").begin_array();
@@ -347,11 +355,15 @@ int bench_layer_op(const std::string& op, int argc, char** argv, int first) {
         std::sort(us.begin(), us.end());
         t.median_us_per_call = us[us.size() / 2];
       }
-      const std::int64_t bytes = op_bytes(op, c);
+      const OpTraffic traffic = op_traffic(op, c);
+      const std::int64_t bytes = traffic.read + traffic.written;
       const double gbps = static_cast<double>(bytes) / (t.median_us_per_call * 1e3);
-      const double pct = ceiling.read_gbps > 0 ? 100.0 * gbps / ceiling.read_gbps : 0.0;
-      const double floor_us =
-          ceiling.read_gbps > 0 ? static_cast<double>(bytes) / (ceiling.read_gbps * 1e3) : 0.0;
+      const double write_gbps = ceiling.write_gbps > 0 ? ceiling.write_gbps : ceiling.read_gbps;
+      const double floor_us = ceiling.read_gbps > 0
+                                  ? static_cast<double>(traffic.read) / (ceiling.read_gbps * 1e3) +
+                                        static_cast<double>(traffic.written) / (write_gbps * 1e3)
+                                  : 0.0;
+      const double pct = floor_us > 0 ? 100.0 * floor_us / t.median_us_per_call : 0.0;
       const double x_floor = floor_us > 0 ? t.median_us_per_call / floor_us : 0.0;
       const double over_empty = cuda ? t.median_us_per_call - empty.median_us_per_call : 0.0;
       std::fprintf(stderr, "[%zu/%zu] %-18s M=%-7lld %10.2f us %8.1f GB/s wrong=%lld\n", done,
@@ -365,7 +377,9 @@ int bench_layer_op(const std::string& op, int argc, char** argv, int first) {
           .field("tokens", M)
           .field("median_us", t.median_us_per_call)
           .field("over_empty_us", over_empty)
-          .field("bytes", bytes);
+          .field("bytes", bytes)
+          .field("bytes_read", traffic.read)
+          .field("bytes_written", traffic.written);
       j.field("gbps", gbps)
           .field("pct_ceiling", pct)
           .field("floor_us", floor_us)

@@ -18,6 +18,11 @@
 // A single block writing everything (the previous design) was bound by one SM's store rate on the
 // scattered padding writes: 22 us for 512 DeepSeek-V3 tokens on an H100.
 // Everything is 32-bit: the launcher only takes this kernel when slots + padding < 2^30.
+// At decode sizes the kernel is bound by instructions issued, not by memory (ncu on an H200:
+// ~850 warp instructions per warp, 16 warps per SM, at 1 DeepSeek-V3 token), so the number of
+// 512-slot steps is a template parameter (the launcher picks the smallest power of two that
+// covers the slots), the tables are zeroed and the tails filled with 16-byte stores, and
+// divisions by a power-of-two block size are shifts.
 #pragma once
 
 #include <algorithm>
@@ -34,9 +39,19 @@ inline constexpr std::int64_t kSmallAlignMaxSlots =
     static_cast<std::int64_t>(kSmallAlignThreads) * kSmallAlignMaxSteps;   // 8192
 inline constexpr std::int32_t kSmallAlignMaxExperts = kSmallAlignThreads;  // thread e: expert e
 
-// Dynamic shared memory: per-warp rows [16][E], then before[E], after[E], seg[E], total[E].
+// Dynamic shared memory: per-warp rows [16][E], before[E], after[E] (the zeroed part, rounded up
+// to 4 ints for 16-byte stores), then seg[E], total[E].
+__host__ __device__ inline std::int32_t small_align_zeroed_ints(std::int32_t num_experts) {
+  return ((kSmallAlignWarps + 2) * num_experts + 3) / 4 * 4;
+}
 inline std::size_t small_align_shared_bytes(std::int32_t num_experts) {
-  return static_cast<std::size_t>(kSmallAlignWarps + 4) * num_experts * 4;
+  return (static_cast<std::size_t>(small_align_zeroed_ints(num_experts)) + 2 * num_experts) * 4;
+}
+// Steps of the template instance for `num_slots`: 1, 2, 4, 8 or 16.
+inline int small_align_steps(std::int64_t num_slots) {
+  int steps = 1;
+  while (static_cast<std::int64_t>(steps) * kSmallAlignThreads < num_slots) steps *= 2;
+  return steps;
 }
 // Output entries (padding and tails included) per block: one SM writing a large padded buffer
 // alone is bound by its store rate (measured: ~12,000 cycles for 16,000 entries on an H100).
@@ -52,25 +67,69 @@ inline int small_align_grid(std::int64_t num_slots, std::int64_t out_entries) {
       1, std::max(steps, std::min<std::int64_t>(by_out, kSmallAlignMaxGrid))));
 }
 
-// ex[i] = ids[i * 512 + thread] as int32 (ids outside int32 become -1, i.e. invalid), -1 past N.
-template <typename Id>
-__device__ __forceinline__ void small_load_ids(const Id* __restrict__ ids, std::int32_t n,
-                                               std::int32_t (&ex)[kSmallAlignMaxSteps]) {
-  Id raw[kSmallAlignMaxSteps];
+// ex[i] = the (mapped) expert of slot i * 512 + thread, or -1 (past N, invalid, or mapped away).
+// All loads are issued before any is used (branch-free in the unrolled loops), so they are in
+// flight together.
+template <int kSteps, typename Id>
+__device__ __forceinline__ void small_load_ids(const SortParams& p, std::int32_t (&ex)[kSteps]) {
+  const auto* ids = static_cast<const Id*>(p.ids);
+  const auto n = static_cast<std::int32_t>(p.num_slots);
+  Id raw[kSteps];
 #pragma unroll
-  for (int i = 0; i < kSmallAlignMaxSteps; ++i) {
+  for (int i = 0; i < kSteps; ++i) {
     const std::int32_t s = i * kSmallAlignThreads + static_cast<std::int32_t>(threadIdx.x);
     raw[i] = s < n ? __ldg(ids + s) : Id{-1};
   }
+  // One unsigned compare per id: negative ids wrap to huge values.
+  const auto u = [](Id v) { return static_cast<std::uint64_t>(static_cast<std::int64_t>(v)); };
+  if (p.expert_map == nullptr) {
+    const auto E = static_cast<std::uint64_t>(p.num_experts);
 #pragma unroll
-  for (int i = 0; i < kSmallAlignMaxSteps; ++i) {
-    ex[i] = (raw[i] >= 0 && raw[i] <= Id{0x3fffffff}) ? static_cast<std::int32_t>(raw[i]) : -1;
+    for (int i = 0; i < kSteps; ++i) ex[i] = u(raw[i]) < E ? static_cast<std::int32_t>(raw[i]) : -1;
+  } else {
+    const auto map_size = static_cast<std::uint64_t>(p.map_size);  // < 2^30 (launcher)
+#pragma unroll
+    for (int i = 0; i < kSteps; ++i) {
+      ex[i] = u(raw[i]) < map_size ? __ldg(p.expert_map + static_cast<std::int64_t>(raw[i])) : -1;
+    }
+    const auto E = static_cast<std::uint32_t>(p.num_experts);
+#pragma unroll
+    for (int i = 0; i < kSteps; ++i) ex[i] = static_cast<std::uint32_t>(ex[i]) < E ? ex[i] : -1;
   }
+}
+
+// Division by the block size B (B <= 2^20, x + B < 2^31): a shift when B is a power of two.
+struct SmallDiv {
+  std::int32_t b;
+  int shift;  // log2(b) when b is a power of two, else -1
+  static __device__ SmallDiv of(std::int32_t v) {
+    return {v, (v & (v - 1)) == 0 ? __ffs(v) - 1 : -1};
+  }
+  __device__ std::int32_t div(std::int32_t x) const { return shift >= 0 ? x >> shift : x / b; }
+  __device__ std::int32_t ceil_div(std::int32_t x) const { return div(x + b - 1); }
+};
+
+// p[begin, end) = v by the grid's threads (tid of nthreads): 16-byte stores between a scalar head
+// and tail. p is 4-byte aligned.
+__device__ __forceinline__ void small_fill(std::int32_t* p, std::int32_t begin, std::int32_t end,
+                                           std::int32_t v, std::int32_t tid,
+                                           std::int32_t nthreads) {
+  if (begin >= end) return;
+  const auto mis =
+      static_cast<std::int32_t>((reinterpret_cast<std::uintptr_t>(p + begin) >> 2) & 3u);
+  const std::int32_t body = min(end, begin + ((4 - mis) & 3));
+  if (tid < body - begin) p[begin + tid] = v;
+  const std::int32_t n4 = (end - body) >> 2;
+  auto* q = reinterpret_cast<int4*>(p + body);
+  for (std::int32_t i = tid; i < n4; i += nthreads) q[i] = make_int4(v, v, v, v);
+  const std::int32_t tail = body + n4 * 4;
+  if (tid < end - tail) p[tail + tid] = v;
 }
 
 #define SY_SMALL_TRACE(k) \
   if (p.trace != nullptr && threadIdx.x == 0 && blockIdx.x == 0) p.trace[k] = clock64()
 
+template <int kSteps>
 __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned char* smem,
                                                  std::int32_t* scan_scratch) {
   SY_SMALL_TRACE(0);
@@ -78,41 +137,35 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int id_bits = 32 - __clz(E);
   const auto B = static_cast<std::int32_t>(p.pad);
+  const SmallDiv div = SmallDiv::of(B);
   const auto N = static_cast<std::int32_t>(p.num_slots);
   const auto own = static_cast<int>(blockIdx.x);
   auto* rows = reinterpret_cast<std::int32_t*>(smem);  // [warps][E]
   std::int32_t* before = rows + kSmallAlignWarps * E;
   std::int32_t* after = before + E;
-  std::int32_t* seg = after + E;
+  std::int32_t* seg = rows + small_align_zeroed_ints(E);
   std::int32_t* total = seg + E;
 
-  // ---- 1. load every step's id (independent loads in flight), zero the tables, count
-  // All loads first, branch-free inside the unrolled loops, so they are in flight together (a
-  // branch per load, as slot_expert() has, serialises one L2 round trip per step).
-  std::int32_t ex[kSmallAlignMaxSteps];
+  // ---- 1. load every step's id, zero the tables (16-byte stores), count
+  std::int32_t ex[kSteps];
   if (p.ids_int64) {
-    small_load_ids(static_cast<const std::int64_t*>(p.ids), N, ex);
+    small_load_ids<kSteps, std::int64_t>(p, ex);
   } else {
-    small_load_ids(static_cast<const std::int32_t*>(p.ids), N, ex);
+    small_load_ids<kSteps, std::int32_t>(p, ex);
   }
-  if (p.expert_map != nullptr) {
-    const auto map_size = static_cast<std::int32_t>(min(p.map_size, std::int64_t{1} << 30));
-#pragma unroll
-    for (int i = 0; i < kSmallAlignMaxSteps; ++i) {
-      const bool in = ex[i] >= 0 && ex[i] < map_size;
-      ex[i] = in ? __ldg(p.expert_map + ex[i]) : -1;
-    }
+  {
+    auto* z = reinterpret_cast<int4*>(rows);
+    const std::int32_t n4 = small_align_zeroed_ints(E) / 4;
+    for (std::int32_t i = threadIdx.x; i < n4; i += kSmallAlignThreads)
+      z[i] = make_int4(0, 0, 0, 0);
   }
-#pragma unroll
-  for (int i = 0; i < kSmallAlignMaxSteps; ++i) ex[i] = (ex[i] >= 0 && ex[i] < E) ? ex[i] : -1;
-  for (int i = threadIdx.x; i < (kSmallAlignWarps + 2) * E; i += kSmallAlignThreads) rows[i] = 0;
   __syncthreads();
   SY_SMALL_TRACE(1);
   // Straight-line code kept short: at these sizes the kernel's time is mostly fixed latency
   // (instruction fetch included), so one match_peers outside the unrolled loop.
   std::int32_t mine = -1;
 #pragma unroll
-  for (int i = 0; i < kSmallAlignMaxSteps; ++i) {
+  for (int i = 0; i < kSteps; ++i) {
     mine = i == own ? ex[i] : mine;
     if (i != own && ex[i] >= 0) atomicAdd((i < own ? before : after) + ex[i], 1);
   }
@@ -138,7 +191,7 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
     }
     count = acc + after[e];
   }
-  const std::int32_t blocks = e < E ? (count + B - 1) / B : 0;
+  const std::int32_t blocks = e < E ? div.ceil_div(count) : 0;
   std::int32_t total_blocks = 0;
   const std::int32_t first_block = block_exclusive_scan(blocks, scan_scratch, &total_blocks);
   if (e < E) {
@@ -168,7 +221,7 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
   }
   const int grid_warps = static_cast<int>(gridDim.x) * kSmallAlignWarps;
   for (std::int32_t x = own * kSmallAlignWarps + warp; x < E; x += grid_warps) {
-    const std::int32_t start = seg[x], n = total[x], nb = (n + B - 1) / B;
+    const std::int32_t start = seg[x], n = total[x], nb = div.ceil_div(n);
     const std::int32_t stop = start + nb * B;
     for (std::int32_t j = start + n + lane; j < stop; j += 32) {
       if (align) {
@@ -178,7 +231,8 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
       }
     }
     if (align) {
-      for (std::int32_t b = start / B + lane; b < start / B + nb; b += 32) p.block_experts[b] = x;
+      const std::int32_t b0 = div.div(start);
+      for (std::int32_t b = b0 + lane; b < b0 + nb; b += 32) p.block_experts[b] = x;
     } else if (lane == 0) {
       p.counts[x] = n;
       p.offsets[x] = start;
@@ -191,8 +245,8 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
   if (align) {
     const auto numel = static_cast<std::int32_t>(p.sorted_numel);
     const auto bnumel = static_cast<std::int32_t>(p.block_experts_numel);
-    for (std::int32_t j = used + tid; j < numel; j += nthreads) p.sorted_ids[j] = N;
-    for (std::int32_t b = total_blocks + tid; b < bnumel; b += nthreads) p.block_experts[b] = -1;
+    small_fill(p.sorted_ids, used, numel, N, tid, nthreads);
+    small_fill(p.block_experts, total_blocks, bnumel, -1, tid, nthreads);
     if (tid == 0) *p.post_pad = used;
   } else {
     const auto numel = static_cast<std::int32_t>(p.dst_numel);
@@ -208,18 +262,18 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
   }
 }
 
-// kPasses = 1 in the library. kPasses = 2 (diagnostics, tests/align_cuda_test.cpp's phase trace
-// only): the same code runs twice in one launch (a real loop, not unrolled), so the second pass's
-// trace shows the phases with a warm instruction cache and the first L2 misses already taken.
-// Every pass writes the same outputs.
-template <int kPasses>
+// kSteps: 512-slot steps covered (1, 2, 4, 8, 16). kPasses = 1 in the library. kPasses = 2
+// (diagnostics, tests/align_cuda_test.cpp's phase trace only): the same code runs twice in one
+// launch (a real loop, not unrolled), so the second pass's trace shows the phases with a warm
+// instruction cache and the first L2 misses already taken. Every pass writes the same outputs.
+template <int kSteps, int kPasses>
 __global__ void __launch_bounds__(kSmallAlignThreads) align_small_kernel(const SortParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
   __shared__ std::int32_t scan_scratch[32];
 #pragma unroll 1
   for (int pass = 0; pass < kPasses; ++pass) {
     if (pass > 0) __syncthreads();
-    align_small_body(p, smem, scan_scratch);
+    align_small_body<kSteps>(p, smem, scan_scratch);
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -84,6 +85,20 @@ Status set_smem(Kernel kernel, std::size_t smem, const char* what) {
       what);
 }
 
+// The small-batch kernel instance for `steps` (1, 2, 4, 8, 16) and `passes` (1; 2 diagnostics).
+using SmallKernel = void (*)(SortParams);
+SmallKernel small_kernel(int steps, int passes) {
+  using kernels::align_small_kernel;
+  constexpr SmallKernel once[] = {align_small_kernel<1, 1>, align_small_kernel<2, 1>,
+                                  align_small_kernel<4, 1>, align_small_kernel<8, 1>,
+                                  align_small_kernel<16, 1>};
+  constexpr SmallKernel twice[] = {align_small_kernel<1, 2>, align_small_kernel<2, 2>,
+                                   align_small_kernel<4, 2>, align_small_kernel<8, 2>,
+                                   align_small_kernel<16, 2>};
+  const int i = std::countr_zero(static_cast<unsigned>(steps));
+  return passes == 2 ? twice[i] : once[i];
+}
+
 // Chooses single block or cooperative grid and launches. `forced_grid` as in align_internal.h.
 Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t workspace_bytes,
                    int forced_grid, cudaStream_t stream) {
@@ -118,8 +133,8 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
   }
   if (small_ok && forced_grid <= 0) {
     const std::size_t smem = kernels::small_align_shared_bytes(E);
-    auto* kernel = g_repeat.load(std::memory_order_relaxed) ? kernels::align_small_kernel<2>
-                                                            : kernels::align_small_kernel<1>;
+    auto* kernel = small_kernel(kernels::small_align_steps(p.num_slots),
+                                g_repeat.load(std::memory_order_relaxed) ? 2 : 1);
     SY_RETURN_IF_ERROR(set_smem(kernel, smem, "align_small_kernel: shared memory attribute"));
     const std::int64_t out_entries =
         p.output == SortOutput::kAlign ? p.sorted_numel + p.block_experts_numel : p.dst_numel;
