@@ -432,16 +432,18 @@ TEST(AlignCuda, EdgePatternsEveryPath) {
   check_align_case({32768, 8, 256, Pattern::kHot, false, 0}, 64, false);  // one expert takes ~90%
 }
 
-// The small-batch kernel (grid -1) over every pattern, E up to its limit, block sizes 16..256,
-// alignment and the contiguous layout.
+// The small-batch kernel (grid -1) over every pattern, E up to its limit, block sizes 16..256
+// (48 included), alignment and the contiguous layout; slot counts that hit every steps instance
+// (1, 2, 4, 8, 16 steps of 512).
 TEST(AlignCuda, SmallBatchKernel) {
   SKIP_WITHOUT_GPU();
   int i = 0;
   for (int E : {1, 3, 8, 160, 256, 384, 512}) {
-    for (std::int64_t M : {0, 1, 7, 64, 512, 513, 1024}) {
+    for (std::int64_t M : {0, 1, 7, 64, 100, 200, 512, 513, 1024}) {
       for (int K : {1, 8}) {
         const auto pat = static_cast<Pattern>(i % 5);
-        const int B = (i % 3 == 0) ? 16 : (i % 3 == 1 ? 64 : 256);
+        // Powers of two (the kernel divides by shifts) and 48 (a real division).
+        const int B = (i % 4 == 0) ? 16 : (i % 4 == 1 ? 64 : (i % 4 == 2 ? 256 : 48));
         check_align_case({M, K, E, pat, i % 2 == 0, -1}, B, false);
         const int alignment = (i % 3 == 0) ? 1 : (i % 3 == 1 ? 128 : 7);
         check_layout_case({M, K, E, pat, i % 2 == 1, -1}, alignment, 0, false);

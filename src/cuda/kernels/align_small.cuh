@@ -121,6 +121,7 @@ __device__ __forceinline__ void small_fill(std::int32_t* p, std::int32_t begin, 
   if (tid < body - begin) p[begin + tid] = v;
   const std::int32_t n4 = (end - body) >> 2;
   auto* q = reinterpret_cast<int4*>(p + body);
+#pragma unroll 1
   for (std::int32_t i = tid; i < n4; i += nthreads) q[i] = make_int4(v, v, v, v);
   const std::int32_t tail = body + n4 * 4;
   if (tid < end - tail) p[tail + tid] = v;
@@ -146,6 +147,27 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
   std::int32_t* seg = rows + small_align_zeroed_ints(E);
   std::int32_t* total = seg + E;
 
+  // Outputs past `bound` hold sentinels whatever the ids are: the padded total is at most
+  // N + min(E, N) * (B - 1) (every expert hit adds at most B - 1 padding slots). Written now,
+  // before the id loads are issued (stores do not wait; issuing them after the
+  // loads would keep the loaded ids' registers live across them); the rest of the tails waits for
+  // the scan. (Recomputed in phase 3 rather than kept live across the barriers: registers.)
+  const auto bound_of = [&] { return N + min(E, N) * (B - 1); };
+  const auto tid_of = [&] {
+    return own * kSmallAlignThreads + static_cast<std::int32_t>(threadIdx.x);
+  };
+  const auto nthreads_of = [] { return static_cast<std::int32_t>(gridDim.x) * kSmallAlignThreads; };
+  if (p.output == SortOutput::kAlign) {
+    const std::int32_t bound = bound_of(), tid = tid_of(), nthreads = nthreads_of();
+    small_fill(p.sorted_ids, bound, static_cast<std::int32_t>(p.sorted_numel), N, tid, nthreads);
+    small_fill(p.block_experts, div.div(bound), static_cast<std::int32_t>(p.block_experts_numel),
+               -1, tid, nthreads);
+  } else {
+    const std::int32_t bound = bound_of(), tid = tid_of(), nthreads = nthreads_of();
+#pragma unroll 1
+    for (std::int32_t j = bound + tid; j < static_cast<std::int32_t>(p.dst_numel); j += nthreads)
+      p.dst_to_src[j] = -1;
+  }
   // ---- 1. load every step's id, zero the tables (16-byte stores), count
   std::int32_t ex[kSteps];
   if (p.ids_int64) {
@@ -156,6 +178,7 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
   {
     auto* z = reinterpret_cast<int4*>(rows);
     const std::int32_t n4 = small_align_zeroed_ints(E) / 4;
+#pragma unroll 1
     for (std::int32_t i = threadIdx.x; i < n4; i += kSmallAlignThreads)
       z[i] = make_int4(0, 0, 0, 0);
   }
@@ -169,7 +192,8 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
     mine = i == own ? ex[i] : mine;
     if (i != own && ex[i] >= 0) atomicAdd((i < own ? before : after) + ex[i], 1);
   }
-  const unsigned peers = match_peers(mine, id_bits);
+  // Blocks past the last step own no slots (block-uniform branch).
+  const unsigned peers = own * kSmallAlignThreads < N ? match_peers(mine, id_bits) : 0u;
   if (mine >= 0 && lane == __ffs(peers) - 1) rows[warp * E + mine] += __popc(peers);
   __syncthreads();
   SY_SMALL_TRACE(2);
@@ -179,37 +203,51 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
   std::int32_t col[kSmallAlignWarps];
   std::int32_t count = 0, first = 0;
   if (e < E) {
+    // Column e only (no other thread touches it): rows[w][e] becomes the rank, within expert e,
+    // of warp w's first slot of e in this block's step; phase 3 adds the segment start.
 #pragma unroll
     for (int w = 0; w < kSmallAlignWarps; ++w) col[w] = rows[w * E + e];
     first = before[e];
     std::int32_t acc = first;
 #pragma unroll
     for (int w = 0; w < kSmallAlignWarps; ++w) {
-      const std::int32_t c = col[w];
-      col[w] = acc;
-      acc += c;
+      rows[w * E + e] = acc;
+      acc += col[w];
     }
     count = acc + after[e];
   }
+  // Exclusive scan of the padded block counts with one barrier: warp scans, then every thread
+  // adds the totals of the warps before its own (16 values, four 16-byte shared loads).
   const std::int32_t blocks = e < E ? div.ceil_div(count) : 0;
-  std::int32_t total_blocks = 0;
-  const std::int32_t first_block = block_exclusive_scan(blocks, scan_scratch, &total_blocks);
-  if (e < E) {
-    const std::int32_t start = first_block * B;
-    seg[e] = start;
-    total[e] = count;
+  const std::int32_t incl = warp_inclusive_scan(blocks);
+  if (lane == 31) scan_scratch[warp] = incl;
+  __syncthreads();
+  std::int32_t total_blocks = 0, first_block = incl - blocks;
+  {
+    const auto* sums = reinterpret_cast<const int4*>(scan_scratch);
 #pragma unroll
-    for (int w = 0; w < kSmallAlignWarps; ++w) rows[w * E + e] = start + col[w];
+    for (int q = 0; q < kSmallAlignWarps / 4; ++q) {
+      const int4 v = sums[q];
+      const int w = 4 * q;
+      first_block += (w < warp ? v.x : 0) + (w + 1 < warp ? v.y : 0) + (w + 2 < warp ? v.z : 0) +
+                     (w + 3 < warp ? v.w : 0);
+      total_blocks += v.x + v.y + v.z + v.w;
+    }
+  }
+  if (e < E) {
+    seg[e] = first_block * B;
+    total[e] = count;
   }
   __syncthreads();
   SY_SMALL_TRACE(3);
 
   // ---- 3. own slots, padding and labels (a warp per expert), tails
   const bool align = p.output == SortOutput::kAlign;
-  const std::int32_t s = own * kSmallAlignThreads + static_cast<std::int32_t>(threadIdx.x);
+  const std::int32_t tid = tid_of(), nthreads = nthreads_of(), bound = bound_of();
+  const std::int32_t s = tid;
   if (mine >= 0) {
     const unsigned lower = (1u << lane) - 1u;
-    const std::int32_t dst = rows[warp * E + mine] + __popc(peers & lower);
+    const std::int32_t dst = seg[mine] + rows[warp * E + mine] + __popc(peers & lower);
     if (align) {
       p.sorted_ids[dst] = s;
     } else {
@@ -220,6 +258,7 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
     p.src_to_dst[s] = -1;  // dropped slot
   }
   const int grid_warps = static_cast<int>(gridDim.x) * kSmallAlignWarps;
+#pragma unroll 1
   for (std::int32_t x = own * kSmallAlignWarps + warp; x < E; x += grid_warps) {
     const std::int32_t start = seg[x], n = total[x], nb = div.ceil_div(n);
     const std::int32_t stop = start + nb * B;
@@ -238,18 +277,19 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
       p.offsets[x] = start;
     }
   }
-  // Tails (the launcher keeps these sizes below 2^30 on this path).
+  // Tails up to `bound` (the rest was written in phase 1; the launcher keeps these sizes below
+  // 2^30 on this path).
   const std::int32_t used = total_blocks * B;
-  const std::int32_t tid = own * kSmallAlignThreads + static_cast<std::int32_t>(threadIdx.x);
-  const std::int32_t nthreads = static_cast<std::int32_t>(gridDim.x) * kSmallAlignThreads;
   if (align) {
-    const auto numel = static_cast<std::int32_t>(p.sorted_numel);
-    const auto bnumel = static_cast<std::int32_t>(p.block_experts_numel);
+    const auto numel = static_cast<std::int32_t>(min(p.sorted_numel, std::int64_t{bound}));
+    const auto bnumel =
+        static_cast<std::int32_t>(min(p.block_experts_numel, std::int64_t{div.div(bound)}));
     small_fill(p.sorted_ids, used, numel, N, tid, nthreads);
     small_fill(p.block_experts, total_blocks, bnumel, -1, tid, nthreads);
     if (tid == 0) *p.post_pad = used;
   } else {
-    const auto numel = static_cast<std::int32_t>(p.dst_numel);
+    const auto numel = static_cast<std::int32_t>(min(p.dst_numel, std::int64_t{bound}));
+#pragma unroll 1
     for (std::int32_t j = used + tid; j < numel; j += nthreads) p.dst_to_src[j] = -1;
     if (tid == 0) {
       p.offsets[E] = used;
@@ -269,7 +309,7 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
 template <int kSteps, int kPasses>
 __global__ void __launch_bounds__(kSmallAlignThreads) align_small_kernel(const SortParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
-  __shared__ std::int32_t scan_scratch[32];
+  __shared__ __align__(16) std::int32_t scan_scratch[32];
 #pragma unroll 1
   for (int pass = 0; pass < kPasses; ++pass) {
     if (pass > 0) __syncthreads();
