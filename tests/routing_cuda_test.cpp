@@ -31,9 +31,14 @@ using tools::RoutingResult;
 // layouts at every M the suite took over 200 s on an H100).
 std::vector<int> layouts_to_check(int num_experts, std::int64_t num_tokens) {
   std::vector<int> codes = {0};
+  // The lane-group kernel with the approximate pre-filter (not chosen by the heuristic yet), at
+  // every M: it is meant for large batches.
+  if (heuristics::routing_layout_code_valid(num_experts, heuristics::kRoutingPrefilterCode)) {
+    codes.push_back(heuristics::kRoutingPrefilterCode);
+  }
   if (num_tokens > 4096) return codes;
   for (int vals : {1, 4, 2, 8, 16}) {
-    if (codes.size() > 2) break;
+    if (codes.size() > 3) break;
     if (heuristics::routing_row_block_valid(num_experts, vals)) codes.push_back(-vals);
   }
   return codes;
@@ -107,7 +112,10 @@ TEST(RoutingCuda, OptionsAndSpecialValuesFuzz) {
   const int num_cases = small_scale() ? 40 : 300;
   for (int c = 0; c < num_cases; ++c) {
     FuzzCase fc;
-    if (!make_fuzz_case(c, small_scale() ? 200 : 3000, 10, false, &fc)) continue;
+    if (!make_fuzz_case(c, small_scale() ? 200 : 3000, 10, /*huge_rows=*/false, /*near_ties=*/false,
+                        &fc)) {
+      continue;
+    }
     const std::string err = check_problem(fc.problem);
     EXPECT_TRUE(err.empty()) << fc.id << " variant " << variant_name(fc.variant) << " E" << fc.E
                              << " K" << fc.K << " M" << fc.problem.num_tokens << ": " << err;
@@ -249,7 +257,8 @@ TEST(RoutingCuda, EveryLayoutGivesTheSameBits) {
           tools::routing_args(pr, Device::kCuda, logits.get(), bias.get(), nullptr, nullptr,
                               nullptr, nullptr, weights.get(), ids.get());
       int layouts = 0;
-      for (int code : {1, 2, 4, 8, 16, 32, -1, -2, -4, -8, -16}) {
+      for (int code :
+           {1, 2, 4, 8, 16, 32, -1, -2, -4, -8, -16, heuristics::kRoutingPrefilterCode}) {
         if (!heuristics::routing_layout_code_valid(E, code)) continue;
         ++layouts;
         ASSERT_TRUE(tools::fill_device_bytes(weights.get(), 0x7b, n * 4).ok());

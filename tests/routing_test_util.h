@@ -152,10 +152,13 @@ inline tools::RoutingProblem make_problem(const RoutingParams& p, std::int64_t M
 
 // One seeded random case of the routing fuzz tests ("routing/fuzz/<c>"): a variant, E, K and
 // options; M in [0, max_tokens); logits where one row in `row_kinds` each gets a few specials
-// (NaN, +-Inf, +-0, +-1e30), no finite logit, ties everywhere, and (huge_rows) a few +-1e30
-// values; a logits dtype, int64 ids, padding, a placement and an expert map. The same case index
-// gives the same case in every caller (the CUDA test and the host emulator of the row-block
-// kernel). Returns false when the variant has no parameters for (E, K).
+// (NaN, +-Inf, +-0, +-1e30), no finite logit, ties everywhere, (huge_rows) a few +-1e30 values,
+// and (near_ties) logits 0.25 + i 2^-21, i < 16: near-ties far below the approximate pre-filter's
+// error bound (exact ties after bf16 rounding); a logits dtype, a bias (near_ties: in a third of
+// the biased cases i 2^-22, i < 4), int64 ids, padding, a placement and an expert map. The same
+// case index and options give the same case in every caller (the CUDA test and the host emulator
+// of the routing kernels); near_ties off leaves the random stream as it was without it. Returns
+// false when the variant has no parameters for (E, K).
 struct FuzzCase {
   std::string id;
   Variant variant = Variant::kSoftmax;
@@ -163,7 +166,7 @@ struct FuzzCase {
   tools::RoutingProblem problem;
 };
 inline bool make_fuzz_case(int c, std::int64_t max_tokens, std::uint64_t row_kinds, bool huge_rows,
-                           FuzzCase* out) {
+                           bool near_ties, FuzzCase* out) {
   static const std::vector<int> experts = {1, 3, 8, 16, 33, 64, 128, 160, 256, 384, 1000, 1024};
   out->id = "routing/fuzz/" + std::to_string(c);
   tools::Rng rng(tools::seed_from_name(out->id));
@@ -203,6 +206,8 @@ inline bool make_fuzz_case(int c, std::int64_t max_tokens, std::uint64_t row_kin
     } else if (kind == 3 && huge_rows) {  // a few huge values: +Inf weights after renormalising
       for (int i = 0; i < 4; ++i)
         row[rng.below(static_cast<std::uint64_t>(E))] = specials[1 + rng.below(2) * 4];
+    } else if (kind == 4 && near_ties) {
+      for (int e = 0; e < E; ++e) row[e] = 0.25f + static_cast<float>(rng.below(16)) * 0x1p-21f;
     }
   }
   const DType dt =
@@ -211,6 +216,9 @@ inline bool make_fuzz_case(int c, std::int64_t max_tokens, std::uint64_t row_kin
   pr =
       make_problem(p, M, dt, logits,
                    variant_has_bias(v) || (v == Variant::kSoftmax && rng.below(2)), rng.next_u64());
+  if (near_ties && !pr.bias.empty() && rng.below(3) == 0) {
+    for (float& b : pr.bias) b = static_cast<float>(rng.below(4)) * 0x1p-22f;
+  }
   if (rng.below(2)) pr.id_dtype = DType::kInt64;
   if (rng.below(3) == 0)
     pr.num_tokens_non_padded =

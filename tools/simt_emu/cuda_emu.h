@@ -78,6 +78,7 @@ struct Rendezvous {
 struct WarpState {
   Rendezvous r;
   std::uint64_t vals[32];
+  int kinds[32];
 };
 inline std::vector<WarpState> warps;
 inline Rendezvous block_r;
@@ -141,12 +142,17 @@ T from_bits(std::uint64_t u) {
   std::memcpy(&v, &u, sizeof(T));
   return v;
 }
-// Publishes v, waits for the warp, returns a snapshot, waits again.
-inline void exchange(std::uint64_t v, std::uint64_t (&out)[32]) {
+// Publishes v, waits for the warp, returns a snapshot, waits again. `kind` names the collective:
+// lanes meeting in different collectives (divergent warp code, undefined on a GPU) throw.
+inline void exchange(std::uint64_t v, std::uint64_t (&out)[32], int kind = 0) {
   WarpState& w = W();
   w.vals[lane()] = v;
+  w.kinds[lane()] = kind;
   w.r.wait(32);
   std::memcpy(out, w.vals, sizeof out);
+  for (int k : w.kinds) {
+    if (k != kind) throw std::runtime_error("emulator: lanes of a warp in different collectives");
+  }
   w.r.wait(32);
 }
 inline void check_mask(unsigned mask) {
@@ -158,7 +164,7 @@ template <typename T>
 T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
   emu::check_mask(mask);
   std::uint64_t all[32];
-  emu::exchange(emu::bits(v), all);
+  emu::exchange(emu::bits(v), all, 1);
   const int l = static_cast<int>(emu::lane());
   const int s = (l / width) * width + (src % width);
   return emu::from_bits<T>(all[s]);
@@ -167,7 +173,7 @@ template <typename T>
 T __shfl_xor_sync(unsigned mask, T v, int m, int width = 32) {
   emu::check_mask(mask);
   std::uint64_t all[32];
-  emu::exchange(emu::bits(v), all);
+  emu::exchange(emu::bits(v), all, 2);
   const int l = static_cast<int>(emu::lane());
   int s = l ^ m;
   if (s / width != l / width) s = l;
@@ -176,7 +182,7 @@ T __shfl_xor_sync(unsigned mask, T v, int m, int width = 32) {
 inline unsigned __ballot_sync(unsigned mask, bool p) {
   emu::check_mask(mask);
   std::uint64_t all[32];
-  emu::exchange(p ? 1u : 0u, all);
+  emu::exchange(p ? 1u : 0u, all, 3);
   unsigned b = 0;
   for (int i = 0; i < 32; ++i) b |= all[i] ? (1u << i) : 0u;
   return b;
@@ -184,7 +190,7 @@ inline unsigned __ballot_sync(unsigned mask, bool p) {
 inline unsigned __reduce_max_sync(unsigned mask, unsigned v) {
   emu::check_mask(mask);
   std::uint64_t all[32];
-  emu::exchange(v, all);
+  emu::exchange(v, all, 4);
   unsigned m = 0;
   for (auto x : all) m = static_cast<unsigned>(x) > m ? static_cast<unsigned>(x) : m;
   return m;
@@ -192,7 +198,7 @@ inline unsigned __reduce_max_sync(unsigned mask, unsigned v) {
 inline unsigned __reduce_min_sync(unsigned mask, unsigned v) {
   emu::check_mask(mask);
   std::uint64_t all[32];
-  emu::exchange(v, all);
+  emu::exchange(v, all, 5);
   unsigned m = 0xffffffffu;
   for (auto x : all) m = static_cast<unsigned>(x) < m ? static_cast<unsigned>(x) : m;
   return m;

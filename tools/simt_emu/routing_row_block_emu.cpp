@@ -1,18 +1,41 @@
-// Runs the row-block routing kernel (src/cuda/kernels/routing_row_block.cuh) on the host SIMT
-// emulator against route_cpu, bit for bit, in every row-block layout: the CUDA tests' matrix and
-// fuzz cases at small M, without a GPU. Built and run by CTest (tests/CMakeLists.txt:
-// routing_row_block_emu.matrix and .fuzz; GCC builds).
+// Runs routing kernels on the host SIMT emulator against route_cpu, bit for bit: the CUDA tests'
+// matrix and fuzz cases, without a GPU. Built and run by CTest (tests/CMakeLists.txt; GCC builds).
+// Kernels (KERNELS, default rowblock):
+//  - rowblock: the row-block kernel (routing_row_block.cuh) in every row-block layout
+//    (routing_row_block_emu.matrix / .fuzz);
+//  - prefilter: the lane-group kernel with the approximate pre-filter (routing_prefilter.cuh,
+//    layout code 64), whose approximate score is modelled as the exact sigmoid_f plus an
+//    adversarial perturbation of up to 2^-19, twice the proven bound
+//    (routing_lane_group_emu.matrix / .fuzz / .presets); also prints how many rows the pre-filter
+//    settled and the candidate counts.
 //   build-cpu/tests/routing_row_block_emu matrix | fuzz [cases] | presets | preset NAME M
+//                                         [KERNELS]
+//   build-cpu/tests/routing_row_block_emu bound     (checks |sigmoid_f - sigmoid| <= 2^-21)
 #include "cuda_emu.h"
 // The row-block kernel's dynamic shared memory (`extern __shared__`, thread_local here: build with
 // -fno-extern-tls-init, or GCC calls a missing TLS initialiser): room for 2 x 1024 words (ord and
 // score for E <= 1024 in every layout) with margin.
 namespace switchyard::kernels {
 thread_local std::uint32_t row_block_leaves[2 * 2048];
+// The lane-group kernel's group scores: up to 4 rows per block (32 lanes) x 32 groups.
+thread_local std::uint32_t group_smem[4 * 32];
 }  // namespace switchyard::kernels
+// Pre-filter statistics (SY_PREFILTER_STATS hooks in routing_prefilter.cuh).
+namespace emu_stats {
+inline long long rows_prefiltered = 0, rows_fallback = 0, candidates = 0, max_candidates = 0;
+}  // namespace emu_stats
+#define SY_PREFILTER_STATS(ok, n)                                                   \
+  do {                                                                              \
+    if (emu::lane() == 0) {                                                         \
+      (ok) ? ++emu_stats::rows_prefiltered : ++emu_stats::rows_fallback;            \
+      if (ok) emu_stats::candidates += (n);                                         \
+      if ((ok) && (n) > emu_stats::max_candidates) emu_stats::max_candidates = (n); \
+    }                                                                               \
+  } while (0)
 // clang-format off
 #include "cuda/kernels/routing_row_block.cuh"
 // clang-format on
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -25,7 +48,44 @@ thread_local std::uint32_t row_block_leaves[2 * 2048];
 using namespace switchyard;
 using namespace switchyard::testing;
 
+// Model of the hardware approximate sigmoid: the exact score plus a perturbation in
+// [-2^-19, 2^-19] (a hash of x picks +-2^-19, +-2^-20, +-2^-23 or 0; the extremes most often),
+// clamped to [0, 1] like rcp(1 + e) is. routing_prefilter.cuh proves the hardware's error <= 2^-20.
+namespace switchyard::kernels {
+float host_approx_sigmoid(float x) {
+  const float s = detail::sigmoid_f(x);
+  if (s != s) return s;
+  std::uint32_t h = detail::float_to_bits(x) * 0x9e3779b1u;
+  h ^= h >> 15;
+  h *= 0x85ebca77u;
+  h ^= h >> 13;
+  static const float kSteps[8] = {0x1p-19f, -0x1p-19f, 0x1p-19f, -0x1p-19f,
+                                  0x1p-20f, -0x1p-20f, 0x1p-23f, 0.0f};
+  const float a = s + kSteps[h & 7u];
+  return a < 0.0f ? 0.0f : (a > 1.0f ? 1.0f : a);
+}
+}  // namespace switchyard::kernels
+
 namespace {
+
+bool g_prefilter = false;  // KERNELS = prefilter
+
+template <typename T, int V>
+void run_prefilter_kernel(const detail::RoutingKernelParams& kp, bool vec_ok, bool ids64) {
+  const unsigned blocks = static_cast<unsigned>((kp.num_tokens + 3) / 4);
+  emu::launch(
+      blocks, 128,
+      [&]() { kernels::routing_kernel<T, 32, V, false, true>(kp, vec_ok, ids64, nullptr); },
+      [] { std::memset(kernels::group_smem, 0xab, sizeof kernels::group_smem); });
+}
+
+template <typename T>
+void run_prefilter_vals(int V, const detail::RoutingKernelParams& kp, bool vec_ok, bool ids64) {
+  if (V == 2) run_prefilter_kernel<T, 2>(kp, vec_ok, ids64);
+  if (V == 4) run_prefilter_kernel<T, 4>(kp, vec_ok, ids64);
+  if (V == 8) run_prefilter_kernel<T, 8>(kp, vec_ok, ids64);
+  if (V == 16) run_prefilter_kernel<T, 16>(kp, vec_ok, ids64);
+}
 
 template <typename T, int V>
 void run_kernel(const detail::RoutingKernelParams& kp, bool vec_ok, bool ids64, unsigned threads) {
@@ -68,16 +128,31 @@ Status run_emu(const tools::RoutingProblem& pr, int V, tools::RoutingResult* out
     const bool ids64 = a.top_k_ids.dtype == DType::kInt64;
     const unsigned threads =
         static_cast<unsigned>(heuristics::routing_row_block_threads(pr.params.num_experts, V));
-    switch (a.logits.dtype) {
-      case DType::kFloat32:
-        run_vals<float>(V, kp, vec_ok, ids64, threads);
-        break;
-      case DType::kBFloat16:
-        run_vals<detail::bf16_t>(V, kp, vec_ok, ids64, threads);
-        break;
-      default:
-        run_vals<detail::fp16_t>(V, kp, vec_ok, ids64, threads);
-        break;
+    if (g_prefilter) {
+      const int pv = detail::routing_row_capacity(pr.params.num_experts) / 32;
+      switch (a.logits.dtype) {
+        case DType::kFloat32:
+          run_prefilter_vals<float>(pv, kp, vec_ok, ids64);
+          break;
+        case DType::kBFloat16:
+          run_prefilter_vals<detail::bf16_t>(pv, kp, vec_ok, ids64);
+          break;
+        default:
+          run_prefilter_vals<detail::fp16_t>(pv, kp, vec_ok, ids64);
+          break;
+      }
+    } else {
+      switch (a.logits.dtype) {
+        case DType::kFloat32:
+          run_vals<float>(V, kp, vec_ok, ids64, threads);
+          break;
+        case DType::kBFloat16:
+          run_vals<detail::bf16_t>(V, kp, vec_ok, ids64, threads);
+          break;
+        default:
+          run_vals<detail::fp16_t>(V, kp, vec_ok, ids64, threads);
+          break;
+      }
     }
   }
   out->ids.resize(n);
@@ -106,7 +181,15 @@ void check(const tools::RoutingProblem& pr, const std::string& id) {
     return;
   }
   for (int V : {1, 2, 4, 8, 16}) {
-    if (!heuristics::routing_row_block_valid(pr.params.num_experts, V)) continue;
+    if (g_prefilter) {
+      // One run, in the pre-filter layout (code 64), when E has it.
+      if (V != 1 || !heuristics::routing_layout_code_valid(pr.params.num_experts,
+                                                           heuristics::kRoutingPrefilterCode)) {
+        continue;
+      }
+    } else if (!heuristics::routing_row_block_valid(pr.params.num_experts, V)) {
+      continue;
+    }
     tools::RoutingResult gpu;
     st = run_emu(pr, V, &gpu);
     ++g_cases;
@@ -126,8 +209,34 @@ void check(const tools::RoutingProblem& pr, const std::string& id) {
 
 }  // namespace
 
+// |sigmoid_f(x) - sigmoid(x)| <= 2^-21 (step (a) of routing_prefilter.cuh's bound) on every
+// 61st float of the whole range (both signs), and on every float in [-1, 1] step 2^-12.
+int check_bound() {
+  double worst = 0.0;
+  float worst_x = 0.0f;
+  auto one = [&](float x) {
+    if (!detail::is_finite(x)) return;
+    const double sig = 1.0 / (1.0 + std::exp(-static_cast<double>(x)));
+    const double err = std::fabs(static_cast<double>(detail::sigmoid_f(x)) - sig);
+    if (err > worst) {
+      worst = err;
+      worst_x = x;
+    }
+  };
+  for (std::uint64_t u = 0; u < 0x100000000ull; u += 61)
+    one(detail::bits_to_float(static_cast<std::uint32_t>(u)));
+  for (int i = -4096; i <= 4096; ++i) one(static_cast<float>(i) * 0x1p-12f);
+  std::printf("max |sigmoid_f - sigmoid| = %.3g (2^%.2f) at x = %.9g; bound 2^-21\n", worst,
+              std::log2(worst > 0 ? worst : 1e-300), static_cast<double>(worst_x));
+  return worst <= 0x1p-21 ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "matrix";
+  if (mode == "bound") return check_bound();
+  for (int i = 2; i < argc; ++i) {
+    if (std::string(argv[i]) == "prefilter") g_prefilter = true;
+  }
   if (mode == "matrix") {
     const std::vector<int> experts = {1, 2, 3, 8, 33, 64, 128, 160, 256, 288, 384, 512, 1024};
     const std::vector<int> ks = {1, 2, 4, 6, 8, 9, 16, 32};
@@ -153,7 +262,8 @@ int main(int argc, char** argv) {
     const int num_cases = argc > 2 ? std::atoi(argv[2]) : 100;
     for (int c = 0; c < num_cases; ++c) {
       FuzzCase fc;
-      if (!make_fuzz_case(c, 12, 6, true, &fc)) continue;
+      // Near-tied rows and biases (kind 4 and a third of the biased cases) for the pre-filter.
+      if (!make_fuzz_case(c, 12, 6, /*huge_rows=*/true, /*near_ties=*/g_prefilter, &fc)) continue;
       check(fc.problem, fc.id + " " + variant_name(fc.variant) + " E" + std::to_string(fc.E) +
                             " K" + std::to_string(fc.K) + " M" +
                             std::to_string(fc.problem.num_tokens));
@@ -178,6 +288,16 @@ int main(int argc, char** argv) {
         check(pr, m.name + " M" + std::to_string(M));
       }
     }
+  }
+  if (g_prefilter) {
+    std::printf(
+        "pre-filter: %lld rows settled (candidates: mean %.2f, max %lld), %lld rows on the "
+        "exact path\n",
+        emu_stats::rows_prefiltered,
+        emu_stats::rows_prefiltered ? static_cast<double>(emu_stats::candidates) /
+                                          static_cast<double>(emu_stats::rows_prefiltered)
+                                    : 0.0,
+        emu_stats::max_candidates, emu_stats::rows_fallback);
   }
   std::printf("cases %d failures %d\n", g_cases, g_fail);
   return g_fail != 0;

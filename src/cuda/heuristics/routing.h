@@ -15,7 +15,8 @@
 //
 // Layout codes of the test and bench override (detail::route_cuda_layout, bench --vals):
 // 0 = the heuristic, v > 0 = lane groups with v experts per lane, -v = row blocks with v experts
-// per thread.
+// per thread, kRoutingPrefilterCode = lane groups of one warp per row with the approximate
+// pre-filter (kernels/routing_prefilter.cuh; never chosen by the heuristic yet: unmeasured).
 #pragma once
 
 #include <cstdint>
@@ -27,6 +28,7 @@ namespace switchyard::heuristics {
 struct RoutingLaunchConfig {
   bool row_block;  // the row-block kernel (else lane groups)
   int lanes;       // lanes per row (lane group width); 0 for row blocks
+  bool prefilter;  // lane groups with the approximate pre-filter (32 lanes)
   int vals;        // experts per lane (lane groups: lanes * vals = next_pow2(E)) or per thread
   int threads;     // threads per block
   int rows_per_block;
@@ -34,6 +36,9 @@ struct RoutingLaunchConfig {
 };
 
 inline constexpr int kRoutingThreadsPerBlock = 128;
+// Layout code of the lane-group kernel with the approximate pre-filter: 32 lanes per row,
+// next_pow2(E) / 32 in 2..16 experts per lane (33 <= E <= 512; 32 per lane spills registers).
+inline constexpr int kRoutingPrefilterCode = 64;
 inline constexpr int kRoutingMaxVals = 32;
 inline constexpr int kSmallRowLanes = 4;  // lanes per row for C <= 32 with many rows
 inline constexpr std::int64_t kSmallRowMinRows = 8192;
@@ -77,6 +82,10 @@ inline bool routing_row_block_valid(int num_experts, int vals) {
 // A layout code (see the top of this file) that has an instance for E.
 inline bool routing_layout_code_valid(int num_experts, int code) {
   if (code == 0) return true;
+  if (code == kRoutingPrefilterCode) {
+    const int capacity = detail::routing_row_capacity(num_experts);
+    return capacity >= 64 && capacity <= 512;
+  }
   return code > 0 ? routing_vals_valid(num_experts, code)
                   : routing_row_block_valid(num_experts, -code);
 }
@@ -119,7 +128,12 @@ inline RoutingLaunchConfig routing_launch_config(int num_experts, std::int64_t n
   if (capacity <= 32 && num_tokens >= kSmallRowMinRows && capacity > kSmallRowLanes) {
     vals = capacity / kSmallRowLanes;
   }
-  if (layout_code > 0) vals = layout_code;
+  if (layout_code == kRoutingPrefilterCode) {
+    c.prefilter = true;
+    vals = capacity / 32;
+  } else if (layout_code > 0) {
+    vals = layout_code;
+  }
   c.lanes = capacity / vals;
   c.vals = vals;
   c.threads = kRoutingThreadsPerBlock;

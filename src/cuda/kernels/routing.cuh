@@ -13,6 +13,7 @@
 #include "../../common/routing_kernel_params.h"
 #include "../../common/routing_row.h"
 #include "lane_group.cuh"
+#include "routing_prefilter.cuh"
 
 namespace switchyard::kernels {
 
@@ -198,12 +199,17 @@ __device__ __forceinline__ float slot_sum(const LaneGroup<kLanes>& grp, const fl
 // kTrace (diagnostics, tests/routing_trace_test.cu only; the library's instances have it off, so
 // their code is unchanged): row 0's lane 0 writes clock64() at each phase boundary into
 // trace[0..6].
-template <typename T, int kLanes, int kVals, bool kTrace = false>
+// kPrefilter (kLanes == 32, 2 <= kVals <= 16; layout code heuristics::kRoutingPrefilterCode): the
+// approximate pre-filter with an exact finish (routing_prefilter.cuh) selects the experts of
+// kSigmoid rows without softcap; rows it cannot settle, and other score functions, take the exact
+// path below. Same bits either way.
+template <typename T, int kLanes, int kVals, bool kTrace = false, bool kPrefilter = false>
 __global__ void __launch_bounds__(kRoutingThreads, 4)
     routing_kernel(const detail::RoutingKernelParams kp, const bool vec_ok, const bool ids_int64,
                    long long* trace = nullptr) {
   using namespace detail;
   static_assert(kLanes * kVals <= kMaxRoutingExperts, "layout");
+  static_assert(!kPrefilter || (kLanes == 32 && kVals >= 2 && kVals <= 16), "pre-filter layout");
   constexpr int kSlots = kRoutingSlotLeaves / kLanes;  // output columns per lane
   extern __shared__ std::uint32_t group_smem[];        // [rows per block][num_groups]
 
@@ -242,21 +248,48 @@ __global__ void __launch_bounds__(kRoutingThreads, 4)
 
   const T* x = static_cast<const T*>(kp.logits) + row * kp.row_stride;
   const int first = grp.lane * kVals;
-  float key[kVals];
-  std::uint32_t ord[kVals];
+  float raw[kVals], bias[kVals];
+  load_chunk<T, kVals>(x, first, E, vec_ok, raw);
+  mark(1);
+  if (kp.bias) {
+    load_bias<kVals>(kp.bias, first, E, bias);
+  } else {
+#pragma unroll
+    for (int j = 0; j < kVals; ++j) bias[j] = 0.0f;
+  }
   bool any_finite = false;
-  {
-    float raw[kVals], bias[kVals];
-    load_chunk<T, kVals>(x, first, E, vec_ok, raw);
-    mark(1);
-    if (kp.bias) {
-      load_bias<kVals>(kp.bias, first, E, bias);
-    } else {
 #pragma unroll
-      for (int j = 0; j < kVals; ++j) bias[j] = 0.0f;
+  for (int j = 0; j < kVals; ++j) any_finite = any_finite || (first + j < E && is_finite(raw[j]));
+  any_finite = grp.ballot(any_finite) != 0u;
+
+  int slot_expert[kSlots];
+  std::uint32_t slot_ord[kSlots];
+#pragma unroll
+  for (int i = 0; i < kSlots; ++i) {
+    slot_expert[i] = grp.lane * kSlots + i;  // the answer for rows with no finite logit
+    slot_ord[i] = 0;
+  }
+  float max_key = neg_inf(), softmax_sum = 0.0f;
+  // Pre-filter path: exact scores of the selected experts (the sigmoid weights).
+  bool prefiltered = false;
+  float slot_score[kSlots];
+#pragma unroll
+  for (int i = 0; i < kSlots; ++i) slot_score[i] = 0.0f;
+  if constexpr (kPrefilter) {
+    __shared__ std::uint32_t prefilter_cands[kRoutingThreads];  // 32 words per row
+    if (any_finite && prefilter_applies<kVals>(p)) {
+      mark(2);
+      if constexpr (kSlots == 1) {
+        prefiltered = prefilter_select<T, kVals>(grp, p, x, kp.bias, raw, bias,
+                                                 prefilter_cands + row_in_block * 32,
+                                                 slot_expert[0], slot_ord[0], slot_score[0]);
+      }
+      mark(3);
     }
-#pragma unroll
-    for (int j = 0; j < kVals; ++j) any_finite = any_finite || (first + j < E && is_finite(raw[j]));
+  }
+  if (!prefiltered) {
+    float key[kVals];
+    std::uint32_t ord[kVals];
     // key = routing_key(p, raw, bias), with the uniform branches hoisted out of the element loops:
     // inside them the compiler would if-convert every score function for every element.
     if (p.softcap > 0.0f) {
@@ -275,67 +308,60 @@ __global__ void __launch_bounds__(kRoutingThreads, 4)
     }
 #pragma unroll
     for (int j = 0; j < kVals; ++j) ord[j] = first + j < E ? order_key(key[j]) : 0u;
-  }
-  any_finite = grp.ballot(any_finite) != 0u;
 
-  float max_key = neg_inf(), softmax_sum = 0.0f;
-  mark(2);
-  if (p.score_func == ScoreFunc::kSoftmax) {
+    mark(2);
+    if (p.score_func == ScoreFunc::kSoftmax) {
 #pragma unroll
-    for (int j = 0; j < kVals; ++j) {
-      if (first + j < E) max_key = detail::max_ignore_nan(max_key, key[j]);
+      for (int j = 0; j < kVals; ++j) {
+        if (first + j < E) max_key = detail::max_ignore_nan(max_key, key[j]);
+      }
+      max_key = grp.max_ignore_nan(max_key);
+      float terms[kVals];
+#pragma unroll
+      for (int j = 0; j < kVals; ++j) {
+        terms[j] = first + j < E ? softmax_term(key[j], max_key) : 0.0f;
+      }
+      softmax_sum = grp.sum(local_pairwise_sum<kVals>(terms));
     }
-    max_key = grp.max_ignore_nan(max_key);
-    float terms[kVals];
-#pragma unroll
-    for (int j = 0; j < kVals; ++j) terms[j] = first + j < E ? softmax_term(key[j], max_key) : 0.0f;
-    softmax_sum = grp.sum(local_pairwise_sum<kVals>(terms));
-  }
-  if (p.group_score != GroupScore::kNone) {
-    drop_groups<kLanes, kVals>(grp, p, ord, group_smem + row_in_block * p.num_groups);
-  }
+    if (p.group_score != GroupScore::kNone) {
+      drop_groups<kLanes, kVals>(grp, p, ord, group_smem + row_in_block * p.num_groups);
+    }
 
-  mark(3);
-  // K rounds of argmax over the group: (highest order, then lowest expert index).
-  std::uint32_t chunk_ord;
-  int chunk_j;
-  chunk_best<kVals>(ord, chunk_ord, chunk_j);
-  int slot_expert[kSlots];
-  std::uint32_t slot_ord[kSlots];
-#pragma unroll
-  for (int i = 0; i < kSlots; ++i) {
-    slot_expert[i] = grp.lane * kSlots + i;  // the answer for rows with no finite logit
-    slot_ord[i] = 0;
-  }
-  if (any_finite) {
-    for (int k = 0; k < K; ++k) {
-      std::uint32_t m;
-      int winner;
-      if constexpr (kLanes == 32) {
-        m = __reduce_max_sync(grp.mask, chunk_ord);
-        winner = static_cast<int>(__reduce_min_sync(
-            grp.mask, chunk_ord == m ? static_cast<unsigned>(first + chunk_j) : 0xffffffffu));
-      } else {
-        const std::uint64_t c = grp.max_candidate(candidate(chunk_ord, first + chunk_j));
-        m = candidate_order(c);
-        winner = candidate_expert(c);
-      }
-      // Written as selects on every slot register: an "if (i == k % kSlots)" store would be
-      // folded back into a dynamically indexed store, which lives in local memory.
-      const bool owner = grp.lane == k / kSlots;
-#pragma unroll
-      for (int i = 0; i < kSlots; ++i) {
-        const bool here = owner && i == (k & (kSlots - 1));
-        slot_expert[i] = here ? winner : slot_expert[i];
-        slot_ord[i] = here ? m : slot_ord[i];
-      }
-      if (winner / kVals == grp.lane) {
-        const int jw = winner - first;
-#pragma unroll
-        for (int j = 0; j < kVals; ++j) {
-          if (j == jw) ord[j] = 0;
+    mark(3);
+    // K rounds of argmax over the group: (highest order, then lowest expert index).
+    std::uint32_t chunk_ord;
+    int chunk_j;
+    chunk_best<kVals>(ord, chunk_ord, chunk_j);
+    if (any_finite) {
+      for (int k = 0; k < K; ++k) {
+        std::uint32_t m;
+        int winner;
+        if constexpr (kLanes == 32) {
+          m = __reduce_max_sync(grp.mask, chunk_ord);
+          winner = static_cast<int>(__reduce_min_sync(
+              grp.mask, chunk_ord == m ? static_cast<unsigned>(first + chunk_j) : 0xffffffffu));
+        } else {
+          const std::uint64_t c = grp.max_candidate(candidate(chunk_ord, first + chunk_j));
+          m = candidate_order(c);
+          winner = candidate_expert(c);
         }
-        chunk_best<kVals>(ord, chunk_ord, chunk_j);
+        // Written as selects on every slot register: an "if (i == k % kSlots)" store would be
+        // folded back into a dynamically indexed store, which lives in local memory.
+        const bool owner = grp.lane == k / kSlots;
+#pragma unroll
+        for (int i = 0; i < kSlots; ++i) {
+          const bool here = owner && i == (k & (kSlots - 1));
+          slot_expert[i] = here ? winner : slot_expert[i];
+          slot_ord[i] = here ? m : slot_ord[i];
+        }
+        if (winner / kVals == grp.lane) {
+          const int jw = winner - first;
+#pragma unroll
+          for (int j = 0; j < kVals; ++j) {
+            if (j == jw) ord[j] = 0;
+          }
+          chunk_best<kVals>(ord, chunk_ord, chunk_j);
+        }
       }
     }
   }
@@ -348,7 +374,10 @@ __global__ void __launch_bounds__(kRoutingThreads, 4)
   const ScoreFunc f = p.score_func;
 #pragma unroll
   for (int i = 0; i < kSlots; ++i) w[i] = 0.0f;
-  if (f == ScoreFunc::kSigmoid) {
+  if (prefiltered) {
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) w[i] = grp.lane * kSlots + i < K ? slot_score[i] : 0.0f;
+  } else if (f == ScoreFunc::kSigmoid) {
     // The bias-free score of the selected expert, recomputed from its logit.
 #pragma unroll
     for (int i = 0; i < kSlots; ++i) {

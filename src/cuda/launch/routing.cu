@@ -37,7 +37,8 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
     return invalid_arg("route_cuda", "layout", layout,
                        "0, a power of two v <= 32 with next_pow2(num_experts) / v <= 32 (lane "
                        "groups), or -v, v a power of two <= 16 with ceil(num_experts / (32 v)) "
-                       "<= 16 (row blocks)");
+                       "<= 16 (row blocks), or 64 (lane groups with the approximate pre-filter, "
+                       "33 <= num_experts <= 512)");
   }
   const RoutingKernelParams kp = make_routing_kernel_params(params, args);
   if (kp.num_tokens == 0) return Status::Ok();

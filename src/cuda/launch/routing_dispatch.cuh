@@ -24,6 +24,16 @@ cudaError_t launch_routing_instance(const detail::RoutingKernelParams& kp, bool 
 }
 
 template <typename T, int kVals>
+cudaError_t launch_prefilter_instance(const detail::RoutingKernelParams& kp, bool vec_ok,
+                                      bool ids_int64, const heuristics::RoutingLaunchConfig& cfg,
+                                      std::size_t smem_bytes, cudaStream_t stream) {
+  kernels::routing_kernel<T, 32, kVals, false, true>
+      <<<static_cast<unsigned>(cfg.blocks), kernels::kRoutingThreads, smem_bytes, stream>>>(
+          kp, vec_ok, ids_int64);
+  return cudaGetLastError();
+}
+
+template <typename T, int kVals>
 cudaError_t launch_row_block_instance(const detail::RoutingKernelParams& kp, bool vec_ok,
                                       bool ids_int64, const heuristics::RoutingLaunchConfig& cfg,
                                       cudaStream_t stream) {
@@ -64,6 +74,20 @@ cudaError_t launch_routing_for_dtype(const detail::RoutingKernelParams& kp, bool
         return launch_row_block_instance<T, 16>(kp, vec_ok, ids_int64, cfg, stream);
       default:
         return cudaErrorInvalidConfiguration;  // unreachable: routing_row_block_valid
+    }
+  }
+  if (cfg.prefilter) {
+    switch (cfg.vals) {
+      case 2:
+        return launch_prefilter_instance<T, 2>(kp, vec_ok, ids_int64, cfg, smem_bytes, stream);
+      case 4:
+        return launch_prefilter_instance<T, 4>(kp, vec_ok, ids_int64, cfg, smem_bytes, stream);
+      case 8:
+        return launch_prefilter_instance<T, 8>(kp, vec_ok, ids_int64, cfg, smem_bytes, stream);
+      case 16:
+        return launch_prefilter_instance<T, 16>(kp, vec_ok, ids_int64, cfg, smem_bytes, stream);
+      default:
+        return cudaErrorInvalidConfiguration;  // unreachable: routing_layout_code_valid
     }
   }
 #define SY_ROUTING_CASE(L, V)                                                                \
