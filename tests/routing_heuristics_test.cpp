@@ -94,6 +94,21 @@ TEST(RoutingHeuristics, ForcedLayoutsAreChecked) {
   EXPECT_EQ(forced.vals, 2);
   EXPECT_EQ(forced.threads, 128);
   EXPECT_EQ(forced.blocks, 100000);
+  // The pre-filter (code 64): one warp per row, 2..16 experts per lane; never the heuristic's.
+  EXPECT_FALSE(routing_layout_code_valid(32, kRoutingPrefilterCode));
+  EXPECT_TRUE(routing_layout_code_valid(33, kRoutingPrefilterCode));
+  EXPECT_TRUE(routing_layout_code_valid(384, kRoutingPrefilterCode));
+  EXPECT_FALSE(routing_layout_code_valid(513, kRoutingPrefilterCode));  // 32 per lane spills
+  EXPECT_FALSE(routing_layout_code_valid(256, 48));
+  const RoutingLaunchConfig pf = routing_launch_config(256, 32768, kRoutingPrefilterCode);
+  EXPECT_TRUE(pf.prefilter);
+  EXPECT_FALSE(pf.row_block);
+  EXPECT_EQ(pf.lanes, 32);
+  EXPECT_EQ(pf.vals, 8);
+  EXPECT_EQ(pf.blocks, 8192);
+  for (std::int64_t m : {1, 512, 4096, 32768}) {
+    EXPECT_FALSE(routing_launch_config(256, m).prefilter);
+  }
 }
 
 }  // namespace

@@ -260,15 +260,22 @@ __global__ void __launch_bounds__(kRoutingThreads, 4)
   bool any_finite = false;
 #pragma unroll
   for (int j = 0; j < kVals; ++j) any_finite = any_finite || (first + j < E && is_finite(raw[j]));
-  any_finite = grp.ballot(any_finite) != 0u;
+  // (The exact instances take the ballot after the keys, where it always was: same code as before
+  // the pre-filter existed.)
+  if constexpr (kPrefilter) any_finite = grp.ballot(any_finite) != 0u;
 
   int slot_expert[kSlots];
   std::uint32_t slot_ord[kSlots];
+  // The answer for rows with no finite logit (set where the exact instances always set it, after
+  // the keys, so that their code stays as it was before the pre-filter existed).
+  auto init_slots = [&]() {
 #pragma unroll
-  for (int i = 0; i < kSlots; ++i) {
-    slot_expert[i] = grp.lane * kSlots + i;  // the answer for rows with no finite logit
-    slot_ord[i] = 0;
-  }
+    for (int i = 0; i < kSlots; ++i) {
+      slot_expert[i] = grp.lane * kSlots + i;
+      slot_ord[i] = 0;
+    }
+  };
+  if constexpr (kPrefilter) init_slots();
   float max_key = neg_inf(), softmax_sum = 0.0f;
   // Pre-filter path: exact scores of the selected experts (the sigmoid weights).
   bool prefiltered = false;
@@ -308,6 +315,7 @@ __global__ void __launch_bounds__(kRoutingThreads, 4)
     }
 #pragma unroll
     for (int j = 0; j < kVals; ++j) ord[j] = first + j < E ? order_key(key[j]) : 0u;
+    if constexpr (!kPrefilter) any_finite = grp.ballot(any_finite) != 0u;
 
     mark(2);
     if (p.score_func == ScoreFunc::kSoftmax) {
@@ -332,6 +340,7 @@ __global__ void __launch_bounds__(kRoutingThreads, 4)
     std::uint32_t chunk_ord;
     int chunk_j;
     chunk_best<kVals>(ord, chunk_ord, chunk_j);
+    if constexpr (!kPrefilter) init_slots();
     if (any_finite) {
       for (int k = 0; k < K; ++k) {
         std::uint32_t m;
