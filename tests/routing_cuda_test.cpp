@@ -4,9 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <limits>
-
 #include <cstring>
+#include <limits>
+#include <string>
 #include <vector>
 
 #include "../src/common/routing_internal.h"
@@ -44,13 +44,12 @@ std::vector<int> layouts_to_check(int num_experts, std::int64_t num_tokens) {
   return codes;
 }
 
-// Runs both backends (CUDA in every layout of layouts_to_check) and compares; returns an empty
-// string on success.
-std::string check_problem(const RoutingProblem& pr) {
+// Runs both backends (CUDA in each of `layouts`) and compares; returns an empty string on success.
+std::string check_problem(const RoutingProblem& pr, const std::vector<int>& layouts) {
   RoutingResult cpu;
   Status st = tools::run_routing_cpu(pr, &cpu);
   if (!st.ok()) return "cpu: " + st.to_string();
-  for (int layout : layouts_to_check(pr.params.num_experts, pr.num_tokens)) {
+  for (int layout : layouts) {
     RoutingResult gpu;
     st = tools::run_routing_cuda(pr, &gpu, layout);
     const std::string where = "cuda (layout " + std::to_string(layout) + "): ";
@@ -61,6 +60,10 @@ std::string check_problem(const RoutingProblem& pr) {
     }
   }
   return "";
+}
+// ... in every layout of layouts_to_check.
+std::string check_problem(const RoutingProblem& pr) {
+  return check_problem(pr, layouts_to_check(pr.params.num_experts, pr.num_tokens));
 }
 
 class RoutingCudaMatrix : public ::testing::TestWithParam<Variant> {};
@@ -120,6 +123,48 @@ TEST(RoutingCuda, OptionsAndSpecialValuesFuzz) {
     EXPECT_TRUE(err.empty()) << fc.id << " variant " << variant_name(fc.variant) << " E" << fc.E
                              << " K" << fc.K << " M" << fc.problem.num_tokens << ": " << err;
   }
+}
+
+// The lane-group kernel with the approximate pre-filter (layout code 64; the heuristic never picks
+// it yet) against the CPU, bit for bit, with the hardware's ex2.approx / rcp.approx: the cases of
+// for_each_prefilter_case (sigmoid with and without bias, grouped DeepSeek-V3 style with 1..32
+// groups, 33 <= E <= 512, K up to 32; rows with NaN / Inf, ties, near-ties far below the error
+// bound; biases near-tied or with NaN / Inf entries; seeded options), then the fuzz cases of
+// OptionsAndSpecialValuesFuzz, with their near-tie rows and biases, that the pre-filter serves.
+// (The host emulator runs the same cases with an adversarial model of the approximations:
+// routing_lane_group_emu.prefilter_cases / .prefilter_fuzz.)
+TEST(RoutingCuda, PrefilterLayoutMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<int> code = {heuristics::kRoutingPrefilterCode};
+  const std::vector<int> ks =
+      small_scale() ? std::vector<int>{1, 8, 32} : std::vector<int>{1, 2, 4, 8, 9, 16, 32};
+  int cases = 0, served = 0, failures = 0;
+  for_each_prefilter_case(small_scale() ? 35 : 67, ks, [&](const PrefilterCase& pc) {
+    ++cases;
+    served += pc.served ? 1 : 0;
+    const std::string err = check_problem(pc.problem, code);
+    if (!err.empty()) {
+      ADD_FAILURE() << pc.id << " (" << dtype_name(pc.problem.logits_dtype) << "): " << err;
+      ++failures;
+    }
+    return failures <= 10;
+  });
+  EXPECT_GT(served, cases / 2) << "cases the pre-filter serves, of " << cases;
+
+  int fuzz_served = 0;
+  for (int c = 0; c < (small_scale() ? 150 : 600); ++c) {
+    FuzzCase fc;
+    if (!make_fuzz_case(c, small_scale() ? 200 : 1000, 6, /*huge_rows=*/true, /*near_ties=*/true,
+                        &fc) ||
+        !prefilter_serves(fc.problem.params)) {
+      continue;
+    }
+    ++fuzz_served;
+    const std::string err = check_problem(fc.problem, code);
+    EXPECT_TRUE(err.empty()) << fc.id << " variant " << variant_name(fc.variant) << " E" << fc.E
+                             << " K" << fc.K << " M" << fc.problem.num_tokens << ": " << err;
+  }
+  EXPECT_GT(fuzz_served, 0);
 }
 
 // Captures route_cuda in a CUDA graph; replays are bitwise identical to each other and to the

@@ -7,12 +7,14 @@
 #include <limits>
 #include <map>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 #include "common/rng.h"
 #include "common/routing_harness.h"
 #include "common/synthetic.h"
+#include "cuda/heuristics/routing.h"
 #include "switchyard/routing.h"
 
 namespace switchyard::testing {
@@ -241,6 +243,154 @@ inline bool make_fuzz_case(int c, std::int64_t max_tokens, std::uint64_t row_kin
     for (int e = 0; e < P; ++e) pr.expert_map.push_back(e % 2 == 0 ? e / 2 : -1);
   }
   return true;
+}
+
+// Whether layout code 64 (heuristics::kRoutingPrefilterCode) runs the approximate pre-filter on
+// rows of p rather than only its exact path: the host mirror of prefilter_applies
+// (src/cuda/kernels/routing_prefilter.cuh) at the layout's next_pow2(E) / 32 experts per lane:
+// kSigmoid without softcap, groups (if any) aligned runs of a power of two of whole lanes.
+inline bool prefilter_serves(const RoutingParams& p) {
+  if (!heuristics::routing_layout_code_valid(p.num_experts, heuristics::kRoutingPrefilterCode)) {
+    return false;
+  }
+  if (p.score_func != ScoreFunc::kSigmoid || p.softcap > 0.0f) return false;
+  if (p.group_score == GroupScore::kNone) return true;
+  const int vals = detail::routing_row_capacity(p.num_experts) / 32;
+  const int group_size = p.num_experts / p.num_groups;
+  const int lanes_per_group = group_size / vals;
+  return group_size % vals == 0 && (lanes_per_group & (lanes_per_group - 1)) == 0;
+}
+
+// The seeded cases of the pre-filter tests ("routing/prefilter/..."; the CUDA test
+// PrefilterLayoutMatchesCpu, and the host emulator's `cases prefilter` mode): sigmoid routings with
+// and without bias (Kimi K2 style) and grouped top-2-sum ones (DeepSeek-V3 noaux_tc: the variant's
+// groups, and 1..32 groups at E = 48..512, some on a partly filled warp), 33 <= E <= 512, each K of
+// `ks`, M rows that cycle through: the router's logits as they come, a few specials (NaN, +-Inf,
+// +-0, +-1e30), no finite logit, ties everywhere, near-ties far below the pre-filter's error bound
+// (0.25 + i 2^-21: ties after bf16 / fp16 rounding, near-ties in fp32), a few +-1e30, one or two
+// finite logits among -Inf, NaN everywhere but a few. Biases: absent, random, near-tied (i 2^-22),
+// or random with NaN / +-Inf entries. Dtypes rotate; renormalisation, shared experts, rsf on the
+// output, int64 ids, padding, placement and expert map are seeded per case. Some cases are not
+// served (prefilter_serves: unaligned groups) and take layout 64's exact path. fn returns false
+// to stop.
+struct PrefilterCase {
+  std::string id;
+  bool served = false;  // prefilter_serves(problem.params)
+  tools::RoutingProblem problem;
+};
+template <typename Fn>
+void for_each_prefilter_case(std::int64_t M, const std::vector<int>& ks, Fn&& fn) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  const float specials[] = {nan, inf, -inf, 0.0f, -0.0f, 1e30f, -1e30f};
+  const DType dtypes[] = {DType::kFloat32, DType::kBFloat16, DType::kFloat16};
+  struct Shape {
+    Variant v;
+    int E, groups, topk_groups;  // groups 0: the variant's own (variant_params)
+  };
+  std::vector<Shape> shapes;
+  for (int E : {33, 64, 100, 128, 160, 256, 288, 384, 512}) {
+    shapes.push_back({Variant::kSigmoidBias, E, 0, 0});
+    shapes.push_back({Variant::kGroupedTop2Sum, E, 0, 0});
+  }
+  for (const auto& [E, G, keep] : std::vector<std::tuple<int, int, int>>{{256, 1, 1},
+                                                                         {256, 2, 1},
+                                                                         {256, 4, 2},
+                                                                         {256, 16, 5},
+                                                                         {256, 32, 7},
+                                                                         {64, 32, 31},
+                                                                         {128, 4, 3},
+                                                                         {512, 16, 4},
+                                                                         {512, 32, 32},
+                                                                         {48, 3, 2},
+                                                                         {320, 5, 2},
+                                                                         {384, 6, 3},
+                                                                         {96, 4, 2}}) {
+    shapes.push_back({Variant::kGroupedTop2Sum, E, G, keep});
+  }
+  int index = 0;
+  for (const Shape& sh : shapes) {
+    for (int K : ks) {
+      for (int bias_mode = 0; bias_mode < 4; ++bias_mode) {
+        RoutingParams p;
+        if (!variant_params(sh.v, sh.E, K, &p)) continue;
+        if (sh.groups > 0) {
+          p.num_groups = sh.groups;
+          p.topk_groups = sh.topk_groups;
+          if (K > p.topk_groups * (sh.E / sh.groups)) continue;
+        }
+        const int E = sh.E;
+        PrefilterCase pc;
+        pc.id = std::string("routing/prefilter/") + variant_name(sh.v) + "/E" + std::to_string(E) +
+                "/G" + std::to_string(p.num_groups) + "." + std::to_string(p.topk_groups) + "/K" +
+                std::to_string(K) + "/b" + std::to_string(bias_mode);
+        tools::Rng rng(tools::seed_from_name(pc.id));
+        p.renormalize = rng.below(4) != 0;
+        p.apply_rsf_on_output = rng.below(2) != 0;
+        p.num_shared_experts = static_cast<int>(rng.below(3));
+        if (K + p.num_shared_experts > kMaxRoutingColumns) p.num_shared_experts = 0;
+        std::vector<float> logits = tools::make_router_logits(M, E, {}, rng.next_u64());
+        for (std::int64_t t = 0; t < M; ++t) {
+          float* row = logits.data() + t * E;
+          auto some = [&] { return row + rng.below(static_cast<std::uint64_t>(E)); };
+          switch (t % 8) {
+            case 0:  // the router's logits as they come
+              break;
+            case 1:  // a few specials
+              for (int i = 0; i < 3; ++i) *some() = specials[rng.below(7)];
+              break;
+            case 2:  // no finite logit (the exact path's fixed answer)
+              for (int e = 0; e < E; ++e) row[e] = specials[rng.below(3)];
+              break;
+            case 3:  // ties everywhere
+              for (int e = 0; e < E; ++e) row[e] = static_cast<float>(rng.below(3));
+              break;
+            case 4:  // near-ties far below the error bound
+              for (int e = 0; e < E; ++e) {
+                row[e] = 0.25f + static_cast<float>(rng.below(16)) * 0x1p-21f;
+              }
+              break;
+            case 5:  // a few huge values
+              for (int i = 0; i < 4; ++i) *some() = rng.below(2) ? 1e30f : -1e30f;
+              break;
+            case 6:  // one or two finite logits among -Inf
+              for (int e = 0; e < E; ++e) row[e] = -inf;
+              for (int i = 0; i < 2; ++i) *some() = static_cast<float>(rng.normal());
+              break;
+            default:  // NaN everywhere but a few
+              for (int e = 0; e < E; ++e) row[e] = nan;
+              for (int i = 0; i < 3; ++i) *some() = static_cast<float>(rng.normal());
+              break;
+          }
+        }
+        tools::RoutingProblem& pr = pc.problem;
+        pr = make_problem(p, M, dtypes[index % 3], logits, bias_mode != 0, rng.next_u64());
+        if (bias_mode == 2) {
+          for (float& b : pr.bias) b = static_cast<float>(rng.below(4)) * 0x1p-22f;
+        } else if (bias_mode == 3) {
+          for (int i = 0; i < 3; ++i) {
+            pr.bias[rng.below(static_cast<std::uint64_t>(E))] = specials[rng.below(3)];
+          }
+        }
+        if (rng.below(2)) pr.id_dtype = DType::kInt64;
+        if (rng.below(4) == 0) {
+          pr.num_tokens_non_padded =
+              static_cast<std::int32_t>(rng.below(static_cast<std::uint64_t>(M) + 1));
+        }
+        if (rng.below(4) == 0) {  // static map onto P = E + 5 physical slots, maybe half local
+          pr.num_physical_experts = E + 5;
+          for (int e = 0; e < E; ++e) pr.placement.push_back((e * 7 + 3) % (E + 5));
+          if (rng.below(2)) {
+            pr.num_local_experts = (E + 6) / 2;
+            for (int e = 0; e < E + 5; ++e) pr.expert_map.push_back(e % 2 == 0 ? e / 2 : -1);
+          }
+        }
+        pc.served = prefilter_serves(pr.params);
+        ++index;
+        if (!fn(static_cast<const PrefilterCase&>(pc))) return;
+      }
+    }
+  }
 }
 
 // SWITCHYARD_TEST_SCALE=small shrinks the big sweeps (used under compute-sanitizer).

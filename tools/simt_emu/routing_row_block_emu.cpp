@@ -5,11 +5,12 @@
 //    (routing_row_block_emu.matrix / .fuzz);
 //  - prefilter: the lane-group kernel with the approximate pre-filter (routing_prefilter.cuh,
 //    layout code 64), whose approximate score is modelled as the exact sigmoid_f plus an
-//    adversarial perturbation of up to 2^-19, twice the proven bound
-//    (routing_lane_group_emu.matrix / .fuzz / .presets); also prints how many rows the pre-filter
-//    settled and the candidate counts.
-//   build-cpu/tests/routing_row_block_emu matrix | fuzz [cases] | presets | preset NAME M
+//    adversarial perturbation of up to 2^-19, more than twice the proven bound
+//    (routing_lane_group_emu.prefilter_matrix / _fuzz / _presets / _cases); also prints how many
+//    rows the pre-filter settled and the candidate counts.
+//   build-cpu/tests/routing_row_block_emu matrix | fuzz [cases] | presets | preset NAME M | cases
 //                                         [KERNELS]
+// (cases: for_each_prefilter_case of routing_test_util.h, meant for KERNELS = prefilter.)
 //   build-cpu/tests/routing_row_block_emu bound     (checks |sigmoid_f - sigmoid| <= 2^-21)
 #include "cuda_emu.h"
 // The row-block kernel's dynamic shared memory (`extern __shared__`, thread_local here: build with
@@ -268,6 +269,13 @@ int main(int argc, char** argv) {
                             " K" + std::to_string(fc.K) + " M" +
                             std::to_string(fc.problem.num_tokens));
     }
+  } else if (mode == "cases") {
+    // The pre-filter's cases (for_each_prefilter_case), at 16 rows; the CUDA test
+    // PrefilterLayoutMatchesCpu runs them on the GPU.
+    for_each_prefilter_case(16, {1, 2, 4, 8, 9, 16, 32}, [&](const PrefilterCase& pc) {
+      check(pc.problem, pc.id);
+      return true;
+    });
   } else if (mode == "preset") {
     const ModelPreset* m = find_model_preset(argv[2]);
     const std::int64_t M = std::atoi(argv[3]);

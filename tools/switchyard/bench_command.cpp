@@ -82,8 +82,8 @@ int bench_routing(const Args& args) {
   for (Status st : {args.get_int("vals", 0, -16, heuristics::kRoutingPrefilterCode, &vals)}) {
     if (!st.ok()) return fail(cmd, st, kExitUsage);
   }
-  // 0, +-(a power of two) up to 32 / 16, or the pre-filter's code (the only value above 32 that
-  // get_int lets through and that is a layout).
+  // A layout code: 0, +-(a power of two) up to 32 / 16, or 64 (the pre-filter's, the only code
+  // above 32).
   const std::int64_t vals_abs = vals < 0 ? -vals : vals;
   if ((vals_abs & (vals_abs - 1)) != 0 ||
       (vals > 32 && vals != heuristics::kRoutingPrefilterCode)) {
