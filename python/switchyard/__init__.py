@@ -39,6 +39,7 @@ from ._switchyard import (
     route_and_align_workspace_size,
     routing_workspace_size,
 )
+from . import sglang_compat
 from .align import (
     Alignment,
     ExpertLayout,
@@ -89,4 +90,5 @@ __all__ = [
     "route_and_align",
     "route_and_align_workspace_size",
     "routing_workspace_size",
+    "sglang_compat",
 ]

@@ -78,7 +78,9 @@ def routing_kwargs(cfg: Any, num_experts: int) -> dict:
     use_grouped_topk without correction_bias is DeepSeek-V2's grouping (softmax, group score =
     max); with a bias it is DeepSeek-V3's "noaux_tc" (sigmoid + bias, group score = top-2 sum);
     num_expert_group == 1 means no grouping (Kimi K2). Otherwise scoring_func picks the score
-    ('softmax', 'sigmoid' or 'sqrtsoftplus'). Raises NotImplementedError for a
+    ('softmax', 'sigmoid' or 'sqrtsoftplus'); softmax with a correction_bias weighs
+    softmax(x + bias), as sgl_kernel.topk_softmax does (SGLang's torch fallback weighs softmax(x)
+    and uses the bias for the choice only). Raises NotImplementedError for a
     custom_routing_function.
     """
     if getattr(cfg, "custom_routing_function", None) is not None:
@@ -224,6 +226,12 @@ def sigmoid_gate_kwargs(
 # ---- running it on arrays ---------------------------------------------------------------------
 
 
+def _as_2d(a: Any, columns: int) -> Any:
+    """[..., columns] arrays as [rows, columns] (2-D arrays as they are, so that errors show the
+    caller's shape)."""
+    return a if len(a.shape) == 2 else a.reshape(-1, columns)
+
+
 def route_into(
     kwargs: dict,
     logits: Any,
@@ -241,15 +249,14 @@ def route_into(
     and the placement maps to int32 when needed."""
     params = _C.RoutingParams(**kwargs)
     columns = params.top_k + params.num_shared_experts
-    logits2 = logits.reshape(-1, logits.shape[-1])
     if isinstance(num_token_non_padded, int):
         num_token_non_padded = _arrays.fill(_arrays.empty(logits, (1,), "int32"), num_token_non_padded)
     with _arrays.on_device(logits):
         _C.route(
             params,
-            logits2,
-            topk_weights.reshape(-1, columns),
-            topk_ids.reshape(-1, columns),
+            _as_2d(logits, logits.shape[-1]),
+            _as_2d(topk_weights, columns),
+            _as_2d(topk_ids, columns),
             bias=_arrays.contiguous(_arrays.astype(bias, "float32")) if bias is not None else None,
             num_tokens_non_padded=_arrays.astype(num_token_non_padded, "int32"),
             placement=_arrays.astype(placement, "int32"),
@@ -330,7 +337,7 @@ def moe_fused_gate(
     num_fused_shared_experts columns get ids E + i and weight 1 / routed_scaling_factor; all
     weights times routed_scaling_factor when apply_routed_scaling_factor_on_output.
     routed_scaling_factor <= 0 (the default 0) means 1. Unlike sgl_kernel, any E <= 1024 and any
-    group size work, and bias may be float32 of any input dtype (converted when it is not).
+    group size work, and bias may have any float dtype (converted to float32 when it is not).
     """
     rows = int(input_tensor.shape[0])
     kwargs = sigmoid_gate_kwargs(
