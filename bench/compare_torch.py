@@ -113,8 +113,10 @@ def measure(rows, op, model, tokens, sy_fn, torch_fn, wrong, graph=True):
     row["graph_ratio"] = torch_graph / sy_graph if sy_graph and torch_graph else None
     rows.append(row)
     g = f"graph {sy_graph:8.1f} vs {torch_graph:8.1f} us" if row["graph_ratio"] else "graph n/a"
-    log(f"  {op:15s} {model:14s} M={tokens:<6d} eager {row['switchyard_us']:8.1f} vs "
-        f"{row['torch_us']:8.1f} us ({row['ratio']:5.2f}x)  {g}  wrong {row['wrong']}")
+    log(
+        f"  {op:15s} {model:14s} M={tokens:<6d} eager {row['switchyard_us']:8.1f} vs "
+        f"{row['torch_us']:8.1f} us ({row['ratio']:5.2f}x)  {g}  wrong {row['wrong']}"
+    )
 
 
 def routing_wrong(ids_a, ids_b, key, k):
@@ -123,7 +125,11 @@ def routing_wrong(ids_a, ids_b, key, k):
     a = torch.sort(ids_a[:, :k].long(), dim=1).values
     b = torch.sort(ids_b[:, :k].long(), dim=1).values
     top = key.topk(min(k + 1, key.shape[1]), dim=1).values
-    tied = top[:, k - 1] == top[:, k] if top.shape[1] > k else torch.zeros_like(a[:, 0], dtype=torch.bool)
+    tied = (
+        top[:, k - 1] == top[:, k]
+        if top.shape[1] > k
+        else torch.zeros_like(a[:, 0], dtype=torch.bool)
+    )
     return int(((a != b).any(dim=1) & ~tied).sum())
 
 
@@ -137,7 +143,9 @@ def bench_routing(rows, tokens, gen):
             sy_fn()
             key = torch.softmax(logits.float(), dim=-1)
             wrong = routing_wrong(ids, native.topk_softmax(logits, k)[1], key, k)
-            measure(rows, "topk_softmax", model, m, sy_fn, lambda: native.topk_softmax(logits, k), wrong)
+            measure(
+                rows, "topk_softmax", model, m, sy_fn, lambda: native.topk_softmax(logits, k), wrong
+            )
     e, k = 384, 8
     bias = torch.rand(e, generator=gen, device="cuda") * 0.1
     for m in tokens:
@@ -148,7 +156,15 @@ def bench_routing(rows, tokens, gen):
         sy_fn()
         key = logits.float().sigmoid() + bias
         wrong = routing_wrong(ids, native.topk_sigmoid(logits, bias, k)[1], key, k)
-        measure(rows, "topk_sigmoid", "kimi-k2", m, sy_fn, lambda: native.topk_sigmoid(logits, bias, k), wrong)
+        measure(
+            rows,
+            "topk_sigmoid",
+            "kimi-k2",
+            m,
+            sy_fn,
+            lambda: native.topk_sigmoid(logits, bias, k),
+            wrong,
+        )
     e = 256
     bias = torch.rand(e, generator=gen, device="cuda") * 0.1
     for m in tokens:
@@ -170,9 +186,11 @@ def bench_align(rows, tokens, gen):
         for m in tokens:
             ids = random_ids(m, e, k, gen)
             padded = sy.align_max_padded(m * k, e, block)
-            out = (torch.empty(padded, dtype=torch.int32, device="cuda"),
-                   torch.empty(-(-padded // block), dtype=torch.int32, device="cuda"),
-                   torch.empty(1, dtype=torch.int32, device="cuda"))
+            out = (
+                torch.empty(padded, dtype=torch.int32, device="cuda"),
+                torch.empty(-(-padded // block), dtype=torch.int32, device="cuda"),
+                torch.empty(1, dtype=torch.int32, device="cuda"),
+            )
             sy_fn = lambda: st.moe_align_block_size(ids, e, block, *out)  # noqa: E731
             sy_fn()
             ref = native.align(ids, e, block)
@@ -191,17 +209,38 @@ def bench_layout_permute_combine(rows, tokens, gen):
             src_to_dst, dst_to_src = layout[2], layout[3]
             ref_src, ref_dst = native.layout(ids, e)
             wrong = int((src_to_dst != ref_src).sum()) + int((dst_to_src != ref_dst).sum())
-            measure(rows, "expert_layout", model, m, lambda: st.expert_layout(ids, e),
-                    lambda: native.layout(ids, e), wrong)
+            measure(
+                rows,
+                "expert_layout",
+                model,
+                m,
+                lambda: st.expert_layout(ids, e),
+                lambda: native.layout(ids, e),
+                wrong,
+            )
             y = st.permute(x, dst_to_src, k)
             wrong = int((y != native.permute(x, dst_to_src, k)).any(dim=1).sum())
-            measure(rows, "permute", model, m, lambda: st.permute(x, dst_to_src, k),
-                    lambda: native.permute(x, dst_to_src, k), wrong)
+            measure(
+                rows,
+                "permute",
+                model,
+                m,
+                lambda: st.permute(x, dst_to_src, k),
+                lambda: native.permute(x, dst_to_src, k),
+                wrong,
+            )
             out = st.combine(y, src_to_dst, w, 2.5)
             diff = (out.float() - native.combine(y, src_to_dst, w, 2.5).float()).abs()
             wrong = int((diff > 2**-7 * out.float().abs().max()).sum())
-            measure(rows, "combine", model, m, lambda: st.combine(y, src_to_dst, w, 2.5),
-                    lambda: native.combine(y, src_to_dst, w, 2.5), wrong)
+            measure(
+                rows,
+                "combine",
+                model,
+                m,
+                lambda: st.combine(y, src_to_dst, w, 2.5),
+                lambda: native.combine(y, src_to_dst, w, 2.5),
+                wrong,
+            )
 
 
 def bench_sum_reduce(rows, tokens, gen):
@@ -222,14 +261,18 @@ def bench_experts(rows, tokens, gen, models, deadline):
         e, k, h, inter = EXPERTS[model]
         log(f"[compare] {model}: generating weights")
         w13 = torch.empty(e, 2 * inter, h, dtype=torch.bfloat16, device="cuda").uniform_(
-            -2 / math.sqrt(h), 2 / math.sqrt(h), generator=gen)
+            -2 / math.sqrt(h), 2 / math.sqrt(h), generator=gen
+        )
         w2 = torch.empty(e, h, inter, dtype=torch.bfloat16, device="cuda").uniform_(
-            -2 / math.sqrt(inter), 2 / math.sqrt(inter), generator=gen)
+            -2 / math.sqrt(inter), 2 / math.sqrt(inter), generator=gen
+        )
         for m in tokens:
             if time.time() > deadline:
                 log(f"[compare] time budget spent: skipping experts {model} M={m}")
                 continue
-            x = torch.empty(m, h, dtype=torch.bfloat16, device="cuda").uniform_(-1, 1, generator=gen)
+            x = torch.empty(m, h, dtype=torch.bfloat16, device="cuda").uniform_(
+                -1, 1, generator=gen
+            )
             ids = random_ids(m, e, k, gen)
             w = 0.05 + torch.rand(m, k, generator=gen, device="cuda")
             sy_fn = lambda: st.fused_experts(x, w13, w2, (w, ids), cfg)  # noqa: E731
@@ -251,8 +294,12 @@ def main():
     ap.add_argument("--tokens", default="1,32,512,4096,32768")
     ap.add_argument("--experts-tokens", default="1,32,512,2048")
     ap.add_argument("--experts-models", default=",".join(EXPERTS))
-    ap.add_argument("--max-seconds", type=float, default=240.0,
-                    help="skip the remaining experts cases after this long")
+    ap.add_argument(
+        "--max-seconds",
+        type=float,
+        default=240.0,
+        help="skip the remaining experts cases after this long",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--output", default="")
     args = ap.parse_args()
@@ -260,8 +307,11 @@ def main():
     unknown = [o for o in ops if o not in OPS]
     models = [m for m in args.experts_models.split(",") if m]
     if unknown or any(m not in EXPERTS for m in models):
-        print(f"compare_torch: --ops {args.ops!r} / --experts-models {args.experts_models!r}: "
-              f"expected comma lists of {', '.join(OPS)} / {', '.join(EXPERTS)}", file=sys.stderr)
+        print(
+            f"compare_torch: --ops {args.ops!r} / --experts-models {args.experts_models!r}: "
+            f"expected comma lists of {', '.join(OPS)} / {', '.join(EXPERTS)}",
+            file=sys.stderr,
+        )
         return 2
     if not (torch.cuda.is_available() and sy.cuda_device_available()):
         print("compare_torch: needs a CUDA device and a CUDA build of switchyard", file=sys.stderr)
@@ -280,29 +330,42 @@ def main():
     if "sum_reduce" in ops:
         bench_sum_reduce(rows, [t for t in tokens if t <= 8192], gen)
     if "experts" in ops:
-        bench_experts(rows, [int(t) for t in args.experts_tokens.split(",")], gen, models,
-                      t0 + args.max_seconds)
+        bench_experts(
+            rows,
+            [int(t) for t in args.experts_tokens.split(",")],
+            gen,
+            models,
+            t0 + args.max_seconds,
+        )
     result = {
         "bench": "compare_torch",
         "card": torch.cuda.get_device_name(),
         "switchyard_device": sy.cuda_device_description(),
         "torch": torch.__version__,
         "method": "CUDA events; eager: median of 5-50 calls after 2 warm-ups; graph: median of 7 "
-                  f"replays of a CUDA graph of {GRAPH_CALLS} calls, per call; inputs not rotated",
+        f"replays of a CUDA graph of {GRAPH_CALLS} calls, per call; inputs not rotated",
         "rows": rows,
     }
     if args.output:
         with open(args.output, "w") as f:
             f.write(json.dumps(result, indent=1) + "\n")
-    print("| op | model | tokens | switchyard us | torch us | ratio | graph: switchyard us | torch us "
-          "| ratio | wrong |\n|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| op | model | tokens | switchyard us | torch us | ratio "
+        "| graph: switchyard us | torch us | ratio | wrong |\n" + "|---" * 10 + "|"
+    )
     fmt = lambda v: f"{v:.1f}" if v is not None else "-"  # noqa: E731
     for r in rows:
         gr = f"{r['graph_ratio']:.2f}" if r["graph_ratio"] else "-"
-        print(f"| {r['op']} | {r['model']} | {r['tokens']} | {r['switchyard_us']:.1f} | "
-              f"{r['torch_us']:.1f} | {r['ratio']:.2f} | {fmt(r['switchyard_graph_us'])} | "
-              f"{fmt(r['torch_graph_us'])} | {gr} | {r['wrong']} |")
-    return 1 if any(r["wrong"] for r in rows if r["op"] in ("align", "expert_layout", "permute")) else 0
+        print(
+            f"| {r['op']} | {r['model']} | {r['tokens']} | {r['switchyard_us']:.1f} | "
+            f"{r['torch_us']:.1f} | {r['ratio']:.2f} | {fmt(r['switchyard_graph_us'])} | "
+            f"{fmt(r['torch_graph_us'])} | {gr} | {r['wrong']} |"
+        )
+    return (
+        1
+        if any(r["wrong"] for r in rows if r["op"] in ("align", "expert_layout", "permute"))
+        else 0
+    )
 
 
 if __name__ == "__main__":

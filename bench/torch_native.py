@@ -36,7 +36,9 @@ def grouped_topk(logits, bias, num_groups, topk_groups, top_k, rsf):
     group_scores = choice.view(rows, num_groups, -1).topk(2, dim=-1).values.sum(dim=-1)
     group_idx = torch.topk(group_scores, topk_groups, dim=-1, sorted=False).indices
     group_mask = torch.zeros_like(group_scores).scatter_(1, group_idx, 1)
-    mask = group_mask.unsqueeze(-1).expand(rows, num_groups, experts // num_groups).reshape(rows, -1)
+    mask = (
+        group_mask.unsqueeze(-1).expand(rows, num_groups, experts // num_groups).reshape(rows, -1)
+    )
     ids = torch.topk(choice.masked_fill(mask == 0, float("-inf")), top_k, dim=-1).indices
     w = s.gather(1, ids)
     w = w / w.sum(dim=-1, keepdim=True)

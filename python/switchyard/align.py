@@ -154,6 +154,10 @@ def moe_sum_reduce(
     """out[t] = rsf * sum_k x[t, k] for x [M, K, H] (the expert outputs, already weighted),
     accumulated in float32 with k ascending. This is combine() with unit weights and the
     identity slot map (two small arrays made with x's framework on each call)."""
+    if len(x.shape) != 3:
+        raise _C.InvalidArgumentError(
+            f"moe_sum_reduce: x.shape = {list(x.shape)}: expected [num_tokens, top_k, hidden]"
+        )
     rows, top_k, hidden = (int(d) for d in x.shape)
     with _arrays.on_device(x):
         if out is None:

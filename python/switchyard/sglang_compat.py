@@ -165,8 +165,14 @@ def experts_kwargs(cfg: Any) -> dict:
     if limit is None:
         limit = getattr(cfg, "swiglu_limit", None)
     gated = bool(getattr(cfg, "is_gated", True))
-    names = {"silu": "silu", "swiglu": "silu", "gelu": "gelu", "gelu_tanh": "gelu_tanh",
-             "swiglu_oai": "swiglu_oai", "relu2": "relu2"}
+    names = {
+        "silu": "silu",
+        "swiglu": "silu",
+        "gelu": "gelu",
+        "gelu_tanh": "gelu_tanh",
+        "swiglu_oai": "swiglu_oai",
+        "relu2": "relu2",
+    }
     name = names.get(activation)
     if name == "silu" and alpha is not None:
         name = "swiglu_oai"
@@ -250,7 +256,9 @@ def route_into(
     params = _C.RoutingParams(**kwargs)
     columns = params.top_k + params.num_shared_experts
     if isinstance(num_token_non_padded, int):
-        num_token_non_padded = _arrays.fill(_arrays.empty(logits, (1,), "int32"), num_token_non_padded)
+        num_token_non_padded = _arrays.fill(
+            _arrays.empty(logits, (1,), "int32"), num_token_non_padded
+        )
     with _arrays.on_device(logits):
         _C.route(
             params,
@@ -391,7 +399,9 @@ def moe_align_block_size(
         )
 
 
-def moe_sum_reduce(input_tensor: Any, output_tensor: Any, routed_scaling_factor: float = 1.0) -> None:
+def moe_sum_reduce(
+    input_tensor: Any, output_tensor: Any, routed_scaling_factor: float = 1.0
+) -> None:
     """sgl_kernel.moe_sum_reduce: output [M, H] = routed_scaling_factor * sum_k input [M, K, H],
     accumulated in float32 with k ascending (deterministic).
 

@@ -61,9 +61,12 @@ def test_sgl_moe_align_block_size_out_parameters():
     expert_ids = np.full(-(-padded // block), -5, np.int32)
     post_pad = np.zeros(1, np.int32)
     cumsum = np.zeros(experts + 2, np.int32)
-    assert sgl.moe_align_block_size(
-        ids, experts + 1, block, sorted_ids, expert_ids, post_pad, cumsum, True
-    ) is None
+    assert (
+        sgl.moe_align_block_size(
+            ids, experts + 1, block, sorted_ids, expert_ids, post_pad, cumsum, True
+        )
+        is None
+    )
     ref.check_alignment(ids, experts, block, sorted_ids, expert_ids, post_pad)
 
 
@@ -94,7 +97,9 @@ def test_contiguous_layout_permute_combine_round_trip(alignment):
     acc = np.zeros((rows, hidden), np.float32)
     for k in range(top_k):  # the library's order: k ascending, float32, then * rsf
         d = layout.src_to_dst.reshape(rows, top_k)[:, k]
-        acc = acc + np.where((d >= 0)[:, None], weights[:, k : k + 1] * permuted[np.maximum(d, 0)], 0)
+        acc = acc + np.where(
+            (d >= 0)[:, None], weights[:, k : k + 1] * permuted[np.maximum(d, 0)], 0
+        )
     np.testing.assert_allclose(out, np.float32(2.0) * acc, rtol=1e-6, atol=1e-6)
 
 

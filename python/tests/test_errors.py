@@ -27,7 +27,9 @@ def test_wrong_output_shape_names_the_argument():
     from switchyard import _switchyard as C
 
     logits = np.zeros((4, 8), np.float32)
-    with pytest.raises(sy.InvalidArgumentError, match=r"top_k_ids\.shape = \[4, 3\]: expected \[4, 2\]"):
+    with pytest.raises(
+        sy.InvalidArgumentError, match=r"top_k_ids\.shape = \[4, 3\]: expected \[4, 2\]"
+    ):
         C.route(_params(), logits, np.empty((4, 2), np.float32), np.empty((4, 3), np.int32))
 
 
@@ -48,7 +50,9 @@ def test_parameter_range_names_the_parameter():
 
 
 def test_unknown_score_function_lists_the_known_ones():
-    with pytest.raises(sy.InvalidArgumentError, match=r"score_func = softplus: expected one of softmax, sigmoid"):
+    with pytest.raises(
+        sy.InvalidArgumentError, match=r"score_func = softplus: expected one of softmax, sigmoid"
+    ):
         _params(score_func="softplus")
     with pytest.raises(sy.InvalidArgumentError, match="activation = swish"):
         sy.ExpertsParams(num_experts=1, hidden_size=8, intermediate_size=8, activation="swish")
@@ -65,8 +69,15 @@ def test_too_many_dimensions():
         sy.moe_align_block_size(np.zeros((1, 1, 1, 1, 2), np.int32), 8, 16)
 
 
+def test_sum_reduce_wants_three_dimensions():
+    with pytest.raises(sy.InvalidArgumentError, match=r"moe_sum_reduce: x\.shape = \[4, 8\]"):
+        sy.moe_sum_reduce(np.zeros((4, 8), np.float32))
+
+
 def test_align_block_size_range():
-    with pytest.raises(sy.InvalidArgumentError, match=r"block_size = 8: expected 16 <= block_size <= 256"):
+    with pytest.raises(
+        sy.InvalidArgumentError, match=r"block_size = 8: expected 16 <= block_size <= 256"
+    ):
         sy.moe_align_block_size(np.zeros((2, 2), np.int32), 8, 8)
 
 

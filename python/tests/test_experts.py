@@ -33,10 +33,16 @@ def _close(out, expect):
 @pytest.mark.parametrize("rows,experts,top_k,hidden,inter", [(1, 4, 2, 16, 8), (33, 8, 2, 24, 40)])
 def test_gated_activations(activation, rows, experts, top_k, hidden, inter):
     x, w13, w2, weights, ids, _ = _problem(7, rows, experts, top_k, hidden, inter)
-    out = sy.fused_experts(x, w13, w2, weights, ids, activation=activation, routed_scaling_factor=1.5)
+    out = sy.fused_experts(
+        x, w13, w2, weights, ids, activation=activation, routed_scaling_factor=1.5
+    )
     assert out.dtype == np.float16 and out.shape == x.shape
-    _close(out, ref.fused_experts(x, w13, w2, weights, ids, activation=activation,
-                                  routed_scaling_factor=1.5))
+    _close(
+        out,
+        ref.fused_experts(
+            x, w13, w2, weights, ids, activation=activation, routed_scaling_factor=1.5
+        ),
+    )
 
 
 def test_swiglu_oai_with_biases():
@@ -83,7 +89,9 @@ def test_sgl_fused_experts_runner_config_and_inplace():
     out = sgl.fused_experts(x, w13, w2, (weights, ids, None), cfg)
     _close(out, expect)
     hidden = x.copy()
-    returned = sgl.fused_experts(hidden, w13, w2, (weights, ids), sgl.MoeRunnerConfig(routed_scaling_factor=2.0))
+    returned = sgl.fused_experts(
+        hidden, w13, w2, (weights, ids), sgl.MoeRunnerConfig(routed_scaling_factor=2.0)
+    )
     assert returned is hidden
     np.testing.assert_array_equal(hidden, out)
 

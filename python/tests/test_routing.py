@@ -87,7 +87,12 @@ def test_grouped_softmax_max_deepseek_v2():
     rng = np.random.default_rng(2)
     logits = ref.tie_free_logits(rng, 50, 160)
     params = sy.RoutingParams(
-        num_experts=160, top_k=6, score_func="softmax", group_score="max", num_groups=8, topk_groups=3
+        num_experts=160,
+        top_k=6,
+        score_func="softmax",
+        group_score="max",
+        num_groups=8,
+        topk_groups=3,
     )
     w, ids = sy.route(logits, params)
     ref_w, ref_ids, near = ref.route(logits, 6, group_score="max", num_groups=8, topk_groups=3)
@@ -98,9 +103,7 @@ def test_softcap_and_softmax_bias():
     rng = np.random.default_rng(3)
     logits = ref.tie_free_logits(rng, 20, 32)
     bias = np.linspace(-0.3, 0.3, 32).astype(np.float32)
-    w, ids = sy.route(
-        logits, sy.RoutingParams(num_experts=32, top_k=4, softcap=3.0), bias=bias
-    )
+    w, ids = sy.route(logits, sy.RoutingParams(num_experts=32, top_k=4, softcap=3.0), bias=bias)
     ref_w, ref_ids, near = ref.route(logits, 4, bias=bias, softcap=3.0)
     _check(w, ids, ref_w, ref_ids, near)
 
@@ -110,7 +113,10 @@ def test_padded_rows_and_int64_ids():
     logits = ref.tie_free_logits(rng, 10, 16)
     n = np.array([6], dtype=np.int32)
     w, ids = sy.route(
-        logits, sy.RoutingParams(num_experts=16, top_k=3), num_tokens_non_padded=n, ids_dtype="int64"
+        logits,
+        sy.RoutingParams(num_experts=16, top_k=3),
+        num_tokens_non_padded=n,
+        ids_dtype="int64",
     )
     assert ids.dtype == np.int64
     assert np.all(ids[6:] == -1) and np.all(w[6:] == 0)
@@ -156,8 +162,13 @@ def test_sgl_topk_sigmoid_with_fused_shared_expert():
     ids = np.empty((25, 9), np.int32)
     sgl.topk_sigmoid(w, ids, logits, True, bias, 2.5, 1)
     ref_w, ref_ids, near = ref.route(
-        logits, 8, score_func="sigmoid", bias=bias, renormalize=True,
-        routed_scaling_factor=2.5, num_shared=1,
+        logits,
+        8,
+        score_func="sigmoid",
+        bias=bias,
+        renormalize=True,
+        routed_scaling_factor=2.5,
+        num_shared=1,
     )
     _check(w, ids, ref_w, ref_ids, near)
     assert np.all(ids[:, 8] == 64)
@@ -172,8 +183,16 @@ def test_sgl_moe_fused_gate(shared, apply):
     w, ids = sgl.moe_fused_gate(logits, bias, 8, 4, 8 + shared, shared, 2.5, apply)
     assert w.shape == (30, 8 + shared) and ids.dtype == np.int32
     ref_w, ref_ids, near = ref.route(
-        logits, 8, score_func="sigmoid", bias=bias, group_score="top2sum", num_groups=8,
-        topk_groups=4, renormalize=True, routed_scaling_factor=2.5, apply_rsf_on_output=apply,
+        logits,
+        8,
+        score_func="sigmoid",
+        bias=bias,
+        group_score="top2sum",
+        num_groups=8,
+        topk_groups=4,
+        renormalize=True,
+        routed_scaling_factor=2.5,
+        apply_rsf_on_output=apply,
         num_shared=shared,
     )
     _check(w, ids, ref_w, ref_ids, near)
@@ -196,14 +215,29 @@ def test_sgl_moe_fused_gate_default_scaling_factor_means_one():
             dict(renormalize=True),
         ),
         (  # DeepSeek-V3: grouped sigmoid + bias, fused shared expert
-            dict(top_k=9, use_grouped_topk=True, num_expert_group=8, topk_group=4,
-                 num_fused_shared_experts=1, routed_scaling_factor=2.5, renormalize=True),
-            dict(score_func="sigmoid", group_score="top2sum", num_groups=8, topk_groups=4,
-                 renormalize=True, routed_scaling_factor=2.5, num_shared=1),
+            dict(
+                top_k=9,
+                use_grouped_topk=True,
+                num_expert_group=8,
+                topk_group=4,
+                num_fused_shared_experts=1,
+                routed_scaling_factor=2.5,
+                renormalize=True,
+            ),
+            dict(
+                score_func="sigmoid",
+                group_score="top2sum",
+                num_groups=8,
+                topk_groups=4,
+                renormalize=True,
+                routed_scaling_factor=2.5,
+                num_shared=1,
+            ),
         ),
         (  # DeepSeek-V2: grouped softmax, group score = max, no bias
-            dict(top_k=6, use_grouped_topk=True, num_expert_group=8, topk_group=3,
-                 renormalize=False),
+            dict(
+                top_k=6, use_grouped_topk=True, num_expert_group=8, topk_group=3, renormalize=False
+            ),
             dict(group_score="max", num_groups=8, topk_groups=3),
         ),
         (  # ungrouped sigmoid with the scoring_func field
@@ -239,7 +273,10 @@ def test_sgl_select_experts_padding_and_static_placement():
         num_physical_experts = 32
 
     out = sgl.select_experts(
-        None, logits, sgl.TopKConfig(top_k=2), num_token_non_padded=np.array(7, np.int32),
+        None,
+        logits,
+        sgl.TopKConfig(top_k=2),
+        num_token_non_padded=np.array(7, np.int32),
         expert_location_dispatch_info=Info(),
     )
     ref_w, ref_ids, _ = ref.route(logits[:7], 2, renormalize=True)

@@ -58,7 +58,9 @@ def test_routing_ops_bitwise_equal_to_cpu(rows):
 
 def test_align_layout_permute_combine_bitwise_equal_to_cpu():
     rng = np.random.default_rng(1)
-    ids = torch.from_numpy(np.stack([rng.permutation(128)[:8] for _ in range(300)]).astype(np.int32))
+    ids = torch.from_numpy(
+        np.stack([rng.permutation(128)[:8] for _ in range(300)]).astype(np.int32)
+    )
     padded = sy.align_max_padded(2400, 128, 64)
 
     def align(i):
@@ -103,7 +105,9 @@ def _experts(seed, rows, experts=16, top_k=4, hidden=256, inter=128):
 def test_fused_experts_cuda_against_cpu(rows):
     x, w13, w2, w, ids = _experts(rows, rows)
     cfg = st.MoeRunnerConfig(inplace=False)
-    cpu, cuda = _both(lambda *a: st.fused_experts(a[0], a[1], a[2], (a[3], a[4]), cfg), x, w13, w2, w, ids)
+    cpu, cuda = _both(
+        lambda *a: st.fused_experts(a[0], a[1], a[2], (a[3], a[4]), cfg), x, w13, w2, w, ids
+    )
     # experts.h: about 2^-8 relative per term for bf16, plus float32 summation order.
     scale = cpu.float().abs().max()
     assert (cuda.float() - cpu.float()).abs().max() <= 2**-6 * scale
@@ -121,18 +125,30 @@ def test_runs_on_the_current_stream():
 
 
 def _layer(hidden, logits, bias, w13, w2, sorted_ids, expert_ids, post_pad):
-    cfg = st.TopKConfig(top_k=4, use_grouped_topk=True, num_expert_group=4, topk_group=2,
-                        correction_bias=bias, routed_scaling_factor=2.0, renormalize=True)
+    cfg = st.TopKConfig(
+        top_k=4,
+        use_grouped_topk=True,
+        num_expert_group=4,
+        topk_group=2,
+        correction_bias=bias,
+        routed_scaling_factor=2.0,
+        renormalize=True,
+    )
     topk = st.select_experts(hidden, logits, cfg)
     st.moe_align_block_size(topk.topk_ids, 16, 16, sorted_ids, expert_ids, post_pad)
-    return st.fused_experts(hidden, w13, w2, topk, st.MoeRunnerConfig(inplace=False, routed_scaling_factor=2.0))
+    return st.fused_experts(
+        hidden, w13, w2, topk, st.MoeRunnerConfig(inplace=False, routed_scaling_factor=2.0)
+    )
 
 
 def _layer_inputs(seed, rows=64):
     x, w13, w2, _, _ = _experts(seed, rows)
     padded = sy.align_max_padded(rows * 4, 16, 16)
-    bufs = (torch.empty(padded, dtype=torch.int32), torch.empty(-(-padded // 16), dtype=torch.int32),
-            torch.empty(1, dtype=torch.int32))
+    bufs = (
+        torch.empty(padded, dtype=torch.int32),
+        torch.empty(-(-padded // 16), dtype=torch.int32),
+        torch.empty(1, dtype=torch.int32),
+    )
     args = (x, _logits(seed, rows, 16), torch.linspace(-0.1, 0.1, 16), w13, w2, *bufs)
     return [a.cuda() for a in args]
 

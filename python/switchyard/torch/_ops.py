@@ -161,8 +161,17 @@ def route(
 
 
 @route.register_fake
-def _(logits, bias, num_token_non_padded, placement, replica_counts, num_physical_experts,
-      top_k, num_shared_experts, *args):
+def _(
+    logits,
+    bias,
+    num_token_non_padded,
+    placement,
+    replica_counts,
+    num_physical_experts,
+    top_k,
+    num_shared_experts,
+    *args,
+):
     rows, columns = logits.shape[0], top_k + num_shared_experts
     return (
         logits.new_empty((rows, columns), dtype=torch.float32),
@@ -205,7 +214,9 @@ def _(topk_ids, num_experts, block_size, sorted_ids, experts_ids, post_pad, cums
 
 
 @torch.library.custom_op("switchyard::moe_sum_reduce", mutates_args=("output_tensor",))
-def moe_sum_reduce(input_tensor: Tensor, output_tensor: Tensor, routed_scaling_factor: float) -> None:
+def moe_sum_reduce(
+    input_tensor: Tensor, output_tensor: Tensor, routed_scaling_factor: float
+) -> None:
     _sgl.moe_sum_reduce(_plain(input_tensor), output_tensor, routed_scaling_factor)
 
 
@@ -261,7 +272,9 @@ def _(x, dst_to_src, top_k):
 
 
 @torch.library.custom_op("switchyard::combine", mutates_args=())
-def combine(y: Tensor, src_to_dst: Tensor, topk_weights: Tensor, routed_scaling_factor: float) -> Tensor:
+def combine(
+    y: Tensor, src_to_dst: Tensor, topk_weights: Tensor, routed_scaling_factor: float
+) -> Tensor:
     return _align.combine(
         _plain(y), src_to_dst, _plain(topk_weights), routed_scaling_factor=routed_scaling_factor
     )
