@@ -94,7 +94,7 @@ TEST(RoutingHeuristics, ForcedLayoutsAreChecked) {
   EXPECT_EQ(forced.vals, 2);
   EXPECT_EQ(forced.threads, 128);
   EXPECT_EQ(forced.blocks, 100000);
-  // The pre-filter (code 64): one warp per row, 2..16 experts per lane; never the heuristic's.
+  // The pre-filter (code 64): one warp per row, 2..16 experts per lane.
   EXPECT_FALSE(routing_layout_code_valid(32, kRoutingPrefilterCode));
   EXPECT_TRUE(routing_layout_code_valid(33, kRoutingPrefilterCode));
   EXPECT_TRUE(routing_layout_code_valid(384, kRoutingPrefilterCode));
@@ -107,8 +107,26 @@ TEST(RoutingHeuristics, ForcedLayoutsAreChecked) {
   EXPECT_EQ(pf.vals, 8);
   EXPECT_EQ(pf.blocks, 8192);
   for (std::int64_t m : {1, 512, 4096, 32768}) {
-    EXPECT_FALSE(routing_launch_config(256, m).prefilter);
+    EXPECT_FALSE(routing_launch_config(256, m).prefilter);  // not applicable: not the heuristic's
   }
+  // The heuristic takes it above the row blocks' range where it applies and rows are long.
+  EXPECT_FALSE(routing_launch_config(256, 512, 0, true, true).prefilter);
+  EXPECT_TRUE(routing_launch_config(256, 512, 0, true, true).row_block);
+  for (std::int64_t m : {513, 4096, 32768}) {
+    const RoutingLaunchConfig h = routing_launch_config(256, m, 0, true, true);
+    EXPECT_TRUE(h.prefilter) << m;
+    EXPECT_EQ(h.lanes, 32);
+    EXPECT_EQ(h.vals, 8);
+    EXPECT_FALSE(routing_launch_config(256, m, 0, false, true).prefilter) << m;  // short rows
+  }
+  // Where it applies: sigmoid without softcap, 33 <= E <= 512, groups of whole power-of-two lanes.
+  EXPECT_TRUE(routing_prefilter_applies(256, true, 8));   // DeepSeek-V3: 32 experts = 4 lanes
+  EXPECT_TRUE(routing_prefilter_applies(384, true, 0));   // Kimi K2, not grouped
+  EXPECT_FALSE(routing_prefilter_applies(256, false, 8));  // softmax / softcap
+  EXPECT_FALSE(routing_prefilter_applies(32, true, 0));    // E <= 32: one value per lane
+  EXPECT_FALSE(routing_prefilter_applies(600, true, 0));   // E > 512
+  EXPECT_FALSE(routing_prefilter_applies(256, true, 64));  // groups of 4 experts: half a lane
+  EXPECT_FALSE(routing_prefilter_applies(288, true, 3));   // groups of 96 = 6 lanes
 }
 
 }  // namespace

@@ -250,15 +250,9 @@ inline bool make_fuzz_case(int c, std::int64_t max_tokens, std::uint64_t row_kin
 // (src/cuda/kernels/routing_prefilter.cuh) at the layout's next_pow2(E) / 32 experts per lane:
 // kSigmoid without softcap, groups (if any) aligned runs of a power of two of whole lanes.
 inline bool prefilter_serves(const RoutingParams& p) {
-  if (!heuristics::routing_layout_code_valid(p.num_experts, heuristics::kRoutingPrefilterCode)) {
-    return false;
-  }
-  if (p.score_func != ScoreFunc::kSigmoid || p.softcap > 0.0f) return false;
-  if (p.group_score == GroupScore::kNone) return true;
-  const int vals = detail::routing_row_capacity(p.num_experts) / 32;
-  const int group_size = p.num_experts / p.num_groups;
-  const int lanes_per_group = group_size / vals;
-  return group_size % vals == 0 && (lanes_per_group & (lanes_per_group - 1)) == 0;
+  return heuristics::routing_prefilter_applies(
+      p.num_experts, p.score_func == ScoreFunc::kSigmoid && p.softcap <= 0.0f,
+      p.group_score == GroupScore::kNone ? 0 : p.num_groups);
 }
 
 // The seeded cases of the pre-filter tests ("routing/prefilter/..."; the CUDA test

@@ -16,7 +16,8 @@
 // Layout codes of the test and bench override (detail::route_cuda_layout, bench --vals):
 // 0 = the heuristic, v > 0 = lane groups with v experts per lane, -v = row blocks with v experts
 // per thread, kRoutingPrefilterCode = lane groups of one warp per row with the approximate
-// pre-filter (kernels/routing_prefilter.cuh; never chosen by the heuristic yet: unmeasured).
+// pre-filter (kernels/routing_prefilter.cuh; the heuristic's choice above kRowBlockMaxRows rows
+// where it applies and rows are long: see routing_prefilter_pays).
 #pragma once
 
 #include <cstdint>
@@ -101,8 +102,32 @@ inline bool routing_row_blocks_pay(int top_k, bool grouped) {
   return grouped || top_k >= 6;
 }
 
+// Whether the pre-filter serves a routing (the host twin of the kernel's prefilter_applies():
+// sigmoid scores without softcap, 33 <= E <= 512, and grouped routings only with groups of a
+// power-of-two number of whole lanes). num_groups = 0: not grouped.
+inline bool routing_prefilter_applies(int num_experts, bool sigmoid_without_softcap,
+                                      int num_groups) {
+  const int capacity = detail::routing_row_capacity(num_experts);
+  if (!sigmoid_without_softcap || capacity < 64 || capacity > 512) return false;
+  if (num_groups <= 0) return true;
+  const int vals = capacity / 32;
+  const int group_size = num_experts / num_groups;
+  const int lanes_per_group = group_size / vals;
+  return group_size % vals == 0 && lanes_per_group >= 1 &&
+         (lanes_per_group & (lanes_per_group - 1)) == 0;
+}
+// Above kRowBlockMaxRows rows, the pre-filter layout replaces plain lane groups where it applies
+// and rows are long (the row-block criterion: grouped, or K >= 6). Measured on an H200 (bench
+// routing, us at 4096 / 32768 rows, lane groups -> pre-filter): DeepSeek-V3 16.56 -> 12.45 /
+// 104.3 -> 63.8, Kimi K2 18.79 -> 14.99 / 124.3 -> 91.4; at 1 / 512 rows it was slower than the
+// row blocks (DeepSeek-V3 4.08 -> 5.16 / 4.77 -> 5.44), which keep those sizes.
+inline bool routing_prefilter_pays(bool applies, bool row_blocks_pay, std::int64_t num_tokens) {
+  return applies && row_blocks_pay && num_tokens > kRowBlockMaxRows;
+}
+
 inline RoutingLaunchConfig routing_launch_config(int num_experts, std::int64_t num_tokens,
-                                                 int layout_code = 0, bool row_blocks_pay = true) {
+                                                 int layout_code = 0, bool row_blocks_pay = true,
+                                                 bool prefilter_applies = false) {
   int row_block_vals = 0;
   if (layout_code < 0) {
     row_block_vals = -layout_code;
@@ -128,7 +153,8 @@ inline RoutingLaunchConfig routing_launch_config(int num_experts, std::int64_t n
   if (capacity <= 32 && num_tokens >= kSmallRowMinRows && capacity > kSmallRowLanes) {
     vals = capacity / kSmallRowLanes;
   }
-  if (layout_code == kRoutingPrefilterCode) {
+  if (layout_code == kRoutingPrefilterCode ||
+      (layout_code == 0 && routing_prefilter_pays(prefilter_applies, row_blocks_pay, num_tokens))) {
     c.prefilter = true;
     vals = capacity / 32;
   } else if (layout_code > 0) {

@@ -42,9 +42,13 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
   }
   const RoutingKernelParams kp = make_routing_kernel_params(params, args);
   if (kp.num_tokens == 0) return Status::Ok();
+  const bool grouped = params.group_score != GroupScore::kNone;
   const heuristics::RoutingLaunchConfig cfg = heuristics::routing_launch_config(
       params.num_experts, kp.num_tokens, layout,
-      heuristics::routing_row_blocks_pay(params.top_k, params.group_score != GroupScore::kNone));
+      heuristics::routing_row_blocks_pay(params.top_k, grouped),
+      heuristics::routing_prefilter_applies(
+          params.num_experts, params.score_func == ScoreFunc::kSigmoid && params.softcap <= 0.0f,
+          grouped ? params.num_groups : 0));
   if (cfg.blocks > std::numeric_limits<int>::max()) {
     return invalid_arg(
         "route_cuda", "logits.shape[0]", kp.num_tokens,
