@@ -1,10 +1,13 @@
 // Alignment, expert layouts, permute and combine on the CPU backend: invariants on seeded skewed
-// routing, hand cases, edge cases, a permute -> combine round trip, and argument errors.
+// routing, hand cases, edge cases, a permute -> combine round trip, permute with the inverse map
+// (same output; maps that are not mutually inverse rejected), and argument errors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/dtype_convert.h"
@@ -357,6 +360,15 @@ void round_trip(DType dtype) {
     pa.top_k = K;
     pa.out = TensorView::contiguous(rows.data(), dtype, {R, H});
     ASSERT_TRUE(permute_cpu(pa).ok());
+    // With the inverse map (the token-major CUDA path's argument): the same bytes.
+    std::vector<T> rows_inv(rows.size(), encode<T>({-5.0f})[0]);
+    PermuteArgs pi = pa;
+    pi.out = TensorView::contiguous(rows_inv.data(), dtype, {R, H});
+    pi.src_to_dst = TensorView::contiguous(const_cast<std::int64_t*>(l.src_to_dst.data()),
+                                           DType::kInt64, {M * K});
+    const Status inv_st = permute_cpu(pi);
+    ASSERT_TRUE(inv_st.ok()) << inv_st.to_string();
+    ASSERT_EQ(std::memcmp(rows.data(), rows_inv.data(), rows.size() * sizeof(T)), 0) << id;
     for (std::int64_t r = 0; r < R; ++r) {  // padding rows are zeroed, others copy their token
       const std::int64_t s = l.dst_to_src[static_cast<std::size_t>(r)];
       for (std::int64_t h = 0; h < H; h += std::max<std::int64_t>(1, H / 5)) {
@@ -434,6 +446,130 @@ TEST(PermuteCombineCpu, RejectsBadMapsAndShapes) {
   EXPECT_NE(st.message().find("src_to_dst[1] = 5: expected -1 or a row of y in [0, 2)"),
             std::string::npos)
       << st.message();
+}
+
+// permute_cpu with src_to_dst over every layout kind expert_layout_cpu produces (contiguous with
+// alignment padding, masked with overflow, expert_map, all dropped, no tokens): accepted, and the
+// output equals the one without it.
+TEST(PermuteCpu, InverseMapSameOutputEveryLayout) {
+  struct LayoutCase {
+    std::int64_t M;
+    int K, E, alignment;
+    std::int64_t max_m;
+    bool mapped, all_dropped;
+  };
+  for (const LayoutCase& lc :
+       {LayoutCase{200, 8, 16, 1, 0, false, false}, LayoutCase{200, 8, 16, 128, 0, false, false},
+        LayoutCase{150, 4, 9, 1, 40, false, false}, LayoutCase{120, 6, 8, 16, 0, true, false},
+        LayoutCase{64, 4, 8, 128, 0, false, true}, LayoutCase{0, 8, 8, 128, 0, false, false}}) {
+    const std::string id = "inverse/M" + std::to_string(lc.M) + "/a" +
+                           std::to_string(lc.alignment) + "/m" + std::to_string(lc.max_m) +
+                           (lc.mapped ? "/map" : "") + (lc.all_dropped ? "/dropped" : "");
+    const std::int64_t M = lc.M, H = 12;
+    const int K = lc.K;
+    auto ids = make_ids(M, K, lc.mapped ? 2 * lc.E : lc.E, tools::seed_from_name(id), true);
+    if (lc.all_dropped) std::fill(ids.begin(), ids.end(), -1);
+    std::vector<std::int32_t> emap;
+    ExpertLayoutParams p;
+    p.num_experts = lc.E;
+    p.alignment = lc.alignment;
+    p.max_rows_per_expert = lc.max_m;
+    Layout l;
+    if (lc.mapped) {  // global experts 0..2E-1, the odd ones local
+      for (int e = 0; e < 2 * lc.E; ++e) emap.push_back(e % 2 ? e / 2 : -1);
+      l.counts.assign(static_cast<std::size_t>(lc.E), -7);
+      l.offsets.assign(static_cast<std::size_t>(lc.E) + 1, -7);
+      l.src_to_dst.assign(static_cast<std::size_t>(M * K), -7);
+      l.dst_to_src.assign(static_cast<std::size_t>(layout_max_rows(p, M * K)), -7);
+      ExpertLayoutArgs a;
+      a.top_k_ids = TensorView::contiguous(ids.data(), DType::kInt32, {M, K});
+      a.expert_map = TensorView::contiguous(emap.data(), DType::kInt32, {2 * lc.E});
+      a.expert_counts = TensorView::contiguous(l.counts.data(), DType::kInt32, {lc.E});
+      a.expert_offsets = TensorView::contiguous(l.offsets.data(), DType::kInt64, {lc.E + 1});
+      a.src_to_dst = TensorView::contiguous(l.src_to_dst.data(), DType::kInt64, {M * K});
+      a.dst_to_src = TensorView::contiguous(l.dst_to_src.data(), DType::kInt64,
+                                            {static_cast<std::int64_t>(l.dst_to_src.size())});
+      ASSERT_TRUE(expert_layout_cpu(p, a).ok()) << id;
+    } else {
+      l = layout(ids, M, K, p);
+    }
+    const std::int64_t R = static_cast<std::int64_t>(l.dst_to_src.size());
+    std::vector<float> x(static_cast<std::size_t>(M * H));
+    tools::Rng rng(tools::seed_from_name(id + "/x"));
+    for (float& v : x) v = static_cast<float>(rng.normal());
+    std::vector<float> want(static_cast<std::size_t>(R * H), 7.0f),
+        got(static_cast<std::size_t>(R * H), -7.0f);
+    PermuteArgs pa;
+    pa.x = TensorView::contiguous(x.data(), DType::kFloat32, {M, H});
+    pa.dst_to_src = TensorView::contiguous(l.dst_to_src.data(), DType::kInt64, {R});
+    pa.top_k = K;
+    pa.out = TensorView::contiguous(want.data(), DType::kFloat32, {R, H});
+    ASSERT_TRUE(permute_cpu(pa).ok()) << id;
+    pa.out = TensorView::contiguous(got.data(), DType::kFloat32, {R, H});
+    pa.src_to_dst = TensorView::contiguous(l.src_to_dst.data(), DType::kInt64, {M * K});
+    // No tokens: an empty inverse map has no data pointer, so it counts as not given.
+    if (M == 0) pa.src_to_dst.data = l.dst_to_src.data();
+    const Status st = permute_cpu(pa);
+    ASSERT_TRUE(st.ok()) << id << ": " << st.to_string();
+    ASSERT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)), 0) << id;
+  }
+}
+
+// src_to_dst that is not dst_to_src's inverse, and bad shapes, dtypes and devices: errors naming
+// src_to_dst, its value and what was expected.
+TEST(PermuteCpu, RejectsInverseMapViolationsAndBadShapes) {
+  // M = 2 tokens, K = 2: slots 0..3; rows: 0 <- slot 2, 1 <- slot 0, 2 padding, 3 <- slot 3;
+  // slot 1 dropped.
+  std::vector<float> x(8, 1.0f), out(16);
+  std::vector<std::int64_t> d2s = {2, 0, -1, 3};
+  const std::vector<std::int64_t> good = {1, -1, 0, 3};
+  std::vector<std::int64_t> s2d = good;
+  PermuteArgs pa;
+  pa.x = TensorView::contiguous(x.data(), DType::kFloat32, {2, 4});
+  pa.dst_to_src = TensorView::contiguous(d2s.data(), DType::kInt64, {4});
+  pa.top_k = 2;
+  pa.out = TensorView::contiguous(out.data(), DType::kFloat32, {4, 4});
+  pa.src_to_dst = TensorView::contiguous(s2d.data(), DType::kInt64, {4});
+  Status st = permute_cpu(pa);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  const auto expect_error = [&](const std::string& what) {
+    const Status e = permute_cpu(pa);
+    EXPECT_EQ(e.code(), StatusCode::kInvalidArgument) << what;
+    EXPECT_NE(e.message().find(what), std::string::npos) << e.message();
+  };
+  s2d[1] = 9;  // out of range
+  expect_error("permute_cpu: src_to_dst[1] = 9: expected -1 or a row in [0, 4)");
+  s2d[1] = -2;
+  expect_error("src_to_dst[1] = -2: expected -1 or a row in [0, 4)");
+  s2d[1] = 2;  // a padding row
+  expect_error("src_to_dst[1] = 2: expected the inverse of dst_to_src (dst_to_src[2] = -1, not 1)");
+  s2d = good;
+  std::swap(s2d[0], s2d[2]);  // both in range, swapped
+  expect_error("src_to_dst[0] = 0: expected the inverse of dst_to_src (dst_to_src[0] = 2, not 0)");
+  s2d = good;
+  s2d[3] = -1;  // row 3 holds slot 3, but slot 3 claims to be dropped
+  expect_error("src_to_dst[3] = -1: expected 3, the inverse of dst_to_src (dst_to_src[3] = 3)");
+  s2d = good;
+  s2d[2] = 1;  // slot 2 -> row 1, which holds slot 0 (and slot 0 -> row 1 too)
+  expect_error("src_to_dst[2] = 1: expected the inverse of dst_to_src (dst_to_src[1] = 0, not 2)");
+  s2d = good;
+  // Shapes, dtypes, devices, strides.
+  pa.src_to_dst = TensorView::contiguous(s2d.data(), DType::kInt64, {3});
+  expect_error("src_to_dst.shape = [3]: expected [4]");
+  pa.src_to_dst = TensorView::contiguous(s2d.data(), DType::kInt64, {2, 2});
+  expect_error("src_to_dst.shape = [2, 2]: expected [4]");
+  pa.src_to_dst = TensorView::contiguous(s2d.data(), DType::kInt32, {4});
+  expect_error("src_to_dst.dtype = int32: expected int64");
+  pa.src_to_dst = TensorView::contiguous(s2d.data(), DType::kInt64, {4}, Device::kCuda);
+  expect_error("src_to_dst.device = cuda: expected cpu");
+  std::vector<std::int64_t> wide(8, -1);
+  pa.src_to_dst = TensorView::contiguous(wide.data(), DType::kInt64, {4});
+  pa.src_to_dst.strides[0] = 2;
+  expect_error("src_to_dst.strides");
+  // A bad dst_to_src is reported first, as without src_to_dst.
+  pa.src_to_dst = TensorView::contiguous(s2d.data(), DType::kInt64, {4});
+  d2s[0] = 4;
+  expect_error("dst_to_src[0] = 4: expected -1 or a slot in [0, 4)");
 }
 
 }  // namespace

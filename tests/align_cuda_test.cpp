@@ -2,8 +2,9 @@
 // outputs (whole buffers, padding included) over seeded id patterns (uniform, hot expert, all
 // dropped, invalid ids, expert_map), E from 1 to 16384, both kernel paths (single block and
 // cooperative grids of several sizes), int32/int64 ids, graph capture, poisoned outputs and
-// repeatability; permute / combine over every dtype, H with tails, strided rows. Skips itself
-// without a GPU.
+// repeatability; permute / combine over every dtype, H with tails, strided rows; the token-major
+// permute (src_to_dst given) over dtypes, H, dropped slots, expert_map, masked and padded
+// layouts, no tokens, K > 32, more tokens than blocks, graph capture. Skips itself without a GPU.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -669,6 +670,220 @@ TEST(PermuteCombineCuda, GraphCaptureAndEmpty) {
   SKIP_WITHOUT_GPU();
   check_case({DType::kBFloat16, 513, 7168, 7168, 8, 256, 128}, true);
   check_case({DType::kBFloat16, 0, 64, 64, 8, 16, 1}, false);
+}
+
+// ---- token-major permute (src_to_dst given) ------------------------------------------------
+
+struct TokenMajorCase {
+  DType dtype;
+  std::int64_t tokens, hidden, x_stride;
+  int top_k, experts, alignment;
+  std::int64_t max_m = 0;    // masked layout when > 0 (slots past max_m dropped)
+  bool mapped = false;       // expert_map over 2E global experts, the odd ones local
+  bool all_dropped = false;  // every id -1: every row is padding
+  bool capture = false;
+};
+
+// A device buffer of at least 8 bytes (a non-null pointer even for an empty map) holding `bytes`.
+DeviceBuffer upload_nonnull(const void* src, std::size_t bytes) {
+  DeviceBuffer b;
+  EXPECT_TRUE(DeviceBuffer::allocate(std::max<std::size_t>(bytes, 8), &b).ok());
+  if (bytes > 0) {
+    EXPECT_TRUE(tools::copy_to_device(b.get(), src, bytes).ok());
+  }
+  return b;
+}
+
+// Layout on the CPU; permute_cpu with src_to_dst (the oracle: it checks the maps are mutually
+// inverse) equals permute_cpu without it; permute_cuda with src_to_dst equals it bit for bit on a
+// poisoned output (every row, padding included), again on a differently poisoned output
+// (repeatability), and the row-major CUDA path (dst_to_src only) gives the same bytes.
+void check_token_major(const TokenMajorCase& c) {
+  const std::string id = std::string("permute_token_major/") + dtype_name(c.dtype) + "/M" +
+                         std::to_string(c.tokens) + "/H" + std::to_string(c.hidden) + "/stride" +
+                         std::to_string(c.x_stride) + "/K" + std::to_string(c.top_k) + "/E" +
+                         std::to_string(c.experts) + "/align" + std::to_string(c.alignment) +
+                         "/maxm" + std::to_string(c.max_m) + (c.mapped ? "/mapped" : "") +
+                         (c.all_dropped ? "/dropped" : "") + (c.capture ? "/graph" : "");
+  SCOPED_TRACE(id);
+  tools::Rng rng(tools::seed_from_name(id));
+  const std::int64_t M = c.tokens, K = c.top_k, E = c.experts, H = c.hidden;
+  const std::uint64_t ids_range = static_cast<std::uint64_t>(c.mapped ? 2 * E : E);
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(M * K)), emap;
+  for (auto& e : ids) {
+    e = (c.all_dropped || rng.below(16) == 0) ? -1
+                                              : static_cast<std::int32_t>(rng.below(ids_range));
+  }
+  if (c.mapped) {
+    for (std::int64_t g = 0; g < 2 * E; ++g)
+      emap.push_back(g % 2 ? static_cast<std::int32_t>(g / 2) : -1);
+  }
+  std::vector<float> xf(static_cast<std::size_t>(M * c.x_stride));
+  for (float& v : xf) v = static_cast<float>(rng.normal());
+  const std::vector<std::uint8_t> x = tools::encode_floats(xf, c.dtype);
+  const std::size_t esz = dtype_size(c.dtype);
+
+  ExpertLayoutParams lp;
+  lp.num_experts = static_cast<std::int32_t>(E);
+  lp.alignment = c.alignment;
+  lp.max_rows_per_expert = c.max_m;
+  const std::int64_t R = layout_max_rows(lp, M * K);
+  std::vector<std::int32_t> counts(static_cast<std::size_t>(E));
+  std::vector<std::int64_t> offsets(static_cast<std::size_t>(E + 1)),
+      s2d(static_cast<std::size_t>(M * K)), d2s(static_cast<std::size_t>(R));
+  ExpertLayoutArgs la;
+  la.top_k_ids = TensorView::contiguous(ids.data(), DType::kInt32, {M, K});
+  if (c.mapped) la.expert_map = TensorView::contiguous(emap.data(), DType::kInt32, {2 * E});
+  la.expert_counts = TensorView::contiguous(counts.data(), DType::kInt32, {E});
+  la.expert_offsets = TensorView::contiguous(offsets.data(), DType::kInt64, {E + 1});
+  la.src_to_dst = TensorView::contiguous(s2d.data(), DType::kInt64, {M * K});
+  la.dst_to_src = TensorView::contiguous(d2s.data(), DType::kInt64, {R});
+  ASSERT_TRUE(expert_layout_cpu(lp, la).ok());
+  std::int64_t padding_rows = 0;
+  for (std::int64_t v : d2s) padding_rows += v < 0;
+  if (c.alignment > 1 || c.max_m > 0 || c.all_dropped) {
+    EXPECT_GT(padding_rows, 0);
+  }
+
+  auto x_view = [&](void* data, Device dev) {
+    TensorView v = TensorView::contiguous(data, c.dtype, {M, H}, dev);
+    v.strides[0] = c.x_stride;
+    return v;
+  };
+  // s2d's storage may be empty (no tokens): point the view at d2s's so that it is defined.
+  void* s2d_host = M * K > 0 ? static_cast<void*>(s2d.data()) : static_cast<void*>(d2s.data());
+  std::vector<std::uint8_t> rows_cpu(static_cast<std::size_t>(R * H) * esz, 0x5a),
+      rows_cpu_dst(rows_cpu.size(), 0xa5);
+  PermuteArgs pc;
+  pc.x = x_view(const_cast<std::uint8_t*>(x.data()), Device::kCpu);
+  pc.dst_to_src = la.dst_to_src;
+  pc.top_k = static_cast<int>(K);
+  pc.out = TensorView::contiguous(rows_cpu_dst.data(), c.dtype, {R, H});
+  ASSERT_TRUE(permute_cpu(pc).ok());
+  pc.out = TensorView::contiguous(rows_cpu.data(), c.dtype, {R, H});
+  pc.src_to_dst = TensorView::contiguous(s2d_host, DType::kInt64, {M * K});
+  const Status cpu_st = permute_cpu(pc);
+  ASSERT_TRUE(cpu_st.ok()) << cpu_st.to_string();
+  ASSERT_TRUE(rows_cpu == rows_cpu_dst) << "permute_cpu with src_to_dst differs from without";
+
+  DeviceBuffer dx = upload_nonnull(x.data(), x.size()),
+               dd2s = upload_nonnull(d2s.data(), d2s.size() * 8),
+               ds2d = upload_nonnull(s2d.data(), s2d.size() * 8), drows;
+  ASSERT_TRUE(DeviceBuffer::allocate(std::max<std::size_t>(rows_cpu.size(), 16), &drows).ok());
+  PermuteArgs pg;
+  pg.x = x_view(dx.get(), Device::kCuda);
+  pg.dst_to_src = TensorView::contiguous(dd2s.get(), DType::kInt64, {R}, Device::kCuda);
+  pg.top_k = static_cast<int>(K);
+  pg.out = TensorView::contiguous(drows.get(), c.dtype, {R, H}, Device::kCuda);
+  pg.src_to_dst = TensorView::contiguous(ds2d.get(), DType::kInt64, {M * K}, Device::kCuda);
+  for (int poison : {0x7b, 0xff}) {  // 0xff: NaN in every dtype
+    ASSERT_TRUE(tools::fill_device_bytes(drows.get(), poison, drows.bytes()).ok());
+    launch_maybe_captured(c.capture, [&](cudaStream_t s) { return permute_cuda(pg, s); });
+    if (::testing::Test::HasFatalFailure()) return;
+    const std::vector<std::uint8_t> got = download(drows);
+    std::int64_t wrong_rows = 0, first_wrong = -1;
+    const std::size_t row_bytes = static_cast<std::size_t>(H) * esz;
+    for (std::int64_t r = 0; r < R; ++r) {
+      const std::size_t at = static_cast<std::size_t>(r) * row_bytes;
+      if (std::memcmp(got.data() + at, rows_cpu.data() + at, row_bytes) != 0) {
+        if (first_wrong < 0) first_wrong = r;
+        ++wrong_rows;
+      }
+    }
+    EXPECT_EQ(wrong_rows, 0) << "poison 0x" << std::hex << poison << std::dec
+                             << ": token-major rows differ from the CPU, first row " << first_wrong
+                             << " (dst_to_src = "
+                             << (first_wrong >= 0 ? d2s[static_cast<std::size_t>(first_wrong)] : 0)
+                             << ")";
+  }
+  PermuteArgs row_major = pg;
+  row_major.src_to_dst = TensorView{};
+  ASSERT_TRUE(tools::fill_device_bytes(drows.get(), 0x7b, drows.bytes()).ok());
+  launch_maybe_captured(false, [&](cudaStream_t s) { return permute_cuda(row_major, s); });
+  std::vector<std::uint8_t> got = download(drows);
+  got.resize(rows_cpu.size());
+  EXPECT_TRUE(got == rows_cpu) << "row-major CUDA path differs";
+}
+
+TEST(PermuteTokenMajorCuda, MatchesCpuBitwise) {
+  SKIP_WITHOUT_GPU();
+  for (DType dt : {DType::kBFloat16, DType::kFloat16, DType::kFloat32}) {
+    for (std::int64_t H : {1, 7, 2880, 7168}) {
+      const std::int64_t M = H > 1000 ? 257 : 2048;
+      for (int alignment : {1, 128}) check_token_major({dt, M, H, H, 8, 160, alignment});
+      // Strided rows (not 16-byte aligned for H > 1): the scalar path.
+      check_token_major({dt, 129, H, H + 3, 4, 9, 16});
+    }
+  }
+}
+
+TEST(PermuteTokenMajorCuda, DroppedSlotsPaddingAndEdgeShapes) {
+  SKIP_WITHOUT_GPU();
+  const DType bf16 = DType::kBFloat16;
+  TokenMajorCase mapped{bf16, 500, 7168, 7168, 8, 32, 128};
+  mapped.mapped = true;  // half the experts on another rank: their slots dropped
+  check_token_major(mapped);
+  TokenMajorCase masked{bf16, 600, 2880, 2880, 4, 9, 1};
+  masked.max_m = 100;  // ~267 slots per expert: overflowing slots dropped, masked_m rows used
+  check_token_major(masked);
+  TokenMajorCase dropped{bf16, 64, 2880, 2880, 8, 16, 128};
+  dropped.all_dropped = true;  // no valid slot: every row zeroed by the zero blocks
+  check_token_major(dropped);
+  check_token_major({bf16, 0, 7168, 7168, 8, 16, 128});       // no tokens: 16 * 127 padding rows
+  check_token_major({bf16, 0, 64, 64, 8, 16, 1});             // no tokens, no rows
+  check_token_major({bf16, 1, 7168, 7168, 8, 256, 1});        // one token
+  check_token_major({bf16, 300, 1032, 1032, 40, 64, 1});      // K > 32: two shuffle groups
+  check_token_major({DType::kFloat32, 77, 7, 7, 33, 5, 16});  // K > 32, scalar path
+  check_token_major({DType::kFloat32, 65, 8192, 8192, 2, 4, 1});  // fp32: 2 register rounds
+  check_token_major({bf16, 65, 9000, 9000, 2, 4, 1});             // bf16: a partial second round
+}
+
+TEST(PermuteTokenMajorCuda, GraphCapture) {
+  SKIP_WITHOUT_GPU();
+  TokenMajorCase c{DType::kBFloat16, 513, 7168, 7168, 8, 256, 128};
+  c.capture = true;
+  check_token_major(c);
+  c = {DType::kFloat16, 300, 2880, 2880, 4, 9, 1};
+  c.max_m = 64;
+  c.capture = true;
+  check_token_major(c);
+}
+
+// More tokens than the launch's token blocks (2^20): the token grid-stride loop must cover every
+// token. (The zero blocks' loop strides past 2^20 blocks of 32 rows only beyond 2^25 rows.)
+TEST(PermuteTokenMajorCuda, MoreTokensThanBlocks) {
+  SKIP_WITHOUT_GPU();
+  if (small_scale()) GTEST_SKIP() << "SWITCHYARD_TEST_SCALE=small";
+  check_token_major({DType::kBFloat16, (std::int64_t{1} << 20) + 4099, 8, 8, 2, 16, 16});
+}
+
+TEST(PermuteTokenMajorCuda, RejectsBadInverseMap) {
+  SKIP_WITHOUT_GPU();
+  DeviceBuffer x, map, inv, out;
+  ASSERT_TRUE(DeviceBuffer::allocate(64, &x).ok());
+  ASSERT_TRUE(DeviceBuffer::allocate(32, &map).ok());
+  ASSERT_TRUE(DeviceBuffer::allocate(32, &inv).ok());
+  ASSERT_TRUE(DeviceBuffer::allocate(64, &out).ok());
+  std::vector<std::int64_t> host_inv(4, -1);
+  PermuteArgs a;
+  a.x = TensorView::contiguous(x.get(), DType::kFloat32, {2, 8}, Device::kCuda);
+  a.dst_to_src = TensorView::contiguous(map.get(), DType::kInt64, {2}, Device::kCuda);
+  a.top_k = 2;
+  a.out = TensorView::contiguous(out.get(), DType::kFloat32, {2, 8}, Device::kCuda);
+  a.src_to_dst = TensorView::contiguous(host_inv.data(), DType::kInt64, {4});
+  Status st = permute_cuda(a, nullptr);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("permute_cuda: src_to_dst.device = cpu: expected cuda"),
+            std::string::npos)
+      << st.message();
+  a.src_to_dst = TensorView::contiguous(inv.get(), DType::kInt64, {3}, Device::kCuda);
+  st = permute_cuda(a, nullptr);
+  EXPECT_NE(st.message().find("src_to_dst.shape = [3]: expected [4]"), std::string::npos)
+      << st.message();
+  a.src_to_dst = TensorView::contiguous(inv.get(), DType::kInt32, {4}, Device::kCuda);
+  st = permute_cuda(a, nullptr);
+  EXPECT_NE(st.message().find("src_to_dst.dtype = int32: expected int64"), std::string::npos)
+      << st.message();
 }
 
 TEST(PermuteCombineCuda, RejectsHostPointers) {

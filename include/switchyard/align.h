@@ -106,15 +106,33 @@ Status expert_layout_cuda(const ExpertLayoutParams& params, const ExpertLayoutAr
 // --------------------------------------------------------------------------
 
 // out[r] = x[dst_to_src[r] / K] for every layout row r (rows with no slot are zeroed).
+//
+// Two CUDA paths, one result (bitwise equal to permute_cpu either way):
+//   - dst_to_src only (row-major): one block per layout row gathers x[dst_to_src[r] / K]. Each x
+//     row is read K times, at scattered times; once x no longer fits in the L2 next to the
+//     streaming output (DeepSeek-V3: x = 58.7 MB at 4096 tokens) the re-reads go to DRAM.
+//   - with src_to_dst (token-major): one block per token reads its x row once and stores it to
+//     the K layout rows src_to_dst[t*K + k]; extra blocks of the same launch zero the layout rows
+//     that have no slot (dst_to_src[r] not in [0, M*K): alignment padding, rows past the rows in
+//     use). Pass src_to_dst whenever you have it (expert_layout_cpu/cuda produce both maps).
+// src_to_dst contract: it must be the inverse of dst_to_src as expert_layout_* produce it: for
+// every slot s, src_to_dst[s] is the row r with dst_to_src[r] == s, or -1 when no row holds s
+// (a dropped slot); every row r with a slot s = dst_to_src[r] >= 0 has src_to_dst[s] == r.
+// permute_cpu checks this (an error naming src_to_dst otherwise) and then computes the same
+// output as without it. permute_cuda does not check it (the maps live in device memory): with
+// maps that are not mutually inverse, rows are left unwritten or written twice (no access goes
+// out of bounds: rows outside [0, R) are skipped), so the output is unspecified.
 struct PermuteArgs {
   TensorView x;            // [M, H] float32/bfloat16/float16, rows contiguous
   TensorView dst_to_src;   // [R] int64 (from expert_layout)
   std::int32_t top_k = 0;  // K
   TensorView out;          // [R, H] same dtype as x, contiguous
+  TensorView src_to_dst;   // optional [M*K] int64: the inverse of dst_to_src (expert_layout gives
+                           // both); when given, permute_cuda reads each x row once
 };
 Status permute_cpu(const PermuteArgs& args);
-// CUDA: one launch, no allocation, no host synchronisation, graph capturable. Map entries out of
-// range (checked with an error on the CPU) read nothing here and count as -1.
+// CUDA: one launch (either path), no allocation, no host synchronisation, graph capturable. Map
+// entries out of range (checked with an error on the CPU) read nothing here and count as -1.
 Status permute_cuda(const PermuteArgs& args, cudaStream_t stream);
 
 // out[t] = rsf * sum_k w[t, k] * y[src_to_dst[t*K + k]], accumulated in float32 with k ascending;

@@ -118,6 +118,12 @@ Status permute_check(const char* op, const PermuteArgs& a, Device device) {
   SY_RETURN_IF_ERROR(check_dtype(op, "out", a.out, {a.x.dtype}));
   SY_RETURN_IF_ERROR(check_shape(op, "out", a.out, {R, H}));
   SY_RETURN_IF_ERROR(check_contiguous(op, "out", a.out));
+  if (a.src_to_dst.defined()) {  // optional inverse map (token-major path)
+    SY_RETURN_IF_ERROR(check_tensor_basics(op, "src_to_dst", a.src_to_dst, device));
+    SY_RETURN_IF_ERROR(check_dtype(op, "src_to_dst", a.src_to_dst, {DType::kInt64}));
+    SY_RETURN_IF_ERROR(check_shape(op, "src_to_dst", a.src_to_dst, {a.x.size(0) * a.top_k}));
+    SY_RETURN_IF_ERROR(check_contiguous(op, "src_to_dst", a.src_to_dst));
+  }
   return Status::Ok();
 }
 

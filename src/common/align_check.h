@@ -14,6 +14,8 @@ Status align_check(const char* op, const AlignParams& params, const AlignArgs& a
 Status layout_check(const char* op, const ExpertLayoutParams& params, const ExpertLayoutArgs& args,
                     Device device, std::int32_t max_experts);
 
+// Permute: x, top_k, dst_to_src, out and, when given, src_to_dst ([M*K] int64 on `device`). That
+// src_to_dst is the inverse of dst_to_src is a content check: the CPU backend makes it.
 Status permute_check(const char* op, const PermuteArgs& args, Device device);
 Status combine_check(const char* op, const CombineParams& params, const CombineArgs& args,
                      Device device);

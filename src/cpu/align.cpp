@@ -229,6 +229,33 @@ Status permute_cpu(const PermuteArgs& a) {
                          "-1 or a slot in [0, " + std::to_string(slots) + ")");
     }
   }
+  if (a.src_to_dst.defined()) {
+    // The token-major CUDA path writes row src_to_dst[s] for every slot s and zeroes the rows
+    // with no slot, so the two maps must be mutually inverse (as expert_layout_* produce them).
+    // The output below is computed from dst_to_src alone, as without src_to_dst.
+    const auto* inv = static_cast<const std::int64_t*>(a.src_to_dst.data);
+    for (std::int64_t s = 0; s < slots; ++s) {
+      const std::int64_t r = inv[s];
+      if (r == -1) continue;
+      const std::string name = "src_to_dst[" + std::to_string(s) + "]";
+      if (r < -1 || r >= R) {
+        return invalid_arg(op, name, r, "-1 or a row in [0, " + std::to_string(R) + ")");
+      }
+      if (map[r] != s) {
+        return invalid_arg(op, name, r,
+                           "the inverse of dst_to_src (dst_to_src[" + std::to_string(r) + "] = " +
+                               std::to_string(map[r]) + ", not " + std::to_string(s) + ")");
+      }
+    }
+    for (std::int64_t r = 0; r < R; ++r) {
+      const std::int64_t s = map[r];
+      if (s >= 0 && inv[s] != r) {
+        return invalid_arg(op, "src_to_dst[" + std::to_string(s) + "]", inv[s],
+                           std::to_string(r) + ", the inverse of dst_to_src (dst_to_src[" +
+                               std::to_string(r) + "] = " + std::to_string(s) + ")");
+      }
+    }
+  }
   dispatch_float<PermuteFn>(a.x.dtype, a);
   return Status::Ok();
 }

@@ -5,7 +5,7 @@
 // partial mask throws). Include it before the kernel header and compile the kernel code as host C++
 // (exact_math.h then takes its host paths, which give the device's bits by design). Build with
 // -fno-extern-tls-init when the kernel declares `extern __shared__` memory. Used by
-// routing_row_block_emu.cpp.
+// routing_row_block_emu.cpp and permute_emu.cpp.
 #pragma once
 #include <ucontext.h>
 
@@ -37,6 +37,9 @@ struct float4 {
 };
 inline uint2 make_uint2(unsigned a, unsigned b) {
   return {a, b};
+}
+inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) {
+  return {a, b, c, d};
 }
 
 inline dim3 threadIdx, blockIdx, blockDim, gridDim;
@@ -232,6 +235,10 @@ inline int atomicAdd(int* p, int v) {
 template <typename T>
 T __ldg(const T* p) {
   return *p;
+}
+template <typename T>
+void __stcs(T* p, T v) {  // streaming store: a plain store here
+  *p = v;
 }
 inline long long clock64() {
   return 0;

@@ -2,8 +2,11 @@
 // (H, E, K), on routing computed from generated logits. Bytes are the distinct DRAM bytes an op
 // must move (docs/benchmarks.md), read and written counted apart:
 //   align:   read ids; written sorted_token_ids and expert_ids (whole buffers) + 4
-//   permute: read x (each token row once: its K slots re-read it from L2) + dst_to_src; written
-//            the layout rows
+//   permute: read x (each token row once) + dst_to_src (+ src_to_dst with --permute-map both);
+//            written the layout rows. --permute-map both (default) passes src_to_dst: the
+//            token-major kernel reads each x row once; dst times the row-major kernel, whose K
+//            re-reads of each x row come from L2 only while x stays there (not at 4096 tokens of
+//            DeepSeek-V3: 58.7 MB of x next to 470 MB of streaming output)
 //   combine: read expert rows (one per valid slot) + weights + src_to_dst; written the output
 // floor_us = read / (measured streaming-read GB/s) + written / (measured streaming-write GB/s), in
 // the same process; pct_ceiling = 100 * floor_us / median_us; GB/s = (read + written) / median.
@@ -36,6 +39,9 @@ const std::vector<FlagSpec>& layer_flags() {
       {"dtype", true, "activation dtype bf16 | fp16 | fp32 (default bf16)"},
       {"alignment", true, "rows per expert in the contiguous layout (default 1)"},
       {"block-size", true, "align: block size of moe_align_block_size (default 64)"},
+      {"permute-map", true,
+       "permute: dst (dst_to_src only: one block per layout row) | both (with src_to_dst: one "
+       "block per token, x read once; default)"},
       {"routing", true, "uniform | zipf:<s> | hot:<fraction> (default uniform)"},
       {"device", true, "cpu | cuda (default cuda where a GPU exists)"},
       {"format", true, "table | json | csv (default table)"},
@@ -58,6 +64,7 @@ struct LayerCase {
   int experts = 0, block_size = 64;
   std::vector<float> weights;
   std::int64_t valid_slots = 0;
+  bool permute_src_to_dst = true;  // --permute-map both: pass src_to_dst to permute
 };
 
 Status make_case(const ModelPreset& m, std::int64_t M, std::int64_t H, DType dtype, int alignment,
@@ -125,7 +132,10 @@ OpTraffic op_traffic(const std::string& op, const LayerCase& c) {
     return {n * 4, align_max_padded(n, c.experts, c.block_size) * 4 +
                        align_max_blocks(n, c.experts, c.block_size) * 4 + 4};
   }
-  if (op == "permute") return {c.tokens * c.hidden * esz + c.rows * 8, c.rows * c.hidden * esz};
+  if (op == "permute") {
+    const std::int64_t maps = c.rows * 8 + (c.permute_src_to_dst ? c.tokens * c.top_k * 8 : 0);
+    return {c.tokens * c.hidden * esz + maps, c.rows * c.hidden * esz};
+  }
   return {c.valid_slots * c.hidden * esz + c.tokens * c.top_k * 12, c.tokens * c.hidden * esz};
 }
 
@@ -196,6 +206,10 @@ Status run_op(const std::string& op, const LayerCase& c, Device device,
                                             DType::kInt64, {c.rows});
       a.top_k = static_cast<int>(K);
       a.out = TensorView::contiguous(out->data(), c.dtype, {c.rows, H});
+      if (c.permute_src_to_dst) {  // the oracle checks that the maps are mutually inverse
+        a.src_to_dst = TensorView::contiguous(const_cast<std::int64_t*>(c.src_to_dst.data()),
+                                              DType::kInt64, {M * K});
+      }
       st = permute_cpu(a);
     } else {
       CombineArgs a;
@@ -213,7 +227,7 @@ Status run_op(const std::string& op, const LayerCase& c, Device device,
     }
     return st;
   }
-  tools::DeviceBuffer in, map, w, dout;
+  tools::DeviceBuffer in, map, inverse, w, dout;
   const bool permute = op == "permute";
   const std::vector<std::uint8_t>& src = permute ? c.x : c.y;
   SY_RETURN_IF_ERROR(tools::DeviceBuffer::allocate(src.size(), &in));
@@ -221,6 +235,12 @@ Status run_op(const std::string& op, const LayerCase& c, Device device,
   const std::vector<std::int64_t>& m = permute ? c.dst_to_src : c.src_to_dst;
   SY_RETURN_IF_ERROR(tools::DeviceBuffer::allocate(m.size() * 8, &map));
   SY_RETURN_IF_ERROR(tools::copy_to_device(map.get(), m.data(), m.size() * 8));
+  const bool token_major = permute && c.permute_src_to_dst;
+  if (token_major) {
+    SY_RETURN_IF_ERROR(tools::DeviceBuffer::allocate(c.src_to_dst.size() * 8, &inverse));
+    SY_RETURN_IF_ERROR(
+        tools::copy_to_device(inverse.get(), c.src_to_dst.data(), c.src_to_dst.size() * 8));
+  }
   SY_RETURN_IF_ERROR(tools::DeviceBuffer::allocate(c.weights.size() * 4, &w));
   SY_RETURN_IF_ERROR(tools::copy_to_device(w.get(), c.weights.data(), c.weights.size() * 4));
   SY_RETURN_IF_ERROR(tools::DeviceBuffer::allocate(out_bytes, &dout));
@@ -232,6 +252,9 @@ Status run_op(const std::string& op, const LayerCase& c, Device device,
     pa.dst_to_src = TensorView::contiguous(map.get(), DType::kInt64, {c.rows}, Device::kCuda);
     pa.top_k = static_cast<int>(K);
     pa.out = TensorView::contiguous(dout.get(), c.dtype, {c.rows, H}, Device::kCuda);
+    if (token_major) {
+      pa.src_to_dst = TensorView::contiguous(inverse.get(), DType::kInt64, {M * K}, Device::kCuda);
+    }
   } else {
     ca.y = TensorView::contiguous(in.get(), c.dtype, {c.rows, H}, Device::kCuda);
     ca.src_to_dst = TensorView::contiguous(map.get(), DType::kInt64, {M * K}, Device::kCuda);
@@ -280,6 +303,13 @@ int bench_layer_op(const std::string& op, int argc, char** argv, int first) {
   }
   std::string format;
   if (Status st = parse_format(args, &format); !st.ok()) return fail(cmd.c_str(), st, kExitUsage);
+  const std::string permute_map = args.get("permute-map", "both");
+  if (permute_map != "dst" && permute_map != "both") {
+    return fail(
+        cmd.c_str(),
+        Status::InvalidArgument("--permute-map = " + permute_map + ": expected dst or both"),
+        kExitUsage);
+  }
   std::vector<const ModelPreset*> models;
   if (Status st = parse_models(args, "deepseek-v3,qwen3-30b-a3b,mixtral-8x7b", &models); !st.ok()) {
     return fail(cmd.c_str(), st, kExitUsage);
@@ -309,6 +339,7 @@ int bench_layer_op(const std::string& op, int argc, char** argv, int first) {
       .field("ceiling_write_gbps", ceiling.write_gbps)
       .field("empty_kernel_us", empty.median_us_per_call);
   if (op == "align") j.field("block_size", block_size);
+  if (op == "permute") j.field("permute_map", permute_map);
   j.key("rows").begin_array();
   std::string table =
       "| model | E | K | H | tokens | median us | over empty us | GB/s | % ceiling | floor us | x "
@@ -328,6 +359,7 @@ int bench_layer_op(const std::string& op, int argc, char** argv, int first) {
         return fail(cmd.c_str(), st, kExitRuntime);
       }
       c.block_size = static_cast<int>(block_size);
+      c.permute_src_to_dst = permute_map == "both";
       std::vector<std::uint8_t> ref, got;
       tools::GraphTiming t;
       std::int64_t wrong = -1;

@@ -537,6 +537,7 @@ Status run_layer_stages_cpu(const tools::RoutingProblem& pr, const tools::Routin
   pa.dst_to_src = TensorView::contiguous(dst_to_src.data(), DType::kInt64, {rows});
   pa.top_k = static_cast<std::int32_t>(C);
   pa.out = TensorView::contiguous(permuted.data(), s.dtype, {rows, H});
+  pa.src_to_dst = la.src_to_dst;  // checked to be dst_to_src's inverse
   SY_RETURN_IF_ERROR(permute_cpu(pa));
   r->add(cpu_stage("permute", ms_since(t0), ""));
 

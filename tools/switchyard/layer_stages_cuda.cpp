@@ -152,6 +152,7 @@ Status run_layer_stages_cuda(const tools::RoutingProblem& pr, const tools::Routi
   pa.dst_to_src = la.dst_to_src;
   pa.top_k = static_cast<std::int32_t>(C);
   pa.out = dev(permuted, s.dtype, {R, H});
+  pa.src_to_dst = la.src_to_dst;  // token-major: each x row read once
   ExpertsArgs ea;
   if (real) {
     const tools::MoeLayerWeights& w = *o.weights;
@@ -334,6 +335,7 @@ Status run_layer_stages_cuda(const tools::RoutingProblem& pr, const tools::Routi
     c.dst_to_src = TensorView::contiguous(c_d2s.data(), DType::kInt64, {rows});
     c.top_k = static_cast<std::int32_t>(C);
     c.out = TensorView::contiguous(c_permuted.data(), s.dtype, {rows, H});
+    c.src_to_dst = TensorView::contiguous(c_s2d.data(), DType::kInt64, {M * C});
     SY_RETURN_IF_ERROR(permute_cpu(c));
     SY_RETURN_IF_ERROR(download(permuted, c_permuted.size(), &g_permuted));
     layer::compare_bitwise(c_permuted.data(), g_permuted.data(), c_permuted.size() / s.esz, s.dtype,

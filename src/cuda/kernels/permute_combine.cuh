@@ -1,6 +1,7 @@
 // Permute (gather token rows into expert-major layout rows) and combine (weighted sum of each
-// token's expert rows). Memory-bound: one block per row, 16-byte accesses where aligned, a
-// grid-stride loop over rows (no grid-size cap skips rows). Each output element is computed with
+// token's expert rows). Memory-bound: one block per row (permute with dst_to_src only, combine) or
+// per token (permute with src_to_dst), 16-byte accesses where aligned, grid-stride loops (no
+// grid-size cap skips rows or tokens). Each output element is computed with
 // the float operations of src/cpu/align.cpp, so the results are bitwise identical to the CPU's.
 #pragma once
 
@@ -62,6 +63,103 @@ __global__ void __launch_bounds__(kPermuteThreads)
     } else {
       for (std::int64_t h = threadIdx.x; h < hidden; h += blockDim.x) {
         dst[h] = valid ? src[h] : detail::from_float<T>(0.0f);
+      }
+    }
+  }
+}
+
+// Layout rows each zero-block of permute_token_major_kernel checks: one 8-byte map entry per lane,
+// the same 32 entries loaded by every warp of the block (L1 broadcast), so no shared memory and
+// no barrier. Small enough that a block zeroes at most 32 rows (448 KiB at H = 7168 bf16).
+inline constexpr int kPermuteZeroRows = 32;
+
+// Token-major permute (src_to_dst given): the same output as permute_kernel, with each x row read
+// once. Blocks [0, zero_blocks) zero the layout rows that have no slot (dst_to_src[r] not in
+// [0, num_slots)): each takes chunks of kPermuteZeroRows rows, grid-stride. Blocks
+// [zero_blocks, gridDim.x) take tokens, grid-stride: a chunk of the row (kPermuteUnroll 16-byte
+// words per thread, all loads in flight before the stores) is loaded once and stored to each of
+// the token's K rows src_to_dst[t*K + k] in [0, num_rows), with streaming stores. The zero blocks
+// come first so that their rows (alignment padding, up to 32 per block) overlap the token blocks
+// instead of trailing them. Every branch on a map entry is uniform over the block, and the round
+// loops run the same trip count on every thread (the map entries are shuffled across lanes).
+template <typename T>
+__global__ void __launch_bounds__(kPermuteThreads)
+    permute_token_major_kernel(const T* __restrict__ x, std::int64_t x_stride,
+                               const std::int64_t* __restrict__ src_to_dst,
+                               const std::int64_t* __restrict__ dst_to_src, std::int64_t num_tokens,
+                               int top_k, std::int64_t num_rows, std::int64_t hidden,
+                               T* __restrict__ out, bool vec_ok, unsigned zero_blocks) {
+  constexpr int kPer = 16 / static_cast<int>(sizeof(T));
+  const std::int64_t num_slots = num_tokens * top_k;
+  const std::int64_t units = hidden / kPer;
+  const unsigned lane = threadIdx.x & 31u;
+  if (blockIdx.x < zero_blocks) {
+    for (std::int64_t base = static_cast<std::int64_t>(blockIdx.x) * kPermuteZeroRows;
+         base < num_rows; base += static_cast<std::int64_t>(zero_blocks) * kPermuteZeroRows) {
+      const std::int64_t r = base + lane;
+      bool empty = false;
+      if (r < num_rows) {
+        const std::int64_t slot = __ldg(dst_to_src + r);
+        empty = slot < 0 || slot >= num_slots;
+      }
+      unsigned mask = __ballot_sync(0xffffffffu, empty);  // the same in every warp
+      while (mask != 0) {
+        const int j = __ffs(static_cast<int>(mask)) - 1;
+        mask &= mask - 1;
+        T* dst = out + (base + j) * hidden;  // int64: rows * hidden may exceed 2^31
+        if (vec_ok) {
+          auto* dst4 = reinterpret_cast<uint4*>(dst);
+          for (std::int64_t u = threadIdx.x; u < units; u += blockDim.x) {
+            __stcs(dst4 + u, make_uint4(0, 0, 0, 0));
+          }
+        } else {
+          for (std::int64_t h = threadIdx.x; h < hidden; h += blockDim.x) {
+            dst[h] = detail::from_float<T>(0.0f);
+          }
+        }
+      }
+    }
+    return;
+  }
+  const unsigned token_blocks = gridDim.x - zero_blocks;
+  for (std::int64_t t = blockIdx.x - zero_blocks; t < num_tokens; t += token_blocks) {
+    const T* src = x + t * x_stride;
+    const std::int64_t* rows = src_to_dst + t * top_k;
+    if (vec_ok) {
+      const auto* src4 = reinterpret_cast<const uint4*>(src);
+      const std::int64_t per_round = static_cast<std::int64_t>(blockDim.x) * kPermuteUnroll;
+      for (std::int64_t round = 0; round < units; round += per_round) {
+        const std::int64_t u0 = round + threadIdx.x;
+        uint4 v[kPermuteUnroll];
+#pragma unroll
+        for (int i = 0; i < kPermuteUnroll; ++i) {
+          const std::int64_t u = u0 + static_cast<std::int64_t>(i) * blockDim.x;
+          v[i] = u < units ? __ldg(src4 + u) : make_uint4(0, 0, 0, 0);
+        }
+        // The token's rows, 32 at a time: lane j loads entry k0 + j (in flight with the x loads),
+        // then each is broadcast by a shuffle.
+        for (int k0 = 0; k0 < top_k; k0 += 32) {
+          const int kn = min(32, top_k - k0);
+          const std::int64_t mine = static_cast<int>(lane) < kn ? __ldg(rows + k0 + lane) : -1;
+          for (int j = 0; j < kn; ++j) {
+            const std::int64_t row = __shfl_sync(0xffffffffu, mine, j);
+            if (row < 0 || row >= num_rows) continue;  // dropped slot
+            auto* dst4 = reinterpret_cast<uint4*>(out + row * hidden);
+#pragma unroll
+            for (int i = 0; i < kPermuteUnroll; ++i) {
+              const std::int64_t u = u0 + static_cast<std::int64_t>(i) * blockDim.x;
+              if (u < units) __stcs(dst4 + u, v[i]);
+            }
+          }
+        }
+      }
+    } else {
+      // Rows not 16-byte aligned: element by element, the row re-read from L1 for each k.
+      for (int k = 0; k < top_k; ++k) {
+        const std::int64_t row = __ldg(rows + k);
+        if (row < 0 || row >= num_rows) continue;
+        T* dst = out + row * hidden;
+        for (std::int64_t h = threadIdx.x; h < hidden; h += blockDim.x) dst[h] = src[h];
       }
     }
   }

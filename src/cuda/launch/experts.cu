@@ -7,7 +7,8 @@
 //     GEMM1 + activation      x rows gathered through dst_to_src -> act [R, I] (one rounding)
 //     GEMM2                   act -> y [R, H] (+ b2, one rounding)
 //   grouped-GEMM path (experts/grouped_gemm.h, CUTLASS sm90a):
-//     permute_cuda            x -> xp [R, H] (then x * w rounded, for apply_router_weight_on_input)
+//     permute_cuda            x -> xp [R, H], token-major (src_to_dst given: each x row read once)
+//                             (then x * w rounded, for apply_router_weight_on_input)
 //     GEMM1                   xp @ w13^T -> h [R, 2I] float32
 //     activation              h (+ b13) -> act [R, I] in float32, rounded once
 //     GEMM2                   act @ w2^T -> y [R, H] (with b2: float32, then + b2 and one rounding)
@@ -245,6 +246,8 @@ Status run_grouped_gemm(const ExpertsParams& p, const ExpertsArgs& a, const Buff
   pa.dst_to_src = TensorView::contiguous(w.dst_to_src, DType::kInt64, {S}, Device::kCuda);
   pa.top_k = static_cast<std::int32_t>(K);
   pa.out = TensorView::contiguous(w.xy, dtype, {S, H}, Device::kCuda);
+  // expert_layout_cuda wrote both maps: the token-major path reads each x row once.
+  pa.src_to_dst = TensorView::contiguous(w.src_to_dst, DType::kInt64, {S}, Device::kCuda);
   SY_RETURN_IF_ERROR(permute_cuda(pa, stream));
   if (p.apply_router_weight_on_input) {
     kernels::scale_rows_kernel<T><<<blocks, kernels::kPointwiseThreads, 0, stream>>>(

@@ -1,4 +1,6 @@
 // permute_cuda / combine_cuda: validate -> configure -> launch (no allocation, no host sync).
+// permute_cuda takes the token-major kernel when src_to_dst is given (each x row read once), the
+// row-major one otherwise; both are one launch and give the same bytes.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -40,6 +42,23 @@ void launch_permute(const PermuteArgs& a, bool vec_ok, cudaStream_t stream) {
       a.x.size(0) * a.top_k, static_cast<T*>(a.out.data), vec_ok);
 }
 
+// Token-major: zero blocks first (one per kPermuteZeroRows layout rows), then one block per
+// token; each part capped at kMaxBlocks and grid-strided past it.
+template <typename T>
+void launch_permute_token_major(const PermuteArgs& a, bool vec_ok, cudaStream_t stream) {
+  const std::int64_t rows = a.dst_to_src.numel(), tokens = a.x.size(0), hidden = a.x.size(1);
+  const std::int64_t x_stride = tokens > 1 ? a.x.stride(0) : hidden;
+  const auto zero_blocks = static_cast<unsigned>(
+      std::min((rows + kernels::kPermuteZeroRows - 1) / kernels::kPermuteZeroRows, kMaxBlocks));
+  const auto token_blocks = static_cast<unsigned>(std::min(tokens, kMaxBlocks));
+  kernels::permute_token_major_kernel<T>
+      <<<zero_blocks + token_blocks, kernels::kPermuteThreads, 0, stream>>>(
+          static_cast<const T*>(a.x.data), x_stride,
+          static_cast<const std::int64_t*>(a.src_to_dst.data),
+          static_cast<const std::int64_t*>(a.dst_to_src.data), tokens, a.top_k, rows, hidden,
+          static_cast<T*>(a.out.data), vec_ok, zero_blocks);
+}
+
 template <typename T>
 void launch_combine(const CombineParams& p, const CombineArgs& a, bool vec_ok,
                     cudaStream_t stream) {
@@ -66,7 +85,13 @@ void dispatch(DType dtype, Args&&... args) {
 }
 template <typename T>
 struct PermuteLaunch {
-  static void run(const PermuteArgs& a, bool v, cudaStream_t s) { launch_permute<T>(a, v, s); }
+  static void run(const PermuteArgs& a, bool v, cudaStream_t s) {
+    if (a.src_to_dst.defined()) {
+      launch_permute_token_major<T>(a, v, s);
+    } else {
+      launch_permute<T>(a, v, s);
+    }
+  }
 };
 template <typename T>
 struct CombineLaunch {

@@ -1,0 +1,221 @@
+// Runs the permute kernels (src/cuda/kernels/permute_combine.cuh) on the host SIMT emulator
+// against permute_cpu, bit for bit, on poisoned outputs: the token-major kernel (src_to_dst given;
+// zero blocks + token blocks, grid-stride loops with small grids, both the 16-byte and the scalar
+// path, K > 32) and the row-major one, over dtypes, H with tails, dropped slots, expert_map,
+// masked and padded layouts and no tokens. Small shapes (one fiber per CUDA thread), no GPU.
+// Built and run by CTest (tests/CMakeLists.txt: permute_emu; GCC builds).
+//   build-cpu/tests/permute_emu
+#include "cuda_emu.h"
+// clang-format off
+#include "cuda/kernels/permute_combine.cuh"
+// clang-format on
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common/rng.h"
+#include "common/synthetic.h"
+#include "switchyard/align.h"
+
+using namespace switchyard;
+
+namespace {
+
+struct Case {
+  DType dtype;
+  std::int64_t tokens, hidden, x_stride;
+  int top_k, experts, alignment;
+  std::int64_t max_m = 0;
+  bool mapped = false, all_dropped = false;
+};
+
+struct Grid {
+  unsigned zero_blocks, token_blocks;  // 0: one block per 32 rows / per token (the launcher's)
+  bool force_scalar;
+};
+
+template <typename T>
+void run_token_major(const std::uint8_t* x, std::int64_t x_stride, const std::int64_t* s2d,
+                     const std::int64_t* d2s, std::int64_t M, int K, std::int64_t R, std::int64_t H,
+                     std::uint8_t* out, bool vec_ok, unsigned zero_blocks, unsigned token_blocks) {
+  emu::launch(zero_blocks + token_blocks, kernels::kPermuteThreads, [&] {
+    kernels::permute_token_major_kernel<T>(reinterpret_cast<const T*>(x), x_stride, s2d, d2s, M, K,
+                                           R, H, reinterpret_cast<T*>(out), vec_ok, zero_blocks);
+  });
+}
+
+template <typename T>
+void run_row_major(const std::uint8_t* x, std::int64_t x_stride, const std::int64_t* d2s,
+                   std::int64_t M, int K, std::int64_t R, std::int64_t H, std::uint8_t* out,
+                   bool vec_ok, unsigned blocks) {
+  emu::launch(blocks, kernels::kPermuteThreads, [&] {
+    kernels::permute_kernel<T>(reinterpret_cast<const T*>(x), x_stride, d2s, R, H, K, M * K,
+                               reinterpret_cast<T*>(out), vec_ok);
+  });
+}
+
+bool aligned16(const void* p) {
+  return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0;
+}
+
+// Returns the number of wrong rows over every grid of the case (printed).
+std::int64_t check_case(const Case& c) {
+  const std::string id = std::string(dtype_name(c.dtype)) + "/M" + std::to_string(c.tokens) + "/H" +
+                         std::to_string(c.hidden) + "/stride" + std::to_string(c.x_stride) + "/K" +
+                         std::to_string(c.top_k) + "/E" + std::to_string(c.experts) + "/align" +
+                         std::to_string(c.alignment) + "/maxm" + std::to_string(c.max_m) +
+                         (c.mapped ? "/mapped" : "") + (c.all_dropped ? "/dropped" : "");
+  tools::Rng rng(tools::seed_from_name("permute_emu/" + id));
+  const std::int64_t M = c.tokens, K = c.top_k, E = c.experts, H = c.hidden;
+  const auto ids_range = static_cast<std::uint64_t>(c.mapped ? 2 * E : E);
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(M * K)), emap;
+  for (auto& e : ids) {
+    e = (c.all_dropped || rng.below(8) == 0) ? -1 : static_cast<std::int32_t>(rng.below(ids_range));
+  }
+  if (c.mapped) {
+    for (std::int64_t g = 0; g < 2 * E; ++g)
+      emap.push_back(g % 2 ? static_cast<std::int32_t>(g / 2) : -1);
+  }
+  std::vector<float> xf(static_cast<std::size_t>(M * c.x_stride));
+  for (float& v : xf) v = static_cast<float>(rng.normal());
+  const std::vector<std::uint8_t> x = tools::encode_floats(xf, c.dtype);
+  const std::size_t esz = dtype_size(c.dtype);
+
+  ExpertLayoutParams lp;
+  lp.num_experts = static_cast<std::int32_t>(E);
+  lp.alignment = c.alignment;
+  lp.max_rows_per_expert = c.max_m;
+  const std::int64_t R = layout_max_rows(lp, M * K);
+  std::vector<std::int32_t> counts(static_cast<std::size_t>(E));
+  std::vector<std::int64_t> offsets(static_cast<std::size_t>(E + 1)),
+      s2d(static_cast<std::size_t>(std::max<std::int64_t>(M * K, 1))),
+      d2s(static_cast<std::size_t>(std::max<std::int64_t>(R, 1)));
+  ExpertLayoutArgs la;
+  la.top_k_ids = TensorView::contiguous(ids.data(), DType::kInt32, {M, K});
+  if (c.mapped) la.expert_map = TensorView::contiguous(emap.data(), DType::kInt32, {2 * E});
+  la.expert_counts = TensorView::contiguous(counts.data(), DType::kInt32, {E});
+  la.expert_offsets = TensorView::contiguous(offsets.data(), DType::kInt64, {E + 1});
+  la.src_to_dst = TensorView::contiguous(s2d.data(), DType::kInt64, {M * K});
+  la.dst_to_src = TensorView::contiguous(d2s.data(), DType::kInt64, {R});
+  if (Status st = expert_layout_cpu(lp, la); !st.ok()) {
+    std::printf("FAIL %s: expert_layout_cpu: %s\n", id.c_str(), st.to_string().c_str());
+    return 1;
+  }
+
+  const std::size_t row_bytes = static_cast<std::size_t>(H) * esz;
+  std::vector<std::uint8_t> want(static_cast<std::size_t>(R) * row_bytes, 0x5a);
+  PermuteArgs pa;
+  pa.x = TensorView::contiguous(const_cast<std::uint8_t*>(x.data()), c.dtype, {M, H});
+  pa.x.strides[0] = c.x_stride;
+  pa.dst_to_src = la.dst_to_src;
+  pa.top_k = static_cast<int>(K);
+  pa.out = TensorView::contiguous(want.data(), c.dtype, {R, H});
+  pa.src_to_dst = la.src_to_dst;
+  if (Status st = permute_cpu(pa); !st.ok()) {
+    std::printf("FAIL %s: permute_cpu: %s\n", id.c_str(), st.to_string().c_str());
+    return 1;
+  }
+  // As permute_cuda decides (rows_vec_ok): every row of x and out 16-byte aligned.
+  std::vector<std::uint8_t> got(want.size() + 16);
+  std::uint8_t* out = got.data() + (16 - reinterpret_cast<std::uintptr_t>(got.data()) % 16) % 16;
+  const bool vec_ok = row_bytes % 16 == 0 &&
+                      (static_cast<std::size_t>(M > 1 ? c.x_stride : H) * esz) % 16 == 0 &&
+                      aligned16(x.data()) && aligned16(out);
+  const auto x_stride = M > 1 ? c.x_stride : H;
+
+  std::int64_t wrong_total = 0;
+  const auto compare = [&](const std::string& what) {
+    std::int64_t wrong = 0, first = -1;
+    for (std::int64_t r = 0; r < R; ++r) {
+      const std::size_t at = static_cast<std::size_t>(r) * row_bytes;
+      if (std::memcmp(out + at, want.data() + at, row_bytes) != 0) {
+        if (first < 0) first = r;
+        ++wrong;
+      }
+    }
+    if (wrong) {
+      std::printf("FAIL %s %s: %lld of %lld rows differ, first %lld (dst_to_src = %lld)\n",
+                  id.c_str(), what.c_str(), static_cast<long long>(wrong),
+                  static_cast<long long>(R), static_cast<long long>(first),
+                  static_cast<long long>(d2s[static_cast<std::size_t>(first)]));
+    }
+    wrong_total += wrong;
+  };
+  const auto full_zero =
+      static_cast<unsigned>((R + kernels::kPermuteZeroRows - 1) / kernels::kPermuteZeroRows);
+  const auto full_tokens = static_cast<unsigned>(M);
+  for (const Grid& g : {Grid{0, 0, false}, Grid{1, 1, false}, Grid{2, 3, true}}) {
+    const unsigned zb = g.zero_blocks ? std::min(g.zero_blocks, full_zero) : full_zero;
+    const unsigned tb = g.token_blocks ? std::min(g.token_blocks, full_tokens) : full_tokens;
+    if (R == 0 || H == 0) continue;  // permute_cuda launches nothing
+    const bool v = vec_ok && !g.force_scalar;
+    std::memset(out, 0x7b, want.size());
+    const std::uint8_t* xp = x.empty() ? out : x.data();
+    if (c.dtype == DType::kFloat32) {
+      run_token_major<float>(xp, x_stride, s2d.data(), d2s.data(), M, c.top_k, R, H, out, v, zb,
+                             tb);
+    } else if (c.dtype == DType::kBFloat16) {
+      run_token_major<detail::bf16_t>(xp, x_stride, s2d.data(), d2s.data(), M, c.top_k, R, H, out,
+                                      v, zb, tb);
+    } else {
+      run_token_major<detail::fp16_t>(xp, x_stride, s2d.data(), d2s.data(), M, c.top_k, R, H, out,
+                                      v, zb, tb);
+    }
+    compare("token-major zero_blocks=" + std::to_string(zb) +
+            " token_blocks=" + std::to_string(tb) + (v ? " vec" : " scalar"));
+  }
+  if (R > 0 && H > 0) {  // the row-major kernel, on a small grid (grid-stride)
+    std::memset(out, 0x7b, want.size());
+    const unsigned blocks = static_cast<unsigned>(std::min<std::int64_t>(R, 5));
+    if (c.dtype == DType::kFloat32) {
+      run_row_major<float>(x.data(), x_stride, d2s.data(), M, c.top_k, R, H, out, vec_ok, blocks);
+    } else if (c.dtype == DType::kBFloat16) {
+      run_row_major<detail::bf16_t>(x.data(), x_stride, d2s.data(), M, c.top_k, R, H, out, vec_ok,
+                                    blocks);
+    } else {
+      run_row_major<detail::fp16_t>(x.data(), x_stride, d2s.data(), M, c.top_k, R, H, out, vec_ok,
+                                    blocks);
+    }
+    compare("row-major");
+  }
+  std::printf("%s %s (R = %lld rows, vec %d)\n", wrong_total ? "FAIL" : "ok  ", id.c_str(),
+              static_cast<long long>(R), vec_ok ? 1 : 0);
+  return wrong_total;
+}
+
+}  // namespace
+
+int main() {
+  std::vector<Case> cases;
+  for (DType dt : {DType::kBFloat16, DType::kFloat16, DType::kFloat32}) {
+    for (std::int64_t H : {1, 7, 8, 40}) {
+      cases.push_back({dt, 24, H, H, 4, 6, 1});
+      cases.push_back({dt, 17, H, H, 3, 5, 16});    // alignment padding rows
+      cases.push_back({dt, 9, H, H + 3, 2, 4, 8});  // strided x: scalar path where misaligned
+    }
+  }
+  cases.push_back({DType::kBFloat16, 4, 8200, 8200, 2, 3, 1});  // 1025 words: a second round
+  cases.push_back({DType::kFloat32, 3, 4100, 4100, 2, 2, 4});   // 1025 words, padding
+  cases.push_back({DType::kBFloat16, 6, 16, 16, 40, 8, 1});     // K > 32: two shuffle groups
+  cases.push_back({DType::kFloat16, 5, 7, 7, 33, 4, 4});        // K > 32, scalar
+  Case masked{DType::kBFloat16, 30, 24, 24, 4, 3, 1};
+  masked.max_m = 16;  // ~35 slots per expert: overflow dropped
+  cases.push_back(masked);
+  Case mapped{DType::kFloat16, 20, 32, 32, 4, 6, 8};
+  mapped.mapped = true;
+  cases.push_back(mapped);
+  Case dropped{DType::kBFloat16, 10, 16, 16, 4, 5, 8};
+  dropped.all_dropped = true;
+  cases.push_back(dropped);
+  cases.push_back({DType::kBFloat16, 0, 16, 16, 4, 5, 8});  // no tokens: padding rows only
+  cases.push_back({DType::kBFloat16, 0, 16, 16, 4, 5, 1});  // no tokens, no rows
+  cases.push_back({DType::kBFloat16, 1, 64, 64, 8, 16, 1});
+  std::int64_t wrong = 0;
+  for (const Case& c : cases) wrong += check_case(c);
+  std::printf("permute_emu: %zu cases, %lld wrong rows\n", cases.size(),
+              static_cast<long long>(wrong));
+  return wrong == 0 ? 0 : 1;
+}
