@@ -741,7 +741,10 @@ void check_token_major(const TokenMajorCase& c) {
   ASSERT_TRUE(expert_layout_cpu(lp, la).ok());
   std::int64_t padding_rows = 0;
   for (std::int64_t v : d2s) padding_rows += v < 0;
-  if (c.alignment > 1 || c.max_m > 0 || c.all_dropped) {
+  // The case exercises padding rows where it must have them (a masked layout may be full: at
+  // SWITCHYARD_TEST_SCALE=small, 600 tokens x 4 over 9 experts overflow max_m = 100 everywhere).
+  if (c.alignment > 1 || c.all_dropped ||
+      (c.max_m > 0 && M * K * 2 <= E * static_cast<std::int64_t>(c.max_m))) {
     EXPECT_GT(padding_rows, 0);
   }
 
