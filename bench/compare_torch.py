@@ -218,14 +218,15 @@ def bench_layout_permute_combine(rows, tokens, gen):
                 lambda: native.layout(ids, e),
                 wrong,
             )
-            y = st.permute(x, dst_to_src, k)
+            # With the inverse map: the token-major kernel (each x row read once).
+            y = st.permute(x, dst_to_src, k, src_to_dst)
             wrong = int((y != native.permute(x, dst_to_src, k)).any(dim=1).sum())
             measure(
                 rows,
                 "permute",
                 model,
                 m,
-                lambda: st.permute(x, dst_to_src, k),
+                lambda: st.permute(x, dst_to_src, k, src_to_dst),
                 lambda: native.permute(x, dst_to_src, k),
                 wrong,
             )

@@ -54,10 +54,11 @@ void expert_layout(std::int32_t num_experts, std::int32_t alignment,
 }
 
 void permute(const Array& x, const Array& dst_to_src, std::int32_t top_k, const Array& out,
-             std::uintptr_t stream) {
+             const OptArray& src_to_dst, std::uintptr_t stream) {
   PermuteArgs a;
   a.x = to_view(x, "x");
   a.dst_to_src = to_view(dst_to_src, "dst_to_src");
+  a.src_to_dst = to_view(src_to_dst, "src_to_dst");
   a.top_k = top_k;
   a.out = to_view(out, "out");
   Status st;
@@ -130,8 +131,9 @@ void bind_align(nb::module_& m) {
         nb::arg("workspace").none() = nb::none(), nb::arg("stream") = 0,
         "expert_layout_cpu / _cuda into caller-owned outputs.");
   m.def("permute", &permute, nb::arg("x"), nb::arg("dst_to_src"), nb::arg("top_k"), nb::arg("out"),
-        nb::kw_only(), nb::arg("stream") = 0,
-        "permute_cpu / _cuda: out[r] = x[dst_to_src[r] / top_k].");
+        nb::kw_only(), nb::arg("src_to_dst").none() = nb::none(), nb::arg("stream") = 0,
+        "permute_cpu / _cuda: out[r] = x[dst_to_src[r] / top_k]; with src_to_dst (the inverse map) "
+        "the CUDA op reads each x row once.");
   m.def("combine", &combine, nb::arg("routed_scaling_factor"), nb::arg("y"), nb::arg("src_to_dst"),
         nb::arg("top_k_weights"), nb::arg("out"), nb::kw_only(), nb::arg("stream") = 0,
         "combine_cpu / _cuda: out[t] = rsf * sum_k w[t,k] * y[src_to_dst[t*K+k]].");

@@ -111,12 +111,24 @@ def expert_layout(
     return out
 
 
-def permute(x: Any, dst_to_src: Any, top_k: int, *, stream: int | None = None) -> Any:
+def permute(
+    x: Any, dst_to_src: Any, top_k: int, *, src_to_dst: Any = None, stream: int | None = None
+) -> Any:
     """out[r] = x[dst_to_src[r] // top_k] for every layout row r (rows with no slot are zero).
-    x [M, H] float32/bfloat16/float16, dst_to_src [R] int64 (from expert_layout)."""
+    x [M, H] float32/bfloat16/float16, dst_to_src [R] int64 (from expert_layout). src_to_dst
+    [M*K] int64, optional: the inverse map (expert_layout gives both); with it the CUDA op reads
+    each x row once (token-major), which is much faster at prefill sizes; the CPU checks that the
+    two maps are inverse."""
     with _arrays.on_device(x):
         out = _arrays.empty(x, (dst_to_src.shape[0], x.shape[1]), _arrays.dtype_name(x))
-        _C.permute(x, dst_to_src, top_k, out, stream=_arrays.current_stream(x, stream))
+        _C.permute(
+            x,
+            dst_to_src,
+            top_k,
+            out,
+            src_to_dst=src_to_dst,
+            stream=_arrays.current_stream(x, stream),
+        )
     return out
 
 

@@ -91,6 +91,10 @@ def test_contiguous_layout_permute_combine_round_trip(alignment):
     src = layout.dst_to_src
     expect = np.where((src >= 0)[:, None], x[np.maximum(src, 0) // top_k], 0)
     np.testing.assert_array_equal(permuted, expect)
+    # With the inverse map (the CUDA op's token-major path): the same rows.
+    np.testing.assert_array_equal(
+        sy.permute(x, layout.dst_to_src, top_k, src_to_dst=layout.src_to_dst), expect
+    )
 
     weights = rng.uniform(0.1, 1, (rows, top_k)).astype(np.float32)
     out = sy.combine(permuted, layout.src_to_dst, weights, routed_scaling_factor=2.0)
@@ -101,6 +105,16 @@ def test_contiguous_layout_permute_combine_round_trip(alignment):
             (d >= 0)[:, None], weights[:, k : k + 1] * permuted[np.maximum(d, 0)], 0
         )
     np.testing.assert_allclose(out, np.float32(2.0) * acc, rtol=1e-6, atol=1e-6)
+
+
+def test_permute_rejects_a_map_that_is_not_the_inverse():
+    ids = np.array([[0, 1], [1, 0]], np.int32)
+    layout = sy.expert_layout(ids, 2)
+    x = np.ones((2, 8), np.float32)
+    bad = layout.src_to_dst.copy()
+    bad[[0, 1]] = bad[[1, 0]]
+    with pytest.raises(sy.InvalidArgumentError, match="src_to_dst"):
+        sy.permute(x, layout.dst_to_src, 2, src_to_dst=bad)
 
 
 def test_masked_layout_counts_overflow():

@@ -78,7 +78,8 @@ def test_align_layout_permute_combine_bitwise_equal_to_cpu():
     def layer(i, xx, ww):
         _, _, src_to_dst, dst_to_src, _ = st.expert_layout(i, 128, alignment=16)
         y = st.permute(xx, dst_to_src, 8)
-        return [y, st.combine(y, src_to_dst, ww, 2.5)]
+        y2 = st.permute(xx, dst_to_src, 8, src_to_dst)  # token-major on CUDA
+        return [y, y2, st.combine(y, src_to_dst, ww, 2.5)]
 
     _equal(*_both(layer, ids, x, w))
     stacked = torch.randn(300, 8, 64, dtype=torch.bfloat16)

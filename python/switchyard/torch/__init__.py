@@ -225,9 +225,15 @@ def expert_layout(
     return _ops_ns.expert_layout(topk_ids, num_experts, alignment, max_rows_per_expert, expert_map)
 
 
-def permute(x: torch.Tensor, dst_to_src: torch.Tensor, top_k: int) -> torch.Tensor:
-    """switchyard.permute as an op: out[r] = x[dst_to_src[r] // top_k]."""
-    return _ops_ns.permute(x, dst_to_src, top_k)
+def permute(
+    x: torch.Tensor,
+    dst_to_src: torch.Tensor,
+    top_k: int,
+    src_to_dst: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """switchyard.permute as an op: out[r] = x[dst_to_src[r] // top_k]; pass src_to_dst (the
+    inverse map, from expert_layout) so that the CUDA op reads each x row once."""
+    return _ops_ns.permute(x, dst_to_src, top_k, src_to_dst)
 
 
 def combine(

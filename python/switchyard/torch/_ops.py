@@ -262,12 +262,14 @@ def _(topk_ids, num_experts, alignment, max_rows_per_expert, expert_map):
 
 
 @torch.library.custom_op("switchyard::permute", mutates_args=())
-def permute(x: Tensor, dst_to_src: Tensor, top_k: int) -> Tensor:
-    return _align.permute(_plain(x), dst_to_src, top_k)
+def permute(
+    x: Tensor, dst_to_src: Tensor, top_k: int, src_to_dst: Optional[Tensor] = None
+) -> Tensor:
+    return _align.permute(_plain(x), dst_to_src, top_k, src_to_dst=src_to_dst)
 
 
 @permute.register_fake
-def _(x, dst_to_src, top_k):
+def _(x, dst_to_src, top_k, src_to_dst=None):
     return x.new_empty((dst_to_src.shape[0], x.shape[1]))
 
 
