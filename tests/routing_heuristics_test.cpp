@@ -120,8 +120,8 @@ TEST(RoutingHeuristics, ForcedLayoutsAreChecked) {
     EXPECT_FALSE(routing_launch_config(256, m, 0, false, true).prefilter) << m;  // short rows
   }
   // Where it applies: sigmoid without softcap, 33 <= E <= 512, groups of whole power-of-two lanes.
-  EXPECT_TRUE(routing_prefilter_applies(256, true, 8));   // DeepSeek-V3: 32 experts = 4 lanes
-  EXPECT_TRUE(routing_prefilter_applies(384, true, 0));   // Kimi K2, not grouped
+  EXPECT_TRUE(routing_prefilter_applies(256, true, 8));    // DeepSeek-V3: 32 experts = 4 lanes
+  EXPECT_TRUE(routing_prefilter_applies(384, true, 0));    // Kimi K2, not grouped
   EXPECT_FALSE(routing_prefilter_applies(256, false, 8));  // softmax / softcap
   EXPECT_FALSE(routing_prefilter_applies(32, true, 0));    // E <= 32: one value per lane
   EXPECT_FALSE(routing_prefilter_applies(600, true, 0));   // E > 512
