@@ -5,16 +5,18 @@
 // Every block computes the whole histogram itself (the ids of a decode batch are a few KiB, read
 // from L2 by every block), so the blocks never wait for each other; block g owns the slots of
 // step g ([g * 512, g * 512 + 512)) and writes them, and a share of the padding and tails:
+//   0. outputs past the static bound N + min(E, N) * (B - 1) (the largest padded total) are
+//      sentinels whatever the ids are: written first, before any load;
 //   1. every thread loads its slots of every step; the steps before and after its own are
 //      counted with shared-memory atomics (counts do not depend on order), its own step into a
 //      per-warp row (ballot peer groups: the group's lowest lane adds the group size);
 //   2. thread e adds up expert e (before + own rows + after), turns its own-step column into
-//      per-warp starting ranks, and a block scan of the padded block counts gives every segment's
-//      start;
+//      per-warp starting ranks (relative to the segment), and a one-barrier block scan of the
+//      padded block counts gives every segment's start;
 //   3. each thread writes its own slot at segment start + slots of e in earlier steps + earlier
 //      warps + earlier lanes of its warp (so slots ascend in every segment); warps take experts
 //      round robin over the grid to write their padding and block labels (contiguous runs), and all
-//      threads share the tails.
+//      threads share the tails below the static bound.
 // A single block writing everything (the previous design) was bound by one SM's store rate on the
 // scattered padding writes: 22 us for 512 DeepSeek-V3 tokens on an H100.
 // Everything is 32-bit: the launcher only takes this kernel when slots + padding < 2^30.
