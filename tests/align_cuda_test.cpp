@@ -20,6 +20,7 @@
 #include "common/gpu_bench.h"
 #include "common/rng.h"
 #include "common/synthetic.h"
+#include "permute_test_util.h"
 #include "switchyard/align.h"
 #include "switchyard/routing.h"
 #include "switchyard/runtime.h"
@@ -674,13 +675,8 @@ TEST(PermuteCombineCuda, GraphCaptureAndEmpty) {
 
 // ---- token-major permute (src_to_dst given) ------------------------------------------------
 
-struct TokenMajorCase {
-  DType dtype;
-  std::int64_t tokens, hidden, x_stride;
-  int top_k, experts, alignment;
-  std::int64_t max_m = 0;    // masked layout when > 0 (slots past max_m dropped)
-  bool mapped = false;       // expert_map over 2E global experts, the odd ones local
-  bool all_dropped = false;  // every id -1: every row is padding
+// The shared seeded case (tests/permute_test_util.h), run under graph capture or not.
+struct TokenMajorCase : testing::PermuteCase {
   bool capture = false;
 };
 
@@ -699,48 +695,21 @@ DeviceBuffer upload_nonnull(const void* src, std::size_t bytes) {
 // poisoned output (every row, padding included), again on a differently poisoned output
 // (repeatability), and the row-major CUDA path (dst_to_src only) gives the same bytes.
 void check_token_major(const TokenMajorCase& c) {
-  const std::string id = std::string("permute_token_major/") + dtype_name(c.dtype) + "/M" +
-                         std::to_string(c.tokens) + "/H" + std::to_string(c.hidden) + "/stride" +
-                         std::to_string(c.x_stride) + "/K" + std::to_string(c.top_k) + "/E" +
-                         std::to_string(c.experts) + "/align" + std::to_string(c.alignment) +
-                         "/maxm" + std::to_string(c.max_m) + (c.mapped ? "/mapped" : "") +
-                         (c.all_dropped ? "/dropped" : "") + (c.capture ? "/graph" : "");
+  const std::string id =
+      "permute_token_major/" + testing::permute_case_id(c) + (c.capture ? "/graph" : "");
   SCOPED_TRACE(id);
   tools::Rng rng(tools::seed_from_name(id));
   const std::int64_t M = c.tokens, K = c.top_k, E = c.experts, H = c.hidden;
-  const std::uint64_t ids_range = static_cast<std::uint64_t>(c.mapped ? 2 * E : E);
-  std::vector<std::int32_t> ids(static_cast<std::size_t>(M * K)), emap;
-  for (auto& e : ids) {
-    e = (c.all_dropped || rng.below(16) == 0) ? -1
-                                              : static_cast<std::int32_t>(rng.below(ids_range));
-  }
-  if (c.mapped) {
-    for (std::int64_t g = 0; g < 2 * E; ++g)
-      emap.push_back(g % 2 ? static_cast<std::int32_t>(g / 2) : -1);
-  }
-  std::vector<float> xf(static_cast<std::size_t>(M * c.x_stride));
-  for (float& v : xf) v = static_cast<float>(rng.normal());
-  const std::vector<std::uint8_t> x = tools::encode_floats(xf, c.dtype);
+  testing::PermuteCaseData gen;
+  const Status layout_st = testing::make_permute_case(c, rng, 16, &gen);
+  ASSERT_TRUE(layout_st.ok()) << layout_st.to_string();
+  const std::vector<std::uint8_t>& x = gen.x;
+  const std::vector<std::int64_t>&s2d = gen.s2d, &d2s = gen.d2s;
+  const ExpertLayoutArgs& la = gen.layout;
+  const std::int64_t R = gen.rows;
   const std::size_t esz = dtype_size(c.dtype);
-
-  ExpertLayoutParams lp;
-  lp.num_experts = static_cast<std::int32_t>(E);
-  lp.alignment = c.alignment;
-  lp.max_rows_per_expert = c.max_m;
-  const std::int64_t R = layout_max_rows(lp, M * K);
-  std::vector<std::int32_t> counts(static_cast<std::size_t>(E));
-  std::vector<std::int64_t> offsets(static_cast<std::size_t>(E + 1)),
-      s2d(static_cast<std::size_t>(M * K)), d2s(static_cast<std::size_t>(R));
-  ExpertLayoutArgs la;
-  la.top_k_ids = TensorView::contiguous(ids.data(), DType::kInt32, {M, K});
-  if (c.mapped) la.expert_map = TensorView::contiguous(emap.data(), DType::kInt32, {2 * E});
-  la.expert_counts = TensorView::contiguous(counts.data(), DType::kInt32, {E});
-  la.expert_offsets = TensorView::contiguous(offsets.data(), DType::kInt64, {E + 1});
-  la.src_to_dst = TensorView::contiguous(s2d.data(), DType::kInt64, {M * K});
-  la.dst_to_src = TensorView::contiguous(d2s.data(), DType::kInt64, {R});
-  ASSERT_TRUE(expert_layout_cpu(lp, la).ok());
   std::int64_t padding_rows = 0;
-  for (std::int64_t v : d2s) padding_rows += v < 0;
+  for (std::int64_t r = 0; r < R; ++r) padding_rows += d2s[static_cast<std::size_t>(r)] < 0;
   // The case exercises padding rows where it must have them (a masked layout may be full: at
   // SWITCHYARD_TEST_SCALE=small, 600 tokens x 4 over 9 experts overflow max_m = 100 everywhere).
   if (c.alignment > 1 || c.all_dropped ||
@@ -753,8 +722,6 @@ void check_token_major(const TokenMajorCase& c) {
     v.strides[0] = c.x_stride;
     return v;
   };
-  // s2d's storage may be empty (no tokens): point the view at d2s's so that it is defined.
-  void* s2d_host = M * K > 0 ? static_cast<void*>(s2d.data()) : static_cast<void*>(d2s.data());
   std::vector<std::uint8_t> rows_cpu(static_cast<std::size_t>(R * H) * esz, 0x5a),
       rows_cpu_dst(rows_cpu.size(), 0xa5);
   PermuteArgs pc;
@@ -764,7 +731,7 @@ void check_token_major(const TokenMajorCase& c) {
   pc.out = TensorView::contiguous(rows_cpu_dst.data(), c.dtype, {R, H});
   ASSERT_TRUE(permute_cpu(pc).ok());
   pc.out = TensorView::contiguous(rows_cpu.data(), c.dtype, {R, H});
-  pc.src_to_dst = TensorView::contiguous(s2d_host, DType::kInt64, {M * K});
+  pc.src_to_dst = la.src_to_dst;
   const Status cpu_st = permute_cpu(pc);
   ASSERT_TRUE(cpu_st.ok()) << cpu_st.to_string();
   ASSERT_TRUE(rows_cpu == rows_cpu_dst) << "permute_cpu with src_to_dst differs from without";

@@ -18,19 +18,14 @@
 
 #include "common/rng.h"
 #include "common/synthetic.h"
+#include "permute_test_util.h"
 #include "switchyard/align.h"
 
 using namespace switchyard;
 
 namespace {
 
-struct Case {
-  DType dtype;
-  std::int64_t tokens, hidden, x_stride;
-  int top_k, experts, alignment;
-  std::int64_t max_m = 0;
-  bool mapped = false, all_dropped = false;
-};
+using Case = testing::PermuteCase;
 
 struct Grid {
   unsigned zero_blocks, token_blocks;  // 0: one block per 32 rows / per token (the launcher's)
@@ -63,47 +58,19 @@ bool aligned16(const void* p) {
 
 // Returns the number of wrong rows over every grid of the case (printed).
 std::int64_t check_case(const Case& c) {
-  const std::string id = std::string(dtype_name(c.dtype)) + "/M" + std::to_string(c.tokens) + "/H" +
-                         std::to_string(c.hidden) + "/stride" + std::to_string(c.x_stride) + "/K" +
-                         std::to_string(c.top_k) + "/E" + std::to_string(c.experts) + "/align" +
-                         std::to_string(c.alignment) + "/maxm" + std::to_string(c.max_m) +
-                         (c.mapped ? "/mapped" : "") + (c.all_dropped ? "/dropped" : "");
+  const std::string id = testing::permute_case_id(c);
   tools::Rng rng(tools::seed_from_name("permute_emu/" + id));
-  const std::int64_t M = c.tokens, K = c.top_k, E = c.experts, H = c.hidden;
-  const auto ids_range = static_cast<std::uint64_t>(c.mapped ? 2 * E : E);
-  std::vector<std::int32_t> ids(static_cast<std::size_t>(M * K)), emap;
-  for (auto& e : ids) {
-    e = (c.all_dropped || rng.below(8) == 0) ? -1 : static_cast<std::int32_t>(rng.below(ids_range));
-  }
-  if (c.mapped) {
-    for (std::int64_t g = 0; g < 2 * E; ++g)
-      emap.push_back(g % 2 ? static_cast<std::int32_t>(g / 2) : -1);
-  }
-  std::vector<float> xf(static_cast<std::size_t>(M * c.x_stride));
-  for (float& v : xf) v = static_cast<float>(rng.normal());
-  const std::vector<std::uint8_t> x = tools::encode_floats(xf, c.dtype);
-  const std::size_t esz = dtype_size(c.dtype);
-
-  ExpertLayoutParams lp;
-  lp.num_experts = static_cast<std::int32_t>(E);
-  lp.alignment = c.alignment;
-  lp.max_rows_per_expert = c.max_m;
-  const std::int64_t R = layout_max_rows(lp, M * K);
-  std::vector<std::int32_t> counts(static_cast<std::size_t>(E));
-  std::vector<std::int64_t> offsets(static_cast<std::size_t>(E + 1)),
-      s2d(static_cast<std::size_t>(std::max<std::int64_t>(M * K, 1))),
-      d2s(static_cast<std::size_t>(std::max<std::int64_t>(R, 1)));
-  ExpertLayoutArgs la;
-  la.top_k_ids = TensorView::contiguous(ids.data(), DType::kInt32, {M, K});
-  if (c.mapped) la.expert_map = TensorView::contiguous(emap.data(), DType::kInt32, {2 * E});
-  la.expert_counts = TensorView::contiguous(counts.data(), DType::kInt32, {E});
-  la.expert_offsets = TensorView::contiguous(offsets.data(), DType::kInt64, {E + 1});
-  la.src_to_dst = TensorView::contiguous(s2d.data(), DType::kInt64, {M * K});
-  la.dst_to_src = TensorView::contiguous(d2s.data(), DType::kInt64, {R});
-  if (Status st = expert_layout_cpu(lp, la); !st.ok()) {
+  const std::int64_t M = c.tokens, K = c.top_k, H = c.hidden;
+  testing::PermuteCaseData gen;
+  if (Status st = testing::make_permute_case(c, rng, 8, &gen); !st.ok()) {
     std::printf("FAIL %s: expert_layout_cpu: %s\n", id.c_str(), st.to_string().c_str());
     return 1;
   }
+  const std::vector<std::uint8_t>& x = gen.x;
+  const std::vector<std::int64_t>&s2d = gen.s2d, &d2s = gen.d2s;
+  const ExpertLayoutArgs& la = gen.layout;
+  const std::int64_t R = gen.rows;
+  const std::size_t esz = dtype_size(c.dtype);
 
   const std::size_t row_bytes = static_cast<std::size_t>(H) * esz;
   std::vector<std::uint8_t> want(static_cast<std::size_t>(R) * row_bytes, 0x5a);
