@@ -246,12 +246,11 @@ inline bool make_fuzz_case(int c, std::int64_t max_tokens, std::uint64_t row_kin
 }
 
 // Whether layout code 64 (heuristics::kRoutingPrefilterCode) runs the approximate pre-filter on
-// rows of p rather than only its exact path: the host mirror of prefilter_applies
-// (src/cuda/kernels/routing_prefilter.cuh) at the layout's next_pow2(E) / 32 experts per lane:
-// kSigmoid without softcap, groups (if any) aligned runs of a power of two of whole lanes.
+// rows of p rather than only its exact path: the rule the kernel applies
+// (detail::routing_prefilter_applies in src/common/routing_row.h).
 inline bool prefilter_serves(const RoutingParams& p) {
   return heuristics::routing_prefilter_applies(
-      p.num_experts, p.score_func == ScoreFunc::kSigmoid && p.softcap <= 0.0f,
+      p.num_experts, p.score_func == ScoreFunc::kSigmoid && !(p.softcap > 0.0f),
       p.group_score == GroupScore::kNone ? 0 : p.num_groups);
 }
 

@@ -31,6 +31,22 @@ SY_HD constexpr int routing_row_capacity(int num_experts) {
   return next_pow2(num_experts < 1 ? 1 : num_experts);
 }
 
+// Whether the approximate pre-filter (src/cuda/kernels/routing_prefilter.cuh) serves a routing:
+// sigmoid scores without softcap, 33 <= E <= 512 (2..16 experts per lane of one warp), and grouped
+// routings (num_groups > 0; 0: not grouped) only with groups of a power-of-two number of whole
+// lanes. One rule for the kernel, the launch heuristic and the tests.
+SY_HD constexpr bool routing_prefilter_applies(int num_experts, bool sigmoid_without_softcap,
+                                               int num_groups) {
+  const int capacity = routing_row_capacity(num_experts);
+  if (!sigmoid_without_softcap || capacity < 64 || capacity > 512) return false;
+  if (num_groups <= 0) return true;
+  const int vals = capacity / 32;
+  const int group_size = num_experts / num_groups;
+  const int lanes_per_group = group_size / vals;
+  return group_size % vals == 0 && lanes_per_group >= 1 &&
+         (lanes_per_group & (lanes_per_group - 1)) == 0;
+}
+
 inline constexpr int kRoutingSlotLeaves = 32;  // leaves of the slot-sum tree (>= K + S)
 
 // Pairwise tree sum of v[0..n), n a power of two: ((v0+v1)+(v2+v3))+... (host reference).

@@ -102,20 +102,9 @@ inline bool routing_row_blocks_pay(int top_k, bool grouped) {
   return grouped || top_k >= 6;
 }
 
-// Whether the pre-filter serves a routing (the host twin of the kernel's prefilter_applies():
-// sigmoid scores without softcap, 33 <= E <= 512, and grouped routings only with groups of a
-// power-of-two number of whole lanes). num_groups = 0: not grouped.
-inline bool routing_prefilter_applies(int num_experts, bool sigmoid_without_softcap,
-                                      int num_groups) {
-  const int capacity = detail::routing_row_capacity(num_experts);
-  if (!sigmoid_without_softcap || capacity < 64 || capacity > 512) return false;
-  if (num_groups <= 0) return true;
-  const int vals = capacity / 32;
-  const int group_size = num_experts / num_groups;
-  const int lanes_per_group = group_size / vals;
-  return group_size % vals == 0 && lanes_per_group >= 1 &&
-         (lanes_per_group & (lanes_per_group - 1)) == 0;
-}
+// Whether the pre-filter serves a routing: detail::routing_prefilter_applies (routing_row.h),
+// the rule the kernel applies too.
+using detail::routing_prefilter_applies;
 // Above kRowBlockMaxRows rows, the pre-filter layout replaces plain lane groups where it applies
 // and rows are long (the row-block criterion: grouped, or K >= 6). Measured on an H200 (bench
 // routing, us at 4096 / 32768 rows, lane groups -> pre-filter): DeepSeek-V3 16.56 -> 12.45 /

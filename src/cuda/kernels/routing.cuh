@@ -284,7 +284,7 @@ __global__ void __launch_bounds__(kRoutingThreads, 4)
   for (int i = 0; i < kSlots; ++i) slot_score[i] = 0.0f;
   if constexpr (kPrefilter) {
     __shared__ std::uint32_t prefilter_cands[kRoutingThreads];  // 32 words per row
-    if (any_finite && prefilter_applies<kVals>(p)) {
+    if (any_finite && prefilter_applies(p)) {
       mark(2);
       if constexpr (kSlots == 1) {
         prefiltered = prefilter_select<T, kVals>(grp, p, x, kp.bias, raw, bias,

@@ -97,15 +97,13 @@ __device__ __forceinline__ float approx_sigmoid(float x) {
 #endif
 }
 
-// Whether a row of these parameters may take the pre-filter (uniform per launch): sigmoid without
-// softcap, groups (if any) aligned runs of a power of two of whole lanes.
-template <int kVals>
+// Whether a row of these parameters may take the pre-filter (uniform per launch): the shared rule
+// of routing_row.h (sigmoid without softcap, groups (if any) aligned runs of a power of two of
+// whole lanes; the launcher only runs kPrefilter instances with next_pow2(E) / 32 per lane).
 __device__ __forceinline__ bool prefilter_applies(const RoutingParams& p) {
-  if (p.score_func != ScoreFunc::kSigmoid || p.softcap > 0.0f) return false;
-  if (p.group_score == GroupScore::kNone) return true;
-  const int group_size = p.num_experts / p.num_groups;
-  const int lanes_per_group = group_size / kVals;
-  return group_size % kVals == 0 && (lanes_per_group & (lanes_per_group - 1)) == 0;
+  return detail::routing_prefilter_applies(
+      p.num_experts, p.score_func == ScoreFunc::kSigmoid && !(p.softcap > 0.0f),
+      p.group_score == GroupScore::kNone ? 0 : p.num_groups);
 }
 
 // Steps 1-4 above for one row (a full warp). Returns false when the row must take the exact path

@@ -47,7 +47,7 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
       params.num_experts, kp.num_tokens, layout,
       heuristics::routing_row_blocks_pay(params.top_k, grouped),
       heuristics::routing_prefilter_applies(
-          params.num_experts, params.score_func == ScoreFunc::kSigmoid && params.softcap <= 0.0f,
+          params.num_experts, params.score_func == ScoreFunc::kSigmoid && !(params.softcap > 0.0f),
           grouped ? params.num_groups : 0));
   if (cfg.blocks > std::numeric_limits<int>::max()) {
     return invalid_arg(
