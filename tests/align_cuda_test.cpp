@@ -663,6 +663,10 @@ TEST(PermuteCombineCuda, MatchesCpuBitwise) {
         check_case({dt, H > 1000 ? 257 : 4096, H, H, 8, 160, alignment}, false);
       }
       check_case({dt, 129, H, H + 3, 4, 9, 16}, false);  // strided, unaligned rows: scalar path
+      // Decode sizes: the combine splits each row over several blocks, and K = 9 takes one full
+      // batch of 8 row loads plus a partial one.
+      check_case({dt, 1, H, H, 9, 160, 1}, false);
+      check_case({dt, 3, H, H + 5, 9, 33, 1}, false);
     }
   }
 }

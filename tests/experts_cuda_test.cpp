@@ -318,7 +318,10 @@ void check(const std::string& id, const ProblemSpec& spec, const std::vector<Exp
 }
 
 const std::vector<ExpertsPlan>& all_plans() {
-  static const std::vector<ExpertsPlan> plans = {decode_plan(1), decode_plan(2), decode_plan(4),
+  static const std::vector<ExpertsPlan> plans = {decode_plan(1),
+                                                 decode_plan(2),
+                                                 decode_plan(4),
+                                                 decode_plan(8),
                                                  gemm_plan(GemmTile::kRows64),
                                                  gemm_plan(GemmTile::kRows128)};
   return plans;
@@ -566,8 +569,18 @@ TEST(ExpertsHeuristics, DecodeForFewRowsPerExpert) {
     EXPECT_EQ(big.path, ExpertsPath::kGroupedGemm) << name;
     EXPECT_EQ(big.gemm_tile, GemmTile::kRows128) << name;
   }
-  // DeepSeek-V3 at 256 tokens: 2048 slots over 256 experts, 8 rows each: decode, one tile.
-  EXPECT_EQ(heuristics::plan_experts(256, 8, 256, 7168, 2048).path, ExpertsPath::kDecode);
+  // DeepSeek-V3 at 128 tokens: 4 rows per expert: decode, one tile. At 256 tokens, 8 rows each:
+  // half the experts would need two 8-row items, so the 64-row GEMM tile.
+  EXPECT_EQ(heuristics::plan_experts(128, 8, 256, 7168, 2048).path, ExpertsPath::kDecode);
+  const ExpertsPlan v3 = heuristics::plan_experts(256, 8, 256, 7168, 2048);
+  EXPECT_EQ(v3.path, ExpertsPath::kGroupedGemm);
+  EXPECT_EQ(v3.gemm_tile, GemmTile::kRows64);
+  // Mixtral at 32 tokens: 8 rows per expert over 8 experts: decode with 16-row items.
+  const ExpertsPlan mix32 = heuristics::plan_experts(32, 2, 8, 4096, 14336);
+  EXPECT_EQ(mix32.path, ExpertsPath::kDecode);
+  EXPECT_EQ(mix32.decode_token_tiles, 2);
+  // Qwen3-30B at 512 tokens: 32 rows per expert: the 64-row GEMM tile, not decode.
+  EXPECT_EQ(heuristics::plan_experts(512, 8, 128, 2048, 768).path, ExpertsPath::kGroupedGemm);
   // Mixtral at 256 tokens: 64 rows per expert: the 64-row GEMM tile.
   const ExpertsPlan mix = heuristics::plan_experts(256, 2, 8, 4096, 14336);
   EXPECT_EQ(mix.path, ExpertsPath::kGroupedGemm);

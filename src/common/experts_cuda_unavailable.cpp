@@ -1,4 +1,5 @@
 // The CUDA fused MoE forward in a build without CUDA: it reports kUnsupported.
+#include "../cuda/experts/experts_internal.h"
 #include "switchyard/experts.h"
 
 namespace switchyard {
@@ -13,5 +14,15 @@ Status fused_experts_cuda(const ExpertsParams&, const ExpertsArgs&, void*, std::
       "fused_experts_cuda: this Switchyard build has no CUDA backend "
       "(configure with -DSWITCHYARD_CUDA=ON)");
 }
+
+namespace detail {
+
+Status fused_experts_cuda_plan(const ExpertsParams& params, const ExpertsArgs& args,
+                               void* workspace, std::size_t workspace_bytes, cudaStream_t stream,
+                               const heuristics::ExpertsPlan*) {
+  return fused_experts_cuda(params, args, workspace, workspace_bytes, stream);
+}
+
+}  // namespace detail
 
 }  // namespace switchyard

@@ -21,6 +21,7 @@
 
 #include "../../src/common/check.h"
 #include "../../src/common/dtype_convert.h"
+#include "../../src/cuda/experts/experts_internal.h"
 #include "../../src/cuda/heuristics/experts.h"
 #include "../common/device_fill.h"
 #include "../common/gpu_bench.h"
@@ -50,6 +51,9 @@ const std::vector<FlagSpec>& experts_flags() {
        "16384)"},
       {"dtype", true, "bf16 | fp16 (default bf16)"},
       {"check-tokens", true, "tokens per case checked against the CPU oracle (default 1; 0: off)"},
+      {"plan", true,
+       "auto (the heuristic, default) | decode:1|2|4|8 (8-row tiles per work item) | "
+       "gemm:64|128 (grouped GEMM row tile): force a path, to measure the heuristic's choices"},
       {"format", true, "table | json | csv (default table)"},
       {"output", true, "write the results to this file instead of stdout"},
       {"ceiling-gbps", true, "use this memory ceiling instead of measuring it"},
@@ -94,6 +98,25 @@ Routing make_routing(std::int64_t M, int K, int E, std::uint64_t seed) {
     }
   }
   return r;
+}
+
+// --plan: "auto" leaves the heuristic's plan; "decode:T" / "gemm:R" force one.
+Status parse_plan(const std::string& text, heuristics::ExpertsPlan* plan, bool* force) {
+  *force = text != "auto";
+  if (!*force) return Status::Ok();
+  if (text == "decode:1" || text == "decode:2" || text == "decode:4" || text == "decode:8") {
+    plan->path = heuristics::ExpertsPath::kDecode;
+    plan->decode_token_tiles = text.back() - '0';
+    return Status::Ok();
+  }
+  if (text == "gemm:64" || text == "gemm:128") {
+    plan->path = heuristics::ExpertsPath::kGroupedGemm;
+    plan->gemm_tile =
+        text == "gemm:64" ? heuristics::GemmTile::kRows64 : heuristics::GemmTile::kRows128;
+    return Status::Ok();
+  }
+  return Status::InvalidArgument("--plan = " + text +
+                                 ": expected auto, decode:1|2|4|8 or gemm:64|128");
 }
 
 struct ModelBuffers {
@@ -234,6 +257,11 @@ int bench_experts_main(const Args& args) {
   }
   std::string format;
   if (Status st = parse_format(args, &format); !st.ok()) return fail(cmd, st, kExitUsage);
+  heuristics::ExpertsPlan forced;
+  bool force = false;
+  if (Status st = parse_plan(args.get("plan", "auto"), &forced, &force); !st.ok()) {
+    return fail(cmd, st, kExitUsage);
+  }
   std::vector<const ModelPreset*> models;
   if (Status st = parse_models(args, "mixtral-8x7b,qwen3-30b-a3b,deepseek-v3", &models); !st.ok()) {
     return fail(cmd, st, kExitUsage);
@@ -330,8 +358,8 @@ int bench_experts_main(const Args& args) {
         return a;
       };
       const auto enqueue = [&](int call, cudaStream_t s) {
-        return fused_experts_cuda(p, args_for(call % kRotations), b.workspace.get(),
-                                  b.workspace_bytes, s);
+        return detail::fused_experts_cuda_plan(p, args_for(call % kRotations), b.workspace.get(),
+                                               b.workspace_bytes, s, force ? &forced : nullptr);
       };
       Row row;
       row.model = m->name;
@@ -341,7 +369,7 @@ int bench_experts_main(const Args& args) {
       row.inter = static_cast<int>(I);
       row.tokens = M;
       const heuristics::ExpertsPlan plan =
-          heuristics::plan_experts(M, K, E, p.hidden_size, p.intermediate_size);
+          force ? forced : heuristics::plan_experts(M, K, E, p.hidden_size, p.intermediate_size);
       row.path = plan.path == heuristics::ExpertsPath::kDecode
                      ? "decode/" + std::to_string(8 * plan.decode_token_tiles)
                      : std::string("gemm/") +

@@ -5,12 +5,25 @@
 //
 // Paths (docs in src/cuda/launch/experts.cu):
 //  - decode: the swap-AB streaming kernels; every hit expert's weights are read once per work item
-//    of up to 8 * decode_token_tiles of its rows. Memory-bound by design: used when the expected
-//    rows per hit expert, ceil(M*K / min(E, M*K)), is at most kDecodeMaxRowsPerExpert. Routing skew
-//    only costs speed (an expert with more rows than a work item holds gets several work items).
+//    of up to 8 * decode_token_tiles of its rows. Memory-bound by design. Routing skew only costs
+//    speed (an expert with more rows than a work item holds gets several work items, each reading
+//    the expert's weights again).
 //  - grouped GEMM: CUTLASS sm90a ptr-array grouped GEMM (TMA + wgmma, warp-specialized), with a
 //    tile of 64 rows (ping-pong) while the expected rows per expert are small and 128 rows
 //    (cooperative) beyond: a 128-row tile on a 40-row expert would waste 2/3 of its MMAs.
+// The rule, from a forced-plan sweep on an H200
+// (bench/results/2026-11-28-h200-s5-experts-plans.json; `switchyard bench experts --plan ...`),
+// with r = expected rows per hit expert:
+//  - r <= 4: decode, one 8-row tile per item. An expert's rows exceed 8 rarely (Poisson(4): 2%),
+//    and the 1-tile kernel streams at 93-97% of the read ceiling (DeepSeek-V3, Mixtral).
+//  - 4 < r <= 8 and E <= 32: decode with 16-row items (Mixtral 32 tokens: 87% against 82% for the
+//    64-row GEMM, whose 8 launches weigh more on few experts). With 8-row items, half the experts
+//    of r = 8 get two items and their weights are read twice (67%).
+//  - otherwise the grouped GEMM: the decode kernel loses per byte with more token tiles (16 rows:
+//    ~91%, 32: ~75%, 64: ~48%: the x rows of every item are re-read from the L2 by each column
+//    block and the registers cap the bytes in flight), while the GEMM reads each weight once per
+//    row tile (DeepSeek-V3 256 tokens: 88% against 81% for decode/16 and 66% for decode/8;
+//    Qwen3-30B 512 tokens: 373 us against 714 us for decode/32).
 #pragma once
 
 #include <algorithm>
@@ -30,9 +43,11 @@ struct ExpertsPlan {
   std::int64_t rows_per_expert = 0;  // the estimate the plan was made from
 };
 
-inline constexpr std::int64_t kDecodeMaxRowsPerExpert = 32;
+inline constexpr std::int64_t kDecodeMaxRowsPerExpert = 8;
+inline constexpr std::int64_t kDecodeOneTileMaxRowsPerExpert = 4;
+inline constexpr std::int32_t kDecodeTwoTilesMaxExperts = 32;
 inline constexpr std::int64_t kGemmRows64MaxRowsPerExpert = 96;
-inline constexpr int kDecodeMaxTokenTiles = 4;
+inline constexpr int kDecodeMaxTokenTiles = 8;
 
 // Expected rows per hit expert when M*K slots spread over E experts: ceil(slots / min(E, slots)).
 inline std::int64_t expected_rows_per_expert(std::int64_t num_slots, std::int32_t num_experts) {
@@ -41,26 +56,26 @@ inline std::int64_t expected_rows_per_expert(std::int64_t num_slots, std::int32_
   return (num_slots + hit - 1) / hit;
 }
 
-inline int decode_token_tiles_for(std::int64_t rows_per_expert) {
-  if (rows_per_expert <= 8) return 1;
-  if (rows_per_expert <= 16) return 2;
-  return kDecodeMaxTokenTiles;
-}
-
 // hidden_size / intermediate_size are accepted so that a later rule may use them (e.g. the
-// decode grid's occupancy at tiny I); today's rule needs only the rows per expert.
+// decode grid's occupancy at tiny I); today's rule needs the rows per expert and E.
 inline ExpertsPlan plan_experts(std::int64_t num_tokens, std::int32_t top_k,
                                 std::int32_t num_experts, std::int32_t hidden_size,
                                 std::int32_t intermediate_size) {
   (void)hidden_size;
   (void)intermediate_size;
   ExpertsPlan plan;
-  plan.rows_per_expert = expected_rows_per_expert(num_tokens * top_k, num_experts);
-  plan.path = plan.rows_per_expert <= kDecodeMaxRowsPerExpert ? ExpertsPath::kDecode
-                                                              : ExpertsPath::kGroupedGemm;
-  plan.decode_token_tiles = decode_token_tiles_for(plan.rows_per_expert);
-  plan.gemm_tile =
-      plan.rows_per_expert <= kGemmRows64MaxRowsPerExpert ? GemmTile::kRows64 : GemmTile::kRows128;
+  const std::int64_t r = expected_rows_per_expert(num_tokens * top_k, num_experts);
+  plan.rows_per_expert = r;
+  if (r <= kDecodeOneTileMaxRowsPerExpert) {
+    plan.path = ExpertsPath::kDecode;
+    plan.decode_token_tiles = 1;
+  } else if (r <= kDecodeMaxRowsPerExpert && num_experts <= kDecodeTwoTilesMaxExperts) {
+    plan.path = ExpertsPath::kDecode;
+    plan.decode_token_tiles = 2;
+  } else {
+    plan.path = ExpertsPath::kGroupedGemm;
+  }
+  plan.gemm_tile = r <= kGemmRows64MaxRowsPerExpert ? GemmTile::kRows64 : GemmTile::kRows128;
   return plan;
 }
 

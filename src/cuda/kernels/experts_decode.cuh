@@ -10,7 +10,9 @@
 //                a warp owns the gate AND up rows of its 16 outputs, so the activation is fused).
 //   4 warps along k: each takes every 4th 64-wide k chunk (neighbouring warps read neighbouring
 //                512-byte pieces of a weight row); partial sums are added through shared memory in
-//                a fixed order (warp 0 + 1 + 2 + 3), so results are deterministic.
+//                a fixed order ((warp 0 + warp 2) + (warp 1 + warp 3): two halving steps, so the
+//                buffer holds two warps' partials and 8 tiles of gated accumulators fit in 32 KB),
+//                so results are deterministic.
 // Loads: every thread reads two 16-byte vectors per weight row and per token row per chunk
 // (weights with ld.global.nc.L1::no_allocate: streamed once). The k order inside a 64-wide chunk
 // is permuted identically for both operands (a dot product does not care): thread t of a quad
@@ -22,6 +24,7 @@
 #include <cstdint>
 
 #include "experts_pointwise.cuh"
+#include "pdl.cuh"
 
 namespace switchyard::kernels {
 
@@ -137,7 +140,7 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], std::uint32_t a0, std::
   }
 }
 
-// kTiles: 8-token MMA tiles per work item (1, 2 or 4). kGated: two weight rows (gate, up) per
+// kTiles: 8-token MMA tiles per work item (1, 2, 4 or 8). kGated: two weight rows (gate, up) per
 // output. kGather: token rows come from x through dst_to_src (GEMM1); else layout rows (GEMM2).
 template <typename T, int kTiles, bool kGated, bool kGather>
 __global__ void __launch_bounds__(kDecodeThreads, kTiles <= 2 ? 2 : 1)
@@ -145,12 +148,21 @@ __global__ void __launch_bounds__(kDecodeThreads, kTiles <= 2 ? 2 : 1)
   constexpr int kM = kGated ? 2 : 1;     // 16-row weight tiles per warp: (gate, up) or one
   constexpr int kTokens = 8 * kTiles;    // rows per work item
   constexpr int kAcc = kM * kTiles * 4;  // accumulators per thread
+  static_assert(kDecodeWarpsK == 4, "the split-k reduction below halves 4 warps twice");
   __shared__ DecodeItem item;
-  __shared__ float partial[kDecodeWarpsK - 1][kDecodeWarpsN][kAcc][32];
+  __shared__ float partial[kDecodeWarpsK / 2][kDecodeWarpsN][kAcc][32];
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int wn = warp % kDecodeWarpsN, wk = warp / kDecodeWarpsN;
   const int g = lane >> 2, t = lane & 3;  // MMA fragment coordinates: group, thread in group
+  // Launch overlap (kernels/pdl.cuh). GEMM1 reads the layout kernel's offsets and maps at once, so
+  // it waits first. GEMM2 runs while GEMM1 finishes: its offsets come from the layout kernel, which
+  // completed before GEMM1 passed its own wait and let GEMM2 launch; so GEMM2 finds its item and
+  // sends its weight rows to the L2 before it waits for GEMM1's activations.
+  if constexpr (kGather) {
+    pdl_wait();
+    pdl_launch_dependents();
+  }
   if (warp == 0) find_decode_item(p.offsets, p.num_experts, kTokens, blockIdx.x, &item);
   __syncthreads();
   const int rows = item.rows;
@@ -158,6 +170,18 @@ __global__ void __launch_bounds__(kDecodeThreads, kTiles <= 2 ? 2 : 1)
   const int expert = item.expert;
   const std::int64_t row0 = item.row_begin;
   const std::int64_t k = p.k;
+  if constexpr (!kGather) {
+    // This warp's 16 weight rows are contiguous ([E, w_rows, k], not gated): one bulk prefetch.
+    const int first_out = static_cast<int>(blockIdx.y) * kDecodeOutputsPerCta + wn * 16;
+    const int n_rows = min(16, p.n_out - first_out);
+    if (wk == 0 && lane == 0 && n_rows > 0) {
+      prefetch_l2_bulk(static_cast<const T*>(p.weights) +
+                           (static_cast<std::int64_t>(expert) * p.w_rows + first_out) * k,
+                       static_cast<std::uint32_t>(n_rows * k * static_cast<int>(sizeof(T))));
+    }
+    pdl_wait();
+    pdl_launch_dependents();
+  }
 
   // This thread's weight rows: outputs o and o + 8 of the warp's 16, gate/up for gated.
   const int o_base = static_cast<int>(blockIdx.y) * kDecodeOutputsPerCta + wn * 16;
@@ -178,27 +202,30 @@ __global__ void __launch_bounds__(kDecodeThreads, kTiles <= 2 ? 2 : 1)
                                : nullptr;
     }
   }
-  // This thread's token rows: row g of each 8-token tile.
-  const T* xrow[kTiles];
+  // This thread's token rows: row g of each 8-token tile, as 32-bit row indices of `input` (-1:
+  // none; rows < 2^30 by the launcher's check), which keeps 8 tiles of gated accumulators in
+  // registers without spilling.
+  std::int32_t xrow[kTiles];
   float xscale[kTiles];
 #pragma unroll
   for (int nt = 0; nt < kTiles; ++nt) {
     const int j = nt * 8 + g;
-    xrow[nt] = nullptr;
+    xrow[nt] = -1;
     xscale[nt] = 1.0f;
     if (j < rows) {
       const std::int64_t r = row0 + j;
       if (kGather) {
         const std::int64_t slot = __ldg(p.dst_to_src + r);
         if (slot >= 0) {
-          xrow[nt] = static_cast<const T*>(p.input) + (slot / p.top_k) * k;
+          xrow[nt] = static_cast<std::int32_t>(slot / p.top_k);
           if (p.slot_scale) xscale[nt] = __ldg(p.slot_scale + slot);
         }
       } else {
-        xrow[nt] = static_cast<const T*>(p.input) + r * k;
+        xrow[nt] = static_cast<std::int32_t>(r);
       }
     }
   }
+  const T* const input = static_cast<const T*>(p.input);
   const bool scaled = kGather && p.slot_scale != nullptr;
 
   float acc[kM][kTiles][4];
@@ -210,77 +237,104 @@ __global__ void __launch_bounds__(kDecodeThreads, kTiles <= 2 ? 2 : 1)
       for (int i = 0; i < 4; ++i) acc[m][nt][i] = 0.0f;
 
   // kUnroll chunks are loaded before any is consumed (more bytes in flight per warp) where the
-  // registers allow it at the occupancy of __launch_bounds__.
+  // registers allow it at the occupancy of __launch_bounds__. With 8 token tiles the token rows
+  // are loaded in two groups of 4 (the second after the first group's MMAs), so that the gated
+  // accumulators, the weights and the token vectors fit in 255 registers.
   constexpr int kLoadWords = (kM * 4 + kTiles * 2) * 4;
   constexpr int kUnroll = kLoadWords <= 40 ? 2 : 1;
+  constexpr int kXGroups = kTiles > 4 ? 2 : 1;
+  constexpr int kXTiles = kTiles / kXGroups;
   const int chunks = static_cast<int>((k + kDecodeChunk - 1) / kDecodeChunk);
+  const uint4 zero = make_uint4(0, 0, 0, 0);
+  const auto load_x = [&](uint4(&xv)[kXTiles][2], int first_tile, std::int64_t kk) {
+#pragma unroll
+    for (int v = 0; v < 2; ++v) {
+      const bool in_k = kk + 8 * v + 8 <= k;  // k % 8 == 0: a vector is all in or all out
+#pragma unroll
+      for (int j = 0; j < kXTiles; ++j) {
+        const std::int32_t row = xrow[first_tile + j];
+        xv[j][v] = in_k && row >= 0 ? __ldg(reinterpret_cast<const uint4*>(
+                                          input + static_cast<std::int64_t>(row) * k + kk + 8 * v))
+                                    : zero;
+      }
+    }
+  };
   for (int c0 = wk; c0 < chunks; c0 += kDecodeWarpsK * kUnroll) {
-    uint4 wv[kUnroll][kM][2][2], xv[kUnroll][kTiles][2];
-    const uint4 zero = make_uint4(0, 0, 0, 0);
+    uint4 wv[kUnroll][kM][2][2], xv[kUnroll][kXTiles][2];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const std::int64_t kk =
           static_cast<std::int64_t>(c0 + u * kDecodeWarpsK) * kDecodeChunk + 16 * t;
 #pragma unroll
       for (int v = 0; v < 2; ++v) {
-        const bool in_k = kk + 8 * v + 8 <= k;  // k % 8 == 0: a vector is all in or all out
+        const bool in_k = kk + 8 * v + 8 <= k;
 #pragma unroll
         for (int m = 0; m < kM; ++m)
 #pragma unroll
           for (int h = 0; h < 2; ++h)
             wv[u][m][h][v] = in_k && wrow[m][h] ? load_weights16(wrow[m][h] + kk + 8 * v) : zero;
-#pragma unroll
-        for (int nt = 0; nt < kTiles; ++nt)
-          xv[u][nt][v] = in_k && xrow[nt]
-                             ? __ldg(reinterpret_cast<const uint4*>(xrow[nt] + kk + 8 * v))
-                             : zero;
       }
+      load_x(xv[u], 0, kk);
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      if (scaled) {  // Llama-4: x * w rounded to T, exactly as the CPU oracle
 #pragma unroll
-        for (int nt = 0; nt < kTiles; ++nt)
+      for (int grp = 0; grp < kXGroups; ++grp) {
+        if (grp > 0) {
+          load_x(xv[u], grp * kXTiles,
+                 static_cast<std::int64_t>(c0 + u * kDecodeWarpsK) * kDecodeChunk + 16 * t);
+        }
+        if (scaled) {  // Llama-4: x * w rounded to T, exactly as the CPU oracle
 #pragma unroll
-          for (int v = 0; v < 2; ++v) xv[u][nt][v] = scale_vec8<T>(xv[u][nt][v], xscale[nt]);
-      }
+          for (int j = 0; j < kXTiles; ++j)
 #pragma unroll
-      for (int s = 0; s < 4; ++s) {  // k-step s: vector s/2, words 2(s%2) (pair P0) and +1 (P1)
-        const int v = s >> 1, w0 = 2 * (s & 1), w1 = w0 + 1;
+            for (int v = 0; v < 2; ++v)
+              xv[u][j][v] = scale_vec8<T>(xv[u][j][v], xscale[grp * kXTiles + j]);
+        }
 #pragma unroll
-        for (int nt = 0; nt < kTiles; ++nt) {
-          const std::uint32_t b0 = word(xv[u][nt][v], w0), b1 = word(xv[u][nt][v], w1);
+        for (int s = 0; s < 4; ++s) {  // k-step s: vector s/2, words 2(s%2) (pair P0) and +1 (P1)
+          const int v = s >> 1, w0 = 2 * (s & 1), w1 = w0 + 1;
 #pragma unroll
-          for (int m = 0; m < kM; ++m) {
-            mma_16816<T>(acc[m][nt], word(wv[u][m][0][v], w0), word(wv[u][m][1][v], w0),
-                         word(wv[u][m][0][v], w1), word(wv[u][m][1][v], w1), b0, b1);
+          for (int j = 0; j < kXTiles; ++j) {
+            const std::uint32_t b0 = word(xv[u][j][v], w0), b1 = word(xv[u][j][v], w1);
+#pragma unroll
+            for (int m = 0; m < kM; ++m) {
+              mma_16816<T>(acc[m][grp * kXTiles + j], word(wv[u][m][0][v], w0),
+                           word(wv[u][m][1][v], w0), word(wv[u][m][0][v], w1),
+                           word(wv[u][m][1][v], w1), b0, b1);
+            }
           }
         }
       }
     }
   }
 
-  // Split-k reduction in a fixed order.
-  if (wk > 0) {
+  // Split-k reduction in a fixed order: warps 2, 3 hand their sums to warps 0, 1; then warp 1 to
+  // warp 0. The barriers are reached by every thread (no early exit before the last one).
 #pragma unroll
-    for (int m = 0; m < kM; ++m)
+  for (int half = kDecodeWarpsK / 2; half >= 1; half /= 2) {
+    if (wk >= half && wk < 2 * half) {
 #pragma unroll
-      for (int nt = 0; nt < kTiles; ++nt)
+      for (int m = 0; m < kM; ++m)
 #pragma unroll
-        for (int i = 0; i < 4; ++i)
-          partial[wk - 1][wn][(m * kTiles + nt) * 4 + i][lane] = acc[m][nt][i];
+        for (int nt = 0; nt < kTiles; ++nt)
+#pragma unroll
+          for (int i = 0; i < 4; ++i)
+            partial[wk - half][wn][(m * kTiles + nt) * 4 + i][lane] = acc[m][nt][i];
+    }
+    __syncthreads();
+    if (wk < half) {
+#pragma unroll
+      for (int m = 0; m < kM; ++m)
+#pragma unroll
+        for (int nt = 0; nt < kTiles; ++nt)
+#pragma unroll
+          for (int i = 0; i < 4; ++i)
+            acc[m][nt][i] += partial[wk][wn][(m * kTiles + nt) * 4 + i][lane];
+    }
+    if (half > 1) __syncthreads();  // the buffer is written again by the next step
   }
-  __syncthreads();
   if (wk != 0) return;
-#pragma unroll
-  for (int w = 0; w < kDecodeWarpsK - 1; ++w)
-#pragma unroll
-    for (int m = 0; m < kM; ++m)
-#pragma unroll
-      for (int nt = 0; nt < kTiles; ++nt)
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-          acc[m][nt][i] += partial[w][wn][(m * kTiles + nt) * 4 + i][lane];
 
   // Epilogue: accumulator i of tile nt is output o_base + g + 8 * (i / 2), token nt*8 + 2t + i%2.
   T* out = static_cast<T*>(p.out);

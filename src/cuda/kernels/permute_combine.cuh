@@ -10,6 +10,7 @@
 
 #include "../../common/dtype_convert.h"
 #include "../../common/exact_math.h"
+#include "pdl.cuh"
 
 namespace switchyard::kernels {
 
@@ -167,6 +168,13 @@ __global__ void __launch_bounds__(kPermuteThreads)
 
 // out[t] = rsf * sum_k w[t,k] * y[src_to_dst[t*K+k]]: float accumulation by fused multiply-add
 // in ascending k, rows out of range count as dropped.
+// Grid: blockIdx.x strides over tokens; blockIdx.y splits a token's row into gridDim.y column
+// pieces, so that a few tokens (decode) still spread over many blocks instead of one block
+// walking H / 128 vectors one after another. The k loop issues kCombineBatch row loads before
+// their multiply-adds (the adds stay in ascending k, so the bits do not depend on the batching).
+inline constexpr int kCombineBatch = 8;
+inline constexpr int kCombineBatchScalar = 4;  // 8 makes ptxas spill (float, fp16)
+
 template <typename T>
 __global__ void __launch_bounds__(kPermuteThreads)
     combine_kernel(const T* __restrict__ y, std::int64_t y_stride, std::int64_t y_rows,
@@ -174,39 +182,64 @@ __global__ void __launch_bounds__(kPermuteThreads)
                    std::int64_t num_tokens, int top_k, std::int64_t hidden, float rsf,
                    T* __restrict__ out, bool vec_ok) {
   constexpr int kPer = 16 / static_cast<int>(sizeof(T));
+  pdl_wait();  // y comes from the previous kernel (a no-op unless launched with PDL)
+  // Columns of this block's piece, in vectors (vec_ok) or elements.
+  const std::int64_t units = vec_ok ? hidden / kPer : hidden;
+  const std::int64_t piece = (units + gridDim.y - 1) / gridDim.y;
+  const std::int64_t first = static_cast<std::int64_t>(blockIdx.y) * piece;
+  const std::int64_t last = min(units, first + piece);
   for (std::int64_t t = blockIdx.x; t < num_tokens; t += gridDim.x) {
     const std::int64_t* rows = src_to_dst + t * top_k;
     const float* w = weights + t * top_k;
-    if (vec_ok) {
-      const std::int64_t units = hidden / kPer;
-      for (std::int64_t u = threadIdx.x; u < units; u += blockDim.x) {
+    for (std::int64_t u = first + threadIdx.x; u < last; u += blockDim.x) {
+      if (vec_ok) {
         float acc[kPer];
 #pragma unroll
         for (int i = 0; i < kPer; ++i) acc[i] = 0.0f;
-        for (int k = 0; k < top_k; ++k) {
-          const std::int64_t row = rows[k];
-          if (row < 0 || row >= y_rows) continue;
-          const float wk = w[k];
-          Vec16<T> v;
-          v.raw = __ldg(reinterpret_cast<const uint4*>(y + row * y_stride) + u);
+        for (int k0 = 0; k0 < top_k; k0 += kCombineBatch) {
+          uint4 raw[kCombineBatch];
+          unsigned use = 0;  // bit j: row k0 + j is valid
 #pragma unroll
-          for (int i = 0; i < kPer; ++i)
-            acc[i] = __fmaf_rn(wk, detail::to_float(v.elems[i]), acc[i]);
+          for (int j = 0; j < kCombineBatch; ++j) {
+            const std::int64_t row = k0 + j < top_k ? __ldg(rows + k0 + j) : -1;
+            const bool ok = row >= 0 && row < y_rows;
+            use |= ok ? 1u << j : 0u;
+            raw[j] = ok ? __ldg(reinterpret_cast<const uint4*>(y + row * y_stride) + u)
+                        : make_uint4(0, 0, 0, 0);
+          }
+#pragma unroll
+          for (int j = 0; j < kCombineBatch; ++j) {
+            if (!(use >> j & 1u)) continue;
+            const float wk = __ldg(w + k0 + j);
+            Vec16<T> v;
+            v.raw = raw[j];
+#pragma unroll
+            for (int i = 0; i < kPer; ++i)
+              acc[i] = __fmaf_rn(wk, detail::to_float(v.elems[i]), acc[i]);
+          }
         }
         Vec16<T> o;
 #pragma unroll
         for (int i = 0; i < kPer; ++i) o.elems[i] = detail::from_float<T>(rsf * acc[i]);
         reinterpret_cast<uint4*>(out + t * hidden)[u] = o.raw;
-      }
-    } else {
-      for (std::int64_t h = threadIdx.x; h < hidden; h += blockDim.x) {
+      } else {
         float acc = 0.0f;
-        for (int k = 0; k < top_k; ++k) {
-          const std::int64_t row = rows[k];
-          if (row < 0 || row >= y_rows) continue;
-          acc = __fmaf_rn(w[k], detail::to_float(y[row * y_stride + h]), acc);
+        for (int k0 = 0; k0 < top_k; k0 += kCombineBatchScalar) {
+          T v[kCombineBatchScalar];
+          unsigned use = 0;
+#pragma unroll
+          for (int j = 0; j < kCombineBatchScalar; ++j) {  // (scalar tails: rare, e.g. H % 8 != 0)
+            const std::int64_t row = k0 + j < top_k ? __ldg(rows + k0 + j) : -1;
+            const bool ok = row >= 0 && row < y_rows;
+            use |= ok ? 1u << j : 0u;
+            v[j] = ok ? y[row * y_stride + u] : T{};
+          }
+#pragma unroll
+          for (int j = 0; j < kCombineBatchScalar; ++j) {
+            if (use >> j & 1u) acc = __fmaf_rn(__ldg(w + k0 + j), detail::to_float(v[j]), acc);
+          }
         }
-        out[t * hidden + h] = detail::from_float<T>(rsf * acc);
+        out[t * hidden + u] = detail::from_float<T>(rsf * acc);
       }
     }
   }

@@ -37,6 +37,8 @@
 #include "../experts/grouped_gemm.h"
 #include "../kernels/experts_decode.cuh"
 #include "../kernels/experts_pointwise.cuh"
+#include "pdl_launch.h"
+#include "permute_combine_internal.h"
 #include "switchyard/align.h"
 #include "switchyard/experts.h"
 
@@ -168,8 +170,9 @@ int pointwise_blocks(std::int64_t rows) {
 }
 
 template <typename T, int kTiles>
-void launch_decode_tiles(const kernels::DecodeParams& gemm1, const kernels::DecodeParams& gemm2,
-                         bool gated, std::int64_t num_slots, cudaStream_t stream) {
+cudaError_t launch_decode_tiles(const kernels::DecodeParams& gemm1,
+                                const kernels::DecodeParams& gemm2, bool gated,
+                                std::int64_t num_slots, cudaStream_t stream) {
   const std::int64_t items =
       std::min<std::int64_t>(gemm1.num_experts, num_slots) + num_slots / (8 * kTiles);
   const auto grid = [&](const kernels::DecodeParams& d) {
@@ -177,15 +180,19 @@ void launch_decode_tiles(const kernels::DecodeParams& gemm1, const kernels::Deco
                 static_cast<unsigned>((d.n_out + kernels::kDecodeOutputsPerCta - 1) /
                                       kernels::kDecodeOutputsPerCta));
   };
-  if (gated) {
-    kernels::experts_decode_kernel<T, kTiles, true, true>
-        <<<grid(gemm1), kernels::kDecodeThreads, 0, stream>>>(gemm1);
-  } else {
-    kernels::experts_decode_kernel<T, kTiles, false, true>
-        <<<grid(gemm1), kernels::kDecodeThreads, 0, stream>>>(gemm1);
+  // Both with programmatic dependent launch (kernels/pdl.cuh): GEMM1's blocks are resident when
+  // the layout kernel ends, and GEMM2 prefetches its weights while GEMM1 finishes.
+  const dim3 block(kernels::kDecodeThreads);
+  cudaError_t err =
+      gated ? detail::launch_maybe_pdl(kernels::experts_decode_kernel<T, kTiles, true, true>,
+                                       grid(gemm1), block, stream, true, gemm1)
+            : detail::launch_maybe_pdl(kernels::experts_decode_kernel<T, kTiles, false, true>,
+                                       grid(gemm1), block, stream, true, gemm1);
+  if (err == cudaSuccess) {
+    err = detail::launch_maybe_pdl(kernels::experts_decode_kernel<T, kTiles, false, false>,
+                                   grid(gemm2), block, stream, true, gemm2);
   }
-  kernels::experts_decode_kernel<T, kTiles, false, false>
-      <<<grid(gemm2), kernels::kDecodeThreads, 0, stream>>>(gemm2);
+  return err;
 }
 
 template <typename T>
@@ -223,14 +230,18 @@ Status run_decode(const ExpertsParams& p, const ExpertsArgs& a, const Buffers& w
   g2.bias_f32 = is_f32(a.b2);
   g2.apply_relu2 = false;
   g2.out = w.xy;
+  cudaError_t err;
   if (tiles <= 1) {
-    launch_decode_tiles<T, 1>(g1, g2, gated, num_slots, stream);
+    err = launch_decode_tiles<T, 1>(g1, g2, gated, num_slots, stream);
   } else if (tiles == 2) {
-    launch_decode_tiles<T, 2>(g1, g2, gated, num_slots, stream);
+    err = launch_decode_tiles<T, 2>(g1, g2, gated, num_slots, stream);
+  } else if (tiles <= 4) {
+    err = launch_decode_tiles<T, 4>(g1, g2, gated, num_slots, stream);
   } else {
-    launch_decode_tiles<T, 4>(g1, g2, gated, num_slots, stream);
+    err = launch_decode_tiles<T, 8>(g1, g2, gated, num_slots, stream);
   }
-  return detail::cuda_status(cudaGetLastError(), "fused_experts_cuda: decode kernel launch");
+  if (err == cudaSuccess) err = cudaGetLastError();
+  return detail::cuda_status(err, "fused_experts_cuda: decode kernel launch");
 }
 
 template <typename T>
@@ -373,7 +384,9 @@ Status fused_experts_cuda_plan(const ExpertsParams& p, const ExpertsArgs& a, voi
   ca.top_k_weights =
       TensorView::contiguous(const_cast<float*>(weights), DType::kFloat32, {M, K}, Device::kCuda);
   ca.out = a.out;
-  return combine_cuda(cp, ca, stream);
+  // After the decode kernels (which trigger their dependents early) the combine launches with PDL
+  // too; after the grouped GEMM path it is an ordinary launch.
+  return combine_cuda_launch(cp, ca, stream, plan.path == heuristics::ExpertsPath::kDecode);
 }
 
 }  // namespace detail

@@ -10,6 +10,8 @@
 #include "../../common/check.h"
 #include "../cuda_status.h"
 #include "../kernels/permute_combine.cuh"
+#include "pdl_launch.h"
+#include "permute_combine_internal.h"
 #include "switchyard/align.h"
 
 namespace switchyard {
@@ -17,6 +19,7 @@ namespace switchyard {
 namespace {
 
 constexpr std::int64_t kMaxBlocks = 1 << 20;  // rows beyond this are covered by the grid stride
+constexpr std::int64_t kCombineTargetBlocks = 512;  // ~4 blocks per SM of an H100/H200
 
 bool aligned16(const void* p) {
   return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0;
@@ -60,14 +63,22 @@ void launch_permute_token_major(const PermuteArgs& a, bool vec_ok, cudaStream_t 
 }
 
 template <typename T>
-void launch_combine(const CombineParams& p, const CombineArgs& a, bool vec_ok,
-                    cudaStream_t stream) {
+void launch_combine(const CombineParams& p, const CombineArgs& a, bool vec_ok, cudaStream_t stream,
+                    bool pdl) {
   const std::int64_t tokens = a.out.size(0), hidden = a.out.size(1);
   const std::int64_t y_stride = a.y.size(0) > 1 ? a.y.stride(0) : hidden;
   const auto blocks = static_cast<unsigned>(std::min(tokens, kMaxBlocks));
-  kernels::combine_kernel<T><<<blocks, kernels::kPermuteThreads, 0, stream>>>(
-      static_cast<const T*>(a.y.data), y_stride, a.y.size(0),
-      static_cast<const std::int64_t*>(a.src_to_dst.data),
+  // Few tokens (decode): split each row into column pieces of at least one vector per thread, up
+  // to about kCombineTargetBlocks blocks in all (one block per token from that many tokens on).
+  const std::int64_t units = vec_ok ? hidden / (16 / static_cast<std::int64_t>(sizeof(T))) : hidden;
+  const std::int64_t max_pieces = std::max<std::int64_t>(1, units / kernels::kPermuteThreads);
+  const std::int64_t pieces = std::clamp<std::int64_t>(
+      (kCombineTargetBlocks + tokens - 1) / std::max<std::int64_t>(tokens, 1), 1, max_pieces);
+  // A launch error is picked up by the caller's cudaGetLastError().
+  (void)detail::launch_maybe_pdl(
+      kernels::combine_kernel<T>, dim3(blocks, static_cast<unsigned>(pieces)),
+      dim3(kernels::kPermuteThreads), stream, pdl, static_cast<const T*>(a.y.data), y_stride,
+      a.y.size(0), static_cast<const std::int64_t*>(a.src_to_dst.data),
       static_cast<const float*>(a.top_k_weights.data), tokens,
       static_cast<int>(a.top_k_weights.size(1)), hidden, p.routed_scaling_factor,
       static_cast<T*>(a.out.data), vec_ok);
@@ -95,8 +106,8 @@ struct PermuteLaunch {
 };
 template <typename T>
 struct CombineLaunch {
-  static void run(const CombineParams& p, const CombineArgs& a, bool v, cudaStream_t s) {
-    launch_combine<T>(p, a, v, s);
+  static void run(const CombineParams& p, const CombineArgs& a, bool v, cudaStream_t s, bool pdl) {
+    launch_combine<T>(p, a, v, s, pdl);
   }
 };
 
@@ -109,11 +120,16 @@ Status permute_cuda(const PermuteArgs& a, cudaStream_t stream) {
   return detail::cuda_status(cudaGetLastError(), "permute_cuda: kernel launch");
 }
 
-Status combine_cuda(const CombineParams& p, const CombineArgs& a, cudaStream_t stream) {
+Status combine_cuda_launch(const CombineParams& p, const CombineArgs& a, cudaStream_t stream,
+                           bool pdl) {
   SY_RETURN_IF_ERROR(detail::combine_check("combine_cuda", p, a, Device::kCuda));
   if (a.out.numel() == 0) return Status::Ok();
-  dispatch<CombineLaunch>(a.y.dtype, p, a, rows_vec_ok(a.y, a.out), stream);
+  dispatch<CombineLaunch>(a.y.dtype, p, a, rows_vec_ok(a.y, a.out), stream, pdl);
   return detail::cuda_status(cudaGetLastError(), "combine_cuda: kernel launch");
+}
+
+Status combine_cuda(const CombineParams& p, const CombineArgs& a, cudaStream_t stream) {
+  return combine_cuda_launch(p, a, stream, false);
 }
 
 }  // namespace switchyard
