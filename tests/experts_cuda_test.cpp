@@ -461,6 +461,29 @@ TEST(ExpertsCuda, ManyRowsPerExpert) {
   check("experts/many_rows", s, all_plans());
 }
 
+TEST(ExpertsCuda, SeveralColumnBlocksPerDecodeCta) {
+  SKIP_WITHOUT_GPU();
+  // A short k (I = 72) over many hit experts: the decode GEMM2 gives each CTA up to 8 column
+  // blocks of 32 outputs (launch/experts.cu, decode_blocks_per_cta), and H = 1032 = 32 * 32 + 8
+  // leaves a last CTA with one partial block.
+  ProblemSpec s;
+  s.E = 128;
+  s.H = 1032;
+  s.I = 72;
+  s.M = 64;
+  s.K = 8;
+  check("experts/column_blocks_per_cta", s,
+        {decode_plan(1), decode_plan(2), decode_plan(4), decode_plan(8)});
+  // GEMM2 keeps 2 chunks in flight per warp above k = 1024 and takes 4 at or below it.
+  ProblemSpec longer;
+  longer.E = 5;
+  longer.H = 72;
+  longer.I = 1032;
+  longer.M = 9;
+  longer.K = 2;
+  check("experts/decode_gemm2_long_k", longer, {decode_plan(1), decode_plan(2)});
+}
+
 TEST(ExpertsCuda, DefaultPlanOnModelShapes) {
   SKIP_WITHOUT_GPU();
   // The public entry point (heuristic plan) on a Qwen3-30B-like layer at 1/8 size, decode and

@@ -32,7 +32,8 @@ inline constexpr int kDecodeWarpsN = 2;
 inline constexpr int kDecodeWarpsK = 4;
 inline constexpr int kDecodeThreads = 32 * kDecodeWarpsN * kDecodeWarpsK;
 inline constexpr int kDecodeOutputsPerCta = 16 * kDecodeWarpsN;
-inline constexpr int kDecodeChunk = 64;  // k elements per warp and step
+inline constexpr int kDecodeChunk = 64;                     // k elements per warp and step
+inline constexpr std::int64_t kDecodePrefetchBytes = 2048;  // per weight row, GEMM2 before its wait
 
 struct DecodeParams {
   const void* weights;             // [E, w_rows, k]: w13 or w2
@@ -47,10 +48,11 @@ struct DecodeParams {
   std::int32_t w_rows;  // weight rows per expert
   const void* bias;     // optional [E, w_rows], float32 or T
   bool bias_f32;
-  Activation activation;  // kGated: the gated activation; else kRelu2 applies relu^2
-  bool apply_relu2;       // single-row epilogue: relu^2 (GEMM1 of kRelu2) or identity (GEMM2)
-  float alpha, limit;     // kSwigluOai
-  void* out;              // [R, n_out] T
+  Activation activation;        // kGated: the gated activation; else kRelu2 applies relu^2
+  bool apply_relu2;             // single-row epilogue: relu^2 (GEMM1 of kRelu2) or identity (GEMM2)
+  float alpha, limit;           // kSwigluOai
+  void* out;                    // [R, n_out] T
+  std::int32_t blocks_per_cta;  // column blocks of kDecodeOutputsPerCta outputs per CTA (>= 1)
 };
 
 struct DecodeItem {
@@ -63,7 +65,7 @@ struct DecodeItem {
 __device__ __forceinline__ void find_decode_item(const std::int64_t* __restrict__ offsets,
                                                  int num_experts, int tokens, std::int64_t item,
                                                  DecodeItem* out) {
-  constexpr int kPer = 4;  // experts per lane per step: 128 experts per step
+  constexpr int kPer = 8;  // experts per lane per step: 256 experts (DeepSeek-V3) in one step
   const int lane = threadIdx.x & 31;
   if (lane == 0) out->rows = 0;
   __syncwarp();
@@ -142,9 +144,11 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], std::uint32_t a0, std::
 
 // kTiles: 8-token MMA tiles per work item (1, 2, 4 or 8). kGated: two weight rows (gate, up) per
 // output. kGather: token rows come from x through dst_to_src (GEMM1); else layout rows (GEMM2).
-template <typename T, int kTiles, bool kGated, bool kGather>
+// kDeep (GEMM2 with one tile only): 4 chunks in flight per warp instead of 2, for a short k.
+template <typename T, int kTiles, bool kGated, bool kGather, bool kDeep = false>
 __global__ void __launch_bounds__(kDecodeThreads, kTiles <= 2 ? 2 : 1)
     experts_decode_kernel(const DecodeParams p) {
+  static_assert(!kDeep || (kTiles == 1 && !kGated && !kGather), "kDeep: GEMM2, one tile");
   constexpr int kM = kGated ? 2 : 1;     // 16-row weight tiles per warp: (gate, up) or one
   constexpr int kTokens = 8 * kTiles;    // rows per work item
   constexpr int kAcc = kM * kTiles * 4;  // accumulators per thread
@@ -171,37 +175,22 @@ __global__ void __launch_bounds__(kDecodeThreads, kTiles <= 2 ? 2 : 1)
   const std::int64_t row0 = item.row_begin;
   const std::int64_t k = p.k;
   if constexpr (!kGather) {
-    // This warp's 16 weight rows are contiguous ([E, w_rows, k], not gated): one bulk prefetch.
-    const int first_out = static_cast<int>(blockIdx.y) * kDecodeOutputsPerCta + wn * 16;
-    const int n_rows = min(16, p.n_out - first_out);
-    if (wk == 0 && lane == 0 && n_rows > 0) {
+    // Lane r of warp (wn, wk = 0) prefetches the head of weight row r of this warp's 16 rows in the
+    // first column block: at most kDecodePrefetchBytes per row, so that the blocks resident while
+    // GEMM1 finishes hold little of the L2 (a whole Mixtral w2 slice per block, 917 KB, made it
+    // thrash: 198 -> 209 us at 1 token).
+    const int first_out =
+        static_cast<int>(blockIdx.y) * p.blocks_per_cta * kDecodeOutputsPerCta + wn * 16 + lane;
+    if (wk == 0 && lane < 16 && first_out < p.n_out) {
+      const std::int64_t row_bytes = k * static_cast<std::int64_t>(sizeof(T));
       prefetch_l2_bulk(static_cast<const T*>(p.weights) +
                            (static_cast<std::int64_t>(expert) * p.w_rows + first_out) * k,
-                       static_cast<std::uint32_t>(n_rows * k * static_cast<int>(sizeof(T))));
+                       static_cast<std::uint32_t>(min(row_bytes, kDecodePrefetchBytes)));
     }
     pdl_wait();
     pdl_launch_dependents();
   }
 
-  // This thread's weight rows: outputs o and o + 8 of the warp's 16, gate/up for gated.
-  const int o_base = static_cast<int>(blockIdx.y) * kDecodeOutputsPerCta + wn * 16;
-  const T* wrow[kM][2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int o = o_base + g + 8 * h;
-#pragma unroll
-    for (int m = 0; m < kM; ++m) {
-      std::int64_t r = o;
-      if (kGated) {
-        const bool inter = p.activation == Activation::kSwigluOai;
-        r = m == 0 ? (inter ? 2LL * o : o)
-                   : (inter ? 2LL * o + 1 : static_cast<std::int64_t>(p.n_out) + o);
-      }
-      wrow[m][h] = o < p.n_out ? static_cast<const T*>(p.weights) +
-                                     (static_cast<std::int64_t>(expert) * p.w_rows + r) * k
-                               : nullptr;
-    }
-  }
   // This thread's token rows: row g of each 8-token tile, as 32-bit row indices of `input` (-1:
   // none; rows < 2^30 by the launcher's check), which keeps 8 tiles of gated accumulators in
   // registers without spilling.
@@ -228,144 +217,172 @@ __global__ void __launch_bounds__(kDecodeThreads, kTiles <= 2 ? 2 : 1)
   const T* const input = static_cast<const T*>(p.input);
   const bool scaled = kGather && p.slot_scale != nullptr;
 
-  float acc[kM][kTiles][4];
+  // Column blocks blockIdx.y * blocks_per_cta + 0, 1, ...: the item's setup (the search above,
+  // the token rows) is paid once for several blocks of a short k (e.g. GEMM2 of Qwen3-30B).
+  for (int bi = 0; bi < p.blocks_per_cta; ++bi) {
+    const int block = static_cast<int>(blockIdx.y) * p.blocks_per_cta + bi;
+    if (block * kDecodeOutputsPerCta >= p.n_out) break;  // uniform over the CTA
+    if (bi > 0) __syncthreads();  // the previous block's reduction buffer was read
+    // This thread's weight rows: outputs o and o + 8 of the warp's 16, gate/up for gated.
+    const int o_base = block * kDecodeOutputsPerCta + wn * 16;
+    const T* wrow[kM][2];
 #pragma unroll
-  for (int m = 0; m < kM; ++m)
+    for (int h = 0; h < 2; ++h) {
+      const int o = o_base + g + 8 * h;
 #pragma unroll
-    for (int nt = 0; nt < kTiles; ++nt)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) acc[m][nt][i] = 0.0f;
-
-  // kUnroll chunks are loaded before any is consumed (more bytes in flight per warp) where the
-  // registers allow it at the occupancy of __launch_bounds__. With 8 token tiles the token rows
-  // are loaded in two groups of 4 (the second after the first group's MMAs), so that the gated
-  // accumulators, the weights and the token vectors fit in 255 registers.
-  constexpr int kLoadWords = (kM * 4 + kTiles * 2) * 4;
-  constexpr int kUnroll = kLoadWords <= 40 ? 2 : 1;
-  constexpr int kXGroups = kTiles > 4 ? 2 : 1;
-  constexpr int kXTiles = kTiles / kXGroups;
-  const int chunks = static_cast<int>((k + kDecodeChunk - 1) / kDecodeChunk);
-  const uint4 zero = make_uint4(0, 0, 0, 0);
-  const auto load_x = [&](uint4(&xv)[kXTiles][2], int first_tile, std::int64_t kk) {
-#pragma unroll
-    for (int v = 0; v < 2; ++v) {
-      const bool in_k = kk + 8 * v + 8 <= k;  // k % 8 == 0: a vector is all in or all out
-#pragma unroll
-      for (int j = 0; j < kXTiles; ++j) {
-        const std::int32_t row = xrow[first_tile + j];
-        xv[j][v] = in_k && row >= 0 ? __ldg(reinterpret_cast<const uint4*>(
-                                          input + static_cast<std::int64_t>(row) * k + kk + 8 * v))
-                                    : zero;
+      for (int m = 0; m < kM; ++m) {
+        std::int64_t r = o;
+        if (kGated) {
+          const bool inter = p.activation == Activation::kSwigluOai;
+          r = m == 0 ? (inter ? 2LL * o : o)
+                     : (inter ? 2LL * o + 1 : static_cast<std::int64_t>(p.n_out) + o);
+        }
+        wrow[m][h] = o < p.n_out ? static_cast<const T*>(p.weights) +
+                                       (static_cast<std::int64_t>(expert) * p.w_rows + r) * k
+                                 : nullptr;
       }
     }
-  };
-  for (int c0 = wk; c0 < chunks; c0 += kDecodeWarpsK * kUnroll) {
-    uint4 wv[kUnroll][kM][2][2], xv[kUnroll][kXTiles][2];
+    float acc[kM][kTiles][4];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const std::int64_t kk =
-          static_cast<std::int64_t>(c0 + u * kDecodeWarpsK) * kDecodeChunk + 16 * t;
+    for (int m = 0; m < kM; ++m)
+#pragma unroll
+      for (int nt = 0; nt < kTiles; ++nt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[m][nt][i] = 0.0f;
+
+    // kUnroll chunks are loaded before any is consumed (more bytes in flight per warp) where the
+    // registers allow it at the occupancy of __launch_bounds__. With 8 token tiles the token rows
+    // are loaded in two groups of 4 (the second after the first group's MMAs), so that the gated
+    // accumulators, the weights and the token vectors fit in 255 registers.
+    constexpr int kLoadWords = (kM * 4 + kTiles * 2) * 4;
+    constexpr int kUnroll = kDeep ? 4 : (kLoadWords <= 40 ? 2 : 1);
+    constexpr int kXGroups = kTiles > 4 ? 2 : 1;
+    constexpr int kXTiles = kTiles / kXGroups;
+    const int chunks = static_cast<int>((k + kDecodeChunk - 1) / kDecodeChunk);
+    const uint4 zero = make_uint4(0, 0, 0, 0);
+    const auto load_x = [&](uint4(&xv)[kXTiles][2], int first_tile, std::int64_t kk) {
 #pragma unroll
       for (int v = 0; v < 2; ++v) {
-        const bool in_k = kk + 8 * v + 8 <= k;
+        const bool in_k = kk + 8 * v + 8 <= k;  // k % 8 == 0: a vector is all in or all out
 #pragma unroll
-        for (int m = 0; m < kM; ++m)
-#pragma unroll
-          for (int h = 0; h < 2; ++h)
-            wv[u][m][h][v] = in_k && wrow[m][h] ? load_weights16(wrow[m][h] + kk + 8 * v) : zero;
+        for (int j = 0; j < kXTiles; ++j) {
+          const std::int32_t row = xrow[first_tile + j];
+          xv[j][v] = in_k && row >= 0
+                         ? __ldg(reinterpret_cast<const uint4*>(
+                               input + static_cast<std::int64_t>(row) * k + kk + 8 * v))
+                         : zero;
+        }
       }
-      load_x(xv[u], 0, kk);
-    }
+    };
+    for (int c0 = wk; c0 < chunks; c0 += kDecodeWarpsK * kUnroll) {
+      uint4 wv[kUnroll][kM][2][2], xv[kUnroll][kXTiles][2];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
+      for (int u = 0; u < kUnroll; ++u) {
+        const std::int64_t kk =
+            static_cast<std::int64_t>(c0 + u * kDecodeWarpsK) * kDecodeChunk + 16 * t;
 #pragma unroll
-      for (int grp = 0; grp < kXGroups; ++grp) {
-        if (grp > 0) {
-          load_x(xv[u], grp * kXTiles,
-                 static_cast<std::int64_t>(c0 + u * kDecodeWarpsK) * kDecodeChunk + 16 * t);
+        for (int v = 0; v < 2; ++v) {
+          const bool in_k = kk + 8 * v + 8 <= k;
+#pragma unroll
+          for (int m = 0; m < kM; ++m)
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+              wv[u][m][h][v] = in_k && wrow[m][h] ? load_weights16(wrow[m][h] + kk + 8 * v) : zero;
         }
-        if (scaled) {  // Llama-4: x * w rounded to T, exactly as the CPU oracle
+        load_x(xv[u], 0, kk);
+      }
 #pragma unroll
-          for (int j = 0; j < kXTiles; ++j)
+      for (int u = 0; u < kUnroll; ++u) {
 #pragma unroll
-            for (int v = 0; v < 2; ++v)
-              xv[u][j][v] = scale_vec8<T>(xv[u][j][v], xscale[grp * kXTiles + j]);
-        }
+        for (int grp = 0; grp < kXGroups; ++grp) {
+          if (grp > 0) {
+            load_x(xv[u], grp * kXTiles,
+                   static_cast<std::int64_t>(c0 + u * kDecodeWarpsK) * kDecodeChunk + 16 * t);
+          }
+          if (scaled) {  // Llama-4: x * w rounded to T, exactly as the CPU oracle
 #pragma unroll
-        for (int s = 0; s < 4; ++s) {  // k-step s: vector s/2, words 2(s%2) (pair P0) and +1 (P1)
-          const int v = s >> 1, w0 = 2 * (s & 1), w1 = w0 + 1;
+            for (int j = 0; j < kXTiles; ++j)
 #pragma unroll
-          for (int j = 0; j < kXTiles; ++j) {
-            const std::uint32_t b0 = word(xv[u][j][v], w0), b1 = word(xv[u][j][v], w1);
+              for (int v = 0; v < 2; ++v)
+                xv[u][j][v] = scale_vec8<T>(xv[u][j][v], xscale[grp * kXTiles + j]);
+          }
 #pragma unroll
-            for (int m = 0; m < kM; ++m) {
-              mma_16816<T>(acc[m][grp * kXTiles + j], word(wv[u][m][0][v], w0),
-                           word(wv[u][m][1][v], w0), word(wv[u][m][0][v], w1),
-                           word(wv[u][m][1][v], w1), b0, b1);
+          for (int s = 0; s < 4; ++s) {  // k-step s: vector s/2, words 2(s%2) (pair P0) and +1 (P1)
+            const int v = s >> 1, w0 = 2 * (s & 1), w1 = w0 + 1;
+#pragma unroll
+            for (int j = 0; j < kXTiles; ++j) {
+              const std::uint32_t b0 = word(xv[u][j][v], w0), b1 = word(xv[u][j][v], w1);
+#pragma unroll
+              for (int m = 0; m < kM; ++m) {
+                mma_16816<T>(acc[m][grp * kXTiles + j], word(wv[u][m][0][v], w0),
+                             word(wv[u][m][1][v], w0), word(wv[u][m][0][v], w1),
+                             word(wv[u][m][1][v], w1), b0, b1);
+              }
             }
           }
         }
       }
     }
-  }
 
-  // Split-k reduction in a fixed order: warps 2, 3 hand their sums to warps 0, 1; then warp 1 to
-  // warp 0. The barriers are reached by every thread (no early exit before the last one).
+    // Split-k reduction in a fixed order: warps 2, 3 hand their sums to warps 0, 1; then warp 1 to
+    // warp 0. The barriers are reached by every thread (no early exit before the last one).
 #pragma unroll
-  for (int half = kDecodeWarpsK / 2; half >= 1; half /= 2) {
-    if (wk >= half && wk < 2 * half) {
+    for (int half = kDecodeWarpsK / 2; half >= 1; half /= 2) {
+      if (wk >= half && wk < 2 * half) {
 #pragma unroll
-      for (int m = 0; m < kM; ++m)
+        for (int m = 0; m < kM; ++m)
 #pragma unroll
-        for (int nt = 0; nt < kTiles; ++nt)
+          for (int nt = 0; nt < kTiles; ++nt)
 #pragma unroll
-          for (int i = 0; i < 4; ++i)
-            partial[wk - half][wn][(m * kTiles + nt) * 4 + i][lane] = acc[m][nt][i];
-    }
-    __syncthreads();
-    if (wk < half) {
-#pragma unroll
-      for (int m = 0; m < kM; ++m)
-#pragma unroll
-        for (int nt = 0; nt < kTiles; ++nt)
-#pragma unroll
-          for (int i = 0; i < 4; ++i)
-            acc[m][nt][i] += partial[wk][wn][(m * kTiles + nt) * 4 + i][lane];
-    }
-    if (half > 1) __syncthreads();  // the buffer is written again by the next step
-  }
-  if (wk != 0) return;
-
-  // Epilogue: accumulator i of tile nt is output o_base + g + 8 * (i / 2), token nt*8 + 2t + i%2.
-  T* out = static_cast<T*>(p.out);
-  const std::int64_t bias_base = static_cast<std::int64_t>(expert) * p.w_rows;
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int o = o_base + g + 8 * (i >> 1);
-    if (o >= p.n_out) continue;
-    float bias0 = 0.0f, bias1 = 0.0f;
-    if (kGated) {
-      const bool inter = p.activation == Activation::kSwigluOai;
-      bias0 = load_bias<T>(p.bias, p.bias_f32, bias_base + (inter ? 2LL * o : o));
-      bias1 =
-          load_bias<T>(p.bias, p.bias_f32,
-                       bias_base + (inter ? 2LL * o + 1 : static_cast<std::int64_t>(p.n_out) + o));
-    } else {
-      bias0 = load_bias<T>(p.bias, p.bias_f32, bias_base + o);
-    }
-#pragma unroll
-    for (int nt = 0; nt < kTiles; ++nt) {
-      const int j = nt * 8 + 2 * t + (i & 1);
-      if (j >= rows) continue;
-      float v;
-      if (kGated) {
-        v = gated_activation(p.activation, acc[0][nt][i] + bias0, acc[1][nt][i] + bias1, p.alpha,
-                             p.limit);
-      } else {
-        v = acc[0][nt][i] + bias0;
-        if (p.apply_relu2) v = relu2(v);
+            for (int i = 0; i < 4; ++i)
+              partial[wk - half][wn][(m * kTiles + nt) * 4 + i][lane] = acc[m][nt][i];
       }
-      out[(row0 + j) * p.n_out + o] = detail::from_float<T>(v);
+      __syncthreads();
+      if (wk < half) {
+#pragma unroll
+        for (int m = 0; m < kM; ++m)
+#pragma unroll
+          for (int nt = 0; nt < kTiles; ++nt)
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+              acc[m][nt][i] += partial[wk][wn][(m * kTiles + nt) * 4 + i][lane];
+      }
+      if (half > 1) __syncthreads();  // the buffer is written again by the next step
+    }
+    if (wk == 0) {
+      // Epilogue: accumulator i of tile nt is output o_base + g + 8 * (i / 2), token nt*8 + 2t +
+      // i%2.
+      T* out = static_cast<T*>(p.out);
+      const std::int64_t bias_base = static_cast<std::int64_t>(expert) * p.w_rows;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int o = o_base + g + 8 * (i >> 1);
+        if (o >= p.n_out) continue;
+        float bias0 = 0.0f, bias1 = 0.0f;
+        if (kGated) {
+          const bool inter = p.activation == Activation::kSwigluOai;
+          bias0 = load_bias<T>(p.bias, p.bias_f32, bias_base + (inter ? 2LL * o : o));
+          bias1 = load_bias<T>(
+              p.bias, p.bias_f32,
+              bias_base + (inter ? 2LL * o + 1 : static_cast<std::int64_t>(p.n_out) + o));
+        } else {
+          bias0 = load_bias<T>(p.bias, p.bias_f32, bias_base + o);
+        }
+#pragma unroll
+        for (int nt = 0; nt < kTiles; ++nt) {
+          const int j = nt * 8 + 2 * t + (i & 1);
+          if (j >= rows) continue;
+          float v;
+          if (kGated) {
+            v = gated_activation(p.activation, acc[0][nt][i] + bias0, acc[1][nt][i] + bias1,
+                                 p.alpha, p.limit);
+          } else {
+            v = acc[0][nt][i] + bias0;
+            if (p.apply_relu2) v = relu2(v);
+          }
+          out[(row0 + j) * p.n_out + o] = detail::from_float<T>(v);
+        }
+      }
     }
   }
 }

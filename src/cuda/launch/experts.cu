@@ -169,17 +169,41 @@ int pointwise_blocks(std::int64_t rows) {
   return static_cast<int>(std::max<std::int64_t>(1, std::min(rows, kMaxPointwiseBlocks)));
 }
 
+// Column blocks per decode CTA: several when one block streams little (short k: GEMM2 of
+// Qwen3-30B, 48 KB per block), so that the per-CTA setup (the item search, the token rows, the
+// launch) is paid once per ~kDecodeCtaBytes; but never fewer than kDecodeMinCtas CTAs over the
+// expected hit experts (4 per SM of an H100/H200), and at most kDecodeMaxBlocksPerCta.
+constexpr std::int64_t kDecodeCtaBytes = 256 << 10;
+constexpr std::int64_t kDecodeMinCtas = 4 * 132;
+constexpr std::int64_t kDecodeMaxBlocksPerCta = 8;
+constexpr std::int64_t kDecodeDeepMaxK = 4 * kernels::kDecodeWarpsK * kernels::kDecodeChunk;
+
+std::int32_t decode_blocks_per_cta(const kernels::DecodeParams& d, std::int64_t hit) {
+  const std::int64_t rows_per_block =
+      static_cast<std::int64_t>(kernels::kDecodeOutputsPerCta) * (d.w_rows > d.n_out ? 2 : 1);
+  const std::int64_t block_bytes = rows_per_block * d.k * 2;
+  const std::int64_t blocks =
+      (d.n_out + kernels::kDecodeOutputsPerCta - 1) / kernels::kDecodeOutputsPerCta;
+  std::int64_t per = std::clamp<std::int64_t>(
+      kDecodeCtaBytes / std::max<std::int64_t>(block_bytes, 1), 1, kDecodeMaxBlocksPerCta);
+  while (per > 1 && hit * ((blocks + per - 1) / per) < kDecodeMinCtas) --per;
+  return static_cast<std::int32_t>(per);
+}
+
 template <typename T, int kTiles>
-cudaError_t launch_decode_tiles(const kernels::DecodeParams& gemm1,
-                                const kernels::DecodeParams& gemm2, bool gated,
-                                std::int64_t num_slots, cudaStream_t stream) {
-  const std::int64_t items =
-      std::min<std::int64_t>(gemm1.num_experts, num_slots) + num_slots / (8 * kTiles);
+cudaError_t launch_decode_tiles(kernels::DecodeParams gemm1, kernels::DecodeParams gemm2,
+                                bool gated, std::int64_t num_slots, cudaStream_t stream) {
+  const std::int64_t hit = std::min<std::int64_t>(gemm1.num_experts, num_slots);
+  const std::int64_t items = hit + num_slots / (8 * kTiles);
+  gemm1.blocks_per_cta = decode_blocks_per_cta(gemm1, hit);
+  gemm2.blocks_per_cta = decode_blocks_per_cta(gemm2, hit);
   const auto grid = [&](const kernels::DecodeParams& d) {
+    const std::int64_t blocks =
+        (d.n_out + kernels::kDecodeOutputsPerCta - 1) / kernels::kDecodeOutputsPerCta;
     return dim3(static_cast<unsigned>(items),
-                static_cast<unsigned>((d.n_out + kernels::kDecodeOutputsPerCta - 1) /
-                                      kernels::kDecodeOutputsPerCta));
+                static_cast<unsigned>((blocks + d.blocks_per_cta - 1) / d.blocks_per_cta));
   };
+
   // Both with programmatic dependent launch (kernels/pdl.cuh): GEMM1's blocks are resident when
   // the layout kernel ends, and GEMM2 prefetches its weights while GEMM1 finishes.
   const dim3 block(kernels::kDecodeThreads);
@@ -189,8 +213,15 @@ cudaError_t launch_decode_tiles(const kernels::DecodeParams& gemm1,
             : detail::launch_maybe_pdl(kernels::experts_decode_kernel<T, kTiles, false, true>,
                                        grid(gemm1), block, stream, true, gemm1);
   if (err == cudaSuccess) {
-    err = detail::launch_maybe_pdl(kernels::experts_decode_kernel<T, kTiles, false, false>,
-                                   grid(gemm2), block, stream, true, gemm2);
+    // A short k (<= 4 chunks per warp: Qwen3-30B's I = 768) streams in one round trip with 4
+    // chunks in flight: H200, Qwen3-30B 32 tokens, GEMM2 111 -> 101 us (ncu); a longer k keeps 2
+    // (3 CTAs per SM instead of 2: DeepSeek-V3 1 token, GEMM2 68 us against 71 us with 4).
+    const bool deep = kTiles == 1 && gemm2.k <= kDecodeDeepMaxK;
+    err = deep ? detail::launch_maybe_pdl(
+                     kernels::experts_decode_kernel<T, kTiles, false, false, kTiles == 1>,
+                     grid(gemm2), block, stream, true, gemm2)
+               : detail::launch_maybe_pdl(kernels::experts_decode_kernel<T, kTiles, false, false>,
+                                          grid(gemm2), block, stream, true, gemm2);
   }
   return err;
 }
