@@ -448,6 +448,224 @@ TEST(PermuteCombineCpu, RejectsBadMapsAndShapes) {
       << st.message();
 }
 
+// ---- combine with absent weights / src_to_dst (moe_sum_reduce) ------------------------------
+
+// The naive oracle of combine: rsf * sum_k w * y[row] with one fused multiply-add per term in
+// ascending k; a null map is the identity row t*K + k, null weights are 1.
+template <typename T>
+std::vector<T> naive_combine(const T* y, std::int64_t y_stride, const std::int64_t* map,
+                             const float* w, std::int64_t M, std::int64_t K, std::int64_t H,
+                             float rsf) {
+  std::vector<T> out(static_cast<std::size_t>(M * H));
+  for (std::int64_t t = 0; t < M; ++t) {
+    for (std::int64_t h = 0; h < H; ++h) {
+      float acc = 0.0f;
+      for (std::int64_t k = 0; k < K; ++k) {
+        const std::int64_t s = t * K + k, row = map ? map[s] : s;
+        if (row < 0) continue;
+        acc = detail::exact_fma(w ? w[s] : 1.0f, detail::to_float(y[row * y_stride + h]), acc);
+      }
+      out[static_cast<std::size_t>(t * H + h)] = encode<T>({rsf * acc})[0];
+    }
+  }
+  return out;
+}
+
+// Every combination of absent weights / absent map against the naive oracle, bit for bit, and
+// against the full path given explicit unit weights / the identity map (the bytes moe_sum_reduce
+// produced before the options existed); no weights and no map equals a plain float sum.
+template <typename T>
+void combine_optional_args(DType dtype) {
+  struct Shape {
+    std::int64_t M, K, H, y_stride;  // y_stride > H: strided y rows (no src_to_dst only)
+  };
+  for (const Shape& sh : {Shape{0, 4, 8, 8}, Shape{1, 1, 7, 7}, Shape{6, 1, 16, 16},
+                          Shape{17, 8, 40, 40}, Shape{9, 9, 7, 10}, Shape{3, 40, 2880, 2880}}) {
+    const std::int64_t M = sh.M, K = sh.K, H = sh.H;
+    const std::string id = std::string("combine_optional/") + dtype_name(dtype) + "/M" +
+                           std::to_string(M) + "/K" + std::to_string(K) + "/H" + std::to_string(H) +
+                           "/stride" + std::to_string(sh.y_stride);
+    SCOPED_TRACE(id);
+    tools::Rng rng(tools::seed_from_name(id));
+    std::vector<float> yf(static_cast<std::size_t>(std::max<std::int64_t>(M * K * sh.y_stride, 1))),
+        w(static_cast<std::size_t>(std::max<std::int64_t>(M * K, 1)));
+    for (float& v : yf) v = static_cast<float>(rng.normal());
+    for (float& v : w) v = static_cast<float>(rng.uniform());
+    const std::vector<T> y = encode<T>(yf);
+    std::vector<std::int64_t> identity(w.size()), map(w.size());
+    for (std::size_t s = 0; s < identity.size(); ++s) {
+      identity[s] = static_cast<std::int64_t>(s);
+      // Rows in any order (repeats allowed), some slots dropped (-1).
+      map[s] = rng.below(7) == 0 ? -1 : static_cast<std::int64_t>(rng.below(identity.size()));
+    }
+    const TensorView y_view = [&] {
+      TensorView v = TensorView::contiguous(const_cast<T*>(y.data()), dtype, {M * K, H});
+      v.strides[0] = sh.y_stride;
+      return v;
+    }();
+    const TensorView w_view = TensorView::contiguous(w.data(), DType::kFloat32, {M, K});
+    const TensorView id_view = TensorView::contiguous(identity.data(), DType::kInt64, {M * K});
+    const TensorView map_view = TensorView::contiguous(map.data(), DType::kInt64, {M * K});
+    const std::vector<float> ones(w.size(), 1.0f);
+    const TensorView ones_view =
+        TensorView::contiguous(const_cast<float*>(ones.data()), DType::kFloat32, {M, K});
+    for (float rsf : {2.5f, -0.75f}) {
+      for (int variant = 0; variant < 3; ++variant) {
+        const bool has_map = variant == 2, has_w = variant == 1;
+        const std::string what = std::string(has_map ? "map" : "no map") + ", " +
+                                 (has_w ? "weights" : "no weights") + ", rsf " +
+                                 std::to_string(rsf);
+        CombineArgs a;
+        a.y = y_view;
+        if (has_map) a.src_to_dst = map_view;
+        if (has_w) {
+          a.top_k_weights = w_view;
+        } else {
+          a.top_k = static_cast<std::int32_t>(K);
+        }
+        std::vector<T> got(static_cast<std::size_t>(std::max<std::int64_t>(M * H, 1)),
+                           encode<T>({123.0f})[0]);
+        a.out = TensorView::contiguous(got.data(), dtype, {M, H});
+        const Status st = combine_cpu({rsf}, a);
+        ASSERT_TRUE(st.ok()) << what << ": " << st.to_string();
+        got.resize(static_cast<std::size_t>(M * H));
+        const std::vector<T> want =
+            naive_combine<T>(y.data(), M * K > 1 ? sh.y_stride : H, has_map ? map.data() : nullptr,
+                             has_w ? w.data() : nullptr, M, K, H, rsf);
+        ASSERT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(T)), 0) << what;
+        // The full path with the explicit identity map / unit weights: the same bytes.
+        CombineArgs full = a;
+        full.top_k = 0;
+        full.src_to_dst = has_map ? map_view : id_view;
+        full.top_k_weights = has_w ? w_view : ones_view;
+        std::vector<T> explicit_out(static_cast<std::size_t>(std::max<std::int64_t>(M * H, 1)));
+        full.out = TensorView::contiguous(explicit_out.data(), dtype, {M, H});
+        ASSERT_TRUE(combine_cpu({rsf}, full).ok()) << what;
+        ASSERT_EQ(std::memcmp(got.data(), explicit_out.data(), want.size() * sizeof(T)), 0) << what;
+        if (!has_map && !has_w) {  // fma(1, y, acc) is y + acc rounded once: a plain float sum
+          for (std::int64_t t = 0; t < M; ++t) {
+            for (std::int64_t h = 0; h < H; ++h) {
+              float acc = 0.0f;
+              for (std::int64_t k = 0; k < K; ++k) {
+                acc = acc + detail::to_float(y[static_cast<std::size_t>(
+                                (t * K + k) * (M * K > 1 ? sh.y_stride : H) + h)]);
+              }
+              ASSERT_EQ(detail::to_float(got[static_cast<std::size_t>(t * H + h)]),
+                        detail::to_float(encode<T>({rsf * acc})[0]))
+                  << what << " t" << t << " h" << h;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(CombineCpu, AbsentWeightsAndMapFloat32) {
+  combine_optional_args<float>(DType::kFloat32);
+}
+TEST(CombineCpu, AbsentWeightsAndMapBFloat16) {
+  combine_optional_args<detail::bf16_t>(DType::kBFloat16);
+}
+TEST(CombineCpu, AbsentWeightsAndMapFloat16) {
+  combine_optional_args<detail::fp16_t>(DType::kFloat16);
+}
+
+// Empty tensors keep their shape, so they count as given even with a null data pointer (vectors
+// and frameworks hand out null for no elements): no tokens with weights [0, K] and map [0] over a
+// layout with padding rows still validates against the weights, as before the options existed;
+// K = 0 through weights [M, 0] gives rsf * 0.
+TEST(CombineCpu, EmptyTensorsAreGivenNotAbsent) {
+  std::vector<float> y(8 * 4, 1.0f), out(3 * 4, 7.0f);
+  CombineArgs a;
+  a.y = TensorView::contiguous(y.data(), DType::kFloat32, {8, 4});
+  a.src_to_dst = TensorView::contiguous(nullptr, DType::kInt64, {0});
+  a.top_k_weights = TensorView::contiguous(nullptr, DType::kFloat32, {0, 8});
+  a.out = TensorView::contiguous(nullptr, DType::kFloat32, {0, 4});
+  Status st = combine_cpu({2.0f}, a);
+  EXPECT_TRUE(st.ok()) << st.to_string();
+  a.top_k_weights = TensorView::contiguous(nullptr, DType::kFloat32, {3, 0});
+  a.out = TensorView::contiguous(out.data(), DType::kFloat32, {3, 4});
+  st = combine_cpu({2.0f}, a);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  for (float v : out) EXPECT_EQ(v, 0.0f);
+  // No tokens without weights or map: y has M*K = 0 rows.
+  a = CombineArgs{};
+  a.y = TensorView::contiguous(nullptr, DType::kBFloat16, {0, 4});
+  a.top_k = 8;
+  a.out = TensorView::contiguous(nullptr, DType::kBFloat16, {0, 4});
+  st = combine_cpu({1.0f}, a);
+  EXPECT_TRUE(st.ok()) << st.to_string();
+  // A shaped view with elements but no data is an error, not an absent argument.
+  a.y = TensorView::contiguous(y.data(), DType::kFloat32, {8, 4});
+  a.out = TensorView::contiguous(out.data(), DType::kFloat32, {2, 4});
+  a.top_k = 0;
+  a.top_k_weights = TensorView::contiguous(nullptr, DType::kFloat32, {2, 4});
+  st = combine_cpu({1.0f}, a);
+  EXPECT_NE(
+      st.message().find("combine_cpu: top_k_weights.data = null: expected a non-null pointer"),
+      std::string::npos)
+      << st.message();
+}
+
+// Argument errors of the optional forms name the argument, its value and what was expected.
+TEST(CombineCpu, RejectsBadOptionalArguments) {
+  std::vector<float> y(40, 1.0f), out(16), w(4, 1.0f);
+  std::vector<std::int64_t> map = {0, 5, -1, 1}, wide(8, 0);
+  CombineArgs a;
+  a.y = TensorView::contiguous(y.data(), DType::kFloat32, {8, 4});
+  a.out = TensorView::contiguous(out.data(), DType::kFloat32, {2, 4});
+  const auto expect_error = [&](const std::string& what) {
+    const Status e = combine_cpu({}, a);
+    EXPECT_EQ(e.code(), StatusCode::kInvalidArgument) << what;
+    EXPECT_NE(e.message().find(what), std::string::npos) << e.message();
+  };
+  // K from nowhere.
+  expect_error(
+      "combine_cpu: top_k = 0: expected >= 1 when top_k_weights is absent (K is "
+      "top_k_weights.shape[1] or top_k)");
+  a.top_k = -1;
+  expect_error("top_k = -1: expected >= 0 (0: K = top_k_weights.shape[1])");
+  // top_k disagreeing with the weights.
+  a.top_k_weights = TensorView::contiguous(w.data(), DType::kFloat32, {2, 2});
+  a.top_k = 3;
+  expect_error("top_k = 3: expected 0 or top_k_weights.shape[1] = 2");
+  a.top_k = 2;  // agreeing: accepted; no map, so y needs M*K = 4 rows
+  expect_error(
+      "y.shape = [8, 4]: expected [4, 4] (num_tokens * top_k rows: src_to_dst is absent, so slot "
+      "t*K + k reads row t*K + k)");
+  // No weights: K = top_k, M = out.shape[0].
+  a.top_k_weights = TensorView{};
+  a.top_k = 3;
+  expect_error("y.shape = [8, 4]: expected [6, 4]");
+  a.top_k = 4;
+  ASSERT_TRUE(combine_cpu({}, a).ok());
+  a.out = TensorView::contiguous(out.data(), DType::kFloat32, {2, 5});
+  expect_error("out.shape = [2, 5]: expected [2, 4]");
+  a.out = TensorView::contiguous(out.data(), DType::kFloat32, {8});
+  expect_error("out.shape = [8]: expected [8, 4]");
+  a.out = TensorView::contiguous(out.data(), DType::kFloat16, {2, 4});
+  expect_error("out.dtype = float16: expected float32");
+  a.out = TensorView::contiguous(out.data(), DType::kFloat32, {2, 4});
+  // A map without weights: its shape, dtype, strides and entries are checked as with weights.
+  a.top_k = 2;
+  a.src_to_dst = TensorView::contiguous(map.data(), DType::kInt64, {3});
+  expect_error("src_to_dst.shape = [3]: expected [4]");
+  a.src_to_dst = TensorView::contiguous(map.data(), DType::kInt32, {4});
+  expect_error("src_to_dst.dtype = int32: expected int64");
+  a.src_to_dst = TensorView::contiguous(wide.data(), DType::kInt64, {4});
+  a.src_to_dst.strides[0] = 2;
+  expect_error("src_to_dst.strides = [2]: expected a contiguous (row-major) tensor");
+  a.src_to_dst = TensorView::contiguous(map.data(), DType::kInt64, {4});
+  map[1] = 8;
+  expect_error("src_to_dst[1] = 8: expected -1 or a row of y in [0, 8)");
+  map[1] = 7;
+  ASSERT_TRUE(combine_cpu({}, a).ok());  // with a map, y may have any number of rows
+  a.top_k_weights = TensorView::contiguous(w.data(), DType::kInt32, {2, 2});
+  a.top_k = 0;
+  expect_error("top_k_weights.dtype = int32: expected float32");
+}
+
 // permute_cpu with src_to_dst over every layout kind expert_layout_cpu produces (contiguous with
 // alignment padding, masked with overflow, expert_map, all dropped, no tokens): accepted, and the
 // output equals the one without it.

@@ -4,7 +4,8 @@
 // cooperative grids of several sizes), int32/int64 ids, graph capture, poisoned outputs and
 // repeatability; permute / combine over every dtype, H with tails, strided rows; the token-major
 // permute (src_to_dst given) over dtypes, H, dropped slots, expert_map, masked and padded
-// layouts, no tokens, K > 32, more tokens than blocks, graph capture. Skips itself without a GPU.
+// layouts, no tokens, K > 32, more tokens than blocks, graph capture; combine with absent weights
+// and/or src_to_dst (moe_sum_reduce). Skips itself without a GPU.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -858,6 +859,132 @@ TEST(PermuteTokenMajorCuda, RejectsBadInverseMap) {
   st = permute_cuda(a, nullptr);
   EXPECT_NE(st.message().find("src_to_dst.dtype = int32: expected int64"), std::string::npos)
       << st.message();
+}
+
+// ---- combine with absent weights / src_to_dst (moe_sum_reduce) ------------------------------
+
+struct CombineOptionalCase {
+  DType dtype;
+  std::int64_t tokens, hidden, y_stride;
+  int top_k;
+  bool has_map, has_weights;
+  bool capture = false;
+};
+
+// combine_cuda against combine_cpu, bit for bit, on a poisoned output (0xff: NaN in every dtype),
+// with src_to_dst and/or top_k_weights absent (TensorView{}, top_k = K without weights). Without a
+// map y is [M*K, H] (row stride y_stride: unaligned rows take the scalar path); with one, y has
+// M*K + 5 rows and the map picks rows in any order, some slots dropped (-1).
+void check_combine_optional(const CombineOptionalCase& c) {
+  const std::string id = std::string("combine_optional/") + dtype_name(c.dtype) + "/M" +
+                         std::to_string(c.tokens) + "/H" + std::to_string(c.hidden) + "/stride" +
+                         std::to_string(c.y_stride) + "/K" + std::to_string(c.top_k) +
+                         (c.has_map ? "/map" : "/identity") +
+                         (c.has_weights ? "/weights" : "/unit") + (c.capture ? "/graph" : "");
+  SCOPED_TRACE(id);
+  tools::Rng rng(tools::seed_from_name(id));
+  const std::int64_t M = c.tokens, K = c.top_k, H = c.hidden;
+  const std::int64_t R = c.has_map ? M * K + 5 : M * K;
+  std::vector<float> yf(static_cast<std::size_t>(R * c.y_stride)),
+      w(static_cast<std::size_t>(M * K));
+  for (float& v : yf) v = static_cast<float>(rng.normal());
+  for (float& v : w) v = static_cast<float>(rng.uniform());
+  std::vector<std::int64_t> map(static_cast<std::size_t>(M * K));
+  for (auto& r : map) {
+    const std::uint64_t d = rng.below(16);
+    r = d == 0 ? -1 : static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(R)));
+  }
+  const std::vector<std::uint8_t> y = tools::encode_floats(yf, c.dtype);
+  const std::size_t esz = dtype_size(c.dtype);
+
+  // CPU (the oracle).
+  std::vector<std::uint8_t> out_cpu(static_cast<std::size_t>(M * H) * esz, 0x5a);
+  CombineArgs cc;
+  cc.y = TensorView::contiguous(const_cast<std::uint8_t*>(y.data()), c.dtype, {R, H});
+  cc.y.strides[0] = c.y_stride;
+  if (c.has_map) cc.src_to_dst = TensorView::contiguous(map.data(), DType::kInt64, {M * K});
+  if (c.has_weights) {
+    cc.top_k_weights = TensorView::contiguous(w.data(), DType::kFloat32, {M, K});
+  } else {
+    cc.top_k = static_cast<std::int32_t>(K);
+  }
+  cc.out = TensorView::contiguous(out_cpu.data(), c.dtype, {M, H});
+  const Status cpu_st = combine_cpu({2.5f}, cc);
+  ASSERT_TRUE(cpu_st.ok()) << cpu_st.to_string();
+
+  DeviceBuffer dy = upload_nonnull(y.data(), y.size()),
+               dmap = upload_nonnull(map.data(), map.size() * 8),
+               dw = upload_nonnull(w.data(), w.size() * 4), dout;
+  ASSERT_TRUE(DeviceBuffer::allocate(std::max<std::size_t>(out_cpu.size(), 16), &dout).ok());
+  CombineArgs cg = cc;
+  cg.y = TensorView::contiguous(dy.get(), c.dtype, {R, H}, Device::kCuda);
+  cg.y.strides[0] = c.y_stride;
+  if (c.has_map) {
+    cg.src_to_dst = TensorView::contiguous(dmap.get(), DType::kInt64, {M * K}, Device::kCuda);
+  }
+  if (c.has_weights) {
+    cg.top_k_weights = TensorView::contiguous(dw.get(), DType::kFloat32, {M, K}, Device::kCuda);
+  }
+  cg.out = TensorView::contiguous(dout.get(), c.dtype, {M, H}, Device::kCuda);
+  ASSERT_TRUE(tools::fill_device_bytes(dout.get(), 0xff, dout.bytes()).ok());
+  launch_maybe_captured(c.capture, [&](cudaStream_t s) { return combine_cuda({2.5f}, cg, s); });
+  if (::testing::Test::HasFatalFailure()) return;
+  std::vector<std::uint8_t> got = download(dout);
+  got.resize(out_cpu.size());
+  EXPECT_TRUE(got == out_cpu) << "combine_cuda differs from combine_cpu";
+}
+
+TEST(CombineCuda, AbsentWeightsAndMapMatchCpuBitwise) {
+  SKIP_WITHOUT_GPU();
+  for (DType dt : {DType::kBFloat16, DType::kFloat16, DType::kFloat32}) {
+    for (std::int64_t H : {1, 7, 8, 2880, 7168}) {
+      for (int variant = 0; variant < 3; ++variant) {
+        const bool map = variant == 2, weights = variant == 1;
+        // Decode (one token, a row split into column pieces; K = 9: a full batch of 8 row loads
+        // and a partial one), a few tokens with strided rows (scalar path), prefill, K = 1.
+        check_combine_optional({dt, 1, H, H, 9, map, weights});
+        check_combine_optional({dt, 3, H, H + 5, 8, map, weights});
+        check_combine_optional({dt, H > 1000 ? 257 : 2048, H, H, 8, map, weights});
+        check_combine_optional({dt, 33, H, H, 1, map, weights});
+      }
+    }
+  }
+}
+
+TEST(CombineCuda, AbsentWeightsAndMapGraphCaptureAndEmpty) {
+  SKIP_WITHOUT_GPU();
+  CombineOptionalCase c{DType::kBFloat16, 4, 7168, 7168, 8, false, false};
+  c.capture = true;  // moe_sum_reduce at decode size, captured
+  check_combine_optional(c);
+  check_combine_optional({DType::kBFloat16, 0, 7168, 7168, 8, false, false});  // no tokens
+  check_combine_optional({DType::kFloat16, 0, 64, 64, 8, true, false});
+}
+
+TEST(CombineCuda, RejectsBadOptionalArguments) {
+  SKIP_WITHOUT_GPU();
+  DeviceBuffer y, out;
+  ASSERT_TRUE(DeviceBuffer::allocate(256, &y).ok());
+  ASSERT_TRUE(DeviceBuffer::allocate(64, &out).ok());
+  CombineArgs a;
+  a.y = TensorView::contiguous(y.get(), DType::kFloat32, {8, 4}, Device::kCuda);
+  a.out = TensorView::contiguous(out.get(), DType::kFloat32, {2, 4}, Device::kCuda);
+  Status st = combine_cuda({}, a, nullptr);
+  EXPECT_NE(
+      st.message().find("combine_cuda: top_k = 0: expected >= 1 when top_k_weights is absent"),
+      std::string::npos)
+      << st.message();
+  a.top_k = 3;
+  st = combine_cuda({}, a, nullptr);
+  EXPECT_NE(st.message().find("combine_cuda: y.shape = [8, 4]: expected [6, 4]"), std::string::npos)
+      << st.message();
+  a.top_k = 4;
+  EXPECT_TRUE(combine_cuda({}, a, nullptr).ok());
+  std::vector<std::int64_t> host_map(8, 0);
+  a.src_to_dst = TensorView::contiguous(host_map.data(), DType::kInt64, {8});
+  st = combine_cuda({}, a, nullptr);
+  EXPECT_NE(st.message().find("src_to_dst.device = cpu: expected cuda"), std::string::npos)
+      << st.message();
+  ASSERT_TRUE(tools::device_synchronize().ok());
 }
 
 TEST(PermuteCombineCuda, RejectsHostPointers) {

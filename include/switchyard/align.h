@@ -135,16 +135,27 @@ Status permute_cpu(const PermuteArgs& args);
 // entries out of range (checked with an error on the CPU) read nothing here and count as -1.
 Status permute_cuda(const PermuteArgs& args, cudaStream_t stream);
 
-// out[t] = rsf * sum_k w[t, k] * y[src_to_dst[t*K + k]], accumulated in float32 with k ascending;
-// dropped slots (-1) add nothing. Output dtype = y dtype.
+// out[t] = rsf * sum_k w[t, k] * y[src_to_dst[t*K + k]], accumulated in float32 with k ascending,
+// one fused multiply-add per term (acc = fma(w, y, acc)); dropped slots (-1) add nothing. Output
+// dtype = y dtype.
+//
+// Optional weights and map (moe_sum_reduce: out[t] = rsf * sum_k y[t*K + k] allocates nothing):
+//   - top_k_weights absent: every weight is 1 (acc = fma(1, y, acc), the same float operations).
+//   - src_to_dst absent: the identity, slot t*K + k reads row t*K + k of y, which must then have
+//     exactly M*K rows (y is [M, K, H] viewed as [M*K, H]).
+//   - K: top_k_weights.shape[1] when the weights are given (top_k: 0 or that same K), else top_k
+//     (>= 1, required). M: top_k_weights.shape[0] when given, else out.shape[0].
+// "Absent" means TensorView{} (no data and no shape, None in Python). An empty tensor (e.g.
+// weights [0, K] with M = 0, whose data pointer may be null) is given, not absent.
 struct CombineParams {
   float routed_scaling_factor = 1.0f;
 };
 struct CombineArgs {
   TensorView y;              // [R, H] float32/bfloat16/float16: expert outputs in layout order
-  TensorView src_to_dst;     // [M*K] int64
-  TensorView top_k_weights;  // [M, K] float32
-  TensorView out;            // [M, H] same dtype as y
+  TensorView src_to_dst;     // optional [M*K] int64 (absent: the identity, R must be M*K)
+  TensorView top_k_weights;  // optional [M, K] float32 (absent: every weight is 1)
+  TensorView out;            // [M, H] same dtype as y, contiguous
+  std::int32_t top_k = 0;    // K; 0: top_k_weights.shape[1] (then the weights are required)
 };
 Status combine_cpu(const CombineParams& params, const CombineArgs& args);
 // CUDA: one launch, bitwise identical to combine_cpu (same fused order and rounding).

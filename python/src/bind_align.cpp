@@ -69,14 +69,17 @@ void permute(const Array& x, const Array& dst_to_src, std::int32_t top_k, const 
   throw_if_error(st);
 }
 
-void combine(float routed_scaling_factor, const Array& y, const Array& src_to_dst,
-             const Array& top_k_weights, const Array& out, std::uintptr_t stream) {
+// src_to_dst / top_k_weights None: the identity map / unit weights (K from top_k then).
+void combine(float routed_scaling_factor, const Array& y, const OptArray& src_to_dst,
+             const OptArray& top_k_weights, const Array& out, std::int32_t top_k,
+             std::uintptr_t stream) {
   const CombineParams params{routed_scaling_factor};
   CombineArgs a;
   a.y = to_view(y, "y");
   a.src_to_dst = to_view(src_to_dst, "src_to_dst");
   a.top_k_weights = to_view(top_k_weights, "top_k_weights");
   a.out = to_view(out, "out");
+  a.top_k = top_k;
   Status st;
   {
     nb::gil_scoped_release release;
@@ -134,9 +137,11 @@ void bind_align(nb::module_& m) {
         nb::kw_only(), nb::arg("src_to_dst").none() = nb::none(), nb::arg("stream") = 0,
         "permute_cpu / _cuda: out[r] = x[dst_to_src[r] / top_k]; with src_to_dst (the inverse map) "
         "the CUDA op reads each x row once.");
-  m.def("combine", &combine, nb::arg("routed_scaling_factor"), nb::arg("y"), nb::arg("src_to_dst"),
-        nb::arg("top_k_weights"), nb::arg("out"), nb::kw_only(), nb::arg("stream") = 0,
-        "combine_cpu / _cuda: out[t] = rsf * sum_k w[t,k] * y[src_to_dst[t*K+k]].");
+  m.def("combine", &combine, nb::arg("routed_scaling_factor"), nb::arg("y"),
+        nb::arg("src_to_dst").none(), nb::arg("top_k_weights").none(), nb::arg("out"),
+        nb::kw_only(), nb::arg("top_k") = 0, nb::arg("stream") = 0,
+        "combine_cpu / _cuda: out[t] = rsf * sum_k w[t,k] * y[src_to_dst[t*K+k]]. src_to_dst None: "
+        "the identity (y has M*K rows); top_k_weights None: weights 1, K = top_k.");
 }
 
 }  // namespace switchyard::python

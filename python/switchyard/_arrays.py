@@ -79,25 +79,6 @@ def fill(a: Any, value: float) -> Any:
     return a
 
 
-def arange(like: Any, n: int, dtype: str) -> Any:
-    """0..n-1 as `dtype`, from the framework and device of `like`."""
-    fw = framework(like)
-    if fw == "torch":
-        import torch
-
-        return torch.arange(n, dtype=_torch_dtype(torch, dtype), device=like.device)
-    if fw == "numpy":
-        import numpy
-
-        return numpy.arange(n, dtype=dtype)
-    if fw == "cupy":
-        import cupy
-
-        with like.device:
-            return cupy.arange(n, dtype=dtype)
-    return empty(like, (n,), dtype)  # raises the allocation error
-
-
 def astype(a: Any, dtype: str) -> Any:
     """`a` itself when it already has `dtype`, else a converted copy."""
     if a is None or dtype_name(a) == dtype:

@@ -138,19 +138,34 @@ def combine(
     topk_weights: Any,
     *,
     routed_scaling_factor: float = 1.0,
+    top_k: int | None = None,
     stream: int | None = None,
 ) -> Any:
     """out[t] = rsf * sum_k w[t, k] * y[src_to_dst[t*K + k]], accumulated in float32 with k
     ascending (deterministic); dropped slots (-1) add nothing. y [R, H], topk_weights [M, K]
-    float32; out [M, H] has y's dtype."""
+    float32; out [M, H] has y's dtype.
+
+    Either may be None: src_to_dst None is the identity map (slot t*K + k reads row t*K + k, so y
+    has exactly M*K rows); topk_weights None means every weight is 1, and K comes from `top_k`
+    (M from the map's or y's rows over K). Neither allocates anything."""
+    k = 0 if top_k is None else int(top_k)
+    if topk_weights is not None:
+        rows = topk_weights.shape[0]
+    else:
+        if k < 1:
+            raise _C.InvalidArgumentError(
+                f"combine: top_k = {top_k}: expected >= 1 when topk_weights is None"
+            )
+        rows = (src_to_dst.shape[0] if src_to_dst is not None else y.shape[0]) // k
     with _arrays.on_device(y):
-        out = _arrays.empty(y, (topk_weights.shape[0], y.shape[1]), _arrays.dtype_name(y))
+        out = _arrays.empty(y, (rows, y.shape[1]), _arrays.dtype_name(y))
         _C.combine(
             routed_scaling_factor,
             y,
             src_to_dst,
             topk_weights,
             out,
+            top_k=k,
             stream=_arrays.current_stream(y, stream),
         )
     return out
@@ -164,24 +179,25 @@ def moe_sum_reduce(
     stream: int | None = None,
 ) -> Any:
     """out[t] = rsf * sum_k x[t, k] for x [M, K, H] (the expert outputs, already weighted),
-    accumulated in float32 with k ascending. This is combine() with unit weights and the
-    identity slot map (two small arrays made with x's framework on each call)."""
-    if len(x.shape) != 3:
+    accumulated in float32 with k ascending. This is combine() with no weights (1) and no slot
+    map (the identity): nothing is allocated but `out` when it is not given (and a contiguous
+    copy of x when x is not contiguous)."""
+    if len(x.shape) != 3 or x.shape[1] < 1:
         raise _C.InvalidArgumentError(
-            f"moe_sum_reduce: x.shape = {list(x.shape)}: expected [num_tokens, top_k, hidden]"
+            f"moe_sum_reduce: x.shape = {list(x.shape)}: expected [num_tokens, top_k, hidden] "
+            "with top_k >= 1"
         )
     rows, top_k, hidden = (int(d) for d in x.shape)
     with _arrays.on_device(x):
         if out is None:
             out = _arrays.empty(x, (rows, hidden), _arrays.dtype_name(x))
-        weights = _arrays.fill(_arrays.empty(x, (rows, top_k), "float32"), 1.0)
-        identity = _arrays.arange(x, rows * top_k, "int64")
         _C.combine(
             routed_scaling_factor,
             _arrays.contiguous(x).reshape(rows * top_k, hidden),
-            identity,
-            weights,
+            None,
+            None,
             out,
+            top_k=top_k,
             stream=_arrays.current_stream(x, stream),
         )
     return out

@@ -127,11 +127,106 @@ def test_masked_layout_counts_overflow():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 @pytest.mark.parametrize("top_k", [1, 2, 8, 9])
-def test_moe_sum_reduce(dtype, top_k):
+@pytest.mark.parametrize("rows", [17, 1, 0])
+def test_moe_sum_reduce(dtype, top_k, rows):
     rng = np.random.default_rng(top_k)
-    x = rng.standard_normal((17, top_k, 40)).astype(dtype)
+    x = rng.standard_normal((rows, top_k, 40)).astype(dtype)
     out = sy.moe_sum_reduce(x, routed_scaling_factor=2.5)
     np.testing.assert_array_equal(out, ref.sum_reduce(x, 2.5))
-    given = np.empty((17, 40), dtype)
+    given = np.empty((rows, 40), dtype)
     sgl.moe_sum_reduce(x, given, 2.5)
     np.testing.assert_array_equal(given, out)
+
+
+def test_moe_sum_reduce_equals_combine_with_unit_weights_and_the_identity_map():
+    """The bytes of the explicit form (what moe_sum_reduce computed before the weights and the map
+    became optional), for a non-contiguous x too."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((40, 23, 6)).astype(np.float16).transpose(0, 2, 1)  # [23, 6, 40]
+    rows, top_k, hidden = x.shape
+    explicit = sy.combine(
+        np.ascontiguousarray(x).reshape(rows * top_k, hidden),
+        np.arange(rows * top_k, dtype=np.int64),
+        np.ones((rows, top_k), np.float32),
+        routed_scaling_factor=-0.5,
+    )
+    out = sy.moe_sum_reduce(x, routed_scaling_factor=-0.5)
+    np.testing.assert_array_equal(out.view(np.uint16), explicit.view(np.uint16))
+    np.testing.assert_array_equal(out, ref.sum_reduce(x, -0.5))
+
+
+def test_moe_sum_reduce_allocates_nothing_with_an_output(monkeypatch):
+    from switchyard import _arrays
+
+    def no_allocation(*args, **kwargs):
+        raise AssertionError("moe_sum_reduce allocated an array")
+
+    x = np.random.default_rng(6).standard_normal((3, 8, 64)).astype(np.float32)
+    out = np.empty((3, 64), np.float32)
+    monkeypatch.setattr(_arrays, "empty", no_allocation)
+    monkeypatch.setattr(_arrays, "fill", no_allocation)
+    sgl.moe_sum_reduce(x, out, 1.5)
+    np.testing.assert_array_equal(out, ref.sum_reduce(x, 1.5))
+
+
+def _combine_reference(y, src_to_dst, weights, rows, top_k, rsf):
+    """float32, k ascending, weight 1 / identity map where None (the library's order)."""
+    acc = np.zeros((rows, y.shape[1]), np.float32)
+    for t in range(rows):
+        for k in range(top_k):
+            s = t * top_k + k
+            r = s if src_to_dst is None else src_to_dst[s]
+            if r < 0:
+                continue
+            w = np.float32(1) if weights is None else weights[t, k]
+            acc[t] = acc[t] + w * y[r].astype(np.float32)  # fma: the product is exact here
+    return (np.float32(rsf) * acc).astype(y.dtype)
+
+
+@pytest.mark.parametrize("with_map", [False, True])
+@pytest.mark.parametrize("with_weights", [False, True])
+def test_combine_without_weights_or_map(with_map, with_weights):
+    rng = np.random.default_rng(7)
+    rows, top_k, hidden = 13, 3, 16
+    # Weights of 8 bits times float16 values: every product is exact in float32, so numpy's
+    # separate multiply and add give the library's fused multiply-add bits.
+    y = rng.standard_normal((rows * top_k + (4 if with_map else 0), hidden)).astype(np.float16)
+    weights = (rng.integers(1, 256, (rows, top_k)) / 256).astype(np.float32)
+    src_to_dst = rng.integers(-1, y.shape[0], rows * top_k).astype(np.int64)
+    out = sy.combine(
+        y,
+        src_to_dst if with_map else None,
+        weights if with_weights else None,
+        routed_scaling_factor=2.0,
+        top_k=top_k,
+    )
+    expect = _combine_reference(
+        y,
+        src_to_dst if with_map else None,
+        weights if with_weights else None,
+        rows,
+        top_k,
+        2.0,
+    )
+    np.testing.assert_array_equal(out, expect)
+
+
+def test_combine_optional_argument_errors():
+    from switchyard import _switchyard as C
+
+    y = np.zeros((8, 4), np.float32)
+    with pytest.raises(sy.InvalidArgumentError, match=r"combine: top_k = None: expected >= 1"):
+        sy.combine(y, None, None)
+    with pytest.raises(
+        sy.InvalidArgumentError,
+        match=r"combine_cpu: top_k = 0: expected >= 1 when top_k_weights is absent",
+    ):
+        C.combine(1.0, y, None, None, np.empty((2, 4), np.float32))
+    with pytest.raises(
+        sy.InvalidArgumentError, match=r"combine_cpu: y\.shape = \[8, 4\]: expected \[6, 4\]"
+    ):
+        C.combine(1.0, y, None, None, np.empty((2, 4), np.float32), top_k=3)
+    with pytest.raises(
+        sy.InvalidArgumentError, match=r"top_k = 3: expected 0 or top_k_weights\.shape\[1\] = 4"
+    ):
+        sy.combine(y, None, np.ones((2, 4), np.float32), top_k=3)

@@ -72,6 +72,10 @@ def test_too_many_dimensions():
 def test_sum_reduce_wants_three_dimensions():
     with pytest.raises(sy.InvalidArgumentError, match=r"moe_sum_reduce: x\.shape = \[4, 8\]"):
         sy.moe_sum_reduce(np.zeros((4, 8), np.float32))
+    with pytest.raises(
+        sy.InvalidArgumentError, match=r"moe_sum_reduce: x\.shape = \[4, 0, 8\]: .* top_k >= 1"
+    ):
+        sy.moe_sum_reduce(np.zeros((4, 0, 8), np.float32))
 
 
 def test_align_block_size_range():

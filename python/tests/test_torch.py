@@ -116,6 +116,23 @@ def test_align_layout_permute_combine_sum_reduce():
     )
 
 
+def test_moe_sum_reduce_bitwise_and_empty_tensors():
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(7, 9, 48, generator=g).bfloat16()
+    out = torch.empty(7, 48, dtype=torch.bfloat16)
+    st.moe_sum_reduce(x, out, 2.5)
+    acc = torch.zeros(7, 48)
+    for k in range(9):  # float32, k ascending, then * rsf and one rounding
+        acc = acc + x[:, k].float()
+    torch.testing.assert_close(out, (2.5 * acc).bfloat16(), rtol=0, atol=0)
+    # No tokens: empty tensors (their data pointers may be null) in and out.
+    empty_out = torch.empty(0, 48, dtype=torch.bfloat16)
+    st.moe_sum_reduce(torch.empty(0, 9, 48, dtype=torch.bfloat16), empty_out, 2.5)
+    # combine with no tokens: empty weights and map count as given, not absent.
+    y = torch.randn(5, 16)
+    assert st.combine(y, torch.empty(0, dtype=torch.int64), torch.empty(0, 4), 1.0).shape == (0, 16)
+
+
 def _experts_problem(seed, rows=12, experts=8, top_k=2, hidden=32, inter=16, dtype=torch.bfloat16):
     g = torch.Generator().manual_seed(seed)
     x = (torch.rand(rows, hidden, generator=g) * 2 - 1).to(dtype)

@@ -132,21 +132,48 @@ Status combine_check(const char* op, const CombineParams& p, const CombineArgs& 
     return invalid_arg(op, "routed_scaling_factor", p.routed_scaling_factor, "finite");
   }
   SY_RETURN_IF_ERROR(check_rows(op, "y", a.y, device));
-  SY_RETURN_IF_ERROR(check_tensor_basics(op, "top_k_weights", a.top_k_weights, device));
-  SY_RETURN_IF_ERROR(check_dtype(op, "top_k_weights", a.top_k_weights, {DType::kFloat32}));
-  if (a.top_k_weights.ndim != 2) {
-    return invalid_arg(op, "top_k_weights.shape", a.top_k_weights.describe(),
-                       "[num_tokens, top_k]");
+  const std::int64_t H = a.y.size(1);
+  if (a.top_k < 0) return invalid_arg(op, "top_k", a.top_k, ">= 0 (0: K = top_k_weights.shape[1])");
+  // K and M: from the weights when given, else from top_k and out.
+  std::int64_t M = 0, K = a.top_k;
+  if (combine_given(a.top_k_weights)) {
+    SY_RETURN_IF_ERROR(check_tensor_basics(op, "top_k_weights", a.top_k_weights, device));
+    SY_RETURN_IF_ERROR(check_dtype(op, "top_k_weights", a.top_k_weights, {DType::kFloat32}));
+    if (a.top_k_weights.ndim != 2) {
+      return invalid_arg(op, "top_k_weights.shape", a.top_k_weights.describe(),
+                         "[num_tokens, top_k]");
+    }
+    SY_RETURN_IF_ERROR(check_contiguous(op, "top_k_weights", a.top_k_weights));
+    M = a.top_k_weights.size(0);
+    K = a.top_k_weights.size(1);
+    if (a.top_k != 0 && a.top_k != K) {
+      return invalid_arg(op, "top_k", a.top_k,
+                         "0 or top_k_weights.shape[1] = " + std::to_string(K));
+    }
+  } else {
+    if (a.top_k == 0) {
+      return invalid_arg(op, "top_k", a.top_k,
+                         ">= 1 when top_k_weights is absent (K is top_k_weights.shape[1] or "
+                         "top_k)");
+    }
+    M = a.out.ndim >= 1 ? a.out.size(0) : 0;
   }
-  SY_RETURN_IF_ERROR(check_contiguous(op, "top_k_weights", a.top_k_weights));
-  const std::int64_t M = a.top_k_weights.size(0), K = a.top_k_weights.size(1), H = a.y.size(1);
-  SY_RETURN_IF_ERROR(check_tensor_basics(op, "src_to_dst", a.src_to_dst, device));
-  SY_RETURN_IF_ERROR(check_dtype(op, "src_to_dst", a.src_to_dst, {DType::kInt64}));
-  SY_RETURN_IF_ERROR(check_shape(op, "src_to_dst", a.src_to_dst, {M * K}));
   SY_RETURN_IF_ERROR(check_tensor_basics(op, "out", a.out, device));
   SY_RETURN_IF_ERROR(check_dtype(op, "out", a.out, {a.y.dtype}));
   SY_RETURN_IF_ERROR(check_shape(op, "out", a.out, {M, H}));
   SY_RETURN_IF_ERROR(check_contiguous(op, "out", a.out));
+  if (combine_given(a.src_to_dst)) {
+    SY_RETURN_IF_ERROR(check_tensor_basics(op, "src_to_dst", a.src_to_dst, device));
+    SY_RETURN_IF_ERROR(check_dtype(op, "src_to_dst", a.src_to_dst, {DType::kInt64}));
+    SY_RETURN_IF_ERROR(check_shape(op, "src_to_dst", a.src_to_dst, {M * K}));
+    SY_RETURN_IF_ERROR(check_contiguous(op, "src_to_dst", a.src_to_dst));
+  } else if (a.y.size(0) != M * K) {  // the identity map: slot t*K + k is row t*K + k
+    return invalid_arg(op, "y.shape",
+                       "[" + std::to_string(a.y.size(0)) + ", " + std::to_string(H) + "]",
+                       "[" + std::to_string(M * K) + ", " + std::to_string(H) +
+                           "] (num_tokens * top_k rows: src_to_dst is absent, so slot t*K + k "
+                           "reads row t*K + k)");
+  }
   return Status::Ok();
 }
 

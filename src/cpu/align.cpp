@@ -164,9 +164,11 @@ void permute_rows(const PermuteArgs& a) {
                        });
 }
 
+// Absent src_to_dst / top_k_weights (null map / weights here): the identity row t*K + k and weight
+// 1, with the same fused multiply-add (fma(1, y, acc) is y + acc rounded once).
 template <typename T>
 void combine_rows(const CombineParams& p, const CombineArgs& a) {
-  const std::int64_t M = a.out.size(0), H = a.out.size(1), K = a.top_k_weights.size(1);
+  const std::int64_t M = a.out.size(0), H = a.out.size(1), K = detail::combine_top_k(a);
   const std::int64_t y_stride = a.y.size(0) > 1 ? a.y.stride(0) : H;
   const auto* y = static_cast<const T*>(a.y.data);
   const auto* map = static_cast<const std::int64_t*>(a.src_to_dst.data);
@@ -179,9 +181,9 @@ void combine_rows(const CombineParams& p, const CombineArgs& a) {
         for (std::int64_t t = b; t < e; ++t) {
           std::fill(acc.begin(), acc.end(), 0.0f);
           for (std::int64_t k = 0; k < K; ++k) {  // ascending k, one fused multiply-add per term
-            const std::int64_t row = map[t * K + k];
+            const std::int64_t row = map != nullptr ? map[t * K + k] : t * K + k;
             if (row < 0) continue;
-            const float wk = w[t * K + k];
+            const float wk = w != nullptr ? w[t * K + k] : 1.0f;
             const T* src = y + row * y_stride;
             for (std::int64_t h = 0; h < H; ++h) {
               acc[static_cast<std::size_t>(h)] =
@@ -263,9 +265,9 @@ Status permute_cpu(const PermuteArgs& a) {
 Status combine_cpu(const CombineParams& p, const CombineArgs& a) {
   const char* op = "combine_cpu";
   SY_RETURN_IF_ERROR(detail::combine_check(op, p, a, Device::kCpu));
-  const std::int64_t M = a.top_k_weights.size(0), K = a.top_k_weights.size(1);
+  const std::int64_t M = a.out.size(0), K = detail::combine_top_k(a);
   const auto* map = static_cast<const std::int64_t*>(a.src_to_dst.data);
-  for (std::int64_t s = 0; s < M * K; ++s) {
+  for (std::int64_t s = 0; map != nullptr && s < M * K; ++s) {  // no map: the identity, in range
     if (map[s] < -1 || map[s] >= a.y.size(0)) {
       return invalid_arg(op, "src_to_dst[" + std::to_string(s) + "]", map[s],
                          "-1 or a row of y in [0, " + std::to_string(a.y.size(0)) + ")");

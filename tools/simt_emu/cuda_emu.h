@@ -9,6 +9,7 @@
 #pragma once
 #include <ucontext.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -93,16 +94,17 @@ inline WarpState& W() {
   return warps[threadIdx.x >> 5];
 }
 
-// Runs the body on every thread of every block, one block at a time; `before_block` (optional)
-// runs before each block (e.g. to poison shared memory).
-inline void launch(unsigned grid, unsigned block, const std::function<void()>& body,
+// Runs the body on every thread of every block, one block at a time (x fastest, then y);
+// `before_block` (optional) runs before each block (e.g. to poison shared memory).
+inline void launch(dim3 grid, unsigned block, const std::function<void()>& body,
                    const std::function<void()>& before_block = {}) {
   if (block % 32 != 0) throw std::runtime_error("block must be whole warps");
+  if (grid.z != 1) throw std::runtime_error("emulator: 1-D and 2-D grids only");
   S.body = body;
-  blockDim.x = block;
-  gridDim.x = grid;
-  for (unsigned b = 0; b < grid; ++b) {
-    blockIdx.x = b;
+  blockDim = dim3{block, 1, 1};
+  gridDim = grid;
+  for (unsigned b = 0; b < grid.x * grid.y; ++b) {
+    blockIdx = dim3{b % grid.x, b / grid.x, 0};
     if (before_block) before_block();
     S.fibers.assign(block, Fiber{});
     warps.assign(block / 32, WarpState{});
@@ -130,6 +132,10 @@ inline void launch(unsigned grid, unsigned block, const std::function<void()>& b
       if (!any) break;
     }
   }
+}
+inline void launch(unsigned grid, unsigned block, const std::function<void()>& body,
+                   const std::function<void()>& before_block = {}) {
+  launch(dim3{grid, 1, 1}, block, body, before_block);
 }
 
 template <typename T>
@@ -248,4 +254,13 @@ inline int max(int a, int b) {
 }
 inline int min(int a, int b) {
   return a < b ? a : b;
+}
+inline std::int64_t max(std::int64_t a, std::int64_t b) {
+  return a > b ? a : b;
+}
+inline std::int64_t min(std::int64_t a, std::int64_t b) {
+  return a < b ? a : b;
+}
+inline float __fmaf_rn(float a, float b, float c) {  // IEEE fma, one rounding (as exact_fma)
+  return std::fma(a, b, c);
 }

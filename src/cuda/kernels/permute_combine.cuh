@@ -172,10 +172,14 @@ __global__ void __launch_bounds__(kPermuteThreads)
 // pieces, so that a few tokens (decode) still spread over many blocks instead of one block
 // walking H / 128 vectors one after another. The k loop issues kCombineBatch row loads before
 // their multiply-adds (the adds stay in ascending k, so the bits do not depend on the batching).
+// Absent map / weights (moe_sum_reduce): kHasMap = false reads no src_to_dst (it may be null) and
+// takes the identity row t*K + k; kHasWeights = false reads no weights and multiplies by 1 (the
+// same fma(1, y, acc) as the CPU). Separate instances, so that the full one (both given) compiles
+// exactly as without the options; combine_kernel_for picks the instance from null pointers.
 inline constexpr int kCombineBatch = 8;
 inline constexpr int kCombineBatchScalar = 4;  // 8 makes ptxas spill (float, fp16)
 
-template <typename T>
+template <typename T, bool kHasMap, bool kHasWeights>
 __global__ void __launch_bounds__(kPermuteThreads)
     combine_kernel(const T* __restrict__ y, std::int64_t y_stride, std::int64_t y_rows,
                    const std::int64_t* __restrict__ src_to_dst, const float* __restrict__ weights,
@@ -189,8 +193,9 @@ __global__ void __launch_bounds__(kPermuteThreads)
   const std::int64_t first = static_cast<std::int64_t>(blockIdx.y) * piece;
   const std::int64_t last = min(units, first + piece);
   for (std::int64_t t = blockIdx.x; t < num_tokens; t += gridDim.x) {
-    const std::int64_t* rows = src_to_dst + t * top_k;
-    const float* w = weights + t * top_k;
+    const std::int64_t slot0 = t * top_k;  // the token's first slot (and identity row)
+    const std::int64_t* rows = kHasMap ? src_to_dst + slot0 : nullptr;
+    const float* w = kHasWeights ? weights + slot0 : nullptr;
     for (std::int64_t u = first + threadIdx.x; u < last; u += blockDim.x) {
       if (vec_ok) {
         float acc[kPer];
@@ -201,7 +206,8 @@ __global__ void __launch_bounds__(kPermuteThreads)
           unsigned use = 0;  // bit j: row k0 + j is valid
 #pragma unroll
           for (int j = 0; j < kCombineBatch; ++j) {
-            const std::int64_t row = k0 + j < top_k ? __ldg(rows + k0 + j) : -1;
+            const std::int64_t row =
+                k0 + j < top_k ? (kHasMap ? __ldg(rows + k0 + j) : slot0 + k0 + j) : -1;
             const bool ok = row >= 0 && row < y_rows;
             use |= ok ? 1u << j : 0u;
             raw[j] = ok ? __ldg(reinterpret_cast<const uint4*>(y + row * y_stride) + u)
@@ -210,7 +216,7 @@ __global__ void __launch_bounds__(kPermuteThreads)
 #pragma unroll
           for (int j = 0; j < kCombineBatch; ++j) {
             if (!(use >> j & 1u)) continue;
-            const float wk = __ldg(w + k0 + j);
+            const float wk = kHasWeights ? __ldg(w + k0 + j) : 1.0f;
             Vec16<T> v;
             v.raw = raw[j];
 #pragma unroll
@@ -229,20 +235,33 @@ __global__ void __launch_bounds__(kPermuteThreads)
           unsigned use = 0;
 #pragma unroll
           for (int j = 0; j < kCombineBatchScalar; ++j) {  // (scalar tails: rare, e.g. H % 8 != 0)
-            const std::int64_t row = k0 + j < top_k ? __ldg(rows + k0 + j) : -1;
+            const std::int64_t row =
+                k0 + j < top_k ? (kHasMap ? __ldg(rows + k0 + j) : slot0 + k0 + j) : -1;
             const bool ok = row >= 0 && row < y_rows;
             use |= ok ? 1u << j : 0u;
             v[j] = ok ? y[row * y_stride + u] : T{};
           }
 #pragma unroll
           for (int j = 0; j < kCombineBatchScalar; ++j) {
-            if (use >> j & 1u) acc = __fmaf_rn(__ldg(w + k0 + j), detail::to_float(v[j]), acc);
+            if (use >> j & 1u)
+              acc = __fmaf_rn(kHasWeights ? __ldg(w + k0 + j) : 1.0f, detail::to_float(v[j]), acc);
           }
         }
         out[t * hidden + u] = detail::from_float<T>(rsf * acc);
       }
     }
   }
+}
+
+// The combine_kernel instance for these arguments (host side; the launcher and the emulator): a
+// null src_to_dst is the identity map, null weights are 1.
+template <typename T>
+auto combine_kernel_for(const std::int64_t* src_to_dst, const float* weights)
+    -> decltype(&combine_kernel<T, true, true>) {
+  if (src_to_dst != nullptr) {
+    return weights != nullptr ? &combine_kernel<T, true, true> : &combine_kernel<T, true, false>;
+  }
+  return weights != nullptr ? &combine_kernel<T, false, true> : &combine_kernel<T, false, false>;
 }
 
 }  // namespace switchyard::kernels

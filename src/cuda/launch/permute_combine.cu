@@ -62,6 +62,8 @@ void launch_permute_token_major(const PermuteArgs& a, bool vec_ok, cudaStream_t 
           static_cast<T*>(a.out.data), vec_ok, zero_blocks);
 }
 
+// An absent src_to_dst / top_k_weights is a null pointer: the kernel instance that takes the
+// identity row t*K + k / weight 1 (an empty given one may be null too: no entry is read then).
 template <typename T>
 void launch_combine(const CombineParams& p, const CombineArgs& a, bool vec_ok, cudaStream_t stream,
                     bool pdl) {
@@ -75,13 +77,13 @@ void launch_combine(const CombineParams& p, const CombineArgs& a, bool vec_ok, c
   const std::int64_t pieces = std::clamp<std::int64_t>(
       (kCombineTargetBlocks + tokens - 1) / std::max<std::int64_t>(tokens, 1), 1, max_pieces);
   // A launch error is picked up by the caller's cudaGetLastError().
+  const auto* map = static_cast<const std::int64_t*>(a.src_to_dst.data);
+  const auto* weights = static_cast<const float*>(a.top_k_weights.data);
   (void)detail::launch_maybe_pdl(
-      kernels::combine_kernel<T>, dim3(blocks, static_cast<unsigned>(pieces)),
+      kernels::combine_kernel_for<T>(map, weights), dim3(blocks, static_cast<unsigned>(pieces)),
       dim3(kernels::kPermuteThreads), stream, pdl, static_cast<const T*>(a.y.data), y_stride,
-      a.y.size(0), static_cast<const std::int64_t*>(a.src_to_dst.data),
-      static_cast<const float*>(a.top_k_weights.data), tokens,
-      static_cast<int>(a.top_k_weights.size(1)), hidden, p.routed_scaling_factor,
-      static_cast<T*>(a.out.data), vec_ok);
+      a.y.size(0), map, weights, tokens, static_cast<int>(detail::combine_top_k(a)), hidden,
+      p.routed_scaling_factor, static_cast<T*>(a.out.data), vec_ok);
 }
 
 template <template <typename> class Launch, typename... Args>
