@@ -81,7 +81,6 @@ Status fused_experts_cpu(const ExpertsParams& params, const ExpertsArgs& args);
 //     round256(8 (E+1)) + round256(4 E)              expert offsets and counts
 //   + 2 round256(8 S)                                slot <-> layout-row maps
 //   + round256(expert_layout_workspace_size({E, alignment 1}, S))
-//   + round256(4 S)                                  unit weights (apply_router_weight_on_input)
 //   + round256(2 S I)                                activations, input dtype
 //   + round256(2 S H)                                permuted x, then expert outputs y
 //   + round256(4 S max(N13, H))                      float32 GEMM outputs

@@ -56,7 +56,7 @@ std::size_t round256(std::size_t b) {
 // Offsets (bytes from the 256-aligned base) and sizes of every workspace region; the size query
 // and the run share this one definition.
 struct WorkspacePlan {
-  std::size_t offsets, counts, src_to_dst, dst_to_src, layout, ones, act, xy, f32, gemm, total;
+  std::size_t offsets, counts, src_to_dst, dst_to_src, layout, act, xy, f32, gemm, total;
   std::size_t layout_bytes, gemm_bytes;
 };
 
@@ -83,20 +83,12 @@ WorkspacePlan workspace_plan(const ExpertsParams& p, std::int64_t num_slots) {
   w.src_to_dst = take(8 * S);
   w.dst_to_src = take(8 * S);
   w.layout = take(w.layout_bytes);
-  w.ones = take(4 * S);
   w.act = take(2 * S * I);
   w.xy = take(2 * S * H);
   w.f32 = take(4 * S * std::max(N13, H));
   w.gemm = take(w.gemm_bytes);
   w.total = at + 256;  // slack to align a 16-byte aligned caller pointer up to 256
   return w;
-}
-
-__global__ void fill_ones_kernel(float* __restrict__ out, std::int64_t n) {
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-    out[i] = 1.0f;
-  }
 }
 
 // Views of the carved workspace.
@@ -106,7 +98,6 @@ struct Buffers {
   std::int64_t* src_to_dst;
   std::int64_t* dst_to_src;
   void* layout;
-  float* ones;
   void* act;
   void* xy;
   float* f32;
@@ -124,7 +115,6 @@ Buffers carve(const WorkspacePlan& w, void* workspace) {
   out.src_to_dst = reinterpret_cast<std::int64_t*>(b + w.src_to_dst);
   out.dst_to_src = reinterpret_cast<std::int64_t*>(b + w.dst_to_src);
   out.layout = b + w.layout;
-  out.ones = reinterpret_cast<float*>(b + w.ones);
   out.act = b + w.act;
   out.xy = b + w.xy;
   out.f32 = reinterpret_cast<float*>(b + w.f32);
@@ -401,19 +391,17 @@ Status fused_experts_cuda_plan(const ExpertsParams& p, const ExpertsArgs& a, voi
                             : run_grouped_gemm<detail::fp16_t>(p, a, w, plan.gemm_tile, S, stream));
   }
 
-  const float* weights = static_cast<const float*>(a.top_k_weights.data);
-  if (p.apply_router_weight_on_input) {  // the router weight went into x: combine with weight 1
-    fill_ones_kernel<<<pointwise_blocks((S + 255) / 256), 256, 0, stream>>>(w.ones, S);
-    SY_RETURN_IF_ERROR(cuda_status(cudaGetLastError(), "fused_experts_cuda: fill_ones launch"));
-    weights = w.ones;
-  }
   CombineParams cp;
   cp.routed_scaling_factor = p.routed_scaling_factor;
   CombineArgs ca;
   ca.y = TensorView::contiguous(w.xy, a.x.dtype, {S, p.hidden_size}, Device::kCuda);
   ca.src_to_dst = la.src_to_dst;
-  ca.top_k_weights =
-      TensorView::contiguous(const_cast<float*>(weights), DType::kFloat32, {M, K}, Device::kCuda);
+  if (p.apply_router_weight_on_input) {
+    // The router weight went into x: combine with no weights (each 1; same float operations).
+    ca.top_k = static_cast<std::int32_t>(K);
+  } else {
+    ca.top_k_weights = a.top_k_weights;
+  }
   ca.out = a.out;
   // After the decode kernels (which trigger their dependents early) the combine launches with PDL
   // too; after the grouped GEMM path it is an ordinary launch.
