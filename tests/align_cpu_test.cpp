@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -788,6 +789,28 @@ TEST(PermuteCpu, RejectsInverseMapViolationsAndBadShapes) {
   pa.src_to_dst = TensorView::contiguous(s2d.data(), DType::kInt64, {4});
   d2s[0] = 4;
   expect_error("dst_to_src[0] = 4: expected -1 or a slot in [0, 4)");
+}
+
+TEST(TensorView, ContiguityIgnoresUnitAndEmptyDimensions) {
+  TensorView t;
+  t.data = reinterpret_cast<void*>(std::uintptr_t{256});
+  t.dtype = DType::kInt32;
+  t.ndim = 2;
+  t.shape = {2, 3};
+  t.strides = {3, 1};
+  EXPECT_TRUE(t.is_contiguous());
+  t.strides = {1, 2};
+  EXPECT_FALSE(t.is_contiguous());
+  t.shape = {1, 3};
+  t.strides = {7, 1};  // a size-1 dimension's stride is never used
+  EXPECT_TRUE(t.is_contiguous());
+  // Empty views (array libraries give them arbitrary strides, e.g. torch [17, 0]: (1, 1)).
+  t.shape = {17, 0};
+  t.strides = {1, 1};
+  EXPECT_TRUE(t.is_contiguous());
+  t.shape = {0, 4};
+  t.strides = {1, 9};
+  EXPECT_TRUE(t.is_contiguous());
 }
 
 }  // namespace

@@ -41,6 +41,7 @@ struct TensorView {
   std::int64_t size(int dim) const { return shape[static_cast<std::size_t>(dim)]; }
   std::int64_t stride(int dim) const { return strides[static_cast<std::size_t>(dim)]; }
   std::int64_t numel() const;
+  // Row-major dense (dimensions of size 1 may have any stride; an empty view always is).
   bool is_contiguous() const;
   // "[4096, 256] bfloat16 cuda" for messages.
   std::string describe() const;
