@@ -7,6 +7,7 @@
 
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -21,6 +22,25 @@ inline bool pdl_enabled() {
   return enabled;
 }
 
+// Whether the current device has PDL (compute capability 9.0 and later), cached per device: the
+// attribute is only requested there (an sm_80 build of the decode path launches plainly).
+inline bool pdl_supported() {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<signed char> cache[kMaxDevices] = {};  // 0 unknown, 1 yes, -1 no
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= kMaxDevices) return false;
+  signed char known = cache[dev].load(std::memory_order_relaxed);
+  if (known == 0) {
+    int major = 0;
+    known = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+                    major >= 9
+                ? 1
+                : -1;
+    cache[dev].store(known, std::memory_order_relaxed);
+  }
+  return known > 0;
+}
+
 template <typename... KernelArgs, typename... Args>
 cudaError_t launch_maybe_pdl(void (*kernel)(KernelArgs...), dim3 grid, dim3 block,
                              cudaStream_t stream, bool pdl, Args&&... args) {
@@ -33,7 +53,7 @@ cudaError_t launch_maybe_pdl(void (*kernel)(KernelArgs...), dim3 grid, dim3 bloc
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
-  cfg.numAttrs = pdl && pdl_enabled() ? 1 : 0;
+  cfg.numAttrs = pdl && pdl_enabled() && pdl_supported() ? 1 : 0;
   return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
 }
 
