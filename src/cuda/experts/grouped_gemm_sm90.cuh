@@ -22,11 +22,11 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 
 #include "../../common/check.h"
 #include "../cuda_status.h"
+#include "../device_attrs.h"
 #include "cute/tensor.hpp"
 #include "cutlass/cutlass.h"
 #include "cutlass/epilogue/collective/collective_builder.hpp"
@@ -154,20 +154,12 @@ inline Status cutlass_status(cutlass::Status st, const char* what) {
   return Status::Internal(std::string("grouped_gemm: ") + what + ": " + cutlassGetStatusString(st));
 }
 
-// SM count of the current device (cached per device), capped at kGroupedGemmMaxSms.
+// SM count of the current device, capped at kGroupedGemmMaxSms.
 inline Status device_sm_count(int* device, int* sm_count) {
-  static std::atomic<int> cached[64] = {};
-  SY_RETURN_IF_ERROR(cuda_status(cudaGetDevice(device), "grouped_gemm: cudaGetDevice"));
-  int c = cached[*device & 63].load(std::memory_order_relaxed);
-  if (c == 0) {
-    int v = 0;
-    SY_RETURN_IF_ERROR(
-        cuda_status(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, *device),
-                    "grouped_gemm: cudaDeviceGetAttribute(MultiProcessorCount)"));
-    c = std::min(v, kGroupedGemmMaxSms);
-    cached[*device & 63].store(c, std::memory_order_relaxed);
-  }
-  *sm_count = c;
+  DeviceAttrs a;
+  SY_RETURN_IF_ERROR(current_device_attrs(&a));
+  *device = a.device;
+  *sm_count = std::min(a.sms, kGroupedGemmMaxSms);
   return Status::Ok();
 }
 

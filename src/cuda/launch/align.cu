@@ -6,13 +6,13 @@
 #include <atomic>
 #include <bit>
 #include <cstdint>
-#include <mutex>
 #include <string>
 
 #include "../../common/align_check.h"
 #include "../../common/align_internal.h"
 #include "../../common/check.h"
 #include "../cuda_status.h"
+#include "../device_attrs.h"
 #include "../kernels/align.cuh"
 #include "../kernels/align_small.cuh"
 #include "switchyard/align.h"
@@ -46,34 +46,8 @@ int hist_warps_for(std::int32_t E, std::size_t budget, int max_warps) {
   return static_cast<int>(std::clamp<std::size_t>((budget - seg) / per_warp, 1, max_warps));
 }
 
-struct DeviceInfo {
-  int sms = 0;
-  int max_smem_optin = 0;
-};
-
 std::atomic<long long*> g_trace{nullptr};
 std::atomic<bool> g_repeat{false};
-
-Status device_info(DeviceInfo* out) {
-  static std::mutex mu;
-  static DeviceInfo cache[64];
-  int dev = 0;
-  SY_RETURN_IF_ERROR(detail::cuda_status(cudaGetDevice(&dev), "cudaGetDevice"));
-  std::lock_guard<std::mutex> lock(mu);
-  if (dev >= 0 && dev < 64 && cache[dev].sms > 0) {
-    *out = cache[dev];
-    return Status::Ok();
-  }
-  DeviceInfo info;
-  SY_RETURN_IF_ERROR(detail::cuda_status(
-      cudaDeviceGetAttribute(&info.sms, cudaDevAttrMultiProcessorCount, dev), "SM count"));
-  SY_RETURN_IF_ERROR(detail::cuda_status(
-      cudaDeviceGetAttribute(&info.max_smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
-      "shared memory limit"));
-  if (dev >= 0 && dev < 64) cache[dev] = info;
-  *out = info;
-  return Status::Ok();
-}
 
 // Opts `kernel` in to `smem` bytes of dynamic shared memory where that exceeds the default 48 KiB.
 template <typename Kernel>
@@ -112,8 +86,8 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
     return detail::invalid_arg(op, "workspace", workspace == nullptr ? "null" : "misaligned",
                                "a 16-byte aligned device pointer");
   }
-  DeviceInfo dev;
-  SY_RETURN_IF_ERROR(device_info(&dev));
+  detail::DeviceAttrs dev;
+  SY_RETURN_IF_ERROR(detail::current_device_attrs(&dev));
   p.trace = g_trace.load(std::memory_order_relaxed);
   p.totals = static_cast<std::int32_t*>(workspace);
   p.block_hist = p.totals + E;

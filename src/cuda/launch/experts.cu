@@ -33,6 +33,7 @@
 #include "../../common/check.h"
 #include "../../common/experts_check.h"
 #include "../cuda_status.h"
+#include "../device_attrs.h"
 #include "../experts/experts_internal.h"
 #include "../experts/grouped_gemm.h"
 #include "../kernels/experts_decode.cuh"
@@ -159,37 +160,40 @@ int pointwise_blocks(std::int64_t rows) {
   return static_cast<int>(std::max<std::int64_t>(1, std::min(rows, kMaxPointwiseBlocks)));
 }
 
+// Column blocks of kDecodeOutputsPerCta outputs in a decode GEMM's output row.
+std::int64_t decode_column_blocks(const kernels::DecodeParams& d) {
+  return (d.n_out + kernels::kDecodeOutputsPerCta - 1) / kernels::kDecodeOutputsPerCta;
+}
+
 // Column blocks per decode CTA: several when one block streams little (short k: GEMM2 of
 // Qwen3-30B, 48 KB per block), so that the per-CTA setup (the item search, the token rows, the
-// launch) is paid once per ~kDecodeCtaBytes; but never fewer than kDecodeMinCtas CTAs over the
-// expected hit experts (4 per SM of an H100/H200), and at most kDecodeMaxBlocksPerCta.
+// launch) is paid once per ~kDecodeCtaBytes; but never fewer than kDecodeCtasPerSm CTAs per SM over
+// the expected hit experts, and at most kDecodeMaxBlocksPerCta.
 constexpr std::int64_t kDecodeCtaBytes = 256 << 10;
-constexpr std::int64_t kDecodeMinCtas = 4 * 132;
+constexpr std::int64_t kDecodeCtasPerSm = 4;
 constexpr std::int64_t kDecodeMaxBlocksPerCta = 8;
 constexpr std::int64_t kDecodeDeepMaxK = 4 * kernels::kDecodeWarpsK * kernels::kDecodeChunk;
 
-std::int32_t decode_blocks_per_cta(const kernels::DecodeParams& d, std::int64_t hit) {
+std::int32_t decode_blocks_per_cta(const kernels::DecodeParams& d, std::int64_t hit, int sms) {
   const std::int64_t rows_per_block =
       static_cast<std::int64_t>(kernels::kDecodeOutputsPerCta) * (d.w_rows > d.n_out ? 2 : 1);
   const std::int64_t block_bytes = rows_per_block * d.k * 2;
-  const std::int64_t blocks =
-      (d.n_out + kernels::kDecodeOutputsPerCta - 1) / kernels::kDecodeOutputsPerCta;
+  const std::int64_t blocks = decode_column_blocks(d);
   std::int64_t per = std::clamp<std::int64_t>(
       kDecodeCtaBytes / std::max<std::int64_t>(block_bytes, 1), 1, kDecodeMaxBlocksPerCta);
-  while (per > 1 && hit * ((blocks + per - 1) / per) < kDecodeMinCtas) --per;
+  while (per > 1 && hit * ((blocks + per - 1) / per) < kDecodeCtasPerSm * sms) --per;
   return static_cast<std::int32_t>(per);
 }
 
 template <typename T, int kTiles>
 cudaError_t launch_decode_tiles(kernels::DecodeParams gemm1, kernels::DecodeParams gemm2,
-                                bool gated, std::int64_t num_slots, cudaStream_t stream) {
+                                bool gated, std::int64_t num_slots, int sms, cudaStream_t stream) {
   const std::int64_t hit = std::min<std::int64_t>(gemm1.num_experts, num_slots);
   const std::int64_t items = hit + num_slots / (8 * kTiles);
-  gemm1.blocks_per_cta = decode_blocks_per_cta(gemm1, hit);
-  gemm2.blocks_per_cta = decode_blocks_per_cta(gemm2, hit);
+  gemm1.blocks_per_cta = decode_blocks_per_cta(gemm1, hit, sms);
+  gemm2.blocks_per_cta = decode_blocks_per_cta(gemm2, hit, sms);
   const auto grid = [&](const kernels::DecodeParams& d) {
-    const std::int64_t blocks =
-        (d.n_out + kernels::kDecodeOutputsPerCta - 1) / kernels::kDecodeOutputsPerCta;
+    const std::int64_t blocks = decode_column_blocks(d);
     return dim3(static_cast<unsigned>(items),
                 static_cast<unsigned>((blocks + d.blocks_per_cta - 1) / d.blocks_per_cta));
   };
@@ -251,15 +255,17 @@ Status run_decode(const ExpertsParams& p, const ExpertsArgs& a, const Buffers& w
   g2.bias_f32 = is_f32(a.b2);
   g2.apply_relu2 = false;
   g2.out = w.xy;
+  detail::DeviceAttrs dev;
+  SY_RETURN_IF_ERROR(detail::current_device_attrs(&dev));
   cudaError_t err;
   if (tiles <= 1) {
-    err = launch_decode_tiles<T, 1>(g1, g2, gated, num_slots, stream);
+    err = launch_decode_tiles<T, 1>(g1, g2, gated, num_slots, dev.sms, stream);
   } else if (tiles == 2) {
-    err = launch_decode_tiles<T, 2>(g1, g2, gated, num_slots, stream);
+    err = launch_decode_tiles<T, 2>(g1, g2, gated, num_slots, dev.sms, stream);
   } else if (tiles <= 4) {
-    err = launch_decode_tiles<T, 4>(g1, g2, gated, num_slots, stream);
+    err = launch_decode_tiles<T, 4>(g1, g2, gated, num_slots, dev.sms, stream);
   } else {
-    err = launch_decode_tiles<T, 8>(g1, g2, gated, num_slots, stream);
+    err = launch_decode_tiles<T, 8>(g1, g2, gated, num_slots, dev.sms, stream);
   }
   if (err == cudaSuccess) err = cudaGetLastError();
   return detail::cuda_status(err, "fused_experts_cuda: decode kernel launch");

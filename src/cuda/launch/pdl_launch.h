@@ -7,10 +7,11 @@
 
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
+
+#include "../device_attrs.h"
 
 namespace switchyard::detail {
 
@@ -22,23 +23,11 @@ inline bool pdl_enabled() {
   return enabled;
 }
 
-// Whether the current device has PDL (compute capability 9.0 and later), cached per device: the
-// attribute is only requested there (an sm_80 build of the decode path launches plainly).
+// Whether the current device has PDL (compute capability 9.0 and later): the attribute is only
+// requested there (an sm_80 build of the decode path launches plainly).
 inline bool pdl_supported() {
-  constexpr int kMaxDevices = 64;
-  static std::atomic<signed char> cache[kMaxDevices] = {};  // 0 unknown, 1 yes, -1 no
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= kMaxDevices) return false;
-  signed char known = cache[dev].load(std::memory_order_relaxed);
-  if (known == 0) {
-    int major = 0;
-    known = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-                    major >= 9
-                ? 1
-                : -1;
-    cache[dev].store(known, std::memory_order_relaxed);
-  }
-  return known > 0;
+  DeviceAttrs a;
+  return current_device_attrs(&a).ok() && a.cc_major >= 9;
 }
 
 template <typename... KernelArgs, typename... Args>
