@@ -31,11 +31,11 @@ inline Status current_device_attrs(DeviceAttrs* out) {
   }
   DeviceAttrs a;
   a.device = dev;
-  SY_RETURN_IF_ERROR(cuda_status(
-      cudaDeviceGetAttribute(&a.sms, cudaDevAttrMultiProcessorCount, dev), "SM count"));
-  SY_RETURN_IF_ERROR(cuda_status(
-      cudaDeviceGetAttribute(&a.cc_major, cudaDevAttrComputeCapabilityMajor, dev),
-      "compute capability"));
+  SY_RETURN_IF_ERROR(
+      cuda_status(cudaDeviceGetAttribute(&a.sms, cudaDevAttrMultiProcessorCount, dev), "SM count"));
+  SY_RETURN_IF_ERROR(
+      cuda_status(cudaDeviceGetAttribute(&a.cc_major, cudaDevAttrComputeCapabilityMajor, dev),
+                  "compute capability"));
   SY_RETURN_IF_ERROR(cuda_status(
       cudaDeviceGetAttribute(&a.max_smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
       "shared memory limit"));
