@@ -15,6 +15,7 @@
 #include <functional>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "../src/common/align_internal.h"
@@ -459,6 +460,44 @@ TEST(AlignCuda, SmallBatchKernel) {
   check_layout_case({512, 8, 256, Pattern::kMapped, false, -1}, 128, 0, true);
 }
 
+// The warp kernel (grid -2: <= 32 slots, any E) over every pattern, N = 0..32, E from 1 to 16384,
+// block sizes 16..256 (48 and 100 included), layout alignments 1..1024, int32 / int64 ids. The
+// heuristic (grid 0) takes it at these sizes unless SWITCHYARD_ALIGN_WARP=0: the same cases on
+// grid 0 check that path too, and grid -1 (E <= 512) the small-batch kernel on the same inputs.
+TEST(AlignCuda, WarpKernel) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<int> experts =
+      small_scale() ? std::vector<int>{1, 256, 8192}
+                    : std::vector<int>{1, 2, 3, 8, 33, 160, 256, 384, 512, 513, 1024, 8192, 16384};
+  const std::vector<std::pair<std::int64_t, int>> shapes = {{0, 8},  {1, 1},  {1, 8},  {2, 8},
+                                                            {3, 8},  {4, 8},  {5, 6},  {7, 1},
+                                                            {13, 2}, {16, 2}, {31, 1}, {32, 1}};
+  constexpr int kBlock[] = {16, 64, 256, 48, 100};
+  constexpr int kAlignment[] = {1, 128, 7, 1024, 16};
+  int i = 0;
+  for (int E : experts) {
+    for (const auto& [M, K] : shapes) {
+      const auto pat = static_cast<Pattern>(i % 5);
+      const int B = kBlock[(i + i / 5) % 5];
+      const int alignment = kAlignment[(i + i / 7) % 5];
+      check_align_case({M, K, E, pat, i % 2 == 0, -2}, B, false);
+      check_layout_case({M, K, E, pat, i % 2 == 1, -2}, alignment, 0, false);
+      if (i % 3 == 0) {
+        check_align_case({M, K, E, pat, i % 2 == 1, 0}, B, false);
+        check_layout_case({M, K, E, pat, i % 2 == 0, 0}, alignment, 0, false);
+      }
+      if (i % 3 == 1 && E <= 512) {
+        check_align_case({M, K, E, pat, i % 2 == 1, -1}, B, false);
+        check_layout_case({M, K, E, pat, i % 2 == 0, -1}, alignment, 0, false);
+      }
+      if (::testing::Test::HasFatalFailure()) return;
+      ++i;
+    }
+  }
+  check_align_case({1, 8, 256, Pattern::kUniform, false, -2}, 64, true);  // graph capture
+  check_layout_case({4, 8, 256, Pattern::kMapped, true, -2}, 1, 0, true);
+}
+
 TEST(AlignCuda, GraphCapture) {
   SKIP_WITHOUT_GPU();
   check_align_case({4096, 8, 256, Pattern::kUniform, false, 0}, 64, true);
@@ -551,7 +590,9 @@ TEST(RouteAndAlignCuda, MatchesCpu) {
 }
 
 // Diagnostics, not a check (run with --gtest_also_run_disabled_tests): block 0's clock64() at
-// each phase boundary of the alignment kernel and the event-timed kernel, per shape.
+// each phase boundary of the alignment kernel and the event-timed kernel, per shape. At <= 32
+// slots that is align_warp_kernel (phases: loads + fills past the bound + sort | chunk fills and
+// slots | labels; the later columns are 0) unless SWITCHYARD_ALIGN_WARP=0.
 TEST(AlignCuda, DISABLED_PhaseTrace) {
   SKIP_WITHOUT_GPU();
   DeviceBuffer trace;
@@ -649,6 +690,9 @@ TEST(AlignCuda, RejectsBadArguments) {
   large.expert_ids = TensorView::contiguous(bexp.get(), DType::kInt32, {508}, Device::kCuda);
   st = detail::moe_align_block_size_cuda_grid(p, large, ws.get(), need, -1, nullptr);
   EXPECT_NE(st.message().find("grid = -1"), std::string::npos) << st.message();
+  // The warp kernel refuses more than 32 slots.
+  st = detail::moe_align_block_size_cuda_grid(p, a, ws.get(), need, -2, nullptr);
+  EXPECT_NE(st.message().find("grid = -2"), std::string::npos) << st.message();
   a.expert_ids = TensorView::contiguous(bexp.get(), DType::kInt32, {10}, Device::kCuda);
   st = moe_align_block_size_cuda(p, a, ws.get(), need, nullptr);
   EXPECT_NE(st.message().find("expert_ids.numel = 10"), std::string::npos) << st.message();

@@ -5,11 +5,14 @@
 // partial mask throws). Include it before the kernel header and compile the kernel code as host C++
 // (exact_math.h then takes its host paths, which give the device's bits by design). Build with
 // -fno-extern-tls-init when the kernel declares `extern __shared__` memory. Used by
-// routing_row_block_emu.cpp and permute_emu.cpp.
+// routing_row_block_emu.cpp, permute_emu.cpp and align_warp_emu.cpp (the last also puts
+// tools/simt_emu/include first on its include path: a <cooperative_groups.h> stub, so that
+// kernels/align.cuh parses; a grid sync there throws).
 #pragma once
 #include <ucontext.h>
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -23,6 +26,7 @@
 #define __launch_bounds__(...)
 #define __shared__ thread_local  // one OS thread runs every fiber: shared by the block
 #define __restrict__
+#define __align__(n) __attribute__((aligned(n)))
 
 struct dim3 {
   unsigned x = 1, y = 1, z = 1;
@@ -36,6 +40,18 @@ struct uint4 {
 struct float4 {
   float x, y, z, w;
 };
+struct int4 {
+  int x, y, z, w;
+};
+struct longlong2 {
+  long long x, y;
+};
+inline int4 make_int4(int a, int b, int c, int d) {
+  return {a, b, c, d};
+}
+inline longlong2 make_longlong2(long long a, long long b) {
+  return {a, b};
+}
 inline uint2 make_uint2(unsigned a, unsigned b) {
   return {a, b};
 }
@@ -52,6 +68,8 @@ struct Fiber {
   bool done = false;
   unsigned tid = 0;
 };
+// Fiber stack bytes (a test with many small fibers may lower it before launching).
+inline std::size_t stack_bytes = 256 * 1024;
 struct Sched {
   ucontext_t main;
   std::vector<Fiber> fibers;
@@ -113,7 +131,7 @@ inline void launch(dim3 grid, unsigned block, const std::function<void()>& body,
     for (unsigned t = 0; t < block; ++t) {
       Fiber& f = S.fibers[t];
       f.tid = t;
-      f.stack.resize(256 * 1024);
+      f.stack.resize(stack_bytes);
       getcontext(&f.ctx);
       f.ctx.uc_stack.ss_sp = f.stack.data();
       f.ctx.uc_stack.ss_size = f.stack.size();
@@ -179,6 +197,15 @@ T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
   return emu::from_bits<T>(all[s]);
 }
 template <typename T>
+T __shfl_up_sync(unsigned mask, T v, unsigned d, int width = 32) {
+  emu::check_mask(mask);
+  std::uint64_t all[32];
+  emu::exchange(emu::bits(v), all, 6);
+  const int l = static_cast<int>(emu::lane());
+  const int s = l - static_cast<int>(d);
+  return emu::from_bits<T>(s >= (l / width) * width ? all[s] : all[l]);
+}
+template <typename T>
 T __shfl_xor_sync(unsigned mask, T v, int m, int width = 32) {
   emu::check_mask(mask);
   std::uint64_t all[32];
@@ -237,6 +264,14 @@ inline int atomicAdd(int* p, int v) {
   const int old = *p;
   *p = old + v;
   return old;
+}
+inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {
+  const unsigned long long old = *p;
+  *p = old + v;
+  return old;
+}
+inline int __clz(int v) {
+  return v == 0 ? 32 : __builtin_clz(static_cast<unsigned>(v));
 }
 template <typename T>
 T __ldg(const T* p) {

@@ -1,11 +1,14 @@
-// moe_align_block_size_cuda / expert_layout_cuda: validate -> size the grid -> one launch of
-// expert_sort_kernel (no allocation, no host synchronisation, graph capturable).
+// moe_align_block_size_cuda / expert_layout_cuda: validate -> pick the kernel and size its grid ->
+// one launch (align_warp_kernel for <= 32 slots, align_small_kernel for decode batches,
+// expert_sort_kernel otherwise; no allocation, no host synchronisation, graph capturable).
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "../../common/align_check.h"
@@ -15,6 +18,7 @@
 #include "../device_attrs.h"
 #include "../kernels/align.cuh"
 #include "../kernels/align_small.cuh"
+#include "../kernels/align_warp.cuh"
 #include "switchyard/align.h"
 
 namespace switchyard {
@@ -73,6 +77,25 @@ SmallKernel small_kernel(int steps, int passes) {
   return passes == 2 ? twice[i] : once[i];
 }
 
+// The warp kernel instance for `output` (kAlign or kContiguous) and `passes` (1; 2 diagnostics).
+SmallKernel warp_kernel(SortOutput output, int passes) {
+  using kernels::align_warp_kernel;
+  if (output == SortOutput::kAlign)
+    return passes == 2 ? align_warp_kernel<true, 2> : align_warp_kernel<true, 1>;
+  return passes == 2 ? align_warp_kernel<false, 2> : align_warp_kernel<false, 1>;
+}
+
+// SWITCHYARD_ALIGN_WARP=0 in the environment keeps the heuristic off align_warp_kernel (read
+// once): <= 32 slots then take align_small_kernel (E <= 512) or expert_sort_kernel, as before
+// it existed. For A/B measurements.
+bool warp_kernel_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("SWITCHYARD_ALIGN_WARP");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return enabled;
+}
+
 // Chooses single block or cooperative grid and launches. `forced_grid` as in align_internal.h.
 Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t workspace_bytes,
                    int forced_grid, cudaStream_t stream) {
@@ -105,7 +128,24 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
                                "-1 only for alignment or the contiguous layout with <= 8192 "
                                "slots, <= 512 experts and slots + padding < 2^30");
   }
-  if (small_ok && forced_grid <= 0) {
+  // Tiny batches (<= 32 slots, any E): the warp kernel, same 32-bit limits as the small kernel.
+  const bool warp_ok = p.output != SortOutput::kMasked &&
+                       p.num_slots <= kernels::kWarpAlignMaxSlots &&
+                       E <= (1 << kernels::kWarpAlignMaxBits) - 1 && p.pad <= (1 << 20) &&
+                       p.num_slots + static_cast<std::int64_t>(E) * (p.pad - 1) < (1 << 30) &&
+                       p.map_size < (1 << 30) &&
+                       std::max({p.sorted_numel, p.block_experts_numel, p.dst_numel}) < (1 << 30);
+  if (forced_grid == -2 && !warp_ok) {
+    return detail::invalid_arg(op, "grid", forced_grid,
+                               "-2 only for alignment or the contiguous layout with <= 32 slots "
+                               "and slots + padding < 2^30");
+  }
+  if (forced_grid == -2 || (forced_grid == 0 && warp_ok && warp_kernel_enabled())) {
+    auto* kernel = warp_kernel(p.output, g_repeat.load(std::memory_order_relaxed) ? 2 : 1);
+    kernel<<<kernels::warp_align_grid(p), kernels::kWarpAlignThreads, 0, stream>>>(p);
+    return detail::cuda_status(cudaGetLastError(), "align_warp_kernel: launch");
+  }
+  if (small_ok && forced_grid <= 0) {  // (-2 returned above)
     const std::size_t smem = kernels::small_align_shared_bytes(E);
     auto* kernel = small_kernel(kernels::small_align_steps(p.num_slots),
                                 g_repeat.load(std::memory_order_relaxed) ? 2 : 1);
