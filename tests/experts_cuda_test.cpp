@@ -33,6 +33,7 @@
 namespace switchyard::testing {
 namespace {
 
+using heuristics::DecodeGemm2;
 using heuristics::ExpertsPath;
 using heuristics::ExpertsPlan;
 using heuristics::GemmTile;
@@ -275,22 +276,30 @@ std::string compare(const Problem& pr, const std::vector<std::uint8_t>& cpu,
   return err;
 }
 
-ExpertsPlan decode_plan(int tiles) {
+ExpertsPlan decode_plan(int tiles, DecodeGemm2 gemm2 = DecodeGemm2::kAuto) {
   ExpertsPlan p;
   p.path = ExpertsPath::kDecode;
   p.decode_token_tiles = tiles;
+  p.decode_gemm2 = gemm2;
   return p;
 }
-ExpertsPlan gemm_plan(GemmTile tile) {
+ExpertsPlan gemm_plan(GemmTile tile, bool gemm1_rounded = false) {
   ExpertsPlan p;
   p.path = ExpertsPath::kGroupedGemm;
   p.gemm_tile = tile;
+  p.gemm1_rounded = gemm1_rounded;
   return p;
 }
 
 std::string plan_name(const ExpertsPlan& p) {
-  if (p.path == ExpertsPath::kDecode) return "decode" + std::to_string(8 * p.decode_token_tiles);
-  return p.gemm_tile == GemmTile::kRows64 ? "gemm64" : "gemm128";
+  if (p.path == ExpertsPath::kDecode) {
+    return "decode" + std::to_string(8 * p.decode_token_tiles) +
+           (p.decode_gemm2 == DecodeGemm2::kAuto
+                ? ""
+                : std::string("/") + decode_gemm2_name(p.decode_gemm2));
+  }
+  return std::string(p.gemm_tile == GemmTile::kRows64 ? "gemm64" : "gemm128") +
+         (p.gemm1_rounded ? "/rounded" : "");
 }
 
 // CPU once, then every plan on the GPU; the first plan of each path also runs a second time
@@ -318,12 +327,17 @@ void check(const std::string& id, const ProblemSpec& spec, const std::vector<Exp
 }
 
 const std::vector<ExpertsPlan>& all_plans() {
+  // decode_plan(1) resolves GEMM2 to deep (k <= 1024: most cases here) or wide; the other one-tile
+  // instances are forced.
   static const std::vector<ExpertsPlan> plans = {decode_plan(1),
+                                                 decode_plan(1, DecodeGemm2::kNarrow),
+                                                 decode_plan(1, DecodeGemm2::kWide),
                                                  decode_plan(2),
                                                  decode_plan(4),
                                                  decode_plan(8),
                                                  gemm_plan(GemmTile::kRows64),
-                                                 gemm_plan(GemmTile::kRows128)};
+                                                 gemm_plan(GemmTile::kRows128),
+                                                 gemm_plan(GemmTile::kRows64, true)};
   return plans;
 }
 
@@ -472,16 +486,22 @@ TEST(ExpertsCuda, SeveralColumnBlocksPerDecodeCta) {
   s.I = 72;
   s.M = 64;
   s.K = 8;
+  // The wide GEMM2 (64-output blocks): H = 1032 = 16 * 64 + 8 leaves a block whose second warp
+  // and second 16-output half are past n_out.
   check("experts/column_blocks_per_cta", s,
-        {decode_plan(1), decode_plan(2), decode_plan(4), decode_plan(8)});
-  // GEMM2 keeps 2 chunks in flight per warp above k = 1024 and takes 4 at or below it.
+        {decode_plan(1), decode_plan(1, DecodeGemm2::kNarrow), decode_plan(1, DecodeGemm2::kWide),
+         decode_plan(2), decode_plan(4), decode_plan(8)});
+  // The one-tile GEMM2 is deep (4 chunks in flight per warp) up to k = 1024 and wide above it;
+  // every instance on a k just over the limit.
   ProblemSpec longer;
   longer.E = 5;
   longer.H = 72;
   longer.I = 1032;
   longer.M = 9;
   longer.K = 2;
-  check("experts/decode_gemm2_long_k", longer, {decode_plan(1), decode_plan(2)});
+  check("experts/decode_gemm2_long_k", longer,
+        {decode_plan(1), decode_plan(1, DecodeGemm2::kNarrow), decode_plan(1, DecodeGemm2::kDeep),
+         decode_plan(1, DecodeGemm2::kWide), decode_plan(2)});
 }
 
 TEST(ExpertsCuda, DefaultPlanOnModelShapes) {

@@ -53,7 +53,9 @@ const std::vector<FlagSpec>& experts_flags() {
       {"check-tokens", true, "tokens per case checked against the CPU oracle (default 1; 0: off)"},
       {"plan", true,
        "auto (the heuristic, default) | decode:1|2|4|8 (8-row tiles per work item) | "
-       "gemm:64|128 (grouped GEMM row tile): force a path, to measure the heuristic's choices"},
+       "decode:1:narrow|deep|wide (one tile, that GEMM2 instance) | gemm:64|128[:rounded] "
+       "(grouped GEMM row tile; rounded: GEMM1 out in the input dtype): force a path, to measure "
+       "the heuristic's choices"},
       {"format", true, "table | json | csv (default table)"},
       {"output", true, "write the results to this file instead of stdout"},
       {"ceiling-gbps", true, "use this memory ceiling instead of measuring it"},
@@ -100,7 +102,8 @@ Routing make_routing(std::int64_t M, int K, int E, std::uint64_t seed) {
   return r;
 }
 
-// --plan: "auto" leaves the heuristic's plan; "decode:T" / "gemm:R" force one.
+// --plan: "auto" leaves the heuristic's plan; "decode:T", "decode:1:narrow|deep|wide" (GEMM2's
+// one-tile instance) or "gemm:R" force one.
 Status parse_plan(const std::string& text, heuristics::ExpertsPlan* plan, bool* force) {
   *force = text != "auto";
   if (!*force) return Status::Ok();
@@ -109,14 +112,28 @@ Status parse_plan(const std::string& text, heuristics::ExpertsPlan* plan, bool* 
     plan->decode_token_tiles = text.back() - '0';
     return Status::Ok();
   }
-  if (text == "gemm:64" || text == "gemm:128") {
-    plan->path = heuristics::ExpertsPath::kGroupedGemm;
-    plan->gemm_tile =
-        text == "gemm:64" ? heuristics::GemmTile::kRows64 : heuristics::GemmTile::kRows128;
-    return Status::Ok();
+  using heuristics::DecodeGemm2;
+  for (DecodeGemm2 v : {DecodeGemm2::kNarrow, DecodeGemm2::kDeep, DecodeGemm2::kWide}) {
+    if (text == std::string("decode:1:") + heuristics::decode_gemm2_name(v)) {
+      plan->path = heuristics::ExpertsPath::kDecode;
+      plan->decode_token_tiles = 1;
+      plan->decode_gemm2 = v;
+      return Status::Ok();
+    }
   }
-  return Status::InvalidArgument("--plan = " + text +
-                                 ": expected auto, decode:1|2|4|8 or gemm:64|128");
+  for (const char* tile : {"64", "128"}) {
+    const std::string base = std::string("gemm:") + tile;
+    if (text == base || text == base + ":rounded") {
+      plan->path = heuristics::ExpertsPath::kGroupedGemm;
+      plan->gemm_tile =
+          base == "gemm:64" ? heuristics::GemmTile::kRows64 : heuristics::GemmTile::kRows128;
+      plan->gemm1_rounded = text != base;
+      return Status::Ok();
+    }
+  }
+  return Status::InvalidArgument(
+      "--plan = " + text +
+      ": expected auto, decode:1|2|4|8, decode:1:narrow|deep|wide or gemm:64|128[:rounded]");
 }
 
 struct ModelBuffers {
@@ -374,6 +391,11 @@ int bench_experts_main(const Args& args) {
                      ? "decode/" + std::to_string(8 * plan.decode_token_tiles)
                      : std::string("gemm/") +
                            (plan.gemm_tile == heuristics::GemmTile::kRows64 ? "64" : "128");
+      if (plan.gemm1_rounded) row.path += "/rounded";
+      if (plan.path == heuristics::ExpertsPath::kDecode && plan.decode_token_tiles == 1) {
+        row.path += std::string("/") + heuristics::decode_gemm2_name(
+                                           heuristics::decode_gemm2_for(plan, p.intermediate_size));
+      }
       // Correctness on the rotation-0 routing, then a one-call timing to size the graph.
       Status st = enqueue(0, nullptr);
       if (st.ok()) st = tools::device_synchronize();

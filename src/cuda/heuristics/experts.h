@@ -36,12 +36,36 @@ enum class ExpertsPath : std::uint8_t { kDecode, kGroupedGemm };
 // CTA tile of the grouped GEMM: rows (tokens) x columns (weight rows) x 64 (k).
 enum class GemmTile : std::uint8_t { kRows64, kRows128 };
 
+// The decode GEMM2 instance with one token tile (kernels/experts_decode.cuh): kNarrow (16 outputs
+// per warp, 2 chunks in flight), kDeep (16 outputs, 4 chunks in flight: a short k streams in one
+// round trip), kWide (32 outputs per warp, 2 chunks: 8 KB per round trip). kAuto: the rule in
+// decode_gemm2_for. With more than one token tile GEMM2 is always narrow.
+enum class DecodeGemm2 : std::uint8_t { kAuto, kNarrow, kDeep, kWide };
+
 struct ExpertsPlan {
   ExpertsPath path = ExpertsPath::kDecode;
   int decode_token_tiles = 1;  // decode: 1, 2 or 4 tiles of 8 rows per work item
+  DecodeGemm2 decode_gemm2 = DecodeGemm2::kAuto;
   GemmTile gemm_tile = GemmTile::kRows128;
+  // Grouped GEMM: GEMM1 writes gate/up rounded to the input dtype (as SGLang and vLLM do) instead
+  // of float32, halving the bytes of GEMM1's output and the activation's input; one more rounding
+  // before the activation. Off by default (an experiment measured with bench --plan
+  // gemm:R:rounded).
+  bool gemm1_rounded = false;
   std::int64_t rows_per_expert = 0;  // the estimate the plan was made from
 };
+
+// k of GEMM2 (= I) up to which the one-tile GEMM2 is deep: <= 4 chunks of 64 per k warp, one round
+// trip (H200, Qwen3-30B 32 tokens: GEMM2 111 -> 101 us by ncu; DeepSeek-V3's k = 2048 was slower
+// deep, 68 -> 71 us: 2 CTAs per SM instead of 3).
+inline constexpr std::int64_t kDecodeDeepMaxK = 1024;
+
+// The GEMM2 instance a decode plan runs (never kAuto).
+inline DecodeGemm2 decode_gemm2_for(const ExpertsPlan& plan, std::int64_t gemm2_k) {
+  if (plan.decode_token_tiles != 1) return DecodeGemm2::kNarrow;
+  if (plan.decode_gemm2 != DecodeGemm2::kAuto) return plan.decode_gemm2;
+  return gemm2_k <= kDecodeDeepMaxK ? DecodeGemm2::kDeep : DecodeGemm2::kWide;
+}
 
 inline constexpr std::int64_t kDecodeMaxRowsPerExpert = 8;
 inline constexpr std::int64_t kDecodeOneTileMaxRowsPerExpert = 4;
@@ -81,6 +105,18 @@ inline ExpertsPlan plan_experts(std::int64_t num_tokens, std::int32_t top_k,
 
 inline const char* experts_path_name(ExpertsPath p) {
   return p == ExpertsPath::kDecode ? "decode" : "grouped_gemm";
+}
+inline const char* decode_gemm2_name(DecodeGemm2 v) {
+  switch (v) {
+    case DecodeGemm2::kNarrow:
+      return "narrow";
+    case DecodeGemm2::kDeep:
+      return "deep";
+    case DecodeGemm2::kWide:
+      return "wide";
+    default:
+      return "auto";
+  }
 }
 inline const char* gemm_tile_name(GemmTile t) {
   return t == GemmTile::kRows64 ? "64x256x64 pingpong" : "128x256x64 cooperative";

@@ -7,7 +7,8 @@
 //                expert order; a CTA finds its item from the device-side offsets (one warp scans
 //                ceil(count/kTokens) over the experts). Items past the last exit at once.
 //   blockIdx.y = a block of 32 outputs (two warps along N, 16 outputs each: for gated activations
-//                a warp owns the gate AND up rows of its 16 outputs, so the activation is fused).
+//                a warp owns the gate AND up rows of its 16 outputs, so the activation is fused;
+//                the wide GEMM2 instance: 64 outputs, 32 per warp), or blocks_per_cta of them.
 //   4 warps along k: each takes every 4th 64-wide k chunk (neighbouring warps read neighbouring
 //                512-byte pieces of a weight row); partial sums are added through shared memory in
 //                a fixed order ((warp 0 + warp 2) + (warp 1 + warp 3): two halving steps, so the
@@ -31,7 +32,11 @@ namespace switchyard::kernels {
 inline constexpr int kDecodeWarpsN = 2;
 inline constexpr int kDecodeWarpsK = 4;
 inline constexpr int kDecodeThreads = 32 * kDecodeWarpsN * kDecodeWarpsK;
-inline constexpr int kDecodeOutputsPerCta = 16 * kDecodeWarpsN;
+inline constexpr int kDecodeOutputsPerCta = 16 * kDecodeWarpsN;  // per column block (not wide)
+// Outputs per column block: 16 per warp along N, or 32 for the wide GEMM2 instance.
+__host__ __device__ constexpr int decode_outputs_per_block(bool wide) {
+  return (wide ? 32 : 16) * kDecodeWarpsN;
+}
 inline constexpr int kDecodeChunk = 64;                     // k elements per warp and step
 inline constexpr std::int64_t kDecodePrefetchBytes = 2048;  // per weight row, GEMM2 before its wait
 
@@ -52,7 +57,7 @@ struct DecodeParams {
   bool apply_relu2;             // single-row epilogue: relu^2 (GEMM1 of kRelu2) or identity (GEMM2)
   float alpha, limit;           // kSwigluOai
   void* out;                    // [R, n_out] T
-  std::int32_t blocks_per_cta;  // column blocks of kDecodeOutputsPerCta outputs per CTA (>= 1)
+  std::int32_t blocks_per_cta;  // column blocks (decode_outputs_per_block outputs) per CTA, >= 1
 };
 
 struct DecodeItem {
@@ -145,11 +150,17 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], std::uint32_t a0, std::
 // kTiles: 8-token MMA tiles per work item (1, 2, 4 or 8). kGated: two weight rows (gate, up) per
 // output. kGather: token rows come from x through dst_to_src (GEMM1); else layout rows (GEMM2).
 // kDeep (GEMM2 with one tile only): 4 chunks in flight per warp instead of 2, for a short k.
-template <typename T, int kTiles, bool kGated, bool kGather, bool kDeep = false>
+// kWide (GEMM2 with one tile only): a warp owns 32 outputs (two 16-row weight tiles, like GEMM1's
+// gate and up rows), so each load round trip of a warp carries 8 KB instead of 4 and a column
+// block has 64 outputs: the same bytes in half the round trips per CTA.
+template <typename T, int kTiles, bool kGated, bool kGather, bool kDeep = false, bool kWide = false>
 __global__ void __launch_bounds__(kDecodeThreads, kTiles <= 2 ? 2 : 1)
     experts_decode_kernel(const DecodeParams p) {
   static_assert(!kDeep || (kTiles == 1 && !kGated && !kGather), "kDeep: GEMM2, one tile");
-  constexpr int kM = kGated ? 2 : 1;     // 16-row weight tiles per warp: (gate, up) or one
+  static_assert(!kWide || (kTiles == 1 && !kGated && !kGather && !kDeep), "kWide: GEMM2, one tile");
+  constexpr int kM = kGated || kWide ? 2 : 1;  // 16-row weight tiles per warp: (gate, up), two, one
+  constexpr int kOutPerWarp = kWide ? 32 : 16;
+  constexpr int kOutPerBlock = decode_outputs_per_block(kWide);
   constexpr int kTokens = 8 * kTiles;    // rows per work item
   constexpr int kAcc = kM * kTiles * 4;  // accumulators per thread
   static_assert(kDecodeWarpsK == 4, "the split-k reduction below halves 4 warps twice");
@@ -180,8 +191,8 @@ __global__ void __launch_bounds__(kDecodeThreads, kTiles <= 2 ? 2 : 1)
     // GEMM1 finishes hold little of the L2 (a whole Mixtral w2 slice per block, 917 KB, made it
     // thrash: 198 -> 209 us at 1 token).
     const int first_out =
-        static_cast<int>(blockIdx.y) * p.blocks_per_cta * kDecodeOutputsPerCta + wn * 16 + lane;
-    if (wk == 0 && lane < 16 && first_out < p.n_out) {
+        static_cast<int>(blockIdx.y) * p.blocks_per_cta * kOutPerBlock + wn * kOutPerWarp + lane;
+    if (wk == 0 && lane < kOutPerWarp && first_out < p.n_out) {
       const std::int64_t row_bytes = k * static_cast<std::int64_t>(sizeof(T));
       prefetch_l2_bulk(static_cast<const T*>(p.weights) +
                            (static_cast<std::int64_t>(expert) * p.w_rows + first_out) * k,
@@ -221,16 +232,17 @@ __global__ void __launch_bounds__(kDecodeThreads, kTiles <= 2 ? 2 : 1)
   // the token rows) is paid once for several blocks of a short k (e.g. GEMM2 of Qwen3-30B).
   for (int bi = 0; bi < p.blocks_per_cta; ++bi) {
     const int block = static_cast<int>(blockIdx.y) * p.blocks_per_cta + bi;
-    if (block * kDecodeOutputsPerCta >= p.n_out) break;  // uniform over the CTA
-    if (bi > 0) __syncthreads();  // the previous block's reduction buffer was read
-    // This thread's weight rows: outputs o and o + 8 of the warp's 16, gate/up for gated.
-    const int o_base = block * kDecodeOutputsPerCta + wn * 16;
+    if (block * kOutPerBlock >= p.n_out) break;  // uniform over the CTA
+    if (bi > 0) __syncthreads();                 // the previous block's reduction buffer was read
+    // This thread's weight rows: outputs o and o + 8 of the warp's 16, gate/up for gated; wide:
+    // outputs o + 16 m and o + 16 m + 8 of the warp's 32.
+    const int o_base = block * kOutPerBlock + wn * kOutPerWarp;
     const T* wrow[kM][2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int o = o_base + g + 8 * h;
 #pragma unroll
       for (int m = 0; m < kM; ++m) {
+        const int o = o_base + g + 8 * h + (kWide ? 16 * m : 0);
         std::int64_t r = o;
         if (kGated) {
           const bool inter = p.activation == Activation::kSwigluOai;
@@ -350,13 +362,14 @@ __global__ void __launch_bounds__(kDecodeThreads, kTiles <= 2 ? 2 : 1)
       if (half > 1) __syncthreads();  // the buffer is written again by the next step
     }
     if (wk == 0) {
-      // Epilogue: accumulator i of tile nt is output o_base + g + 8 * (i / 2), token nt*8 + 2t +
-      // i%2.
+      // Epilogue: accumulator i of tile nt is output o_base + g + 8 * (i / 2) (+ 16 m for wide),
+      // token nt*8 + 2t + i%2.
       T* out = static_cast<T*>(p.out);
       const std::int64_t bias_base = static_cast<std::int64_t>(expert) * p.w_rows;
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int o = o_base + g + 8 * (i >> 1);
+      for (int mi = 0; mi < 4 * (kWide ? 2 : 1); ++mi) {
+        const int i = mi & 3, mw = mi >> 2;  // mw: the wide instance's 16-output half
+        const int o = o_base + g + 8 * (i >> 1) + 16 * mw;
         if (o >= p.n_out) continue;
         float bias0 = 0.0f, bias1 = 0.0f;
         if (kGated) {
@@ -377,7 +390,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kTiles <= 2 ? 2 : 1)
             v = gated_activation(p.activation, acc[0][nt][i] + bias0, acc[1][nt][i] + bias1,
                                  p.alpha, p.limit);
           } else {
-            v = acc[0][nt][i] + bias0;
+            v = acc[mw][nt][i] + bias0;
             if (p.apply_relu2) v = relu2(v);
           }
           out[(row0 + j) * p.n_out + o] = detail::from_float<T>(v);

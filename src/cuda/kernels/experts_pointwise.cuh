@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "../../common/dtype_convert.h"
 #include "switchyard/experts.h"
@@ -89,11 +90,23 @@ __device__ __forceinline__ uint4 scale_vec8(uint4 v, float w) {
   return v;
 }
 
+// 4 consecutive values of a float32 or T row as float32 (p 16-byte aligned for float, 8 for T).
+template <typename T, typename In>
+__device__ __forceinline__ float4 load4_as_float(const In* p) {
+  if constexpr (std::is_same_v<In, float>) {
+    return __ldg(reinterpret_cast<const float4*>(p));
+  } else {
+    const uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
+    const float2 a = unpack2<T>(v.x), b = unpack2<T>(v.y);
+    return make_float4(a.x, a.y, b.x, b.y);
+  }
+}
+
 // act[r, i] = act(h[r, gate(i)] + b13, h[r, up(i)] + b13) for i in [0, I); 4 outputs per thread.
-// h [rows, n13] float32 (n13 = 2I gated, I for relu2), act [rows, I] T. I % 4 == 0.
-template <typename T>
+// h [rows, n13] In = float32 or T (n13 = 2I gated, I for relu2), act [rows, I] T. I % 4 == 0.
+template <typename T, typename In = float>
 __global__ void __launch_bounds__(kPointwiseThreads)
-    activation_kernel(const float* __restrict__ h, const std::int64_t* __restrict__ offsets,
+    activation_kernel(const In* __restrict__ h, const std::int64_t* __restrict__ offsets,
                       int num_experts, int intermediate, Activation act, float alpha, float limit,
                       const void* __restrict__ b13, bool b13_f32, T* __restrict__ out) {
   const std::int64_t rows = __ldg(offsets + num_experts);
@@ -102,13 +115,13 @@ __global__ void __launch_bounds__(kPointwiseThreads)
   const std::int64_t n13 = gated ? 2LL * intermediate : intermediate;
   const int groups = intermediate / 4;
   for (std::int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-    const float* hr = h + r * n13;
+    const In* hr = h + r * n13;
     const std::int64_t bias_row = b13 ? expert_of_row(offsets, num_experts, r) * n13 : 0;
     for (int q = threadIdx.x; q < groups; q += blockDim.x) {
       const int i = 4 * q;
       float v[4];
       if (!gated) {
-        const float4 x = __ldg(reinterpret_cast<const float4*>(hr + i));
+        const float4 x = load4_as_float<T>(hr + i);
         const float xs[4] = {x.x, x.y, x.z, x.w};
         for (int j = 0; j < 4; ++j) {
           v[j] = relu2(xs[j] + load_bias<T>(b13, b13_f32, bias_row + i + j));
@@ -116,13 +129,13 @@ __global__ void __launch_bounds__(kPointwiseThreads)
       } else {
         float g[4], u[4];
         if (interleaved) {  // rows 2i (gate), 2i+1 (up)
-          const float4 p0 = __ldg(reinterpret_cast<const float4*>(hr + 2 * i));
-          const float4 p1 = __ldg(reinterpret_cast<const float4*>(hr + 2 * i + 4));
+          const float4 p0 = load4_as_float<T>(hr + 2 * i);
+          const float4 p1 = load4_as_float<T>(hr + 2 * i + 4);
           g[0] = p0.x, u[0] = p0.y, g[1] = p0.z, u[1] = p0.w;
           g[2] = p1.x, u[2] = p1.y, g[3] = p1.z, u[3] = p1.w;
         } else {  // gate rows [0, I), up rows [I, 2I)
-          const float4 gv = __ldg(reinterpret_cast<const float4*>(hr + i));
-          const float4 uv = __ldg(reinterpret_cast<const float4*>(hr + intermediate + i));
+          const float4 gv = load4_as_float<T>(hr + i);
+          const float4 uv = load4_as_float<T>(hr + intermediate + i);
           g[0] = gv.x, g[1] = gv.y, g[2] = gv.z, g[3] = gv.w;
           u[0] = uv.x, u[1] = uv.y, u[2] = uv.z, u[3] = uv.w;
         }

@@ -160,9 +160,10 @@ int pointwise_blocks(std::int64_t rows) {
   return static_cast<int>(std::max<std::int64_t>(1, std::min(rows, kMaxPointwiseBlocks)));
 }
 
-// Column blocks of kDecodeOutputsPerCta outputs in a decode GEMM's output row.
-std::int64_t decode_column_blocks(const kernels::DecodeParams& d) {
-  return (d.n_out + kernels::kDecodeOutputsPerCta - 1) / kernels::kDecodeOutputsPerCta;
+// Column blocks of decode_outputs_per_block(wide) outputs in a decode GEMM's output row.
+std::int64_t decode_column_blocks(const kernels::DecodeParams& d, bool wide) {
+  const std::int64_t per = kernels::decode_outputs_per_block(wide);
+  return (d.n_out + per - 1) / per;
 }
 
 // Column blocks per decode CTA: several when one block streams little (short k: GEMM2 of
@@ -172,13 +173,16 @@ std::int64_t decode_column_blocks(const kernels::DecodeParams& d) {
 constexpr std::int64_t kDecodeCtaBytes = 256 << 10;
 constexpr std::int64_t kDecodeCtasPerSm = 4;
 constexpr std::int64_t kDecodeMaxBlocksPerCta = 8;
-constexpr std::int64_t kDecodeDeepMaxK = 4 * kernels::kDecodeWarpsK * kernels::kDecodeChunk;
+static_assert(heuristics::kDecodeDeepMaxK == 4 * kernels::kDecodeWarpsK * kernels::kDecodeChunk,
+              "deep: one round trip of 4 chunks per k warp");
 
-std::int32_t decode_blocks_per_cta(const kernels::DecodeParams& d, std::int64_t hit, int sms) {
+std::int32_t decode_blocks_per_cta(const kernels::DecodeParams& d, bool wide, std::int64_t hit,
+                                   int sms) {
   const std::int64_t rows_per_block =
-      static_cast<std::int64_t>(kernels::kDecodeOutputsPerCta) * (d.w_rows > d.n_out ? 2 : 1);
+      static_cast<std::int64_t>(kernels::decode_outputs_per_block(wide)) *
+      (d.w_rows > d.n_out ? 2 : 1);
   const std::int64_t block_bytes = rows_per_block * d.k * 2;
-  const std::int64_t blocks = decode_column_blocks(d);
+  const std::int64_t blocks = decode_column_blocks(d, wide);
   std::int64_t per = std::clamp<std::int64_t>(
       kDecodeCtaBytes / std::max<std::int64_t>(block_bytes, 1), 1, kDecodeMaxBlocksPerCta);
   while (per > 1 && hit * ((blocks + per - 1) / per) < kDecodeCtasPerSm * sms) --per;
@@ -187,13 +191,17 @@ std::int32_t decode_blocks_per_cta(const kernels::DecodeParams& d, std::int64_t 
 
 template <typename T, int kTiles>
 cudaError_t launch_decode_tiles(kernels::DecodeParams gemm1, kernels::DecodeParams gemm2,
-                                bool gated, std::int64_t num_slots, int sms, cudaStream_t stream) {
+                                bool gated, heuristics::DecodeGemm2 variant, std::int64_t num_slots,
+                                int sms, cudaStream_t stream) {
+  using heuristics::DecodeGemm2;
+  const bool deep = kTiles == 1 && variant == DecodeGemm2::kDeep;
+  const bool wide = kTiles == 1 && variant == DecodeGemm2::kWide;
   const std::int64_t hit = std::min<std::int64_t>(gemm1.num_experts, num_slots);
   const std::int64_t items = hit + num_slots / (8 * kTiles);
-  gemm1.blocks_per_cta = decode_blocks_per_cta(gemm1, hit, sms);
-  gemm2.blocks_per_cta = decode_blocks_per_cta(gemm2, hit, sms);
-  const auto grid = [&](const kernels::DecodeParams& d) {
-    const std::int64_t blocks = decode_column_blocks(d);
+  gemm1.blocks_per_cta = decode_blocks_per_cta(gemm1, false, hit, sms);
+  gemm2.blocks_per_cta = decode_blocks_per_cta(gemm2, wide, hit, sms);
+  const auto grid = [&](const kernels::DecodeParams& d, bool w) {
+    const std::int64_t blocks = decode_column_blocks(d, w);
     return dim3(static_cast<unsigned>(items),
                 static_cast<unsigned>((blocks + d.blocks_per_cta - 1) / d.blocks_per_cta));
   };
@@ -203,26 +211,31 @@ cudaError_t launch_decode_tiles(kernels::DecodeParams gemm1, kernels::DecodePara
   const dim3 block(kernels::kDecodeThreads);
   cudaError_t err =
       gated ? detail::launch_maybe_pdl(kernels::experts_decode_kernel<T, kTiles, true, true>,
-                                       grid(gemm1), block, stream, true, gemm1)
+                                       grid(gemm1, false), block, stream, true, gemm1)
             : detail::launch_maybe_pdl(kernels::experts_decode_kernel<T, kTiles, false, true>,
-                                       grid(gemm1), block, stream, true, gemm1);
-  if (err == cudaSuccess) {
-    // A short k (<= 4 chunks per warp: Qwen3-30B's I = 768) streams in one round trip with 4
-    // chunks in flight: H200, Qwen3-30B 32 tokens, GEMM2 111 -> 101 us (ncu); a longer k keeps 2
-    // (3 CTAs per SM instead of 2: DeepSeek-V3 1 token, GEMM2 68 us against 71 us with 4).
-    const bool deep = kTiles == 1 && gemm2.k <= kDecodeDeepMaxK;
-    err = deep ? detail::launch_maybe_pdl(
-                     kernels::experts_decode_kernel<T, kTiles, false, false, kTiles == 1>,
-                     grid(gemm2), block, stream, true, gemm2)
-               : detail::launch_maybe_pdl(kernels::experts_decode_kernel<T, kTiles, false, false>,
-                                          grid(gemm2), block, stream, true, gemm2);
+                                       grid(gemm1, false), block, stream, true, gemm1);
+  if (err != cudaSuccess) return err;
+  // GEMM2's instance (heuristics::decode_gemm2_for): deep or wide only with one token tile.
+  if (deep) {
+    return detail::launch_maybe_pdl(
+        kernels::experts_decode_kernel<T, kTiles, false, false, kTiles == 1, false>,
+        grid(gemm2, false), block, stream, true, gemm2);
   }
-  return err;
+  if (wide) {
+    return detail::launch_maybe_pdl(
+        kernels::experts_decode_kernel<T, kTiles, false, false, false, kTiles == 1>,
+        grid(gemm2, true), block, stream, true, gemm2);
+  }
+  return detail::launch_maybe_pdl(kernels::experts_decode_kernel<T, kTiles, false, false>,
+                                  grid(gemm2, false), block, stream, true, gemm2);
 }
 
 template <typename T>
-Status run_decode(const ExpertsParams& p, const ExpertsArgs& a, const Buffers& w, int tiles,
-                  std::int64_t num_slots, cudaStream_t stream) {
+Status run_decode(const ExpertsParams& p, const ExpertsArgs& a, const Buffers& w,
+                  const heuristics::ExpertsPlan& plan, std::int64_t num_slots,
+                  cudaStream_t stream) {
+  const int tiles = plan.decode_token_tiles;
+  const heuristics::DecodeGemm2 variant = heuristics::decode_gemm2_for(plan, p.intermediate_size);
   const bool gated = p.activation != Activation::kRelu2;
   kernels::DecodeParams g1{};
   g1.weights = a.w13.data;
@@ -259,13 +272,13 @@ Status run_decode(const ExpertsParams& p, const ExpertsArgs& a, const Buffers& w
   SY_RETURN_IF_ERROR(detail::current_device_attrs(&dev));
   cudaError_t err;
   if (tiles <= 1) {
-    err = launch_decode_tiles<T, 1>(g1, g2, gated, num_slots, dev.sms, stream);
+    err = launch_decode_tiles<T, 1>(g1, g2, gated, variant, num_slots, dev.sms, stream);
   } else if (tiles == 2) {
-    err = launch_decode_tiles<T, 2>(g1, g2, gated, num_slots, dev.sms, stream);
+    err = launch_decode_tiles<T, 2>(g1, g2, gated, variant, num_slots, dev.sms, stream);
   } else if (tiles <= 4) {
-    err = launch_decode_tiles<T, 4>(g1, g2, gated, num_slots, dev.sms, stream);
+    err = launch_decode_tiles<T, 4>(g1, g2, gated, variant, num_slots, dev.sms, stream);
   } else {
-    err = launch_decode_tiles<T, 8>(g1, g2, gated, num_slots, dev.sms, stream);
+    err = launch_decode_tiles<T, 8>(g1, g2, gated, variant, num_slots, dev.sms, stream);
   }
   if (err == cudaSuccess) err = cudaGetLastError();
   return detail::cuda_status(err, "fused_experts_cuda: decode kernel launch");
@@ -273,7 +286,9 @@ Status run_decode(const ExpertsParams& p, const ExpertsArgs& a, const Buffers& w
 
 template <typename T>
 Status run_grouped_gemm(const ExpertsParams& p, const ExpertsArgs& a, const Buffers& w,
-                        heuristics::GemmTile tile, std::int64_t num_slots, cudaStream_t stream) {
+                        const heuristics::ExpertsPlan& plan, std::int64_t num_slots,
+                        cudaStream_t stream) {
+  const heuristics::GemmTile tile = plan.gemm_tile;
   const std::int64_t S = num_slots, H = p.hidden_size, I = p.intermediate_size;
   const std::int64_t K = a.top_k_ids.size(1);
   const DType dtype = a.x.dtype;
@@ -297,7 +312,7 @@ Status run_grouped_gemm(const ExpertsParams& p, const ExpertsArgs& a, const Buff
 
   detail::GroupedGemmArgs g1;
   g1.dtype = dtype;
-  g1.out_dtype = DType::kFloat32;
+  g1.out_dtype = plan.gemm1_rounded ? dtype : DType::kFloat32;  // w.f32 holds either
   g1.a = w.xy;
   g1.b = a.w13.data;
   g1.c = w.f32;
@@ -308,9 +323,16 @@ Status run_grouped_gemm(const ExpertsParams& p, const ExpertsArgs& a, const Buff
   g1.k = p.hidden_size;
   SY_RETURN_IF_ERROR(detail::grouped_gemm_cuda(g1, tile, w.gemm, w.plan.gemm_bytes, stream));
 
-  kernels::activation_kernel<T><<<blocks, kernels::kPointwiseThreads, 0, stream>>>(
-      w.f32, w.offsets, p.num_experts, p.intermediate_size, p.activation, p.swiglu_alpha,
-      p.swiglu_limit, a.b13.data, is_f32(a.b13), static_cast<T*>(w.act));
+  if (plan.gemm1_rounded) {
+    kernels::activation_kernel<T, T><<<blocks, kernels::kPointwiseThreads, 0, stream>>>(
+        reinterpret_cast<const T*>(w.f32), w.offsets, p.num_experts, p.intermediate_size,
+        p.activation, p.swiglu_alpha, p.swiglu_limit, a.b13.data, is_f32(a.b13),
+        static_cast<T*>(w.act));
+  } else {
+    kernels::activation_kernel<T><<<blocks, kernels::kPointwiseThreads, 0, stream>>>(
+        w.f32, w.offsets, p.num_experts, p.intermediate_size, p.activation, p.swiglu_alpha,
+        p.swiglu_limit, a.b13.data, is_f32(a.b13), static_cast<T*>(w.act));
+  }
   SY_RETURN_IF_ERROR(detail::cuda_status(cudaGetLastError(), "fused_experts_cuda: activation"));
 
   detail::GroupedGemmArgs g2 = g1;
@@ -389,12 +411,11 @@ Status fused_experts_cuda_plan(const ExpertsParams& p, const ExpertsArgs& a, voi
                                         p.hidden_size, p.intermediate_size);
   const bool bf16 = a.x.dtype == DType::kBFloat16;
   if (plan.path == heuristics::ExpertsPath::kDecode) {
-    SY_RETURN_IF_ERROR(
-        bf16 ? run_decode<detail::bf16_t>(p, a, w, plan.decode_token_tiles, S, stream)
-             : run_decode<detail::fp16_t>(p, a, w, plan.decode_token_tiles, S, stream));
+    SY_RETURN_IF_ERROR(bf16 ? run_decode<detail::bf16_t>(p, a, w, plan, S, stream)
+                            : run_decode<detail::fp16_t>(p, a, w, plan, S, stream));
   } else {
-    SY_RETURN_IF_ERROR(bf16 ? run_grouped_gemm<detail::bf16_t>(p, a, w, plan.gemm_tile, S, stream)
-                            : run_grouped_gemm<detail::fp16_t>(p, a, w, plan.gemm_tile, S, stream));
+    SY_RETURN_IF_ERROR(bf16 ? run_grouped_gemm<detail::bf16_t>(p, a, w, plan, S, stream)
+                            : run_grouped_gemm<detail::fp16_t>(p, a, w, plan, S, stream));
   }
 
   CombineParams cp;
