@@ -283,6 +283,11 @@ ExpertsPlan decode_plan(int tiles, DecodeGemm2 gemm2 = DecodeGemm2::kAuto) {
   p.decode_gemm2 = gemm2;
   return p;
 }
+ExpertsPlan slot_items_plan() {
+  ExpertsPlan p = decode_plan(1);
+  p.decode_slot_items = true;
+  return p;
+}
 ExpertsPlan gemm_plan(GemmTile tile, bool gemm1_rounded = false) {
   ExpertsPlan p;
   p.path = ExpertsPath::kGroupedGemm;
@@ -296,7 +301,8 @@ std::string plan_name(const ExpertsPlan& p) {
     return "decode" + std::to_string(8 * p.decode_token_tiles) +
            (p.decode_gemm2 == DecodeGemm2::kAuto
                 ? ""
-                : std::string("/") + decode_gemm2_name(p.decode_gemm2));
+                : std::string("/") + decode_gemm2_name(p.decode_gemm2)) +
+           (p.decode_slot_items ? "/slots" : "");
   }
   return std::string(p.gemm_tile == GemmTile::kRows64 ? "gemm64" : "gemm128") +
          (p.gemm1_rounded ? "/rounded" : "");
@@ -327,11 +333,11 @@ void check(const std::string& id, const ProblemSpec& spec, const std::vector<Exp
 }
 
 const std::vector<ExpertsPlan>& all_plans() {
-  // decode_plan(1) resolves GEMM2 to deep (k <= 1024: most cases here) or wide; the other one-tile
-  // instances are forced.
+  // decode_plan(1) resolves GEMM2 to deep (k <= 1024: most cases here) or narrow; narrow is also
+  // forced. Slot items on many tokens: each slot its own item (an expert read once per slot).
   static const std::vector<ExpertsPlan> plans = {decode_plan(1),
                                                  decode_plan(1, DecodeGemm2::kNarrow),
-                                                 decode_plan(1, DecodeGemm2::kWide),
+                                                 slot_items_plan(),
                                                  decode_plan(2),
                                                  decode_plan(4),
                                                  decode_plan(8),
@@ -486,13 +492,11 @@ TEST(ExpertsCuda, SeveralColumnBlocksPerDecodeCta) {
   s.I = 72;
   s.M = 64;
   s.K = 8;
-  // The wide GEMM2 (64-output blocks): H = 1032 = 16 * 64 + 8 leaves a block whose second warp
-  // and second 16-output half are past n_out.
   check("experts/column_blocks_per_cta", s,
-        {decode_plan(1), decode_plan(1, DecodeGemm2::kNarrow), decode_plan(1, DecodeGemm2::kWide),
-         decode_plan(2), decode_plan(4), decode_plan(8)});
-  // The one-tile GEMM2 is deep (4 chunks in flight per warp) up to k = 1024 and wide above it;
-  // every instance on a k just over the limit.
+        {decode_plan(1), decode_plan(1, DecodeGemm2::kNarrow), slot_items_plan(), decode_plan(2),
+         decode_plan(4), decode_plan(8)});
+  // The one-tile GEMM2 is deep (4 chunks in flight per warp) up to k = 1024 and narrow (2) above
+  // it; both instances on a k just over the limit.
   ProblemSpec longer;
   longer.E = 5;
   longer.H = 72;
@@ -501,7 +505,7 @@ TEST(ExpertsCuda, SeveralColumnBlocksPerDecodeCta) {
   longer.K = 2;
   check("experts/decode_gemm2_long_k", longer,
         {decode_plan(1), decode_plan(1, DecodeGemm2::kNarrow), decode_plan(1, DecodeGemm2::kDeep),
-         decode_plan(1, DecodeGemm2::kWide), decode_plan(2)});
+         slot_items_plan(), decode_plan(2)});
 }
 
 TEST(ExpertsCuda, DefaultPlanOnModelShapes) {
@@ -607,6 +611,10 @@ TEST(ExpertsHeuristics, DecodeForFewRowsPerExpert) {
     const ExpertsPlan one = heuristics::plan_experts(1, K, E, m->hidden_size, m->intermediate_size);
     EXPECT_EQ(one.path, ExpertsPath::kDecode) << name;
     EXPECT_EQ(one.decode_token_tiles, 1) << name;
+    EXPECT_TRUE(one.decode_slot_items) << name;  // one token: no layout kernel
+    EXPECT_FALSE(
+        heuristics::plan_experts(2, K, E, m->hidden_size, m->intermediate_size).decode_slot_items)
+        << name;
     const ExpertsPlan big =
         heuristics::plan_experts(8192, K, E, m->hidden_size, m->intermediate_size);
     EXPECT_EQ(big.path, ExpertsPath::kGroupedGemm) << name;

@@ -53,7 +53,8 @@ const std::vector<FlagSpec>& experts_flags() {
       {"check-tokens", true, "tokens per case checked against the CPU oracle (default 1; 0: off)"},
       {"plan", true,
        "auto (the heuristic, default) | decode:1|2|4|8 (8-row tiles per work item) | "
-       "decode:1:narrow|deep|wide (one tile, that GEMM2 instance) | gemm:64|128[:rounded] "
+       "decode:1:narrow|deep (one tile, that GEMM2 instance) | decode:1:slots|layout (one tile, "
+       "slot items or the layout kernel) | gemm:64|128[:rounded] "
        "(grouped GEMM row tile; rounded: GEMM1 out in the input dtype): force a path, to measure "
        "the heuristic's choices"},
       {"format", true, "table | json | csv (default table)"},
@@ -102,8 +103,9 @@ Routing make_routing(std::int64_t M, int K, int E, std::uint64_t seed) {
   return r;
 }
 
-// --plan: "auto" leaves the heuristic's plan; "decode:T", "decode:1:narrow|deep|wide" (GEMM2's
-// one-tile instance) or "gemm:R" force one.
+// --plan: "auto" leaves the heuristic's plan; "decode:T", "decode:1:narrow|deep" (GEMM2's
+// one-tile instance), "decode:1:slots" / "decode:1:layout" (slot items or not), "gemm:R" or
+// "gemm:R:rounded" force one.
 Status parse_plan(const std::string& text, heuristics::ExpertsPlan* plan, bool* force) {
   *force = text != "auto";
   if (!*force) return Status::Ok();
@@ -112,8 +114,14 @@ Status parse_plan(const std::string& text, heuristics::ExpertsPlan* plan, bool* 
     plan->decode_token_tiles = text.back() - '0';
     return Status::Ok();
   }
+  if (text == "decode:1:slots" || text == "decode:1:layout") {
+    plan->path = heuristics::ExpertsPath::kDecode;
+    plan->decode_token_tiles = 1;
+    plan->decode_slot_items = text == "decode:1:slots";
+    return Status::Ok();
+  }
   using heuristics::DecodeGemm2;
-  for (DecodeGemm2 v : {DecodeGemm2::kNarrow, DecodeGemm2::kDeep, DecodeGemm2::kWide}) {
+  for (DecodeGemm2 v : {DecodeGemm2::kNarrow, DecodeGemm2::kDeep}) {
     if (text == std::string("decode:1:") + heuristics::decode_gemm2_name(v)) {
       plan->path = heuristics::ExpertsPath::kDecode;
       plan->decode_token_tiles = 1;
@@ -133,7 +141,8 @@ Status parse_plan(const std::string& text, heuristics::ExpertsPlan* plan, bool* 
   }
   return Status::InvalidArgument(
       "--plan = " + text +
-      ": expected auto, decode:1|2|4|8, decode:1:narrow|deep|wide or gemm:64|128[:rounded]");
+      ": expected auto, decode:1|2|4|8, decode:1:narrow|deep|slots|layout or "
+      "gemm:64|128[:rounded]");
 }
 
 struct ModelBuffers {
@@ -393,6 +402,7 @@ int bench_experts_main(const Args& args) {
                            (plan.gemm_tile == heuristics::GemmTile::kRows64 ? "64" : "128");
       if (plan.gemm1_rounded) row.path += "/rounded";
       if (plan.path == heuristics::ExpertsPath::kDecode && plan.decode_token_tiles == 1) {
+        if (plan.decode_slot_items) row.path += "/slots";
         row.path += std::string("/") + heuristics::decode_gemm2_name(
                                            heuristics::decode_gemm2_for(plan, p.intermediate_size));
       }

@@ -36,16 +36,19 @@ enum class ExpertsPath : std::uint8_t { kDecode, kGroupedGemm };
 // CTA tile of the grouped GEMM: rows (tokens) x columns (weight rows) x 64 (k).
 enum class GemmTile : std::uint8_t { kRows64, kRows128 };
 
-// The decode GEMM2 instance with one token tile (kernels/experts_decode.cuh): kNarrow (16 outputs
-// per warp, 2 chunks in flight), kDeep (16 outputs, 4 chunks in flight: a short k streams in one
-// round trip), kWide (32 outputs per warp, 2 chunks: 8 KB per round trip). kAuto: the rule in
-// decode_gemm2_for. With more than one token tile GEMM2 is always narrow.
-enum class DecodeGemm2 : std::uint8_t { kAuto, kNarrow, kDeep, kWide };
+// The decode GEMM2 instance with one token tile (kernels/experts_decode.cuh): kNarrow (2 chunks
+// in flight per warp), kDeep (4 chunks in flight: a short k streams in one round trip). kAuto: the
+// rule in decode_gemm2_for. With more than one token tile GEMM2 is always narrow.
+enum class DecodeGemm2 : std::uint8_t { kAuto, kNarrow, kDeep };
 
 struct ExpertsPlan {
   ExpertsPath path = ExpertsPath::kDecode;
   int decode_token_tiles = 1;  // decode: 1, 2 or 4 tiles of 8 rows per work item
   DecodeGemm2 decode_gemm2 = DecodeGemm2::kAuto;
+  // Decode with one tile: every slot of top_k_ids is its own work item and no layout kernel runs
+  // (one launch less on the critical path). Chosen for one token, whose K experts are distinct:
+  // with more tokens an expert hit by several would be read once per slot.
+  bool decode_slot_items = false;
   GemmTile gemm_tile = GemmTile::kRows128;
   // Grouped GEMM: GEMM1 writes gate/up rounded to the input dtype (as SGLang and vLLM do) instead
   // of float32, halving the bytes of GEMM1's output and the activation's input; one more rounding
@@ -64,7 +67,7 @@ inline constexpr std::int64_t kDecodeDeepMaxK = 1024;
 inline DecodeGemm2 decode_gemm2_for(const ExpertsPlan& plan, std::int64_t gemm2_k) {
   if (plan.decode_token_tiles != 1) return DecodeGemm2::kNarrow;
   if (plan.decode_gemm2 != DecodeGemm2::kAuto) return plan.decode_gemm2;
-  return gemm2_k <= kDecodeDeepMaxK ? DecodeGemm2::kDeep : DecodeGemm2::kWide;
+  return gemm2_k <= kDecodeDeepMaxK ? DecodeGemm2::kDeep : DecodeGemm2::kNarrow;
 }
 
 inline constexpr std::int64_t kDecodeMaxRowsPerExpert = 8;
@@ -93,6 +96,7 @@ inline ExpertsPlan plan_experts(std::int64_t num_tokens, std::int32_t top_k,
   if (r <= kDecodeOneTileMaxRowsPerExpert) {
     plan.path = ExpertsPath::kDecode;
     plan.decode_token_tiles = 1;
+    plan.decode_slot_items = num_tokens == 1;
   } else if (r <= kDecodeMaxRowsPerExpert && num_experts <= kDecodeTwoTilesMaxExperts) {
     plan.path = ExpertsPath::kDecode;
     plan.decode_token_tiles = 2;
@@ -112,8 +116,6 @@ inline const char* decode_gemm2_name(DecodeGemm2 v) {
       return "narrow";
     case DecodeGemm2::kDeep:
       return "deep";
-    case DecodeGemm2::kWide:
-      return "wide";
     default:
       return "auto";
   }

@@ -5,10 +5,11 @@
 // Work decomposition (no host synchronisation: the grid is sized from M*K and E only):
 //   blockIdx.x = work item: (expert, up to kTokens = 8 * kTiles of its layout rows), numbered in
 //                expert order; a CTA finds its item from the device-side offsets (one warp scans
-//                ceil(count/kTokens) over the experts). Items past the last exit at once.
+//                ceil(count/kTokens) over the experts). Items past the last exit at once. With
+//                slot items (one token) item i is slot i itself and no layout kernel runs first.
 //   blockIdx.y = a block of 32 outputs (two warps along N, 16 outputs each: for gated activations
-//                a warp owns the gate AND up rows of its 16 outputs, so the activation is fused;
-//                the wide GEMM2 instance: 64 outputs, 32 per warp), or blocks_per_cta of them.
+//                a warp owns the gate AND up rows of its 16 outputs, so the activation is fused),
+//                or blocks_per_cta of them.
 //   4 warps along k: each takes every 4th 64-wide k chunk (neighbouring warps read neighbouring
 //                512-byte pieces of a weight row); partial sums are added through shared memory in
 //                a fixed order ((warp 0 + warp 2) + (warp 1 + warp 3): two halving steps, so the
@@ -32,32 +33,37 @@ namespace switchyard::kernels {
 inline constexpr int kDecodeWarpsN = 2;
 inline constexpr int kDecodeWarpsK = 4;
 inline constexpr int kDecodeThreads = 32 * kDecodeWarpsN * kDecodeWarpsK;
-inline constexpr int kDecodeOutputsPerCta = 16 * kDecodeWarpsN;  // per column block (not wide)
-// Outputs per column block: 16 per warp along N, or 32 for the wide GEMM2 instance.
-__host__ __device__ constexpr int decode_outputs_per_block(bool wide) {
-  return (wide ? 32 : 16) * kDecodeWarpsN;
-}
-inline constexpr int kDecodeChunk = 64;                     // k elements per warp and step
+inline constexpr int kDecodeOutputsPerCta = 16 * kDecodeWarpsN;  // per column block
+inline constexpr int kDecodeChunk = 64;                          // k elements per warp and step
 inline constexpr std::int64_t kDecodePrefetchBytes = 2048;  // per weight row, GEMM2 before its wait
 
 struct DecodeParams {
   const void* weights;             // [E, w_rows, k]: w13 or w2
   const void* input;               // gather: x [M, k]; else [R, k] rows in layout order
-  const std::int64_t* dst_to_src;  // gather: [R] slot of each layout row
+  const std::int64_t* dst_to_src;  // gather: [R] slot of each layout row (null with slot items)
   const float* slot_scale;         // gather with apply_router_weight_on_input: [M*K]; else null
   std::int32_t top_k;              // gather: token = slot / top_k
-  const std::int64_t* offsets;     // [E+1] expert segments of the layout rows
+  const std::int64_t* offsets;     // [E+1] expert segments of the layout rows; null: slot items
   std::int32_t num_experts;
-  std::int32_t k;       // reduction length, a multiple of 8
-  std::int32_t n_out;   // outputs per row (I for GEMM1, H for GEMM2)
-  std::int32_t w_rows;  // weight rows per expert
-  const void* bias;     // optional [E, w_rows], float32 or T
+  // Slot items (offsets == null; no layout kernel runs before): work item i is slot i of
+  // top_k_ids, one row, whose rows of act and y are row i. Its expert is the slot's id after
+  // expert_map (the layout's rules); a dropped slot is an empty item. GEMM1 also writes the
+  // combine's map: src_to_dst_out[i] = i, or -1 when dropped.
+  const void* slot_ids;  // [S] int32 or int64
+  bool slot_ids_int64;
+  const std::int32_t* expert_map;  // optional [map_size]
+  std::int64_t map_size;
+  std::int64_t* src_to_dst_out;  // GEMM1 with slot items: [S]
+  std::int32_t k;                // reduction length, a multiple of 8
+  std::int32_t n_out;            // outputs per row (I for GEMM1, H for GEMM2)
+  std::int32_t w_rows;           // weight rows per expert
+  const void* bias;              // optional [E, w_rows], float32 or T
   bool bias_f32;
   Activation activation;        // kGated: the gated activation; else kRelu2 applies relu^2
   bool apply_relu2;             // single-row epilogue: relu^2 (GEMM1 of kRelu2) or identity (GEMM2)
   float alpha, limit;           // kSwigluOai
   void* out;                    // [R, n_out] T
-  std::int32_t blocks_per_cta;  // column blocks (decode_outputs_per_block outputs) per CTA, >= 1
+  std::int32_t blocks_per_cta;  // column blocks of kDecodeOutputsPerCta outputs per CTA (>= 1)
 };
 
 struct DecodeItem {
@@ -116,6 +122,21 @@ __device__ __forceinline__ void find_decode_item(const std::int64_t* __restrict_
   __syncwarp();
 }
 
+// Slot items (one thread): the item of slot `slot`, the layout kernels' id rules (align.cuh).
+__device__ __forceinline__ void find_slot_item(const DecodeParams& p, std::int64_t slot,
+                                               bool write_map, DecodeItem* out) {
+  const std::int64_t raw = p.slot_ids_int64
+                               ? __ldg(static_cast<const std::int64_t*>(p.slot_ids) + slot)
+                               : __ldg(static_cast<const std::int32_t*>(p.slot_ids) + slot);
+  std::int64_t e = raw;
+  if (p.expert_map != nullptr) e = (raw >= 0 && raw < p.map_size) ? __ldg(p.expert_map + raw) : -1;
+  const bool valid = e >= 0 && e < p.num_experts;
+  out->expert = valid ? static_cast<std::int32_t>(e) : 0;
+  out->row_begin = slot;
+  out->rows = valid ? 1 : 0;
+  if (write_map) p.src_to_dst_out[slot] = valid ? slot : -1;
+}
+
 // 16-byte loads: weights bypass L1 (read once); token rows may hit L1 (shared by CTAs and warps).
 __device__ __forceinline__ uint4 load_weights16(const void* p) {
   uint4 v;
@@ -150,17 +171,11 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], std::uint32_t a0, std::
 // kTiles: 8-token MMA tiles per work item (1, 2, 4 or 8). kGated: two weight rows (gate, up) per
 // output. kGather: token rows come from x through dst_to_src (GEMM1); else layout rows (GEMM2).
 // kDeep (GEMM2 with one tile only): 4 chunks in flight per warp instead of 2, for a short k.
-// kWide (GEMM2 with one tile only): a warp owns 32 outputs (two 16-row weight tiles, like GEMM1's
-// gate and up rows), so each load round trip of a warp carries 8 KB instead of 4 and a column
-// block has 64 outputs: the same bytes in half the round trips per CTA.
-template <typename T, int kTiles, bool kGated, bool kGather, bool kDeep = false, bool kWide = false>
+template <typename T, int kTiles, bool kGated, bool kGather, bool kDeep = false>
 __global__ void __launch_bounds__(kDecodeThreads, kTiles <= 2 ? 2 : 1)
     experts_decode_kernel(const DecodeParams p) {
   static_assert(!kDeep || (kTiles == 1 && !kGated && !kGather), "kDeep: GEMM2, one tile");
-  static_assert(!kWide || (kTiles == 1 && !kGated && !kGather && !kDeep), "kWide: GEMM2, one tile");
-  constexpr int kM = kGated || kWide ? 2 : 1;  // 16-row weight tiles per warp: (gate, up), two, one
-  constexpr int kOutPerWarp = kWide ? 32 : 16;
-  constexpr int kOutPerBlock = decode_outputs_per_block(kWide);
+  constexpr int kM = kGated ? 2 : 1;     // 16-row weight tiles per warp: (gate, up) or one
   constexpr int kTokens = 8 * kTiles;    // rows per work item
   constexpr int kAcc = kM * kTiles * 4;  // accumulators per thread
   static_assert(kDecodeWarpsK == 4, "the split-k reduction below halves 4 warps twice");
@@ -178,7 +193,11 @@ __global__ void __launch_bounds__(kDecodeThreads, kTiles <= 2 ? 2 : 1)
     pdl_wait();
     pdl_launch_dependents();
   }
-  if (warp == 0) find_decode_item(p.offsets, p.num_experts, kTokens, blockIdx.x, &item);
+  if (p.offsets == nullptr) {
+    if (threadIdx.x == 0) find_slot_item(p, blockIdx.x, kGather && blockIdx.y == 0, &item);
+  } else if (warp == 0) {
+    find_decode_item(p.offsets, p.num_experts, kTokens, blockIdx.x, &item);
+  }
   __syncthreads();
   const int rows = item.rows;
   if (rows <= 0) return;  // uniform over the CTA
@@ -191,8 +210,8 @@ __global__ void __launch_bounds__(kDecodeThreads, kTiles <= 2 ? 2 : 1)
     // GEMM1 finishes hold little of the L2 (a whole Mixtral w2 slice per block, 917 KB, made it
     // thrash: 198 -> 209 us at 1 token).
     const int first_out =
-        static_cast<int>(blockIdx.y) * p.blocks_per_cta * kOutPerBlock + wn * kOutPerWarp + lane;
-    if (wk == 0 && lane < kOutPerWarp && first_out < p.n_out) {
+        static_cast<int>(blockIdx.y) * p.blocks_per_cta * kDecodeOutputsPerCta + wn * 16 + lane;
+    if (wk == 0 && lane < 16 && first_out < p.n_out) {
       const std::int64_t row_bytes = k * static_cast<std::int64_t>(sizeof(T));
       prefetch_l2_bulk(static_cast<const T*>(p.weights) +
                            (static_cast<std::int64_t>(expert) * p.w_rows + first_out) * k,
@@ -215,7 +234,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kTiles <= 2 ? 2 : 1)
     if (j < rows) {
       const std::int64_t r = row0 + j;
       if (kGather) {
-        const std::int64_t slot = __ldg(p.dst_to_src + r);
+        const std::int64_t slot = p.dst_to_src != nullptr ? __ldg(p.dst_to_src + r) : r;
         if (slot >= 0) {
           xrow[nt] = static_cast<std::int32_t>(slot / p.top_k);
           if (p.slot_scale) xscale[nt] = __ldg(p.slot_scale + slot);
@@ -232,17 +251,16 @@ __global__ void __launch_bounds__(kDecodeThreads, kTiles <= 2 ? 2 : 1)
   // the token rows) is paid once for several blocks of a short k (e.g. GEMM2 of Qwen3-30B).
   for (int bi = 0; bi < p.blocks_per_cta; ++bi) {
     const int block = static_cast<int>(blockIdx.y) * p.blocks_per_cta + bi;
-    if (block * kOutPerBlock >= p.n_out) break;  // uniform over the CTA
-    if (bi > 0) __syncthreads();                 // the previous block's reduction buffer was read
-    // This thread's weight rows: outputs o and o + 8 of the warp's 16, gate/up for gated; wide:
-    // outputs o + 16 m and o + 16 m + 8 of the warp's 32.
-    const int o_base = block * kOutPerBlock + wn * kOutPerWarp;
+    if (block * kDecodeOutputsPerCta >= p.n_out) break;  // uniform over the CTA
+    if (bi > 0) __syncthreads();  // the previous block's reduction buffer was read
+    // This thread's weight rows: outputs o and o + 8 of the warp's 16, gate/up for gated.
+    const int o_base = block * kDecodeOutputsPerCta + wn * 16;
     const T* wrow[kM][2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
+      const int o = o_base + g + 8 * h;
 #pragma unroll
       for (int m = 0; m < kM; ++m) {
-        const int o = o_base + g + 8 * h + (kWide ? 16 * m : 0);
         std::int64_t r = o;
         if (kGated) {
           const bool inter = p.activation == Activation::kSwigluOai;
@@ -362,14 +380,13 @@ __global__ void __launch_bounds__(kDecodeThreads, kTiles <= 2 ? 2 : 1)
       if (half > 1) __syncthreads();  // the buffer is written again by the next step
     }
     if (wk == 0) {
-      // Epilogue: accumulator i of tile nt is output o_base + g + 8 * (i / 2) (+ 16 m for wide),
-      // token nt*8 + 2t + i%2.
+      // Epilogue: accumulator i of tile nt is output o_base + g + 8 * (i / 2), token nt*8 + 2t +
+      // i%2.
       T* out = static_cast<T*>(p.out);
       const std::int64_t bias_base = static_cast<std::int64_t>(expert) * p.w_rows;
 #pragma unroll
-      for (int mi = 0; mi < 4 * (kWide ? 2 : 1); ++mi) {
-        const int i = mi & 3, mw = mi >> 2;  // mw: the wide instance's 16-output half
-        const int o = o_base + g + 8 * (i >> 1) + 16 * mw;
+      for (int i = 0; i < 4; ++i) {
+        const int o = o_base + g + 8 * (i >> 1);
         if (o >= p.n_out) continue;
         float bias0 = 0.0f, bias1 = 0.0f;
         if (kGated) {
@@ -390,7 +407,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kTiles <= 2 ? 2 : 1)
             v = gated_activation(p.activation, acc[0][nt][i] + bias0, acc[1][nt][i] + bias1,
                                  p.alpha, p.limit);
           } else {
-            v = acc[mw][nt][i] + bias0;
+            v = acc[0][nt][i] + bias0;
             if (p.apply_relu2) v = relu2(v);
           }
           out[(row0 + j) * p.n_out + o] = detail::from_float<T>(v);

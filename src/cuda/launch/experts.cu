@@ -30,6 +30,8 @@
 #include <string>
 #include <utility>
 
+#include "../../common/align_check.h"
+#include "../../common/align_internal.h"
 #include "../../common/check.h"
 #include "../../common/experts_check.h"
 #include "../cuda_status.h"
@@ -160,10 +162,9 @@ int pointwise_blocks(std::int64_t rows) {
   return static_cast<int>(std::max<std::int64_t>(1, std::min(rows, kMaxPointwiseBlocks)));
 }
 
-// Column blocks of decode_outputs_per_block(wide) outputs in a decode GEMM's output row.
-std::int64_t decode_column_blocks(const kernels::DecodeParams& d, bool wide) {
-  const std::int64_t per = kernels::decode_outputs_per_block(wide);
-  return (d.n_out + per - 1) / per;
+// Column blocks of kDecodeOutputsPerCta outputs in a decode GEMM's output row.
+std::int64_t decode_column_blocks(const kernels::DecodeParams& d) {
+  return (d.n_out + kernels::kDecodeOutputsPerCta - 1) / kernels::kDecodeOutputsPerCta;
 }
 
 // Column blocks per decode CTA: several when one block streams little (short k: GEMM2 of
@@ -176,32 +177,27 @@ constexpr std::int64_t kDecodeMaxBlocksPerCta = 8;
 static_assert(heuristics::kDecodeDeepMaxK == 4 * kernels::kDecodeWarpsK * kernels::kDecodeChunk,
               "deep: one round trip of 4 chunks per k warp");
 
-std::int32_t decode_blocks_per_cta(const kernels::DecodeParams& d, bool wide, std::int64_t hit,
-                                   int sms) {
+std::int32_t decode_blocks_per_cta(const kernels::DecodeParams& d, std::int64_t hit, int sms) {
   const std::int64_t rows_per_block =
-      static_cast<std::int64_t>(kernels::decode_outputs_per_block(wide)) *
-      (d.w_rows > d.n_out ? 2 : 1);
+      static_cast<std::int64_t>(kernels::kDecodeOutputsPerCta) * (d.w_rows > d.n_out ? 2 : 1);
   const std::int64_t block_bytes = rows_per_block * d.k * 2;
-  const std::int64_t blocks = decode_column_blocks(d, wide);
+  const std::int64_t blocks = decode_column_blocks(d);
   std::int64_t per = std::clamp<std::int64_t>(
       kDecodeCtaBytes / std::max<std::int64_t>(block_bytes, 1), 1, kDecodeMaxBlocksPerCta);
   while (per > 1 && hit * ((blocks + per - 1) / per) < kDecodeCtasPerSm * sms) --per;
   return static_cast<std::int32_t>(per);
 }
 
+// `items`: work items (grid x): hit experts + slots / (8 kTiles) from the layout, or every slot
+// with slot items; `hit`: the work items expected to have rows.
 template <typename T, int kTiles>
 cudaError_t launch_decode_tiles(kernels::DecodeParams gemm1, kernels::DecodeParams gemm2,
-                                bool gated, heuristics::DecodeGemm2 variant, std::int64_t num_slots,
+                                bool gated, bool deep, std::int64_t items, std::int64_t hit,
                                 int sms, cudaStream_t stream) {
-  using heuristics::DecodeGemm2;
-  const bool deep = kTiles == 1 && variant == DecodeGemm2::kDeep;
-  const bool wide = kTiles == 1 && variant == DecodeGemm2::kWide;
-  const std::int64_t hit = std::min<std::int64_t>(gemm1.num_experts, num_slots);
-  const std::int64_t items = hit + num_slots / (8 * kTiles);
-  gemm1.blocks_per_cta = decode_blocks_per_cta(gemm1, false, hit, sms);
-  gemm2.blocks_per_cta = decode_blocks_per_cta(gemm2, wide, hit, sms);
-  const auto grid = [&](const kernels::DecodeParams& d, bool w) {
-    const std::int64_t blocks = decode_column_blocks(d, w);
+  gemm1.blocks_per_cta = decode_blocks_per_cta(gemm1, hit, sms);
+  gemm2.blocks_per_cta = decode_blocks_per_cta(gemm2, hit, sms);
+  const auto grid = [&](const kernels::DecodeParams& d) {
+    const std::int64_t blocks = decode_column_blocks(d);
     return dim3(static_cast<unsigned>(items),
                 static_cast<unsigned>((blocks + d.blocks_per_cta - 1) / d.blocks_per_cta));
   };
@@ -211,23 +207,18 @@ cudaError_t launch_decode_tiles(kernels::DecodeParams gemm1, kernels::DecodePara
   const dim3 block(kernels::kDecodeThreads);
   cudaError_t err =
       gated ? detail::launch_maybe_pdl(kernels::experts_decode_kernel<T, kTiles, true, true>,
-                                       grid(gemm1, false), block, stream, true, gemm1)
+                                       grid(gemm1), block, stream, true, gemm1)
             : detail::launch_maybe_pdl(kernels::experts_decode_kernel<T, kTiles, false, true>,
-                                       grid(gemm1, false), block, stream, true, gemm1);
+                                       grid(gemm1), block, stream, true, gemm1);
   if (err != cudaSuccess) return err;
-  // GEMM2's instance (heuristics::decode_gemm2_for): deep or wide only with one token tile.
-  if (deep) {
+  // GEMM2's instance (heuristics::decode_gemm2_for): deep only with one token tile.
+  if (deep && kTiles == 1) {
     return detail::launch_maybe_pdl(
-        kernels::experts_decode_kernel<T, kTiles, false, false, kTiles == 1, false>,
-        grid(gemm2, false), block, stream, true, gemm2);
-  }
-  if (wide) {
-    return detail::launch_maybe_pdl(
-        kernels::experts_decode_kernel<T, kTiles, false, false, false, kTiles == 1>,
-        grid(gemm2, true), block, stream, true, gemm2);
+        kernels::experts_decode_kernel<T, kTiles, false, false, kTiles == 1>, grid(gemm2), block,
+        stream, true, gemm2);
   }
   return detail::launch_maybe_pdl(kernels::experts_decode_kernel<T, kTiles, false, false>,
-                                  grid(gemm2, false), block, stream, true, gemm2);
+                                  grid(gemm2), block, stream, true, gemm2);
 }
 
 template <typename T>
@@ -235,17 +226,26 @@ Status run_decode(const ExpertsParams& p, const ExpertsArgs& a, const Buffers& w
                   const heuristics::ExpertsPlan& plan, std::int64_t num_slots,
                   cudaStream_t stream) {
   const int tiles = plan.decode_token_tiles;
-  const heuristics::DecodeGemm2 variant = heuristics::decode_gemm2_for(plan, p.intermediate_size);
+  const bool slot_items = plan.decode_slot_items && tiles == 1;
+  const bool deep =
+      heuristics::decode_gemm2_for(plan, p.intermediate_size) == heuristics::DecodeGemm2::kDeep;
   const bool gated = p.activation != Activation::kRelu2;
   kernels::DecodeParams g1{};
   g1.weights = a.w13.data;
   g1.input = a.x.data;
-  g1.dst_to_src = w.dst_to_src;
+  g1.dst_to_src = slot_items ? nullptr : w.dst_to_src;
   g1.slot_scale =
       p.apply_router_weight_on_input ? static_cast<const float*>(a.top_k_weights.data) : nullptr;
   g1.top_k = static_cast<std::int32_t>(a.top_k_ids.size(1));
-  g1.offsets = w.offsets;
+  g1.offsets = slot_items ? nullptr : w.offsets;
   g1.num_experts = p.num_experts;
+  if (slot_items) {  // no layout kernel ran: items come from the ids; GEMM1 writes the map
+    g1.slot_ids = a.top_k_ids.data;
+    g1.slot_ids_int64 = a.top_k_ids.dtype == DType::kInt64;
+    g1.expert_map = static_cast<const std::int32_t*>(a.expert_map.data);
+    g1.map_size = a.expert_map.defined() ? a.expert_map.numel() : 0;
+    g1.src_to_dst_out = w.src_to_dst;
+  }
   g1.k = p.hidden_size;
   g1.n_out = p.intermediate_size;
   g1.w_rows = static_cast<std::int32_t>(detail::experts_rows13(p));
@@ -268,17 +268,21 @@ Status run_decode(const ExpertsParams& p, const ExpertsArgs& a, const Buffers& w
   g2.bias_f32 = is_f32(a.b2);
   g2.apply_relu2 = false;
   g2.out = w.xy;
+  g2.src_to_dst_out = nullptr;
   detail::DeviceAttrs dev;
   SY_RETURN_IF_ERROR(detail::current_device_attrs(&dev));
+  const std::int64_t S = num_slots, hit = std::min<std::int64_t>(p.num_experts, S);
+  const auto items = [&](int t) { return slot_items ? S : hit + S / (8 * t); };
+  const std::int64_t busy = slot_items ? S : hit;
   cudaError_t err;
   if (tiles <= 1) {
-    err = launch_decode_tiles<T, 1>(g1, g2, gated, variant, num_slots, dev.sms, stream);
+    err = launch_decode_tiles<T, 1>(g1, g2, gated, deep, items(1), busy, dev.sms, stream);
   } else if (tiles == 2) {
-    err = launch_decode_tiles<T, 2>(g1, g2, gated, variant, num_slots, dev.sms, stream);
+    err = launch_decode_tiles<T, 2>(g1, g2, gated, deep, items(2), busy, dev.sms, stream);
   } else if (tiles <= 4) {
-    err = launch_decode_tiles<T, 4>(g1, g2, gated, variant, num_slots, dev.sms, stream);
+    err = launch_decode_tiles<T, 4>(g1, g2, gated, deep, items(4), busy, dev.sms, stream);
   } else {
-    err = launch_decode_tiles<T, 8>(g1, g2, gated, variant, num_slots, dev.sms, stream);
+    err = launch_decode_tiles<T, 8>(g1, g2, gated, deep, items(8), busy, dev.sms, stream);
   }
   if (err == cudaSuccess) err = cudaGetLastError();
   return detail::cuda_status(err, "fused_experts_cuda: decode kernel launch");
@@ -401,14 +405,19 @@ Status fused_experts_cuda_plan(const ExpertsParams& p, const ExpertsArgs& a, voi
       TensorView::contiguous(w.offsets, DType::kInt64, {p.num_experts + 1}, Device::kCuda);
   la.src_to_dst = TensorView::contiguous(w.src_to_dst, DType::kInt64, {S}, Device::kCuda);
   la.dst_to_src = TensorView::contiguous(w.dst_to_src, DType::kInt64, {S}, Device::kCuda);
-  if (Status st = expert_layout_cuda(lp, la, w.layout, wp.layout_bytes, stream); !st.ok()) {
-    return Status(st.code(), std::string(kOp) + " (routing): " + st.message());
-  }
-
   const heuristics::ExpertsPlan plan =
       forced ? *forced
              : heuristics::plan_experts(M, static_cast<std::int32_t>(K), p.num_experts,
                                         p.hidden_size, p.intermediate_size);
+  // Decode with slot items takes its work items from the ids (GEMM1 writes src_to_dst): no layout
+  // kernel, but the same argument checks.
+  const bool slot_items = plan.path == heuristics::ExpertsPath::kDecode &&
+                          plan.decode_token_tiles == 1 && plan.decode_slot_items;
+  const Status st = slot_items ? detail::layout_check("expert_layout_cuda", lp, la, Device::kCuda,
+                                                      detail::kMaxCudaAlignExperts)
+                               : expert_layout_cuda(lp, la, w.layout, wp.layout_bytes, stream);
+  if (!st.ok()) return Status(st.code(), std::string(kOp) + " (routing): " + st.message());
+
   const bool bf16 = a.x.dtype == DType::kBFloat16;
   if (plan.path == heuristics::ExpertsPath::kDecode) {
     SY_RETURN_IF_ERROR(bf16 ? run_decode<detail::bf16_t>(p, a, w, plan, S, stream)
