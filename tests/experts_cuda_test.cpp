@@ -304,7 +304,9 @@ std::string plan_name(const ExpertsPlan& p) {
                 : std::string("/") + decode_gemm2_name(p.decode_gemm2)) +
            (p.decode_slot_items ? "/slots" : "");
   }
-  return std::string(p.gemm_tile == GemmTile::kRows64 ? "gemm64" : "gemm128") +
+  return std::string(p.gemm_tile == GemmTile::kRows128  ? "gemm128"
+                     : p.gemm_tile == GemmTile::kRows64 ? "gemm64"
+                                                        : "gemm64single") +
          (p.gemm1_rounded ? "/rounded" : "");
 }
 
@@ -343,7 +345,8 @@ const std::vector<ExpertsPlan>& all_plans() {
                                                  decode_plan(8),
                                                  gemm_plan(GemmTile::kRows64),
                                                  gemm_plan(GemmTile::kRows128),
-                                                 gemm_plan(GemmTile::kRows64, true)};
+                                                 gemm_plan(GemmTile::kRows64, true),
+                                                 gemm_plan(GemmTile::kRows64Single)};
   return plans;
 }
 

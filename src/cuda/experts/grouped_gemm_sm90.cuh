@@ -1,6 +1,6 @@
 // The CUTLASS 3.x sm90a ptr-array grouped GEMM behind grouped_gemm.h. Included only by the
 // per-dtype translation units (grouped_gemm_bf16.cu, grouped_gemm_f16.cu), which instantiate
-// 2 tiles x 2 output dtypes each: these kernels take ~30 s apiece to compile, so there are 8 in
+// 3 tiles x 2 output dtypes each: these kernels take ~30 s apiece to compile, so there are 12 in
 // all.
 //
 // Kernel choice (fixed, no tuning file; CUTLASS example 57 is the API reference):
@@ -9,6 +9,7 @@
 //   kRows128: cooperative, tile 128 x 256 x 64 (two consumer warpgroups of 64 x 256 each).
 //   kRows64:  ping-pong, tile 64 x 256 x 64 (each consumer warpgroup owns a 64 x 256 tile; the
 //             two alternate mainloop and epilogue), for experts with few rows.
+//   kRows64Single: kRows64 with cluster 1 x 1 (an experiment, not a heuristic's choice).
 //   Cluster 2 x 1: the two CTAs of a cluster take two row tiles of the same expert and share the
 //   B tile (the expert's weights) by TMA multicast, so an expert's weights come from DRAM once per
 //   two row tiles. With cluster 1 x 2 (A shared) every row tile re-read the weights: measured on an
@@ -51,6 +52,13 @@ struct TileRows64 {
   using EpilogueSchedule = cutlass::epilogue::PtrArrayTmaWarpSpecializedPingpong;
   using TileShape = cute::Shape<cute::_64, cute::_256, cute::_64>;
   using ClusterShape = cute::Shape<cute::_2, cute::_1, cute::_1>;
+};
+
+struct TileRows64Single {  // TileRows64 without the cluster (experiment: heuristics/experts.h)
+  using KernelSchedule = cutlass::gemm::KernelPtrArrayTmaWarpSpecializedPingpong;
+  using EpilogueSchedule = cutlass::epilogue::PtrArrayTmaWarpSpecializedPingpong;
+  using TileShape = cute::Shape<cute::_64, cute::_256, cute::_64>;
+  using ClusterShape = cute::Shape<cute::_1, cute::_1, cute::_1>;
 };
 
 using ProblemShape = cutlass::gemm::GroupProblemShape<cute::Shape<int, int, int>>;  // (m, n, k)
@@ -209,13 +217,17 @@ Status run(const GroupedGemmArgs& p, void* workspace, cudaStream_t stream) {
 template <typename Element>
 Status dispatch(const GroupedGemmArgs& p, heuristics::GemmTile tile, void* workspace,
                 cudaStream_t stream) {
-  const bool rows64 = tile == heuristics::GemmTile::kRows64;
-  if (p.out_dtype == DType::kFloat32) {
-    return rows64 ? run<Element, float, TileRows64>(p, workspace, stream)
-                  : run<Element, float, TileRows128>(p, workspace, stream);
+  const bool f32 = p.out_dtype == DType::kFloat32;
+  if (tile == heuristics::GemmTile::kRows64) {
+    return f32 ? run<Element, float, TileRows64>(p, workspace, stream)
+               : run<Element, Element, TileRows64>(p, workspace, stream);
   }
-  return rows64 ? run<Element, Element, TileRows64>(p, workspace, stream)
-                : run<Element, Element, TileRows128>(p, workspace, stream);
+  if (tile == heuristics::GemmTile::kRows64Single) {
+    return f32 ? run<Element, float, TileRows64Single>(p, workspace, stream)
+               : run<Element, Element, TileRows64Single>(p, workspace, stream);
+  }
+  return f32 ? run<Element, float, TileRows128>(p, workspace, stream)
+             : run<Element, Element, TileRows128>(p, workspace, stream);
 }
 
 }  // namespace switchyard::detail::sm90

@@ -34,7 +34,9 @@ namespace switchyard::heuristics {
 enum class ExpertsPath : std::uint8_t { kDecode, kGroupedGemm };
 
 // CTA tile of the grouped GEMM: rows (tokens) x columns (weight rows) x 64 (k).
-enum class GemmTile : std::uint8_t { kRows64, kRows128 };
+// kRows64Single: the 64-row tile with no cluster (an experiment for experts of <= 64 rows, where
+// the 2 x 1 cluster's second CTA has no row tile; bench --plan gemm:64:single).
+enum class GemmTile : std::uint8_t { kRows64, kRows128, kRows64Single };
 
 // The decode GEMM2 instance with one token tile (kernels/experts_decode.cuh): kNarrow (2 chunks
 // in flight per warp), kDeep (4 chunks in flight: a short k streams in one round trip). kAuto: the
@@ -121,7 +123,9 @@ inline const char* decode_gemm2_name(DecodeGemm2 v) {
   }
 }
 inline const char* gemm_tile_name(GemmTile t) {
-  return t == GemmTile::kRows64 ? "64x256x64 pingpong" : "128x256x64 cooperative";
+  return t == GemmTile::kRows64         ? "64x256x64 pingpong"
+         : t == GemmTile::kRows64Single ? "64x256x64 pingpong, cluster 1x1"
+                                        : "128x256x64 cooperative";
 }
 
 }  // namespace switchyard::heuristics
