@@ -606,39 +606,28 @@ TEST(ExpertsCudaArgs, WorkspaceFormula) {
 
 // ---- heuristics (pure host) -------------------------------------------------------------------
 
-TEST(ExpertsHeuristics, DecodeForFewRowsPerExpert) {
-  for (const char* name : {"deepseek-v3", "qwen3-30b-a3b", "mixtral-8x7b"}) {
+TEST(ExpertsHeuristics, DecodeUpToEightTokensThenTheUnclusteredGemm) {
+  for (const char* name : {"deepseek-v3", "qwen3-30b-a3b", "mixtral-8x7b", "kimi-k2"}) {
     const ModelPreset* m = find_model_preset(name);
     ASSERT_NE(m, nullptr);
     const int E = m->routing.num_experts, K = m->routing.top_k;
-    const ExpertsPlan one = heuristics::plan_experts(1, K, E, m->hidden_size, m->intermediate_size);
+    const auto plan = [&](std::int64_t M) {
+      return heuristics::plan_experts(M, K, E, m->hidden_size, m->intermediate_size);
+    };
+    const ExpertsPlan one = plan(1);
     EXPECT_EQ(one.path, ExpertsPath::kDecode) << name;
     EXPECT_EQ(one.decode_token_tiles, 1) << name;
     EXPECT_TRUE(one.decode_slot_items) << name;  // one token: no layout kernel
-    EXPECT_FALSE(
-        heuristics::plan_experts(2, K, E, m->hidden_size, m->intermediate_size).decode_slot_items)
-        << name;
-    const ExpertsPlan big =
-        heuristics::plan_experts(8192, K, E, m->hidden_size, m->intermediate_size);
-    EXPECT_EQ(big.path, ExpertsPath::kGroupedGemm) << name;
-    EXPECT_EQ(big.gemm_tile, GemmTile::kRows128) << name;
+    for (std::int64_t M : {2, 8}) {  // at most M rows per expert: one 8-row tile, layout items
+      EXPECT_EQ(plan(M).path, ExpertsPath::kDecode) << name << " M=" << M;
+      EXPECT_EQ(plan(M).decode_token_tiles, 1) << name << " M=" << M;
+      EXPECT_FALSE(plan(M).decode_slot_items) << name << " M=" << M;
+    }
+    for (std::int64_t M : {9, 256, 4096, 8192}) {
+      EXPECT_EQ(plan(M).path, ExpertsPath::kGroupedGemm) << name << " M=" << M;
+      EXPECT_EQ(plan(M).gemm_tile, GemmTile::kRows64Single) << name << " M=" << M;
+    }
   }
-  // DeepSeek-V3 at 128 tokens: 4 rows per expert: decode, one tile. At 256 tokens, 8 rows each:
-  // half the experts would need two 8-row items, so the 64-row GEMM tile.
-  EXPECT_EQ(heuristics::plan_experts(128, 8, 256, 7168, 2048).path, ExpertsPath::kDecode);
-  const ExpertsPlan v3 = heuristics::plan_experts(256, 8, 256, 7168, 2048);
-  EXPECT_EQ(v3.path, ExpertsPath::kGroupedGemm);
-  EXPECT_EQ(v3.gemm_tile, GemmTile::kRows64);
-  // Mixtral at 32 tokens: 8 rows per expert over 8 experts: decode with 16-row items.
-  const ExpertsPlan mix32 = heuristics::plan_experts(32, 2, 8, 4096, 14336);
-  EXPECT_EQ(mix32.path, ExpertsPath::kDecode);
-  EXPECT_EQ(mix32.decode_token_tiles, 2);
-  // Qwen3-30B at 512 tokens: 32 rows per expert: the 64-row GEMM tile, not decode.
-  EXPECT_EQ(heuristics::plan_experts(512, 8, 128, 2048, 768).path, ExpertsPath::kGroupedGemm);
-  // Mixtral at 256 tokens: 64 rows per expert: the 64-row GEMM tile.
-  const ExpertsPlan mix = heuristics::plan_experts(256, 2, 8, 4096, 14336);
-  EXPECT_EQ(mix.path, ExpertsPath::kGroupedGemm);
-  EXPECT_EQ(mix.gemm_tile, GemmTile::kRows64);
   EXPECT_EQ(heuristics::expected_rows_per_expert(0, 8), 0);
   EXPECT_EQ(heuristics::expected_rows_per_expert(5, 8), 1);
   EXPECT_EQ(heuristics::expected_rows_per_expert(17, 8), 3);
@@ -657,8 +646,10 @@ struct GemmCase {
 void check_gemm(const GemmCase& c) {
   const std::string id = std::string("grouped_gemm/") + dt_name(c.dtype) + "/" +
                          dtype_name(c.out_dtype) + "/" +
-                         (c.tile == GemmTile::kRows64 ? "64" : "128") + "/n" + std::to_string(c.n) +
-                         "/k" + std::to_string(c.k);
+                         (c.tile == GemmTile::kRows128  ? "128"
+                          : c.tile == GemmTile::kRows64 ? "64"
+                                                        : "64single") +
+                         "/n" + std::to_string(c.n) + "/k" + std::to_string(c.k);
   tools::Rng rng(tools::seed_from_name(id));
   const auto G = static_cast<std::int32_t>(c.rows_per_group.size());
   std::vector<std::int64_t> offsets(1, 0);
@@ -738,7 +729,7 @@ TEST(GroupedGemmCuda, MatchesHostGemmBitwise) {
   if (!device_is_sm90()) GTEST_SKIP() << "the grouped GEMM needs sm_90";
   const std::vector<std::int64_t> groups = {0, 1, 63, 64, 65, 0, 130, 257, 7};
   for (DType dt : {DType::kBFloat16, DType::kFloat16}) {
-    for (GemmTile tile : {GemmTile::kRows64, GemmTile::kRows128}) {
+    for (GemmTile tile : {GemmTile::kRows64, GemmTile::kRows128, GemmTile::kRows64Single}) {
       check_gemm({dt, DType::kFloat32, tile, 72, 136, groups});
       check_gemm({dt, dt, tile, 264, 520, groups});
     }

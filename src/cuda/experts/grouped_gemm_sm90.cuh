@@ -9,7 +9,11 @@
 //   kRows128: cooperative, tile 128 x 256 x 64 (two consumer warpgroups of 64 x 256 each).
 //   kRows64:  ping-pong, tile 64 x 256 x 64 (each consumer warpgroup owns a 64 x 256 tile; the
 //             two alternate mainloop and epilogue), for experts with few rows.
-//   kRows64Single: kRows64 with cluster 1 x 1 (an experiment, not a heuristic's choice).
+//   kRows64Single: kRows64 with cluster 1 x 1: the heuristic's tile (heuristics/experts.h). On an
+//             H200 it beat both clustered tiles from 16 to 8192 tokens (DeepSeek-V3, Mixtral,
+//             Qwen3-30B): an expert with one row tile left the 2 x 1 cluster's second CTA idle.
+//             Why it also wins at many row tiles per expert, where each tile reads the weights
+//             again, is not measured yet (DRAM bytes per kernel with ncu would tell).
 //   Cluster 2 x 1: the two CTAs of a cluster take two row tiles of the same expert and share the
 //   B tile (the expert's weights) by TMA multicast, so an expert's weights come from DRAM once per
 //   two row tiles. With cluster 1 x 2 (A shared) every row tile re-read the weights: measured on an
@@ -54,7 +58,7 @@ struct TileRows64 {
   using ClusterShape = cute::Shape<cute::_2, cute::_1, cute::_1>;
 };
 
-struct TileRows64Single {  // TileRows64 without the cluster (experiment: heuristics/experts.h)
+struct TileRows64Single {  // TileRows64 without the cluster
   using KernelSchedule = cutlass::gemm::KernelPtrArrayTmaWarpSpecializedPingpong;
   using EpilogueSchedule = cutlass::epilogue::PtrArrayTmaWarpSpecializedPingpong;
   using TileShape = cute::Shape<cute::_64, cute::_256, cute::_64>;

@@ -8,22 +8,22 @@
 //    of up to 8 * decode_token_tiles of its rows. Memory-bound by design. Routing skew only costs
 //    speed (an expert with more rows than a work item holds gets several work items, each reading
 //    the expert's weights again).
-//  - grouped GEMM: CUTLASS sm90a ptr-array grouped GEMM (TMA + wgmma, warp-specialized), with a
-//    tile of 64 rows (ping-pong) while the expected rows per expert are small and 128 rows
-//    (cooperative) beyond: a 128-row tile on a 40-row expert would waste 2/3 of its MMAs.
-// The rule, from a forced-plan sweep on an H200
-// (bench/results/2026-11-28-h200-s5-experts-plans.json; `switchyard bench experts --plan ...`),
-// with r = expected rows per hit expert:
-//  - r <= 4: decode, one 8-row tile per item. An expert's rows exceed 8 rarely (Poisson(4): 2%),
-//    and the 1-tile kernel streams at 93-97% of the read ceiling (DeepSeek-V3, Mixtral).
-//  - 4 < r <= 8 and E <= 32: decode with 16-row items (Mixtral 32 tokens: 87% against 82% for the
-//    64-row GEMM, whose 8 launches weigh more on few experts). With 8-row items, half the experts
-//    of r = 8 get two items and their weights are read twice (67%).
-//  - otherwise the grouped GEMM: the decode kernel loses per byte with more token tiles (16 rows:
-//    ~91%, 32: ~75%, 64: ~48%: the x rows of every item are re-read from the L2 by each column
-//    block and the registers cap the bytes in flight), while the GEMM reads each weight once per
-//    row tile (DeepSeek-V3 256 tokens: 88% against 81% for decode/16 and 66% for decode/8;
-//    Qwen3-30B 512 tokens: 373 us against 714 us for decode/32).
+//  - grouped GEMM: CUTLASS sm90a ptr-array grouped GEMM (TMA + wgmma, warp-specialized); tiles of
+//    64 rows (ping-pong) with no cluster, 64 rows with a 2 x 1 cluster, or 128 rows (cooperative,
+//    2 x 1 cluster).
+// The rule, from forced-plan sweeps on H200s (`switchyard bench experts --plan ...`;
+// bench/results/2026-11-28-h200-s6-experts-plans.json), with M tokens:
+//  - M <= 8: decode, one 8-row tile per item: an expert has at most M rows (a token's K experts
+//    are distinct), so every hit expert is read once. One token: slot items (no layout kernel).
+//    At 8 tokens decode beat the GEMM path on Mixtral (630 vs 656 us) and Qwen3-30B (149 vs
+//    159 us) and lost on DeepSeek-V3 (1217 vs 1172 us, still 91% of the read ceiling).
+//  - otherwise the grouped GEMM with the 64-row tile and no cluster, which was the fastest of the
+//    three tiles at every size measured, 16 to 8192 tokens, on all three shapes (e.g. DeepSeek-V3
+//    4096 tokens 7036 us against 8090 (64, 2 x 1) and 8917 (128, 2 x 1); Mixtral 4096 4787 against
+//    5255 and 5056; Qwen3-30B 32 tokens 277 us against 289 for decode). With a 2 x 1 cluster an
+//    expert of one row tile kept the cluster's second CTA idle on zero rows. The one loss: Mixtral
+//    256 tokens (64 rows per expert, half its 8 experts just over one tile, whose 352 MB are then
+//    read twice): 800 against 765 us with the 2 x 1 cluster.
 #pragma once
 
 #include <algorithm>
@@ -34,8 +34,7 @@ namespace switchyard::heuristics {
 enum class ExpertsPath : std::uint8_t { kDecode, kGroupedGemm };
 
 // CTA tile of the grouped GEMM: rows (tokens) x columns (weight rows) x 64 (k).
-// kRows64Single: the 64-row tile with no cluster (an experiment for experts of <= 64 rows, where
-// the 2 x 1 cluster's second CTA has no row tile; bench --plan gemm:64:single).
+// kRows64Single: the 64-row tile with no cluster (the heuristic's; bench --plan gemm:64:single).
 enum class GemmTile : std::uint8_t { kRows64, kRows128, kRows64Single };
 
 // The decode GEMM2 instance with one token tile (kernels/experts_decode.cuh): kNarrow (2 chunks
@@ -72,10 +71,7 @@ inline DecodeGemm2 decode_gemm2_for(const ExpertsPlan& plan, std::int64_t gemm2_
   return gemm2_k <= kDecodeDeepMaxK ? DecodeGemm2::kDeep : DecodeGemm2::kNarrow;
 }
 
-inline constexpr std::int64_t kDecodeMaxRowsPerExpert = 8;
-inline constexpr std::int64_t kDecodeOneTileMaxRowsPerExpert = 4;
-inline constexpr std::int32_t kDecodeTwoTilesMaxExperts = 32;
-inline constexpr std::int64_t kGemmRows64MaxRowsPerExpert = 96;
+inline constexpr std::int64_t kDecodeMaxTokens = 8;  // decode (one 8-row tile) up to this M
 inline constexpr int kDecodeMaxTokenTiles = 8;
 
 // Expected rows per hit expert when M*K slots spread over E experts: ceil(slots / min(E, slots)).
@@ -86,7 +82,7 @@ inline std::int64_t expected_rows_per_expert(std::int64_t num_slots, std::int32_
 }
 
 // hidden_size / intermediate_size are accepted so that a later rule may use them (e.g. the
-// decode grid's occupancy at tiny I); today's rule needs the rows per expert and E.
+// decode grid's occupancy at tiny I); today's rule needs M only.
 inline ExpertsPlan plan_experts(std::int64_t num_tokens, std::int32_t top_k,
                                 std::int32_t num_experts, std::int32_t hidden_size,
                                 std::int32_t intermediate_size) {
@@ -95,17 +91,14 @@ inline ExpertsPlan plan_experts(std::int64_t num_tokens, std::int32_t top_k,
   ExpertsPlan plan;
   const std::int64_t r = expected_rows_per_expert(num_tokens * top_k, num_experts);
   plan.rows_per_expert = r;
-  if (r <= kDecodeOneTileMaxRowsPerExpert) {
+  plan.gemm_tile = GemmTile::kRows64Single;
+  if (num_tokens <= kDecodeMaxTokens) {
     plan.path = ExpertsPath::kDecode;
     plan.decode_token_tiles = 1;
     plan.decode_slot_items = num_tokens == 1;
-  } else if (r <= kDecodeMaxRowsPerExpert && num_experts <= kDecodeTwoTilesMaxExperts) {
-    plan.path = ExpertsPath::kDecode;
-    plan.decode_token_tiles = 2;
   } else {
     plan.path = ExpertsPath::kGroupedGemm;
   }
-  plan.gemm_tile = r <= kGemmRows64MaxRowsPerExpert ? GemmTile::kRows64 : GemmTile::kRows128;
   return plan;
 }
 
