@@ -61,7 +61,7 @@ struct ExpertsPlan {
 
 // k of GEMM2 (= I) up to which the one-tile GEMM2 is deep: <= 4 chunks of 64 per k warp, one round
 // trip (H200, Qwen3-30B 32 tokens: GEMM2 111 -> 101 us by ncu; DeepSeek-V3's k = 2048 was slower
-// deep, 68 -> 71 us: 2 CTAs per SM instead of 3).
+// deep, 68 -> 71 us; both instances run 2 CTAs per SM: 96 and 122 registers).
 inline constexpr std::int64_t kDecodeDeepMaxK = 1024;
 
 // The GEMM2 instance a decode plan runs (never kAuto).
