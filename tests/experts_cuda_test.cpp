@@ -304,9 +304,10 @@ std::string plan_name(const ExpertsPlan& p) {
                 : std::string("/") + decode_gemm2_name(p.decode_gemm2)) +
            (p.decode_slot_items ? "/slots" : "");
   }
-  return std::string(p.gemm_tile == GemmTile::kRows128  ? "gemm128"
-                     : p.gemm_tile == GemmTile::kRows64 ? "gemm64"
-                                                        : "gemm64single") +
+  return std::string(p.gemm_tile == GemmTile::kRows128        ? "gemm128"
+                     : p.gemm_tile == GemmTile::kRows64       ? "gemm64"
+                     : p.gemm_tile == GemmTile::kRows64Single ? "gemm64single"
+                                                              : "gemm128single") +
          (p.gemm1_rounded ? "/rounded" : "");
 }
 
@@ -346,7 +347,8 @@ const std::vector<ExpertsPlan>& all_plans() {
                                                  gemm_plan(GemmTile::kRows64),
                                                  gemm_plan(GemmTile::kRows128),
                                                  gemm_plan(GemmTile::kRows64, true),
-                                                 gemm_plan(GemmTile::kRows64Single)};
+                                                 gemm_plan(GemmTile::kRows64Single),
+                                                 gemm_plan(GemmTile::kRows128Single)};
   return plans;
 }
 
@@ -646,9 +648,10 @@ struct GemmCase {
 void check_gemm(const GemmCase& c) {
   const std::string id = std::string("grouped_gemm/") + dt_name(c.dtype) + "/" +
                          dtype_name(c.out_dtype) + "/" +
-                         (c.tile == GemmTile::kRows128  ? "128"
-                          : c.tile == GemmTile::kRows64 ? "64"
-                                                        : "64single") +
+                         (c.tile == GemmTile::kRows128        ? "128"
+                          : c.tile == GemmTile::kRows64       ? "64"
+                          : c.tile == GemmTile::kRows64Single ? "64single"
+                                                              : "128single") +
                          "/n" + std::to_string(c.n) + "/k" + std::to_string(c.k);
   tools::Rng rng(tools::seed_from_name(id));
   const auto G = static_cast<std::int32_t>(c.rows_per_group.size());
@@ -729,7 +732,8 @@ TEST(GroupedGemmCuda, MatchesHostGemmBitwise) {
   if (!device_is_sm90()) GTEST_SKIP() << "the grouped GEMM needs sm_90";
   const std::vector<std::int64_t> groups = {0, 1, 63, 64, 65, 0, 130, 257, 7};
   for (DType dt : {DType::kBFloat16, DType::kFloat16}) {
-    for (GemmTile tile : {GemmTile::kRows64, GemmTile::kRows128, GemmTile::kRows64Single}) {
+    for (GemmTile tile : {GemmTile::kRows64, GemmTile::kRows128, GemmTile::kRows64Single,
+                          GemmTile::kRows128Single}) {
       check_gemm({dt, DType::kFloat32, tile, 72, 136, groups});
       check_gemm({dt, dt, tile, 264, 520, groups});
     }

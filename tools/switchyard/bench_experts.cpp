@@ -54,7 +54,7 @@ const std::vector<FlagSpec>& experts_flags() {
       {"plan", true,
        "auto (the heuristic, default) | decode:1|2|4|8 (8-row tiles per work item) | "
        "decode:1:narrow|deep (one tile, that GEMM2 instance) | decode:1:slots|layout (one tile, "
-       "slot items or the layout kernel) | gemm:64|128|64:single[:rounded] "
+       "slot items or the layout kernel) | gemm:64|128|64:single|128:single[:rounded] "
        "(grouped GEMM row tile; rounded: GEMM1 out in the input dtype): force a path, to measure "
        "the heuristic's choices"},
       {"format", true, "table | json | csv (default table)"},
@@ -129,13 +129,14 @@ Status parse_plan(const std::string& text, heuristics::ExpertsPlan* plan, bool* 
       return Status::Ok();
     }
   }
-  for (const char* tile : {"64", "128", "64:single"}) {
+  for (const char* tile : {"64", "128", "64:single", "128:single"}) {
     const std::string base = std::string("gemm:") + tile;
     if (text == base || text == base + ":rounded") {
       plan->path = heuristics::ExpertsPath::kGroupedGemm;
-      plan->gemm_tile = base == "gemm:64"    ? heuristics::GemmTile::kRows64
-                        : base == "gemm:128" ? heuristics::GemmTile::kRows128
-                                             : heuristics::GemmTile::kRows64Single;
+      plan->gemm_tile = base == "gemm:64"          ? heuristics::GemmTile::kRows64
+                        : base == "gemm:128"       ? heuristics::GemmTile::kRows128
+                        : base == "gemm:64:single" ? heuristics::GemmTile::kRows64Single
+                                                   : heuristics::GemmTile::kRows128Single;
       plan->gemm1_rounded = text != base;
       return Status::Ok();
     }
@@ -143,7 +144,7 @@ Status parse_plan(const std::string& text, heuristics::ExpertsPlan* plan, bool* 
   return Status::InvalidArgument(
       "--plan = " + text +
       ": expected auto, decode:1|2|4|8, decode:1:narrow|deep|slots|layout or "
-      "gemm:64|128|64:single[:rounded]");
+      "gemm:64|128|64:single|128:single[:rounded]");
 }
 
 struct ModelBuffers {
@@ -400,9 +401,10 @@ int bench_experts_main(const Args& args) {
       row.path = plan.path == heuristics::ExpertsPath::kDecode
                      ? "decode/" + std::to_string(8 * plan.decode_token_tiles)
                      : std::string("gemm/") +
-                           (plan.gemm_tile == heuristics::GemmTile::kRows128  ? "128"
-                            : plan.gemm_tile == heuristics::GemmTile::kRows64 ? "64"
-                                                                              : "64/single");
+                           (plan.gemm_tile == heuristics::GemmTile::kRows128        ? "128"
+                            : plan.gemm_tile == heuristics::GemmTile::kRows64       ? "64"
+                            : plan.gemm_tile == heuristics::GemmTile::kRows64Single ? "64/single"
+                                                                                    : "128/single");
       if (plan.gemm1_rounded) row.path += "/rounded";
       if (plan.path == heuristics::ExpertsPath::kDecode && plan.decode_token_tiles == 1) {
         if (plan.decode_slot_items) row.path += "/slots";

@@ -1,6 +1,6 @@
 // The CUTLASS 3.x sm90a ptr-array grouped GEMM behind grouped_gemm.h. Included only by the
 // per-dtype translation units (grouped_gemm_bf16.cu, grouped_gemm_f16.cu), which instantiate
-// 3 tiles x 2 output dtypes each: these kernels take ~30 s apiece to compile, so there are 12 in
+// 4 tiles x 2 output dtypes each: these kernels take ~30 s apiece to compile, so there are 16 in
 // all.
 //
 // Kernel choice (fixed, no tuning file; CUTLASS example 57 is the API reference):
@@ -9,6 +9,7 @@
 //   kRows128: cooperative, tile 128 x 256 x 64 (two consumer warpgroups of 64 x 256 each).
 //   kRows64:  ping-pong, tile 64 x 256 x 64 (each consumer warpgroup owns a 64 x 256 tile; the
 //             two alternate mainloop and epilogue), for experts with few rows.
+//   kRows128Single: kRows128 with cluster 1 x 1 (measured against kRows64Single at prefill).
 //   kRows64Single: kRows64 with cluster 1 x 1: the heuristic's tile (heuristics/experts.h). On an
 //             H200 it beat both clustered tiles from 16 to 8192 tokens (DeepSeek-V3, Mixtral,
 //             Qwen3-30B): an expert with one row tile left the 2 x 1 cluster's second CTA idle.
@@ -56,6 +57,13 @@ struct TileRows64 {
   using EpilogueSchedule = cutlass::epilogue::PtrArrayTmaWarpSpecializedPingpong;
   using TileShape = cute::Shape<cute::_64, cute::_256, cute::_64>;
   using ClusterShape = cute::Shape<cute::_2, cute::_1, cute::_1>;
+};
+
+struct TileRows128Single {  // TileRows128 without the cluster
+  using KernelSchedule = cutlass::gemm::KernelPtrArrayTmaWarpSpecializedCooperative;
+  using EpilogueSchedule = cutlass::epilogue::PtrArrayTmaWarpSpecializedCooperative;
+  using TileShape = cute::Shape<cute::_128, cute::_256, cute::_64>;
+  using ClusterShape = cute::Shape<cute::_1, cute::_1, cute::_1>;
 };
 
 struct TileRows64Single {  // TileRows64 without the cluster
@@ -229,6 +237,10 @@ Status dispatch(const GroupedGemmArgs& p, heuristics::GemmTile tile, void* works
   if (tile == heuristics::GemmTile::kRows64Single) {
     return f32 ? run<Element, float, TileRows64Single>(p, workspace, stream)
                : run<Element, Element, TileRows64Single>(p, workspace, stream);
+  }
+  if (tile == heuristics::GemmTile::kRows128Single) {
+    return f32 ? run<Element, float, TileRows128Single>(p, workspace, stream)
+               : run<Element, Element, TileRows128Single>(p, workspace, stream);
   }
   return f32 ? run<Element, float, TileRows128>(p, workspace, stream)
              : run<Element, Element, TileRows128>(p, workspace, stream);

@@ -35,7 +35,7 @@ enum class ExpertsPath : std::uint8_t { kDecode, kGroupedGemm };
 
 // CTA tile of the grouped GEMM: rows (tokens) x columns (weight rows) x 64 (k).
 // kRows64Single: the 64-row tile with no cluster (the heuristic's; bench --plan gemm:64:single).
-enum class GemmTile : std::uint8_t { kRows64, kRows128, kRows64Single };
+enum class GemmTile : std::uint8_t { kRows64, kRows128, kRows64Single, kRows128Single };
 
 // The decode GEMM2 instance with one token tile (kernels/experts_decode.cuh): kNarrow (2 chunks
 // in flight per warp), kDeep (4 chunks in flight: a short k streams in one round trip). kAuto: the
@@ -116,9 +116,16 @@ inline const char* decode_gemm2_name(DecodeGemm2 v) {
   }
 }
 inline const char* gemm_tile_name(GemmTile t) {
-  return t == GemmTile::kRows64         ? "64x256x64 pingpong"
-         : t == GemmTile::kRows64Single ? "64x256x64 pingpong, cluster 1x1"
-                                        : "128x256x64 cooperative";
+  switch (t) {
+    case GemmTile::kRows64:
+      return "64x256x64 pingpong";
+    case GemmTile::kRows64Single:
+      return "64x256x64 pingpong, cluster 1x1";
+    case GemmTile::kRows128Single:
+      return "128x256x64 cooperative, cluster 1x1";
+    default:
+      return "128x256x64 cooperative";
+  }
 }
 
 }  // namespace switchyard::heuristics
