@@ -627,9 +627,16 @@ TEST(ExpertsHeuristics, DecodeUpToEightTokensThenTheUnclusteredGemm) {
     }
     for (std::int64_t M : {9, 256, 4096, 8192}) {
       EXPECT_EQ(plan(M).path, ExpertsPath::kGroupedGemm) << name << " M=" << M;
-      EXPECT_EQ(plan(M).gemm_tile, GemmTile::kRows64Single) << name << " M=" << M;
+      const bool many_rows = M * K / std::min<std::int64_t>(E, M * K) > 512;
+      EXPECT_EQ(plan(M).gemm_tile, many_rows ? GemmTile::kRows128Single : GemmTile::kRows64Single)
+          << name << " M=" << M;
     }
   }
+  // Mixtral from 4096 tokens (1024 rows per expert): the 128-row tile; Qwen3-30B at 8192 (512
+  // rows) keeps the 64-row one.
+  EXPECT_EQ(heuristics::plan_experts(4096, 2, 8, 4096, 14336).gemm_tile, GemmTile::kRows128Single);
+  EXPECT_EQ(heuristics::plan_experts(2048, 2, 8, 4096, 14336).gemm_tile, GemmTile::kRows64Single);
+  EXPECT_EQ(heuristics::plan_experts(8192, 8, 128, 2048, 768).gemm_tile, GemmTile::kRows64Single);
   EXPECT_EQ(heuristics::expected_rows_per_expert(0, 8), 0);
   EXPECT_EQ(heuristics::expected_rows_per_expert(5, 8), 1);
   EXPECT_EQ(heuristics::expected_rows_per_expert(17, 8), 3);

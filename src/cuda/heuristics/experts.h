@@ -24,6 +24,10 @@
 //    expert of one row tile kept the cluster's second CTA idle on zero rows. The one loss: Mixtral
 //    256 tokens (64 rows per expert, half its 8 experts just over one tile, whose 352 MB are then
 //    read twice): 800 against 765 us with the 2 x 1 cluster.
+//  - from 513 rows per expert the 128-row tile without a cluster: it beat the 64-row one only
+//    where the GEMMs are compute-bound, Mixtral 4096 / 8192 tokens (1024 / 2048 rows per expert):
+//    4930 / 9438 us against 5180 / 9908; it lost at Qwen3-30B 8192 tokens (512 rows: 1514 against
+//    1467) and on DeepSeek-V3 up to 8192 tokens (256 rows).
 #pragma once
 
 #include <algorithm>
@@ -72,6 +76,7 @@ inline DecodeGemm2 decode_gemm2_for(const ExpertsPlan& plan, std::int64_t gemm2_
 }
 
 inline constexpr std::int64_t kDecodeMaxTokens = 8;  // decode (one 8-row tile) up to this M
+inline constexpr std::int64_t kGemmRows128MinRowsPerExpert = 513;  // the 128-row tile from here
 inline constexpr int kDecodeMaxTokenTiles = 8;
 
 // Expected rows per hit expert when M*K slots spread over E experts: ceil(slots / min(E, slots)).
@@ -91,7 +96,8 @@ inline ExpertsPlan plan_experts(std::int64_t num_tokens, std::int32_t top_k,
   ExpertsPlan plan;
   const std::int64_t r = expected_rows_per_expert(num_tokens * top_k, num_experts);
   plan.rows_per_expert = r;
-  plan.gemm_tile = GemmTile::kRows64Single;
+  plan.gemm_tile =
+      r >= kGemmRows128MinRowsPerExpert ? GemmTile::kRows128Single : GemmTile::kRows64Single;
   if (num_tokens <= kDecodeMaxTokens) {
     plan.path = ExpertsPath::kDecode;
     plan.decode_token_tiles = 1;
