@@ -3,13 +3,15 @@
 //
 // Pipeline (S = M*K slots; layout rows R = S, contiguous layout with alignment 1):
 //   expert_layout_cuda        ids (+ expert_map) -> offsets [E+1], src_to_dst, dst_to_src
+//                             (skipped with slot items, one token: GEMM1 writes src_to_dst)
 //   decode path (few rows per expert, kernels/experts_decode.cuh):
 //     GEMM1 + activation      x rows gathered through dst_to_src -> act [R, I] (one rounding)
 //     GEMM2                   act -> y [R, H] (+ b2, one rounding)
 //   grouped-GEMM path (experts/grouped_gemm.h, CUTLASS sm90a):
 //     permute_cuda            x -> xp [R, H], token-major (src_to_dst given: each x row read once)
 //                             (then x * w rounded, for apply_router_weight_on_input)
-//     GEMM1                   xp @ w13^T -> h [R, 2I] float32
+//     GEMM1                   xp @ w13^T -> h [R, 2I] float32 (the input dtype with a
+//                             plan's gemm1_rounded)
 //     activation              h (+ b13) -> act [R, I] in float32, rounded once
 //     GEMM2                   act @ w2^T -> y [R, H] (with b2: float32, then + b2 and one rounding)
 //   combine_cuda              out[t] = rsf * sum_k w[t,k] * y[row(t,k)] (weights 1 with
@@ -19,9 +21,8 @@
 // up column I + i (2i, 2i+1 for gpt-oss) sit in different 256-column tiles, so a fused epilogue
 // needs a re-ordered view of w13's rows (TMA over a rank-3 view) and a custom epilogue visitor.
 // The float32 intermediate keeps the contract's single rounding (h is never rounded) at the cost of
-// writing and reading R x 2I x 4 bytes: estimated (not measured) at ~11% of GEMM1's time for
-// DeepSeek-V3, ~20% for Mixtral and ~40% for Qwen3-30B (small H), so fusing it is the next step
-// for Qwen-like shapes. gpt-oss interleaves gate/up rows, so there the fusion needs no re-ordered
+// writing and reading R x 2I x 4 bytes: the activation kernel alone measured ~6% of Mixtral's
+// 4096-token call on an H200 (ncu: 284 of 4528 us; docs/experts.md), so fusing it is a next step. gpt-oss interleaves gate/up rows, so there the fusion needs no re-ordered
 // view. The decode path fuses it already.
 #include <cuda_runtime.h>
 
