@@ -22,8 +22,9 @@
 // needs a re-ordered view of w13's rows (TMA over a rank-3 view) and a custom epilogue visitor.
 // The float32 intermediate keeps the contract's single rounding (h is never rounded) at the cost of
 // writing and reading R x 2I x 4 bytes: the activation kernel alone measured ~6% of Mixtral's
-// 4096-token call on an H200 (ncu: 284 of 4528 us; docs/experts.md), so fusing it is a next step. gpt-oss interleaves gate/up rows, so there the fusion needs no re-ordered
-// view. The decode path fuses it already.
+// 4096-token call on an H200 (ncu: 284 of 4528 us; docs/experts.md), so fusing it is a next step.
+// gpt-oss interleaves gate/up rows, so there the fusion needs no re-ordered view. The decode path
+// fuses it already.
 #include <cuda_runtime.h>
 
 #include <algorithm>
