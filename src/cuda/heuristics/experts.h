@@ -9,16 +9,15 @@
 //    speed (an expert with more rows than a work item holds gets several work items, each reading
 //    the expert's weights again).
 //  - grouped GEMM: CUTLASS sm90a ptr-array grouped GEMM (TMA + wgmma, warp-specialized); tiles of
-//    64 rows (ping-pong) with no cluster, 64 rows with a 2 x 1 cluster, or 128 rows (cooperative,
-//    2 x 1 cluster).
+//    64 rows (ping-pong) or 128 rows (cooperative), each with no cluster or a 2 x 1 cluster.
 // The rule, from forced-plan sweeps on H200s (`switchyard bench experts --plan ...`;
 // bench/results/2026-11-28-h200-s6-experts-plans.json), with M tokens:
 //  - M <= 8: decode, one 8-row tile per item: an expert has at most M rows (a token's K experts
 //    are distinct), so every hit expert is read once. One token: slot items (no layout kernel).
 //    At 8 tokens decode beat the GEMM path on Mixtral (630 vs 656 us) and Qwen3-30B (149 vs
 //    159 us) and lost on DeepSeek-V3 (1217 vs 1172 us, still 91% of the read ceiling).
-//  - otherwise the grouped GEMM with the 64-row tile and no cluster, which was the fastest of the
-//    three tiles at every size measured, 16 to 8192 tokens, on all three shapes (e.g. DeepSeek-V3
+//  - otherwise the grouped GEMM with the 64-row tile and no cluster, which beat both clustered
+//    tiles at every size measured but one, 16 to 8192 tokens, on all three shapes (e.g. DeepSeek-V3
 //    4096 tokens 7036 us against 8090 (64, 2 x 1) and 8917 (128, 2 x 1); Mixtral 4096 4787 against
 //    5255 and 5056; Qwen3-30B 32 tokens 277 us against 289 for decode). With a 2 x 1 cluster an
 //    expert of one row tile kept the cluster's second CTA idle on zero rows. The one loss: Mixtral
@@ -38,7 +37,8 @@ namespace switchyard::heuristics {
 enum class ExpertsPath : std::uint8_t { kDecode, kGroupedGemm };
 
 // CTA tile of the grouped GEMM: rows (tokens) x columns (weight rows) x 64 (k).
-// kRows64Single: the 64-row tile with no cluster (the heuristic's; bench --plan gemm:64:single).
+// kRows64 / kRows128: 2 x 1 cluster; kRows64Single / kRows128Single: no cluster (the heuristic's;
+// bench --plan gemm:64:single|128:single).
 enum class GemmTile : std::uint8_t { kRows64, kRows128, kRows64Single, kRows128Single };
 
 // The decode GEMM2 instance with one token tile (kernels/experts_decode.cuh): kNarrow (2 chunks
