@@ -77,7 +77,6 @@ inline DecodeGemm2 decode_gemm2_for(const ExpertsPlan& plan, std::int64_t gemm2_
 
 inline constexpr std::int64_t kDecodeMaxTokens = 8;  // decode (one 8-row tile) up to this M
 inline constexpr std::int64_t kGemmRows128MinRowsPerExpert = 513;  // the 128-row tile from here
-inline constexpr int kDecodeMaxTokenTiles = 8;
 
 // Expected rows per hit expert when M*K slots spread over E experts: ceil(slots / min(E, slots)).
 inline std::int64_t expected_rows_per_expert(std::int64_t num_slots, std::int32_t num_experts) {

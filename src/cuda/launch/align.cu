@@ -115,26 +115,26 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
   p.totals = static_cast<std::int32_t*>(workspace);
   p.block_hist = p.totals + E;
 
-  // Small problems (decode batches), alignment or the contiguous layout: the small kernel.
-  // (32-bit arithmetic there: slots + padding stay below 2^30.)
-  const bool small_ok = p.output != SortOutput::kMasked &&
-                        p.num_slots <= kernels::kSmallAlignMaxSlots &&
-                        E <= kernels::kSmallAlignMaxExperts && p.pad <= (1 << 20) &&
-                        p.num_slots + static_cast<std::int64_t>(E) * (p.pad - 1) < (1 << 30) &&
-                        p.map_size < (1 << 30) &&
-                        std::max({p.sorted_numel, p.block_experts_numel, p.dst_numel}) < (1 << 30);
+  // The small and warp kernels: alignment or the contiguous layout, up to `max_slots` slots and
+  // `max_experts` experts, with 32-bit arithmetic (slots + padding and every output below 2^30).
+  const auto fits_small_kernel = [&](std::int64_t max_slots, std::int64_t max_experts) {
+    return p.output != SortOutput::kMasked && p.num_slots <= max_slots && E <= max_experts &&
+           p.pad <= (1 << 20) &&
+           p.num_slots + static_cast<std::int64_t>(E) * (p.pad - 1) < (1 << 30) &&
+           p.map_size < (1 << 30) &&
+           std::max({p.sorted_numel, p.block_experts_numel, p.dst_numel}) < (1 << 30);
+  };
+  // Small problems (decode batches): the small kernel.
+  const bool small_ok =
+      fits_small_kernel(kernels::kSmallAlignMaxSlots, kernels::kSmallAlignMaxExperts);
   if (forced_grid == -1 && !small_ok) {
     return detail::invalid_arg(op, "grid", forced_grid,
                                "-1 only for alignment or the contiguous layout with <= 8192 "
                                "slots, <= 512 experts and slots + padding < 2^30");
   }
-  // Tiny batches (<= 32 slots, any E): the warp kernel, same 32-bit limits as the small kernel.
-  const bool warp_ok = p.output != SortOutput::kMasked &&
-                       p.num_slots <= kernels::kWarpAlignMaxSlots &&
-                       E <= (1 << kernels::kWarpAlignMaxBits) - 1 && p.pad <= (1 << 20) &&
-                       p.num_slots + static_cast<std::int64_t>(E) * (p.pad - 1) < (1 << 30) &&
-                       p.map_size < (1 << 30) &&
-                       std::max({p.sorted_numel, p.block_experts_numel, p.dst_numel}) < (1 << 30);
+  // Tiny batches (<= 32 slots, E up to 2^kWarpAlignMaxBits - 1): the warp kernel.
+  const bool warp_ok =
+      fits_small_kernel(kernels::kWarpAlignMaxSlots, (1 << kernels::kWarpAlignMaxBits) - 1);
   if (forced_grid == -2 && !warp_ok) {
     return detail::invalid_arg(op, "grid", forced_grid,
                                "-2 only for alignment or the contiguous layout with <= 32 slots "
