@@ -336,10 +336,12 @@ void check(const std::string& id, const ProblemSpec& spec, const std::vector<Exp
 }
 
 const std::vector<ExpertsPlan>& all_plans() {
-  // decode_plan(1) resolves GEMM2 to deep (k <= 1024: most cases here) or narrow; narrow is also
-  // forced. Slot items on many tokens: each slot its own item (an expert read once per slot).
+  // decode_plan(1) resolves GEMM2 to deep (k <= 1024: most cases here) or narrow (narrow3 on a
+  // grid of more than 2 CTAs per SM); narrow and narrow3 are also forced. Slot items on many
+  // tokens: each slot its own item (an expert read once per slot).
   static const std::vector<ExpertsPlan> plans = {decode_plan(1),
                                                  decode_plan(1, DecodeGemm2::kNarrow),
+                                                 decode_plan(1, DecodeGemm2::kNarrow3),
                                                  slot_items_plan(),
                                                  decode_plan(2),
                                                  decode_plan(4),
@@ -486,6 +488,22 @@ TEST(ExpertsCuda, ManyRowsPerExpert) {
   check("experts/many_rows", s, all_plans());
 }
 
+TEST(ExpertsCuda, LongIntermediateFewRows) {
+  SKIP_WITHOUT_GPU();
+  // 40 layout rows of a long I = 3080 (12 GEMM1 column tiles of 256 and a partial one; the
+  // activation kernel's threads pass over each row three times), a short H: every path.
+  ProblemSpec s;
+  s.E = 4;
+  s.H = 64;
+  s.I = 3080;
+  s.M = 20;
+  s.K = 2;
+  check("experts/long_i_few_rows", s, all_plans());
+  s.act = Activation::kSwigluOai;  // interleaved gate/up rows, biases
+  s.biases = true;
+  check("experts/long_i_few_rows_swiglu", s, all_plans());
+}
+
 TEST(ExpertsCuda, SeveralColumnBlocksPerDecodeCta) {
   SKIP_WITHOUT_GPU();
   // A short k (I = 72) over many hit experts: the decode GEMM2 gives each CTA up to 8 column
@@ -510,7 +528,7 @@ TEST(ExpertsCuda, SeveralColumnBlocksPerDecodeCta) {
   longer.K = 2;
   check("experts/decode_gemm2_long_k", longer,
         {decode_plan(1), decode_plan(1, DecodeGemm2::kNarrow), decode_plan(1, DecodeGemm2::kDeep),
-         slot_items_plan(), decode_plan(2)});
+         decode_plan(1, DecodeGemm2::kNarrow3), slot_items_plan(), decode_plan(2)});
 }
 
 TEST(ExpertsCuda, DefaultPlanOnModelShapes) {
@@ -640,6 +658,25 @@ TEST(ExpertsHeuristics, DecodeUpToEightTokensThenTheUnclusteredGemm) {
   EXPECT_EQ(heuristics::expected_rows_per_expert(0, 8), 0);
   EXPECT_EQ(heuristics::expected_rows_per_expert(5, 8), 1);
   EXPECT_EQ(heuristics::expected_rows_per_expert(17, 8), 3);
+}
+
+TEST(ExpertsHeuristics, NarrowGemm2TakesThreeCtasPerSmOnlyWithTheCtasToFillThem) {
+  ExpertsPlan p;
+  p.path = ExpertsPath::kDecode;
+  p.decode_token_tiles = 1;
+  // k above the deep limit: narrow, and narrow3 once the grid has more than 2 CTAs per SM.
+  EXPECT_EQ(heuristics::decode_gemm2_with_grid(p, 2048, 264, 132), DecodeGemm2::kNarrow);
+  EXPECT_EQ(heuristics::decode_gemm2_with_grid(p, 2048, 265, 132), DecodeGemm2::kNarrow3);
+  EXPECT_EQ(heuristics::decode_gemm2_with_grid(p, 2048, 265, 0), DecodeGemm2::kNarrow);
+  // A short k stays deep; a forced instance and more than one token tile are kept.
+  EXPECT_EQ(heuristics::decode_gemm2_with_grid(p, 768, 5000, 132), DecodeGemm2::kDeep);
+  p.decode_gemm2 = DecodeGemm2::kNarrow;
+  EXPECT_EQ(heuristics::decode_gemm2_with_grid(p, 2048, 5000, 132), DecodeGemm2::kNarrow);
+  p.decode_gemm2 = DecodeGemm2::kNarrow3;
+  EXPECT_EQ(heuristics::decode_gemm2_with_grid(p, 768, 1, 132), DecodeGemm2::kNarrow3);
+  p.decode_gemm2 = DecodeGemm2::kAuto;
+  p.decode_token_tiles = 2;
+  EXPECT_EQ(heuristics::decode_gemm2_with_grid(p, 2048, 5000, 132), DecodeGemm2::kNarrow);
 }
 
 // ---- the grouped GEMM alone -------------------------------------------------------------------

@@ -23,6 +23,11 @@ Status fused_experts_cuda_plan(const ExpertsParams& params, const ExpertsArgs& a
   return fused_experts_cuda(params, args, workspace, workspace_bytes, stream);
 }
 
+heuristics::DecodeGemm2 decode_gemm2_instance(const ExpertsParams& params, std::int64_t,
+                                              std::int32_t, const heuristics::ExpertsPlan& plan) {
+  return heuristics::decode_gemm2_for(plan, params.intermediate_size);
+}
+
 }  // namespace detail
 
 }  // namespace switchyard

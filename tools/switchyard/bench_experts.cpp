@@ -53,7 +53,8 @@ const std::vector<FlagSpec>& experts_flags() {
       {"check-tokens", true, "tokens per case checked against the CPU oracle (default 1; 0: off)"},
       {"plan", true,
        "auto (the heuristic, default) | decode:1|2|4|8 (8-row tiles per work item) | "
-       "decode:1:narrow|deep (one tile, that GEMM2 instance) | decode:1:slots|layout (one tile, "
+       "decode:1:narrow|deep|narrow3 (one tile, that GEMM2 instance) | decode:1:slots|layout (one "
+       "tile, "
        "slot items or the layout kernel) | gemm:64|128|64:single|128:single[:rounded] "
        "(grouped GEMM row tile; rounded: GEMM1 out in the input dtype): force a path, to measure "
        "the heuristic's choices"},
@@ -103,7 +104,7 @@ Routing make_routing(std::int64_t M, int K, int E, std::uint64_t seed) {
   return r;
 }
 
-// --plan: "auto" leaves the heuristic's plan; "decode:T", "decode:1:narrow|deep" (GEMM2's
+// --plan: "auto" leaves the heuristic's plan; "decode:T", "decode:1:narrow|deep|narrow3" (GEMM2's
 // one-tile instance), "decode:1:slots" / "decode:1:layout" (slot items or not), "gemm:R" or
 // "gemm:R:rounded" force one.
 Status parse_plan(const std::string& text, heuristics::ExpertsPlan* plan, bool* force) {
@@ -121,7 +122,7 @@ Status parse_plan(const std::string& text, heuristics::ExpertsPlan* plan, bool* 
     return Status::Ok();
   }
   using heuristics::DecodeGemm2;
-  for (DecodeGemm2 v : {DecodeGemm2::kNarrow, DecodeGemm2::kDeep}) {
+  for (DecodeGemm2 v : {DecodeGemm2::kNarrow, DecodeGemm2::kDeep, DecodeGemm2::kNarrow3}) {
     if (text == std::string("decode:1:") + heuristics::decode_gemm2_name(v)) {
       plan->path = heuristics::ExpertsPath::kDecode;
       plan->decode_token_tiles = 1;
@@ -143,7 +144,7 @@ Status parse_plan(const std::string& text, heuristics::ExpertsPlan* plan, bool* 
   }
   return Status::InvalidArgument(
       "--plan = " + text +
-      ": expected auto, decode:1|2|4|8, decode:1:narrow|deep|slots|layout or "
+      ": expected auto, decode:1|2|4|8, decode:1:narrow|deep|narrow3|slots|layout or "
       "gemm:64|128|64:single|128:single[:rounded]");
 }
 
@@ -408,8 +409,8 @@ int bench_experts_main(const Args& args) {
       if (plan.gemm1_rounded) row.path += "/rounded";
       if (plan.path == heuristics::ExpertsPath::kDecode && plan.decode_token_tiles == 1) {
         if (plan.decode_slot_items) row.path += "/slots";
-        row.path += std::string("/") + heuristics::decode_gemm2_name(
-                                           heuristics::decode_gemm2_for(plan, p.intermediate_size));
+        row.path += std::string("/") +
+                    heuristics::decode_gemm2_name(detail::decode_gemm2_instance(p, M, K, plan));
       }
       // Correctness on the rotation-0 routing, then a one-call timing to size the graph.
       Status st = enqueue(0, nullptr);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "../heuristics/experts.h"
 #include "switchyard/experts.h"
@@ -14,5 +15,11 @@ namespace switchyard::detail {
 Status fused_experts_cuda_plan(const ExpertsParams& params, const ExpertsArgs& args,
                                void* workspace, std::size_t workspace_bytes, cudaStream_t stream,
                                const heuristics::ExpertsPlan* plan);
+
+// The one-tile decode GEMM2 instance fused_experts_cuda_plan runs with `plan` on the current
+// device (kNarrow, kDeep or kNarrow3: heuristics::decode_gemm2_with_grid), for benchmark labels.
+heuristics::DecodeGemm2 decode_gemm2_instance(const ExpertsParams& params, std::int64_t num_tokens,
+                                              std::int32_t top_k,
+                                              const heuristics::ExpertsPlan& plan);
 
 }  // namespace switchyard::detail

@@ -42,9 +42,10 @@ enum class ExpertsPath : std::uint8_t { kDecode, kGroupedGemm };
 enum class GemmTile : std::uint8_t { kRows64, kRows128, kRows64Single, kRows128Single };
 
 // The decode GEMM2 instance with one token tile (kernels/experts_decode.cuh): kNarrow (2 chunks
-// in flight per warp), kDeep (4 chunks in flight: a short k streams in one round trip). kAuto: the
-// rule in decode_gemm2_for. With more than one token tile GEMM2 is always narrow.
-enum class DecodeGemm2 : std::uint8_t { kAuto, kNarrow, kDeep };
+// in flight per warp, 2 CTAs per SM), kDeep (4 chunks in flight: a short k streams in one round
+// trip), kNarrow3 (narrow, compiled for 3 CTAs per SM). kAuto: the rules in decode_gemm2_for and
+// decode_gemm2_with_grid. With more than one token tile GEMM2 is always narrow.
+enum class DecodeGemm2 : std::uint8_t { kAuto, kNarrow, kDeep, kNarrow3 };
 
 struct ExpertsPlan {
   ExpertsPath path = ExpertsPath::kDecode;
@@ -68,11 +69,27 @@ struct ExpertsPlan {
 // deep, 68 -> 71 us; both instances run 2 CTAs per SM: 96 and 122 registers).
 inline constexpr std::int64_t kDecodeDeepMaxK = 1024;
 
-// The GEMM2 instance a decode plan runs (never kAuto).
+// The GEMM2 instance a decode plan runs by k alone (never kAuto; kNarrow3 only when forced).
 inline DecodeGemm2 decode_gemm2_for(const ExpertsPlan& plan, std::int64_t gemm2_k) {
   if (plan.decode_token_tiles != 1) return DecodeGemm2::kNarrow;
   if (plan.decode_gemm2 != DecodeGemm2::kAuto) return plan.decode_gemm2;
   return gemm2_k <= kDecodeDeepMaxK ? DecodeGemm2::kDeep : DecodeGemm2::kNarrow;
+}
+
+// Then, with the GEMM2 grid known (CTAs expected to have rows, and the SM count): the heuristic's
+// narrow becomes kNarrow3 when the grid has more than kDecodeNarrow3MinCtasPerSm CTAs per SM to
+// place. H200, same process (bench/NOTES.md, session 7): DeepSeek-V3 1 / 8 tokens 181.2 -> 178.3 /
+// 1194 -> 1178 us, gpt-oss-120b 1 token 64.1 -> 61.7, Qwen3-235B 8 tokens 474 -> 466; but
+// Mixtral at 1 token (256 CTAs, 2 per SM either way: the extra slot stays empty) 177 -> 188.
+inline constexpr std::int64_t kDecodeNarrow3MinCtasPerSm = 2;
+inline DecodeGemm2 decode_gemm2_with_grid(const ExpertsPlan& plan, std::int64_t gemm2_k,
+                                          std::int64_t gemm2_ctas, int sms) {
+  const DecodeGemm2 v = decode_gemm2_for(plan, gemm2_k);
+  if (plan.decode_gemm2 == DecodeGemm2::kAuto && v == DecodeGemm2::kNarrow &&
+      plan.decode_token_tiles == 1 && sms > 0 && gemm2_ctas > kDecodeNarrow3MinCtasPerSm * sms) {
+    return DecodeGemm2::kNarrow3;
+  }
+  return v;
 }
 
 inline constexpr std::int64_t kDecodeMaxTokens = 8;  // decode (one 8-row tile) up to this M
@@ -116,6 +133,8 @@ inline const char* decode_gemm2_name(DecodeGemm2 v) {
       return "narrow";
     case DecodeGemm2::kDeep:
       return "deep";
+    case DecodeGemm2::kNarrow3:
+      return "narrow3";
     default:
       return "auto";
   }

@@ -171,10 +171,15 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], std::uint32_t a0, std::
 // kTiles: 8-token MMA tiles per work item (1, 2, 4 or 8). kGated: two weight rows (gate, up) per
 // output. kGather: token rows come from x through dst_to_src (GEMM1); else layout rows (GEMM2).
 // kDeep (GEMM2 with one tile only): 4 chunks in flight per warp instead of 2, for a short k.
-template <typename T, int kTiles, bool kGated, bool kGather, bool kDeep = false>
-__global__ void __launch_bounds__(kDecodeThreads, kTiles <= 2 ? 2 : 1)
+// kOcc3 (GEMM2 with one tile, not deep): compiled for 3 resident CTAs per SM (80 registers
+// instead of 94), so an SM keeps 24 warps' loads in flight instead of 16 when the grid has the
+// CTAs to fill it (heuristics::DecodeGemm2::kNarrow3).
+template <typename T, int kTiles, bool kGated, bool kGather, bool kDeep = false, bool kOcc3 = false>
+__global__ void __launch_bounds__(kDecodeThreads, kOcc3 ? 3 : (kTiles <= 2 ? 2 : 1))
     experts_decode_kernel(const DecodeParams p) {
   static_assert(!kDeep || (kTiles == 1 && !kGated && !kGather), "kDeep: GEMM2, one tile");
+  static_assert(!kOcc3 || (kTiles == 1 && !kGated && !kGather && !kDeep),
+                "kOcc3: GEMM2, one tile, narrow");
   constexpr int kM = kGated ? 2 : 1;     // 16-row weight tiles per warp: (gate, up) or one
   constexpr int kTokens = 8 * kTiles;    // rows per work item
   constexpr int kAcc = kM * kTiles * 4;  // accumulators per thread

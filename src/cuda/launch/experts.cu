@@ -190,17 +190,54 @@ std::int32_t decode_blocks_per_cta(const kernels::DecodeParams& d, std::int64_t 
   return static_cast<std::int32_t>(per);
 }
 
-// `items`: work items (grid x): hit experts + slots / (8 kTiles) from the layout, or every slot
-// with slot items; `hit`: the work items expected to have rows.
+// CTAs of a decode GEMM expected to have rows: `busy` work items x its column groups.
+std::int64_t decode_busy_ctas(const kernels::DecodeParams& d, std::int64_t busy) {
+  return busy * ((decode_column_blocks(d) + d.blocks_per_cta - 1) / d.blocks_per_cta);
+}
+
+// The decode kernels' parameters that depend on the problem, not on the buffers.
+struct DecodeShape {
+  std::int64_t items;  // work items (grid x): hit experts + slots / (8 kTiles), or every slot
+  std::int64_t busy;   // the work items expected to have rows
+};
+
+DecodeShape decode_shape(const heuristics::ExpertsPlan& plan, std::int32_t num_experts,
+                         std::int64_t num_slots) {
+  const bool slot_items = plan.decode_slot_items && plan.decode_token_tiles == 1;
+  const std::int64_t hit = std::min<std::int64_t>(num_experts, num_slots);
+  const int tiles = plan.decode_token_tiles;  // the instance run_decode dispatches to
+  const std::int64_t t = tiles <= 1 ? 1 : (tiles == 2 ? 2 : (tiles <= 4 ? 4 : 8));
+  return {slot_items ? num_slots : hit + num_slots / (8 * t), slot_items ? num_slots : hit};
+}
+
+// The GEMM2 parameters' shape fields (k, outputs, weight rows) for the rules below.
+kernels::DecodeParams decode_gemm2_shape(const ExpertsParams& p) {
+  kernels::DecodeParams g2{};
+  g2.k = p.intermediate_size;
+  g2.n_out = p.hidden_size;
+  g2.w_rows = p.hidden_size;
+  return g2;
+}
+
+heuristics::DecodeGemm2 decode_gemm2_kind(const ExpertsParams& p,
+                                          const heuristics::ExpertsPlan& plan,
+                                          std::int64_t num_slots, int sms) {
+  kernels::DecodeParams g2 = decode_gemm2_shape(p);
+  const DecodeShape shape = decode_shape(plan, p.num_experts, num_slots);
+  g2.blocks_per_cta = decode_blocks_per_cta(g2, shape.busy, sms);
+  return heuristics::decode_gemm2_with_grid(plan, p.intermediate_size,
+                                            decode_busy_ctas(g2, shape.busy), sms);
+}
+
 template <typename T, int kTiles>
 cudaError_t launch_decode_tiles(kernels::DecodeParams gemm1, kernels::DecodeParams gemm2,
-                                bool gated, bool deep, std::int64_t items, std::int64_t hit,
+                                bool gated, heuristics::DecodeGemm2 gemm2_kind, DecodeShape shape,
                                 int sms, cudaStream_t stream) {
-  gemm1.blocks_per_cta = decode_blocks_per_cta(gemm1, hit, sms);
-  gemm2.blocks_per_cta = decode_blocks_per_cta(gemm2, hit, sms);
+  gemm1.blocks_per_cta = decode_blocks_per_cta(gemm1, shape.busy, sms);
+  gemm2.blocks_per_cta = decode_blocks_per_cta(gemm2, shape.busy, sms);
   const auto grid = [&](const kernels::DecodeParams& d) {
     const std::int64_t blocks = decode_column_blocks(d);
-    return dim3(static_cast<unsigned>(items),
+    return dim3(static_cast<unsigned>(shape.items),
                 static_cast<unsigned>((blocks + d.blocks_per_cta - 1) / d.blocks_per_cta));
   };
 
@@ -213,11 +250,18 @@ cudaError_t launch_decode_tiles(kernels::DecodeParams gemm1, kernels::DecodePara
             : detail::launch_maybe_pdl(kernels::experts_decode_kernel<T, kTiles, false, true>,
                                        grid(gemm1), block, stream, true, gemm1);
   if (err != cudaSuccess) return err;
-  // GEMM2's instance (heuristics::decode_gemm2_for): deep only with one token tile.
-  if (deep && kTiles == 1) {
-    return detail::launch_maybe_pdl(
-        kernels::experts_decode_kernel<T, kTiles, false, false, kTiles == 1>, grid(gemm2), block,
-        stream, true, gemm2);
+  // GEMM2's instance (heuristics::decode_gemm2_with_grid): deep or narrow3 only with one token
+  // tile.
+  if constexpr (kTiles == 1) {
+    if (gemm2_kind == heuristics::DecodeGemm2::kDeep) {
+      return detail::launch_maybe_pdl(kernels::experts_decode_kernel<T, 1, false, false, true>,
+                                      grid(gemm2), block, stream, true, gemm2);
+    }
+    if (gemm2_kind == heuristics::DecodeGemm2::kNarrow3) {
+      return detail::launch_maybe_pdl(
+          kernels::experts_decode_kernel<T, 1, false, false, false, true>, grid(gemm2), block,
+          stream, true, gemm2);
+    }
   }
   return detail::launch_maybe_pdl(kernels::experts_decode_kernel<T, kTiles, false, false>,
                                   grid(gemm2), block, stream, true, gemm2);
@@ -229,8 +273,6 @@ Status run_decode(const ExpertsParams& p, const ExpertsArgs& a, const Buffers& w
                   cudaStream_t stream) {
   const int tiles = plan.decode_token_tiles;
   const bool slot_items = plan.decode_slot_items && tiles == 1;
-  const bool deep =
-      heuristics::decode_gemm2_for(plan, p.intermediate_size) == heuristics::DecodeGemm2::kDeep;
   const bool gated = p.activation != Activation::kRelu2;
   kernels::DecodeParams g1{};
   g1.weights = a.w13.data;
@@ -273,18 +315,17 @@ Status run_decode(const ExpertsParams& p, const ExpertsArgs& a, const Buffers& w
   g2.src_to_dst_out = nullptr;
   detail::DeviceAttrs dev;
   SY_RETURN_IF_ERROR(detail::current_device_attrs(&dev));
-  const std::int64_t S = num_slots, hit = std::min<std::int64_t>(p.num_experts, S);
-  const auto items = [&](int t) { return slot_items ? S : hit + S / (8 * t); };
-  const std::int64_t busy = slot_items ? S : hit;
+  const DecodeShape shape = decode_shape(plan, p.num_experts, num_slots);
+  const heuristics::DecodeGemm2 kind = decode_gemm2_kind(p, plan, num_slots, dev.sms);
   cudaError_t err;
   if (tiles <= 1) {
-    err = launch_decode_tiles<T, 1>(g1, g2, gated, deep, items(1), busy, dev.sms, stream);
+    err = launch_decode_tiles<T, 1>(g1, g2, gated, kind, shape, dev.sms, stream);
   } else if (tiles == 2) {
-    err = launch_decode_tiles<T, 2>(g1, g2, gated, deep, items(2), busy, dev.sms, stream);
+    err = launch_decode_tiles<T, 2>(g1, g2, gated, kind, shape, dev.sms, stream);
   } else if (tiles <= 4) {
-    err = launch_decode_tiles<T, 4>(g1, g2, gated, deep, items(4), busy, dev.sms, stream);
+    err = launch_decode_tiles<T, 4>(g1, g2, gated, kind, shape, dev.sms, stream);
   } else {
-    err = launch_decode_tiles<T, 8>(g1, g2, gated, deep, items(8), busy, dev.sms, stream);
+    err = launch_decode_tiles<T, 8>(g1, g2, gated, kind, shape, dev.sms, stream);
   }
   if (err == cudaSuccess) err = cudaGetLastError();
   return detail::cuda_status(err, "fused_experts_cuda: decode kernel launch");
@@ -370,6 +411,17 @@ std::size_t fused_experts_workspace_size(const ExpertsParams& params, std::int64
 }
 
 namespace detail {
+
+heuristics::DecodeGemm2 decode_gemm2_instance(const ExpertsParams& p, std::int64_t num_tokens,
+                                              std::int32_t top_k,
+                                              const heuristics::ExpertsPlan& plan) {
+  DeviceAttrs dev;
+  if (!current_device_attrs(&dev).ok()) {
+    return heuristics::decode_gemm2_for(plan, p.intermediate_size);
+  }
+  return decode_gemm2_kind(p, plan, std::max<std::int64_t>(num_tokens, 0) * std::max(top_k, 0),
+                           dev.sms);
+}
 
 Status fused_experts_cuda_plan(const ExpertsParams& p, const ExpertsArgs& a, void* workspace,
                                std::size_t workspace_bytes, cudaStream_t stream,
