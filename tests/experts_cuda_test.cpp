@@ -518,6 +518,19 @@ TEST(ExpertsCuda, SeveralColumnBlocksPerDecodeCta) {
   check("experts/column_blocks_per_cta", s,
         {decode_plan(1), decode_plan(1, DecodeGemm2::kNarrow), slot_items_plan(), decode_plan(2),
          decode_plan(4), decode_plan(8)});
+  // The deep GEMM2 of one or two tokens takes as few CTAs as fill one wave (2 per SM): on a
+  // 132-SM card 8 (16) busy items x 41 column blocks give 2 (3) blocks per CTA, the last CTA of
+  // an item with a partial block.
+  ProblemSpec wave;
+  wave.E = 32;
+  wave.H = 1288;  // 40 * 32 + 8
+  wave.I = 72;
+  wave.K = 8;
+  wave.drop = 0.0;
+  for (const std::int64_t m : {1, 2}) {
+    wave.M = m;
+    check("experts/deep_one_wave_m" + std::to_string(m), wave, {decode_plan(1), slot_items_plan()});
+  }
   // The one-tile GEMM2 is deep (4 chunks in flight per warp) up to k = 1024 and narrow (2) above
   // it; both instances on a k just over the limit.
   ProblemSpec longer;

@@ -190,6 +190,23 @@ std::int32_t decode_blocks_per_cta(const kernels::DecodeParams& d, std::int64_t 
   return static_cast<std::int32_t>(per);
 }
 
+// The deep GEMM2 (one round trip per column block, k <= kDecodeDeepMaxK): the fewest CTAs that
+// still fill one wave of kDecodeDeepResidentCtas per SM, when at most kDecodeMaxBlocksPerCta
+// column blocks per CTA get there; else decode_blocks_per_cta. H200, same process, Qwen3-30B
+// (bench/NOTES.md, session 7): 1 token 2 blocks per CTA 28.1 -> 27.3 us, 2 tokens 4 blocks 54.8 ->
+// 52.0, 4 tokens 8 blocks 82.7 -> 81.8; at 8 tokens no count fits one wave.
+constexpr std::int64_t kDecodeDeepResidentCtas = 2;  // 122 registers, 256 threads
+std::int32_t decode_deep_blocks_per_cta(const kernels::DecodeParams& d, std::int64_t busy,
+                                        int sms) {
+  const std::int64_t blocks = decode_column_blocks(d);
+  for (std::int64_t per = 1; per <= kDecodeMaxBlocksPerCta; ++per) {
+    if (busy * ((blocks + per - 1) / per) <= kDecodeDeepResidentCtas * sms) {
+      return static_cast<std::int32_t>(per);
+    }
+  }
+  return decode_blocks_per_cta(d, busy, sms);
+}
+
 // CTAs of a decode GEMM expected to have rows: `busy` work items x its column groups.
 std::int64_t decode_busy_ctas(const kernels::DecodeParams& d, std::int64_t busy) {
   return busy * ((decode_column_blocks(d) + d.blocks_per_cta - 1) / d.blocks_per_cta);
@@ -234,7 +251,9 @@ cudaError_t launch_decode_tiles(kernels::DecodeParams gemm1, kernels::DecodePara
                                 bool gated, heuristics::DecodeGemm2 gemm2_kind, DecodeShape shape,
                                 int sms, cudaStream_t stream) {
   gemm1.blocks_per_cta = decode_blocks_per_cta(gemm1, shape.busy, sms);
-  gemm2.blocks_per_cta = decode_blocks_per_cta(gemm2, shape.busy, sms);
+  gemm2.blocks_per_cta = kTiles == 1 && gemm2_kind == heuristics::DecodeGemm2::kDeep
+                             ? decode_deep_blocks_per_cta(gemm2, shape.busy, sms)
+                             : decode_blocks_per_cta(gemm2, shape.busy, sms);
   const auto grid = [&](const kernels::DecodeParams& d) {
     const std::int64_t blocks = decode_column_blocks(d);
     return dim3(static_cast<unsigned>(shape.items),
