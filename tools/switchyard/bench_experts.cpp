@@ -53,9 +53,9 @@ const std::vector<FlagSpec>& experts_flags() {
       {"check-tokens", true, "tokens per case checked against the CPU oracle (default 1; 0: off)"},
       {"plan", true,
        "auto (the heuristic, default) | decode:1|2|4|8 (8-row tiles per work item) | "
-       "decode:1:narrow|deep|narrow3 (one tile, that GEMM2 instance) | decode:1:slots|layout (one "
-       "tile, "
-       "slot items or the layout kernel) | gemm:64|128|64:single|128:single[:rounded] "
+       "decode:1:narrow|deep|narrow3 (one tile, that GEMM2 instance) | "
+       "decode:1:slots|layout (one tile, slot items or the layout kernel) | "
+       "gemm:64|128|64:single|128:single[:rounded] "
        "(grouped GEMM row tile; rounded: GEMM1 out in the input dtype): force a path, to measure "
        "the heuristic's choices"},
       {"format", true, "table | json | csv (default table)"},
