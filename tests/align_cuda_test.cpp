@@ -498,6 +498,42 @@ TEST(AlignCuda, WarpKernel) {
   check_layout_case({4, 8, 256, Pattern::kMapped, true, -2}, 1, 0, true);
 }
 
+// The block kernel (grid -3: 33..256 slots, any E) over every pattern, the same sweep as the warp
+// kernel's; the heuristic (grid 0) takes it at these sizes unless SWITCHYARD_ALIGN_BLOCK=0, and
+// grid -1 (E <= 512) runs the small-batch kernel on the same inputs.
+TEST(AlignCuda, BlockKernel) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<int> experts =
+      small_scale() ? std::vector<int>{1, 256, 8192}
+                    : std::vector<int>{1, 2, 3, 8, 33, 160, 256, 384, 512, 513, 1024, 8192, 16384};
+  const std::vector<std::pair<std::int64_t, int>> shapes = {
+      {33, 1}, {5, 8}, {17, 2}, {8, 8}, {21, 6}, {63, 2}, {16, 8}, {31, 8}, {255, 1}, {32, 8}};
+  constexpr int kBlock[] = {16, 64, 256, 48, 100};
+  constexpr int kAlignment[] = {1, 128, 7, 1024, 16};
+  int i = 0;
+  for (int E : experts) {
+    for (const auto& [M, K] : shapes) {
+      const auto pat = static_cast<Pattern>(i % 5);
+      const int B = kBlock[(i + i / 5) % 5];
+      const int alignment = kAlignment[(i + i / 7) % 5];
+      check_align_case({M, K, E, pat, i % 2 == 0, -3}, B, false);
+      check_layout_case({M, K, E, pat, i % 2 == 1, -3}, alignment, 0, false);
+      if (i % 3 == 0) {
+        check_align_case({M, K, E, pat, i % 2 == 1, 0}, B, false);
+        check_layout_case({M, K, E, pat, i % 2 == 0, 0}, alignment, 0, false);
+      }
+      if (i % 3 == 1 && E <= 512) {
+        check_align_case({M, K, E, pat, i % 2 == 1, -1}, B, false);
+        check_layout_case({M, K, E, pat, i % 2 == 0, -1}, alignment, 0, false);
+      }
+      if (::testing::Test::HasFatalFailure()) return;
+      ++i;
+    }
+  }
+  check_align_case({32, 8, 256, Pattern::kUniform, false, -3}, 64, true);  // graph capture
+  check_layout_case({16, 8, 256, Pattern::kMapped, true, -3}, 1, 0, true);
+}
+
 TEST(AlignCuda, GraphCapture) {
   SKIP_WITHOUT_GPU();
   check_align_case({4096, 8, 256, Pattern::kUniform, false, 0}, 64, true);
@@ -693,6 +729,9 @@ TEST(AlignCuda, RejectsBadArguments) {
   // The warp kernel refuses more than 32 slots.
   st = detail::moe_align_block_size_cuda_grid(p, a, ws.get(), need, -2, nullptr);
   EXPECT_NE(st.message().find("grid = -2"), std::string::npos) << st.message();
+  // The block kernel refuses more than 256 slots.
+  st = detail::moe_align_block_size_cuda_grid(p, large, ws.get(), need, -3, nullptr);
+  EXPECT_NE(st.message().find("grid = -3"), std::string::npos) << st.message();
   a.expert_ids = TensorView::contiguous(bexp.get(), DType::kInt32, {10}, Device::kCuda);
   st = moe_align_block_size_cuda(p, a, ws.get(), need, nullptr);
   EXPECT_NE(st.message().find("expert_ids.numel = 10"), std::string::npos) << st.message();

@@ -1,7 +1,8 @@
-// Runs the warp-level alignment kernel (src/cuda/kernels/align_warp.cuh, N <= 32 slots) on the host
-// SIMT emulator against moe_align_block_size_cpu / expert_layout_cpu (contiguous), bit for bit, on
-// poisoned, partly misaligned outputs a little larger than required: seeded random cases over
-// N = 0..32, E = 1..16384, block sizes 16..256 (non-powers of two included) and alignments
+// Runs the warp-level alignment kernel (src/cuda/kernels/align_warp.cuh, N <= 32 slots) and the
+// block kernel (align_block.cuh, N <= 256) on the host SIMT emulator against
+// moe_align_block_size_cpu / expert_layout_cpu (contiguous), bit for bit, on poisoned, partly
+// misaligned outputs a little larger than required: seeded random cases over N = 0..256 (the warp
+// kernel up to 32), E = 1..16384, block sizes 16..256 (non-powers of two included) and alignments
 // 1..1024, int32 / int64 ids, invalid ids (-1, >= E, negative, >= 2^32), expert_map (dropped and
 // out-of-range entries), on the launcher's grid and on small or odd grids (every loop is
 // grid-stride). Where E <= 512 the existing small-batch kernel (align_small.cuh) runs on the same
@@ -17,6 +18,7 @@ alignas(16) thread_local unsigned char smem[48 * 1024];
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wshadow"
 // clang-format off
+#include "cuda/kernels/align_block.cuh"
 #include "cuda/kernels/align_warp.cuh"
 // clang-format on
 #pragma GCC diagnostic pop
@@ -156,18 +158,30 @@ std::int64_t first_diff(const std::vector<T>& a, const std::vector<T>& b) {
   return a.size() == b.size() ? -1 : static_cast<std::int64_t>(std::min(a.size(), b.size()));
 }
 
+enum class Kernel { kWarp, kSmall, kBlock };
+
 struct Launch {
   std::string what;
   unsigned grid, block;
-  bool small_kernel;  // align_small_kernel (512 threads) instead of the warp kernel
+  Kernel kernel;
 };
 
-long long g_warp_launches = 0, g_small_launches = 0;
+long long g_warp_launches = 0, g_small_launches = 0, g_block_launches = 0;
 
 void run(const Launch& l, const SortParams& p) {
-  ++(l.small_kernel ? g_small_launches : g_warp_launches);
-  if (l.small_kernel) {
+  ++(l.kernel == Kernel::kSmall   ? g_small_launches
+     : l.kernel == Kernel::kBlock ? g_block_launches
+                                  : g_warp_launches);
+  if (l.kernel == Kernel::kSmall) {
     emu::launch(l.grid, kernels::kSmallAlignThreads, [&] { kernels::align_small_kernel<1, 1>(p); });
+  } else if (l.kernel == Kernel::kBlock) {
+    emu::launch(l.grid, kernels::kBlockAlignThreads, [&] {
+      if (p.output == SortOutput::kAlign) {
+        kernels::align_block_kernel<true>(p);
+      } else {
+        kernels::align_block_kernel<false>(p);
+      }
+    });
   } else {
     emu::launch(l.grid, l.block, [&] {
       if (p.output == SortOutput::kAlign) {
@@ -183,19 +197,30 @@ void run(const Launch& l, const SortParams& p) {
 // odd grids, the diagnostics' two passes, and the small-batch kernel where it applies.
 std::vector<Launch> launches(const SortParams& p, tools::Rng& rng) {
   std::vector<Launch> out;
-  const int g = kernels::warp_align_grid(p);
-  const unsigned lg = static_cast<unsigned>(std::min(g, 24));
-  out.push_back({g <= 24 ? "launcher grid" : "launcher grid clamped to 24", lg,
-                 kernels::kWarpAlignThreads, false});
-  out.push_back({"1 x 32", 1, 32, false});
-  const unsigned b = 32u * static_cast<unsigned>(1 + rng.below(4));
-  out.push_back({"odd grid", static_cast<unsigned>(1 + rng.below(5)), b, false});
+  if (p.num_slots <= kernels::kWarpAlignMaxSlots) {
+    const int g = kernels::warp_align_grid(p);
+    const unsigned lg = static_cast<unsigned>(std::min(g, 24));
+    out.push_back({g <= 24 ? "launcher grid" : "launcher grid clamped to 24", lg,
+                   kernels::kWarpAlignThreads, Kernel::kWarp});
+    out.push_back({"1 x 32", 1, 32, Kernel::kWarp});
+    const unsigned b = 32u * static_cast<unsigned>(1 + rng.below(4));
+    out.push_back({"odd grid", static_cast<unsigned>(1 + rng.below(5)), b, Kernel::kWarp});
+  }
+  {
+    const int g = kernels::block_align_grid(p);
+    const unsigned lg = static_cast<unsigned>(std::min(g, 16));
+    out.push_back({g <= 16 ? "block kernel, launcher grid" : "block kernel, grid clamped to 16", lg,
+                   kernels::kBlockAlignThreads, Kernel::kBlock});
+    out.push_back({"block kernel, 1 block", 1, kernels::kBlockAlignThreads, Kernel::kBlock});
+    out.push_back({"block kernel, odd grid", static_cast<unsigned>(2 + rng.below(4)),
+                   kernels::kBlockAlignThreads, Kernel::kBlock});
+  }
   if (p.num_experts <= kernels::kSmallAlignMaxExperts) {
     const std::int64_t out_entries =
         p.output == SortOutput::kAlign ? p.sorted_numel + p.block_experts_numel : p.dst_numel;
     const int sg = kernels::small_align_grid(p.num_slots, out_entries);
-    out.push_back(
-        {"align_small_kernel", static_cast<unsigned>(sg), kernels::kSmallAlignThreads, true});
+    out.push_back({"align_small_kernel", static_cast<unsigned>(sg), kernels::kSmallAlignThreads,
+                   Kernel::kSmall});
   }
   return out;
 }
@@ -386,9 +411,18 @@ std::vector<Case> make_cases(int count, std::uint64_t seed) {
   cases.push_back({32, 16384, 1024, true, true, Pattern::kMapped, true, 0, 1, 15});
   cases.push_back({32, 64, 16, false, false, Pattern::kHot, false, 0, 0, 16});  // nb = 2 blocks
   cases.push_back({32, 64, 1, true, false, Pattern::kFewExperts, false, 0, 0, 17});
+  // The block kernel's sizes: DeepSeek-V3 at 32 tokens, every group boundary, the largest N.
+  for (std::int64_t n : {33, 63, 64, 65, 100, 128, 255, 256}) {
+    cases.push_back({n, 256, 64, false, n % 2 == 1, Pattern::kUniform, false, 0, 0,
+                     3000 + static_cast<std::uint64_t>(n)});
+    cases.push_back({n, 256, 1, true, n % 2 == 0, Pattern::kHot, true, 0, 1,
+                     4000 + static_cast<std::uint64_t>(n)});
+  }
+  cases.push_back({256, 16384, 256, false, true, Pattern::kInvalid, false, 2, 3, 18});
+  cases.push_back({256, 1, 16, true, false, Pattern::kMapped, true, 0, 1, 19});
   while (static_cast<int>(cases.size()) < count) {
     Case c;
-    c.n = static_cast<std::int64_t>(rng.below(33));
+    c.n = static_cast<std::int64_t>(rng.below(2) == 0 ? rng.below(33) : rng.below(257));
     c.E = pick(kExperts);
     c.layout = rng.below(2) == 1;
     c.pad = c.layout ? pick(kAlignments) : pick(kBlocks);
@@ -419,7 +453,8 @@ int main(int argc, char** argv) {
     failed_cases += f > 0;
   }
   std::printf(
-      "align_warp_emu: %zu cases (%lld warp-kernel and %lld small-kernel launches), %d failed\n",
-      cases.size(), g_warp_launches, g_small_launches, failed_cases);
+      "align_warp_emu: %zu cases (%lld warp-kernel, %lld block-kernel and %lld small-kernel "
+      "launches), %d failed\n",
+      cases.size(), g_warp_launches, g_block_launches, g_small_launches, failed_cases);
   return failed_cases == 0 ? 0 : 1;
 }

@@ -17,6 +17,7 @@
 #include "../cuda_status.h"
 #include "../device_attrs.h"
 #include "../kernels/align.cuh"
+#include "../kernels/align_block.cuh"
 #include "../kernels/align_small.cuh"
 #include "../kernels/align_warp.cuh"
 #include "switchyard/align.h"
@@ -85,6 +86,17 @@ SmallKernel warp_kernel(SortOutput output, int passes) {
   return passes == 2 ? align_warp_kernel<false, 2> : align_warp_kernel<false, 1>;
 }
 
+// SWITCHYARD_ALIGN_BLOCK=0 in the environment keeps the heuristic off align_block_kernel (read
+// once): 33..256 slots then take align_small_kernel (E <= 512) or expert_sort_kernel. For A/B
+// measurements.
+bool block_kernel_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("SWITCHYARD_ALIGN_BLOCK");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return enabled;
+}
+
 // SWITCHYARD_ALIGN_WARP=0 in the environment keeps the heuristic off align_warp_kernel (read
 // once): <= 32 slots then take align_small_kernel (E <= 512) or expert_sort_kernel, as before
 // it existed. For A/B measurements.
@@ -145,7 +157,21 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
     kernel<<<kernels::warp_align_grid(p), kernels::kWarpAlignThreads, 0, stream>>>(p);
     return detail::cuda_status(cudaGetLastError(), "align_warp_kernel: launch");
   }
-  if (small_ok && forced_grid <= 0) {  // (-2 returned above)
+  // Small batches (33..256 slots, E up to 2^kWarpAlignMaxBits - 1): the block kernel.
+  const bool block_ok =
+      fits_small_kernel(kernels::kBlockAlignMaxSlots, (1 << kernels::kWarpAlignMaxBits) - 1);
+  if (forced_grid == -3 && !block_ok) {
+    return detail::invalid_arg(op, "grid", forced_grid,
+                               "-3 only for alignment or the contiguous layout with <= 256 slots "
+                               "and slots + padding < 2^30");
+  }
+  if (forced_grid == -3 || (forced_grid == 0 && block_ok && block_kernel_enabled())) {
+    auto* kernel = p.output == SortOutput::kAlign ? kernels::align_block_kernel<true>
+                                                  : kernels::align_block_kernel<false>;
+    kernel<<<kernels::block_align_grid(p), kernels::kBlockAlignThreads, 0, stream>>>(p);
+    return detail::cuda_status(cudaGetLastError(), "align_block_kernel: launch");
+  }
+  if (small_ok && forced_grid <= 0) {  // (-2, -3 returned above)
     const std::size_t smem = kernels::small_align_shared_bytes(E);
     auto* kernel = small_kernel(kernels::small_align_steps(p.num_slots),
                                 g_repeat.load(std::memory_order_relaxed) ? 2 : 1);
