@@ -75,8 +75,8 @@ __device__ __forceinline__ std::int32_t block_load_id(const SortParams& p, std::
 // `own` (all of them when own >= groups) plus, in group own, those selected by own_mask; lt[i] =
 // group i's slots with a smaller expert; *count = all slots with v's expert.
 __device__ __forceinline__ void block_compare(std::uint32_t v,
-                                              const unsigned (*ones)[kWarpAlignMaxBits],
-                                              int groups, int bits, int own, unsigned own_mask,
+                                              const unsigned (*ones)[kWarpAlignMaxBits], int groups,
+                                              int bits, int own, unsigned own_mask,
                                               std::int32_t* rank_eq, std::int32_t* count,
                                               unsigned (&lt)[kBlockAlignGroups]) {
   std::int32_t r = 0, c = 0;
