@@ -499,7 +499,7 @@ TEST(AlignCuda, WarpKernel) {
 }
 
 // The block kernel (grid -3: 33..256 slots, any E) over every pattern, the same sweep as the warp
-// kernel's; the heuristic (grid 0) takes it at these sizes unless SWITCHYARD_ALIGN_BLOCK=0, and
+// kernel's; the heuristic (grid 0) takes it at 33..64 slots unless SWITCHYARD_ALIGN_BLOCK=0, and
 // grid -1 (E <= 512) runs the small-batch kernel on the same inputs.
 TEST(AlignCuda, BlockKernel) {
   SKIP_WITHOUT_GPU();

@@ -58,17 +58,26 @@ TEST(RoutingHeuristics, RowBlocksForSmallBatches) {
   EXPECT_FALSE(routing_launch_config(256, 513).row_block);
 }
 
-// Row blocks only where they pay (measured): grouped routings and K >= 6; lane groups for the
-// short rows (Llama 4 K=1, gpt-oss K=4, Mixtral K=2) at every M.
+// Row blocks only where they pay (measured): grouped routings, K >= 6, and rows of E <= 32 (one
+// warp either way; Mixtral K=2); lane groups for the other short rows (Llama 4 K=1, gpt-oss K=4)
+// at every M.
 TEST(RoutingHeuristics, RowBlocksOnlyWhereTheyPay) {
-  EXPECT_TRUE(routing_row_blocks_pay(8, false));
-  EXPECT_TRUE(routing_row_blocks_pay(6, true));
-  EXPECT_TRUE(routing_row_blocks_pay(1, true));
-  EXPECT_FALSE(routing_row_blocks_pay(4, false));
-  EXPECT_FALSE(routing_row_blocks_pay(1, false));
+  EXPECT_TRUE(routing_row_blocks_pay(128, 8, false));
+  EXPECT_TRUE(routing_row_blocks_pay(256, 6, true));
+  EXPECT_TRUE(routing_row_blocks_pay(160, 1, true));
+  EXPECT_TRUE(routing_row_blocks_pay(8, 2, false));
+  EXPECT_TRUE(routing_row_blocks_pay(32, 4, false));
+  EXPECT_FALSE(routing_row_blocks_pay(33, 4, false));
+  EXPECT_FALSE(routing_row_blocks_pay(128, 4, false));
+  EXPECT_FALSE(routing_row_blocks_pay(128, 1, false));
   EXPECT_FALSE(routing_launch_config(128, 1, 0, false).row_block);
   EXPECT_TRUE(routing_launch_config(128, 1, 0, true).row_block);
   EXPECT_TRUE(routing_launch_config(128, 1, -1, false).row_block);  // forced layouts stay
+  // Mixtral: a row block of one warp up to kRowBlockMaxRows rows, lane groups above.
+  const bool mixtral_pays = routing_row_blocks_pay(8, 2, false);
+  EXPECT_TRUE(routing_launch_config(8, 1, 0, mixtral_pays).row_block);
+  EXPECT_EQ(routing_launch_config(8, 1, 0, mixtral_pays).threads, 32);
+  EXPECT_FALSE(routing_launch_config(8, kRowBlockMaxRows + 1, 0, mixtral_pays).row_block);
 }
 
 TEST(RoutingHeuristics, ForcedLayoutsAreChecked) {

@@ -97,9 +97,11 @@ inline bool routing_layout_code_valid(int num_experts, int code) {
 // 6.97 -> 4.81, Kimi K2 7.14 -> 4.22, DeepSeek-V2 9.60 -> 4.34, Qwen3 (K 8) 3.90 -> 3.80, but
 // gpt-oss (K 4) 2.63 -> 3.03 and Llama 4 (K 1) 2.13 -> 2.80: a row block has ~4,500 cycles of
 // fixed phases, which only pays where a lane group's row is long (many argmax rounds or a group
-// stage). Mixtral (K 2) is within 0.2 us either way (3.33 / 3.16).
-inline bool routing_row_blocks_pay(int top_k, bool grouped) {
-  return grouped || top_k >= 6;
+// stage). Short rows of E <= 32 (Mixtral, K 2: one warp either way) were 0.17-0.27 us faster as
+// a row block on both cards: H100 3.33 -> 3.16 (1 token); H200 (session 8, same process) 1 / 32 /
+// 512 tokens 3.23 / 3.49 / 3.68 -> 3.06 / 3.21 / 3.47 us.
+inline bool routing_row_blocks_pay(int num_experts, int top_k, bool grouped) {
+  return grouped || top_k >= 6 || num_experts <= 32;
 }
 
 // Whether the pre-filter serves a routing: detail::routing_prefilter_applies (routing_row.h),

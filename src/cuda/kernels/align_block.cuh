@@ -1,7 +1,7 @@
 // moe_align_block_size and the contiguous expert layout for small batches of 33..256 slots
-// (decode at 5-32 tokens of K = 8): the warp kernel's ballot sort (align_warp.cuh) over up to 8
-// warps of one block, two block barriers. Same output, bit for bit, as align_warp_kernel,
-// align_small_kernel, expert_sort_kernel and the CPU.
+// (decode at 5-32 tokens of K = 8; the heuristic takes it at 33..64, see below): the warp kernel's
+// ballot sort (align_warp.cuh) over up to 8 warps of one block, two block barriers. Same output,
+// bit for bit, as align_warp_kernel, align_small_kernel, expert_sort_kernel and the CPU.
 //
 // Every block sorts all the ids itself (<= 256: one per thread, slot = threadIdx.x), so blocks
 // never wait for each other; the grid is sized by the outputs it writes:
@@ -24,10 +24,13 @@
 //      walks with x in place of an id).
 // 32-bit everywhere: the launcher takes this kernel where the small kernels' 32-bit limits hold.
 //
-// Predicted (NOT measured: no device time was left in the session that wrote it, session 7): at
-// 32 DeepSeek-V3 tokens (256 slots, E = 256, B = 64) about 2.0-2.3 us per launch on an H200
-// against 3.5 us for align_small_kernel and 0.75 us empty: the warp kernel's 2.3 us at 32 slots
-// plus two block barriers and 8 ballot walks of 9 steps per thread (~400 instructions).
+// Measured (session 8, H200, bench align, the same binary with the heuristic taking this kernel
+// or align_small_kernel, us per launch, empty kernel 0.76): DeepSeek-V3 5 / 8 / 16 / 32 tokens
+// 3.20 / 3.16 / 3.78 / 5.13 against 3.42 / 3.47 / 3.67 / 3.54 (Qwen3-30B and Kimi K2 alike). The
+// per-thread walk over every group's ballots grows with the groups: it wins with 2 groups (<= 64
+// slots) and loses from 4 on. So the heuristic takes it up to kBlockAlignHeuristicMaxSlots only;
+// grid -3 (tests) runs it up to kBlockAlignMaxSlots. (Predicted before it ran: 2.0-2.3 us at 32
+// tokens; the walk's cost was underestimated.)
 #pragma once
 
 #include <algorithm>
@@ -41,6 +44,8 @@
 namespace switchyard::kernels {
 
 inline constexpr std::int64_t kBlockAlignMaxSlots = 256;
+// Where the heuristic takes it (measured above): two groups of 32 slots at most.
+inline constexpr std::int64_t kBlockAlignHeuristicMaxSlots = 64;
 inline constexpr int kBlockAlignThreads = 256;  // one slot per thread: the kernel needs this block
 inline constexpr int kBlockAlignGroups = kBlockAlignThreads / 32;
 

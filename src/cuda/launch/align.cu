@@ -87,7 +87,7 @@ SmallKernel warp_kernel(SortOutput output, int passes) {
 }
 
 // SWITCHYARD_ALIGN_BLOCK=0 in the environment keeps the heuristic off align_block_kernel (read
-// once): 33..256 slots then take align_small_kernel (E <= 512) or expert_sort_kernel. For A/B
+// once): 33..64 slots then take align_small_kernel (E <= 512) or expert_sort_kernel. For A/B
 // measurements.
 bool block_kernel_enabled() {
   static const bool enabled = [] {
@@ -157,7 +157,8 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
     kernel<<<kernels::warp_align_grid(p), kernels::kWarpAlignThreads, 0, stream>>>(p);
     return detail::cuda_status(cudaGetLastError(), "align_warp_kernel: launch");
   }
-  // Small batches (33..256 slots, E up to 2^kWarpAlignMaxBits - 1): the block kernel.
+  // Small batches (33..64 slots, E up to 2^kWarpAlignMaxBits - 1): the block kernel (grid -3: up
+  // to 256 slots, where it runs slower than align_small_kernel from 4 groups of 32 on).
   const bool block_ok =
       fits_small_kernel(kernels::kBlockAlignMaxSlots, (1 << kernels::kWarpAlignMaxBits) - 1);
   if (forced_grid == -3 && !block_ok) {
@@ -165,7 +166,8 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
                                "-3 only for alignment or the contiguous layout with <= 256 slots "
                                "and slots + padding < 2^30");
   }
-  if (forced_grid == -3 || (forced_grid == 0 && block_ok && block_kernel_enabled())) {
+  if (forced_grid == -3 || (forced_grid == 0 && block_ok && block_kernel_enabled() &&
+                            p.num_slots <= kernels::kBlockAlignHeuristicMaxSlots)) {
     auto* kernel = p.output == SortOutput::kAlign ? kernels::align_block_kernel<true>
                                                   : kernels::align_block_kernel<false>;
     kernel<<<kernels::block_align_grid(p), kernels::kBlockAlignThreads, 0, stream>>>(p);

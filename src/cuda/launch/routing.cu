@@ -45,7 +45,7 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
   const bool grouped = params.group_score != GroupScore::kNone;
   const heuristics::RoutingLaunchConfig cfg = heuristics::routing_launch_config(
       params.num_experts, kp.num_tokens, layout,
-      heuristics::routing_row_blocks_pay(params.top_k, grouped),
+      heuristics::routing_row_blocks_pay(params.num_experts, params.top_k, grouped),
       heuristics::routing_prefilter_applies(
           params.num_experts, params.score_func == ScoreFunc::kSigmoid && !(params.softcap > 0.0f),
           grouped ? params.num_groups : 0));
