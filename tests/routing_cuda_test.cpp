@@ -25,16 +25,21 @@ using tools::RoutingResult;
 #define SKIP_WITHOUT_GPU() \
   if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device"
 
-// The layouts every bitwise check runs: the heuristic's, and up to two row-block layouts of E
-// forced (the heuristic uses row blocks for small M and some routings only) up to 4096 rows; above,
-// the heuristic's only (EveryLayoutGivesTheSameBits runs every layout; with all row-block
-// layouts at every M the suite took over 200 s on an H100).
+// The layouts every bitwise check runs: the heuristic's, the pre-filter's (33 <= E <= 512) and the
+// row thread's (E <= 32) at every M, and row-block layouts of E forced (the heuristic uses row
+// blocks for small M and some routings only) up to four codes in all, up to 4096 rows
+// (EveryLayoutGivesTheSameBits runs every layout; with all row-block layouts at every M the suite
+// took over 200 s on an H100).
 std::vector<int> layouts_to_check(int num_experts, std::int64_t num_tokens) {
   std::vector<int> codes = {0};
   // The lane-group kernel with the approximate pre-filter (not chosen by the heuristic yet), at
   // every M: it is meant for large batches.
   if (heuristics::routing_layout_code_valid(num_experts, heuristics::kRoutingPrefilterCode)) {
     codes.push_back(heuristics::kRoutingPrefilterCode);
+  }
+  // The row-thread kernel (E <= 32), at every M.
+  if (heuristics::routing_layout_code_valid(num_experts, heuristics::kRoutingRowThreadCode)) {
+    codes.push_back(heuristics::kRoutingRowThreadCode);
   }
   if (num_tokens > 4096) return codes;
   for (int vals : {1, 4, 2, 8, 16}) {
@@ -302,8 +307,8 @@ TEST(RoutingCuda, EveryLayoutGivesTheSameBits) {
           tools::routing_args(pr, Device::kCuda, logits.get(), bias.get(), nullptr, nullptr,
                               nullptr, nullptr, weights.get(), ids.get());
       int layouts = 0;
-      for (int code :
-           {1, 2, 4, 8, 16, 32, -1, -2, -4, -8, -16, heuristics::kRoutingPrefilterCode}) {
+      for (int code : {1, 2, 4, 8, 16, 32, -1, -2, -4, -8, -16, heuristics::kRoutingPrefilterCode,
+                       heuristics::kRoutingRowThreadCode}) {
         if (!heuristics::routing_layout_code_valid(E, code)) continue;
         ++layouts;
         ASSERT_TRUE(tools::fill_device_bytes(weights.get(), 0x7b, n * 4).ok());

@@ -109,6 +109,27 @@ TEST(RoutingHeuristics, ForcedLayoutsAreChecked) {
   EXPECT_TRUE(routing_layout_code_valid(384, kRoutingPrefilterCode));
   EXPECT_FALSE(routing_layout_code_valid(513, kRoutingPrefilterCode));  // 32 per lane spills
   EXPECT_FALSE(routing_layout_code_valid(256, 48));
+  // The row thread (code 65): E <= 32; 8 / 16 / 32 experts and 2 / 8 / 32 columns per thread.
+  EXPECT_TRUE(routing_layout_code_valid(1, kRoutingRowThreadCode));
+  EXPECT_TRUE(routing_layout_code_valid(32, kRoutingRowThreadCode));
+  EXPECT_FALSE(routing_layout_code_valid(33, kRoutingRowThreadCode));
+  const RoutingLaunchConfig rt =
+      routing_launch_config(12, 300, kRoutingRowThreadCode, true, false, /*columns=*/3);
+  EXPECT_TRUE(rt.row_thread);
+  EXPECT_FALSE(rt.row_block);
+  EXPECT_EQ(rt.vals, 16);
+  EXPECT_EQ(rt.lanes, 8);
+  EXPECT_EQ(rt.blocks, 3);  // 128 rows per block
+  EXPECT_EQ(routing_launch_config(8, 1, kRoutingRowThreadCode, true, false, 2).lanes, 2);
+  EXPECT_EQ(routing_launch_config(32, 1, kRoutingRowThreadCode, true, false, 9).lanes, 32);
+  // The heuristic's from 8192 rows for E <= 32, K + S <= 8, no groups.
+  EXPECT_FALSE(routing_launch_config(8, 4096, 0, true, false, 2).row_thread);
+  EXPECT_TRUE(routing_launch_config(8, 8192, 0, true, false, 2).row_thread);
+  EXPECT_TRUE(routing_launch_config(32, 32768, 0, true, false, 8).row_thread);
+  EXPECT_FALSE(routing_launch_config(33, 32768, 0, true, false, 8).row_thread);
+  EXPECT_FALSE(routing_launch_config(8, 32768, 0, true, false, 9).row_thread);
+  EXPECT_FALSE(routing_launch_config(8, 32768, 0, true, false, 2, /*grouped=*/true).row_thread);
+  EXPECT_FALSE(routing_launch_config(8, 32768, 4, true, false, 2).row_thread);  // forced
   const RoutingLaunchConfig pf = routing_launch_config(256, 32768, kRoutingPrefilterCode);
   EXPECT_TRUE(pf.prefilter);
   EXPECT_FALSE(pf.row_block);

@@ -1,6 +1,6 @@
 // Problem -> launch configuration for routing. Pure host code (no CUDA headers), unit-testable.
 //
-// Two kernels, every layout of which returns the same bits (src/common/routing_row.h), so this
+// Three kernels, every layout of which returns the same bits (src/common/routing_row.h), so this
 // choice is about speed only and may depend on the number of rows without breaking batch
 // invariance:
 //  - lane groups (kernels/routing.cuh): `lanes` lanes per row, `vals` experts per lane, lanes x
@@ -11,13 +11,16 @@
 //  - row blocks (kernels/routing_row_block.cuh): one block of 32 * ceil(E / (32 * vals)) threads
 //    per row, `vals` experts per thread (1..16): the latency layout for small batches, where a
 //    lane group leaves the GPU idle behind one warp's serial chain (measured: see
-//    routing_row_blocks_pay and docs/routing.md).
+//    routing_row_blocks_pay and docs/routing.md);
+//  - the row thread (kernels/routing_row_thread.cuh): one thread per row of E <= 32, no
+//    cross-lane step at all: the throughput layout for many short rows (routing_row_thread_pays).
 //
 // Layout codes of the test and bench override (detail::route_cuda_layout, bench --vals):
 // 0 = the heuristic, v > 0 = lane groups with v experts per lane, -v = row blocks with v experts
 // per thread, kRoutingPrefilterCode = lane groups of one warp per row with the approximate
 // pre-filter (kernels/routing_prefilter.cuh; the heuristic's choice above kRowBlockMaxRows rows
-// where it applies and rows are long: see routing_prefilter_pays).
+// where it applies and rows are long: see routing_prefilter_pays), kRoutingRowThreadCode = one
+// thread per row (kernels/routing_row_thread.cuh, E <= 32).
 #pragma once
 
 #include <cstdint>
@@ -27,11 +30,12 @@
 namespace switchyard::heuristics {
 
 struct RoutingLaunchConfig {
-  bool row_block;  // the row-block kernel (else lane groups)
-  int lanes;       // lanes per row (lane group width); 0 for row blocks
-  bool prefilter;  // lane groups with the approximate pre-filter (32 lanes)
-  int vals;        // experts per lane (lane groups: lanes * vals = next_pow2(E)) or per thread
-  int threads;     // threads per block
+  bool row_thread;  // the row-thread kernel: `vals` experts and `lanes` output columns per thread
+  bool row_block;   // the row-block kernel (else lane groups)
+  int lanes;        // lanes per row (lane group width); 0 for row blocks
+  bool prefilter;   // lane groups with the approximate pre-filter (32 lanes)
+  int vals;         // experts per lane (lane groups: lanes * vals = next_pow2(E)) or per thread
+  int threads;      // threads per block
   int rows_per_block;
   std::int64_t blocks;  // grid size (0 when M == 0)
 };
@@ -40,6 +44,10 @@ inline constexpr int kRoutingThreadsPerBlock = 128;
 // Layout code of the lane-group kernel with the approximate pre-filter: 32 lanes per row,
 // next_pow2(E) / 32 in 2..16 experts per lane (33 <= E <= 512; 32 per lane spills registers).
 inline constexpr int kRoutingPrefilterCode = 64;
+// Layout code of the row-thread kernel: one thread per row holding its <= 32 experts (8, 16 or
+// 32) and its K + S output columns (2, 8 or 32).
+inline constexpr int kRoutingRowThreadCode = 65;
+inline constexpr int kRowThreadMaxExperts = 32;  // = kernels::kRowThreadMaxExperts
 inline constexpr int kRoutingMaxVals = 32;
 inline constexpr int kSmallRowLanes = 4;  // lanes per row for C <= 32 with many rows
 inline constexpr std::int64_t kSmallRowMinRows = 8192;
@@ -83,6 +91,7 @@ inline bool routing_row_block_valid(int num_experts, int vals) {
 // A layout code (see the top of this file) that has an instance for E.
 inline bool routing_layout_code_valid(int num_experts, int code) {
   if (code == 0) return true;
+  if (code == kRoutingRowThreadCode) return num_experts <= kRowThreadMaxExperts;
   if (code == kRoutingPrefilterCode) {
     const int capacity = detail::routing_row_capacity(num_experts);
     return capacity >= 64 && capacity <= 512;
@@ -116,9 +125,43 @@ inline bool routing_prefilter_pays(bool applies, bool row_blocks_pay, std::int64
   return applies && row_blocks_pay && num_tokens > kRowBlockMaxRows;
 }
 
+// The row-thread kernel's instance for E experts and `columns` = K + S outputs.
+inline int row_thread_experts(int num_experts) {
+  return num_experts <= 8 ? 8 : (num_experts <= 16 ? 16 : 32);
+}
+inline int row_thread_columns(int columns) {
+  return columns <= 2 ? 2 : (columns <= 8 ? 8 : 32);
+}
+
+// Whether the heuristic takes the row thread: rows of E <= 32 without groups and with K + S <= 8
+// (the 2- and 8-column instances), from kRowThreadMinRows rows. Measured on an H200 (session 8,
+// bench routing, Mixtral, us, row thread vs the heuristic before it): 32768 rows 4.50 vs 7.75
+// (lane groups of 4); 4096 rows 4.00 vs 3.84 (lane groups of 8); 1 / 32 / 512 rows 3.79 / 3.79 /
+// 3.89 vs 3.03 / 3.17 / 3.45 (row blocks): one thread's serial chain is the longest at small M.
+inline constexpr std::int64_t kRowThreadMinRows = 8192;
+inline bool routing_row_thread_pays(int num_experts, int columns, bool grouped,
+                                    std::int64_t num_tokens) {
+  return num_experts <= kRowThreadMaxExperts && columns >= 1 && columns <= 8 && !grouped &&
+         num_tokens >= kRowThreadMinRows;
+}
+
+// columns = K + S (0: not given, no row thread unless forced); grouped: a grouped routing (both
+// for the row thread only).
 inline RoutingLaunchConfig routing_launch_config(int num_experts, std::int64_t num_tokens,
                                                  int layout_code = 0, bool row_blocks_pay = true,
-                                                 bool prefilter_applies = false) {
+                                                 bool prefilter_applies = false, int columns = 0,
+                                                 bool grouped = false) {
+  if (layout_code == kRoutingRowThreadCode ||
+      (layout_code == 0 && routing_row_thread_pays(num_experts, columns, grouped, num_tokens))) {
+    RoutingLaunchConfig c{};
+    c.row_thread = true;
+    c.vals = row_thread_experts(num_experts);
+    c.lanes = row_thread_columns(columns);
+    c.threads = kRoutingThreadsPerBlock;
+    c.rows_per_block = kRoutingThreadsPerBlock;
+    c.blocks = (num_tokens + c.rows_per_block - 1) / c.rows_per_block;
+    return c;
+  }
   int row_block_vals = 0;
   if (layout_code < 0) {
     row_block_vals = -layout_code;

@@ -38,7 +38,7 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
                        "0, a power of two v <= 32 with next_pow2(num_experts) / v <= 32 (lane "
                        "groups), or -v, v a power of two <= 16 with ceil(num_experts / (32 v)) "
                        "<= 16 (row blocks), or 64 (lane groups with the approximate pre-filter, "
-                       "33 <= num_experts <= 512)");
+                       "33 <= num_experts <= 512), or 65 (a thread per row, num_experts <= 32)");
   }
   const RoutingKernelParams kp = make_routing_kernel_params(params, args);
   if (kp.num_tokens == 0) return Status::Ok();
@@ -48,7 +48,8 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
       heuristics::routing_row_blocks_pay(params.num_experts, params.top_k, grouped),
       heuristics::routing_prefilter_applies(
           params.num_experts, params.score_func == ScoreFunc::kSigmoid && !(params.softcap > 0.0f),
-          grouped ? params.num_groups : 0));
+          grouped ? params.num_groups : 0),
+      params.top_k + params.num_shared_experts, grouped);
   if (cfg.blocks > std::numeric_limits<int>::max()) {
     return invalid_arg(
         "route_cuda", "logits.shape[0]", kp.num_tokens,
@@ -62,10 +63,11 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
   const bool ids_int64 = args.top_k_ids.dtype == DType::kInt64;
   // Lane groups: group scores of each row of a block live in shared memory (only when grouping).
   // Row blocks: the launcher sizes their dynamic shared memory itself.
-  const std::size_t smem = params.group_score == GroupScore::kNone || cfg.row_block
-                               ? 0
-                               : static_cast<std::size_t>(cfg.rows_per_block) *
-                                     static_cast<std::size_t>(params.num_groups) * 4;
+  const std::size_t smem =
+      params.group_score == GroupScore::kNone || cfg.row_block || cfg.row_thread
+          ? 0
+          : static_cast<std::size_t>(cfg.rows_per_block) *
+                static_cast<std::size_t>(params.num_groups) * 4;
   cudaError_t err = cudaErrorInvalidValue;
   switch (args.logits.dtype) {
     case DType::kFloat32:

@@ -10,6 +10,7 @@
 #include "../heuristics/routing.h"
 #include "../kernels/routing.cuh"
 #include "../kernels/routing_row_block.cuh"
+#include "../kernels/routing_row_thread.cuh"
 
 namespace switchyard::launch {
 
@@ -45,6 +46,32 @@ cudaError_t launch_row_block_instance(const detail::RoutingKernelParams& kp, boo
   return cudaGetLastError();
 }
 
+template <typename T, int kCap, int kCols>
+cudaError_t launch_row_thread_instance(const detail::RoutingKernelParams& kp, bool vec_ok,
+                                       bool ids_int64, const heuristics::RoutingLaunchConfig& cfg,
+                                       cudaStream_t stream) {
+  kernels::routing_row_thread_kernel<T, kCap, kCols>
+      <<<static_cast<unsigned>(cfg.blocks), kernels::kRoutingThreads, 0, stream>>>(kp, vec_ok,
+                                                                                   ids_int64);
+  return cudaGetLastError();
+}
+
+template <typename T, int kCap>
+cudaError_t launch_row_thread_cols(const detail::RoutingKernelParams& kp, bool vec_ok,
+                                   bool ids_int64, const heuristics::RoutingLaunchConfig& cfg,
+                                   cudaStream_t stream) {
+  switch (cfg.lanes) {
+    case 2:
+      return launch_row_thread_instance<T, kCap, 2>(kp, vec_ok, ids_int64, cfg, stream);
+    case 8:
+      return launch_row_thread_instance<T, kCap, 8>(kp, vec_ok, ids_int64, cfg, stream);
+    case 32:
+      return launch_row_thread_instance<T, kCap, 32>(kp, vec_ok, ids_int64, cfg, stream);
+    default:
+      return cudaErrorInvalidConfiguration;  // unreachable: row_thread_columns
+  }
+}
+
 // Every layout for which heuristics::routing_layout_valid() holds (lanes, vals).
 // clang-format off
 #define SY_ROUTING_LAYOUTS(X)                                                                   \
@@ -60,6 +87,19 @@ cudaError_t launch_routing_for_dtype(const detail::RoutingKernelParams& kp, bool
                                      std::size_t smem_bytes, cudaStream_t stream) {
   static_assert(heuristics::kRoutingThreadsPerBlock == kernels::kRoutingThreads, "threads");
   static_assert(heuristics::kRowBlockMaxThreads == kernels::kRowBlockMaxThreads, "threads");
+  static_assert(heuristics::kRowThreadMaxExperts == kernels::kRowThreadMaxExperts, "experts");
+  if (cfg.row_thread) {
+    switch (cfg.vals) {
+      case 8:
+        return launch_row_thread_cols<T, 8>(kp, vec_ok, ids_int64, cfg, stream);
+      case 16:
+        return launch_row_thread_cols<T, 16>(kp, vec_ok, ids_int64, cfg, stream);
+      case 32:
+        return launch_row_thread_cols<T, 32>(kp, vec_ok, ids_int64, cfg, stream);
+      default:
+        return cudaErrorInvalidConfiguration;  // unreachable: row_thread_experts
+    }
+  }
   if (cfg.row_block) {
     switch (cfg.vals) {
       case 1:

@@ -1,0 +1,223 @@
+// Micro-benchmark (session 8): how fast can a decode GEMM's weight slices stream, with nothing
+// else in the kernel? Each CTA reads one contiguous slice (as a decode CTA reads its weight rows)
+// with (a) plain 16-byte loads, U per thread in flight (the decode kernels keep 8-16), or (b)
+// cp.async.bulk copies into a ring of S stages of shared memory (one producer warp, 8 consumer
+// warps reading the stages back). Timed like `switchyard bench`: a CUDA graph of 20 launches over
+// rotating buffers, median of 5 replays, us per launch; "dep 1" adds one dependent global load
+// before the stream (the decode kernels' item search). Shapes: the Qwen3-30B / DeepSeek-V3 decode
+// GEMMs at 1 and 8 tokens.
+// Build and run on the GPU machine:
+//   nvcc -O3 -std=c++17 -arch=sm_90a -o /tmp/decode_stream bench/micro/decode_stream.cu &&
+//   /tmp/decode_stream
+#include <cuda_runtime.h>
+#include <cstdint>
+#include <cstdio>
+
+__device__ __forceinline__ uint4 ldnc(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+template <int U>
+__global__ void __launch_bounds__(256, 2)
+    plain(const uint4* __restrict__ w, size_t slice16, const int* dep, unsigned* out) {
+  size_t base = blockIdx.x * slice16;
+  if (dep) base += __ldg(dep + blockIdx.x);  // 0 at run time: a dependent load first
+  unsigned acc = 0;
+  const size_t step = 256 * U;
+  for (size_t i = threadIdx.x; i < slice16; i += step) {
+    uint4 v[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      v[u] = i + u * 256 < slice16 ? ldnc(w + base + i + u * 256) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int u = 0; u < U; ++u) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+  }
+  if (acc == 0x12345678u) out[0] = acc;
+}
+
+__device__ __forceinline__ void mbar_init(uint64_t* b, unsigned count) {
+  asm volatile(
+      "mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"((unsigned)__cvta_generic_to_shared(b)),
+      "r"(count));
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* b, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(
+                   (unsigned)__cvta_generic_to_shared(b)),
+               "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* b) {
+  asm volatile(
+      "mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"((unsigned)__cvta_generic_to_shared(b))
+      : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* b, unsigned parity) {
+  asm volatile(
+      "{\n .reg .pred p;\n W: mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n @!p bra "
+      "W;\n}\n" ::"r"((unsigned)__cvta_generic_to_shared(b)),
+      "r"(parity)
+      : "memory");
+}
+__device__ __forceinline__ void bulk_g2s(void* dst, const void* src, unsigned bytes, uint64_t* b) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::
+          "r"((unsigned)__cvta_generic_to_shared(dst)),
+      "l"(src), "r"(bytes), "r"((unsigned)__cvta_generic_to_shared(b))
+      : "memory");
+}
+
+// Ring of S stages of B bytes; producer = warp 8 lane 0..(pieces) issuing pieces of P bytes.
+template <int S, int B, int P>
+__global__ void __launch_bounds__(288)
+    bulk(const char* __restrict__ w, size_t slice, const int* dep, unsigned* out) {
+  extern __shared__ __align__(128) char smem[];
+  __shared__ uint64_t full[S], empty[S];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < S; ++s) {
+      mbar_init(&full[s], 1);
+      mbar_init(&empty[s], 8);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+  size_t base = blockIdx.x * slice;
+  if (dep) base += __ldg(dep + blockIdx.x);
+  const int stages = (int)(slice / B);
+  unsigned acc = 0;
+  if (warp == 8) {
+    for (int i = 0; i < stages; ++i) {
+      const int s = i % S;
+      if (i >= S) mbar_wait(&empty[s], ((i / S) - 1) & 1);
+      if (lane == 0) mbar_expect_tx(&full[s], B);
+      __syncwarp();
+      for (int q = lane; q < B / P; q += 32)
+        bulk_g2s(smem + s * B + q * P, w + base + (size_t)i * B + q * P, P, &full[s]);
+    }
+  } else {
+    for (int i = 0; i < stages; ++i) {
+      const int s = i % S;
+      mbar_wait(&full[s], (i / S) & 1);
+      const uint4* st = reinterpret_cast<const uint4*>(smem + s * B);
+      for (int j = threadIdx.x; j < B / 16; j += 256) {
+        uint4 v = st[j];
+        acc ^= v.x ^ v.y ^ v.z ^ v.w;
+      }
+      __syncwarp();
+      if (lane == 0) mbar_arrive(&empty[s]);
+    }
+  }
+  if (acc == 0x12345678u) out[0] = acc;
+}
+
+template <typename F>
+float time_graph(F launch) {
+  cudaStream_t s;
+  cudaStreamCreate(&s);
+  cudaGraph_t g;
+  cudaGraphExec_t ge;
+  cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal);
+  for (int i = 0; i < 20; ++i) launch(s, i);
+  cudaStreamEndCapture(s, &g);
+  if (cudaGraphInstantiate(&ge, g, 0) != cudaSuccess) {
+    printf("instantiate failed %s\n", cudaGetErrorString(cudaGetLastError()));
+    return -1;
+  }
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  float t[5];
+  for (int r = 0; r < 5; ++r) {
+    cudaEventRecord(a, s);
+    cudaGraphLaunch(ge, s);
+    cudaEventRecord(b, s);
+    cudaEventSynchronize(b);
+    cudaEventElapsedTime(&t[r], a, b);
+  }
+  for (int i = 0; i < 5; ++i)
+    for (int j = i + 1; j < 5; ++j)
+      if (t[j] < t[i]) {
+        float x = t[i];
+        t[i] = t[j];
+        t[j] = x;
+      }
+  cudaGraphExecDestroy(ge);
+  cudaGraphDestroy(g);
+  cudaStreamDestroy(s);
+  return t[2] * 1000.0f / 20.0f;
+}
+
+int main() {
+  // 20 rotating buffers of the largest case (DeepSeek-V3 at one token: 470 MB, 9.4 GB in all).
+  const size_t largest = size_t(1792) * (256 << 10);
+  const size_t total = size_t(20) * (((largest + (1 << 20) - 1) >> 20) << 20);
+  char* w = nullptr;
+  if (cudaMalloc(&w, total) != cudaSuccess || cudaMemset(w, 1, total) != cudaSuccess) {
+    printf("cannot allocate %zu bytes\n", total);
+    return 1;
+  }
+  int* dep;
+  cudaMalloc(&dep, 1 << 20);
+  cudaMemset(dep, 0, 1 << 20);
+  unsigned* out;
+  cudaMalloc(&out, 64);
+  struct Case {
+    const char* name;
+    int ctas;
+    size_t slice;
+  };
+  Case cases[] = {{"qwen3 gemm1 1tok 192x256K", 192, 256 << 10},
+                  {"qwen3 gemm2 1tok 256x96K", 256, 96 << 10},
+                  {"qwen3 gemm1 8tok 1314x256K", 1314, 256 << 10},
+                  {"dsv3 gemm1 1tok 1792x256K", 1792, 256 << 10},
+                  {"264x96K one wave", 264, 96 << 10},
+                  {"132x384K", 132, 384 << 10}};
+  for (const Case& c : cases) {
+    const size_t bytes = c.ctas * c.slice;
+    const size_t stride = ((bytes + (1 << 20) - 1) >> 20) << 20;
+    printf("== %s: %.1f MB, floor at 4.47 TB/s %.2f us\n", c.name, bytes / 1e6, bytes / 4.47e6);
+    for (int d = 0; d < 2; ++d) {
+      const int* dp = d ? dep : nullptr;
+      auto rot = [&](int i) { return w + (size_t)(i % 20) * stride; };
+      float t8 = time_graph([&](cudaStream_t s, int i) {
+        plain<8><<<c.ctas, 256, 0, s>>>((const uint4*)rot(i), c.slice / 16, dp, out);
+      });
+      float t16 = time_graph([&](cudaStream_t s, int i) {
+        plain<16><<<c.ctas, 256, 0, s>>>((const uint4*)rot(i), c.slice / 16, dp, out);
+      });
+      float t32 = time_graph([&](cudaStream_t s, int i) {
+        plain<32><<<c.ctas, 256, 0, s>>>((const uint4*)rot(i), c.slice / 16, dp, out);
+      });
+      auto kb1 = bulk<4, 16384, 512>;
+      auto kb2 = bulk<6, 16384, 512>;
+      auto kb3 = bulk<3, 32768, 1024>;
+      auto kb4 = bulk<8, 8192, 512>;
+      cudaFuncSetAttribute(kb1, cudaFuncAttributeMaxDynamicSharedMemorySize, 4 * 16384);
+      cudaFuncSetAttribute(kb2, cudaFuncAttributeMaxDynamicSharedMemorySize, 6 * 16384);
+      cudaFuncSetAttribute(kb3, cudaFuncAttributeMaxDynamicSharedMemorySize, 3 * 32768);
+      cudaFuncSetAttribute(kb4, cudaFuncAttributeMaxDynamicSharedMemorySize, 8 * 8192);
+      float b1 = time_graph([&](cudaStream_t s, int i) {
+        kb1<<<c.ctas, 288, 4 * 16384, s>>>(rot(i), c.slice, dp, out);
+      });
+      float b2 = time_graph([&](cudaStream_t s, int i) {
+        kb2<<<c.ctas, 288, 6 * 16384, s>>>(rot(i), c.slice, dp, out);
+      });
+      float b3 = time_graph([&](cudaStream_t s, int i) {
+        kb3<<<c.ctas, 288, 3 * 32768, s>>>(rot(i), c.slice, dp, out);
+      });
+      float b4 = time_graph([&](cudaStream_t s, int i) {
+        kb4<<<c.ctas, 288, 8 * 8192, s>>>(rot(i), c.slice, dp, out);
+      });
+      printf(
+          "  dep %d | plain U8 %.2f U16 %.2f U32 %.2f | bulk 4x16K %.2f 6x16K %.2f 3x32K %.2f 8x8K "
+          "%.2f us\n",
+          d, t8, t16, t32, b1, b2, b3, b4);
+    }
+  }
+  printf("last error: %s\n", cudaGetErrorString(cudaGetLastError()));
+  return 0;
+}
