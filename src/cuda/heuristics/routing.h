@@ -135,9 +135,10 @@ inline int row_thread_columns(int columns) {
 
 // Whether the heuristic takes the row thread: rows of E <= 32 without groups and with K + S <= 8
 // (the 2- and 8-column instances), from kRowThreadMinRows rows. Measured on an H200 (session 8,
-// bench routing, Mixtral, us, row thread vs the heuristic before it): 32768 rows 4.50 vs 7.75
-// (lane groups of 4); 4096 rows 4.00 vs 3.84 (lane groups of 8); 1 / 32 / 512 rows 3.79 / 3.79 /
-// 3.89 vs 3.03 / 3.17 / 3.45 (row blocks): one thread's serial chain is the longest at small M.
+// bench routing, Mixtral, same process, us, row thread vs the heuristic before it): 8192 / 16384 /
+// 32768 rows 4.00 / 4.07 / 4.51 vs 5.05 / 5.31 / 7.74 (lane groups of 4); 4096 / 6144 rows 3.98 /
+// 3.99 vs 3.85 / 3.94 (lane groups of 8); 1 / 32 / 512 rows 3.79 / 3.79 / 3.89 vs 3.03 / 3.17 /
+// 3.45 (row blocks): one thread's serial chain is the longest at small M.
 inline constexpr std::int64_t kRowThreadMinRows = 8192;
 inline bool routing_row_thread_pays(int num_experts, int columns, bool grouped,
                                     std::int64_t num_tokens) {
