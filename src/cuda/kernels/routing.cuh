@@ -19,6 +19,16 @@ namespace switchyard::kernels {
 
 inline constexpr int kRoutingThreads = 128;
 
+// Output id i of the call (ids int32 or int64).
+__device__ __forceinline__ void store_routing_id(const detail::RoutingKernelParams& kp,
+                                                 bool ids_int64, std::int64_t i, std::int32_t id) {
+  if (ids_int64) {
+    static_cast<std::int64_t*>(kp.ids)[i] = id;
+  } else {
+    static_cast<std::int32_t*>(kp.ids)[i] = id;
+  }
+}
+
 template <int kBytes>
 struct LoadUnit {
   using type = uint4;

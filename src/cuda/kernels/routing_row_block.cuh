@@ -293,15 +293,6 @@ __device__ __forceinline__ float warp_tree_sum(float v, int width) {
   return __shfl_sync(kFullWarp, v, 0);
 }
 
-__device__ __forceinline__ void store_routing_id(const detail::RoutingKernelParams& kp,
-                                                 bool ids_int64, std::int64_t i, std::int32_t id) {
-  if (ids_int64) {
-    static_cast<std::int64_t*>(kp.ids)[i] = id;
-  } else {
-    static_cast<std::int32_t*>(kp.ids)[i] = id;
-  }
-}
-
 // kTrace (diagnostics, tests/routing_trace_test.cu only): thread 0 of row 0 (it runs every phase)
 // writes clock64() at each phase boundary into trace[0..kRowBlockTracePoints).
 template <typename T, int kVals, bool kTrace = false>

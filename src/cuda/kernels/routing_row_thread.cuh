@@ -60,11 +60,7 @@ __global__ void __launch_bounds__(kRoutingThreads)
   const int E = p.num_experts, K = p.top_k, S = p.num_shared_experts, cols = K + S;
   float* out_w = kp.weights + row * cols;
   auto store_id = [&](int c, std::int32_t id) {
-    if (ids_int64) {
-      static_cast<std::int64_t*>(kp.ids)[row * cols + c] = id;
-    } else {
-      static_cast<std::int32_t*>(kp.ids)[row * cols + c] = id;
-    }
+    store_routing_id(kp, ids_int64, row * cols + c, id);
   };
   const std::int64_t non_padded = kp.num_tokens_non_padded
                                       ? static_cast<std::int64_t>(*kp.num_tokens_non_padded)
