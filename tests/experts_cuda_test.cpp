@@ -292,7 +292,13 @@ ExpertsPlan gemm_plan(GemmTile tile, bool gemm1_rounded = false) {
   ExpertsPlan p;
   p.path = ExpertsPath::kGroupedGemm;
   p.gemm_tile = tile;
+  p.gemm2_tile = tile;
   p.gemm1_rounded = gemm1_rounded;
+  return p;
+}
+ExpertsPlan gemm_plan(GemmTile tile1, GemmTile tile2) {
+  ExpertsPlan p = gemm_plan(tile1);
+  p.gemm2_tile = tile2;
   return p;
 }
 
@@ -304,10 +310,10 @@ std::string plan_name(const ExpertsPlan& p) {
                 : std::string("/") + decode_gemm2_name(p.decode_gemm2)) +
            (p.decode_slot_items ? "/slots" : "");
   }
-  return std::string(p.gemm_tile == GemmTile::kRows128        ? "gemm128"
-                     : p.gemm_tile == GemmTile::kRows64       ? "gemm64"
-                     : p.gemm_tile == GemmTile::kRows64Single ? "gemm64single"
-                                                              : "gemm128single") +
+  return std::string("gemm") + heuristics::gemm_tile_plan_name(p.gemm_tile) +
+         (p.gemm2_tile == p.gemm_tile
+              ? std::string()
+              : std::string("+") + heuristics::gemm_tile_plan_name(p.gemm2_tile)) +
          (p.gemm1_rounded ? "/rounded" : "");
 }
 
@@ -339,18 +345,20 @@ const std::vector<ExpertsPlan>& all_plans() {
   // decode_plan(1) resolves GEMM2 to deep (k <= 1024: most cases here) or narrow (narrow3 on a
   // grid of more than 2 CTAs per SM); narrow and narrow3 are also forced. Slot items on many
   // tokens: each slot its own item (an expert read once per slot).
-  static const std::vector<ExpertsPlan> plans = {decode_plan(1),
-                                                 decode_plan(1, DecodeGemm2::kNarrow),
-                                                 decode_plan(1, DecodeGemm2::kNarrow3),
-                                                 slot_items_plan(),
-                                                 decode_plan(2),
-                                                 decode_plan(4),
-                                                 decode_plan(8),
-                                                 gemm_plan(GemmTile::kRows64),
-                                                 gemm_plan(GemmTile::kRows128),
-                                                 gemm_plan(GemmTile::kRows64, true),
-                                                 gemm_plan(GemmTile::kRows64Single),
-                                                 gemm_plan(GemmTile::kRows128Single)};
+  static const std::vector<ExpertsPlan> plans = {
+      decode_plan(1),
+      decode_plan(1, DecodeGemm2::kNarrow),
+      decode_plan(1, DecodeGemm2::kNarrow3),
+      slot_items_plan(),
+      decode_plan(2),
+      decode_plan(4),
+      decode_plan(8),
+      gemm_plan(GemmTile::kRows64),
+      gemm_plan(GemmTile::kRows128),
+      gemm_plan(GemmTile::kRows64, true),
+      gemm_plan(GemmTile::kRows64Single),
+      gemm_plan(GemmTile::kRows128Single),
+      gemm_plan(GemmTile::kRows64Single, GemmTile::kRows64)};
   return plans;
 }
 
@@ -704,11 +712,7 @@ struct GemmCase {
 
 void check_gemm(const GemmCase& c) {
   const std::string id = std::string("grouped_gemm/") + dt_name(c.dtype) + "/" +
-                         dtype_name(c.out_dtype) + "/" +
-                         (c.tile == GemmTile::kRows128        ? "128"
-                          : c.tile == GemmTile::kRows64       ? "64"
-                          : c.tile == GemmTile::kRows64Single ? "64single"
-                                                              : "128single") +
+                         dtype_name(c.out_dtype) + "/" + heuristics::gemm_tile_plan_name(c.tile) +
                          "/n" + std::to_string(c.n) + "/k" + std::to_string(c.k);
   tools::Rng rng(tools::seed_from_name(id));
   const auto G = static_cast<std::int32_t>(c.rows_per_group.size());
@@ -789,8 +793,7 @@ TEST(GroupedGemmCuda, MatchesHostGemmBitwise) {
   if (!device_is_sm90()) GTEST_SKIP() << "the grouped GEMM needs sm_90";
   const std::vector<std::int64_t> groups = {0, 1, 63, 64, 65, 0, 130, 257, 7};
   for (DType dt : {DType::kBFloat16, DType::kFloat16}) {
-    for (GemmTile tile : {GemmTile::kRows64, GemmTile::kRows128, GemmTile::kRows64Single,
-                          GemmTile::kRows128Single}) {
+    for (GemmTile tile : heuristics::kAllGemmTiles) {
       check_gemm({dt, DType::kFloat32, tile, 72, 136, groups});
       check_gemm({dt, dt, tile, 264, 520, groups});
     }

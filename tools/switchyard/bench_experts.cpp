@@ -130,22 +130,39 @@ Status parse_plan(const std::string& text, heuristics::ExpertsPlan* plan, bool* 
       return Status::Ok();
     }
   }
-  for (const char* tile : {"64", "128", "64:single", "128:single"}) {
-    const std::string base = std::string("gemm:") + tile;
-    if (text == base || text == base + ":rounded") {
+  // gemm:T[+T2][:rounded]: T for GEMM1 (and GEMM2 unless T2 is given).
+  std::string body = text;
+  bool rounded = false;
+  if (body.size() > 8 && body.compare(body.size() - 8, 8, ":rounded") == 0) {
+    rounded = true;
+    body.resize(body.size() - 8);
+  }
+  if (body.rfind("gemm:", 0) == 0) {
+    const std::string tiles = body.substr(5);
+    const std::size_t plus = tiles.find('+');
+    const auto tile_of = [](const std::string& name, heuristics::GemmTile* t) {
+      for (heuristics::GemmTile tile : heuristics::kAllGemmTiles) {
+        if (name == heuristics::gemm_tile_plan_name(tile)) {
+          *t = tile;
+          return true;
+        }
+      }
+      return false;
+    };
+    heuristics::GemmTile t1, t2;
+    if (tile_of(tiles.substr(0, plus), &t1) &&
+        (plus == std::string::npos ? (t2 = t1, true) : tile_of(tiles.substr(plus + 1), &t2))) {
       plan->path = heuristics::ExpertsPath::kGroupedGemm;
-      plan->gemm_tile = base == "gemm:64"          ? heuristics::GemmTile::kRows64
-                        : base == "gemm:128"       ? heuristics::GemmTile::kRows128
-                        : base == "gemm:64:single" ? heuristics::GemmTile::kRows64Single
-                                                   : heuristics::GemmTile::kRows128Single;
-      plan->gemm1_rounded = text != base;
+      plan->gemm_tile = t1;
+      plan->gemm2_tile = t2;
+      plan->gemm1_rounded = rounded;
       return Status::Ok();
     }
   }
   return Status::InvalidArgument(
       "--plan = " + text +
       ": expected auto, decode:1|2|4|8, decode:1:narrow|deep|narrow3|slots|layout or "
-      "gemm:64|128|64:single|128:single[:rounded]");
+      "gemm:T[+T2][:rounded] with tiles T, T2 (GEMM1, GEMM2) of 64|128|64:single|128:single");
 }
 
 struct ModelBuffers {
@@ -399,13 +416,14 @@ int bench_experts_main(const Args& args) {
       row.tokens = M;
       const heuristics::ExpertsPlan plan =
           force ? forced : heuristics::plan_experts(M, K, E, p.hidden_size, p.intermediate_size);
-      row.path = plan.path == heuristics::ExpertsPath::kDecode
-                     ? "decode/" + std::to_string(8 * plan.decode_token_tiles)
-                     : std::string("gemm/") +
-                           (plan.gemm_tile == heuristics::GemmTile::kRows128        ? "128"
-                            : plan.gemm_tile == heuristics::GemmTile::kRows64       ? "64"
-                            : plan.gemm_tile == heuristics::GemmTile::kRows64Single ? "64/single"
-                                                                                    : "128/single");
+      row.path =
+          plan.path == heuristics::ExpertsPath::kDecode
+              ? "decode/" + std::to_string(8 * plan.decode_token_tiles)
+              : std::string("gemm/") + heuristics::gemm_tile_plan_name(plan.gemm_tile) +
+                    (plan.gemm2_tile == plan.gemm_tile
+                         ? std::string()
+                         : std::string("+") + heuristics::gemm_tile_plan_name(plan.gemm2_tile));
+      std::replace(row.path.begin(), row.path.end(), ':', '/');
       if (plan.gemm1_rounded) row.path += "/rounded";
       if (plan.path == heuristics::ExpertsPath::kDecode && plan.decode_token_tiles == 1) {
         if (plan.decode_slot_items) row.path += "/slots";

@@ -40,6 +40,8 @@ enum class ExpertsPath : std::uint8_t { kDecode, kGroupedGemm };
 // kRows64 / kRows128: 2 x 1 cluster; kRows64Single / kRows128Single: no cluster (the heuristic's;
 // bench --plan gemm:64:single|128:single).
 enum class GemmTile : std::uint8_t { kRows64, kRows128, kRows64Single, kRows128Single };
+inline constexpr GemmTile kAllGemmTiles[] = {GemmTile::kRows64, GemmTile::kRows128,
+                                             GemmTile::kRows64Single, GemmTile::kRows128Single};
 
 // The decode GEMM2 instance with one token tile (kernels/experts_decode.cuh): kNarrow (2 chunks
 // in flight per warp, 2 CTAs per SM), kDeep (4 chunks in flight: a short k streams in one round
@@ -55,7 +57,8 @@ struct ExpertsPlan {
   // (one launch less on the critical path). Chosen for one token, whose K experts are distinct:
   // with more tokens an expert hit by several would be read once per slot.
   bool decode_slot_items = false;
-  GemmTile gemm_tile = GemmTile::kRows128;
+  GemmTile gemm_tile = GemmTile::kRows128;   // GEMM1's tile
+  GemmTile gemm2_tile = GemmTile::kRows128;  // GEMM2's (plan_experts sets both)
   // Grouped GEMM: GEMM1 writes gate/up rounded to the input dtype (as SGLang and vLLM do) instead
   // of float32, halving the bytes of GEMM1's output and the activation's input; one more rounding
   // before the activation. Off by default (an experiment measured with bench --plan
@@ -114,6 +117,7 @@ inline ExpertsPlan plan_experts(std::int64_t num_tokens, std::int32_t top_k,
   plan.rows_per_expert = r;
   plan.gemm_tile =
       r >= kGemmRows128MinRowsPerExpert ? GemmTile::kRows128Single : GemmTile::kRows64Single;
+  plan.gemm2_tile = plan.gemm_tile;
   if (num_tokens <= kDecodeMaxTokens) {
     plan.path = ExpertsPath::kDecode;
     plan.decode_token_tiles = 1;
@@ -149,6 +153,19 @@ inline const char* gemm_tile_name(GemmTile t) {
       return "128x256x64 cooperative, cluster 1x1";
     default:
       return "128x256x64 cooperative";
+  }
+}
+// The tile's name in `bench experts --plan gemm:<name>` (and in test and bench labels).
+inline const char* gemm_tile_plan_name(GemmTile t) {
+  switch (t) {
+    case GemmTile::kRows64:
+      return "64";
+    case GemmTile::kRows64Single:
+      return "64:single";
+    case GemmTile::kRows128Single:
+      return "128:single";
+    default:
+      return "128";
   }
 }
 

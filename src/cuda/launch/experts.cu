@@ -354,7 +354,6 @@ template <typename T>
 Status run_grouped_gemm(const ExpertsParams& p, const ExpertsArgs& a, const Buffers& w,
                         const heuristics::ExpertsPlan& plan, std::int64_t num_slots,
                         cudaStream_t stream) {
-  const heuristics::GemmTile tile = plan.gemm_tile;
   const std::int64_t S = num_slots, H = p.hidden_size, I = p.intermediate_size;
   const std::int64_t K = a.top_k_ids.size(1);
   const DType dtype = a.x.dtype;
@@ -387,7 +386,8 @@ Status run_grouped_gemm(const ExpertsParams& p, const ExpertsArgs& a, const Buff
   g1.rows = S;
   g1.n = static_cast<std::int32_t>(detail::experts_rows13(p));
   g1.k = p.hidden_size;
-  SY_RETURN_IF_ERROR(detail::grouped_gemm_cuda(g1, tile, w.gemm, w.plan.gemm_bytes, stream));
+  SY_RETURN_IF_ERROR(
+      detail::grouped_gemm_cuda(g1, plan.gemm_tile, w.gemm, w.plan.gemm_bytes, stream));
 
   if (plan.gemm1_rounded) {
     kernels::activation_kernel<T, T><<<blocks, kernels::kPointwiseThreads, 0, stream>>>(
@@ -409,14 +409,16 @@ Status run_grouped_gemm(const ExpertsParams& p, const ExpertsArgs& a, const Buff
   if (a.b2.defined()) {  // float32 out, then + b2 and one rounding
     g2.out_dtype = DType::kFloat32;
     g2.c = w.f32;
-    SY_RETURN_IF_ERROR(detail::grouped_gemm_cuda(g2, tile, w.gemm, w.plan.gemm_bytes, stream));
+    SY_RETURN_IF_ERROR(
+        detail::grouped_gemm_cuda(g2, plan.gemm2_tile, w.gemm, w.plan.gemm_bytes, stream));
     kernels::bias_round_kernel<T><<<blocks, kernels::kPointwiseThreads, 0, stream>>>(
         w.f32, w.offsets, p.num_experts, p.hidden_size, a.b2.data, is_f32(a.b2),
         static_cast<T*>(w.xy));
   } else {
     g2.out_dtype = dtype;
     g2.c = w.xy;
-    SY_RETURN_IF_ERROR(detail::grouped_gemm_cuda(g2, tile, w.gemm, w.plan.gemm_bytes, stream));
+    SY_RETURN_IF_ERROR(
+        detail::grouped_gemm_cuda(g2, plan.gemm2_tile, w.gemm, w.plan.gemm_bytes, stream));
   }
   (void)I;
   return detail::cuda_status(cudaGetLastError(), "fused_experts_cuda: kernel launch");
