@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <cstdio>
 
+#include "graph_time.cuh"
+
 __device__ __forceinline__ uint4 ldnc(const void* p) {
   uint4 v;
   asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
@@ -112,43 +114,6 @@ __global__ void __launch_bounds__(288)
     }
   }
   if (acc == 0x12345678u) out[0] = acc;
-}
-
-template <typename F>
-float time_graph(F launch) {
-  cudaStream_t s;
-  cudaStreamCreate(&s);
-  cudaGraph_t g;
-  cudaGraphExec_t ge;
-  cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal);
-  for (int i = 0; i < 20; ++i) launch(s, i);
-  cudaStreamEndCapture(s, &g);
-  if (cudaGraphInstantiate(&ge, g, 0) != cudaSuccess) {
-    printf("instantiate failed %s\n", cudaGetErrorString(cudaGetLastError()));
-    return -1;
-  }
-  cudaEvent_t a, b;
-  cudaEventCreate(&a);
-  cudaEventCreate(&b);
-  float t[5];
-  for (int r = 0; r < 5; ++r) {
-    cudaEventRecord(a, s);
-    cudaGraphLaunch(ge, s);
-    cudaEventRecord(b, s);
-    cudaEventSynchronize(b);
-    cudaEventElapsedTime(&t[r], a, b);
-  }
-  for (int i = 0; i < 5; ++i)
-    for (int j = i + 1; j < 5; ++j)
-      if (t[j] < t[i]) {
-        float x = t[i];
-        t[i] = t[j];
-        t[j] = x;
-      }
-  cudaGraphExecDestroy(ge);
-  cudaGraphDestroy(g);
-  cudaStreamDestroy(s);
-  return t[2] * 1000.0f / 20.0f;
 }
 
 int main() {

@@ -55,7 +55,6 @@ __global__ void __launch_bounds__(256, 4)
   if (acc == 0x12345678u) out[0] = acc;
 }
 
-
 int main() {
   struct Case {
     const char* name;
