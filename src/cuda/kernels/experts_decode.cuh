@@ -19,8 +19,13 @@
 // (weights with ld.global.nc.L1::no_allocate: streamed once). The k order inside a 64-wide chunk
 // is permuted identically for both operands (a dot product does not care): thread t of a quad
 // holds elements [16t, 16t+16) of the chunk and feeds 4 of them to each of the 4 MMA k-steps, so
-// the fragments come straight from the 16-byte loads with no shuffles or shared memory.
-// Epilogue (warp 0 of each k group): bias, activation in float32, one rounding, scattered stores.
+// the fragments come straight from the 16-byte loads with no shuffles or shared memory. The deep
+// instance (GEMM2 of a short k) holds [8t, 8t+8) and [32+8t, 40+8t) instead, so that a quad's
+// load instruction reads whole 32-byte sectors of a row rather than half of each of four: H200,
+// interleaved (session 9), Qwen3-30B 1 / 2 / 4 / 8 tokens 27.4 / 52.9 / 84.5 / 148.6 -> 27.1 /
+// 51.6 / 80.7 / 143.0 us; the same order in every instance made DeepSeek-V3 and Mixtral 5-6%
+// slower. Epilogue (warp 0 of each k group): bias, activation in float32, one rounding, scattered
+// stores.
 #pragma once
 
 #include <cstdint>
@@ -294,17 +299,21 @@ __global__ void __launch_bounds__(kDecodeThreads, kOcc3 ? 3 : (kTiles <= 2 ? 2 :
     constexpr int kXGroups = kTiles > 4 ? 2 : 1;
     constexpr int kXTiles = kTiles / kXGroups;
     const int chunks = static_cast<int>((k + kDecodeChunk - 1) / kDecodeChunk);
+    // The chunk's k order (see the top of the file): elements between a thread's two 16-byte
+    // vectors, and between neighbouring threads of a quad.
+    constexpr int kVec = kDeep ? 32 : 8;
+    constexpr int kQuad = kDeep ? 8 : 16;
     const uint4 zero = make_uint4(0, 0, 0, 0);
     const auto load_x = [&](uint4(&xv)[kXTiles][2], int first_tile, std::int64_t kk) {
 #pragma unroll
       for (int v = 0; v < 2; ++v) {
-        const bool in_k = kk + 8 * v + 8 <= k;  // k % 8 == 0: a vector is all in or all out
+        const bool in_k = kk + kVec * v + 8 <= k;  // k % 8 == 0: a vector is all in or all out
 #pragma unroll
         for (int j = 0; j < kXTiles; ++j) {
           const std::int32_t row = xrow[first_tile + j];
           xv[j][v] = in_k && row >= 0
                          ? __ldg(reinterpret_cast<const uint4*>(
-                               input + static_cast<std::int64_t>(row) * k + kk + 8 * v))
+                               input + static_cast<std::int64_t>(row) * k + kk + kVec * v))
                          : zero;
         }
       }
@@ -314,15 +323,16 @@ __global__ void __launch_bounds__(kDecodeThreads, kOcc3 ? 3 : (kTiles <= 2 ? 2 :
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         const std::int64_t kk =
-            static_cast<std::int64_t>(c0 + u * kDecodeWarpsK) * kDecodeChunk + 16 * t;
+            static_cast<std::int64_t>(c0 + u * kDecodeWarpsK) * kDecodeChunk + kQuad * t;
 #pragma unroll
         for (int v = 0; v < 2; ++v) {
-          const bool in_k = kk + 8 * v + 8 <= k;
+          const bool in_k = kk + kVec * v + 8 <= k;
 #pragma unroll
           for (int m = 0; m < kM; ++m)
 #pragma unroll
             for (int h = 0; h < 2; ++h)
-              wv[u][m][h][v] = in_k && wrow[m][h] ? load_weights16(wrow[m][h] + kk + 8 * v) : zero;
+              wv[u][m][h][v] =
+                  in_k && wrow[m][h] ? load_weights16(wrow[m][h] + kk + kVec * v) : zero;
         }
         load_x(xv[u], 0, kk);
       }
@@ -332,7 +342,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kOcc3 ? 3 : (kTiles <= 2 ? 2 :
         for (int grp = 0; grp < kXGroups; ++grp) {
           if (grp > 0) {
             load_x(xv[u], grp * kXTiles,
-                   static_cast<std::int64_t>(c0 + u * kDecodeWarpsK) * kDecodeChunk + 16 * t);
+                   static_cast<std::int64_t>(c0 + u * kDecodeWarpsK) * kDecodeChunk + kQuad * t);
           }
           if (scaled) {  // Llama-4: x * w rounded to T, exactly as the CPU oracle
 #pragma unroll
