@@ -190,18 +190,7 @@ __device__ __forceinline__ void align_block_body(const SortParams& p) {
       p.dst_to_src[dst] = tid;
     }
   }
-  if (block == 0) {
-    if constexpr (align) {
-      if (head) p.block_experts[first_block + q] = e;
-      if (tid == 0) *p.post_pad = used;
-    } else {
-      if (tid < N) p.src_to_dst[tid] = valid ? dst : -1;
-      if (tid == 0) {
-        p.offsets[E] = used;
-        if (p.overflow != nullptr) *p.overflow = 0;  // contiguous: nothing is dropped for space
-      }
-    }
-  }
+  if (block == 0) write_align_scalars<align>(p, tid, valid, head, e, first_block, q, dst, used);
   // The layout's counts and offsets of every expert (the thread's x).
   if constexpr (!align) {
 #pragma unroll 1

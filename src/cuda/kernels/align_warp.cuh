@@ -153,6 +153,26 @@ __device__ __forceinline__ void warp_fill_minus1(std::int64_t* p, std::int32_t b
 #define SY_WARP_TRACE(k) \
   if (p.trace != nullptr && gtid == 0) p.trace[k] = clock64()
 
+// What is written once, by the warp kernel's warp 0 or the block kernel's block 0 (thread i holds
+// slot i): alignment: the label of the block a head slot starts, and post_pad; layout:
+// src_to_dst, offsets[E] and overflow.
+template <bool kAlign>
+__device__ __forceinline__ void write_align_scalars(const SortParams& p, std::int32_t i, bool valid,
+                                                    bool head, std::int32_t e,
+                                                    std::int32_t first_block, std::int32_t q,
+                                                    std::int32_t dst, std::int32_t used) {
+  if constexpr (kAlign) {
+    if (head) p.block_experts[first_block + q] = e;
+    if (i == 0) *p.post_pad = used;
+  } else {
+    if (i < static_cast<std::int32_t>(p.num_slots)) p.src_to_dst[i] = valid ? dst : -1;
+    if (i == 0) {
+      p.offsets[p.num_experts] = used;
+      if (p.overflow != nullptr) *p.overflow = 0;  // contiguous: nothing is dropped for space
+    }
+  }
+}
+
 template <bool kAlign>
 __device__ __forceinline__ void align_warp_body(const SortParams& p) {
   const auto gtid = static_cast<std::int32_t>(blockIdx.x * blockDim.x + threadIdx.x);
@@ -240,18 +260,7 @@ __device__ __forceinline__ void align_warp_body(const SortParams& p) {
     }
   }
   // ---- warp 0: labels, scalars, src_to_dst
-  if (gw == 0) {
-    if constexpr (align) {
-      if (head) p.block_experts[first_block + q] = e;
-      if (lane == 0) *p.post_pad = used;
-    } else {
-      if (lane < N) p.src_to_dst[lane] = valid ? dst : -1;
-      if (lane == 0) {
-        p.offsets[E] = used;
-        if (p.overflow != nullptr) *p.overflow = 0;  // contiguous: nothing is dropped for space
-      }
-    }
-  }
+  if (gw == 0) write_align_scalars<align>(p, lane, valid, head, e, first_block, q, dst, used);
   SY_WARP_TRACE(2);
   // ---- layout: counts and offsets of every expert (the thread's x)
   if constexpr (!align) {
