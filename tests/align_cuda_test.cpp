@@ -460,18 +460,13 @@ TEST(AlignCuda, SmallBatchKernel) {
   check_layout_case({512, 8, 256, Pattern::kMapped, false, -1}, 128, 0, true);
 }
 
-// The warp kernel (grid -2: <= 32 slots, any E) over every pattern, N = 0..32, E from 1 to 16384,
-// block sizes 16..256 (48 and 100 included), layout alignments 1..1024, int32 / int64 ids. The
-// heuristic (grid 0) takes it at these sizes unless SWITCHYARD_ALIGN_WARP=0: the same cases on
-// grid 0 check that path too, and grid -1 (E <= 512) the small-batch kernel on the same inputs.
-TEST(AlignCuda, WarpKernel) {
-  SKIP_WITHOUT_GPU();
+// One forced-kernel sweep (grid -2: the warp kernel, -3: the block kernel) over every pattern, E
+// and shape, rotating block sizes and alignments; every third case also runs the heuristic's
+// kernel (grid 0) and, for E <= 512, the small-batch kernel (grid -1) on the same inputs.
+void sweep_forced_kernel(int grid, const std::vector<std::pair<std::int64_t, int>>& shapes) {
   const std::vector<int> experts =
       small_scale() ? std::vector<int>{1, 256, 8192}
                     : std::vector<int>{1, 2, 3, 8, 33, 160, 256, 384, 512, 513, 1024, 8192, 16384};
-  const std::vector<std::pair<std::int64_t, int>> shapes = {{0, 8},  {1, 1},  {1, 8},  {2, 8},
-                                                            {3, 8},  {4, 8},  {5, 6},  {7, 1},
-                                                            {13, 2}, {16, 2}, {31, 1}, {32, 1}};
   constexpr int kBlock[] = {16, 64, 256, 48, 100};
   constexpr int kAlignment[] = {1, 128, 7, 1024, 16};
   int i = 0;
@@ -480,8 +475,8 @@ TEST(AlignCuda, WarpKernel) {
       const auto pat = static_cast<Pattern>(i % 5);
       const int B = kBlock[(i + i / 5) % 5];
       const int alignment = kAlignment[(i + i / 7) % 5];
-      check_align_case({M, K, E, pat, i % 2 == 0, -2}, B, false);
-      check_layout_case({M, K, E, pat, i % 2 == 1, -2}, alignment, 0, false);
+      check_align_case({M, K, E, pat, i % 2 == 0, grid}, B, false);
+      check_layout_case({M, K, E, pat, i % 2 == 1, grid}, alignment, 0, false);
       if (i % 3 == 0) {
         check_align_case({M, K, E, pat, i % 2 == 1, 0}, B, false);
         check_layout_case({M, K, E, pat, i % 2 == 0, 0}, alignment, 0, false);
@@ -494,6 +489,27 @@ TEST(AlignCuda, WarpKernel) {
       ++i;
     }
   }
+}
+
+// The warp kernel (grid -2: <= 32 slots, any E) over every pattern, N = 0..32, E from 1 to 16384,
+// block sizes 16..256 (48 and 100 included), layout alignments 1..1024, int32 / int64 ids. The
+// heuristic (grid 0) takes it at these sizes unless SWITCHYARD_ALIGN_WARP=0: the same cases on
+// grid 0 check that path too, and grid -1 (E <= 512) the small-batch kernel on the same inputs.
+TEST(AlignCuda, WarpKernel) {
+  SKIP_WITHOUT_GPU();
+  sweep_forced_kernel(-2, {{0, 8},
+                           {1, 1},
+                           {1, 8},
+                           {2, 8},
+                           {3, 8},
+                           {4, 8},
+                           {5, 6},
+                           {7, 1},
+                           {13, 2},
+                           {16, 2},
+                           {31, 1},
+                           {32, 1}});
+  if (::testing::Test::HasFatalFailure()) return;
   check_align_case({1, 8, 256, Pattern::kUniform, false, -2}, 64, true);  // graph capture
   check_layout_case({4, 8, 256, Pattern::kMapped, true, -2}, 1, 0, true);
 }
@@ -503,33 +519,10 @@ TEST(AlignCuda, WarpKernel) {
 // grid -1 (E <= 512) runs the small-batch kernel on the same inputs.
 TEST(AlignCuda, BlockKernel) {
   SKIP_WITHOUT_GPU();
-  const std::vector<int> experts =
-      small_scale() ? std::vector<int>{1, 256, 8192}
-                    : std::vector<int>{1, 2, 3, 8, 33, 160, 256, 384, 512, 513, 1024, 8192, 16384};
-  const std::vector<std::pair<std::int64_t, int>> shapes = {
-      {33, 1}, {5, 8}, {17, 2}, {8, 8}, {21, 6}, {63, 2}, {16, 8}, {31, 8}, {255, 1}, {32, 8}};
-  constexpr int kBlock[] = {16, 64, 256, 48, 100};
-  constexpr int kAlignment[] = {1, 128, 7, 1024, 16};
-  int i = 0;
-  for (int E : experts) {
-    for (const auto& [M, K] : shapes) {
-      const auto pat = static_cast<Pattern>(i % 5);
-      const int B = kBlock[(i + i / 5) % 5];
-      const int alignment = kAlignment[(i + i / 7) % 5];
-      check_align_case({M, K, E, pat, i % 2 == 0, -3}, B, false);
-      check_layout_case({M, K, E, pat, i % 2 == 1, -3}, alignment, 0, false);
-      if (i % 3 == 0) {
-        check_align_case({M, K, E, pat, i % 2 == 1, 0}, B, false);
-        check_layout_case({M, K, E, pat, i % 2 == 0, 0}, alignment, 0, false);
-      }
-      if (i % 3 == 1 && E <= 512) {
-        check_align_case({M, K, E, pat, i % 2 == 1, -1}, B, false);
-        check_layout_case({M, K, E, pat, i % 2 == 0, -1}, alignment, 0, false);
-      }
-      if (::testing::Test::HasFatalFailure()) return;
-      ++i;
-    }
-  }
+  sweep_forced_kernel(
+      -3,
+      {{33, 1}, {5, 8}, {17, 2}, {8, 8}, {21, 6}, {63, 2}, {16, 8}, {31, 8}, {255, 1}, {32, 8}});
+  if (::testing::Test::HasFatalFailure()) return;
   check_align_case({32, 8, 256, Pattern::kUniform, false, -3}, 64, true);  // graph capture
   check_layout_case({16, 8, 256, Pattern::kMapped, true, -3}, 1, 0, true);
 }
