@@ -12,6 +12,8 @@
 #include <cuda_runtime.h>
 #include <cstdio>
 
+#include "micro_common.cuh"
+
 struct Params {
   unsigned w[256];  // 1 KB: 16 lines of 64 B
 };
@@ -94,41 +96,18 @@ int main() {
     printf("\n");
   }
   // Graph timing, 40 launches, median of 7 replays, us per launch.
-  auto time_graph = [&](const char* name, auto launch) {
-    cudaStream_t s;
-    cudaStreamCreate(&s);
-    cudaGraph_t g;
-    cudaGraphExec_t ge;
-    cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal);
-    for (int i = 0; i < 40; ++i) launch(s);
-    cudaStreamEndCapture(s, &g);
-    cudaGraphInstantiate(&ge, g, 0);
-    cudaEvent_t a, b;
-    cudaEventCreate(&a);
-    cudaEventCreate(&b);
-    float best[7];
-    for (int r = 0; r < 7; ++r) {
-      cudaEventRecord(a, s);
-      cudaGraphLaunch(ge, s);
-      cudaEventRecord(b, s);
-      cudaEventSynchronize(b);
-      cudaEventElapsedTime(&best[r], a, b);
-    }
-    for (int i = 0; i < 7; ++i)
-      for (int j = i + 1; j < 7; ++j)
-        if (best[j] < best[i]) {
-          float x = best[i];
-          best[i] = best[j];
-          best[j] = x;
-        }
-    printf("graph %-28s %.3f us per launch\n", name, best[3] * 1000.0f / 40.0f);
+  const auto time_graph_named = [&](const char* name, auto launch) {
+    const float us = time_graph([&](cudaStream_t s, int) { launch(s); }, 40, 7);
+    printf("graph %-28s %.3f us per launch\n", name, us);
   };
   for (int rep = 0; rep < 2; ++rep) {
-    time_graph("empty 1x32", [&](cudaStream_t s) { empty_kernel<<<1, 32, 0, s>>>(); });
-    time_graph("ld1 (1 line) 1x32", [&](cudaStream_t s) { ld1<<<1, 32, 0, s>>>(p, o); });
-    time_graph("ld8 dependent 8 lines 1x32", [&](cudaStream_t s) { ld8<<<1, 32, 0, s>>>(p, o); });
-    time_graph("ld8 independent 1x32", [&](cudaStream_t s) { ld8par<<<1, 32, 0, s>>>(p, o); });
-    time_graph("ld8 dependent 132x32", [&](cudaStream_t s) { ld8<<<132, 32, 0, s>>>(p, o); });
+    time_graph_named("empty 1x32", [&](cudaStream_t s) { empty_kernel<<<1, 32, 0, s>>>(); });
+    time_graph_named("ld1 (1 line) 1x32", [&](cudaStream_t s) { ld1<<<1, 32, 0, s>>>(p, o); });
+    time_graph_named("ld8 dependent 8 lines 1x32",
+                     [&](cudaStream_t s) { ld8<<<1, 32, 0, s>>>(p, o); });
+    time_graph_named("ld8 independent 1x32",
+                     [&](cudaStream_t s) { ld8par<<<1, 32, 0, s>>>(p, o); });
+    time_graph_named("ld8 dependent 132x32", [&](cudaStream_t s) { ld8<<<132, 32, 0, s>>>(p, o); });
   }
   printf("last error: %s\n", cudaGetErrorString(cudaGetLastError()));
   return 0;

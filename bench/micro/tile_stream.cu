@@ -14,15 +14,7 @@
 #include <cstdint>
 #include <cstdio>
 
-#include "graph_time.cuh"
-
-__device__ __forceinline__ uint4 ldnc(const void* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
+#include "micro_common.cuh"
 
 constexpr int kRows = 256;  // weight rows per tile
 constexpr int kInFlight = 8;
