@@ -231,6 +231,69 @@ TEST(ExpertsCpu, EveryActivationMatchesTheDoubleReference) {
   }
 }
 
+// Interleaved gate/up rows (ExpertsParams::w13_interleaved) with w13 and b13 packed by
+// interleave_w13_cpu give the same bits as SGLang's halves: the same dot products, in a different
+// row order.
+TEST(ExpertsCpu, InterleavedW13GivesTheSameBits) {
+  for (Activation act :
+       {Activation::kSiluAndMul, Activation::kGeluErfAndMul, Activation::kGeluTanhAndMul}) {
+    const std::string id = std::string("experts/interleaved/") + activation_name(act);
+    Problem pr = random_problem(id, act, DType::kBFloat16, 3, 40, 24, 37, 2);
+    tools::Rng rng(7);
+    for (std::int64_t i = 0; i < 3 * 48; ++i)
+      pr.b13.push_back(static_cast<float>(rng.uniform() - 0.5));
+    std::vector<float> halves, inter;
+    ASSERT_TRUE(run(pr, &halves).ok()) << id;
+    Problem packed = pr;
+    packed.p.w13_interleaved = true;
+    ASSERT_TRUE(
+        interleave_w13_cpu(TensorView::contiguous(pr.w13.data(), DType::kFloat32, {3, 48, 40}),
+                           TensorView::contiguous(packed.w13.data(), DType::kFloat32, {3, 48, 40}))
+            .ok());
+    ASSERT_TRUE(
+        interleave_w13_cpu(TensorView::contiguous(pr.b13.data(), DType::kFloat32, {3, 48}),
+                           TensorView::contiguous(packed.b13.data(), DType::kFloat32, {3, 48}))
+            .ok());
+    ASSERT_TRUE(run(packed, &inter).ok()) << id;
+    EXPECT_EQ(inter, halves) << id;
+    // The flag without packing reads other rows: a different answer (the test can fail).
+    Problem unpacked = pr;
+    unpacked.p.w13_interleaved = true;
+    std::vector<float> wrong;
+    ASSERT_TRUE(run(unpacked, &wrong).ok()) << id;
+    EXPECT_NE(wrong, halves) << id;
+  }
+}
+
+TEST(ExpertsCpu, InterleaveW13RowsAndErrors) {
+  // [1, 4, 2]: rows g0 g1 u0 u1 -> g0 u0 g1 u1.
+  std::vector<std::int32_t> src = {0, 1, 10, 11, 20, 21, 30, 31}, dst(8, -1);
+  ASSERT_TRUE(interleave_w13_cpu(TensorView::contiguous(src.data(), DType::kInt32, {1, 4, 2}),
+                                 TensorView::contiguous(dst.data(), DType::kInt32, {1, 4, 2}))
+                  .ok());
+  EXPECT_EQ(dst, (std::vector<std::int32_t>{0, 1, 20, 21, 10, 11, 30, 31}));
+  const char* op = "interleave_w13_cpu";
+  const auto msg = [](const Status& st) { return st.message(); };
+  EXPECT_EQ(msg(interleave_w13_cpu(TensorView::contiguous(src.data(), DType::kInt32, {1, 8}),
+                                   TensorView::contiguous(dst.data(), DType::kInt32, {1, 8}))),
+            "");
+  EXPECT_EQ(msg(interleave_w13_cpu(TensorView::contiguous(src.data(), DType::kInt32, {2, 1, 4}),
+                                   TensorView::contiguous(dst.data(), DType::kInt32, {2, 1, 4}))),
+            std::string(op) + ": src.shape[1] = 1: expected even (2I: gate rows, then up rows)");
+  EXPECT_EQ(msg(interleave_w13_cpu(TensorView::contiguous(src.data(), DType::kInt32, {8}),
+                                   TensorView::contiguous(dst.data(), DType::kInt32, {8}))),
+            std::string(op) + ": src = [8] int32 cpu: expected rank 2 ([E, 2I]) or 3 ([E, 2I, H])");
+  EXPECT_EQ(msg(interleave_w13_cpu(TensorView::contiguous(src.data(), DType::kInt32, {2, 4}),
+                                   TensorView::contiguous(dst.data(), DType::kFloat32, {2, 4}))),
+            std::string(op) + ": dst.dtype = float32: expected int32");
+  EXPECT_EQ(msg(interleave_w13_cpu(TensorView::contiguous(src.data(), DType::kInt32, {2, 4}),
+                                   TensorView::contiguous(dst.data(), DType::kInt32, {4, 2}))),
+            std::string(op) + ": dst = [4, 2] int32 cpu: expected src's shape [2, 4] int32 cpu");
+  EXPECT_EQ(msg(interleave_w13_cpu(TensorView::contiguous(src.data(), DType::kInt32, {1, 4}),
+                                   TensorView::contiguous(src.data() + 2, DType::kInt32, {1, 4}))),
+            std::string(op) + ": dst = a buffer overlapping src: expected separate buffers");
+}
+
 TEST(ExpertsCpu, ExpertMapHotExpertAndEmptyExperts) {
   Problem pr =
       random_problem("experts/ep", Activation::kSiluAndMul, DType::kBFloat16, 4, 16, 8, 50, 3);

@@ -98,7 +98,8 @@ struct ProblemSpec {
   int global_experts = 0;  // > E: ids are global and expert_map maps them to E local experts
   bool biases = false;     // b13 float32, b2 in the input dtype
   bool weight_on_input = false;
-  double drop = 0.05;  // probability of a -1 id
+  double drop = 0.05;        // probability of a -1 id
+  bool interleaved = false;  // ExpertsParams::w13_interleaved
 };
 
 std::vector<std::uint8_t> random_values(tools::Rng& rng, std::size_t n, double scale, DType dt) {
@@ -117,6 +118,7 @@ Problem make_problem(const std::string& id, const ProblemSpec& s) {
   pr.p.activation = s.act;
   pr.p.routed_scaling_factor = 2.5f;
   pr.p.apply_router_weight_on_input = s.weight_on_input;
+  pr.p.w13_interleaved = s.interleaved;
   pr.dtype = s.dtype;
   pr.M = s.M;
   pr.K = s.K;
@@ -314,7 +316,12 @@ std::string plan_name(const ExpertsPlan& p) {
          (p.gemm2_tile == p.gemm_tile
               ? std::string()
               : std::string("+") + heuristics::gemm_tile_plan_name(p.gemm2_tile)) +
-         (p.gemm1_rounded ? "/rounded" : "");
+         (p.gemm1_rounded ? "/rounded" : "") + (p.gemm1_unfused ? "/unfused" : "");
+}
+
+ExpertsPlan unfused(ExpertsPlan p) {
+  p.gemm1_unfused = true;
+  return p;
 }
 
 // CPU once, then every plan on the GPU; the first plan of each path also runs a second time
@@ -392,6 +399,129 @@ INSTANTIATE_TEST_SUITE_P(
       return std::string(activation_name(std::get<0>(param_info.param))) + "_" +
              dt_name(std::get<1>(param_info.param));
     });
+
+// Interleaved gate/up rows (ExpertsParams::w13_interleaved): the grouped-GEMM path's GEMM1 applies
+// the activation in its epilogue on the unclustered 64-row tile (gemm1_fuses_activation); the
+// other tiles and `unfused` plans keep the float32 GEMM1 and the activation kernel (reading the
+// interleaved rows); decode reads the interleaved rows. With float32 b13 (interleaved like the
+// rows) and b2 in the input dtype.
+class ExpertsCudaInterleaved : public ::testing::TestWithParam<std::tuple<Activation, DType>> {};
+
+const std::vector<ExpertsPlan>& interleaved_plans() {
+  static const std::vector<ExpertsPlan> plans = {
+      gemm_plan(GemmTile::kRows64Single),
+      gemm_plan(GemmTile::kRows128Single),
+      gemm_plan(GemmTile::kRows64Single, true),
+      gemm_plan(GemmTile::kRows128Single, true),
+      unfused(gemm_plan(GemmTile::kRows64Single)),
+      gemm_plan(GemmTile::kRows64),
+      gemm_plan(GemmTile::kRows64Single, GemmTile::kRows64),
+      decode_plan(1),
+      slot_items_plan(),
+      decode_plan(2),
+      decode_plan(8)};
+  return plans;
+}
+
+TEST_P(ExpertsCudaInterleaved, MatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  const auto [act, dt] = GetParam();
+  ProblemSpec s;
+  s.act = act;
+  s.dtype = dt;
+  s.interleaved = true;
+  s.biases = true;
+  check(std::string("experts/interleaved/") + activation_name(act) + "/" + dt_name(dt), s,
+        interleaved_plans());
+  // Several row tiles per expert and a partial last column tile (2I = 528 = 2 * 256 + 16).
+  s.E = 4;
+  s.H = 520;
+  s.I = 264;
+  s.M = 400;
+  check(std::string("experts/interleaved_many_rows/") + activation_name(act) + "/" + dt_name(dt), s,
+        interleaved_plans());
+}
+
+INSTANTIATE_TEST_SUITE_P(GatedActivations, ExpertsCudaInterleaved,
+                         ::testing::Combine(::testing::Values(Activation::kSiluAndMul,
+                                                              Activation::kGeluErfAndMul,
+                                                              Activation::kGeluTanhAndMul),
+                                            ::testing::Values(DType::kBFloat16, DType::kFloat16)),
+                         [](const auto& param_info) {
+                           return std::string(activation_name(std::get<0>(param_info.param))) +
+                                  "_" + dt_name(std::get<1>(param_info.param));
+                         });
+
+// The fused epilogue computes what the activation kernel computes from the same float32
+// accumulators (the same mainloop, the same bias addition and activation code), so the fused and
+// unfused plans of the 64-row tile give the same bits, with and without the rounded gate/up.
+TEST(ExpertsCuda, FusedGemm1EqualsUnfusedBitwise) {
+  SKIP_WITHOUT_GPU();
+  if (!device_is_sm90()) GTEST_SKIP() << "the grouped GEMM needs sm_90";
+  for (const Activation act : {Activation::kSiluAndMul, Activation::kSwigluOai}) {
+    for (const DType dt : {DType::kBFloat16, DType::kFloat16}) {
+      ProblemSpec s;
+      s.act = act;
+      s.dtype = dt;
+      s.interleaved = true;
+      s.biases = true;
+      s.E = 6;
+      s.H = 264;
+      s.I = 200;
+      s.M = 300;
+      s.K = 3;
+      const std::string id =
+          std::string("experts/fused_vs_unfused/") + activation_name(act) + "/" + dt_name(dt);
+      const Problem pr = make_problem(id, s);
+      DeviceProblem d;
+      upload_problem(pr, &d);
+      for (const bool rounded : {false, true}) {
+        const ExpertsPlan fused = gemm_plan(GemmTile::kRows64Single, rounded);
+        ASSERT_TRUE(heuristics::gemm1_fuses_activation(fused, true));
+        EXPECT_EQ(run_gpu(pr, d, fused, false), run_gpu(pr, d, unfused(fused), false))
+            << id << " [" << plan_name(fused) << "]: fused and unfused GEMM1 differ";
+      }
+    }
+  }
+}
+
+// interleave_w13_cuda against interleave_w13_cpu: w13 [E, 2I, H] in 16-byte units, b13 [E, 2I]
+// float32 (4-byte units) and an fp16 [E, 2I, 5] (10-byte rows: 2-byte units).
+TEST(ExpertsCuda, InterleaveW13MatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  struct Case {
+    DType dt;
+    std::vector<std::int64_t> shape;
+  };
+  const std::vector<Case> cases = {{DType::kBFloat16, {3, 10, 24}},
+                                   {DType::kFloat32, {5, 14}},
+                                   {DType::kFloat16, {2, 6, 5}},
+                                   {DType::kBFloat16, {0, 8, 16}}};
+  for (const Case& c : cases) {
+    std::int64_t n = 1;
+    for (const std::int64_t v : c.shape) n *= v;
+    const std::size_t bytes = static_cast<std::size_t>(n) * dtype_size(c.dt);
+    std::vector<std::uint8_t> src(bytes), want(bytes), got(bytes);
+    for (std::size_t i = 0; i < bytes; ++i) src[i] = static_cast<std::uint8_t>(i * 37 + 11);
+    const auto view = [&](void* data, Device dev) {
+      return c.shape.size() == 3
+                 ? TensorView::contiguous(data, c.dt, {c.shape[0], c.shape[1], c.shape[2]}, dev)
+                 : TensorView::contiguous(data, c.dt, {c.shape[0], c.shape[1]}, dev);
+    };
+    ASSERT_TRUE(
+        interleave_w13_cpu(view(src.data(), Device::kCpu), view(want.data(), Device::kCpu)).ok());
+    DeviceBuffer d_src = upload(src.data(), bytes), d_dst;
+    ASSERT_TRUE(DeviceBuffer::allocate(std::max<std::size_t>(bytes, 16), &d_dst).ok());
+    const Status st = interleave_w13_cuda(view(d_src.get(), Device::kCuda),
+                                          view(d_dst.get(), Device::kCuda), nullptr);
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    if (bytes) {
+      ASSERT_TRUE(tools::copy_to_host(got.data(), d_dst.get(), bytes).ok());
+    }
+    EXPECT_EQ(got, want) << dtype_name(c.dt) << " rank " << c.shape.size();
+  }
+}
 
 TEST(ExpertsCuda, EmptyExperts) {
   SKIP_WITHOUT_GPU();
@@ -825,6 +955,27 @@ TEST(GroupedGemmCuda, RejectsMisalignedShapes) {
   ga.out_dtype = DType::kFloat16;
   st = detail::grouped_gemm_check("grouped_gemm_cuda", ga);
   EXPECT_EQ(st.message(), "grouped_gemm_cuda: out_dtype = float16: expected float32 or bfloat16");
+  // The fused gated epilogue: a gated activation, act in the input dtype, n = 2I with I % 8 == 0.
+  detail::GroupedGemmGated gated;
+  ga.gated = &gated;
+  ga.out_dtype = DType::kFloat32;
+  st = detail::grouped_gemm_check("grouped_gemm_cuda", ga);
+  EXPECT_EQ(st.message(),
+            "grouped_gemm_cuda: out_dtype = float32: expected bfloat16 (the fused epilogue writes "
+            "act)");
+  ga.out_dtype = DType::kBFloat16;
+  ga.n = 72;
+  st = detail::grouped_gemm_check("grouped_gemm_cuda", ga);
+  EXPECT_EQ(st.message(),
+            "grouped_gemm_cuda: n = 72: expected a multiple of 16 with the fused epilogue (2I, "
+            "I % 8 == 0)");
+  ga.n = 64;
+  gated.activation = Activation::kRelu2;
+  st = detail::grouped_gemm_check("grouped_gemm_cuda", ga);
+  EXPECT_EQ(st.message(),
+            "grouped_gemm_cuda: gated.activation = relu2: expected a gated activation");
+  gated.activation = Activation::kSiluAndMul;
+  EXPECT_TRUE(detail::grouped_gemm_check("grouped_gemm_cuda", ga).ok());
 }
 
 }  // namespace

@@ -16,6 +16,12 @@
 //   kSwigluOai        gpt-oss: rows interleaved (2i gate, 2i+1 up), g = min(g, limit),
 //                     u = clamp(u, -limit, limit), g * sigmoid(alpha * g) * (u + 1); biases b13/b2
 //   kRelu2            non-gated relu(h)^2               w13 [E, I, H]
+// w13_interleaved (gated activations): w13 rows (and b13) interleaved, 2i gate and 2i+1 up, as
+// kSwigluOai always is, instead of SGLang's halves. Pack a halves w13 once at load time with
+// interleave_w13_cpu / interleave_w13_cuda below. The CUDA grouped-GEMM path then fuses the
+// activation into GEMM1's epilogue where it takes the 64-row tile (up to 512 rows per expert):
+// no float32 gate/up intermediate and no activation kernel (the decode path fuses it with either
+// layout). Same results either way up to float32 summation order.
 // Tokens whose every column is dropped get zeros. Backends: CPU (the oracle; threaded over
 // experts) and CUDA (fused_experts_cuda below), with the same structs.
 #pragma once
@@ -47,7 +53,14 @@ struct ExpertsParams {
   float routed_scaling_factor = 1.0f;
   float swiglu_alpha = 1.702f;
   float swiglu_limit = 7.0f;
+  bool w13_interleaved = false;  // gated: rows 2i gate, 2i+1 up (kSwigluOai: always)
 };
+
+// Whether gate i and up i of w13 are rows 2i and 2i+1 (kSwigluOai or w13_interleaved).
+inline bool experts_w13_interleaved(const ExpertsParams& p) {
+  return p.activation == Activation::kSwigluOai ||
+         (p.w13_interleaved && p.activation != Activation::kRelu2);
+}
 
 struct ExpertsArgs {
   TensorView x;              // [M, H] bfloat16 or float16
@@ -62,6 +75,12 @@ struct ExpertsArgs {
 };
 
 Status fused_experts_cpu(const ExpertsParams& params, const ExpertsArgs& args);
+
+// Packs w13 [E, 2I, H] (or b13 [E, 2I]) from SGLang's halves (gate rows 0..I-1, up rows I..2I-1)
+// into interleaved rows (2i gate i, 2i+1 up i) for ExpertsParams::w13_interleaved; a load-time
+// step (it reads and writes every byte once). src and dst: the same dtype (any) and shape,
+// contiguous, rank 2 or 3, the second dimension even, not overlapping.
+Status interleave_w13_cpu(const TensorView& src, const TensorView& dst);
 
 // ---- CUDA -------------------------------------------------------------------------------------
 // fused_experts_cuda: the same op on device memory (every tensor on Device::kCuda), enqueued on
@@ -91,5 +110,7 @@ std::size_t fused_experts_workspace_size(const ExpertsParams& params, std::int64
                                          std::int32_t top_k);
 Status fused_experts_cuda(const ExpertsParams& params, const ExpertsArgs& args, void* workspace,
                           std::size_t workspace_bytes, cudaStream_t stream);
+// interleave_w13_cpu on device memory, enqueued on `stream` (one kernel, no allocation).
+Status interleave_w13_cuda(const TensorView& src, const TensorView& dst, cudaStream_t stream);
 
 }  // namespace switchyard

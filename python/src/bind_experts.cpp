@@ -50,6 +50,17 @@ void fused_experts(const ExpertsParams& params, const Array& x, const Array& w13
   throw_if_error(st);
 }
 
+void interleave_w13(const Array& src, const Array& dst, std::uintptr_t stream) {
+  const TensorView s = to_view(src, "src"), d = to_view(dst, "dst");
+  Status st;
+  {
+    nb::gil_scoped_release release;
+    st = device_of(s) == Device::kCuda ? interleave_w13_cuda(s, d, to_stream(stream))
+                                       : interleave_w13_cpu(s, d);
+  }
+  throw_if_error(st);
+}
+
 }  // namespace
 
 void bind_experts(nb::module_& m) {
@@ -60,7 +71,7 @@ void bind_experts(nb::module_& m) {
           [](ExpertsParams* p, std::int32_t num_experts, std::int32_t hidden_size,
              std::int32_t intermediate_size, const std::string& activation,
              bool apply_router_weight_on_input, float routed_scaling_factor, float swiglu_alpha,
-             float swiglu_limit) {
+             float swiglu_limit, bool w13_interleaved) {
             new (p) ExpertsParams{};
             p->num_experts = num_experts;
             p->hidden_size = hidden_size;
@@ -70,11 +81,12 @@ void bind_experts(nb::module_& m) {
             p->routed_scaling_factor = routed_scaling_factor;
             p->swiglu_alpha = swiglu_alpha;
             p->swiglu_limit = swiglu_limit;
+            p->w13_interleaved = w13_interleaved;
           },
           nb::arg("num_experts"), nb::arg("hidden_size"), nb::arg("intermediate_size"),
           nb::arg("activation") = "silu", nb::arg("apply_router_weight_on_input") = false,
           nb::arg("routed_scaling_factor") = 1.0f, nb::arg("swiglu_alpha") = 1.702f,
-          nb::arg("swiglu_limit") = 7.0f)
+          nb::arg("swiglu_limit") = 7.0f, nb::arg("w13_interleaved") = false)
       .def_rw("num_experts", &ExpertsParams::num_experts)
       .def_rw("hidden_size", &ExpertsParams::hidden_size)
       .def_rw("intermediate_size", &ExpertsParams::intermediate_size)
@@ -86,13 +98,15 @@ void bind_experts(nb::module_& m) {
       .def_rw("routed_scaling_factor", &ExpertsParams::routed_scaling_factor)
       .def_rw("swiglu_alpha", &ExpertsParams::swiglu_alpha)
       .def_rw("swiglu_limit", &ExpertsParams::swiglu_limit)
+      .def_rw("w13_interleaved", &ExpertsParams::w13_interleaved)
       .def("__repr__", [](const ExpertsParams& p) {
         return "ExpertsParams(num_experts=" + std::to_string(p.num_experts) +
                ", hidden_size=" + std::to_string(p.hidden_size) +
                ", intermediate_size=" + std::to_string(p.intermediate_size) + ", activation='" +
                activation_name(p.activation) + "', apply_router_weight_on_input=" +
                (p.apply_router_weight_on_input ? "True" : "False") +
-               ", routed_scaling_factor=" + std::to_string(p.routed_scaling_factor) + ")";
+               ", routed_scaling_factor=" + std::to_string(p.routed_scaling_factor) +
+               ", w13_interleaved=" + (p.w13_interleaved ? "True" : "False") + ")";
       });
 
   m.def("fused_experts_workspace_size", &fused_experts_workspace_size, nb::arg("params"),
@@ -103,6 +117,10 @@ void bind_experts(nb::module_& m) {
         nb::kw_only(), nb::arg("b13").none() = nb::none(), nb::arg("b2").none() = nb::none(),
         nb::arg("expert_map").none() = nb::none(), nb::arg("workspace").none() = nb::none(),
         nb::arg("stream") = 0, "fused_experts_cpu / _cuda into a caller-owned output.");
+  m.def("interleave_w13", &interleave_w13, nb::arg("src"), nb::arg("dst"), nb::kw_only(),
+        nb::arg("stream") = 0,
+        "interleave_w13_cpu / _cuda: w13 [E, 2I, H] (or b13 [E, 2I]) from gate/up halves to "
+        "interleaved rows, into dst.");
 }
 
 }  // namespace switchyard::python

@@ -49,7 +49,7 @@ from .align import (
     moe_sum_reduce,
     permute,
 )
-from .experts import experts_params, fused_experts
+from .experts import experts_params, fused_experts, interleave_w13
 from .routing import RouteAndAlign, route, route_and_align
 
 __version__ = "0.1.0"
@@ -80,6 +80,7 @@ __all__ = [
     "experts_params",
     "fused_experts",
     "fused_experts_workspace_size",
+    "interleave_w13",
     "layout_max_rows",
     "model_preset",
     "model_preset_names",

@@ -8,6 +8,10 @@
 Activations: 'silu' (silu(g) * u; w13 rows 0..I-1 gate, I..2I-1 up), 'gelu' (erf form),
 'gelu_tanh', 'swiglu_oai' (gpt-oss: interleaved rows, clamp to +-limit, biases) and 'relu2'
 (non-gated, w13 [E, I, H]). Dtypes: bfloat16 or float16 (numpy: float16).
+
+w13_interleaved=True takes w13 (and b13) with gate/up rows interleaved (2i gate, 2i+1 up), as
+interleave_w13 packs them once at load time; on CUDA the grouped-GEMM path then applies the
+activation in GEMM1's epilogue (no float32 intermediate, one kernel fewer).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ def experts_params(
     routed_scaling_factor: float = 1.0,
     swiglu_alpha: float = 1.702,
     swiglu_limit: float = 7.0,
+    w13_interleaved: bool = False,
 ) -> ExpertsParams:
     """ExpertsParams from the shapes: E = w13.shape[0], H = x.shape[1], I = w2.shape[2]."""
     return ExpertsParams(
@@ -40,7 +45,19 @@ def experts_params(
         routed_scaling_factor=routed_scaling_factor,
         swiglu_alpha=swiglu_alpha,
         swiglu_limit=swiglu_limit,
+        w13_interleaved=w13_interleaved,
     )
+
+
+def interleave_w13(w13: Any, *, out: Any = None, stream: int | None = None) -> Any:
+    """w13 [E, 2I, H] (or b13 [E, 2I]) with gate rows 0..I-1 and up rows I..2I-1, packed into
+    interleaved rows (2i gate i, 2i+1 up i) for fused_experts(..., w13_interleaved=True): a
+    load-time step. `out`: optional destination (same shape and dtype, not overlapping w13)."""
+    with _arrays.on_device(w13):
+        if out is None:
+            out = _arrays.empty(w13, tuple(w13.shape), _arrays.dtype_name(w13))
+        _C.interleave_w13(w13, out, stream=_arrays.current_stream(w13, stream))
+    return out
 
 
 def fused_experts(
@@ -57,6 +74,7 @@ def fused_experts(
     routed_scaling_factor: float = 1.0,
     swiglu_alpha: float = 1.702,
     swiglu_limit: float = 7.0,
+    w13_interleaved: bool = False,
     expert_map: Any = None,
     out: Any = None,
     workspace: Any = None,
@@ -75,6 +93,7 @@ def fused_experts(
         apply_router_weight_on_input: Llama-4: scale x by the weight instead (K == 1).
         routed_scaling_factor: rsf multiplying the combined output.
         swiglu_alpha, swiglu_limit: 'swiglu_oai' constants (gpt-oss: 1.702, 7.0).
+        w13_interleaved: w13 / b13 rows interleaved (interleave_w13); 'swiglu_oai' always is.
         expert_map: optional [E_global] int32: id -> local expert or -1.
         out: optional [M, H] output (x's dtype); allocated with x's framework when None.
         workspace: CUDA: fused_experts_workspace_size bytes; allocated on the device if None.
@@ -92,6 +111,7 @@ def fused_experts(
         routed_scaling_factor=routed_scaling_factor,
         swiglu_alpha=swiglu_alpha,
         swiglu_limit=swiglu_limit,
+        w13_interleaved=w13_interleaved,
     )
     with _arrays.on_device(x):
         if out is None:

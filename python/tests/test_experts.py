@@ -55,6 +55,23 @@ def test_swiglu_oai_with_biases():
     _close(out, ref.fused_experts(x, w13, w2, weights, ids, **kw))
 
 
+def test_interleaved_w13_gives_the_same_bits():
+    x, w13, w2, weights, ids, rng = _problem(11, 24, 6, 2, 16, 24)
+    b13 = rng.uniform(-1, 1, (6, 48)).astype(np.float32)
+    halves = sy.fused_experts(x, w13, w2, weights, ids, b13=b13)
+    packed, packed_b13 = sy.interleave_w13(w13), sy.interleave_w13(b13)
+    assert np.array_equal(packed[:, 0::2], w13[:, :24])
+    assert np.array_equal(packed[:, 1::2], w13[:, 24:])
+    inter = sy.fused_experts(x, packed, w2, weights, ids, b13=packed_b13, w13_interleaved=True)
+    assert np.array_equal(inter, halves)
+    assert sy.experts_params(x, w13, w2, w13_interleaved=True).w13_interleaved
+
+
+def test_interleave_w13_rejects_odd_rows():
+    with pytest.raises(sy.InvalidArgumentError, match=r"src.shape\[1\] = 3: expected even"):
+        sy.interleave_w13(np.zeros((2, 3, 8), np.float16))
+
+
 def test_relu2_not_gated():
     x, w13, w2, weights, ids, _ = _problem(9, 12, 6, 2, 16, 24, rows13=24)
     out = sy.fused_experts(x, w13, w2, weights, ids, activation="relu2")

@@ -114,6 +114,24 @@ def test_fused_experts_cuda_against_cpu(rows):
     assert (cuda.float() - cpu.float()).abs().max() <= 2**-6 * scale
 
 
+@pytest.mark.parametrize("rows", [1, 1024])
+def test_interleaved_w13_on_cuda_matches_halves_on_cpu(rows):
+    # interleave_w13 on the GPU equals the CPU's bit for bit; fused_experts with the packed
+    # weights (at 1024 rows: the grouped-GEMM path with the activation in GEMM1's epilogue)
+    # matches the halves layout on the CPU within the experts' tolerance.
+    x, w13, w2, w, ids = _experts(rows + 5, rows)
+    packed_cpu = sy.interleave_w13(w13)
+    packed_cuda = sy.interleave_w13(w13.cuda())
+    torch.cuda.synchronize()
+    assert torch.equal(packed_cuda.cpu(), packed_cpu)
+    cpu = sy.fused_experts(x, w13, w2, w, ids)
+    cuda = sy.fused_experts(
+        x.cuda(), packed_cuda, w2.cuda(), w.cuda(), ids.cuda(), w13_interleaved=True
+    ).cpu()
+    scale = cpu.float().abs().max()
+    assert (cuda.float() - cpu.float()).abs().max() <= 2**-6 * scale
+
+
 @pytest.mark.parametrize(
     "rows,top_k,hidden", [(1, 9, 7168), (4, 8, 7168), (3, 8, 2880), (5, 1, 40)]
 )

@@ -1,6 +1,7 @@
 #include "experts_check.h"
 
 #include <cmath>
+#include <cstdint>
 #include <string>
 
 #include "check.h"
@@ -73,6 +74,33 @@ Status experts_check(const char* op, const ExpertsParams& p, const ExpertsArgs& 
                        "top_k == 1 (got " + std::to_string(K) + ")");
   }
   return check_weight(op, "out", a.out, a.x.dtype, {M, H}, device);
+}
+
+Status interleave_w13_check(const char* op, const TensorView& src, const TensorView& dst,
+                            Device device, std::int64_t* half_rows, std::int64_t* row_bytes) {
+  SY_RETURN_IF_ERROR(check_tensor_basics(op, "src", src, device));
+  SY_RETURN_IF_ERROR(check_tensor_basics(op, "dst", dst, device));
+  if (src.ndim != 2 && src.ndim != 3) {
+    return invalid_arg(op, "src", src.describe(), "rank 2 ([E, 2I]) or 3 ([E, 2I, H])");
+  }
+  if (src.size(1) % 2 != 0) {
+    return invalid_arg(op, "src.shape[1]", src.size(1), "even (2I: gate rows, then up rows)");
+  }
+  SY_RETURN_IF_ERROR(check_dtype(op, "dst", dst, {src.dtype}));
+  bool same_shape = dst.ndim == src.ndim;
+  for (int d = 0; same_shape && d < src.ndim; ++d) same_shape = dst.size(d) == src.size(d);
+  if (!same_shape) return invalid_arg(op, "dst", dst.describe(), "src's shape " + src.describe());
+  SY_RETURN_IF_ERROR(check_contiguous(op, "src", src));
+  SY_RETURN_IF_ERROR(check_contiguous(op, "dst", dst));
+  const auto bytes = static_cast<std::uintptr_t>(src.numel()) * dtype_size(src.dtype);
+  const auto s0 = reinterpret_cast<std::uintptr_t>(src.data);
+  const auto d0 = reinterpret_cast<std::uintptr_t>(dst.data);
+  if (bytes > 0 && s0 < d0 + bytes && d0 < s0 + bytes) {
+    return invalid_arg(op, "dst", "a buffer overlapping src", "separate buffers");
+  }
+  *half_rows = src.size(1) / 2;
+  *row_bytes = (src.ndim == 3 ? src.size(2) : 1) * static_cast<std::int64_t>(dtype_size(src.dtype));
+  return Status::Ok();
 }
 
 }  // namespace switchyard::detail

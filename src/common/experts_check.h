@@ -15,4 +15,9 @@ std::int64_t experts_rows13(const ExpertsParams& params);
 Status experts_check(const char* op, const ExpertsParams& params, const ExpertsArgs& args,
                      Device device);
 
+// interleave_w13_{cpu,cuda}'s arguments (experts.h); *rows = src.size(1) / 2 (I), *row_bytes = the
+// bytes of one row (H elements, or one element for rank 2).
+Status interleave_w13_check(const char* op, const TensorView& src, const TensorView& dst,
+                            Device device, std::int64_t* half_rows, std::int64_t* row_bytes);
+
 }  // namespace switchyard::detail

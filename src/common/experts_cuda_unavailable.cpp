@@ -15,6 +15,12 @@ Status fused_experts_cuda(const ExpertsParams&, const ExpertsArgs&, void*, std::
       "(configure with -DSWITCHYARD_CUDA=ON)");
 }
 
+Status interleave_w13_cuda(const TensorView&, const TensorView&, cudaStream_t) {
+  return Status::Unsupported(
+      "interleave_w13_cuda: this Switchyard build has no CUDA backend "
+      "(configure with -DSWITCHYARD_CUDA=ON)");
+}
+
 namespace detail {
 
 Status fused_experts_cuda_plan(const ExpertsParams& params, const ExpertsArgs& args,

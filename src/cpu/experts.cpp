@@ -60,18 +60,21 @@ float gelu_tanh(float g) {
 }
 
 // a[i] of one row from the GEMM1 outputs h[rows13(p)].
+// Gate i and up i at h[gi], h[ui]: rows 2i and 2i + 1 when interleaved, else i and I + i.
 float activate(const ExpertsParams& p, const float* h, std::int64_t i) {
   const std::int64_t I = p.intermediate_size;
+  const bool inter = experts_w13_interleaved(p);
+  const std::int64_t gi = inter ? 2 * i : i, ui = inter ? 2 * i + 1 : I + i;
   switch (p.activation) {
     case Activation::kSiluAndMul:
-      return silu(h[i]) * h[I + i];
+      return silu(h[gi]) * h[ui];
     case Activation::kGeluErfAndMul:
-      return gelu_erf(h[i]) * h[I + i];
+      return gelu_erf(h[gi]) * h[ui];
     case Activation::kGeluTanhAndMul:
-      return gelu_tanh(h[i]) * h[I + i];
+      return gelu_tanh(h[gi]) * h[ui];
     case Activation::kSwigluOai: {
-      const float g = std::min(h[2 * i], p.swiglu_limit);
-      const float u = std::clamp(h[2 * i + 1], -p.swiglu_limit, p.swiglu_limit);
+      const float g = std::min(h[gi], p.swiglu_limit);
+      const float u = std::clamp(h[ui], -p.swiglu_limit, p.swiglu_limit);
       return g / (1.0f + std::exp(-p.swiglu_alpha * g)) * (u + 1.0f);
     }
     case Activation::kRelu2: {

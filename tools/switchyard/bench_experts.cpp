@@ -55,9 +55,13 @@ const std::vector<FlagSpec>& experts_flags() {
        "auto (the heuristic, default) | decode:1|2|4|8 (8-row tiles per work item) | "
        "decode:1:narrow|deep|narrow3 (one tile, that GEMM2 instance) | "
        "decode:1:slots|layout (one tile, slot items or the layout kernel) | "
-       "gemm:64|128|64:single|128:single[:rounded] "
-       "(grouped GEMM row tile; rounded: GEMM1 out in the input dtype): force a path, to measure "
+       "gemm:64|128|64:single|128:single[:rounded][:unfused] "
+       "(grouped GEMM row tile; rounded: GEMM1 out in the input dtype; unfused: the float32 "
+       "GEMM1 and the activation kernel even with interleaved w13): force a path, to measure "
        "the heuristic's choices"},
+      {"w13", true,
+       "interleaved | halves (default interleaved): gate/up rows of w13 interleaved (packed once "
+       "at load time; the grouped-GEMM path fuses the activation into GEMM1) or SGLang's halves"},
       {"format", true, "table | json | csv (default table)"},
       {"output", true, "write the results to this file instead of stdout"},
       {"ceiling-gbps", true, "use this memory ceiling instead of measuring it"},
@@ -130,13 +134,18 @@ Status parse_plan(const std::string& text, heuristics::ExpertsPlan* plan, bool* 
       return Status::Ok();
     }
   }
-  // gemm:T[+T2][:rounded]: T for GEMM1 (and GEMM2 unless T2 is given).
+  // gemm:T[+T2][:rounded][:unfused]: T for GEMM1 (and GEMM2 unless T2 is given).
   std::string body = text;
-  bool rounded = false;
-  if (body.size() > 8 && body.compare(body.size() - 8, 8, ":rounded") == 0) {
-    rounded = true;
-    body.resize(body.size() - 8);
-  }
+  const auto strip = [&body](const std::string& suffix) {
+    if (body.size() > suffix.size() &&
+        body.compare(body.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      body.resize(body.size() - suffix.size());
+      return true;
+    }
+    return false;
+  };
+  const bool unfused = strip(":unfused");
+  const bool rounded = strip(":rounded");
   if (body.rfind("gemm:", 0) == 0) {
     const std::string tiles = body.substr(5);
     const std::size_t plus = tiles.find('+');
@@ -156,13 +165,15 @@ Status parse_plan(const std::string& text, heuristics::ExpertsPlan* plan, bool* 
       plan->gemm_tile = t1;
       plan->gemm2_tile = t2;
       plan->gemm1_rounded = rounded;
+      plan->gemm1_unfused = unfused;
       return Status::Ok();
     }
   }
   return Status::InvalidArgument(
       "--plan = " + text +
       ": expected auto, decode:1|2|4|8, decode:1:narrow|deep|narrow3|slots|layout or "
-      "gemm:T[+T2][:rounded] with tiles T, T2 (GEMM1, GEMM2) of 64|128|64:single|128:single");
+      "gemm:T[+T2][:rounded][:unfused] with tiles T, T2 (GEMM1, GEMM2) of "
+      "64|128|64:single|128:single");
 }
 
 struct ModelBuffers {
@@ -172,8 +183,9 @@ struct ModelBuffers {
   float scale13 = 0, scale2 = 0;
 };
 
-ExpertsParams params_of(const ModelPreset& m) {
+ExpertsParams params_of(const ModelPreset& m, bool w13_interleaved) {
   ExpertsParams p;
+  p.w13_interleaved = w13_interleaved;
   p.num_experts = m.routing.num_experts;
   p.hidden_size = m.hidden_size;
   p.intermediate_size = m.intermediate_size;
@@ -301,6 +313,13 @@ int bench_experts_main(const Args& args) {
     return fail(cmd, Status::InvalidArgument("--dtype = " + dt_text + ": expected bf16 or fp16"),
                 kExitUsage);
   }
+  const std::string w13_text = args.get("w13", "interleaved");
+  if (w13_text != "interleaved" && w13_text != "halves") {
+    return fail(cmd,
+                Status::InvalidArgument("--w13 = " + w13_text + ": expected interleaved or halves"),
+                kExitUsage);
+  }
+  const bool w13_interleaved = w13_text == "interleaved";
   std::string format;
   if (Status st = parse_format(args, &format); !st.ok()) return fail(cmd, st, kExitUsage);
   heuristics::ExpertsPlan forced;
@@ -339,7 +358,7 @@ int bench_experts_main(const Args& args) {
   std::size_t done = 0;
   const std::size_t total = models.size() * tokens.size();
   for (const ModelPreset* m : models) {
-    const ExpertsParams p = params_of(*m);
+    const ExpertsParams p = params_of(*m, w13_interleaved);
     const int E = p.num_experts, K = m->routing.top_k;
     const std::int64_t H = p.hidden_size, I = p.intermediate_size, N13 = rows13(p);
     const std::size_t esz = dtype_size(dtype);
@@ -425,6 +444,10 @@ int bench_experts_main(const Args& args) {
                          : std::string("+") + heuristics::gemm_tile_plan_name(plan.gemm2_tile));
       std::replace(row.path.begin(), row.path.end(), ':', '/');
       if (plan.gemm1_rounded) row.path += "/rounded";
+      if (plan.path == heuristics::ExpertsPath::kGroupedGemm &&
+          heuristics::gemm1_fuses_activation(plan, experts_w13_interleaved(p))) {
+        row.path += "/fused";
+      }
       if (plan.path == heuristics::ExpertsPath::kDecode && plan.decode_token_tiles == 1) {
         if (plan.decode_slot_items) row.path += "/slots";
         row.path += std::string("/") +
@@ -475,7 +498,7 @@ int bench_experts_main(const Args& args) {
     tools::JsonWriter j;
     j.begin_object().field("bench", "experts").field("card", card).field("date", utc_timestamp());
     j.field("dtype", dtype_name(dtype)).field("routing", "uniform, K distinct experts per token");
-    j.field("seed", seed);
+    j.field("seed", seed).field("w13", w13_text);
     j.field("method",
             "CUDA graph of `calls` calls rotating over 4 routings, median of 5 replays / calls; "
             "TB/s over the weights of the experts hit; TFLOP/s = 2 * slots * (N13*H + H*I)");

@@ -85,6 +85,19 @@ Status grouped_gemm_check(const char* op, const GroupedGemmArgs& a) {
   if (a.k < 8 || a.k % 8 != 0) {
     return invalid_arg(op, "k", a.k, "a positive multiple of 8 (16-byte rows for TMA)");
   }
+  if (a.gated != nullptr) {
+    if (a.gated->activation == Activation::kRelu2) {
+      return invalid_arg(op, "gated.activation", activation_name(a.gated->activation),
+                         "a gated activation");
+    }
+    if (a.out_dtype != a.dtype) {
+      return invalid_arg(op, "out_dtype", dtype_name(a.out_dtype),
+                         std::string(dtype_name(a.dtype)) + " (the fused epilogue writes act)");
+    }
+    if (a.n % 16 != 0) {
+      return invalid_arg(op, "n", a.n, "a multiple of 16 with the fused epilogue (2I, I % 8 == 0)");
+    }
+  }
   const struct {
     const char* name;
     const void* ptr;

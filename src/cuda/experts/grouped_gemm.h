@@ -22,11 +22,24 @@
 #include <cstdint>
 
 #include "../heuristics/experts.h"
+#include "switchyard/experts.h"
 #include "switchyard/status.h"
 #include "switchyard/stream.h"
 #include "switchyard/tensor.h"
 
 namespace switchyard::detail {
+
+// GEMM1 with the gated activation fused into the epilogue (experts' grouped-GEMM path): B holds
+// interleaved gate/up rows (row 2i gate i, row 2i + 1 up i; n = 2I), and C receives
+// act(gate + b13[2i], up + b13[2i + 1]) as [rows, n / 2] in the input dtype (out_dtype == dtype),
+// rounded once. Tile: kRows64Single only (heuristics::gemm1_fuses_activation says why).
+struct GroupedGemmGated {
+  Activation activation = Activation::kSiluAndMul;  // a gated one
+  float alpha = 0.0f, limit = 0.0f;                 // kSwigluOai
+  const void* bias = nullptr;                       // optional [num_groups, n] b13
+  bool bias_f32 = false;                            // bias float32 (else dtype)
+  bool round_inputs = false;  // gate/up rounded to dtype before the bias (gemm1_rounded)
+};
 
 struct GroupedGemmArgs {
   DType dtype = DType::kBFloat16;         // A and B
@@ -38,6 +51,7 @@ struct GroupedGemmArgs {
   std::int32_t num_groups = 0;
   std::int64_t rows = 0;  // capacity of A and C (bounds offsets[num_groups])
   std::int32_t n = 0, k = 0;
+  const GroupedGemmGated* gated = nullptr;  // set: the fused GEMM1 above (C = [rows, n / 2])
 };
 
 // The largest SM count the kernels use (more SMs run with this many persistent CTAs).

@@ -5,6 +5,9 @@ namespace switchyard::detail {
 
 Status grouped_gemm_sm90_bf16(const GroupedGemmArgs& args, heuristics::GemmTile tile,
                               void* workspace, cudaStream_t stream) {
+  if (args.gated != nullptr) {
+    return sm90::dispatch_gated<cutlass::bfloat16_t, bf16_t>(args, tile, workspace, stream);
+  }
   return sm90::dispatch<cutlass::bfloat16_t>(args, tile, workspace, stream);
 }
 

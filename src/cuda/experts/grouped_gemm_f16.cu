@@ -5,6 +5,9 @@ namespace switchyard::detail {
 
 Status grouped_gemm_sm90_f16(const GroupedGemmArgs& args, heuristics::GemmTile tile,
                              void* workspace, cudaStream_t stream) {
+  if (args.gated != nullptr) {
+    return sm90::dispatch_gated<cutlass::half_t, fp16_t>(args, tile, workspace, stream);
+  }
   return sm90::dispatch<cutlass::half_t>(args, tile, workspace, stream);
 }
 

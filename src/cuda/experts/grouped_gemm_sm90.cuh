@@ -41,6 +41,7 @@
 #include "cutlass/gemm/dispatch_policy.hpp"
 #include "cutlass/gemm/group_array_problem_shape.hpp"
 #include "cutlass/gemm/kernel/gemm_universal.hpp"
+#include "gated_epilogue.cuh"
 #include "grouped_gemm.h"
 
 namespace switchyard::detail::sm90 {
@@ -105,6 +106,27 @@ struct GroupedGemm {
   static_assert(std::is_same_v<typename Kernel::InternalStrideD, RowStride>);
 };
 
+// GEMM1 with the gated activation fused into its epilogue (gated_epilogue.cuh): B = w13 with
+// interleaved gate/up rows, D = act [rows, n / 2] in the input dtype. Same mainloop as GroupedGemm
+// (the stages take the shared memory the TMA epilogue used).
+template <typename Element, typename T, typename Config>
+struct GroupedGemmGated {
+  static constexpr int kAlignAB = 16 / static_cast<int>(sizeof(Element));
+  using Epilogue = cutlass::epilogue::collective::detail::Sm90TmaWarpSpecializedAdapter<
+      GatedActEpilogueArray<Element, T, RowStride*>>;
+  using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Element, cutlass::layout::RowMajor*,
+      kAlignAB, Element, cutlass::layout::ColumnMajor*, kAlignAB, float, typename Config::TileShape,
+      typename Config::ClusterShape,
+      cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(
+          sizeof(typename Epilogue::SharedStorage))>,
+      typename Config::KernelSchedule>::CollectiveOp;
+  using Kernel = cutlass::gemm::kernel::GemmUniversal<ProblemShape, Mainloop, Epilogue>;
+  using Device = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
+  static_assert(std::is_same_v<typename Kernel::InternalStrideA, RowStride>);
+  static_assert(std::is_same_v<typename Kernel::InternalStrideB, RowStride>);
+};
+
 // The per-group argument arrays the kernel reads, carved from the front of the workspace.
 template <typename Element, typename ElementOut>
 struct GroupArrays {
@@ -149,7 +171,8 @@ __global__ void grouped_gemm_setup_kernel(const std::int64_t* __restrict__ offse
                                           std::int32_t groups, std::int64_t rows, std::int32_t n,
                                           std::int32_t k, const Element* a,  // [rows, k]
                                           const Element* b,                  // [G, n, k]
-                                          ElementOut* d,                     // [rows, n]
+                                          ElementOut* d,                     // [rows, d_cols]
+                                          std::int32_t d_cols,
                                           GroupArrays<Element, ElementOut> out) {
   const std::int32_t g = static_cast<std::int32_t>(blockIdx.x * blockDim.x + threadIdx.x);
   if (g >= groups) return;
@@ -163,10 +186,10 @@ __global__ void grouped_gemm_setup_kernel(const std::int64_t* __restrict__ offse
   cute::get<2>(shape) = k;
   out.a[g] = a + r0 * k;
   out.b[g] = b + static_cast<std::int64_t>(g) * n * k;
-  out.d[g] = d + r0 * n;
+  out.d[g] = d + r0 * d_cols;
   cute::get<0>(out.stride_a[g]) = k;
   cute::get<0>(out.stride_b[g]) = k;
-  cute::get<0>(out.stride_d[g]) = n;
+  cute::get<0>(out.stride_d[g]) = d_cols;
 }
 
 inline Status cutlass_status(cutlass::Status st, const char* what) {
@@ -202,7 +225,7 @@ Status run(const GroupedGemmArgs& p, void* workspace, cudaStream_t stream) {
   constexpr int kSetupThreads = 128;
   grouped_gemm_setup_kernel<Element, ElementOut>
       <<<(p.num_groups + kSetupThreads - 1) / kSetupThreads, kSetupThreads, 0, stream>>>(
-          p.offsets, p.num_groups, p.rows, p.n, p.k, a, b, d, arrays);
+          p.offsets, p.num_groups, p.rows, p.n, p.k, a, b, d, p.n, arrays);
   SY_RETURN_IF_ERROR(cuda_status(cudaGetLastError(), "grouped_gemm: setup kernel launch"));
 
   cutlass::KernelHardwareInfo hw;
@@ -224,6 +247,65 @@ Status run(const GroupedGemmArgs& p, void* workspace, cudaStream_t stream) {
   SY_RETURN_IF_ERROR(cutlass_status(gemm.initialize(args, kernel_workspace, stream), "initialize"));
   SY_RETURN_IF_ERROR(cutlass_status(gemm.run(stream), "run"));
   return cuda_status(cudaGetLastError(), "grouped_gemm: kernel launch");
+}
+
+// The fused GEMM1 (p.gated set): C = act [rows, n / 2] in the input dtype.
+template <typename Element, typename T, typename Config>
+Status run_gated(const GroupedGemmArgs& p, void* workspace, cudaStream_t stream) {
+  using Gemm = GroupedGemmGated<Element, T, Config>;
+  using Arrays = GroupArrays<Element, Element>;
+  if (Arrays::bytes(p.num_groups) >
+      kGroupedGemmBytesPerGroup * static_cast<std::size_t>(p.num_groups)) {
+    return Status::Internal("grouped_gemm: per-group argument arrays exceed their reserved bytes");
+  }
+  const std::size_t arrays_bytes =
+      (kGroupedGemmBytesPerGroup * static_cast<std::size_t>(p.num_groups) + 255) / 256 * 256;
+  const Arrays arrays = Arrays::carve(workspace, p.num_groups);
+  void* kernel_workspace = static_cast<char*>(workspace) + arrays_bytes;
+
+  constexpr int kSetupThreads = 128;
+  grouped_gemm_setup_kernel<Element, Element>
+      <<<(p.num_groups + kSetupThreads - 1) / kSetupThreads, kSetupThreads, 0, stream>>>(
+          p.offsets, p.num_groups, p.rows, p.n, p.k, static_cast<const Element*>(p.a),
+          static_cast<const Element*>(p.b), static_cast<Element*>(p.c), p.n / 2, arrays);
+  SY_RETURN_IF_ERROR(cuda_status(cudaGetLastError(), "grouped_gemm: setup kernel launch"));
+
+  cutlass::KernelHardwareInfo hw;
+  SY_RETURN_IF_ERROR(device_sm_count(&hw.device_id, &hw.sm_count));
+  typename Gemm::Epilogue::Arguments epi;
+  epi.gated.activation = p.gated->activation;
+  epi.gated.alpha = p.gated->alpha;
+  epi.gated.limit = p.gated->limit;
+  epi.gated.bias = p.gated->bias;
+  epi.gated.bias_f32 = p.gated->bias_f32;
+  epi.gated.round_inputs = p.gated->round_inputs;
+  epi.ptr_D = arrays.d;
+  epi.dD = arrays.stride_d;
+  typename Gemm::Device::Arguments args{cutlass::gemm::GemmUniversalMode::kGrouped,
+                                        {p.num_groups, arrays.shapes, nullptr},
+                                        {arrays.a, arrays.stride_a, arrays.b, arrays.stride_b},
+                                        epi,
+                                        hw};
+  if (Gemm::Device::get_workspace_size(args) > kGroupedGemmKernelWorkspace) {
+    return Status::Internal("grouped_gemm: CUTLASS workspace exceeds the reserved " +
+                            std::to_string(kGroupedGemmKernelWorkspace) + " bytes");
+  }
+  typename Gemm::Device gemm;
+  SY_RETURN_IF_ERROR(cutlass_status(gemm.can_implement(args), "can_implement (fused)"));
+  SY_RETURN_IF_ERROR(cutlass_status(gemm.initialize(args, kernel_workspace, stream), "initialize"));
+  SY_RETURN_IF_ERROR(cutlass_status(gemm.run(stream), "run"));
+  return cuda_status(cudaGetLastError(), "grouped_gemm: fused kernel launch");
+}
+
+template <typename Element, typename T>
+Status dispatch_gated(const GroupedGemmArgs& p, heuristics::GemmTile tile, void* workspace,
+                      cudaStream_t stream) {
+  if (tile == heuristics::GemmTile::kRows64Single) {
+    return run_gated<Element, T, TileRows64Single>(p, workspace, stream);
+  }
+  return Status::Unsupported(std::string("grouped_gemm: the fused gated epilogue has the ") +
+                             "unclustered 64-row tile only (64:single), not " +
+                             heuristics::gemm_tile_plan_name(tile));
 }
 
 template <typename Element>

@@ -64,8 +64,23 @@ struct ExpertsPlan {
   // before the activation. Off by default (an experiment measured with bench --plan
   // gemm:R:rounded).
   bool gemm1_rounded = false;
+  // Grouped GEMM with interleaved gate/up rows (experts_w13_interleaved): GEMM1 applies the
+  // activation in its epilogue (gemm1_fuses_activation) unless this is set (bench --plan
+  // gemm:R:unfused, for A/B measurements).
+  bool gemm1_unfused = false;
   std::int64_t rows_per_expert = 0;  // the estimate the plan was made from
 };
+
+// Whether the grouped-GEMM path's GEMM1 writes act itself (experts/gated_epilogue.cuh): gated
+// activation with interleaved gate/up rows, on the unclustered 64-row (pingpong) tile, the one
+// fused instance. H200, one process, interleaved against the float32 GEMM1 + activation kernel
+// (bench/NOTES.md, session 10): Qwen3-30B 32 / 256 / 1024 / 4096 / 8192 tokens -1.5 / -3.2 / -6 /
+// -10 / -8%, Mixtral 32-1024 -3.5..-4.5%, DeepSeek-V3 -0.3..-3%. The 128-row cooperative tile
+// fused was no faster (Mixtral 4096 / 8192 +1 / 0%: its GEMM1 read 3.8 GB from DRAM instead of
+// 2.5, the weights' L2 reuse across row tiles lost), so it keeps the unfused epilogue.
+inline bool gemm1_fuses_activation(const ExpertsPlan& plan, bool interleaved_gated) {
+  return interleaved_gated && !plan.gemm1_unfused && plan.gemm_tile == GemmTile::kRows64Single;
+}
 
 // k of GEMM2 (= I) up to which the one-tile GEMM2 is deep: <= 4 chunks of 64 per k warp, one round
 // trip (H200, Qwen3-30B 32 tokens: GEMM2 111 -> 101 us by ncu; DeepSeek-V3's k = 2048 was slower

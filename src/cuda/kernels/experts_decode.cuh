@@ -64,7 +64,10 @@ struct DecodeParams {
   std::int32_t w_rows;           // weight rows per expert
   const void* bias;              // optional [E, w_rows], float32 or T
   bool bias_f32;
-  Activation activation;        // kGated: the gated activation; else kRelu2 applies relu^2
+  Activation activation;  // kGated: the gated activation; else kRelu2 applies relu^2
+  // kGated: gate row of output o = o * gate_step, up row = o * gate_step + up_offset: (1, n_out)
+  // for SGLang's halves, (2, 1) for interleaved rows (experts_w13_interleaved).
+  std::int32_t gate_step, up_offset;
   bool apply_relu2;             // single-row epilogue: relu^2 (GEMM1 of kRelu2) or identity (GEMM2)
   float alpha, limit;           // kSwigluOai
   void* out;                    // [R, n_out] T
@@ -272,11 +275,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kOcc3 ? 3 : (kTiles <= 2 ? 2 :
 #pragma unroll
       for (int m = 0; m < kM; ++m) {
         std::int64_t r = o;
-        if (kGated) {
-          const bool inter = p.activation == Activation::kSwigluOai;
-          r = m == 0 ? (inter ? 2LL * o : o)
-                     : (inter ? 2LL * o + 1 : static_cast<std::int64_t>(p.n_out) + o);
-        }
+        if (kGated) r = static_cast<std::int64_t>(o) * p.gate_step + m * p.up_offset;
         wrow[m][h] = o < p.n_out ? static_cast<const T*>(p.weights) +
                                        (static_cast<std::int64_t>(expert) * p.w_rows + r) * k
                                  : nullptr;
@@ -405,11 +404,9 @@ __global__ void __launch_bounds__(kDecodeThreads, kOcc3 ? 3 : (kTiles <= 2 ? 2 :
         if (o >= p.n_out) continue;
         float bias0 = 0.0f, bias1 = 0.0f;
         if (kGated) {
-          const bool inter = p.activation == Activation::kSwigluOai;
-          bias0 = load_bias<T>(p.bias, p.bias_f32, bias_base + (inter ? 2LL * o : o));
-          bias1 = load_bias<T>(
-              p.bias, p.bias_f32,
-              bias_base + (inter ? 2LL * o + 1 : static_cast<std::int64_t>(p.n_out) + o));
+          const std::int64_t gate_row = static_cast<std::int64_t>(o) * p.gate_step;
+          bias0 = load_bias<T>(p.bias, p.bias_f32, bias_base + gate_row);
+          bias1 = load_bias<T>(p.bias, p.bias_f32, bias_base + gate_row + p.up_offset);
         } else {
           bias0 = load_bias<T>(p.bias, p.bias_f32, bias_base + o);
         }

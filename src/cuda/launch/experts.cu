@@ -10,21 +10,23 @@
 //   grouped-GEMM path (experts/grouped_gemm.h, CUTLASS sm90a):
 //     permute_cuda            x -> xp [R, H], token-major (src_to_dst given: each x row read once)
 //                             (then x * w rounded, for apply_router_weight_on_input)
-//     GEMM1                   xp @ w13^T -> h [R, 2I] float32 (the input dtype with a
+//     GEMM1 + activation      interleaved gate/up rows on the 64-row tile
+//                             (heuristics::gemm1_fuses_activation): xp @ w13^T, + b13, act in
+//                             the epilogue -> act [R, I], rounded once (experts/gated_epilogue.cuh)
+//     or GEMM1                xp @ w13^T -> h [R, 2I] float32 (the input dtype with a
 //                             plan's gemm1_rounded)
-//     activation              h (+ b13) -> act [R, I] in float32, rounded once
+//        activation           h (+ b13) -> act [R, I] in float32, rounded once
 //     GEMM2                   act @ w2^T -> y [R, H] (with b2: float32, then + b2 and one rounding)
 //   combine_cuda              out[t] = rsf * sum_k w[t,k] * y[row(t,k)] (weights 1 with
 //                             apply_router_weight_on_input), float32, k ascending
 //
-// Why GEMM1 writes float32 instead of fusing the activation into its epilogue: gate column i and
-// up column I + i (2i, 2i+1 for gpt-oss) sit in different 256-column tiles, so a fused epilogue
-// needs a re-ordered view of w13's rows (TMA over a rank-3 view) and a custom epilogue visitor.
-// The float32 intermediate keeps the contract's single rounding (h is never rounded) at the cost of
-// writing and reading R x 2I x 4 bytes: the activation kernel alone measured ~6% of Mixtral's
-// 4096-token call on an H200 (ncu: 284 of 4528 us; docs/experts.md), so fusing it is a next step.
-// gpt-oss interleaves gate/up rows, so there the fusion needs no re-ordered view. The decode path
-// fuses it already.
+// Why GEMM1 fuses the activation only with interleaved rows: with SGLang's halves gate column i
+// and up column I + i sit in different 256-column tiles, so the epilogue cannot pair them; with
+// interleaved rows (ExpertsParams::w13_interleaved, packed once by interleave_w13_cuda; gpt-oss's
+// layout anyway) columns 2i and 2i + 1 are adjacent accumulators of one thread. Otherwise the
+// float32 intermediate keeps the contract's single rounding (h is never rounded) at the cost of
+// writing and reading R x 2I x 4 bytes and one kernel (Qwen3-30B 4096 tokens: 10% of the call).
+// The decode path fuses it with either layout.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -315,6 +317,8 @@ Status run_decode(const ExpertsParams& p, const ExpertsArgs& a, const Buffers& w
   g1.bias = a.b13.data;
   g1.bias_f32 = is_f32(a.b13);
   g1.activation = p.activation;
+  g1.gate_step = experts_w13_interleaved(p) ? 2 : 1;
+  g1.up_offset = experts_w13_interleaved(p) ? 1 : p.intermediate_size;
   g1.apply_relu2 = !gated;
   g1.alpha = p.swiglu_alpha;
   g1.limit = p.swiglu_limit;
@@ -386,20 +390,37 @@ Status run_grouped_gemm(const ExpertsParams& p, const ExpertsArgs& a, const Buff
   g1.rows = S;
   g1.n = static_cast<std::int32_t>(detail::experts_rows13(p));
   g1.k = p.hidden_size;
-  SY_RETURN_IF_ERROR(
-      detail::grouped_gemm_cuda(g1, plan.gemm_tile, w.gemm, w.plan.gemm_bytes, stream));
-
-  if (plan.gemm1_rounded) {
-    kernels::activation_kernel<T, T><<<blocks, kernels::kPointwiseThreads, 0, stream>>>(
-        reinterpret_cast<const T*>(w.f32), w.offsets, p.num_experts, p.intermediate_size,
-        p.activation, p.swiglu_alpha, p.swiglu_limit, a.b13.data, is_f32(a.b13),
-        static_cast<T*>(w.act));
+  const bool interleaved = experts_w13_interleaved(p);
+  if (heuristics::gemm1_fuses_activation(plan, interleaved)) {
+    // Interleaved gate/up rows: GEMM1's epilogue applies bias and activation and writes act.
+    detail::GroupedGemmGated gated;
+    gated.activation = p.activation;
+    gated.alpha = p.swiglu_alpha;
+    gated.limit = p.swiglu_limit;
+    gated.bias = a.b13.data;
+    gated.bias_f32 = is_f32(a.b13);
+    gated.round_inputs = plan.gemm1_rounded;
+    g1.gated = &gated;
+    g1.out_dtype = dtype;
+    g1.c = w.act;
+    SY_RETURN_IF_ERROR(
+        detail::grouped_gemm_cuda(g1, plan.gemm_tile, w.gemm, w.plan.gemm_bytes, stream));
+    g1.gated = nullptr;
   } else {
-    kernels::activation_kernel<T><<<blocks, kernels::kPointwiseThreads, 0, stream>>>(
-        w.f32, w.offsets, p.num_experts, p.intermediate_size, p.activation, p.swiglu_alpha,
-        p.swiglu_limit, a.b13.data, is_f32(a.b13), static_cast<T*>(w.act));
+    SY_RETURN_IF_ERROR(
+        detail::grouped_gemm_cuda(g1, plan.gemm_tile, w.gemm, w.plan.gemm_bytes, stream));
+    if (plan.gemm1_rounded) {
+      kernels::activation_kernel<T, T><<<blocks, kernels::kPointwiseThreads, 0, stream>>>(
+          reinterpret_cast<const T*>(w.f32), w.offsets, p.num_experts, p.intermediate_size,
+          p.activation, interleaved, p.swiglu_alpha, p.swiglu_limit, a.b13.data, is_f32(a.b13),
+          static_cast<T*>(w.act));
+    } else {
+      kernels::activation_kernel<T><<<blocks, kernels::kPointwiseThreads, 0, stream>>>(
+          w.f32, w.offsets, p.num_experts, p.intermediate_size, p.activation, interleaved,
+          p.swiglu_alpha, p.swiglu_limit, a.b13.data, is_f32(a.b13), static_cast<T*>(w.act));
+    }
+    SY_RETURN_IF_ERROR(detail::cuda_status(cudaGetLastError(), "fused_experts_cuda: activation"));
   }
-  SY_RETURN_IF_ERROR(detail::cuda_status(cudaGetLastError(), "fused_experts_cuda: activation"));
 
   detail::GroupedGemmArgs g2 = g1;
   g2.a = w.act;
