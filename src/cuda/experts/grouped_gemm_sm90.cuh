@@ -206,9 +206,12 @@ inline Status device_sm_count(int* device, int* sm_count) {
   return Status::Ok();
 }
 
-template <typename Element, typename ElementOut, typename Config>
-Status run(const GroupedGemmArgs& p, void* workspace, cudaStream_t stream) {
-  using Gemm = GroupedGemm<Element, ElementOut, Config>;
+// The per-group arrays carved from the workspace and written by the setup kernel (D of a group:
+// d_cols columns), and the CUTLASS workspace after them.
+template <typename Element, typename ElementOut>
+Status setup_groups(const GroupedGemmArgs& p, void* workspace, std::int32_t d_cols,
+                    cudaStream_t stream, GroupArrays<Element, ElementOut>* arrays,
+                    void** kernel_workspace) {
   using Arrays = GroupArrays<Element, ElementOut>;
   if (Arrays::bytes(p.num_groups) >
       kGroupedGemmBytesPerGroup * static_cast<std::size_t>(p.num_groups)) {
@@ -216,18 +219,37 @@ Status run(const GroupedGemmArgs& p, void* workspace, cudaStream_t stream) {
   }
   const std::size_t arrays_bytes =
       (kGroupedGemmBytesPerGroup * static_cast<std::size_t>(p.num_groups) + 255) / 256 * 256;
-  const Arrays arrays = Arrays::carve(workspace, p.num_groups);
-  void* kernel_workspace = static_cast<char*>(workspace) + arrays_bytes;
-
-  const auto* a = static_cast<const Element*>(p.a);
-  const auto* b = static_cast<const Element*>(p.b);
-  auto* d = static_cast<ElementOut*>(p.c);
+  *arrays = Arrays::carve(workspace, p.num_groups);
+  *kernel_workspace = static_cast<char*>(workspace) + arrays_bytes;
   constexpr int kSetupThreads = 128;
   grouped_gemm_setup_kernel<Element, ElementOut>
       <<<(p.num_groups + kSetupThreads - 1) / kSetupThreads, kSetupThreads, 0, stream>>>(
-          p.offsets, p.num_groups, p.rows, p.n, p.k, a, b, d, p.n, arrays);
-  SY_RETURN_IF_ERROR(cuda_status(cudaGetLastError(), "grouped_gemm: setup kernel launch"));
+          p.offsets, p.num_groups, p.rows, p.n, p.k, static_cast<const Element*>(p.a),
+          static_cast<const Element*>(p.b), static_cast<ElementOut*>(p.c), d_cols, *arrays);
+  return cuda_status(cudaGetLastError(), "grouped_gemm: setup kernel launch");
+}
 
+// Checks the CUTLASS workspace against the reserved bytes, then initialises and launches.
+template <typename Device>
+Status launch_gemm(const typename Device::Arguments& args, void* kernel_workspace,
+                   cudaStream_t stream) {
+  if (Device::get_workspace_size(args) > kGroupedGemmKernelWorkspace) {
+    return Status::Internal("grouped_gemm: CUTLASS workspace exceeds the reserved " +
+                            std::to_string(kGroupedGemmKernelWorkspace) + " bytes");
+  }
+  Device gemm;
+  SY_RETURN_IF_ERROR(cutlass_status(gemm.can_implement(args), "can_implement"));
+  SY_RETURN_IF_ERROR(cutlass_status(gemm.initialize(args, kernel_workspace, stream), "initialize"));
+  SY_RETURN_IF_ERROR(cutlass_status(gemm.run(stream), "run"));
+  return cuda_status(cudaGetLastError(), "grouped_gemm: kernel launch");
+}
+
+template <typename Element, typename ElementOut, typename Config>
+Status run(const GroupedGemmArgs& p, void* workspace, cudaStream_t stream) {
+  using Gemm = GroupedGemm<Element, ElementOut, Config>;
+  GroupArrays<Element, ElementOut> arrays;
+  void* kernel_workspace = nullptr;
+  SY_RETURN_IF_ERROR(setup_groups(p, workspace, p.n, stream, &arrays, &kernel_workspace));
   cutlass::KernelHardwareInfo hw;
   SY_RETURN_IF_ERROR(device_sm_count(&hw.device_id, &hw.sm_count));
   typename Gemm::Device::Arguments args{
@@ -238,38 +260,16 @@ Status run(const GroupedGemmArgs& p, void* workspace, cudaStream_t stream) {
       hw};
   args.epilogue.thread.alpha = 1.0f;
   args.epilogue.thread.beta = 0.0f;
-  if (Gemm::Device::get_workspace_size(args) > kGroupedGemmKernelWorkspace) {
-    return Status::Internal("grouped_gemm: CUTLASS workspace exceeds the reserved " +
-                            std::to_string(kGroupedGemmKernelWorkspace) + " bytes");
-  }
-  typename Gemm::Device gemm;
-  SY_RETURN_IF_ERROR(cutlass_status(gemm.can_implement(args), "can_implement"));
-  SY_RETURN_IF_ERROR(cutlass_status(gemm.initialize(args, kernel_workspace, stream), "initialize"));
-  SY_RETURN_IF_ERROR(cutlass_status(gemm.run(stream), "run"));
-  return cuda_status(cudaGetLastError(), "grouped_gemm: kernel launch");
+  return launch_gemm<typename Gemm::Device>(args, kernel_workspace, stream);
 }
 
 // The fused GEMM1 (p.gated set): C = act [rows, n / 2] in the input dtype.
 template <typename Element, typename T, typename Config>
 Status run_gated(const GroupedGemmArgs& p, void* workspace, cudaStream_t stream) {
   using Gemm = GroupedGemmGated<Element, T, Config>;
-  using Arrays = GroupArrays<Element, Element>;
-  if (Arrays::bytes(p.num_groups) >
-      kGroupedGemmBytesPerGroup * static_cast<std::size_t>(p.num_groups)) {
-    return Status::Internal("grouped_gemm: per-group argument arrays exceed their reserved bytes");
-  }
-  const std::size_t arrays_bytes =
-      (kGroupedGemmBytesPerGroup * static_cast<std::size_t>(p.num_groups) + 255) / 256 * 256;
-  const Arrays arrays = Arrays::carve(workspace, p.num_groups);
-  void* kernel_workspace = static_cast<char*>(workspace) + arrays_bytes;
-
-  constexpr int kSetupThreads = 128;
-  grouped_gemm_setup_kernel<Element, Element>
-      <<<(p.num_groups + kSetupThreads - 1) / kSetupThreads, kSetupThreads, 0, stream>>>(
-          p.offsets, p.num_groups, p.rows, p.n, p.k, static_cast<const Element*>(p.a),
-          static_cast<const Element*>(p.b), static_cast<Element*>(p.c), p.n / 2, arrays);
-  SY_RETURN_IF_ERROR(cuda_status(cudaGetLastError(), "grouped_gemm: setup kernel launch"));
-
+  GroupArrays<Element, Element> arrays;
+  void* kernel_workspace = nullptr;
+  SY_RETURN_IF_ERROR(setup_groups(p, workspace, p.n / 2, stream, &arrays, &kernel_workspace));
   cutlass::KernelHardwareInfo hw;
   SY_RETURN_IF_ERROR(device_sm_count(&hw.device_id, &hw.sm_count));
   typename Gemm::Epilogue::Arguments epi;
@@ -286,15 +286,7 @@ Status run_gated(const GroupedGemmArgs& p, void* workspace, cudaStream_t stream)
                                         {arrays.a, arrays.stride_a, arrays.b, arrays.stride_b},
                                         epi,
                                         hw};
-  if (Gemm::Device::get_workspace_size(args) > kGroupedGemmKernelWorkspace) {
-    return Status::Internal("grouped_gemm: CUTLASS workspace exceeds the reserved " +
-                            std::to_string(kGroupedGemmKernelWorkspace) + " bytes");
-  }
-  typename Gemm::Device gemm;
-  SY_RETURN_IF_ERROR(cutlass_status(gemm.can_implement(args), "can_implement (fused)"));
-  SY_RETURN_IF_ERROR(cutlass_status(gemm.initialize(args, kernel_workspace, stream), "initialize"));
-  SY_RETURN_IF_ERROR(cutlass_status(gemm.run(stream), "run"));
-  return cuda_status(cudaGetLastError(), "grouped_gemm: fused kernel launch");
+  return launch_gemm<typename Gemm::Device>(args, kernel_workspace, stream);
 }
 
 template <typename Element, typename T>

@@ -317,8 +317,9 @@ Status run_decode(const ExpertsParams& p, const ExpertsArgs& a, const Buffers& w
   g1.bias = a.b13.data;
   g1.bias_f32 = is_f32(a.b13);
   g1.activation = p.activation;
-  g1.gate_step = experts_w13_interleaved(p) ? 2 : 1;
-  g1.up_offset = experts_w13_interleaved(p) ? 1 : p.intermediate_size;
+  const bool interleaved = experts_w13_interleaved(p);  // gate / up rows 2o, 2o+1 (else o, I+o)
+  g1.gate_step = interleaved ? 2 : 1;
+  g1.up_offset = interleaved ? 1 : p.intermediate_size;
   g1.apply_relu2 = !gated;
   g1.alpha = p.swiglu_alpha;
   g1.limit = p.swiglu_limit;
