@@ -375,6 +375,13 @@ const char* dt_name(DType d) {
 
 // ---- the fused op ----------------------------------------------------------------------------
 
+// "silu_bf16": the name of an (activation, dtype) test parameter.
+std::string activation_dtype_name(
+    const ::testing::TestParamInfo<std::tuple<Activation, DType>>& param_info) {
+  return std::string(activation_name(std::get<0>(param_info.param))) + "_" +
+         dt_name(std::get<1>(param_info.param));
+}
+
 class ExpertsCudaActivations : public ::testing::TestWithParam<std::tuple<Activation, DType>> {};
 
 // Every activation and dtype, both paths (every decode token tile, both GEMM tiles); H and I off
@@ -395,10 +402,7 @@ INSTANTIATE_TEST_SUITE_P(
                                          Activation::kGeluTanhAndMul, Activation::kSwigluOai,
                                          Activation::kRelu2),
                        ::testing::Values(DType::kBFloat16, DType::kFloat16)),
-    [](const auto& param_info) {
-      return std::string(activation_name(std::get<0>(param_info.param))) + "_" +
-             dt_name(std::get<1>(param_info.param));
-    });
+    activation_dtype_name);
 
 // Interleaved gate/up rows (ExpertsParams::w13_interleaved): the grouped-GEMM path's GEMM1 applies
 // the activation in its epilogue on the unclustered 64-row tile (gemm1_fuses_activation); the
@@ -447,10 +451,7 @@ INSTANTIATE_TEST_SUITE_P(GatedActivations, ExpertsCudaInterleaved,
                                                               Activation::kGeluErfAndMul,
                                                               Activation::kGeluTanhAndMul),
                                             ::testing::Values(DType::kBFloat16, DType::kFloat16)),
-                         [](const auto& param_info) {
-                           return std::string(activation_name(std::get<0>(param_info.param))) +
-                                  "_" + dt_name(std::get<1>(param_info.param));
-                         });
+                         activation_dtype_name);
 
 // The fused epilogue computes what the activation kernel computes from the same float32
 // accumulators (the same mainloop, the same bias addition and activation code), so the fused and

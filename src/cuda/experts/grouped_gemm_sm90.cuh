@@ -79,12 +79,19 @@ using GroupShape = ProblemShape::UnderlyingProblemShape;
 // Row-major [rows, cols] with cols contiguous: (leading stride, 1, batch stride 0).
 using RowStride = cute::Stride<std::int64_t, cute::Int<1>, cute::Int<0>>;
 
+// The mainloop of every instance (A [rows, k] and B [n, k] K-major, float32 accumulation), with as
+// many stages as shared memory holds after the epilogue's `epilogue_smem` bytes.
+template <typename Element, typename Config, int epilogue_smem>
+using Sm90Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
+    cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Element, cutlass::layout::RowMajor*,
+    16 / static_cast<int>(sizeof(Element)), Element, cutlass::layout::ColumnMajor*,
+    16 / static_cast<int>(sizeof(Element)), float, typename Config::TileShape,
+    typename Config::ClusterShape, cutlass::gemm::collective::StageCountAutoCarveout<epilogue_smem>,
+    typename Config::KernelSchedule>::CollectiveOp;
+
 template <typename Element, typename ElementOut, typename Config>
 struct GroupedGemm {
-  using LayoutA = cutlass::layout::RowMajor;
-  using LayoutB = cutlass::layout::ColumnMajor;
   using LayoutD = cutlass::layout::RowMajor;
-  static constexpr int kAlignAB = 16 / static_cast<int>(sizeof(Element));
   static constexpr int kAlignD = 16 / static_cast<int>(sizeof(ElementOut));
 
   using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
@@ -92,12 +99,8 @@ struct GroupedGemm {
       typename Config::ClusterShape, cutlass::epilogue::collective::EpilogueTileAuto, float, float,
       void, LayoutD*, kAlignD, ElementOut, LayoutD*, kAlignD, typename Config::EpilogueSchedule,
       cutlass::epilogue::fusion::LinearCombination<ElementOut, float, void, float>>::CollectiveOp;
-  using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
-      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Element, LayoutA*, kAlignAB, Element,
-      LayoutB*, kAlignAB, float, typename Config::TileShape, typename Config::ClusterShape,
-      cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(
-          sizeof(typename Epilogue::SharedStorage))>,
-      typename Config::KernelSchedule>::CollectiveOp;
+  using Mainloop =
+      Sm90Mainloop<Element, Config, static_cast<int>(sizeof(typename Epilogue::SharedStorage))>;
   using Kernel = cutlass::gemm::kernel::GemmUniversal<ProblemShape, Mainloop, Epilogue>;
   using Device = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
 
@@ -111,16 +114,10 @@ struct GroupedGemm {
 // (the stages take the shared memory the TMA epilogue used).
 template <typename Element, typename T, typename Config>
 struct GroupedGemmGated {
-  static constexpr int kAlignAB = 16 / static_cast<int>(sizeof(Element));
   using Epilogue = cutlass::epilogue::collective::detail::Sm90TmaWarpSpecializedAdapter<
       GatedActEpilogueArray<Element, T, RowStride*>>;
-  using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
-      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Element, cutlass::layout::RowMajor*,
-      kAlignAB, Element, cutlass::layout::ColumnMajor*, kAlignAB, float, typename Config::TileShape,
-      typename Config::ClusterShape,
-      cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(
-          sizeof(typename Epilogue::SharedStorage))>,
-      typename Config::KernelSchedule>::CollectiveOp;
+  using Mainloop =
+      Sm90Mainloop<Element, Config, static_cast<int>(sizeof(typename Epilogue::SharedStorage))>;
   using Kernel = cutlass::gemm::kernel::GemmUniversal<ProblemShape, Mainloop, Epilogue>;
   using Device = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
   static_assert(std::is_same_v<typename Kernel::InternalStrideA, RowStride>);
