@@ -89,8 +89,10 @@ Status interleave_w13_cpu(const TensorView& src, const TensorView& dst);
 // intermediate_size to be multiples of 8 and x, w13, w2 to start 16-byte aligned (16-byte rows
 // for TMA and vector loads); the grouped-GEMM path (used at many rows per expert) needs an sm_90
 // device and a build that includes sm_90a (otherwise it reports kUnsupported).
-// Numerics: as above, with one difference: each expert output y is stored rounded to the input
-// dtype (once, after + b2) before the float32 combine, as SGLang and vLLM store it. Against the
+// Numerics: as above, with two differences: each expert output y is stored rounded to the input
+// dtype (once, after + b2) before the float32 combine, as SGLang and vLLM store it; and the
+// sigmoid of silu / SwiGLU comes from the hardware exp2 and reciprocal (ex2 / rcp.approx, a few
+// float32 ulp), identical in every GPU path. Against the
 // CPU oracle expect about 2^-8 relative per term for bf16 (2^-11 for fp16), plus float32
 // summation-order effects. Builds without CUDA return kUnsupported (and a workspace size of 0).
 //
