@@ -130,7 +130,7 @@ class GatedActEpilogueArray {
     // per pair and must stay small to stay in the instruction cache next to the mainloop: one
     // loop per activation and per "extras" (bias or rounded inputs, gpt-oss and gemm1_rounded),
     // each branch taken once per tile. A switch inside one loop made this epilogue ~6,000
-    // instructions per activation (25,000 in all) and GEMM1 20-40% slower than unfused.
+    // instructions per activation (25,000 in all) and the call 20-50% slower than unfused.
     // Addresses relative to the thread's first accumulator (m0, n0), n0 even: (m - m0, n - n0) is
     // a constant of the fragment layout, so each store is base + a small multiple of ld + an
     // immediate, and the bounds are one compare each against the remaining extent.
