@@ -83,8 +83,19 @@ Status run_layer_stages_cuda(const tools::RoutingProblem& pr, const tools::Routi
   ExpertLayoutParams lp;
   lp.num_experts = E;
   lp.alignment = o.alignment;
-  const ExpertsParams ep = real ? layer::routed_params(s, o) : ExpertsParams{};
-  const ExpertsParams sp = shared ? layer::shared_params(s, *o.weights) : ExpertsParams{};
+  // The GPU takes w13 with gate/up rows interleaved, packed once below as an engine packs at load
+  // time (interleave_w13_cuda), so that the grouped-GEMM path applies the activation in GEMM1's
+  // epilogue (experts.h); the CPU oracle keeps SGLang's halves.
+  ExpertsParams ep = real ? layer::routed_params(s, o) : ExpertsParams{};
+  ExpertsParams sp = shared ? layer::shared_params(s, *o.weights) : ExpertsParams{};
+  // (Gated activations whose layout is SGLang's halves only: gpt-oss's SwiGLU is interleaved
+  // already, relu^2 has no gate.)
+  const auto halves = [](const ExpertsParams& p) {
+    return p.activation != Activation::kRelu2 && !experts_w13_interleaved(p);
+  };
+  const bool pack13 = real && halves(ep), pack_shared13 = shared && halves(sp);
+  ep.w13_interleaved = ep.w13_interleaved || pack13;
+  sp.w13_interleaved = sp.w13_interleaved || pack_shared13;
   std::size_t ws_bytes =
       std::max({routing_workspace_size(pr.params, M), align_workspace_size(ap, M * C),
                 expert_layout_workspace_size(lp, M * C)});
@@ -123,13 +134,25 @@ Status run_layer_stages_cuda(const tools::RoutingProblem& pr, const tools::Routi
     SY_RETURN_IF_ERROR(st);
   }
   SY_RETURN_IF_ERROR(tools::fill_device_bytes(zeros.get(), 0, zeros.bytes()));
+  // buf [experts, rows, H] in halves -> interleaved rows (a new buffer; the old one is freed).
+  const auto pack = [&](DeviceBuffer* buf, std::int64_t experts, std::int64_t rows) -> Status {
+    DeviceBuffer packed;
+    SY_RETURN_IF_ERROR(DeviceBuffer::allocate(buf->bytes(), &packed));
+    SY_RETURN_IF_ERROR(interleave_w13_cuda(dev(*buf, s.dtype, {experts, rows, H}),
+                                           dev(packed, s.dtype, {experts, rows, H}), nullptr));
+    SY_RETURN_IF_ERROR(tools::device_synchronize());
+    *buf = std::move(packed);
+    return Status::Ok();
+  };
   if (real) {
     const tools::MoeLayerWeights& w = *o.weights;
     SY_RETURN_IF_ERROR(upload(w.w13.data(), w.w13.size(), &w13));
     SY_RETURN_IF_ERROR(upload(w.w2.data(), w.w2.size(), &w2));
+    if (pack13) SY_RETURN_IF_ERROR(pack(&w13, E, 2LL * w.intermediate_size));
     if (shared) {
       SY_RETURN_IF_ERROR(upload(w.shared_w13.data(), w.shared_w13.size(), &sw13));
       SY_RETURN_IF_ERROR(upload(w.shared_w2.data(), w.shared_w2.size(), &sw2));
+      if (pack_shared13) SY_RETURN_IF_ERROR(pack(&sw13, 1, 2LL * w.shared_intermediate_size));
     }
   }
 
