@@ -9,33 +9,24 @@
 #include <type_traits>
 
 #include "../../common/dtype_convert.h"
+#include "approx_sigmoid.cuh"
 #include "switchyard/experts.h"
 
 namespace switchyard::kernels {
 
 inline constexpr int kPointwiseThreads = 256;
 
-// x / (1 + e^-(a x)) from the hardware exp2 and reciprocal (ex2.approx, rcp.approx: ~2 ulp of
-// float32 each, far below the rounding to the 16-bit output): 6 instructions instead of ~20 for
-// expf and IEEE division. a x << 0 gives e = +Inf, 1 / d = 0 and -0; a x >> 0 gives e = 0 (ftz)
-// and x.
-__device__ __forceinline__ float x_sigmoid_ax(float x, float a) {
-  float e, r;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"(x * (a * -1.4426950408889634f)));
-  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(1.0f + e));
-  return x * r;
-}
-
-// The CPU oracle's formulas (src/cpu/experts.cpp), in float32; silu and gpt-oss SwiGLU through
-// x_sigmoid_ax, which matters where the code is unrolled per accumulator (GEMM1's fused epilogue
-// runs it 64 times per thread and tile, experts/gated_epilogue.cuh). Every GPU path (decode,
-// activation kernel, fused epilogue) calls this one function, so they agree bit for bit on the
-// same float32 inputs.
+// The CPU oracle's formulas (src/cpu/experts.cpp), in float32. silu and gpt-oss SwiGLU take their
+// sigmoid from approx_sigmoid (hardware exp2 and reciprocal, a few float32 ulp, far below the
+// rounding to the 16-bit output): 4 instructions instead of ~20 for expf and IEEE division, which
+// matters where the code is unrolled per accumulator (GEMM1's fused epilogue runs it 64 times per
+// thread and tile, experts/gated_epilogue.cuh). Every GPU path (decode, activation kernel, fused
+// epilogue) calls this one function, so they agree bit for bit on the same float32 inputs.
 __device__ __forceinline__ float gated_activation(Activation act, float g, float u, float alpha,
                                                   float limit) {
   switch (act) {
     case Activation::kSiluAndMul:
-      return x_sigmoid_ax(g, 1.0f) * u;
+      return g * approx_sigmoid(g) * u;
     case Activation::kGeluErfAndMul:
       return 0.5f * g * (1.0f + erff(g * 0.70710678f)) * u;
     case Activation::kGeluTanhAndMul:
@@ -43,7 +34,7 @@ __device__ __forceinline__ float gated_activation(Activation act, float g, float
     case Activation::kSwigluOai: {
       g = fminf(g, limit);
       u = fminf(fmaxf(u, -limit), limit);
-      return x_sigmoid_ax(g, alpha) * (u + 1.0f);
+      return g * approx_sigmoid(alpha * g) * (u + 1.0f);
     }
     case Activation::kRelu2:
       break;

@@ -68,6 +68,7 @@
 #include "../../common/dtype_convert.h"
 #include "../../common/exact_math.h"
 #include "../../common/routing_row.h"
+#include "approx_sigmoid.cuh"
 #include "lane_group.cuh"
 
 // Diagnostics hook of the host emulator (rows settled / sent to the exact path, candidates).
@@ -77,25 +78,8 @@
 
 namespace switchyard::kernels {
 
-#if !defined(__CUDA_ARCH__)
-// Host model of the approximate score, defined by the code that runs this header on the host
-// (tools/simt_emu/routing_row_block_emu.cpp).
-float host_approx_sigmoid(float x);
-#endif
-
-// s~ ~ sigmoid(x) from hardware approximations (error bound above).
-__device__ __forceinline__ float approx_sigmoid(float x) {
-#if defined(__CUDA_ARCH__)
-  const float t = x * -1.44269504088896341f;
-  float e, r;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"(t));
-  const float d = 1.0f + e;
-  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(d));
-  return r;
-#else
-  return host_approx_sigmoid(x);
-#endif
-}
+// approx_sigmoid (approx_sigmoid.cuh): s~ ~ sigmoid(x) from hardware approximations (error bound
+// above).
 
 // Whether a row of these parameters may take the pre-filter (uniform per launch): the shared rule
 // of routing_row.h (sigmoid without softcap, groups (if any) aligned runs of a power of two of
