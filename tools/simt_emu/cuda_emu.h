@@ -1,13 +1,13 @@
 // A minimal SIMT emulator for running CUDA kernel code on the host (built by the tests'
 // CMakeLists for routing_row_block_emu): each CUDA thread of a block is a ucontext fiber on one OS
 // thread; warp collectives and block barriers rendezvous by yielding; blocks run one after another,
-// so `__shared__` variables (thread_local here) are shared by the block. Full-warp masks only (a
-// partial mask throws). Include it before the kernel header and compile the kernel code as host C++
-// (exact_math.h then takes its host paths, which give the device's bits by design). Build with
-// -fno-extern-tls-init when the kernel declares `extern __shared__` memory. Used by
-// routing_row_block_emu.cpp, permute_emu.cpp and align_warp_emu.cpp (the last also puts
-// tools/simt_emu/include first on its include path: a <cooperative_groups.h> stub, so that
-// kernels/align.cuh parses; a grid sync there throws).
+// so `__shared__` variables (thread_local here) are shared by the block. Partial masks (lane
+// groups) rendezvous among their own lanes; the executing lane must be in the mask. Include it
+// before the kernel header and compile the kernel code as host C++ (exact_math.h then takes its
+// host paths, which give the device's bits by design). Build with -fno-extern-tls-init when the
+// kernel declares `extern __shared__` memory. Used by routing_row_block_emu.cpp, permute_emu.cpp
+// and align_warp_emu.cpp (the last also puts tools/simt_emu/include first on its include path: a
+// <cooperative_groups.h> stub, so that kernels/align.cuh parses; a grid sync there throws).
 #pragma once
 #include <ucontext.h>
 
@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <stdexcept>
 #include <vector>
 
@@ -99,6 +100,7 @@ struct Rendezvous {
 };
 struct WarpState {
   Rendezvous r;
+  std::map<unsigned, Rendezvous> groups;  // partial masks
   std::uint64_t vals[32];
   int kinds[32];
 };
@@ -171,19 +173,25 @@ T from_bits(std::uint64_t u) {
 }
 // Publishes v, waits for the warp, returns a snapshot, waits again. `kind` names the collective:
 // lanes meeting in different collectives (divergent warp code, undefined on a GPU) throw.
-inline void exchange(std::uint64_t v, std::uint64_t (&out)[32], int kind = 0) {
+// Lanes outside `mask` read as 0 in `out`.
+inline void exchange(std::uint64_t v, std::uint64_t (&out)[32], int kind = 0,
+                     unsigned mask = 0xffffffffu) {
   WarpState& w = W();
+  Rendezvous& r = mask == 0xffffffffu ? w.r : w.groups[mask];
+  const int n = __builtin_popcount(mask);
   w.vals[lane()] = v;
   w.kinds[lane()] = kind;
-  w.r.wait(32);
-  std::memcpy(out, w.vals, sizeof out);
-  for (int k : w.kinds) {
-    if (k != kind) throw std::runtime_error("emulator: lanes of a warp in different collectives");
+  r.wait(n);
+  for (int i = 0; i < 32; ++i) {
+    out[i] = (mask >> i) & 1u ? w.vals[i] : 0u;
+    if (((mask >> i) & 1u) && w.kinds[i] != kind) {
+      throw std::runtime_error("emulator: lanes of a warp in different collectives");
+    }
   }
-  w.r.wait(32);
+  r.wait(n);
 }
 inline void check_mask(unsigned mask) {
-  if (mask != 0xffffffffu) throw std::runtime_error("emulator: partial mask");
+  if (!((mask >> lane()) & 1u)) throw std::runtime_error("emulator: lane not in its mask");
 }
 }  // namespace emu
 
@@ -191,7 +199,7 @@ template <typename T>
 T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
   emu::check_mask(mask);
   std::uint64_t all[32];
-  emu::exchange(emu::bits(v), all, 1);
+  emu::exchange(emu::bits(v), all, 1, mask);
   const int l = static_cast<int>(emu::lane());
   const int s = (l / width) * width + (src % width);
   return emu::from_bits<T>(all[s]);
@@ -200,7 +208,7 @@ template <typename T>
 T __shfl_up_sync(unsigned mask, T v, unsigned d, int width = 32) {
   emu::check_mask(mask);
   std::uint64_t all[32];
-  emu::exchange(emu::bits(v), all, 6);
+  emu::exchange(emu::bits(v), all, 6, mask);
   const int l = static_cast<int>(emu::lane());
   const int s = l - static_cast<int>(d);
   return emu::from_bits<T>(s >= (l / width) * width ? all[s] : all[l]);
@@ -209,7 +217,7 @@ template <typename T>
 T __shfl_xor_sync(unsigned mask, T v, int m, int width = 32) {
   emu::check_mask(mask);
   std::uint64_t all[32];
-  emu::exchange(emu::bits(v), all, 2);
+  emu::exchange(emu::bits(v), all, 2, mask);
   const int l = static_cast<int>(emu::lane());
   int s = l ^ m;
   if (s / width != l / width) s = l;
@@ -218,7 +226,7 @@ T __shfl_xor_sync(unsigned mask, T v, int m, int width = 32) {
 inline unsigned __ballot_sync(unsigned mask, bool p) {
   emu::check_mask(mask);
   std::uint64_t all[32];
-  emu::exchange(p ? 1u : 0u, all, 3);
+  emu::exchange(p ? 1u : 0u, all, 3, mask);
   unsigned b = 0;
   for (int i = 0; i < 32; ++i) b |= all[i] ? (1u << i) : 0u;
   return b;
@@ -226,7 +234,7 @@ inline unsigned __ballot_sync(unsigned mask, bool p) {
 inline unsigned __reduce_max_sync(unsigned mask, unsigned v) {
   emu::check_mask(mask);
   std::uint64_t all[32];
-  emu::exchange(v, all, 4);
+  emu::exchange(v, all, 4, mask);
   unsigned m = 0;
   for (auto x : all) m = static_cast<unsigned>(x) > m ? static_cast<unsigned>(x) : m;
   return m;
@@ -234,14 +242,17 @@ inline unsigned __reduce_max_sync(unsigned mask, unsigned v) {
 inline unsigned __reduce_min_sync(unsigned mask, unsigned v) {
   emu::check_mask(mask);
   std::uint64_t all[32];
-  emu::exchange(v, all, 5);
+  emu::exchange(v, all, 5, mask);
   unsigned m = 0xffffffffu;
-  for (auto x : all) m = static_cast<unsigned>(x) < m ? static_cast<unsigned>(x) : m;
+  for (int i = 0; i < 32; ++i) {
+    if ((mask >> i) & 1u) m = static_cast<unsigned>(all[i]) < m ? static_cast<unsigned>(all[i]) : m;
+  }
   return m;
 }
 inline void __syncwarp(unsigned mask = 0xffffffffu) {
   emu::check_mask(mask);
-  emu::W().r.wait(32);
+  emu::WarpState& w = emu::W();
+  (mask == 0xffffffffu ? w.r : w.groups[mask]).wait(__builtin_popcount(mask));
 }
 inline void __syncthreads() {
   emu::block_r.wait(static_cast<int>(blockDim.x));
