@@ -25,13 +25,17 @@ using tools::RoutingResult;
 #define SKIP_WITHOUT_GPU() \
   if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device"
 
-// The layouts every bitwise check runs: the heuristic's, the pre-filter's (33 <= E <= 512) and the
-// row thread's (E <= 32) at every M, and row-block layouts of E forced (the heuristic uses row
+// The layouts every bitwise check runs: the heuristic's, the quad kernel's (where it serves the
+// routing), the pre-filter's (33 <= E <= 512) and the row thread's (E <= 32) at every M, and
+// row-block layouts of E forced (the heuristic uses row
 // blocks for small M and some routings only) up to four codes in all, up to 4096 rows
 // (EveryLayoutGivesTheSameBits runs every layout; with all row-block layouts at every M the suite
 // took over 200 s on an H100).
-std::vector<int> layouts_to_check(int num_experts, std::int64_t num_tokens) {
+std::vector<int> layouts_to_check(const RoutingParams& p, std::int64_t num_tokens) {
+  const int num_experts = p.num_experts;
   std::vector<int> codes = {0};
+  // The quad kernel (the heuristic's above 512 rows where it serves the routing), at every M.
+  if (quad_serves(p)) codes.push_back(heuristics::kRoutingQuadCode);
   // The lane-group kernel with the approximate pre-filter (not chosen by the heuristic yet), at
   // every M: it is meant for large batches.
   if (heuristics::routing_layout_code_valid(num_experts, heuristics::kRoutingPrefilterCode)) {
@@ -68,7 +72,7 @@ std::string check_problem(const RoutingProblem& pr, const std::vector<int>& layo
 }
 // ... in every layout of layouts_to_check.
 std::string check_problem(const RoutingProblem& pr) {
-  return check_problem(pr, layouts_to_check(pr.params.num_experts, pr.num_tokens));
+  return check_problem(pr, layouts_to_check(pr.params, pr.num_tokens));
 }
 
 class RoutingCudaMatrix : public ::testing::TestWithParam<Variant> {};
@@ -162,6 +166,52 @@ TEST(RoutingCuda, PrefilterLayoutMatchesCpu) {
     if (!make_fuzz_case(c, small_scale() ? 200 : 1000, 6, /*huge_rows=*/true, /*near_ties=*/true,
                         &fc) ||
         !prefilter_serves(fc.problem.params)) {
+      continue;
+    }
+    ++fuzz_served;
+    const std::string err = check_problem(fc.problem, code);
+    EXPECT_TRUE(err.empty()) << fc.id << " variant " << variant_name(fc.variant) << " E" << fc.E
+                             << " K" << fc.K << " M" << fc.problem.num_tokens << ": " << err;
+  }
+  EXPECT_GT(fuzz_served, 0);
+}
+
+// The quad kernel (layout 66) against the CPU: the pre-filter's cases (sigmoid with and without
+// bias, grouped, NaN / Inf / ties / near-ties far below the approximation's bound, no finite
+// logit, padding, placement) and the same row kinds for the exact-key functions (softmax, top-k
+// then softmax / sigmoid), where it serves the routing; rows it cannot settle take its exact
+// fallback, so every case must match. Then the fuzz cases it serves.
+TEST(RoutingCuda, QuadLayoutMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<int> code = {heuristics::kRoutingQuadCode};
+  const std::vector<int> ks =
+      small_scale() ? std::vector<int>{1, 8} : std::vector<int>{1, 2, 4, 6, 8};
+  int cases = 0, served = 0, failures = 0;
+  const std::vector<Variant> variants = {Variant::kSigmoidBias, Variant::kGroupedTop2Sum,
+                                         Variant::kSoftmax, Variant::kTopkSoftmax,
+                                         Variant::kTopkSigmoid};
+  for_each_prefilter_case(
+      small_scale() ? 35 : 131, ks,
+      [&](const PrefilterCase& pc) {
+        ++cases;
+        if (!quad_serves(pc.problem.params)) return true;
+        ++served;
+        const std::string err = check_problem(pc.problem, code);
+        if (!err.empty()) {
+          ADD_FAILURE() << pc.id << " (" << dtype_name(pc.problem.logits_dtype) << "): " << err;
+          ++failures;
+        }
+        return failures <= 10;
+      },
+      &variants);
+  EXPECT_GT(served, cases / 5) << "cases the quad kernel serves, of " << cases;
+
+  int fuzz_served = 0;
+  for (int c = 0; c < (small_scale() ? 150 : 600); ++c) {
+    FuzzCase fc;
+    if (!make_fuzz_case(c, small_scale() ? 200 : 1000, 6, /*huge_rows=*/true, /*near_ties=*/true,
+                        &fc) ||
+        !quad_serves(fc.problem.params)) {
       continue;
     }
     ++fuzz_served;
@@ -308,8 +358,9 @@ TEST(RoutingCuda, EveryLayoutGivesTheSameBits) {
                               nullptr, nullptr, weights.get(), ids.get());
       int layouts = 0;
       for (int code : {1, 2, 4, 8, 16, 32, -1, -2, -4, -8, -16, heuristics::kRoutingPrefilterCode,
-                       heuristics::kRoutingRowThreadCode}) {
+                       heuristics::kRoutingRowThreadCode, heuristics::kRoutingQuadCode}) {
         if (!heuristics::routing_layout_code_valid(E, code)) continue;
+        if (code == heuristics::kRoutingQuadCode && !quad_serves(p)) continue;
         ++layouts;
         ASSERT_TRUE(tools::fill_device_bytes(weights.get(), 0x7b, n * 4).ok());
         ASSERT_TRUE(tools::fill_device_bytes(ids.get(), 0x7b, n * 4).ok());
@@ -370,7 +421,7 @@ TEST(RoutingCuda, StridedAndUnalignedLogits) {
         ga.top_k_ids =
             TensorView::contiguous(d_ids.get(), DType::kInt32, {M, p.top_k}, Device::kCuda);
         ASSERT_TRUE(route_cpu(p, ca).ok());
-        for (int layout : layouts_to_check(E, M)) {
+        for (int layout : layouts_to_check(p, M)) {
           ASSERT_TRUE(tools::fill_device_bytes(d_w.get(), 0x7b, n * 4).ok());
           ASSERT_TRUE(tools::fill_device_bytes(d_ids.get(), 0x7b, n * 4).ok());
           const Status st = detail::route_cuda_layout(p, ga, layout, nullptr);

@@ -159,5 +159,62 @@ TEST(RoutingHeuristics, ForcedLayoutsAreChecked) {
   EXPECT_FALSE(routing_prefilter_applies(288, true, 3));   // groups of 96 = 6 lanes
 }
 
+// The quad kernel (code 66): which routings it serves (detail::routing_quad_vals), its instances
+// (vals 32 / 64 / 96) and the heuristic's choice above 512 rows.
+TEST(RoutingHeuristics, QuadKernelServesAndIsChosenAbove512Rows) {
+  using detail::routing_quad_vals;
+  const GroupScore none = GroupScore::kNone, top2 = GroupScore::kTop2Sum;
+  EXPECT_EQ(routing_quad_vals(256, 8, ScoreFunc::kSigmoid, false, top2, 8, 4), 64);  // DeepSeek-V3
+  EXPECT_EQ(routing_quad_vals(384, 8, ScoreFunc::kSigmoid, false, none, 0, 0), 96);  // Kimi K2
+  EXPECT_EQ(routing_quad_vals(128, 8, ScoreFunc::kSoftmax, false, none, 0, 0), 32);  // Qwen3
+  EXPECT_EQ(routing_quad_vals(128, 4, ScoreFunc::kTopkThenSoftmax, false, none, 0, 0), 32);
+  EXPECT_EQ(routing_quad_vals(128, 1, ScoreFunc::kTopkThenSigmoid, false, none, 0, 0), 32);
+  EXPECT_EQ(routing_quad_vals(512, 8, ScoreFunc::kSigmoid, false, top2, 16, 4), 0);  // 128 each
+  EXPECT_EQ(routing_quad_vals(384, 8, ScoreFunc::kSoftmax, false, none, 0, 0), 0);   // 128 each
+  EXPECT_EQ(routing_quad_vals(384, 8, ScoreFunc::kTopkThenSoftmax, false, none, 0, 0), 96);
+  EXPECT_EQ(routing_quad_vals(256, 9, ScoreFunc::kSigmoid, false, none, 0, 0), 0);  // K > 8
+  EXPECT_EQ(routing_quad_vals(256, 8, ScoreFunc::kSigmoid, true, none, 0, 0), 0);   // softcap
+  EXPECT_EQ(routing_quad_vals(256, 8, ScoreFunc::kSqrtSoftplus, false, none, 0, 0), 0);
+  EXPECT_EQ(routing_quad_vals(160, 8, ScoreFunc::kSoftmax, false, GroupScore::kMax, 8, 3), 0);
+  EXPECT_EQ(routing_quad_vals(256, 8, ScoreFunc::kSigmoid, false, top2, 16, 4), 0);  // 16 each
+  EXPECT_EQ(routing_quad_vals(256, 8, ScoreFunc::kSigmoid, false, top2, 8, 3), 0);   // 2*3 < 8
+  EXPECT_EQ(routing_quad_vals(160, 8, ScoreFunc::kSigmoid, false, none, 0, 0), 0);   // lane 3: none
+  EXPECT_EQ(routing_quad_vals(64, 8, ScoreFunc::kSigmoid, false, none, 0, 0), 0);
+  EXPECT_EQ(routing_quad_vals(513, 8, ScoreFunc::kSigmoid, false, none, 0, 0), 0);
+  for (int E = 1; E <= kMaxRoutingExperts; ++E) {
+    for (ScoreFunc f : {ScoreFunc::kSoftmax, ScoreFunc::kSigmoid, ScoreFunc::kTopkThenSoftmax}) {
+      const int v = routing_quad_vals(E, 8, f, false, none, 0, 0);
+      if (v == 0) continue;
+      ASSERT_TRUE(v == 32 || v == 64 || v == 96);
+      ASSERT_GE(4 * v, E);      // the row fits
+      ASSERT_GE(E, 3 * v + 2);  // every lane holds two experts
+      if (f == ScoreFunc::kSoftmax) {
+        ASSERT_EQ(4 * v, detail::routing_row_capacity(E));
+      }
+    }
+  }
+  const int vals = 64;
+  for (std::int64_t m : {1, 512, 513, 8191}) {
+    EXPECT_FALSE(routing_launch_config(256, m, 0, true, true, 8, true, vals, 8).quad) << m;
+  }
+  // From 8192 rows grouped or K <= 4, from 16384 otherwise (measured crossovers).
+  EXPECT_TRUE(routing_launch_config(256, 8192, 0, true, true, 8, true, vals, 8).quad);
+  EXPECT_TRUE(routing_launch_config(128, 8192, 0, false, false, 4, false, 32, 4).quad);
+  EXPECT_FALSE(routing_launch_config(128, 8192, 0, true, false, 8, false, 32, 8).quad);
+  EXPECT_TRUE(routing_launch_config(128, 16384, 0, true, false, 8, false, 32, 8).quad);
+  const RoutingLaunchConfig q = routing_launch_config(256, 32768, 0, true, true, 8, true, vals, 8);
+  EXPECT_TRUE(q.quad);
+  EXPECT_FALSE(q.prefilter);
+  EXPECT_EQ(q.lanes, 4);
+  EXPECT_EQ(q.vals, 64);
+  EXPECT_EQ(q.rows_per_block, 32);
+  EXPECT_EQ(q.blocks, 1024);
+  EXPECT_TRUE(routing_launch_config(256, 1, kRoutingQuadCode, true, true, 8, true, vals, 8).quad);
+  EXPECT_FALSE(routing_launch_config(256, 32768, 8, true, true, 8, true, vals, 8).quad);  // forced
+  EXPECT_FALSE(routing_launch_config(256, 32768, 0, true, true, 8, true, 0, 8).quad);
+  EXPECT_TRUE(routing_layout_code_valid(65, kRoutingQuadCode));
+  EXPECT_FALSE(routing_layout_code_valid(64, kRoutingQuadCode));
+}
+
 }  // namespace
 }  // namespace switchyard::heuristics

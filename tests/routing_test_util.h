@@ -254,6 +254,11 @@ inline bool prefilter_serves(const RoutingParams& p) {
       p.group_score == GroupScore::kNone ? 0 : p.num_groups);
 }
 
+inline bool quad_serves(const RoutingParams& p) {
+  return detail::routing_quad_vals(p.num_experts, p.top_k, p.score_func, p.softcap > 0.0f,
+                                   p.group_score, p.num_groups, p.topk_groups) > 0;
+}
+
 // The seeded cases of the pre-filter tests ("routing/prefilter/..."; the CUDA test
 // PrefilterLayoutMatchesCpu, and the host emulator's `cases prefilter` mode): sigmoid routings with
 // and without bias (Kimi K2 style) and grouped top-2-sum ones (DeepSeek-V3 noaux_tc: the variant's
@@ -271,8 +276,11 @@ struct PrefilterCase {
   bool served = false;  // prefilter_serves(problem.params)
   tools::RoutingProblem problem;
 };
+// variants: the plain (ungrouped) variants to run at every E instead of kSigmoidBias, plus
+// kGroupedTop2Sum if listed (the quad test adds the exact-key functions); null: the pre-filter's.
 template <typename Fn>
-void for_each_prefilter_case(std::int64_t M, const std::vector<int>& ks, Fn&& fn) {
+void for_each_prefilter_case(std::int64_t M, const std::vector<int>& ks, Fn&& fn,
+                             const std::vector<Variant>* variants = nullptr) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
   const float specials[] = {nan, inf, -inf, 0.0f, -0.0f, 1e30f, -1e30f};
@@ -282,9 +290,9 @@ void for_each_prefilter_case(std::int64_t M, const std::vector<int>& ks, Fn&& fn
     int E, groups, topk_groups;  // groups 0: the variant's own (variant_params)
   };
   std::vector<Shape> shapes;
+  const std::vector<Variant> plain = {Variant::kSigmoidBias, Variant::kGroupedTop2Sum};
   for (int E : {33, 64, 100, 128, 160, 256, 288, 384, 512}) {
-    shapes.push_back({Variant::kSigmoidBias, E, 0, 0});
-    shapes.push_back({Variant::kGroupedTop2Sum, E, 0, 0});
+    for (Variant v : variants ? *variants : plain) shapes.push_back({v, E, 0, 0});
   }
   for (const auto& [E, G, keep] : std::vector<std::tuple<int, int, int>>{{256, 1, 1},
                                                                          {256, 2, 1},
@@ -307,6 +315,7 @@ void for_each_prefilter_case(std::int64_t M, const std::vector<int>& ks, Fn&& fn
       for (int bias_mode = 0; bias_mode < 4; ++bias_mode) {
         RoutingParams p;
         if (!variant_params(sh.v, sh.E, K, &p)) continue;
+        if (bias_mode != 0 && !variant_has_bias(sh.v)) continue;  // (top-k functions: no bias)
         if (sh.groups > 0) {
           p.num_groups = sh.groups;
           p.topk_groups = sh.topk_groups;

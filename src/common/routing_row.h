@@ -47,6 +47,31 @@ SY_HD constexpr bool routing_prefilter_applies(int num_experts, bool sigmoid_wit
          (lanes_per_group & (lanes_per_group - 1)) == 0;
 }
 
+// Experts per lane of the quad kernel (src/cuda/kernels/routing_quad.cuh: 4 lanes per row) for a
+// routing, or 0 where it does not serve it. It serves K <= 8 without softcap for kSigmoid (keys
+// pre-filtered by approximation; groups only as aligned runs of 32 experts with 2 * topk_groups
+// >= K) and for kSoftmax / kTopkThenSoftmax / kTopkThenSigmoid (exact keys; no groups; kVals <=
+// 96); kVals = 32 * ceil(E / 128) (softmax: next_pow2(E) / 4, the CPU's tree), and every lane holds
+// at least two experts (E >= 3 kVals + 2), so that the lanes' top-2 keys make a pool of >= 8. One
+// rule for the kernel's launcher, the heuristic and the tests.
+SY_HD constexpr int routing_quad_vals(int num_experts, int top_k, ScoreFunc f, bool softcap,
+                                      GroupScore group_score, int num_groups, int topk_groups) {
+  const bool approx = f == ScoreFunc::kSigmoid;
+  const bool exact = f == ScoreFunc::kSoftmax || f == ScoreFunc::kTopkThenSoftmax ||
+                     f == ScoreFunc::kTopkThenSigmoid;
+  if (num_experts < 65 || num_experts > 512 || top_k > 8 || softcap || !(approx || exact)) {
+    return 0;
+  }
+  const int vals = f == ScoreFunc::kSoftmax ? routing_row_capacity(num_experts) / 4
+                                            : 32 * ((num_experts + 127) / 128);
+  if (num_experts < 3 * vals + 2 || vals > 96) return 0;  // (128 per lane spills registers)
+  if (group_score != GroupScore::kNone &&
+      (!approx || num_groups <= 0 || num_experts != 32 * num_groups || 2 * topk_groups < top_k)) {
+    return 0;
+  }
+  return vals;
+}
+
 inline constexpr int kRoutingSlotLeaves = 32;  // leaves of the slot-sum tree (>= K + S)
 
 // Pairwise tree sum of v[0..n), n a power of two: ((v0+v1)+(v2+v3))+... (host reference).

@@ -33,8 +33,17 @@ inline long long rows_prefiltered = 0, rows_fallback = 0, candidates = 0, max_ca
       if ((ok) && (n) > emu_stats::max_candidates) emu_stats::max_candidates = (n); \
     }                                                                               \
   } while (0)
+#define SY_QUAD_STATS(lane, ok, n)                                                  \
+  do {                                                                              \
+    if ((lane) == 0) {                                                              \
+      (ok) ? ++emu_stats::rows_prefiltered : ++emu_stats::rows_fallback;            \
+      if (ok) emu_stats::candidates += (n);                                         \
+      if ((ok) && (n) > emu_stats::max_candidates) emu_stats::max_candidates = (n); \
+    }                                                                               \
+  } while (0)
 // clang-format off
 #include "cuda/kernels/routing_row_block.cuh"
+#include "cuda/kernels/routing_quad.cuh"
 // clang-format on
 #include <cmath>
 #include <cstdio>
@@ -70,6 +79,35 @@ float host_approx_sigmoid(float x) {
 namespace {
 
 bool g_prefilter = false;  // KERNELS = prefilter
+bool g_quad = false;       // KERNELS = quad
+
+template <typename T, int V, bool kApprox, int kGroup>
+void run_quad_kernel(const detail::RoutingKernelParams& kp, bool vec_ok, bool ids64) {
+  const unsigned blocks =
+      static_cast<unsigned>((kp.num_tokens + kernels::kQuadRows - 1) / kernels::kQuadRows);
+  emu::launch(
+      blocks, 128,
+      [&]() { kernels::routing_quad_kernel<T, V, kApprox, kGroup>(kp, vec_ok, ids64); },
+      [] { std::memset(kernels::group_smem, 0xab, sizeof kernels::group_smem); });
+}
+
+template <typename T, int V>
+void run_quad_mode(const detail::RoutingKernelParams& kp, bool vec_ok, bool ids64) {
+  if (kp.p.score_func != ScoreFunc::kSigmoid) {
+    run_quad_kernel<T, V, false, 0>(kp, vec_ok, ids64);
+  } else if (kp.p.group_score != GroupScore::kNone) {
+    run_quad_kernel<T, V, true, 32>(kp, vec_ok, ids64);
+  } else {
+    run_quad_kernel<T, V, true, 0>(kp, vec_ok, ids64);
+  }
+}
+
+template <typename T>
+void run_quad_vals(int V, const detail::RoutingKernelParams& kp, bool vec_ok, bool ids64) {
+  if (V == 32) run_quad_mode<T, 32>(kp, vec_ok, ids64);
+  if (V == 64) run_quad_mode<T, 64>(kp, vec_ok, ids64);
+  if (V == 96) run_quad_mode<T, 96>(kp, vec_ok, ids64);
+}
 
 template <typename T, int V>
 void run_prefilter_kernel(const detail::RoutingKernelParams& kp, bool vec_ok, bool ids64) {
@@ -129,7 +167,23 @@ Status run_emu(const tools::RoutingProblem& pr, int V, tools::RoutingResult* out
     const bool ids64 = a.top_k_ids.dtype == DType::kInt64;
     const unsigned threads =
         static_cast<unsigned>(heuristics::routing_row_block_threads(pr.params.num_experts, V));
-    if (g_prefilter) {
+    if (g_quad) {
+      const RoutingParams& p = pr.params;
+      const int qv =
+          detail::routing_quad_vals(p.num_experts, p.top_k, p.score_func, p.softcap > 0.0f,
+                                    p.group_score, p.num_groups, p.topk_groups);
+      switch (a.logits.dtype) {
+        case DType::kFloat32:
+          run_quad_vals<float>(qv, kp, vec_ok, ids64);
+          break;
+        case DType::kBFloat16:
+          run_quad_vals<detail::bf16_t>(qv, kp, vec_ok, ids64);
+          break;
+        default:
+          run_quad_vals<detail::fp16_t>(qv, kp, vec_ok, ids64);
+          break;
+      }
+    } else if (g_prefilter) {
       const int pv = detail::routing_row_capacity(pr.params.num_experts) / 32;
       switch (a.logits.dtype) {
         case DType::kFloat32:
@@ -182,7 +236,10 @@ void check(const tools::RoutingProblem& pr, const std::string& id) {
     return;
   }
   for (int V : {1, 2, 4, 8, 16}) {
-    if (g_prefilter) {
+    if (g_quad) {
+      // One run, in the quad layout (code 66), when it serves the routing.
+      if (V != 1 || !quad_serves(pr.params)) continue;
+    } else if (g_prefilter) {
       // One run, in the pre-filter layout (code 64), when E has it.
       if (V != 1 || !heuristics::routing_layout_code_valid(pr.params.num_experts,
                                                            heuristics::kRoutingPrefilterCode)) {
@@ -237,6 +294,7 @@ int main(int argc, char** argv) {
   if (mode == "bound") return check_bound();
   for (int i = 2; i < argc; ++i) {
     if (std::string(argv[i]) == "prefilter") g_prefilter = true;
+    if (std::string(argv[i]) == "quad") g_quad = true;
   }
   if (mode == "matrix") {
     const std::vector<int> experts = {1, 2, 3, 8, 33, 64, 128, 160, 256, 288, 384, 512, 1024};
@@ -272,10 +330,17 @@ int main(int argc, char** argv) {
   } else if (mode == "cases") {
     // The pre-filter's cases (for_each_prefilter_case), at 16 rows; the CUDA test
     // PrefilterLayoutMatchesCpu runs them on the GPU.
-    for_each_prefilter_case(16, {1, 2, 4, 8, 9, 16, 32}, [&](const PrefilterCase& pc) {
-      check(pc.problem, pc.id);
-      return true;
-    });
+    // KERNELS = quad adds the exact-key functions (the CUDA test QuadLayoutMatchesCpu's list).
+    const std::vector<Variant> quad_variants = {Variant::kSigmoidBias, Variant::kGroupedTop2Sum,
+                                                Variant::kSoftmax, Variant::kTopkSoftmax,
+                                                Variant::kTopkSigmoid};
+    for_each_prefilter_case(
+        g_quad ? 40 : 16, {1, 2, 4, 8, 9, 16, 32},
+        [&](const PrefilterCase& pc) {
+          check(pc.problem, pc.id);
+          return true;
+        },
+        g_quad ? &quad_variants : nullptr);
   } else if (mode == "preset") {
     const ModelPreset* m = find_model_preset(argv[2]);
     const std::int64_t M = std::atoi(argv[3]);
@@ -297,11 +362,11 @@ int main(int argc, char** argv) {
       }
     }
   }
-  if (g_prefilter) {
+  if (g_prefilter || g_quad) {
     std::printf(
-        "pre-filter: %lld rows settled (candidates: mean %.2f, max %lld), %lld rows on the "
+        "%s: %lld rows settled (candidates: mean %.2f, max %lld), %lld rows on the "
         "exact path\n",
-        emu_stats::rows_prefiltered,
+        g_quad ? "quad" : "pre-filter", emu_stats::rows_prefiltered,
         emu_stats::rows_prefiltered ? static_cast<double>(emu_stats::candidates) /
                                           static_cast<double>(emu_stats::rows_prefiltered)
                                     : 0.0,

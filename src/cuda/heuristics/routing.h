@@ -14,13 +14,17 @@
 //    routing_row_blocks_pay and docs/routing.md);
 //  - the row thread (kernels/routing_row_thread.cuh): one thread per row of E <= 32, no
 //    cross-lane step at all: the throughput layout for many short rows (routing_row_thread_pays).
+//  - the quad kernel (kernels/routing_quad.cuh): 4 lanes per row, a threshold pre-filter and an
+//    exact finish over a few candidates; the throughput layout for many rows of 65..512 experts
+//    where detail::routing_quad_vals serves the routing (routing_quad_pays).
 //
 // Layout codes of the test and bench override (detail::route_cuda_layout, bench --vals):
 // 0 = the heuristic, v > 0 = lane groups with v experts per lane, -v = row blocks with v experts
 // per thread, kRoutingPrefilterCode = lane groups of one warp per row with the approximate
 // pre-filter (kernels/routing_prefilter.cuh; the heuristic's choice above kRowBlockMaxRows rows
 // where it applies and rows are long: see routing_prefilter_pays), kRoutingRowThreadCode = one
-// thread per row (kernels/routing_row_thread.cuh, E <= 32).
+// thread per row (kernels/routing_row_thread.cuh, E <= 32), kRoutingQuadCode = the quad kernel
+// (where detail::routing_quad_vals serves the routing).
 #pragma once
 
 #include <cstdint>
@@ -34,6 +38,7 @@ struct RoutingLaunchConfig {
   bool row_block;   // the row-block kernel (else lane groups)
   int lanes;        // lanes per row (lane group width); 0 for row blocks
   bool prefilter;   // lane groups with the approximate pre-filter (32 lanes)
+  bool quad;        // the quad kernel: 4 lanes per row, `vals` experts per lane
   int vals;         // experts per lane (lane groups: lanes * vals = next_pow2(E)) or per thread
   int threads;      // threads per block
   int rows_per_block;
@@ -47,6 +52,8 @@ inline constexpr int kRoutingPrefilterCode = 64;
 // Layout code of the row-thread kernel: one thread per row holding its <= 32 experts (8, 16 or
 // 32) and its K + S output columns (2, 8 or 32).
 inline constexpr int kRoutingRowThreadCode = 65;
+// Layout code of the quad kernel: 4 lanes per row, detail::routing_quad_vals experts per lane.
+inline constexpr int kRoutingQuadCode = 66;
 inline constexpr int kRowThreadMaxExperts = 32;  // = kernels::kRowThreadMaxExperts
 inline constexpr int kRoutingMaxVals = 32;
 inline constexpr int kSmallRowLanes = 4;  // lanes per row for C <= 32 with many rows
@@ -92,6 +99,7 @@ inline bool routing_row_block_valid(int num_experts, int vals) {
 inline bool routing_layout_code_valid(int num_experts, int code) {
   if (code == 0) return true;
   if (code == kRoutingRowThreadCode) return num_experts <= kRowThreadMaxExperts;
+  if (code == kRoutingQuadCode) return num_experts >= 65 && num_experts <= 384;  // + quad_vals > 0
   if (code == kRoutingPrefilterCode) {
     const int capacity = detail::routing_row_capacity(num_experts);
     return capacity >= 64 && capacity <= 512;
@@ -146,12 +154,29 @@ inline bool routing_row_thread_pays(int num_experts, int columns, bool grouped,
          num_tokens >= kRowThreadMinRows;
 }
 
+// The quad kernel wherever it serves the routing (quad_vals > 0) from kQuadMinRows rows for
+// grouped routings and K <= 4, from kQuadMinRowsLong otherwise. Below, a quad's serial chain (one
+// lane does a quarter of the row) is longer than a lane group's, and too few blocks are in flight
+// to hide it. Measured on an H200 (session 11, bench routing, us, lane groups / pre-filter ->
+// quad, same process): DeepSeek-V3 4096 / 8192 / 16384 / 32768 rows 12.7 / 20.5 / 37.5 / 66.0 ->
+// 15.7 / 18.2 / 27.8 / 39.0; gpt-oss 4.8 / 7.4 / 12.3 / 22.0 -> 5.6 / 6.3 / 7.6 / 12.4; Llama 4
+// 3.6 / 5.8 / 9.1 / 16.2 -> 4.3 / 5.0 / 6.1 / 9.9; Kimi K2 8192 / 16384 / 32768: 27.4 / 48.9 /
+// 93.0 -> 31.8 / 35.3 / 59.0; Qwen3 11.9 / 20.9 / 38.6 -> 15.3 / 17.5 / 31.3 (docs/routing.md,
+// "Quad kernel").
+inline constexpr std::int64_t kQuadMinRows = 8192;
+inline constexpr std::int64_t kQuadMinRowsLong = 16384;
+inline bool routing_quad_pays(int quad_vals, std::int64_t num_tokens, int top_k, bool grouped) {
+  return quad_vals > 0 && num_tokens >= (grouped || top_k <= 4 ? kQuadMinRows : kQuadMinRowsLong);
+}
+
 // columns = K + S (0: not given, no row thread unless forced); grouped: a grouped routing (both
-// for the row thread only).
+// for the row thread only); quad_vals: detail::routing_quad_vals of the routing (0: no quad).
+// top_k: for the quad kernel's threshold (0: not given).
 inline RoutingLaunchConfig routing_launch_config(int num_experts, std::int64_t num_tokens,
                                                  int layout_code = 0, bool row_blocks_pay = true,
                                                  bool prefilter_applies = false, int columns = 0,
-                                                 bool grouped = false) {
+                                                 bool grouped = false, int quad_vals = 0,
+                                                 int top_k = 0) {
   if (layout_code == kRoutingRowThreadCode ||
       (layout_code == 0 && routing_row_thread_pays(num_experts, columns, grouped, num_tokens))) {
     RoutingLaunchConfig c{};
@@ -160,6 +185,18 @@ inline RoutingLaunchConfig routing_launch_config(int num_experts, std::int64_t n
     c.lanes = row_thread_columns(columns);
     c.threads = kRoutingThreadsPerBlock;
     c.rows_per_block = kRoutingThreadsPerBlock;
+    c.blocks = (num_tokens + c.rows_per_block - 1) / c.rows_per_block;
+    return c;
+  }
+  if (quad_vals > 0 &&
+      (layout_code == kRoutingQuadCode ||
+       (layout_code == 0 && routing_quad_pays(quad_vals, num_tokens, top_k, grouped)))) {
+    RoutingLaunchConfig c{};
+    c.quad = true;
+    c.lanes = 4;
+    c.vals = quad_vals;
+    c.threads = kRoutingThreadsPerBlock;
+    c.rows_per_block = kRoutingThreadsPerBlock / 4;
     c.blocks = (num_tokens + c.rows_per_block - 1) / c.rows_per_block;
     return c;
   }

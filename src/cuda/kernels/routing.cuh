@@ -206,6 +206,105 @@ __device__ __forceinline__ float slot_sum(const LaneGroup<kLanes>& grp, const fl
   return grp.sum(local_pairwise_sum<kSlots>(v));
 }
 
+// The weights and stores of one row after its selection, shared by the lane-group kernel and the
+// quad kernel (routing_quad.cuh): slot i of lane l is output column l * kSlots + i, holding expert
+// slot_expert[i] with order key slot_ord[i]. prefiltered: slot_score holds the exact bias-free
+// scores of the selected experts (the sigmoid weights); otherwise the weights are recomputed here
+// from the order keys (softmax: max_key and softmax_sum of the row) or the logits.
+template <typename T, int kLanes, int kSlots, typename Mark>
+__device__ __forceinline__ void routing_finish_row(
+    const LaneGroup<kLanes>& grp, const detail::RoutingKernelParams& kp, const bool ids_int64,
+    const std::int64_t row, const T* x, const bool any_finite, const bool prefiltered,
+    const int (&slot_expert)[kSlots], const std::uint32_t (&slot_ord)[kSlots],
+    const float (&slot_score)[kSlots], const float max_key, const float softmax_sum, Mark mark) {
+  using namespace detail;
+  const RoutingParams& p = kp.p;
+  const int K = p.top_k, S = p.num_shared_experts, cols = K + S;
+  float* out_w = kp.weights + row * cols;
+  auto store_id = [&](int c, std::int32_t id) {
+    store_routing_id(kp, ids_int64, row * cols + c, id);
+  };
+  float w[kSlots];
+  const float top_key = grp.broadcast(order_key_value(slot_ord[0]), 0);
+  const float softmax_top = is_nan(top_key) ? neg_inf() : top_key;
+  mark(4);
+  // Weights, one uniform branch per score function (hoisted out of the slot loop, as above).
+  const ScoreFunc f = p.score_func;
+#pragma unroll
+  for (int i = 0; i < kSlots; ++i) w[i] = 0.0f;
+  if (prefiltered) {
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) w[i] = grp.lane * kSlots + i < K ? slot_score[i] : 0.0f;
+  } else if (f == ScoreFunc::kSigmoid) {
+    // The bias-free score of the selected expert, recomputed from its logit.
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) {
+      if (grp.lane * kSlots + i < K && any_finite) {
+        w[i] = sigmoid_f(softcapped(to_float(x[slot_expert[i]]), p.softcap));
+      }
+    }
+  } else if (f == ScoreFunc::kSqrtSoftplus) {
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) {
+      if (grp.lane * kSlots + i < K && any_finite) {
+        w[i] = exact_sqrt(softplus_f(softcapped(to_float(x[slot_expert[i]]), p.softcap)));
+      }
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) {
+      if (grp.lane * kSlots + i < K && any_finite) {
+        const float key_k = order_key_value(slot_ord[i]);
+        if (f == ScoreFunc::kSoftmax) {
+          w[i] = safe_div(softmax_term(key_k, max_key), softmax_sum);
+        } else if (f == ScoreFunc::kTopkThenSoftmax) {
+          w[i] = softmax_term(key_k, softmax_top);  // normalised below
+        } else {
+          w[i] = sigmoid_f(key_k);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < kSlots; ++i) w[i] = nan_to_zero(w[i]);
+  if (p.score_func == ScoreFunc::kTopkThenSoftmax) {
+    const float sum = slot_sum<kLanes, kSlots>(grp, w);
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) w[i] = safe_div(w[i], sum);
+  }
+  if (p.renormalize) {
+    float sum = slot_sum<kLanes, kSlots>(grp, w);
+    if (sum == pos_inf()) {
+#pragma unroll
+      for (int i = 0; i < kSlots; ++i) w[i] = w[i] == pos_inf() ? 1.0f : 0.0f;
+      sum = slot_sum<kLanes, kSlots>(grp, w);
+    }
+    if (sum > 0.0f) {
+#pragma unroll
+      for (int i = 0; i < kSlots; ++i) w[i] = div_f(w[i], sum);
+    }
+  }
+  mark(5);
+  const float routed_sum = S > 0 ? slot_sum<kLanes, kSlots>(grp, w) : 0.0f;
+  const float rsf = p.routed_scaling_factor;
+#pragma unroll
+  for (int i = 0; i < kSlots; ++i) {
+    const int k = grp.lane * kSlots + i;
+    if (k < K) {
+      out_w[k] = p.apply_rsf_on_output ? w[i] * rsf : w[i];
+      store_id(k, map_routed_id(kp, slot_expert[i], row, k));
+    }
+  }
+  if (S > 0) {
+    const float shared_w = p.apply_rsf_on_output ? routed_sum : div_f(routed_sum, rsf);
+    for (int c = K + grp.lane; c < cols; c += kLanes) {
+      out_w[c] = shared_w;
+      store_id(c, shared_expert_id(kp, c - K));
+    }
+  }
+  mark(6);
+}
+
 // kTrace (diagnostics, tests/routing_trace_test.cu only; the library's instances have it off, so
 // their code is unchanged): row 0's lane 0 writes clock64() at each phase boundary into
 // trace[0..6].
@@ -213,10 +312,11 @@ __device__ __forceinline__ float slot_sum(const LaneGroup<kLanes>& grp, const fl
 // approximate pre-filter with an exact finish (routing_prefilter.cuh) selects the experts of
 // kSigmoid rows without softcap; rows it cannot settle, and other score functions, take the exact
 // path below. Same bits either way.
-template <typename T, int kLanes, int kVals, bool kTrace = false, bool kPrefilter = false>
-__global__ void __launch_bounds__(kRoutingThreads, 4)
-    routing_kernel(const detail::RoutingKernelParams kp, const bool vec_ok, const bool ids_int64,
-                   long long* trace = nullptr) {
+template <typename T, int kLanes, int kVals, bool kTrace, bool kPrefilter>
+__device__ __forceinline__ void route_row_lanes(const detail::RoutingKernelParams& kp,
+                                                const bool vec_ok, const bool ids_int64,
+                                                const std::int64_t row, const int row_in_block,
+                                                long long* trace) {
   using namespace detail;
   static_assert(kLanes * kVals <= kMaxRoutingExperts, "layout");
   static_assert(!kPrefilter || (kLanes == 32 && kVals >= 2 && kVals <= 16), "pre-filter layout");
@@ -225,10 +325,6 @@ __global__ void __launch_bounds__(kRoutingThreads, 4)
 
   const RoutingParams& p = kp.p;
   const LaneGroup<kLanes> grp;
-  const int row_in_block = static_cast<int>(threadIdx.x) / kLanes;
-  const std::int64_t row =
-      static_cast<std::int64_t>(blockIdx.x) * (kRoutingThreads / kLanes) + row_in_block;
-  if (row >= kp.num_tokens) return;  // uniform per lane group
   auto mark = [&](int point) {
     if constexpr (kTrace) {
       if (row == 0 && grp.lane == 0) trace[point] = clock64();
@@ -385,85 +481,21 @@ __global__ void __launch_bounds__(kRoutingThreads, 4)
     }
   }
 
-  float w[kSlots];
-  const float top_key = grp.broadcast(order_key_value(slot_ord[0]), 0);
-  const float softmax_top = is_nan(top_key) ? neg_inf() : top_key;
-  mark(4);
-  // Weights, one uniform branch per score function (hoisted out of the slot loop, as above).
-  const ScoreFunc f = p.score_func;
-#pragma unroll
-  for (int i = 0; i < kSlots; ++i) w[i] = 0.0f;
-  if (prefiltered) {
-#pragma unroll
-    for (int i = 0; i < kSlots; ++i) w[i] = grp.lane * kSlots + i < K ? slot_score[i] : 0.0f;
-  } else if (f == ScoreFunc::kSigmoid) {
-    // The bias-free score of the selected expert, recomputed from its logit.
-#pragma unroll
-    for (int i = 0; i < kSlots; ++i) {
-      if (grp.lane * kSlots + i < K && any_finite) {
-        w[i] = sigmoid_f(softcapped(to_float(x[slot_expert[i]]), p.softcap));
-      }
-    }
-  } else if (f == ScoreFunc::kSqrtSoftplus) {
-#pragma unroll
-    for (int i = 0; i < kSlots; ++i) {
-      if (grp.lane * kSlots + i < K && any_finite) {
-        w[i] = exact_sqrt(softplus_f(softcapped(to_float(x[slot_expert[i]]), p.softcap)));
-      }
-    }
-  } else {
-#pragma unroll
-    for (int i = 0; i < kSlots; ++i) {
-      if (grp.lane * kSlots + i < K && any_finite) {
-        const float key_k = order_key_value(slot_ord[i]);
-        if (f == ScoreFunc::kSoftmax) {
-          w[i] = safe_div(softmax_term(key_k, max_key), softmax_sum);
-        } else if (f == ScoreFunc::kTopkThenSoftmax) {
-          w[i] = softmax_term(key_k, softmax_top);  // normalised below
-        } else {
-          w[i] = sigmoid_f(key_k);
-        }
-      }
-    }
-  }
-#pragma unroll
-  for (int i = 0; i < kSlots; ++i) w[i] = nan_to_zero(w[i]);
-  if (p.score_func == ScoreFunc::kTopkThenSoftmax) {
-    const float sum = slot_sum<kLanes, kSlots>(grp, w);
-#pragma unroll
-    for (int i = 0; i < kSlots; ++i) w[i] = safe_div(w[i], sum);
-  }
-  if (p.renormalize) {
-    float sum = slot_sum<kLanes, kSlots>(grp, w);
-    if (sum == pos_inf()) {
-#pragma unroll
-      for (int i = 0; i < kSlots; ++i) w[i] = w[i] == pos_inf() ? 1.0f : 0.0f;
-      sum = slot_sum<kLanes, kSlots>(grp, w);
-    }
-    if (sum > 0.0f) {
-#pragma unroll
-      for (int i = 0; i < kSlots; ++i) w[i] = div_f(w[i], sum);
-    }
-  }
-  mark(5);
-  const float routed_sum = S > 0 ? slot_sum<kLanes, kSlots>(grp, w) : 0.0f;
-  const float rsf = p.routed_scaling_factor;
-#pragma unroll
-  for (int i = 0; i < kSlots; ++i) {
-    const int k = grp.lane * kSlots + i;
-    if (k < K) {
-      out_w[k] = p.apply_rsf_on_output ? w[i] * rsf : w[i];
-      store_id(k, map_routed_id(kp, slot_expert[i], row, k));
-    }
-  }
-  if (S > 0) {
-    const float shared_w = p.apply_rsf_on_output ? routed_sum : div_f(routed_sum, rsf);
-    for (int c = K + grp.lane; c < cols; c += kLanes) {
-      out_w[c] = shared_w;
-      store_id(c, shared_expert_id(kp, c - K));
-    }
-  }
-  mark(6);
+  routing_finish_row<T, kLanes, kSlots>(grp, kp, ids_int64, row, x, any_finite, prefiltered,
+                                        slot_expert, slot_ord, slot_score, max_key, softmax_sum,
+                                        mark);
+}
+
+template <typename T, int kLanes, int kVals, bool kTrace = false, bool kPrefilter = false>
+__global__ void __launch_bounds__(kRoutingThreads, 4)
+    routing_kernel(const detail::RoutingKernelParams kp, const bool vec_ok, const bool ids_int64,
+                   long long* trace = nullptr) {
+  const int row_in_block = static_cast<int>(threadIdx.x) / kLanes;
+  const std::int64_t row =
+      static_cast<std::int64_t>(blockIdx.x) * (kRoutingThreads / kLanes) + row_in_block;
+  if (row >= kp.num_tokens) return;  // uniform per lane group
+  route_row_lanes<T, kLanes, kVals, kTrace, kPrefilter>(kp, vec_ok, ids_int64, row, row_in_block,
+                                                        trace);
 }
 
 }  // namespace switchyard::kernels

@@ -38,7 +38,17 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
                        "0, a power of two v <= 32 with next_pow2(num_experts) / v <= 32 (lane "
                        "groups), or -v, v a power of two <= 16 with ceil(num_experts / (32 v)) "
                        "<= 16 (row blocks), or 64 (lane groups with the approximate pre-filter, "
-                       "33 <= num_experts <= 512), or 65 (a thread per row, num_experts <= 32)");
+                       "33 <= num_experts <= 512), or 65 (a thread per row, num_experts <= 32), "
+                       "or 66 (the quad kernel, where it serves the routing)");
+  }
+  const int quad_vals =
+      routing_quad_vals(params.num_experts, params.top_k, params.score_func, params.softcap > 0.0f,
+                        params.group_score, params.num_groups, params.topk_groups);
+  if (layout == heuristics::kRoutingQuadCode && quad_vals == 0) {
+    return invalid_arg("route_cuda", "layout", layout,
+                       "a routing the quad kernel serves (65 <= num_experts <= 512, top_k <= 8, "
+                       "no softcap; sigmoid, softmax, or top-k then softmax / sigmoid; groups "
+                       "only for sigmoid, 32 experts each)");
   }
   const RoutingKernelParams kp = make_routing_kernel_params(params, args);
   if (kp.num_tokens == 0) return Status::Ok();
@@ -49,7 +59,7 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
       heuristics::routing_prefilter_applies(
           params.num_experts, params.score_func == ScoreFunc::kSigmoid && !(params.softcap > 0.0f),
           grouped ? params.num_groups : 0),
-      params.top_k + params.num_shared_experts, grouped);
+      params.top_k + params.num_shared_experts, grouped, quad_vals, params.top_k);
   if (cfg.blocks > std::numeric_limits<int>::max()) {
     return invalid_arg(
         "route_cuda", "logits.shape[0]", kp.num_tokens,

@@ -9,6 +9,7 @@
 
 #include "../heuristics/routing.h"
 #include "../kernels/routing.cuh"
+#include "../kernels/routing_quad.cuh"
 #include "../kernels/routing_row_block.cuh"
 #include "../kernels/routing_row_thread.cuh"
 
@@ -32,6 +33,46 @@ cudaError_t launch_prefilter_instance(const detail::RoutingKernelParams& kp, boo
       <<<static_cast<unsigned>(cfg.blocks), kernels::kRoutingThreads, smem_bytes, stream>>>(
           kp, vec_ok, ids_int64);
   return cudaGetLastError();
+}
+
+template <typename T, int kVals, bool kApprox, int kGroupSize>
+cudaError_t launch_quad_instance(const detail::RoutingKernelParams& kp, bool vec_ok, bool ids_int64,
+                                 const heuristics::RoutingLaunchConfig& cfg, std::size_t smem_bytes,
+                                 cudaStream_t stream) {
+  kernels::routing_quad_kernel<T, kVals, kApprox, kGroupSize>
+      <<<static_cast<unsigned>(cfg.blocks), kernels::kRoutingThreads, smem_bytes, stream>>>(
+          kp, vec_ok, ids_int64);
+  return cudaGetLastError();
+}
+
+// The quad instances: sigmoid (approximate keys) without groups or with groups of 32, and the
+// exact-key functions without groups; vals from detail::routing_quad_vals.
+template <typename T>
+cudaError_t launch_quad(const detail::RoutingKernelParams& kp, bool vec_ok, bool ids_int64,
+                        const heuristics::RoutingLaunchConfig& cfg, std::size_t smem_bytes,
+                        cudaStream_t stream) {
+  const bool approx = kp.p.score_func == ScoreFunc::kSigmoid;
+  const bool grouped = kp.p.group_score != GroupScore::kNone;
+#define SY_QUAD_APPROX(V)                                                                        \
+  if (grouped) {                                                                                 \
+    return launch_quad_instance<T, V, true, 32>(kp, vec_ok, ids_int64, cfg, smem_bytes, stream); \
+  }                                                                                              \
+  return launch_quad_instance<T, V, true, 0>(kp, vec_ok, ids_int64, cfg, smem_bytes, stream);
+#define SY_QUAD_CASE(V)                                                                            \
+  case V:                                                                                          \
+    if (!approx) {                                                                                 \
+      return launch_quad_instance<T, V, false, 0>(kp, vec_ok, ids_int64, cfg, smem_bytes, stream); \
+    }                                                                                              \
+    SY_QUAD_APPROX(V)
+  switch (cfg.vals) {
+    SY_QUAD_CASE(32)
+    SY_QUAD_CASE(64)
+    SY_QUAD_CASE(96)
+    default:
+      return cudaErrorInvalidConfiguration;  // unreachable: routing_quad_vals
+  }
+#undef SY_QUAD_CASE
+#undef SY_QUAD_APPROX
 }
 
 template <typename T, int kVals>
@@ -100,6 +141,7 @@ cudaError_t launch_routing_for_dtype(const detail::RoutingKernelParams& kp, bool
         return cudaErrorInvalidConfiguration;  // unreachable: row_thread_experts
     }
   }
+  if (cfg.quad) return launch_quad<T>(kp, vec_ok, ids_int64, cfg, smem_bytes, stream);
   if (cfg.row_block) {
     switch (cfg.vals) {
       case 1:
