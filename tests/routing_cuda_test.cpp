@@ -75,6 +75,25 @@ std::string check_problem(const RoutingProblem& pr) {
   return check_problem(pr, layouts_to_check(pr.params, pr.num_tokens));
 }
 
+// The fuzz cases (with huge rows and near-ties) that `serves` accepts, in `layouts`; returns how
+// many ran.
+int check_fuzz_cases(const std::vector<int>& layouts, bool (*serves)(const RoutingParams&)) {
+  int ran = 0;
+  for (int c = 0; c < (small_scale() ? 150 : 600); ++c) {
+    FuzzCase fc;
+    if (!make_fuzz_case(c, small_scale() ? 200 : 1000, 6, /*huge_rows=*/true, /*near_ties=*/true,
+                        &fc) ||
+        !serves(fc.problem.params)) {
+      continue;
+    }
+    ++ran;
+    const std::string err = check_problem(fc.problem, layouts);
+    EXPECT_TRUE(err.empty()) << fc.id << " variant " << variant_name(fc.variant) << " E" << fc.E
+                             << " K" << fc.K << " M" << fc.problem.num_tokens << ": " << err;
+  }
+  return ran;
+}
+
 class RoutingCudaMatrix : public ::testing::TestWithParam<Variant> {};
 
 // Every variant x E x K x tokens of the issue, seeded; dtypes rotate over the cases. Each case
@@ -160,20 +179,7 @@ TEST(RoutingCuda, PrefilterLayoutMatchesCpu) {
   });
   EXPECT_GT(served, cases / 2) << "cases the pre-filter serves, of " << cases;
 
-  int fuzz_served = 0;
-  for (int c = 0; c < (small_scale() ? 150 : 600); ++c) {
-    FuzzCase fc;
-    if (!make_fuzz_case(c, small_scale() ? 200 : 1000, 6, /*huge_rows=*/true, /*near_ties=*/true,
-                        &fc) ||
-        !prefilter_serves(fc.problem.params)) {
-      continue;
-    }
-    ++fuzz_served;
-    const std::string err = check_problem(fc.problem, code);
-    EXPECT_TRUE(err.empty()) << fc.id << " variant " << variant_name(fc.variant) << " E" << fc.E
-                             << " K" << fc.K << " M" << fc.problem.num_tokens << ": " << err;
-  }
-  EXPECT_GT(fuzz_served, 0);
+  EXPECT_GT(check_fuzz_cases(code, prefilter_serves), 0);
 }
 
 // The quad kernel (layout 66) against the CPU: the pre-filter's cases (sigmoid with and without
@@ -206,20 +212,7 @@ TEST(RoutingCuda, QuadLayoutMatchesCpu) {
       &variants);
   EXPECT_GT(served, cases / 5) << "cases the quad kernel serves, of " << cases;
 
-  int fuzz_served = 0;
-  for (int c = 0; c < (small_scale() ? 150 : 600); ++c) {
-    FuzzCase fc;
-    if (!make_fuzz_case(c, small_scale() ? 200 : 1000, 6, /*huge_rows=*/true, /*near_ties=*/true,
-                        &fc) ||
-        !quad_serves(fc.problem.params)) {
-      continue;
-    }
-    ++fuzz_served;
-    const std::string err = check_problem(fc.problem, code);
-    EXPECT_TRUE(err.empty()) << fc.id << " variant " << variant_name(fc.variant) << " E" << fc.E
-                             << " K" << fc.K << " M" << fc.problem.num_tokens << ": " << err;
-  }
-  EXPECT_GT(fuzz_served, 0);
+  EXPECT_GT(check_fuzz_cases(code, quad_serves), 0);
 }
 
 // Captures route_cuda in a CUDA graph; replays are bitwise identical to each other and to the
