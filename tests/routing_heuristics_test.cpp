@@ -177,8 +177,12 @@ TEST(RoutingHeuristics, QuadKernelServesAndIsChosenAbove512Rows) {
   EXPECT_EQ(routing_quad_vals(256, 8, ScoreFunc::kSqrtSoftplus, false, none, 0, 0), 0);
   EXPECT_EQ(routing_quad_vals(160, 8, ScoreFunc::kSoftmax, false, GroupScore::kMax, 8, 3), 0);
   EXPECT_EQ(routing_quad_vals(256, 8, ScoreFunc::kSigmoid, false, top2, 16, 4), 0);  // 16 each
-  EXPECT_EQ(routing_quad_vals(256, 8, ScoreFunc::kSigmoid, false, top2, 8, 3), 0);   // 2*3 < 8
-  EXPECT_EQ(routing_quad_vals(160, 8, ScoreFunc::kSigmoid, false, none, 0, 0), 0);   // lane 3: none
+  EXPECT_EQ(routing_quad_vals(256, 8, ScoreFunc::kSigmoid, false, top2, 8, 3), 64);  // 3*3 >= 8
+  EXPECT_EQ(routing_quad_vals(256, 8, ScoreFunc::kSigmoid, false, top2, 8, 2), 0);   // 3*2 < 8
+  // E = 160 (Qwen3-Coder) would be lanes of 64, 64, 32 and 0 experts: slower than lane groups.
+  EXPECT_EQ(routing_quad_vals(160, 8, ScoreFunc::kSoftmax, false, none, 0, 0), 0);
+  EXPECT_EQ(routing_quad_vals(97, 8, ScoreFunc::kSigmoid, false, none, 0, 0), 32);  // 32 x 3 + 1
+  EXPECT_EQ(routing_quad_vals(96, 4, ScoreFunc::kSigmoid, false, none, 0, 0), 0);
   EXPECT_EQ(routing_quad_vals(64, 8, ScoreFunc::kSigmoid, false, none, 0, 0), 0);
   EXPECT_EQ(routing_quad_vals(513, 8, ScoreFunc::kSigmoid, false, none, 0, 0), 0);
   for (int E = 1; E <= kMaxRoutingExperts; ++E) {
@@ -186,8 +190,8 @@ TEST(RoutingHeuristics, QuadKernelServesAndIsChosenAbove512Rows) {
       const int v = routing_quad_vals(E, 8, f, false, none, 0, 0);
       if (v == 0) continue;
       ASSERT_TRUE(v == 32 || v == 64 || v == 96);
-      ASSERT_GE(4 * v, E);      // the row fits
-      ASSERT_GE(E, 3 * v + 2);  // every lane holds two experts
+      ASSERT_GE(4 * v, E);  // the row fits
+      ASSERT_GT(E, 3 * v);  // every lane holds experts
       if (f == ScoreFunc::kSoftmax) {
         ASSERT_EQ(4 * v, detail::routing_row_capacity(E));
       }
@@ -195,23 +199,23 @@ TEST(RoutingHeuristics, QuadKernelServesAndIsChosenAbove512Rows) {
   }
   const int vals = 64;
   for (std::int64_t m : {1, 512, 513, 8191}) {
-    EXPECT_FALSE(routing_launch_config(256, m, 0, true, true, 8, true, vals, 8).quad) << m;
+    EXPECT_FALSE(routing_launch_config(256, m, 0, true, true, 8, true, vals).quad) << m;
   }
-  // From 8192 rows grouped or K <= 4, from 16384 otherwise (measured crossovers).
-  EXPECT_TRUE(routing_launch_config(256, 8192, 0, true, true, 8, true, vals, 8).quad);
-  EXPECT_TRUE(routing_launch_config(128, 8192, 0, false, false, 4, false, 32, 4).quad);
-  EXPECT_FALSE(routing_launch_config(128, 8192, 0, true, false, 8, false, 32, 8).quad);
-  EXPECT_TRUE(routing_launch_config(128, 16384, 0, true, false, 8, false, 32, 8).quad);
-  const RoutingLaunchConfig q = routing_launch_config(256, 32768, 0, true, true, 8, true, vals, 8);
+  // From 8192 rows, from 4096 for E > 256 (96 per lane): the measured crossovers.
+  EXPECT_TRUE(routing_launch_config(256, 8192, 0, true, true, 8, true, vals).quad);
+  EXPECT_TRUE(routing_launch_config(128, 8192, 0, true, false, 8, false, 32).quad);
+  EXPECT_FALSE(routing_launch_config(384, 4095, 0, true, true, 8, false, 96).quad);
+  EXPECT_TRUE(routing_launch_config(384, 4096, 0, true, true, 8, false, 96).quad);
+  const RoutingLaunchConfig q = routing_launch_config(256, 32768, 0, true, true, 8, true, vals);
   EXPECT_TRUE(q.quad);
   EXPECT_FALSE(q.prefilter);
   EXPECT_EQ(q.lanes, 4);
   EXPECT_EQ(q.vals, 64);
   EXPECT_EQ(q.rows_per_block, 32);
   EXPECT_EQ(q.blocks, 1024);
-  EXPECT_TRUE(routing_launch_config(256, 1, kRoutingQuadCode, true, true, 8, true, vals, 8).quad);
-  EXPECT_FALSE(routing_launch_config(256, 32768, 8, true, true, 8, true, vals, 8).quad);  // forced
-  EXPECT_FALSE(routing_launch_config(256, 32768, 0, true, true, 8, true, 0, 8).quad);
+  EXPECT_TRUE(routing_launch_config(256, 1, kRoutingQuadCode, true, true, 8, true, vals).quad);
+  EXPECT_FALSE(routing_launch_config(256, 32768, 8, true, true, 8, true, vals).quad);  // forced
+  EXPECT_FALSE(routing_launch_config(256, 32768, 0, true, true, 8, true, 0).quad);
   EXPECT_TRUE(routing_layout_code_valid(65, kRoutingQuadCode));
   EXPECT_FALSE(routing_layout_code_valid(64, kRoutingQuadCode));
 }

@@ -154,29 +154,26 @@ inline bool routing_row_thread_pays(int num_experts, int columns, bool grouped,
          num_tokens >= kRowThreadMinRows;
 }
 
-// The quad kernel wherever it serves the routing (quad_vals > 0) from kQuadMinRows rows for
-// grouped routings and K <= 4, from kQuadMinRowsLong otherwise. Below, a quad's serial chain (one
-// lane does a quarter of the row) is longer than a lane group's, and too few blocks are in flight
-// to hide it. Measured on an H200 (session 11, bench routing, us, lane groups / pre-filter ->
-// quad, same process): DeepSeek-V3 4096 / 8192 / 16384 / 32768 rows 12.7 / 20.5 / 37.5 / 66.0 ->
-// 15.7 / 18.2 / 27.8 / 39.0; gpt-oss 4.8 / 7.4 / 12.3 / 22.0 -> 5.6 / 6.3 / 7.6 / 12.4; Llama 4
-// 3.6 / 5.8 / 9.1 / 16.2 -> 4.3 / 5.0 / 6.1 / 9.9; Kimi K2 8192 / 16384 / 32768: 27.4 / 48.9 /
-// 93.0 -> 31.8 / 35.3 / 59.0; Qwen3 11.9 / 20.9 / 38.6 -> 15.3 / 17.5 / 31.3 (docs/routing.md,
-// "Quad kernel").
+// The quad kernel wherever it serves the routing (quad_vals > 0) from kQuadMinRows rows, from
+// kQuadMinRowsWide for rows of more than 256 experts. Below, a quad's serial chain (one lane does
+// a quarter of the row, a warp of 8 rows runs ~3,000 instructions) is longer than a lane group's,
+// and too few blocks are in flight to hide it. Measured on an H200 (session 11, bench routing, us,
+// lane groups / pre-filter (call 5) -> quad (call 8); 4096 / 8192 / 32768 rows): DeepSeek-V3
+// 12.7 / 20.5 / 66.0 -> 15.6 / 18.1 / 36.5; Kimi K2 15.2 / 27.4 / 93.0 -> 11.0 / 14.0 / 42.0;
+// Qwen3 7.4 / 11.9 / 38.6 -> 10.2 / 11.1 / 23.4; gpt-oss 4.8 / 7.4 / 22.0 -> 5.6 / 6.2 / 12.6;
+// Llama 4 3.6 / 5.8 / 16.2 -> 4.3 / 5.0 / 9.9 (docs/routing.md, "Quad kernel").
 inline constexpr std::int64_t kQuadMinRows = 8192;
-inline constexpr std::int64_t kQuadMinRowsLong = 16384;
-inline bool routing_quad_pays(int quad_vals, std::int64_t num_tokens, int top_k, bool grouped) {
-  return quad_vals > 0 && num_tokens >= (grouped || top_k <= 4 ? kQuadMinRows : kQuadMinRowsLong);
+inline constexpr std::int64_t kQuadMinRowsWide = 4096;
+inline bool routing_quad_pays(int quad_vals, std::int64_t num_tokens) {
+  return quad_vals > 0 && num_tokens >= (quad_vals > 64 ? kQuadMinRowsWide : kQuadMinRows);
 }
 
 // columns = K + S (0: not given, no row thread unless forced); grouped: a grouped routing (both
 // for the row thread only); quad_vals: detail::routing_quad_vals of the routing (0: no quad).
-// top_k: for the quad kernel's threshold (0: not given).
 inline RoutingLaunchConfig routing_launch_config(int num_experts, std::int64_t num_tokens,
                                                  int layout_code = 0, bool row_blocks_pay = true,
                                                  bool prefilter_applies = false, int columns = 0,
-                                                 bool grouped = false, int quad_vals = 0,
-                                                 int top_k = 0) {
+                                                 bool grouped = false, int quad_vals = 0) {
   if (layout_code == kRoutingRowThreadCode ||
       (layout_code == 0 && routing_row_thread_pays(num_experts, columns, grouped, num_tokens))) {
     RoutingLaunchConfig c{};
@@ -188,9 +185,8 @@ inline RoutingLaunchConfig routing_launch_config(int num_experts, std::int64_t n
     c.blocks = (num_tokens + c.rows_per_block - 1) / c.rows_per_block;
     return c;
   }
-  if (quad_vals > 0 &&
-      (layout_code == kRoutingQuadCode ||
-       (layout_code == 0 && routing_quad_pays(quad_vals, num_tokens, top_k, grouped)))) {
+  if (quad_vals > 0 && (layout_code == kRoutingQuadCode ||
+                        (layout_code == 0 && routing_quad_pays(quad_vals, num_tokens)))) {
     RoutingLaunchConfig c{};
     c.quad = true;
     c.lanes = 4;

@@ -1,4 +1,4 @@
-// The routing kernel for many rows of 65..384 experts: a quad of 4 lanes per row, kVals
+// The routing kernel for many rows of 97..384 experts: a quad of 4 lanes per row, kVals
 // consecutive experts per lane, 32 rows per block of 128 threads (layout code
 // heuristics::kRoutingQuadCode; the heuristic's choice above kRowBlockMaxRows rows where
 // detail::routing_quad_vals serves the routing).
@@ -15,15 +15,15 @@
 //     |a - k| <= delta(a) = 0.86 * 2^-20 + 2^-22.9 |a| of the exact key k (proof:
 //     routing_prefilter.cuh). A row with a non-finite key takes the exact path (step 6).
 //  2. Groups (kGroupSize 32, kApprox only; a group is an aligned run of 32 experts of one lane):
-//     each group's top-2 of a. With eps(a) = 2^-18 + 2^-20 |a| (>= 4.6 delta(a)) and the group
-//     bounds lo_g(a) = a - 2 eps(a), hi_g(a) = a + 2 eps(a) applied to the top-2 values b >= s:
-//     every exact key of the group's best expert is <= hi_g(b) and the best two exact keys are
-//     >= lo_g(b), lo_g(s) (order statistics are monotone; the doubled eps absorbs the rounding of
-//     eps itself, which makes a - eps(a) monotone only up to a few ulps of eps), so the group
+//     each group's top-3 of a (its top-2 b >= s for the bounds). With eps(a) = 2^-18 + 2^-20 |a|
+//     (>= 4.6 delta(a)) and the group bounds lo_g(a) = a - 2 eps(a), hi_g(a) = a + 2 eps(a)
+//     applied to b and s: the group's best exact key is <= hi_g(b) and its best two are >= lo_g(b),
+//     lo_g(s) (order statistics are monotone; the doubled eps absorbs the rounding of eps itself,
+//     which makes a - eps(a) monotone only up to a few ulps of eps), so the group
 //     score G (top-2 sum or max, monotone) satisfies G(lo_g) <= G(k) <= G(hi_g). As in the
 //     pre-filter: L_G = the topk_groups-th largest G(lo_g); if exactly topk_groups groups have
 //     G(hi_g) >= L_G they are the kept groups, else the exact path.
-//  3. Pool: the lanes' top-2 keys (no groups) or the kept groups' top-2 keys: distinct selectable
+//  3. Pool: the lanes' top-3 (K > 4) or top-2 keys, or the kept groups' top-3: distinct selectable
 //     experts. A = the K-th largest pool key (K <= 8 <= pool size). At least K experts have
 //     v >= A.
 //  4. Threshold: exact keys: T = A, and every expert of the exact top K has v >= A. Approximate
@@ -82,11 +82,13 @@ struct QuadSmem {
   float slot_score[kQuadRows][kQuadMaxK + 1];
 };
 
-// Merge x into a (best, second) pair of floats (duplicates kept, as top2_insert).
-__device__ __forceinline__ void quad_top2(float& b, float& s, float x) {
+// Merge x into the three largest floats b >= s >= t (duplicates kept, as top2_insert).
+__device__ __forceinline__ void quad_top3(float& b, float& s, float& t, float x) {
   const float hi = fmaxf(b, x), lo = fminf(b, x);
+  const float hi2 = fmaxf(s, lo), lo2 = fminf(s, lo);
   b = hi;
-  s = fmaxf(s, lo);
+  s = hi2;
+  t = fmaxf(t, lo2);
 }
 
 // a - m * eps(a) (m = 2 or -2), clamped to the finite range: the bounds of steps 2 and 4.
@@ -193,19 +195,23 @@ __device__ __forceinline__ bool quad_route_row(const detail::RoutingKernelParams
   }
 
   // 2-3. Groups and the pool of K-th-best candidates.
-  constexpr int kPool = kGroupSize > 0 ? 2 * kVals / (kGroupSize > 0 ? kGroupSize : 1) : 2;
+  // Pool keys per lane: the top-3 of each of its groups, or its own top-3.
+  constexpr int kPool = kGroupSize > 0 ? 3 * kVals / (kGroupSize > 0 ? kGroupSize : 1) : 3;
   float pool[kPool];
   float lane_max = neg_inf();
   if constexpr (kGroupSize > 0) {
     constexpr int kGroups = kVals / kGroupSize;  // per lane
-    float gb[kGroups], gs[kGroups];
+    float gb[kGroups], gs[kGroups], gt[kGroups];
     std::uint32_t glo[kGroups], ghi[kGroups];
 #pragma unroll
     for (int g = 0; g < kGroups; ++g) {
       gb[g] = neg_inf();
       gs[g] = neg_inf();
+      gt[g] = neg_inf();
 #pragma unroll
-      for (int j = g * kGroupSize; j < (g + 1) * kGroupSize; ++j) quad_top2(gb[g], gs[g], v[j]);
+      for (int j = g * kGroupSize; j < (g + 1) * kGroupSize; ++j) {
+        quad_top3(gb[g], gs[g], gt[g], v[j]);
+      }
       const bool valid = grp.lane * kGroups + g < p.num_groups;
       glo[g] = valid
                    ? order_key(group_score_value(p.group_score, order_key(quad_shift(gb[g], 2.0f)),
@@ -246,8 +252,9 @@ __device__ __forceinline__ bool quad_route_row(const detail::RoutingKernelParams
 #pragma unroll
     for (int g = 0; g < kGroups; ++g) {
       const bool kept = ghi[g] >= level && glo[g] != 0u;
-      pool[2 * g] = kept ? gb[g] : neg_inf();
-      pool[2 * g + 1] = kept ? gs[g] : neg_inf();
+      pool[3 * g] = kept ? gb[g] : neg_inf();
+      pool[3 * g + 1] = kept ? gs[g] : neg_inf();
+      pool[3 * g + 2] = kept ? gt[g] : neg_inf();
       if (!kept) {
 #pragma unroll
         for (int j = g * kGroupSize; j < (g + 1) * kGroupSize; ++j) v[j] = neg_inf();
@@ -257,28 +264,27 @@ __device__ __forceinline__ bool quad_route_row(const detail::RoutingKernelParams
   } else {
     pool[0] = neg_inf();
     pool[1] = neg_inf();
+    pool[2] = neg_inf();
+    if (K > 4) {
 #pragma unroll
-    for (int j = 0; j < kVals; ++j) quad_top2(pool[0], pool[1], v[j]);
+      for (int j = 0; j < kVals; ++j) quad_top3(pool[0], pool[1], pool[2], v[j]);
+    } else {  // (top-2: 8 pool keys are plenty for K <= 4, and cheaper)
+#pragma unroll
+      for (int j = 0; j < kVals; ++j) {
+        const float hi = fmaxf(pool[0], v[j]), lo = fminf(pool[0], v[j]);
+        pool[0] = hi;
+        pool[1] = fmaxf(pool[1], lo);
+      }
+    }
     lane_max = pool[0];
   }
-  // A: the K-th largest pool key. When the pool holds exactly K keys (K = 8 without groups: every
-  // lane holds >= 2 experts; K = 2 topk_groups with groups), its minimum; otherwise counted per
-  // own pool key against the whole pool.
-  const int pool_size = kGroupSize > 0 ? 2 * p.topk_groups : 2 * kQuadLanes;
-  float kth = neg_inf();
-  if (K == pool_size) {
-    float lane_min = pos_inf();
-#pragma unroll
-    for (int i = 0; i < kPool; ++i)
-      lane_min = pool[i] != neg_inf() ? fminf(lane_min, pool[i]) : lane_min;
-#pragma unroll
-    for (int off = 1; off < kQuadLanes; off *= 2) {
-      lane_min = fminf(lane_min, grp.xor_shuffle(lane_min, off));
-    }
-    kth = lane_min;
-  } else {
-    kth = quad_kth<kPool>(grp, pool, K);
-  }
+  // A: the K-th largest pool key, counted per own pool key against the whole pool. Top-3 rather
+  // than top-2 per lane (K > 4) or group: a tighter threshold (simulated on the benchmark's
+  // logits, the slowest quad of a warp: ~11 candidates instead of ~21 for Kimi K2 and Qwen3, ~9
+  // instead of ~15 for DeepSeek-V3), and the exact keys and ranks cost as much as that quad's
+  // candidates. Measured (H200, 32768 rows): Kimi K2 59.2 -> 42.0 us, Qwen3 31.5 -> 23.4,
+  // DeepSeek-V3 39.2 -> 36.5; Llama 4 (K = 1) 9.9 -> 10.6, hence top-2 for K <= 4.
+  const float kth = quad_kth<kPool>(grp, pool, K);
 
   // 4. Threshold and candidates.
   // (kth = -Inf: fewer than K selectable pool keys; every finite key is then a candidate.)

@@ -59,7 +59,7 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
       heuristics::routing_prefilter_applies(
           params.num_experts, params.score_func == ScoreFunc::kSigmoid && !(params.softcap > 0.0f),
           grouped ? params.num_groups : 0),
-      params.top_k + params.num_shared_experts, grouped, quad_vals, params.top_k);
+      params.top_k + params.num_shared_experts, grouped, quad_vals);
   if (cfg.blocks > std::numeric_limits<int>::max()) {
     return invalid_arg(
         "route_cuda", "logits.shape[0]", kp.num_tokens,
