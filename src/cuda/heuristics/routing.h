@@ -15,7 +15,7 @@
 //  - the row thread (kernels/routing_row_thread.cuh): one thread per row of E <= 32, no
 //    cross-lane step at all: the throughput layout for many short rows (routing_row_thread_pays).
 //  - the quad kernel (kernels/routing_quad.cuh): 4 lanes per row, a threshold pre-filter and an
-//    exact finish over a few candidates; the throughput layout for many rows of 65..512 experts
+//    exact finish over a few candidates; the throughput layout for many rows of 97..384 experts
 //    where detail::routing_quad_vals serves the routing (routing_quad_pays).
 //
 // Layout codes of the test and bench override (detail::route_cuda_layout, bench --vals):

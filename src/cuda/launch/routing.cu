@@ -46,9 +46,9 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
                         params.group_score, params.num_groups, params.topk_groups);
   if (layout == heuristics::kRoutingQuadCode && quad_vals == 0) {
     return invalid_arg("route_cuda", "layout", layout,
-                       "a routing the quad kernel serves (65 <= num_experts <= 512, top_k <= 8, "
-                       "no softcap; sigmoid, softmax, or top-k then softmax / sigmoid; groups "
-                       "only for sigmoid, 32 experts each)");
+                       "a routing the quad kernel serves (num_experts in 97..128, 193..256 or "
+                       "289..384, top_k <= 8, no softcap; sigmoid, softmax, or top-k then "
+                       "softmax / sigmoid; groups only for sigmoid, 32 experts each)");
   }
   const RoutingKernelParams kp = make_routing_kernel_params(params, args);
   if (kp.num_tokens == 0) return Status::Ok();
