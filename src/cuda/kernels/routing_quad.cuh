@@ -1,7 +1,7 @@
 // The routing kernel for many rows of 97..384 experts: a quad of 4 lanes per row, kVals
 // consecutive experts per lane, 32 rows per block of 128 threads (layout code
-// heuristics::kRoutingQuadCode; the heuristic's choice above kRowBlockMaxRows rows where
-// detail::routing_quad_vals serves the routing).
+// heuristics::kRoutingQuadCode; the heuristic's choice from 8192 rows, 4096 above 256 experts,
+// where detail::routing_quad_vals serves the routing: heuristics::routing_quad_pays).
 //
 // Why: a warp per row (routing.cuh) spends its instructions on cross-lane steps (K argmax rounds,
 // group butterflies, ballots), all issued once per row by 32 lanes. Here most of the work is
