@@ -79,50 +79,53 @@ using GroupShape = ProblemShape::UnderlyingProblemShape;
 // Row-major [rows, cols] with cols contiguous: (leading stride, 1, batch stride 0).
 using RowStride = cute::Stride<std::int64_t, cute::Int<1>, cute::Int<0>>;
 
-// The mainloop of every instance (A [rows, k] and B [n, k] K-major, float32 accumulation), with as
-// many stages as shared memory holds after the epilogue's `epilogue_smem` bytes.
-template <typename Element, typename Config, int epilogue_smem>
-using Sm90Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
-    cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Element, cutlass::layout::RowMajor*,
-    16 / static_cast<int>(sizeof(Element)), Element, cutlass::layout::ColumnMajor*,
-    16 / static_cast<int>(sizeof(Element)), float, typename Config::TileShape,
-    typename Config::ClusterShape, cutlass::gemm::collective::StageCountAutoCarveout<epilogue_smem>,
-    typename Config::KernelSchedule>::CollectiveOp;
-
-template <typename Element, typename ElementOut, typename Config>
-struct GroupedGemm {
-  using LayoutD = cutlass::layout::RowMajor;
-  static constexpr int kAlignD = 16 / static_cast<int>(sizeof(ElementOut));
-
-  using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
-      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, typename Config::TileShape,
-      typename Config::ClusterShape, cutlass::epilogue::collective::EpilogueTileAuto, float, float,
-      void, LayoutD*, kAlignD, ElementOut, LayoutD*, kAlignD, typename Config::EpilogueSchedule,
-      cutlass::epilogue::fusion::LinearCombination<ElementOut, float, void, float>>::CollectiveOp;
-  using Mainloop =
-      Sm90Mainloop<Element, Config, static_cast<int>(sizeof(typename Epilogue::SharedStorage))>;
+// A grouped GEMM of every instance with the given epilogue: A [rows, k] and B [n, k] K-major,
+// float32 accumulation, a mainloop with as many stages as shared memory holds after the
+// epilogue's.
+template <typename Element, typename Config, typename EpilogueT>
+struct Sm90GroupedGemm {
+  using Epilogue = EpilogueT;
+  using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Element, cutlass::layout::RowMajor*,
+      16 / static_cast<int>(sizeof(Element)), Element, cutlass::layout::ColumnMajor*,
+      16 / static_cast<int>(sizeof(Element)), float, typename Config::TileShape,
+      typename Config::ClusterShape,
+      cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(
+          sizeof(typename Epilogue::SharedStorage))>,
+      typename Config::KernelSchedule>::CollectiveOp;
   using Kernel = cutlass::gemm::kernel::GemmUniversal<ProblemShape, Mainloop, Epilogue>;
   using Device = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
-
   static_assert(std::is_same_v<typename Kernel::InternalStrideA, RowStride>);
   static_assert(std::is_same_v<typename Kernel::InternalStrideB, RowStride>);
-  static_assert(std::is_same_v<typename Kernel::InternalStrideD, RowStride>);
+};
+
+// CUTLASS's TMA epilogue D = accumulator in ElementOut (row-major D, no C).
+template <typename ElementOut, typename Config>
+using Sm90LinearEpilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
+    cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, typename Config::TileShape,
+    typename Config::ClusterShape, cutlass::epilogue::collective::EpilogueTileAuto, float, float,
+    void, cutlass::layout::RowMajor*, 16 / static_cast<int>(sizeof(ElementOut)), ElementOut,
+    cutlass::layout::RowMajor*, 16 / static_cast<int>(sizeof(ElementOut)),
+    typename Config::EpilogueSchedule,
+    cutlass::epilogue::fusion::LinearCombination<ElementOut, float, void, float>>::CollectiveOp;
+
+template <typename Element, typename ElementOut, typename Config>
+struct GroupedGemm : Sm90GroupedGemm<Element, Config, Sm90LinearEpilogue<ElementOut, Config>> {
+  static_assert(
+      std::is_same_v<
+          typename Sm90GroupedGemm<Element, Config,
+                                   Sm90LinearEpilogue<ElementOut, Config>>::Kernel::InternalStrideD,
+          RowStride>);
 };
 
 // GEMM1 with the gated activation fused into its epilogue (gated_epilogue.cuh): B = w13 with
 // interleaved gate/up rows, D = act [rows, n / 2] in the input dtype. Same mainloop as GroupedGemm
 // (the stages take the shared memory the TMA epilogue used).
 template <typename Element, typename T, typename Config>
-struct GroupedGemmGated {
-  using Epilogue = cutlass::epilogue::collective::detail::Sm90TmaWarpSpecializedAdapter<
-      GatedActEpilogueArray<Element, T, RowStride*>>;
-  using Mainloop =
-      Sm90Mainloop<Element, Config, static_cast<int>(sizeof(typename Epilogue::SharedStorage))>;
-  using Kernel = cutlass::gemm::kernel::GemmUniversal<ProblemShape, Mainloop, Epilogue>;
-  using Device = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
-  static_assert(std::is_same_v<typename Kernel::InternalStrideA, RowStride>);
-  static_assert(std::is_same_v<typename Kernel::InternalStrideB, RowStride>);
-};
+struct GroupedGemmGated
+    : Sm90GroupedGemm<Element, Config,
+                      cutlass::epilogue::collective::detail::Sm90TmaWarpSpecializedAdapter<
+                          GatedActEpilogueArray<Element, T, RowStride*>>> {};
 
 // The per-group argument arrays the kernel reads, carved from the front of the workspace.
 template <typename Element, typename ElementOut>
