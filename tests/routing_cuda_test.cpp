@@ -36,6 +36,8 @@ std::vector<int> layouts_to_check(const RoutingParams& p, std::int64_t num_token
   std::vector<int> codes = {0};
   // The quad kernel (the heuristic's above 512 rows where it serves the routing), at every M.
   if (quad_serves(p)) codes.push_back(heuristics::kRoutingQuadCode);
+  // The staged kernel (the heuristic's from 16384 rows where it serves the routing), at every M.
+  if (staged_serves(p)) codes.push_back(heuristics::kRoutingStagedCode);
   // The lane-group kernel with the approximate pre-filter (not chosen by the heuristic yet), at
   // every M: it is meant for large batches.
   if (heuristics::routing_layout_code_valid(num_experts, heuristics::kRoutingPrefilterCode)) {
@@ -215,6 +217,31 @@ TEST(RoutingCuda, QuadLayoutMatchesCpu) {
   EXPECT_GT(check_fuzz_cases(code, quad_serves), 0);
 }
 
+// The staged kernel (layout 67) on the pre-filter's cases it serves (sigmoid with and without bias,
+// DeepSeek-V3-style groups of 32; rows on a partly filled warp) and on the fuzz cases with huge
+// rows and near-ties, bit for bit against the CPU.
+TEST(RoutingCuda, StagedLayoutMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<int> code = {heuristics::kRoutingStagedCode};
+  const std::vector<int> ks =
+      small_scale() ? std::vector<int>{1, 8} : std::vector<int>{1, 2, 4, 6, 8};
+  int cases = 0, served = 0, failures = 0;
+  for_each_prefilter_case(small_scale() ? 35 : 131, ks, [&](const PrefilterCase& pc) {
+    ++cases;
+    if (!staged_serves(pc.problem.params)) return true;
+    ++served;
+    const std::string err = check_problem(pc.problem, code);
+    if (!err.empty()) {
+      ADD_FAILURE() << pc.id << " (" << dtype_name(pc.problem.logits_dtype) << "): " << err;
+      ++failures;
+    }
+    return failures <= 10;
+  });
+  EXPECT_GT(served, cases / 8) << "cases the staged kernel serves, of " << cases;
+
+  EXPECT_GT(check_fuzz_cases(code, staged_serves), 0);
+}
+
 // Captures route_cuda in a CUDA graph; replays are bitwise identical to each other and to the
 // CPU, outputs are fully rewritten after poisoning, and the device-side padding count can change
 // between replays without re-capture. M = 3000 takes lane groups, M = 300 row blocks.
@@ -351,9 +378,11 @@ TEST(RoutingCuda, EveryLayoutGivesTheSameBits) {
                               nullptr, nullptr, weights.get(), ids.get());
       int layouts = 0;
       for (int code : {1, 2, 4, 8, 16, 32, -1, -2, -4, -8, -16, heuristics::kRoutingPrefilterCode,
-                       heuristics::kRoutingRowThreadCode, heuristics::kRoutingQuadCode}) {
+                       heuristics::kRoutingRowThreadCode, heuristics::kRoutingQuadCode,
+                       heuristics::kRoutingStagedCode}) {
         if (!heuristics::routing_layout_code_valid(E, code)) continue;
         if (code == heuristics::kRoutingQuadCode && !quad_serves(p)) continue;
+        if (code == heuristics::kRoutingStagedCode && !staged_serves(p)) continue;
         ++layouts;
         ASSERT_TRUE(tools::fill_device_bytes(weights.get(), 0x7b, n * 4).ok());
         ASSERT_TRUE(tools::fill_device_bytes(ids.get(), 0x7b, n * 4).ok());

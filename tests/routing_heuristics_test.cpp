@@ -220,5 +220,39 @@ TEST(RoutingHeuristics, QuadKernelServesAndIsChosenAbove512Rows) {
   EXPECT_FALSE(routing_layout_code_valid(64, kRoutingQuadCode));
 }
 
+TEST(RoutingHeuristics, StagedKernelServesSigmoidRowsAndIsChosenFrom16384Rows) {
+  using detail::routing_staged_segs;
+  // DeepSeek-V3 (groups of 32), Kimi K2 (no groups): served.
+  EXPECT_EQ(routing_staged_segs(256, 8, ScoreFunc::kSigmoid, false, GroupScore::kTop2Sum, 8, 4), 8);
+  EXPECT_EQ(routing_staged_segs(384, 8, ScoreFunc::kSigmoid, false, GroupScore::kNone, 1, 1), 12);
+  // Not served: softmax, softcap, K > 8, E not a multiple of 32 or outside 128..512, groups that
+  // are not the segments, too few kept groups for the pool.
+  EXPECT_EQ(routing_staged_segs(256, 8, ScoreFunc::kSoftmax, false, GroupScore::kNone, 1, 1), 0);
+  EXPECT_EQ(routing_staged_segs(256, 8, ScoreFunc::kSigmoid, true, GroupScore::kNone, 1, 1), 0);
+  EXPECT_EQ(routing_staged_segs(256, 9, ScoreFunc::kSigmoid, false, GroupScore::kNone, 1, 1), 0);
+  EXPECT_EQ(routing_staged_segs(160 + 8, 8, ScoreFunc::kSigmoid, false, GroupScore::kNone, 1, 1),
+            0);
+  EXPECT_EQ(routing_staged_segs(96, 8, ScoreFunc::kSigmoid, false, GroupScore::kNone, 1, 1), 0);
+  EXPECT_EQ(routing_staged_segs(544, 8, ScoreFunc::kSigmoid, false, GroupScore::kNone, 1, 1), 0);
+  EXPECT_EQ(routing_staged_segs(256, 8, ScoreFunc::kSigmoid, false, GroupScore::kTop2Sum, 4, 2), 0);
+  EXPECT_EQ(routing_staged_segs(256, 8, ScoreFunc::kSigmoid, false, GroupScore::kTop2Sum, 8, 2), 0);
+  const RoutingLaunchConfig s = routing_launch_config(256, 32768, 0, true, true, 8, true, 64, 8);
+  EXPECT_TRUE(s.staged);
+  EXPECT_FALSE(s.quad);
+  EXPECT_EQ(s.vals, 8);
+  EXPECT_EQ(s.rows_per_block, 64);
+  EXPECT_EQ(s.blocks, 512);
+  EXPECT_FALSE(routing_launch_config(256, 16383, 0, true, true, 8, true, 64, 8).staged);
+  EXPECT_TRUE(routing_launch_config(256, 16383, 0, true, true, 8, true, 64, 8).quad);
+  EXPECT_TRUE(routing_launch_config(256, 16384, 0, true, true, 8, true, 64, 8).staged);
+  // Unaligned rows (staged_segs 0): the quad kernel.
+  EXPECT_TRUE(routing_launch_config(256, 32768, 0, true, true, 8, true, 64, 0).quad);
+  EXPECT_TRUE(routing_launch_config(256, 1, kRoutingStagedCode, true, true, 8, true, 64, 8).staged);
+  EXPECT_FALSE(
+      routing_launch_config(256, 32768, kRoutingQuadCode, true, true, 8, true, 64, 8).staged);
+  EXPECT_TRUE(routing_layout_code_valid(128, kRoutingStagedCode));
+  EXPECT_FALSE(routing_layout_code_valid(96, kRoutingStagedCode));
+}
+
 }  // namespace
 }  // namespace switchyard::heuristics

@@ -259,6 +259,12 @@ inline bool quad_serves(const RoutingParams& p) {
                                    p.group_score, p.num_groups, p.topk_groups) > 0;
 }
 
+// The staged kernel's rule (its launcher also needs 16-byte aligned logits rows).
+inline bool staged_serves(const RoutingParams& p) {
+  return detail::routing_staged_segs(p.num_experts, p.top_k, p.score_func, p.softcap > 0.0f,
+                                     p.group_score, p.num_groups, p.topk_groups) > 0;
+}
+
 // The seeded cases of the pre-filter tests ("routing/prefilter/..."; the CUDA test
 // PrefilterLayoutMatchesCpu, and the host emulator's `cases prefilter` mode): sigmoid routings with
 // and without bias (Kimi K2 style) and grouped top-2-sum ones (DeepSeek-V3 noaux_tc: the variant's

@@ -8,6 +8,9 @@
 //    adversarial perturbation of up to 2^-19, more than twice the proven bound
 //    (routing_lane_group_emu.prefilter_matrix / _fuzz / _presets / _cases); also prints how many
 //    rows the pre-filter settled and the candidate counts.
+//  - quad: the quad kernel (routing_quad.cuh, layout code 66) where it serves the routing;
+//  - staged: the staged kernel (routing_staged.cuh, layout code 67) where it serves the routing
+//    (its halves and cp.async have host models; the approximate sigmoid is perturbed as above).
 //   build-cpu/tests/routing_row_block_emu matrix | fuzz [cases] | presets | preset NAME M | cases
 //                                         [KERNELS]
 // (cases: for_each_prefilter_case of routing_test_util.h, meant for KERNELS = prefilter.)
@@ -20,6 +23,8 @@ namespace switchyard::kernels {
 thread_local std::uint32_t row_block_leaves[2 * 2048];
 // The lane-group kernel's group scores: up to 4 rows per block (32 lanes) x 32 groups.
 thread_local std::uint32_t group_smem[4 * 32];
+// The staged kernel's dynamic shared memory (its largest layout: E = 512 float logits, ~147 KB).
+alignas(16) thread_local unsigned char staged_smem[160 * 1024];
 }  // namespace switchyard::kernels
 // Pre-filter statistics (SY_PREFILTER_STATS hooks in routing_prefilter.cuh).
 namespace emu_stats {
@@ -41,8 +46,15 @@ inline long long rows_prefiltered = 0, rows_fallback = 0, candidates = 0, max_ca
       if ((ok) && (n) > emu_stats::max_candidates) emu_stats::max_candidates = (n); \
     }                                                                               \
   } while (0)
+#define SY_STAGED_STATS(ok, n)                                                    \
+  do {                                                                            \
+    (ok) ? ++emu_stats::rows_prefiltered : ++emu_stats::rows_fallback;            \
+    if (ok) emu_stats::candidates += (n);                                         \
+    if ((ok) && (n) > emu_stats::max_candidates) emu_stats::max_candidates = (n); \
+  } while (0)
 // clang-format off
 #include "cuda/kernels/routing_row_block.cuh"
+#include "cuda/kernels/routing_staged.cuh"
 #include "cuda/kernels/routing_quad.cuh"
 // clang-format on
 #include <cmath>
@@ -80,6 +92,37 @@ namespace {
 
 bool g_prefilter = false;  // KERNELS = prefilter
 bool g_quad = false;       // KERNELS = quad
+bool g_staged = false;     // KERNELS = staged
+
+template <typename T, int kSegs, bool kGrouped>
+void run_staged_kernel(const detail::RoutingKernelParams& kp, bool ids64) {
+  const unsigned blocks = static_cast<unsigned>((kp.num_tokens + kernels::kStagedThreads - 1) /
+                                                kernels::kStagedThreads);
+  emu::launch(
+      blocks, kernels::kStagedThreads,
+      [&]() { kernels::routing_staged_kernel<T, kSegs, kGrouped>(kp, ids64); },
+      [] {
+        std::memset(kernels::staged_smem, 0xab, sizeof kernels::staged_smem);
+        std::memset(kernels::group_smem, 0xab, sizeof kernels::group_smem);
+      });
+}
+
+template <typename T>
+void run_staged(int segs, const detail::RoutingKernelParams& kp, bool ids64) {
+  const bool grouped = kp.p.group_score != GroupScore::kNone;
+  if (segs <= 8) {
+    grouped ? run_staged_kernel<T, 8, true>(kp, ids64) : run_staged_kernel<T, 8, false>(kp, ids64);
+  } else {
+    grouped ? run_staged_kernel<T, 16, true>(kp, ids64)
+            : run_staged_kernel<T, 16, false>(kp, ids64);
+  }
+}
+
+// The staged kernel's rule, with aligned rows (the problems here have them).
+bool staged_serves(const RoutingParams& p) {
+  return detail::routing_staged_segs(p.num_experts, p.top_k, p.score_func, p.softcap > 0.0f,
+                                     p.group_score, p.num_groups, p.topk_groups) > 0;
+}
 
 template <typename T, int V, bool kApprox, int kGroup>
 void run_quad_kernel(const detail::RoutingKernelParams& kp, bool vec_ok, bool ids64) {
@@ -167,7 +210,25 @@ Status run_emu(const tools::RoutingProblem& pr, int V, tools::RoutingResult* out
     const bool ids64 = a.top_k_ids.dtype == DType::kInt64;
     const unsigned threads =
         static_cast<unsigned>(heuristics::routing_row_block_threads(pr.params.num_experts, V));
-    if (g_quad) {
+    if (g_staged) {
+      const RoutingParams& p = pr.params;
+      const int segs =
+          detail::routing_staged_segs(p.num_experts, p.top_k, p.score_func, p.softcap > 0.0f,
+                                      p.group_score, p.num_groups, p.topk_groups);
+      if (!vec_ok || segs == 0)
+        return Status::Internal("emu: the staged kernel does not serve this");
+      switch (a.logits.dtype) {
+        case DType::kFloat32:
+          run_staged<float>(segs, kp, ids64);
+          break;
+        case DType::kBFloat16:
+          run_staged<detail::bf16_t>(segs, kp, ids64);
+          break;
+        default:
+          run_staged<detail::fp16_t>(segs, kp, ids64);
+          break;
+      }
+    } else if (g_quad) {
       const RoutingParams& p = pr.params;
       const int qv =
           detail::routing_quad_vals(p.num_experts, p.top_k, p.score_func, p.softcap > 0.0f,
@@ -236,7 +297,10 @@ void check(const tools::RoutingProblem& pr, const std::string& id) {
     return;
   }
   for (int V : {1, 2, 4, 8, 16}) {
-    if (g_quad) {
+    if (g_staged) {
+      // One run, in the staged layout (code 67), when it serves the routing.
+      if (V != 1 || !staged_serves(pr.params)) continue;
+    } else if (g_quad) {
       // One run, in the quad layout (code 66), when it serves the routing.
       if (V != 1 || !quad_serves(pr.params)) continue;
     } else if (g_prefilter) {
@@ -295,6 +359,7 @@ int main(int argc, char** argv) {
   for (int i = 2; i < argc; ++i) {
     if (std::string(argv[i]) == "prefilter") g_prefilter = true;
     if (std::string(argv[i]) == "quad") g_quad = true;
+    if (std::string(argv[i]) == "staged") g_staged = true;
   }
   if (mode == "matrix") {
     const std::vector<int> experts = {1, 2, 3, 8, 33, 64, 128, 160, 256, 288, 384, 512, 1024};
@@ -322,7 +387,8 @@ int main(int argc, char** argv) {
     for (int c = 0; c < num_cases; ++c) {
       FuzzCase fc;
       // Near-tied rows and biases (kind 4 and a third of the biased cases) for the pre-filter.
-      if (!make_fuzz_case(c, 12, 6, /*huge_rows=*/true, /*near_ties=*/g_prefilter, &fc)) continue;
+      if (!make_fuzz_case(c, 12, 6, /*huge_rows=*/true, /*near_ties=*/g_prefilter || g_staged, &fc))
+        continue;
       check(fc.problem, fc.id + " " + variant_name(fc.variant) + " E" + std::to_string(fc.E) +
                             " K" + std::to_string(fc.K) + " M" +
                             std::to_string(fc.problem.num_tokens));
@@ -335,7 +401,7 @@ int main(int argc, char** argv) {
                                                 Variant::kSoftmax, Variant::kTopkSoftmax,
                                                 Variant::kTopkSigmoid};
     for_each_prefilter_case(
-        g_quad ? 40 : 16, {1, 2, 4, 8, 9, 16, 32},
+        g_quad || g_staged ? 40 : 16, {1, 2, 4, 8, 9, 16, 32},
         [&](const PrefilterCase& pc) {
           check(pc.problem, pc.id);
           return true;
@@ -362,11 +428,11 @@ int main(int argc, char** argv) {
       }
     }
   }
-  if (g_prefilter || g_quad) {
+  if (g_prefilter || g_quad || g_staged) {
     std::printf(
         "%s: %lld rows settled (candidates: mean %.2f, max %lld), %lld rows on the "
         "exact path\n",
-        g_quad ? "quad" : "pre-filter", emu_stats::rows_prefiltered,
+        g_staged ? "staged" : (g_quad ? "quad" : "pre-filter"), emu_stats::rows_prefiltered,
         emu_stats::rows_prefiltered ? static_cast<double>(emu_stats::candidates) /
                                           static_cast<double>(emu_stats::rows_prefiltered)
                                     : 0.0,

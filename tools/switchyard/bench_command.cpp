@@ -80,21 +80,22 @@ int bench_routing(const Args& args) {
   tools::RoutingSkew skew;
   double ceiling_arg = 0;
   std::int64_t vals = 0;
-  for (Status st : {args.get_int("vals", 0, -16, heuristics::kRoutingQuadCode, &vals)}) {
+  for (Status st : {args.get_int("vals", 0, -16, heuristics::kRoutingStagedCode, &vals)}) {
     if (!st.ok()) return fail(cmd, st, kExitUsage);
   }
   // A layout code: 0, +-(a power of two) up to 32 / 16, 64 (the pre-filter's), 65 (the row
-  // thread's) or 66 (the quad kernel's), the only codes above 32.
+  // thread's), 66 (the quad kernel's) or 67 (the staged kernel's), the only codes above 32.
   const std::int64_t vals_abs = vals < 0 ? -vals : vals;
   if (vals != heuristics::kRoutingRowThreadCode && vals != heuristics::kRoutingQuadCode &&
+      vals != heuristics::kRoutingStagedCode &&
       ((vals_abs & (vals_abs - 1)) != 0 ||
        (vals > 32 && vals != heuristics::kRoutingPrefilterCode))) {
     return fail(cmd,
                 Status::InvalidArgument("--vals: got " + std::to_string(vals) +
                                         ", expected 0 or +-(a power of two): 1..32 lane groups, "
                                         "-1..-16 row blocks, 64 lane groups with the "
-                                        "approximate pre-filter, 65 a thread per row, or 66 the "
-                                        "quad kernel"),
+                                        "approximate pre-filter, 65 a thread per row, 66 the "
+                                        "quad kernel, or 67 the staged kernel"),
                 kExitUsage);
   }
   for (Status st : {args.get_int_list("tokens", "1,32,512,4096,32768", 0, 10'000'000, &tokens),
@@ -150,15 +151,20 @@ int bench_routing(const Args& args) {
       r.tokens = M;
       r.bytes = static_cast<std::int64_t>(pr.input_bytes() + pr.output_bytes());
       if (cuda) {
-        // A forced layout that does not exist for this E (or, the quad kernel, this routing)
+        // A forced layout that does not exist for this E (or, the quad and staged kernels, this
+        // routing)
         // falls back to the heuristic; the check against the CPU runs the layout that is timed.
         const RoutingParams& rp = m->routing;
         const bool quad_serves =
             detail::routing_quad_vals(rp.num_experts, rp.top_k, rp.score_func, rp.softcap > 0.0f,
                                       rp.group_score, rp.num_groups, rp.topk_groups) > 0;
+        const bool staged_serves =
+            detail::routing_staged_segs(rp.num_experts, rp.top_k, rp.score_func, rp.softcap > 0.0f,
+                                        rp.group_score, rp.num_groups, rp.topk_groups) > 0;
         const int v =
             heuristics::routing_layout_code_valid(rp.num_experts, static_cast<int>(vals)) &&
-                    (vals != heuristics::kRoutingQuadCode || quad_serves)
+                    (vals != heuristics::kRoutingQuadCode || quad_serves) &&
+                    (vals != heuristics::kRoutingStagedCode || staged_serves)
                 ? static_cast<int>(vals)
                 : 0;
         tools::RoutingResult ref, got;

@@ -17,6 +17,10 @@
 //  - the quad kernel (kernels/routing_quad.cuh): 4 lanes per row, a threshold pre-filter and an
 //    exact finish over a few candidates; the throughput layout for many rows of 97..384 experts
 //    where detail::routing_quad_vals serves the routing (routing_quad_pays).
+//  - the staged kernel (kernels/routing_staged.cuh): a thread per row, rows staged in shared
+//    memory, the quad kernel's threshold and exact finish; the throughput layout for many sigmoid
+//    rows of 128..512 experts where detail::routing_staged_segs serves the routing and the logits
+//    rows are 16-byte aligned (routing_staged_pays).
 //
 // Layout codes of the test and bench override (detail::route_cuda_layout, bench --vals):
 // 0 = the heuristic, v > 0 = lane groups with v experts per lane, -v = row blocks with v experts
@@ -24,7 +28,8 @@
 // pre-filter (kernels/routing_prefilter.cuh; the heuristic's choice above kRowBlockMaxRows rows
 // where it applies and rows are long: see routing_prefilter_pays), kRoutingRowThreadCode = one
 // thread per row (kernels/routing_row_thread.cuh, E <= 32), kRoutingQuadCode = the quad kernel
-// (where detail::routing_quad_vals serves the routing).
+// (where detail::routing_quad_vals serves the routing), kRoutingStagedCode = the staged kernel
+// (where detail::routing_staged_segs serves the routing, 16-byte aligned rows).
 #pragma once
 
 #include <cstdint>
@@ -39,6 +44,7 @@ struct RoutingLaunchConfig {
   int lanes;        // lanes per row (lane group width); 0 for row blocks
   bool prefilter;   // lane groups with the approximate pre-filter (32 lanes)
   bool quad;        // the quad kernel: 4 lanes per row, `vals` experts per lane
+  bool staged;      // the staged kernel: a thread per row, `vals` segments of 32 experts
   int vals;         // experts per lane (lane groups: lanes * vals = next_pow2(E)) or per thread
   int threads;      // threads per block
   int rows_per_block;
@@ -54,7 +60,10 @@ inline constexpr int kRoutingPrefilterCode = 64;
 inline constexpr int kRoutingRowThreadCode = 65;
 // Layout code of the quad kernel: 4 lanes per row, detail::routing_quad_vals experts per lane.
 inline constexpr int kRoutingQuadCode = 66;
-inline constexpr int kRowThreadMaxExperts = 32;  // = kernels::kRowThreadMaxExperts
+// Layout code of the staged kernel: a thread per row, rows staged in shared memory.
+inline constexpr int kRoutingStagedCode = 67;
+inline constexpr int kStagedThreadsPerBlock = 64;  // = kernels::kStagedThreads
+inline constexpr int kRowThreadMaxExperts = 32;    // = kernels::kRowThreadMaxExperts
 inline constexpr int kRoutingMaxVals = 32;
 inline constexpr int kSmallRowLanes = 4;  // lanes per row for C <= 32 with many rows
 inline constexpr std::int64_t kSmallRowMinRows = 8192;
@@ -100,6 +109,7 @@ inline bool routing_layout_code_valid(int num_experts, int code) {
   if (code == 0) return true;
   if (code == kRoutingRowThreadCode) return num_experts <= kRowThreadMaxExperts;
   if (code == kRoutingQuadCode) return num_experts >= 65 && num_experts <= 384;  // + quad_vals > 0
+  if (code == kRoutingStagedCode) return num_experts >= 128 && num_experts <= 512;  // + staged_segs
   if (code == kRoutingPrefilterCode) {
     const int capacity = detail::routing_row_capacity(num_experts);
     return capacity >= 64 && capacity <= 512;
@@ -168,12 +178,37 @@ inline bool routing_quad_pays(int quad_vals, std::int64_t num_tokens) {
   return quad_vals > 0 && num_tokens >= (quad_vals > 64 ? kQuadMinRowsWide : kQuadMinRows);
 }
 
+// The staged kernel wherever it serves the routing (staged_segs > 0: the rule and aligned rows)
+// from kStagedMinRows rows. Below, its warps (32 rows each) are too few to hide one row's serial
+// chain. Measured on an H200 (session 12, call 2, bench routing, us, main (quad) -> staged; 4096 /
+// 8192 / 16384 / 32768 rows): DeepSeek-V3 12.7 / 17.8 / 27.1 / 36.5 -> 21.4 / 22.4 / 24.3 / 30.3;
+// Kimi K2 11.2 / 14.1 / 23.6 / 42.2 -> 19.6 / 20.4 / 22.9 / 41.0 (docs/routing.md, "Staged
+// kernel").
+inline constexpr std::int64_t kStagedMinRows = 16384;
+inline bool routing_staged_pays(int staged_segs, std::int64_t num_tokens) {
+  return staged_segs > 0 && num_tokens >= kStagedMinRows;
+}
+
 // columns = K + S (0: not given, no row thread unless forced); grouped: a grouped routing (both
-// for the row thread only); quad_vals: detail::routing_quad_vals of the routing (0: no quad).
+// for the row thread only); quad_vals: detail::routing_quad_vals of the routing (0: no quad);
+// staged_segs: detail::routing_staged_segs of the routing where its logits rows are 16-byte
+// aligned (0: no staged kernel).
 inline RoutingLaunchConfig routing_launch_config(int num_experts, std::int64_t num_tokens,
                                                  int layout_code = 0, bool row_blocks_pay = true,
                                                  bool prefilter_applies = false, int columns = 0,
-                                                 bool grouped = false, int quad_vals = 0) {
+                                                 bool grouped = false, int quad_vals = 0,
+                                                 int staged_segs = 0) {
+  if (staged_segs > 0 && (layout_code == kRoutingStagedCode ||
+                          (layout_code == 0 && routing_staged_pays(staged_segs, num_tokens)))) {
+    RoutingLaunchConfig c{};
+    c.staged = true;
+    c.lanes = 1;
+    c.vals = staged_segs;
+    c.threads = kStagedThreadsPerBlock;
+    c.rows_per_block = kStagedThreadsPerBlock;
+    c.blocks = (num_tokens + c.rows_per_block - 1) / c.rows_per_block;
+    return c;
+  }
   if (layout_code == kRoutingRowThreadCode ||
       (layout_code == 0 && routing_row_thread_pays(num_experts, columns, grouped, num_tokens))) {
     RoutingLaunchConfig c{};

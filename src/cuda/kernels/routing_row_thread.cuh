@@ -26,12 +26,17 @@ inline constexpr int kRowThreadMaxExperts = 32;
 
 // c ? a : b as a PTX select: written in C++ over an unrolled loop of j == i tests, the compiler
 // folds the selects back into a dynamically indexed array, which lives in local memory.
+// (A plain select on the host emulator, tools/simt_emu.)
 __device__ __forceinline__ float select_f32(bool c, float a, float b) {
+#if defined(__CUDA_ARCH__)
   float r;
   asm("{\n .reg .pred p;\n setp.ne.u32 p, %3, 0;\n selp.f32 %0, %1, %2, p;\n}"
       : "=f"(r)
       : "f"(a), "f"(b), "r"(static_cast<unsigned>(c)));
   return r;
+#else
+  return c ? a : b;
+#endif
 }
 
 // Inserts candidate c into best[0..kN), kept in descending order (the smallest falls off).

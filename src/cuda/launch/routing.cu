@@ -39,7 +39,8 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
                        "groups), or -v, v a power of two <= 16 with ceil(num_experts / (32 v)) "
                        "<= 16 (row blocks), or 64 (lane groups with the approximate pre-filter, "
                        "33 <= num_experts <= 512), or 65 (a thread per row, num_experts <= 32), "
-                       "or 66 (the quad kernel, where it serves the routing)");
+                       "or 66 (the quad kernel, where it serves the routing), or 67 (the staged "
+                       "kernel, where it serves the routing)");
   }
   const int quad_vals =
       routing_quad_vals(params.num_experts, params.top_k, params.score_func, params.softcap > 0.0f,
@@ -51,6 +52,20 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
                        "softmax / sigmoid; groups only for sigmoid, 32 experts each)");
   }
   const RoutingKernelParams kp = make_routing_kernel_params(params, args);
+  const std::size_t elem = dtype_size(args.logits.dtype);
+  const bool vec_ok = reinterpret_cast<std::uintptr_t>(kp.logits) % 16 == 0 &&
+                      (static_cast<std::size_t>(kp.row_stride) * elem) % 16 == 0;
+  const int staged_segs =
+      vec_ok ? routing_staged_segs(params.num_experts, params.top_k, params.score_func,
+                                   params.softcap > 0.0f, params.group_score, params.num_groups,
+                                   params.topk_groups)
+             : 0;
+  if (layout == heuristics::kRoutingStagedCode && staged_segs == 0) {
+    return invalid_arg("route_cuda", "layout", layout,
+                       "a routing the staged kernel serves (sigmoid without softcap, top_k <= 8, "
+                       "num_experts a multiple of 32 in 128..512, groups of 32 experts with 3 * "
+                       "topk_groups >= top_k) with 16-byte aligned logits rows");
+  }
   if (kp.num_tokens == 0) return Status::Ok();
   const bool grouped = params.group_score != GroupScore::kNone;
   const heuristics::RoutingLaunchConfig cfg = heuristics::routing_launch_config(
@@ -59,7 +74,7 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
       heuristics::routing_prefilter_applies(
           params.num_experts, params.score_func == ScoreFunc::kSigmoid && !(params.softcap > 0.0f),
           grouped ? params.num_groups : 0),
-      params.top_k + params.num_shared_experts, grouped, quad_vals);
+      params.top_k + params.num_shared_experts, grouped, quad_vals, staged_segs);
   if (cfg.blocks > std::numeric_limits<int>::max()) {
     return invalid_arg(
         "route_cuda", "logits.shape[0]", kp.num_tokens,
@@ -67,14 +82,11 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
             std::to_string(std::int64_t{std::numeric_limits<int>::max()} * cfg.rows_per_block) +
             " rows per call");
   }
-  const std::size_t elem = dtype_size(args.logits.dtype);
-  const bool vec_ok = reinterpret_cast<std::uintptr_t>(kp.logits) % 16 == 0 &&
-                      (static_cast<std::size_t>(kp.row_stride) * elem) % 16 == 0;
   const bool ids_int64 = args.top_k_ids.dtype == DType::kInt64;
   // Lane groups: group scores of each row of a block live in shared memory (only when grouping).
   // Row blocks: the launcher sizes their dynamic shared memory itself.
   const std::size_t smem =
-      params.group_score == GroupScore::kNone || cfg.row_block || cfg.row_thread
+      params.group_score == GroupScore::kNone || cfg.row_block || cfg.row_thread || cfg.staged
           ? 0
           : static_cast<std::size_t>(cfg.rows_per_block) *
                 static_cast<std::size_t>(params.num_groups) * 4;

@@ -12,6 +12,7 @@
 #include "../kernels/routing_quad.cuh"
 #include "../kernels/routing_row_block.cuh"
 #include "../kernels/routing_row_thread.cuh"
+#include "../kernels/routing_staged.cuh"
 
 namespace switchyard::launch {
 
@@ -73,6 +74,36 @@ cudaError_t launch_quad(const detail::RoutingKernelParams& kp, bool vec_ok, bool
   }
 #undef SY_QUAD_CASE
 #undef SY_QUAD_APPROX
+}
+
+template <typename T, int kSegs, bool kGrouped>
+cudaError_t launch_staged_instance(const detail::RoutingKernelParams& kp, bool ids_int64,
+                                   const heuristics::RoutingLaunchConfig& cfg,
+                                   cudaStream_t stream) {
+  const kernels::StagedLayout l = kernels::staged_layout(
+      kp.p.num_experts, static_cast<int>(sizeof(T)), kGrouped ? kp.p.num_groups : 0);
+  auto* kernel = kernels::routing_staged_kernel<T, kSegs, kGrouped>;
+  if (l.total_bytes > 48 * 1024) {
+    const cudaError_t err =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, l.total_bytes);
+    if (err != cudaSuccess) return err;
+  }
+  kernel<<<static_cast<unsigned>(cfg.blocks), kernels::kStagedThreads,
+           static_cast<std::size_t>(l.total_bytes), stream>>>(kp, ids_int64);
+  return cudaGetLastError();
+}
+
+// The staged instances: segments held 8 (E <= 256) or 16, with or without groups.
+template <typename T>
+cudaError_t launch_staged(const detail::RoutingKernelParams& kp, bool ids_int64,
+                          const heuristics::RoutingLaunchConfig& cfg, cudaStream_t stream) {
+  const bool grouped = kp.p.group_score != GroupScore::kNone;
+  if (cfg.vals <= 8) {
+    return grouped ? launch_staged_instance<T, 8, true>(kp, ids_int64, cfg, stream)
+                   : launch_staged_instance<T, 8, false>(kp, ids_int64, cfg, stream);
+  }
+  return grouped ? launch_staged_instance<T, 16, true>(kp, ids_int64, cfg, stream)
+                 : launch_staged_instance<T, 16, false>(kp, ids_int64, cfg, stream);
 }
 
 template <typename T, int kVals>
@@ -141,6 +172,8 @@ cudaError_t launch_routing_for_dtype(const detail::RoutingKernelParams& kp, bool
         return cudaErrorInvalidConfiguration;  // unreachable: row_thread_experts
     }
   }
+  static_assert(heuristics::kStagedThreadsPerBlock == kernels::kStagedThreads, "threads");
+  if (cfg.staged) return launch_staged<T>(kp, ids_int64, cfg, stream);
   if (cfg.quad) return launch_quad<T>(kp, vec_ok, ids_int64, cfg, smem_bytes, stream);
   if (cfg.row_block) {
     switch (cfg.vals) {
