@@ -96,8 +96,8 @@ bool g_staged = false;     // KERNELS = staged
 
 template <typename T, int kSegs, bool kGrouped>
 void run_staged_kernel(const detail::RoutingKernelParams& kp, bool ids64) {
-  const unsigned blocks = static_cast<unsigned>((kp.num_tokens + kernels::kStagedThreads - 1) /
-                                                kernels::kStagedThreads);
+  constexpr std::int64_t kRows = kernels::kStagedWarps * kernels::kStagedWarpRows;
+  const unsigned blocks = static_cast<unsigned>((kp.num_tokens + kRows - 1) / kRows);
   emu::launch(
       blocks, kernels::kStagedThreads,
       [&]() { kernels::routing_staged_kernel<T, kSegs, kGrouped>(kp, ids64); },

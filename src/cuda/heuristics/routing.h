@@ -62,8 +62,9 @@ inline constexpr int kRoutingRowThreadCode = 65;
 inline constexpr int kRoutingQuadCode = 66;
 // Layout code of the staged kernel: a thread per row, rows staged in shared memory.
 inline constexpr int kRoutingStagedCode = 67;
-inline constexpr int kStagedThreadsPerBlock = 64;  // = kernels::kStagedThreads
-inline constexpr int kRowThreadMaxExperts = 32;    // = kernels::kRowThreadMaxExperts
+inline constexpr int kStagedThreadsPerBlock = 128;  // = kernels::kStagedThreads
+inline constexpr int kStagedRowsPerBlock = 64;      // two threads per row
+inline constexpr int kRowThreadMaxExperts = 32;     // = kernels::kRowThreadMaxExperts
 inline constexpr int kRoutingMaxVals = 32;
 inline constexpr int kSmallRowLanes = 4;  // lanes per row for C <= 32 with many rows
 inline constexpr std::int64_t kSmallRowMinRows = 8192;
@@ -179,11 +180,11 @@ inline bool routing_quad_pays(int quad_vals, std::int64_t num_tokens) {
 }
 
 // The staged kernel wherever it serves the routing (staged_segs > 0: the rule and aligned rows)
-// from kStagedMinRows rows. Below, its warps (32 rows each) are too few to hide one row's serial
-// chain. Measured on an H200 (session 12, call 2, bench routing, us, main (quad) -> staged; 4096 /
-// 8192 / 16384 / 32768 rows): DeepSeek-V3 12.7 / 17.8 / 27.1 / 36.5 -> 21.4 / 22.4 / 24.3 / 30.3;
-// Kimi K2 11.2 / 14.1 / 23.6 / 42.2 -> 19.6 / 20.4 / 22.9 / 41.0 (docs/routing.md, "Staged
-// kernel").
+// from kStagedMinRows rows. Below, its warps (16 rows each) are too few to hide a row's serial
+// chain. Measured on an H200 (session 12, calls 3 and 4, bench routing, quad -> staged in one
+// process, us; 4096 / 8192 / 16384 / 32768 rows): DeepSeek-V3 16.3 / 17.8 / 27.2 / 36.6 -> 19.1 /
+// 19.8 / 22.5 / 29.7; Kimi K2 11.2 / 14.1 / 23.6 / 42.2 -> 15.4 / 16.2 / 20.6 / 36.5
+// (docs/routing.md, "Staged kernel").
 inline constexpr std::int64_t kStagedMinRows = 16384;
 inline bool routing_staged_pays(int staged_segs, std::int64_t num_tokens) {
   return staged_segs > 0 && num_tokens >= kStagedMinRows;
@@ -205,7 +206,7 @@ inline RoutingLaunchConfig routing_launch_config(int num_experts, std::int64_t n
     c.lanes = 1;
     c.vals = staged_segs;
     c.threads = kStagedThreadsPerBlock;
-    c.rows_per_block = kStagedThreadsPerBlock;
+    c.rows_per_block = kStagedRowsPerBlock;
     c.blocks = (num_tokens + c.rows_per_block - 1) / c.rows_per_block;
     return c;
   }

@@ -173,6 +173,8 @@ cudaError_t launch_routing_for_dtype(const detail::RoutingKernelParams& kp, bool
     }
   }
   static_assert(heuristics::kStagedThreadsPerBlock == kernels::kStagedThreads, "threads");
+  static_assert(heuristics::kStagedRowsPerBlock == kernels::kStagedWarps * kernels::kStagedWarpRows,
+                "rows");
   if (cfg.staged) return launch_staged<T>(kp, ids_int64, cfg, stream);
   if (cfg.quad) return launch_quad<T>(kp, vec_ok, ids_int64, cfg, smem_bytes, stream);
   if (cfg.row_block) {
