@@ -77,6 +77,34 @@ std::string check_problem(const RoutingProblem& pr) {
   return check_problem(pr, layouts_to_check(pr.params, pr.num_tokens));
 }
 
+// Runs layout `code` on the pre-filter's cases (for_each_prefilter_case: M rows, each K of `ks`,
+// `variants`) that `serves` accepts (every case when null; `served` then counts those the
+// pre-filter itself serves), one test failure per mismatching case (it stops after 10).
+struct CaseCounts {
+  int cases = 0, served = 0;
+};
+CaseCounts check_prefilter_cases(int code, std::int64_t M, const std::vector<int>& ks,
+                                 bool (*serves)(const RoutingParams&),
+                                 const std::vector<Variant>* variants = nullptr) {
+  CaseCounts n;
+  int failures = 0;
+  for_each_prefilter_case(
+      M, ks,
+      [&](const PrefilterCase& pc) {
+        ++n.cases;
+        if (serves != nullptr && !serves(pc.problem.params)) return true;
+        n.served += serves != nullptr || pc.served ? 1 : 0;
+        const std::string err = check_problem(pc.problem, {code});
+        if (!err.empty()) {
+          ADD_FAILURE() << pc.id << " (" << dtype_name(pc.problem.logits_dtype) << "): " << err;
+          ++failures;
+        }
+        return failures <= 10;
+      },
+      variants);
+  return n;
+}
+
 // The fuzz cases (with huge rows and near-ties) that `serves` accepts, in `layouts`; returns how
 // many ran.
 int check_fuzz_cases(const std::vector<int>& layouts, bool (*serves)(const RoutingParams&)) {
@@ -165,23 +193,13 @@ TEST(RoutingCuda, OptionsAndSpecialValuesFuzz) {
 // routing_lane_group_emu.prefilter_cases / .prefilter_fuzz.)
 TEST(RoutingCuda, PrefilterLayoutMatchesCpu) {
   SKIP_WITHOUT_GPU();
-  const std::vector<int> code = {heuristics::kRoutingPrefilterCode};
   const std::vector<int> ks =
       small_scale() ? std::vector<int>{1, 8, 32} : std::vector<int>{1, 2, 4, 8, 9, 16, 32};
-  int cases = 0, served = 0, failures = 0;
-  for_each_prefilter_case(small_scale() ? 35 : 67, ks, [&](const PrefilterCase& pc) {
-    ++cases;
-    served += pc.served ? 1 : 0;
-    const std::string err = check_problem(pc.problem, code);
-    if (!err.empty()) {
-      ADD_FAILURE() << pc.id << " (" << dtype_name(pc.problem.logits_dtype) << "): " << err;
-      ++failures;
-    }
-    return failures <= 10;
-  });
-  EXPECT_GT(served, cases / 2) << "cases the pre-filter serves, of " << cases;
+  const CaseCounts n = check_prefilter_cases(heuristics::kRoutingPrefilterCode,
+                                             small_scale() ? 35 : 67, ks, nullptr);
+  EXPECT_GT(n.served, n.cases / 2) << "cases the pre-filter serves, of " << n.cases;
 
-  EXPECT_GT(check_fuzz_cases(code, prefilter_serves), 0);
+  EXPECT_GT(check_fuzz_cases({heuristics::kRoutingPrefilterCode}, prefilter_serves), 0);
 }
 
 // The quad kernel (layout 66) against the CPU: the pre-filter's cases (sigmoid with and without
@@ -191,30 +209,16 @@ TEST(RoutingCuda, PrefilterLayoutMatchesCpu) {
 // fallback, so every case must match. Then the fuzz cases it serves.
 TEST(RoutingCuda, QuadLayoutMatchesCpu) {
   SKIP_WITHOUT_GPU();
-  const std::vector<int> code = {heuristics::kRoutingQuadCode};
   const std::vector<int> ks =
       small_scale() ? std::vector<int>{1, 8} : std::vector<int>{1, 2, 4, 6, 8};
-  int cases = 0, served = 0, failures = 0;
   const std::vector<Variant> variants = {Variant::kSigmoidBias, Variant::kGroupedTop2Sum,
                                          Variant::kSoftmax, Variant::kTopkSoftmax,
                                          Variant::kTopkSigmoid};
-  for_each_prefilter_case(
-      small_scale() ? 35 : 131, ks,
-      [&](const PrefilterCase& pc) {
-        ++cases;
-        if (!quad_serves(pc.problem.params)) return true;
-        ++served;
-        const std::string err = check_problem(pc.problem, code);
-        if (!err.empty()) {
-          ADD_FAILURE() << pc.id << " (" << dtype_name(pc.problem.logits_dtype) << "): " << err;
-          ++failures;
-        }
-        return failures <= 10;
-      },
-      &variants);
-  EXPECT_GT(served, cases / 5) << "cases the quad kernel serves, of " << cases;
+  const CaseCounts n = check_prefilter_cases(heuristics::kRoutingQuadCode, small_scale() ? 35 : 131,
+                                             ks, quad_serves, &variants);
+  EXPECT_GT(n.served, n.cases / 5) << "cases the quad kernel serves, of " << n.cases;
 
-  EXPECT_GT(check_fuzz_cases(code, quad_serves), 0);
+  EXPECT_GT(check_fuzz_cases({heuristics::kRoutingQuadCode}, quad_serves), 0);
 }
 
 // The staged kernel (layout 67) on the pre-filter's cases it serves (sigmoid with and without bias,
@@ -222,24 +226,13 @@ TEST(RoutingCuda, QuadLayoutMatchesCpu) {
 // rows and near-ties, bit for bit against the CPU.
 TEST(RoutingCuda, StagedLayoutMatchesCpu) {
   SKIP_WITHOUT_GPU();
-  const std::vector<int> code = {heuristics::kRoutingStagedCode};
   const std::vector<int> ks =
       small_scale() ? std::vector<int>{1, 8} : std::vector<int>{1, 2, 4, 6, 8};
-  int cases = 0, served = 0, failures = 0;
-  for_each_prefilter_case(small_scale() ? 35 : 131, ks, [&](const PrefilterCase& pc) {
-    ++cases;
-    if (!staged_serves(pc.problem.params)) return true;
-    ++served;
-    const std::string err = check_problem(pc.problem, code);
-    if (!err.empty()) {
-      ADD_FAILURE() << pc.id << " (" << dtype_name(pc.problem.logits_dtype) << "): " << err;
-      ++failures;
-    }
-    return failures <= 10;
-  });
-  EXPECT_GT(served, cases / 8) << "cases the staged kernel serves, of " << cases;
+  const CaseCounts n = check_prefilter_cases(heuristics::kRoutingStagedCode,
+                                             small_scale() ? 35 : 131, ks, staged_serves);
+  EXPECT_GT(n.served, n.cases / 8) << "cases the staged kernel serves, of " << n.cases;
 
-  EXPECT_GT(check_fuzz_cases(code, staged_serves), 0);
+  EXPECT_GT(check_fuzz_cases({heuristics::kRoutingStagedCode}, staged_serves), 0);
 }
 
 // Captures route_cuda in a CUDA graph; replays are bitwise identical to each other and to the
