@@ -74,13 +74,13 @@ SY_HD constexpr int routing_quad_vals(int num_experts, int top_k, ScoreFunc f, b
   return vals;
 }
 
-// Segments of 32 experts per row of the staged kernel (src/cuda/kernels/routing_staged.cuh: a
-// thread per row, the rows staged in shared memory) for a routing, or 0 where it does not serve
+// Segments of 32 experts per row of the staged kernel (src/cuda/kernels/routing_staged.cuh: two
+// threads per row, the rows staged in shared memory) for a routing, or 0 where it does not serve
 // it. It serves kSigmoid without softcap with K <= 8 and E a multiple of 32 in 128..512 (the pool
 // of its step 3, each segment's top-2, then holds >= 8 keys); groups only as the segments (E == 32
-// * num_groups) with 3 * topk_groups >= K (the pool: the kept groups' top-3). The launcher also
-// needs 16-byte aligned logits rows. One rule for the kernel's launcher, the heuristic and the
-// tests.
+// * num_groups) with 3 * topk_groups >= K (the pool, 4 keys per kept group, then holds >= K: the
+// quad kernel's condition, kept). The launcher also needs 16-byte aligned logits rows. One rule for
+// the kernel's launcher, the heuristic and the tests.
 SY_HD constexpr int routing_staged_segs(int num_experts, int top_k, ScoreFunc f, bool softcap,
                                         GroupScore group_score, int num_groups, int topk_groups) {
   if (f != ScoreFunc::kSigmoid || softcap || top_k > 8 || num_experts % 32 != 0 ||

@@ -17,7 +17,7 @@
 //  - the quad kernel (kernels/routing_quad.cuh): 4 lanes per row, a threshold pre-filter and an
 //    exact finish over a few candidates; the throughput layout for many rows of 97..384 experts
 //    where detail::routing_quad_vals serves the routing (routing_quad_pays).
-//  - the staged kernel (kernels/routing_staged.cuh): a thread per row, rows staged in shared
+//  - the staged kernel (kernels/routing_staged.cuh): two threads per row, rows staged in shared
 //    memory, the quad kernel's threshold and exact finish; the throughput layout for many sigmoid
 //    rows of 128..512 experts where detail::routing_staged_segs serves the routing and the logits
 //    rows are 16-byte aligned (routing_staged_pays).
@@ -44,7 +44,7 @@ struct RoutingLaunchConfig {
   int lanes;        // lanes per row (lane group width); 0 for row blocks
   bool prefilter;   // lane groups with the approximate pre-filter (32 lanes)
   bool quad;        // the quad kernel: 4 lanes per row, `vals` experts per lane
-  bool staged;      // the staged kernel: a thread per row, `vals` segments of 32 experts
+  bool staged;      // the staged kernel: two threads per row, `vals` segments of 32 experts
   int vals;         // experts per lane (lane groups: lanes * vals = next_pow2(E)) or per thread
   int threads;      // threads per block
   int rows_per_block;
@@ -60,7 +60,7 @@ inline constexpr int kRoutingPrefilterCode = 64;
 inline constexpr int kRoutingRowThreadCode = 65;
 // Layout code of the quad kernel: 4 lanes per row, detail::routing_quad_vals experts per lane.
 inline constexpr int kRoutingQuadCode = 66;
-// Layout code of the staged kernel: a thread per row, rows staged in shared memory.
+// Layout code of the staged kernel: two threads per row, rows staged in shared memory.
 inline constexpr int kRoutingStagedCode = 67;
 inline constexpr int kStagedThreadsPerBlock = 128;  // = kernels::kStagedThreads
 inline constexpr int kStagedRowsPerBlock = 64;      // two threads per row
