@@ -353,9 +353,25 @@ void for_each_prefilter_case(std::int64_t M, const std::vector<int>& ks, Fn&& fn
             case 3:  // ties everywhere
               for (int e = 0; e < E; ++e) row[e] = static_cast<float>(rng.below(3));
               break;
-            case 4:  // near-ties far below the error bound
-              for (int e = 0; e < E; ++e) {
-                row[e] = 0.25f + static_cast<float>(rng.below(16)) * 0x1p-21f;
+            case 4:
+              if (t % 16 == 4) {  // near-ties far below the error bound
+                for (int e = 0; e < E; ++e) {
+                  row[e] = 0.25f + static_cast<float>(rng.below(16)) * 0x1p-21f;
+                }
+              } else {  // near-tied groups: two near-tied leaders per group, the rest far below
+                // (in fp32 the groups' scores differ by less than the error bound, and few
+                // candidates remain: a group stage without its margins picks wrong groups)
+                const int chunk = p.num_groups > 1 ? E / p.num_groups : 32;
+                for (int e = 0; e < E; ++e) {
+                  row[e] = -4.0f + static_cast<float>(rng.below(64)) * 0x1p-10f;
+                }
+                for (int g0 = 0; g0 < E; g0 += chunk) {
+                  const int n = E - g0 < chunk ? E - g0 : chunk;
+                  for (int i = 0; i < 2; ++i) {
+                    row[g0 + static_cast<int>(rng.below(static_cast<std::uint64_t>(n)))] =
+                        0.5f + static_cast<float>(rng.below(64)) * 0x1p-21f;
+                  }
+                }
               }
               break;
             case 5:  // a few huge values
