@@ -271,7 +271,8 @@ inline bool staged_serves(const RoutingParams& p) {
 // groups, and 1..32 groups at E = 48..512, some on a partly filled warp), 33 <= E <= 512, each K of
 // `ks`, M rows that cycle through: the router's logits as they come, a few specials (NaN, +-Inf,
 // +-0, +-1e30), no finite logit, ties everywhere, near-ties far below the pre-filter's error bound
-// (0.25 + i 2^-21: ties after bf16 / fp16 rounding, near-ties in fp32), a few +-1e30, one or two
+// (0.25 + i 2^-21: ties after bf16 / fp16 rounding, near-ties in fp32) or near-tied groups (two
+// leaders 0.5 + i 2^-21 per group of the row, the rest far below), a few +-1e30, one or two
 // finite logits among -Inf, NaN everywhere but a few. Biases: absent, random, near-tied (i 2^-22),
 // or random with NaN / +-Inf entries. Dtypes rotate; renormalisation, shared experts, rsf on the
 // output, int64 ids, padding, placement and expert map are seeded per case. Some cases are not
