@@ -73,8 +73,9 @@ inline constexpr int kStagedSlots = kStagedMaxK / kStagedLanes;  // output colum
 
 // Dynamic shared memory of a block, in bytes: the exact path's group scores (route_row_lanes'
 // group_smem, num_groups words per warp, at offset 0), the bias (E floats, zeros without bias),
-// then per warp its 32 staged rows and 32 lanes' words of segment results (the top-2 of each half
-// segment, 4 per segment; reused for the candidate list, two 16-bit indices per word).
+// then per warp its kStagedWarpRows staged rows and those rows' words: segment results (the top-2
+// of each half segment, 4 per segment), reused for the pair's candidate lists (two 16-bit indices
+// per word, kStagedLaneCands per thread).
 struct StagedLayout {
   int stride;     // bytes per staged row: an odd number of 16-byte units
   int row_words;  // words per row (segment results, then the two threads' candidate lists)
