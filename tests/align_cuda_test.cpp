@@ -491,32 +491,27 @@ void sweep_forced_kernel(int grid, const std::vector<std::pair<std::int64_t, int
   }
 }
 
-// The warp kernel (grid -2: <= 32 slots, any E) over every pattern, N = 0..32, E from 1 to 16384,
-// block sizes 16..256 (48 and 100 included), layout alignments 1..1024, int32 / int64 ids. The
-// heuristic (grid 0) takes it at these sizes unless SWITCHYARD_ALIGN_WARP=0: the same cases on
-// grid 0 check that path too, and grid -1 (E <= 512) the small-batch kernel on the same inputs.
+// The warp kernel (grid -2: <= 64 slots, any E; two slots per lane from 33) over every pattern,
+// N = 0..64, E from 1 to 16384, block sizes 16..256 (48 and 100 included), layout alignments
+// 1..1024, int32 / int64 ids. The heuristic (grid 0) takes it at these sizes unless
+// SWITCHYARD_ALIGN_WARP=0: the same cases on grid 0 check that path too, and grid -1 (E <= 512)
+// the small-batch kernel on the same inputs.
 TEST(AlignCuda, WarpKernel) {
   SKIP_WITHOUT_GPU();
-  sweep_forced_kernel(-2, {{0, 8},
-                           {1, 1},
-                           {1, 8},
-                           {2, 8},
-                           {3, 8},
-                           {4, 8},
-                           {5, 6},
-                           {7, 1},
-                           {13, 2},
-                           {16, 2},
-                           {31, 1},
-                           {32, 1}});
+  sweep_forced_kernel(
+      -2, {{0, 8},  {1, 1},  {1, 8},  {2, 8}, {3, 8}, {4, 8},  {5, 6},  {7, 1}, {13, 2}, {16, 2},
+           {31, 1}, {32, 1}, {33, 1}, {5, 8}, {7, 6}, {17, 2}, {21, 3}, {8, 8}, {63, 1}, {32, 2}});
   if (::testing::Test::HasFatalFailure()) return;
   check_align_case({1, 8, 256, Pattern::kUniform, false, -2}, 64, true);  // graph capture
+  check_align_case({8, 8, 256, Pattern::kUniform, false, -2}, 64, true);
   check_layout_case({4, 8, 256, Pattern::kMapped, true, -2}, 1, 0, true);
+  check_layout_case({6, 8, 256, Pattern::kMapped, true, -2}, 1, 0, true);
 }
 
 // The block kernel (grid -3: 33..256 slots, any E) over every pattern, the same sweep as the warp
-// kernel's; the heuristic (grid 0) takes it at 33..64 slots unless SWITCHYARD_ALIGN_BLOCK=0, and
-// grid -1 (E <= 512) runs the small-batch kernel on the same inputs.
+// kernel's; the heuristic (grid 0) takes it at 33..64 slots only with SWITCHYARD_ALIGN_WARP=0
+// (unless SWITCHYARD_ALIGN_BLOCK=0 too), and grid -1 (E <= 512) runs the small-batch kernel on the
+// same inputs.
 TEST(AlignCuda, BlockKernel) {
   SKIP_WITHOUT_GPU();
   sweep_forced_kernel(
@@ -619,15 +614,21 @@ TEST(RouteAndAlignCuda, MatchesCpu) {
 }
 
 // Diagnostics, not a check (run with --gtest_also_run_disabled_tests): block 0's clock64() at
-// each phase boundary of the alignment kernel and the event-timed kernel, per shape. At <= 32
+// each phase boundary of the alignment kernel and the event-timed kernel, per shape. At <= 64
 // slots that is align_warp_kernel (phases: loads + fills past the bound + sort | chunk fills and
 // slots | labels; the later columns are 0) unless SWITCHYARD_ALIGN_WARP=0.
 TEST(AlignCuda, DISABLED_PhaseTrace) {
   SKIP_WITHOUT_GPU();
   DeviceBuffer trace;
   ASSERT_TRUE(DeviceBuffer::allocate(12 * 8, &trace).ok());
-  for (const auto& [M, K, E] : std::vector<std::tuple<std::int64_t, int, int>>{
-           {1, 8, 256}, {512, 8, 256}, {512, 2, 8}, {4096, 8, 256}, {32768, 8, 256}}) {
+  for (const auto& [M, K, E] : std::vector<std::tuple<std::int64_t, int, int>>{{1, 8, 256},
+                                                                               {4, 8, 256},
+                                                                               {5, 8, 256},
+                                                                               {8, 8, 256},
+                                                                               {512, 8, 256},
+                                                                               {512, 2, 8},
+                                                                               {4096, 8, 256},
+                                                                               {32768, 8, 256}}) {
     tools::Rng rng(3);
     std::vector<std::int32_t> ids(static_cast<std::size_t>(M * K));
     for (auto& v : ids) v = static_cast<std::int32_t>(rng.below(static_cast<std::uint64_t>(E)));
@@ -719,8 +720,8 @@ TEST(AlignCuda, RejectsBadArguments) {
   large.expert_ids = TensorView::contiguous(bexp.get(), DType::kInt32, {508}, Device::kCuda);
   st = detail::moe_align_block_size_cuda_grid(p, large, ws.get(), need, -1, nullptr);
   EXPECT_NE(st.message().find("grid = -1"), std::string::npos) << st.message();
-  // The warp kernel refuses more than 32 slots.
-  st = detail::moe_align_block_size_cuda_grid(p, a, ws.get(), need, -2, nullptr);
+  // The warp kernel refuses more than 64 slots.
+  st = detail::moe_align_block_size_cuda_grid(p, large, ws.get(), need, -2, nullptr);
   EXPECT_NE(st.message().find("grid = -2"), std::string::npos) << st.message();
   // The block kernel refuses more than 256 slots.
   st = detail::moe_align_block_size_cuda_grid(p, large, ws.get(), need, -3, nullptr);

@@ -1,8 +1,8 @@
-// Runs the warp-level alignment kernel (src/cuda/kernels/align_warp.cuh, N <= 32 slots) and the
+// Runs the warp-level alignment kernel (src/cuda/kernels/align_warp.cuh, N <= 64 slots) and the
 // block kernel (align_block.cuh, N <= 256) on the host SIMT emulator against
 // moe_align_block_size_cpu / expert_layout_cpu (contiguous), bit for bit, on poisoned, partly
 // misaligned outputs a little larger than required: seeded random cases over N = 0..256 (the warp
-// kernel up to 32), E = 1..16384, block sizes 16..256 (non-powers of two included) and alignments
+// kernel up to 64), E = 1..16384, block sizes 16..256 (non-powers of two included) and alignments
 // 1..1024, int32 / int64 ids, invalid ids (-1, >= E, negative, >= 2^32), expert_map (dropped and
 // out-of-range entries), on the launcher's grid and on small or odd grids (every loop is
 // grid-stride). Where E <= 512 the existing small-batch kernel (align_small.cuh) runs on the same
@@ -183,11 +183,13 @@ void run(const Launch& l, const SortParams& p) {
       }
     });
   } else {
+    const bool two = kernels::warp_align_sets(p.num_slots) == 2;
     emu::launch(l.grid, l.block, [&] {
       if (p.output == SortOutput::kAlign) {
-        kernels::align_warp_kernel<true, 1>(p);
+        two ? kernels::align_warp_kernel<true, 2, 1>(p) : kernels::align_warp_kernel<true, 1, 1>(p);
       } else {
-        kernels::align_warp_kernel<false, 1>(p);
+        two ? kernels::align_warp_kernel<false, 2, 1>(p)
+            : kernels::align_warp_kernel<false, 1, 1>(p);
       }
     });
   }
@@ -398,7 +400,7 @@ std::vector<Case> make_cases(int count, std::uint64_t seed) {
                                              33, 48, 64, 100, 128, 256, 1000, 1024};
   const auto pick = [&](const auto& arr) { return arr[rng.below(sizeof arr / sizeof arr[0])]; };
   // Edges: DeepSeek-V3 decode (1 token, E 256, B 64), every N at E 256, E = 1, the largest outputs.
-  for (std::int64_t n = 0; n <= 32; ++n) {
+  for (std::int64_t n = 0; n <= 64; ++n) {
     cases.push_back({n, 256, 64, false, n % 2 == 1, Pattern::kUniform, false, 0, 0,
                      1000 + static_cast<std::uint64_t>(n)});
     cases.push_back({n, 256, 1, true, n % 2 == 0, Pattern::kUniform, true, 0, 0,
@@ -422,7 +424,7 @@ std::vector<Case> make_cases(int count, std::uint64_t seed) {
   cases.push_back({256, 1, 16, true, false, Pattern::kMapped, true, 0, 1, 19});
   while (static_cast<int>(cases.size()) < count) {
     Case c;
-    c.n = static_cast<std::int64_t>(rng.below(2) == 0 ? rng.below(33) : rng.below(257));
+    c.n = static_cast<std::int64_t>(rng.below(2) == 0 ? rng.below(65) : rng.below(257));
     c.E = pick(kExperts);
     c.layout = rng.below(2) == 1;
     c.pad = c.layout ? pick(kAlignments) : pick(kBlocks);

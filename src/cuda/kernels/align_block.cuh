@@ -28,9 +28,11 @@
 // or align_small_kernel, us per launch, empty kernel 0.76): DeepSeek-V3 5 / 8 / 16 / 32 tokens
 // 3.20 / 3.16 / 3.78 / 5.13 against 3.42 / 3.47 / 3.67 / 3.54 (Qwen3-30B and Kimi K2 alike). The
 // per-thread walk over every group's ballots grows with the groups: it wins with 2 groups (<= 64
-// slots) and loses from 4 on. So the heuristic takes it up to kBlockAlignHeuristicMaxSlots only;
+// slots) and loses from 4 on. So the heuristic took it up to kBlockAlignHeuristicMaxSlots only;
 // grid -3 (tests) runs it up to kBlockAlignMaxSlots. (Predicted before it ran: 2.0-2.3 us at 32
-// tokens; the walk's cost was underestimated.)
+// tokens; the walk's cost was underestimated.) Since session 13 the warp kernel's two slots per
+// lane (align_warp.cuh) take 33..64 slots instead, 0.3-0.4 us faster; this kernel runs there only
+// with SWITCHYARD_ALIGN_WARP=0 (the A/B baseline) or grid -3.
 #pragma once
 
 #include <algorithm>

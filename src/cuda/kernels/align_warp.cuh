@@ -1,9 +1,12 @@
-// moe_align_block_size and the contiguous expert layout for tiny batches (N <= 32 slots: decode at
-// 1-4 tokens): warp-level, no shared memory, no block barrier. Same output, bit for bit, as
-// align_small_kernel, expert_sort_kernel and the CPU.
+// moe_align_block_size and the contiguous expert layout for tiny batches (N <= 64 slots: decode at
+// 1-8 tokens of top-8): warp-level, no shared memory, no block barrier. Same output, bit for bit,
+// as align_small_kernel, expert_sort_kernel and the CPU.
 //
-// A warp that needs the ids loads them all (lane i: slot i; same validity / expert_map rules as
-// small_load_ids) and sorts them with ballots alone:
+// A warp that needs the ids loads them all (lane i: slot i, and with two sets (kSets = 2, N > 32)
+// slot 32 + i too; same validity / expert_map rules as small_load_ids) and sorts them with ballots
+// alone (the text below is for one set; with two, every walk runs against each set's ballots, a
+// slot of set 1 counts all its peers of set 0 before it, and the heads, smaller-lane and peer
+// counts are sums over the sets):
 //   - one ballot per bit of the id (`bits` = bit width of E, as match_peers) gives every lane, by
 //     a walk from the high bit down, its peers (lanes with the same expert) and the lanes whose
 //     expert is smaller; invalid slots are all ones in those bits (>= E), above every valid id;
@@ -29,15 +32,12 @@
 // Everything is 32-bit: the launcher takes this kernel only where slots + padding and every
 // output size are below 2^30 (as align_small_kernel).
 //
-// Predicted time (NOT measured: no GPU in the session that wrote it): at 1 DeepSeek-V3 token
-// (N = 8, E = 256, B = 64) warp 0's chain is one L2 id load (its 4 16-byte sentinel stores per
-// lane and its share of the tail issued while it is in flight), a 9-iteration loop of ballots
-// (each ~7 dependent instructions), a few popc / ballot steps and one store per lane (~250
-// cycles past the load); the 62 KB past the bound are written meanwhile by 9 blocks of 256
-// threads (2 stores per thread). Expected ~1.3-1.6 us per launch on an H200 against 0.76 us
-// empty (session 4's micro-benchmarks: load 8 ids -> store 1.12-1.24 us, fill 16K ints on 8
-// blocks 1.18 us), i.e. ~0.55-0.85 us over empty, from 2.51 us for align_small_kernel
-// (bench/NOTES.md, "Next: a warp kernel for <= 32 slots").
+// Measured (H200, bench/NOTES.md, sessions 6 and 13): DeepSeek-V3 at 1 / 4 tokens (N = 8 / 32)
+// 2.26 / 2.36 us per launch against ~0.76 empty, i.e. 1.5-1.6 us over (the bar: <= 2). Two sets
+// (5-8 tokens) 2.82-2.87 us against 3.21-3.24 for the block kernel (align_block.cuh) in the same
+// process: ~2.0-2.1 us over. Predicted from the instructions (9 more ballots, three more walks):
+// ~150 cycles over one set; the phase trace shows ~900 (the walk loop is unrolled by 3 for the
+// independent walks to overlap: -0.07 us against the rolled loop).
 #pragma once
 
 #include <algorithm>
@@ -49,12 +49,17 @@
 
 namespace switchyard::kernels {
 
-inline constexpr std::int64_t kWarpAlignMaxSlots = 32;
+inline constexpr std::int64_t kWarpAlignMaxSlots = 64;  // two slots per lane
 inline constexpr int kWarpAlignThreads = 256;  // the launcher's block (any multiple of 32 works)
 inline constexpr int kWarpAlignMaxBits = 15;   // bit width of E <= 16384
 inline constexpr std::int32_t kWarpAlignChunkBytes = 4096;     // [0, bound) per warp: 8 stores/lane
 inline constexpr std::int64_t kWarpAlignBytesPerBlock = 8192;  // grid sizing for the fills
 inline constexpr int kWarpAlignMaxGrid = 1024;
+
+// Slots per lane of the instance for N slots: 1 up to 32, else 2.
+inline int warp_align_sets(std::int64_t num_slots) {
+  return num_slots <= 32 ? 1 : 2;
+}
 
 // The largest padded total (every expert hit adds at most pad - 1 entries); 64-bit for the host.
 inline std::int64_t warp_align_bound(std::int64_t num_slots, std::int32_t num_experts,
@@ -84,20 +89,31 @@ inline int warp_align_grid(const SortParams& p) {
   return static_cast<int>(std::max<std::int64_t>(blocks, 1));
 }
 
-// The lane's slot's (mapped) expert, or -1 (past N, invalid, or mapped away): small_load_ids's
-// rules for one slot per lane.
+// The slot's raw id (-1 past N), as a 64-bit value. Split from the validity / expert_map step
+// (warp_map_id) so that a lane's loads of several slots are all in flight before any is used.
 template <typename Id>
-__device__ __forceinline__ std::int32_t warp_load_id(const SortParams& p, std::int32_t lane) {
+__device__ __forceinline__ std::int64_t warp_load_raw(const SortParams& p, std::int32_t slot) {
   const auto* ids = static_cast<const Id*>(p.ids);
-  const Id raw = lane < static_cast<std::int32_t>(p.num_slots) ? __ldg(ids + lane) : Id{-1};
-  const auto u = static_cast<std::uint64_t>(static_cast<std::int64_t>(raw));  // < 0: huge
+  return slot < static_cast<std::int32_t>(p.num_slots)
+             ? static_cast<std::int64_t>(__ldg(ids + slot))
+             : std::int64_t{-1};
+}
+
+// The (mapped) expert of a raw id, or -1 (invalid, or mapped away): small_load_ids's rules.
+__device__ __forceinline__ std::int32_t warp_map_id(const SortParams& p, std::int64_t raw) {
+  const auto u = static_cast<std::uint64_t>(raw);  // < 0: huge
   if (p.expert_map == nullptr) {
     return u < static_cast<std::uint64_t>(p.num_experts) ? static_cast<std::int32_t>(raw) : -1;
   }
-  const std::int32_t m = u < static_cast<std::uint64_t>(p.map_size)
-                             ? __ldg(p.expert_map + static_cast<std::int64_t>(raw))
-                             : -1;
+  const std::int32_t m =
+      u < static_cast<std::uint64_t>(p.map_size) ? __ldg(p.expert_map + raw) : -1;
   return static_cast<std::uint32_t>(m) < static_cast<std::uint32_t>(p.num_experts) ? m : -1;
+}
+
+// The slot's (mapped) expert, or -1 (past N, invalid, or mapped away).
+template <typename Id>
+__device__ __forceinline__ std::int32_t warp_load_id(const SortParams& p, std::int32_t slot) {
+  return warp_map_id(p, warp_load_raw<Id>(p, slot));
 }
 
 // Lanes whose id (its low `bits` bits) equals v's (*eq) and is below it (*lt), given the per-bit
@@ -118,19 +134,36 @@ __device__ __forceinline__ void warp_compare(std::uint32_t v,
   *lt = l;
 }
 
-// The same walk for the lane's own id v, the ballots taken on the way (alignment: nothing else
-// needs them, so no unrolled array; a short loop of bits iterations).
-__device__ __forceinline__ void warp_peers(std::uint32_t v, int bits, unsigned* eq, unsigned* lt) {
-  unsigned e = 0xffffffffu, l = 0u;
-#pragma unroll 1
-  for (int b = bits - 1; b >= 0; --b) {
-    const bool bit = (v >> b) & 1u;
-    const unsigned ones = __ballot_sync(0xffffffffu, bit);
-    l |= bit ? (e & ~ones) : 0u;
-    e &= bit ? ones : ~ones;
+// The same walk for the lane's own ids v[s] (one per set) against every set t, the ballots taken
+// on the way (alignment: nothing else needs them, so no array of them; a short loop of `bits`
+// iterations, unrolled by 3 so that the kSets^2 independent walks and the next ballots overlap).
+template <int kSets>
+__device__ __forceinline__ void warp_peers(const std::uint32_t (&v)[kSets], int bits,
+                                           unsigned (&eq)[kSets][kSets],
+                                           unsigned (&lt)[kSets][kSets]) {
+#pragma unroll
+  for (int s = 0; s < kSets; ++s) {
+#pragma unroll
+    for (int t = 0; t < kSets; ++t) {
+      eq[s][t] = 0xffffffffu;
+      lt[s][t] = 0u;
+    }
   }
-  *eq = e;
-  *lt = l;
+#pragma unroll 3
+  for (int b = bits - 1; b >= 0; --b) {
+    unsigned ones[kSets];
+#pragma unroll
+    for (int t = 0; t < kSets; ++t) ones[t] = __ballot_sync(0xffffffffu, (v[t] >> b) & 1u);
+#pragma unroll
+    for (int s = 0; s < kSets; ++s) {
+      const bool bit = (v[s] >> b) & 1u;
+#pragma unroll
+      for (int t = 0; t < kSets; ++t) {
+        lt[s][t] |= bit ? (eq[s][t] & ~ones[t]) : 0u;
+        eq[s][t] &= bit ? ones[t] : ~ones[t];
+      }
+    }
+  }
 }
 
 // p[begin, end) = -1 (int64) by `nthreads` threads: 16-byte stores between scalar ends. p is
@@ -173,8 +206,9 @@ __device__ __forceinline__ void write_align_scalars(const SortParams& p, std::in
   }
 }
 
-template <bool kAlign>
+template <bool kAlign, int kSets>
 __device__ __forceinline__ void align_warp_body(const SortParams& p) {
+  static_assert(kSets == 1 || kSets == 2, "one or two slots per lane");
   const auto gtid = static_cast<std::int32_t>(blockIdx.x * blockDim.x + threadIdx.x);
   const auto nthreads = static_cast<std::int32_t>(gridDim.x * blockDim.x);
   SY_WARP_TRACE(0);
@@ -192,9 +226,19 @@ __device__ __forceinline__ void align_warp_body(const SortParams& p) {
   // Warp-uniform: warp 0, the chunk warps, and (layout) the warps that own an expert.
   const bool sorts = gw == 0 || gw < chunks || (!align && gw * 32 < E);
 
-  std::int32_t e = -1;
-  if (sorts)
-    e = p.ids_int64 ? warp_load_id<std::int64_t>(p, lane) : warp_load_id<std::int32_t>(p, lane);
+  // Slot s * 32 + lane of each set s: every raw id load in flight before the first is used (else
+  // each set costs one more round trip: +0.5 us measured with two sets), then the expert_map.
+  std::int64_t raw[kSets];
+#pragma unroll
+  for (int s = 0; s < kSets; ++s) {
+    raw[s] = -1;
+    if (sorts)
+      raw[s] = p.ids_int64 ? warp_load_raw<std::int64_t>(p, s * 32 + lane)
+                           : warp_load_raw<std::int32_t>(p, s * 32 + lane);
+  }
+  std::int32_t e[kSets];
+#pragma unroll
+  for (int s = 0; s < kSets; ++s) e[s] = sorts ? warp_map_id(p, raw[s]) : -1;
   // ---- id-independent stores, issued while the loads are in flight. Past the bound: sentinels
   // whatever the ids are (every thread). [0, bound): sentinels by the chunk warps, and -1 labels up
   // to bound / B (<= N) by warp 0; the slots and labels overwrite some of them after the sort,
@@ -224,52 +268,94 @@ __device__ __forceinline__ void align_warp_body(const SortParams& p) {
   }
   if (!sorts) return;
 
-  // ---- the warp's sort: per-bit ballots, peers / smaller lanes, ranks, block heads
+  // ---- the warp's sort: per-bit ballots of each set, then for each of the lane's slots its
+  // peers (eq) and smaller-expert lanes (lt) in every set. Set t precedes set s > t in slot order,
+  // so a slot's rank counts all its peers in earlier sets and those below its lane in its own.
   const int bits = 32 - __clz(E);
-  const auto v = static_cast<std::uint32_t>(e);  // invalid: all ones, above every valid id
-  unsigned ones[kWarpAlignMaxBits];              // layout: kept for the counts / offsets of every x
-  unsigned peers, smaller;
+  std::uint32_t v[kSets];
+#pragma unroll
+  for (int s = 0; s < kSets; ++s) v[s] = static_cast<std::uint32_t>(e[s]);  // invalid: all ones
+  [[maybe_unused]] unsigned ones[kSets][kWarpAlignMaxBits];  // layout: kept for every x
+  unsigned eq[kSets][kSets], lt[kSets][kSets];
   if constexpr (align) {
-    warp_peers(v, bits, &peers, &smaller);
+    warp_peers<kSets>(v, bits, eq, lt);  // the ballots on the way: a short loop
   } else {
 #pragma unroll
-    for (int b = 0; b < kWarpAlignMaxBits; ++b)
-      ones[b] = b < bits ? __ballot_sync(0xffffffffu, (v >> b) & 1u) : 0u;
-    warp_compare(v, ones, bits, &peers, &smaller);
+    for (int t = 0; t < kSets; ++t) {
+#pragma unroll
+      for (int b = 0; b < kWarpAlignMaxBits; ++b)
+        ones[t][b] = b < bits ? __ballot_sync(0xffffffffu, (v[t] >> b) & 1u) : 0u;
+    }
+#pragma unroll
+    for (int s = 0; s < kSets; ++s) {
+#pragma unroll
+      for (int t = 0; t < kSets; ++t) warp_compare(v[s], ones[t], bits, &eq[s][t], &lt[s][t]);
+    }
   }
-  const bool valid = e >= 0;
-  const std::int32_t rank = __popc(peers & ((1u << lane) - 1u));
-  const std::int32_t q = A > 31 ? 0 : div.div(rank);  // rank < 32
-  const bool head = valid && rank == q * A;
-  const unsigned heads = __ballot_sync(0xffffffffu, head);
-  const std::int32_t first_block = __popc(heads & smaller);
-  const std::int32_t dst = first_block * A + rank;  // valid lanes only
-  const std::int32_t total_blocks = __popc(heads), used = total_blocks * A;
+  bool valid[kSets], head[kSets];
+  std::int32_t rank[kSets], q[kSets];
+#pragma unroll
+  for (int s = 0; s < kSets; ++s) {
+    valid[s] = e[s] >= 0;
+    rank[s] = __popc(eq[s][s] & ((1u << lane) - 1u));
+#pragma unroll
+    for (int t = 0; t < s; ++t) rank[s] += __popc(eq[s][t]);
+    q[s] = A > 32 * kSets - 1 ? 0 : div.div(rank[s]);  // rank < 32 * kSets
+    head[s] = valid[s] && rank[s] == q[s] * A;
+  }
+  unsigned heads[kSets];
+#pragma unroll
+  for (int t = 0; t < kSets; ++t) heads[t] = __ballot_sync(0xffffffffu, head[t]);
+  std::int32_t first_block[kSets], dst[kSets];
+  std::int32_t total_blocks = 0;
+#pragma unroll
+  for (int s = 0; s < kSets; ++s) {
+    first_block[s] = 0;
+#pragma unroll
+    for (int t = 0; t < kSets; ++t) first_block[s] += __popc(heads[t] & lt[s][t]);
+    dst[s] = first_block[s] * A + rank[s];  // valid slots only
+    total_blocks += __popc(heads[s]);
+  }
+  const std::int32_t used = total_blocks * A;
   SY_WARP_TRACE(1);
 
   // ---- the slots of this warp's chunks (after the chunks' sentinels: __syncwarp)
   __syncwarp();
 #pragma unroll 1
   for (std::int32_t c = gw; c < chunks; c += nwarps) {
-    if (valid && dst >= c * chunk && dst < min(lim, c * chunk + chunk)) {
-      if constexpr (align) {
-        p.sorted_ids[dst] = lane;
-      } else {
-        p.dst_to_src[dst] = lane;
+#pragma unroll
+    for (int s = 0; s < kSets; ++s) {
+      if (valid[s] && dst[s] >= c * chunk && dst[s] < min(lim, c * chunk + chunk)) {
+        if constexpr (align) {
+          p.sorted_ids[dst[s]] = s * 32 + lane;
+        } else {
+          p.dst_to_src[dst[s]] = s * 32 + lane;
+        }
       }
     }
   }
   // ---- warp 0: labels, scalars, src_to_dst
-  if (gw == 0) write_align_scalars<align>(p, lane, valid, head, e, first_block, q, dst, used);
+  if (gw == 0) {
+#pragma unroll
+    for (int s = 0; s < kSets; ++s)
+      write_align_scalars<align>(p, s * 32 + lane, valid[s], head[s], e[s], first_block[s], q[s],
+                                 dst[s], used);
+  }
   SY_WARP_TRACE(2);
   // ---- layout: counts and offsets of every expert (the thread's x)
   if constexpr (!align) {
 #pragma unroll 1
     for (std::int32_t x = gtid; x < E; x += nthreads) {
-      unsigned eq, lt;
-      warp_compare(static_cast<std::uint32_t>(x), ones, bits, &eq, &lt);
-      p.counts[x] = __popc(eq);
-      p.offsets[x] = static_cast<std::int64_t>(__popc(heads & lt)) * A;
+      std::int32_t count = 0, blocks_before = 0;
+#pragma unroll
+      for (int t = 0; t < kSets; ++t) {
+        unsigned xe, xl;
+        warp_compare(static_cast<std::uint32_t>(x), ones[t], bits, &xe, &xl);
+        count += __popc(xe);
+        blocks_before += __popc(heads[t] & xl);
+      }
+      p.counts[x] = count;
+      p.offsets[x] = static_cast<std::int64_t>(blocks_before) * A;
     }
   }
   if (p.trace != nullptr && gtid == 0) {
@@ -281,15 +367,15 @@ __device__ __forceinline__ void align_warp_body(const SortParams& p) {
 #undef SY_WARP_TRACE
 
 // kAlign: alignment (p.output == kAlign), else the contiguous layout (kContiguous): one instance
-// each, so that neither carries the other's code. kPasses = 1 in the library; 2 (diagnostics,
-// set_align_small_twice) runs the body twice per launch, every pass writing the same outputs from
-// the same threads.
-template <bool kAlign, int kPasses>
+// each, so that neither carries the other's code. kSets: slots per lane, 1 (N <= 32) or 2
+// (N <= 64; warp_align_sets). kPasses = 1 in the library; 2 (diagnostics, set_align_small_twice)
+// runs the body twice per launch, every pass writing the same outputs from the same threads.
+template <bool kAlign, int kSets, int kPasses>
 __global__ void __launch_bounds__(kWarpAlignThreads) align_warp_kernel(const SortParams p) {
   // As align_small_kernel: a PDL consumer may become resident now (it waits for this grid).
   pdl_launch_dependents();
 #pragma unroll 1
-  for (int pass = 0; pass < kPasses; ++pass) align_warp_body<kAlign>(p);
+  for (int pass = 0; pass < kPasses; ++pass) align_warp_body<kAlign, kSets>(p);
 }
 
 }  // namespace switchyard::kernels

@@ -1,5 +1,5 @@
 // moe_align_block_size_cuda / expert_layout_cuda: validate -> pick the kernel and size its grid ->
-// one launch (align_warp_kernel for <= 32 slots, align_small_kernel for decode batches,
+// one launch (align_warp_kernel for <= 64 slots, align_small_kernel for decode batches,
 // expert_sort_kernel otherwise; no allocation, no host synchronisation, graph capturable).
 #include <cuda_runtime.h>
 
@@ -78,12 +78,16 @@ SmallKernel small_kernel(int steps, int passes) {
   return passes == 2 ? twice[i] : once[i];
 }
 
-// The warp kernel instance for `output` (kAlign or kContiguous) and `passes` (1; 2 diagnostics).
-SmallKernel warp_kernel(SortOutput output, int passes) {
+// The warp kernel instance for `output` (kAlign or kContiguous), `sets` (slots per lane: 1 or 2)
+// and `passes` (1; 2 diagnostics).
+SmallKernel warp_kernel(SortOutput output, int sets, int passes) {
   using kernels::align_warp_kernel;
-  if (output == SortOutput::kAlign)
-    return passes == 2 ? align_warp_kernel<true, 2> : align_warp_kernel<true, 1>;
-  return passes == 2 ? align_warp_kernel<false, 2> : align_warp_kernel<false, 1>;
+  const SmallKernel kAlign[2][2] = {{align_warp_kernel<true, 1, 1>, align_warp_kernel<true, 1, 2>},
+                                    {align_warp_kernel<true, 2, 1>, align_warp_kernel<true, 2, 2>}};
+  const SmallKernel kLayout[2][2] = {
+      {align_warp_kernel<false, 1, 1>, align_warp_kernel<false, 1, 2>},
+      {align_warp_kernel<false, 2, 1>, align_warp_kernel<false, 2, 2>}};
+  return (output == SortOutput::kAlign ? kAlign : kLayout)[sets - 1][passes - 1];
 }
 
 // SWITCHYARD_ALIGN_BLOCK=0 in the environment keeps the heuristic off align_block_kernel (read
@@ -144,21 +148,23 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
                                "-1 only for alignment or the contiguous layout with <= 8192 "
                                "slots, <= 512 experts and slots + padding < 2^30");
   }
-  // Tiny batches (<= 32 slots, E up to 2^kWarpAlignMaxBits - 1): the warp kernel.
+  // Tiny batches (<= 64 slots, E up to 2^kWarpAlignMaxBits - 1): the warp kernel.
   const bool warp_ok =
       fits_small_kernel(kernels::kWarpAlignMaxSlots, (1 << kernels::kWarpAlignMaxBits) - 1);
   if (forced_grid == -2 && !warp_ok) {
     return detail::invalid_arg(op, "grid", forced_grid,
-                               "-2 only for alignment or the contiguous layout with <= 32 slots "
+                               "-2 only for alignment or the contiguous layout with <= 64 slots "
                                "and slots + padding < 2^30");
   }
   if (forced_grid == -2 || (forced_grid == 0 && warp_ok && warp_kernel_enabled())) {
-    auto* kernel = warp_kernel(p.output, g_repeat.load(std::memory_order_relaxed) ? 2 : 1);
+    auto* kernel = warp_kernel(p.output, kernels::warp_align_sets(p.num_slots),
+                               g_repeat.load(std::memory_order_relaxed) ? 2 : 1);
     kernel<<<kernels::warp_align_grid(p), kernels::kWarpAlignThreads, 0, stream>>>(p);
     return detail::cuda_status(cudaGetLastError(), "align_warp_kernel: launch");
   }
-  // Small batches (33..64 slots, E up to 2^kWarpAlignMaxBits - 1): the block kernel (grid -3: up
-  // to 256 slots, where it runs slower than align_small_kernel from 4 groups of 32 on).
+  // The block kernel (E up to 2^kWarpAlignMaxBits - 1): 33..64 slots when the warp kernel is off
+  // (SWITCHYARD_ALIGN_WARP=0; the warp kernel's two sets replaced it there), grid -3 up to 256
+  // slots (where it runs slower than align_small_kernel from 4 groups of 32 on).
   const bool block_ok =
       fits_small_kernel(kernels::kBlockAlignMaxSlots, (1 << kernels::kWarpAlignMaxBits) - 1);
   if (forced_grid == -3 && !block_ok) {
