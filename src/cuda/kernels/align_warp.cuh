@@ -36,8 +36,9 @@
 // 2.26 / 2.36 us per launch against ~0.76 empty, i.e. 1.5-1.6 us over (the bar: <= 2). Two sets
 // (5-8 tokens) 2.82-2.87 us against 3.21-3.24 for the block kernel (align_block.cuh) in the same
 // process: ~2.0-2.1 us over. Predicted from the instructions (9 more ballots, three more walks):
-// ~150 cycles over one set; the phase trace shows ~900 (the walk loop is unrolled by 3 for the
-// independent walks to overlap: -0.07 us against the rolled loop).
+// ~150 cycles over one set; the phase trace shows ~900: a sorting warp runs 511 instructions
+// instead of 345 at ~5.6 cycles each (ncu). The walk loop is unrolled by 3 for the independent
+// walks to overlap (-0.07 us against the rolled loop).
 #pragma once
 
 #include <algorithm>
@@ -156,11 +157,13 @@ __device__ __forceinline__ void warp_peers(const std::uint32_t (&v)[kSets], int 
     for (int t = 0; t < kSets; ++t) ones[t] = __ballot_sync(0xffffffffu, (v[t] >> b) & 1u);
 #pragma unroll
     for (int s = 0; s < kSets; ++s) {
-      const bool bit = (v[s] >> b) & 1u;
+      // m: all ones where the slot's bit is set. Written as masks (not selects) so that each
+      // update is one or two three-input LOP3s.
+      const unsigned m = 0u - ((v[s] >> b) & 1u);
 #pragma unroll
       for (int t = 0; t < kSets; ++t) {
-        lt[s][t] |= bit ? (eq[s][t] & ~ones[t]) : 0u;
-        eq[s][t] &= bit ? ones[t] : ~ones[t];
+        lt[s][t] |= eq[s][t] & ~ones[t] & m;
+        eq[s][t] &= ~(ones[t] ^ m);
       }
     }
   }
