@@ -229,8 +229,9 @@ __device__ __forceinline__ void align_warp_body(const SortParams& p) {
   // Warp-uniform: warp 0, the chunk warps, and (layout) the warps that own an expert.
   const bool sorts = gw == 0 || gw < chunks || (!align && gw * 32 < E);
 
-  // Slot s * 32 + lane of each set s: every raw id load in flight before the first is used (else
-  // each set costs one more round trip: +0.5 us measured with two sets), then the expert_map.
+  // Slot s * 32 + lane of each set s: every raw id load issued before the first is used (the
+  // compiler otherwise serialised them; no difference measured, bench/NOTES.md session 13), then
+  // the validity / expert_map step.
   std::int64_t raw[kSets];
 #pragma unroll
   for (int s = 0; s < kSets; ++s) {
