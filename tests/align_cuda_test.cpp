@@ -522,6 +522,50 @@ TEST(AlignCuda, BlockKernel) {
   check_layout_case({16, 8, 256, Pattern::kMapped, true, -3}, 1, 0, true);
 }
 
+// The cluster kernel (grid -4: <= 4096 slots, E <= 512, sm_90) over every pattern, from 1 slot
+// to 4096 (every 512-slot block boundary), E up to its limit (odd ones included), block sizes
+// 16..256 (48 and 100 included) and layout alignments 1..1024 wherever the outputs fit its limit;
+// every third case also runs the heuristic (grid 0, which takes it at 65..4096 slots, E >= 64) and
+// the small-batch kernel (grid -1) on the same inputs.
+TEST(AlignCuda, ClusterKernel) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<int> experts = small_scale()
+                                       ? std::vector<int>{1, 256, 511}
+                                       : std::vector<int>{1, 2, 3, 8, 33, 160, 256, 384, 511, 512};
+  const std::vector<std::pair<std::int64_t, int>> shapes = {
+      {1, 8},   {9, 8},   {65, 1},  {16, 8},  {32, 8},  {64, 8},   {100, 6},
+      {128, 8}, {255, 2}, {256, 2}, {300, 8}, {511, 8}, {1000, 4}, {512, 8}};
+  constexpr int kBlock[] = {16, 64, 256, 48, 100};
+  constexpr int kAlignment[] = {1, 128, 7, 1024, 16};
+  // kClusterAlignMaxEntries (src/cuda/kernels/align_cluster.cuh): the outputs it takes.
+  const auto fits = [](std::int64_t entries) { return entries <= 4096 * 4 * 8; };
+  int i = 0;
+  for (int E : experts) {
+    for (const auto& [M, K] : shapes) {
+      const auto pat = static_cast<Pattern>(i % 5);
+      const int B = kBlock[(i + i / 5) % 5];
+      const int alignment = kAlignment[(i + i / 7) % 5];
+      const std::int64_t n = M * K;
+      const bool align_fits = fits(align_max_padded(n, E, B) + 5 + align_max_blocks(n, E, B) + 3);
+      ExpertLayoutParams lp;
+      lp.num_experts = E;
+      lp.alignment = alignment;
+      const bool layout_fits = fits(layout_max_rows(lp, n) + 7);
+      for (const int grid : {-4, i % 3 == 0 ? 0 : -4, i % 3 == 1 ? -1 : -4}) {
+        if (align_fits || grid != -4)
+          check_align_case({M, K, E, pat, (i + grid) % 2 == 0, grid}, B, false);
+        if (layout_fits || grid != -4)
+          check_layout_case({M, K, E, pat, (i + grid) % 2 != 0, grid}, alignment, 0, false);
+        if (::testing::Test::HasFatalFailure()) return;
+      }
+      ++i;
+    }
+  }
+  check_align_case({32, 8, 256, Pattern::kUniform, false, -4}, 64, true);  // graph capture
+  check_align_case({512, 8, 384, Pattern::kHot, true, -4}, 64, true);
+  check_layout_case({100, 8, 256, Pattern::kMapped, true, -4}, 1, 0, true);
+}
+
 TEST(AlignCuda, GraphCapture) {
   SKIP_WITHOUT_GPU();
   check_align_case({4096, 8, 256, Pattern::kUniform, false, 0}, 64, true);
@@ -625,7 +669,10 @@ TEST(AlignCuda, DISABLED_PhaseTrace) {
                                                                                {4, 8, 256},
                                                                                {5, 8, 256},
                                                                                {8, 8, 256},
+                                                                               {32, 8, 256},
+                                                                               {64, 8, 256},
                                                                                {512, 8, 256},
+                                                                               {512, 8, 384},
                                                                                {512, 2, 8},
                                                                                {4096, 8, 256},
                                                                                {32768, 8, 256}}) {
@@ -723,9 +770,11 @@ TEST(AlignCuda, RejectsBadArguments) {
   // The warp kernel refuses more than 64 slots.
   st = detail::moe_align_block_size_cuda_grid(p, large, ws.get(), need, -2, nullptr);
   EXPECT_NE(st.message().find("grid = -2"), std::string::npos) << st.message();
-  // The block kernel refuses more than 256 slots.
+  // The block kernel refuses more than 256 slots, the cluster kernel more than 4096.
   st = detail::moe_align_block_size_cuda_grid(p, large, ws.get(), need, -3, nullptr);
   EXPECT_NE(st.message().find("grid = -3"), std::string::npos) << st.message();
+  st = detail::moe_align_block_size_cuda_grid(p, large, ws.get(), need, -4, nullptr);
+  EXPECT_NE(st.message().find("grid = -4"), std::string::npos) << st.message();
   a.expert_ids = TensorView::contiguous(bexp.get(), DType::kInt32, {10}, Device::kCuda);
   st = moe_align_block_size_cuda(p, a, ws.get(), need, nullptr);
   EXPECT_NE(st.message().find("expert_ids.numel = 10"), std::string::npos) << st.message();

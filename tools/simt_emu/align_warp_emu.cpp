@@ -1,12 +1,15 @@
-// Runs the warp-level alignment kernel (src/cuda/kernels/align_warp.cuh, N <= 64 slots) and the
-// block kernel (align_block.cuh, N <= 256) on the host SIMT emulator against
+// Runs the warp-level alignment kernel (src/cuda/kernels/align_warp.cuh, N <= 64 slots), the
+// block kernel (align_block.cuh, N <= 256) and the cluster kernel (align_cluster.cuh, N <= 4096,
+// E <= 512, as one emulated thread block cluster) on the host SIMT emulator against
 // moe_align_block_size_cpu / expert_layout_cpu (contiguous), bit for bit, on poisoned, partly
 // misaligned outputs a little larger than required: seeded random cases over N = 0..256 (the warp
-// kernel up to 64), E = 1..16384, block sizes 16..256 (non-powers of two included) and alignments
-// 1..1024, int32 / int64 ids, invalid ids (-1, >= E, negative, >= 2^32), expert_map (dropped and
-// out-of-range entries), on the launcher's grid and on small or odd grids (every loop is
-// grid-stride). Where E <= 512 the existing small-batch kernel (align_small.cuh) runs on the same
-// inputs too and must give the same bits. Any mismatch prints the case and fails (exit 1).
+// kernel up to 64) and N up to 4096 for the cluster kernel, E = 1..16384, block sizes 16..256
+// (non-powers of two included) and alignments 1..1024, int32 / int64 ids, invalid ids (-1, >= E,
+// negative, >= 2^32), expert_map (dropped and out-of-range entries), on the launcher's grid and on
+// small or odd grids (every loop is grid-stride; the cluster kernel on any cluster of at least one
+// block per 512 slots). Where E <= 512 and N <= 512 the small-batch kernel (align_small.cuh) runs
+// on the same inputs too and must give the same bits. Any mismatch prints the case and fails
+// (exit 1).
 //   build-cpu/tests/align_warp_emu [cases] [seed]
 #include "cuda_emu.h"
 // align_small_kernel's dynamic shared memory (`extern __shared__`: -fno-extern-tls-init), room for
@@ -19,6 +22,7 @@ alignas(16) thread_local unsigned char smem[48 * 1024];
 #pragma GCC diagnostic ignored "-Wshadow"
 // clang-format off
 #include "cuda/kernels/align_block.cuh"
+#include "cuda/kernels/align_cluster.cuh"
 #include "cuda/kernels/align_warp.cuh"
 // clang-format on
 #pragma GCC diagnostic pop
@@ -158,7 +162,7 @@ std::int64_t first_diff(const std::vector<T>& a, const std::vector<T>& b) {
   return a.size() == b.size() ? -1 : static_cast<std::int64_t>(std::min(a.size(), b.size()));
 }
 
-enum class Kernel { kWarp, kSmall, kBlock };
+enum class Kernel { kWarp, kSmall, kBlock, kCluster };
 
 struct Launch {
   std::string what;
@@ -166,13 +170,27 @@ struct Launch {
   Kernel kernel;
 };
 
-long long g_warp_launches = 0, g_small_launches = 0, g_block_launches = 0;
+long long g_warp_launches = 0, g_small_launches = 0, g_block_launches = 0, g_cluster_launches = 0;
 
 void run(const Launch& l, const SortParams& p) {
-  ++(l.kernel == Kernel::kSmall   ? g_small_launches
-     : l.kernel == Kernel::kBlock ? g_block_launches
-                                  : g_warp_launches);
-  if (l.kernel == Kernel::kSmall) {
+  ++(l.kernel == Kernel::kSmall     ? g_small_launches
+     : l.kernel == Kernel::kBlock   ? g_block_launches
+     : l.kernel == Kernel::kCluster ? g_cluster_launches
+                                    : g_warp_launches);
+  if (l.kernel == Kernel::kCluster) {
+    // 512-thread blocks by the thousand: smaller fiber stacks (the kernel's frames are small).
+    const std::size_t stack = emu::stack_bytes;
+    emu::stack_bytes = 32 * 1024;
+    emu::launch_cluster(l.grid, kernels::kClusterAlignThreads,
+                        kernels::cluster_align_shared_bytes(p.num_experts), [&] {
+                          if (p.output == SortOutput::kAlign) {
+                            kernels::align_cluster_body<true>(p, emu::block_smem());
+                          } else {
+                            kernels::align_cluster_body<false>(p, emu::block_smem());
+                          }
+                        });
+    emu::stack_bytes = stack;
+  } else if (l.kernel == Kernel::kSmall) {
     emu::launch(l.grid, kernels::kSmallAlignThreads, [&] { kernels::align_small_kernel<1, 1>(p); });
   } else if (l.kernel == Kernel::kBlock) {
     emu::launch(l.grid, kernels::kBlockAlignThreads, [&] {
@@ -199,6 +217,25 @@ void run(const Launch& l, const SortParams& p) {
 // odd grids, the diagnostics' two passes, and the small-batch kernel where it applies.
 std::vector<Launch> launches(const SortParams& p, tools::Rng& rng) {
   std::vector<Launch> out;
+  const std::int64_t out_entries =
+      p.output == SortOutput::kAlign ? p.sorted_numel + p.block_experts_numel : p.dst_numel;
+  if (p.num_experts <= kernels::kClusterAlignMaxExperts &&
+      p.num_slots <= kernels::kClusterAlignMaxSlots &&
+      out_entries <= kernels::kClusterAlignMaxEntries) {
+    const int g = kernels::cluster_align_blocks(p.num_slots, out_entries);
+    out.push_back({"cluster kernel, launcher grid", static_cast<unsigned>(g),
+                   kernels::kClusterAlignThreads, Kernel::kCluster});
+    // Any cluster with at least one block per 512 slots, up to 8.
+    const int steps = static_cast<int>((p.num_slots + kernels::kClusterAlignThreads - 1) /
+                                       kernels::kClusterAlignThreads);
+    const int lo = std::max(steps, 1);
+    const auto odd =
+        static_cast<unsigned>(lo + static_cast<int>(rng.below(static_cast<std::uint64_t>(9 - lo))));
+    if (odd != static_cast<unsigned>(g))
+      out.push_back(
+          {"cluster kernel, other cluster", odd, kernels::kClusterAlignThreads, Kernel::kCluster});
+  }
+  if (p.num_slots > kernels::kBlockAlignMaxSlots) return out;  // the cluster kernel's sizes
   if (p.num_slots <= kernels::kWarpAlignMaxSlots) {
     const int g = kernels::warp_align_grid(p);
     const unsigned lg = static_cast<unsigned>(std::min(g, 24));
@@ -218,8 +255,6 @@ std::vector<Launch> launches(const SortParams& p, tools::Rng& rng) {
                    kernels::kBlockAlignThreads, Kernel::kBlock});
   }
   if (p.num_experts <= kernels::kSmallAlignMaxExperts) {
-    const std::int64_t out_entries =
-        p.output == SortOutput::kAlign ? p.sorted_numel + p.block_experts_numel : p.dst_numel;
     const int sg = kernels::small_align_grid(p.num_slots, out_entries);
     out.push_back({"align_small_kernel", static_cast<unsigned>(sg), kernels::kSmallAlignThreads,
                    Kernel::kSmall});
@@ -422,9 +457,27 @@ std::vector<Case> make_cases(int count, std::uint64_t seed) {
   }
   cases.push_back({256, 16384, 256, false, true, Pattern::kInvalid, false, 2, 3, 18});
   cases.push_back({256, 1, 16, true, false, Pattern::kMapped, true, 0, 1, 19});
+  // The cluster kernel's sizes: DeepSeek-V3, Kimi K2 and Mixtral shapes up to 512 tokens, every
+  // block boundary, odd E, one hot expert, the expert map.
+  for (std::int64_t n : {257, 511, 512, 513, 1024, 2047, 4095, 4096}) {
+    cases.push_back({n, 256, 64, false, n % 2 == 1, Pattern::kUniform, false, 0, 0,
+                     5000 + static_cast<std::uint64_t>(n)});
+    cases.push_back({n, 384, 1, true, n % 2 == 0, Pattern::kHot, true, 0, 1,
+                     6000 + static_cast<std::uint64_t>(n)});
+  }
+  cases.push_back({1024, 8, 64, false, false, Pattern::kUniform, false, 0, 0, 20});
+  cases.push_back({4096, 512, 16, false, true, Pattern::kHot, false, 1, 2, 21});
+  cases.push_back({4096, 511, 128, true, false, Pattern::kMapped, true, 0, 1, 22});
+  cases.push_back({3000, 3, 100, false, false, Pattern::kInvalid, false, 0, 3, 23});
+  cases.push_back({2500, 160, 1, true, true, Pattern::kFewExperts, false, 3, 0, 24});
+  cases.push_back({4096, 1, 256, false, false, Pattern::kAllDropped, false, 0, 1, 25});
   while (static_cast<int>(cases.size()) < count) {
     Case c;
-    c.n = static_cast<std::int64_t>(rng.below(2) == 0 ? rng.below(65) : rng.below(257));
+    // One case in 8 up to 4096 slots (E <= 512: the cluster kernel's range).
+    const std::uint64_t r = rng.below(8);
+    c.n = static_cast<std::int64_t>(r == 0  ? 257 + rng.below(3840)
+                                    : r < 4 ? rng.below(65)
+                                            : rng.below(257));
     c.E = pick(kExperts);
     c.layout = rng.below(2) == 1;
     c.pad = c.layout ? pick(kAlignments) : pick(kBlocks);
@@ -437,6 +490,7 @@ std::vector<Case> make_cases(int count, std::uint64_t seed) {
     // Keep the emulated fills quick: large E with large pads only now and then.
     if (c.E >= 4096 && c.pad > 64 && rng.below(4) != 0)
       c.pad = 16 + static_cast<std::int32_t>(rng.below(49));
+    if (c.n > 256) c.E = 1 + static_cast<std::int32_t>(rng.below(512));
     cases.push_back(c);
   }
   return cases;
@@ -455,8 +509,9 @@ int main(int argc, char** argv) {
     failed_cases += f > 0;
   }
   std::printf(
-      "align_warp_emu: %zu cases (%lld warp-kernel, %lld block-kernel and %lld small-kernel "
-      "launches), %d failed\n",
-      cases.size(), g_warp_launches, g_block_launches, g_small_launches, failed_cases);
+      "align_warp_emu: %zu cases (%lld warp-kernel, %lld block-kernel, %lld cluster-kernel and "
+      "%lld small-kernel launches), %d failed\n",
+      cases.size(), g_warp_launches, g_block_launches, g_cluster_launches, g_small_launches,
+      failed_cases);
   return failed_cases == 0 ? 0 : 1;
 }

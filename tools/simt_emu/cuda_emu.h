@@ -8,6 +8,11 @@
 // kernel declares `extern __shared__` memory. Used by routing_row_block_emu.cpp, permute_emu.cpp
 // and align_warp_emu.cpp (the last also puts tools/simt_emu/include first on its include path: a
 // <cooperative_groups.h> stub, so that kernels/align.cuh parses; a grid sync there throws).
+// `launch_cluster` runs one thread block cluster: every block's threads are fibers at once, each
+// block with its own warps, barrier and dynamic shared memory (`block_smem()`; kernel code reaches
+// it through a pointer, since `__shared__` variables here are one per OS thread), and the cluster
+// barrier (split arrive / wait) and distributed shared memory of kernels/cluster.cuh. Kernel code
+// sees SY_SIMT_EMU defined.
 #pragma once
 #include <ucontext.h>
 
@@ -18,8 +23,10 @@
 #include <functional>
 #include <map>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
+#define SY_SIMT_EMU 1
 #define __device__
 #define __host__
 #define __global__
@@ -107,11 +114,15 @@ struct WarpState {
 inline std::vector<WarpState> warps;
 inline Rendezvous block_r;
 inline std::vector<int> block_preds;
+// The running block's state: the globals above, or (launch_cluster) that block's own.
+inline std::vector<WarpState>* warps_p = &warps;
+inline Rendezvous* block_r_p = &block_r;
+inline std::vector<int>* block_preds_p = &block_preds;
 inline unsigned lane() {
   return threadIdx.x & 31u;
 }
 inline WarpState& W() {
-  return warps[threadIdx.x >> 5];
+  return (*warps_p)[threadIdx.x >> 5];
 }
 
 // Runs the body on every thread of every block, one block at a time (x fastest, then y);
@@ -156,6 +167,110 @@ inline void launch(dim3 grid, unsigned block, const std::function<void()>& body,
 inline void launch(unsigned grid, unsigned block, const std::function<void()>& body,
                    const std::function<void()>& before_block = {}) {
   launch(dim3{grid, 1, 1}, block, body, before_block);
+}
+
+// One thread block cluster of `grid` blocks (1-D grid = the cluster), all resident at once.
+struct ClusterState {
+  unsigned blocks = 0, block = 0;
+  std::vector<std::vector<WarpState>> warps;
+  std::vector<Rendezvous> barriers;
+  std::vector<std::vector<int>> preds;
+  std::vector<std::vector<unsigned char>> smem;  // 16-byte aligned use: see block_smem()
+  std::vector<int> phase;                        // per thread: cluster barrier phase
+  std::vector<char> arrived;                     // per thread: arrived in its phase
+  std::map<int, int> arrivals;                   // phase -> threads arrived
+};
+inline ClusterState C;
+inline unsigned cur_block = 0;
+inline unsigned char* block_smem() {
+  auto& v = C.smem[cur_block];
+  auto a = reinterpret_cast<std::uintptr_t>(v.data());
+  return v.data() + (16 - a % 16) % 16;
+}
+inline unsigned cluster_thread() {
+  return cur_block * C.block + threadIdx.x;
+}
+inline void cluster_arrive() {
+  const unsigned t = cluster_thread();
+  if (C.arrived[t]) throw std::runtime_error("emulator: cluster arrive twice without a wait");
+  C.arrived[t] = 1;
+  ++C.arrivals[C.phase[t]];
+}
+inline void cluster_wait() {
+  const unsigned t = cluster_thread();
+  if (!C.arrived[t]) throw std::runtime_error("emulator: cluster wait without an arrive");
+  const int ph = C.phase[t];
+  const int n = static_cast<int>(C.blocks * C.block);
+  while (C.arrivals[ph] < n) yield();
+  C.arrived[t] = 0;
+  ++C.phase[t];
+}
+template <typename T>
+T* cluster_map(T* p, unsigned rank) {
+  if (rank >= C.blocks) throw std::runtime_error("emulator: cluster rank out of range");
+  const auto off =
+      reinterpret_cast<unsigned char*>(const_cast<std::remove_cv_t<T>*>(p)) - block_smem();
+  if (off < 0 || static_cast<std::size_t>(off) + sizeof(T) > C.smem[rank].size() - 16)
+    throw std::runtime_error("emulator: cluster_map of a pointer outside dynamic shared memory");
+  auto& v = C.smem[rank];
+  auto a = reinterpret_cast<std::uintptr_t>(v.data());
+  return reinterpret_cast<T*>(v.data() + (16 - a % 16) % 16 + off);
+}
+// Runs the body on every thread of `grid` blocks of `block` threads as one cluster, with
+// `smem_bytes` of dynamic shared memory per block (filled with `poison`).
+inline void launch_cluster(unsigned grid, unsigned block, std::size_t smem_bytes,
+                           const std::function<void()>& body, unsigned char poison = 0xa5) {
+  if (block % 32 != 0) throw std::runtime_error("block must be whole warps");
+  S.body = body;
+  blockDim = dim3{block, 1, 1};
+  gridDim = dim3{grid, 1, 1};
+  C = ClusterState{};
+  C.blocks = grid;
+  C.block = block;
+  C.warps.assign(grid, std::vector<WarpState>(block / 32));
+  C.barriers.assign(grid, Rendezvous{});
+  C.preds.assign(grid, std::vector<int>(block, 0));
+  C.smem.assign(grid, std::vector<unsigned char>(smem_bytes + 16, poison));
+  C.phase.assign(static_cast<std::size_t>(grid) * block, 0);
+  C.arrived.assign(static_cast<std::size_t>(grid) * block, 0);
+  const std::size_t n = static_cast<std::size_t>(grid) * block;
+  // Fiber stacks kept from one cluster launch to the next (thousands of them).
+  static std::vector<std::vector<char>> stacks;
+  if (stacks.size() < n) stacks.resize(n);
+  S.fibers.assign(n, Fiber{});
+  for (std::size_t i = 0; i < n; ++i) {
+    Fiber& f = S.fibers[i];
+    f.tid = static_cast<unsigned>(i);
+    if (stacks[i].size() != stack_bytes) stacks[i].assign(stack_bytes, 0);
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = stacks[i].data();
+    f.ctx.uc_stack.ss_size = stacks[i].size();
+    f.ctx.uc_link = nullptr;
+    makecontext(&f.ctx, trampoline, 0);
+  }
+  for (;;) {
+    bool any = false;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (S.fibers[i].done) continue;
+      any = true;
+      S.cur = static_cast<int>(i);
+      cur_block = static_cast<unsigned>(i / block);
+      blockIdx = dim3{cur_block, 0, 0};
+      threadIdx.x = static_cast<unsigned>(i % block);
+      warps_p = &C.warps[cur_block];
+      block_r_p = &C.barriers[cur_block];
+      block_preds_p = &C.preds[cur_block];
+      swapcontext(&S.main, &S.fibers[i].ctx);
+    }
+    if (!any) break;
+  }
+  warps_p = &warps;
+  block_r_p = &block_r;
+  block_preds_p = &block_preds;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (C.arrived[i])
+      throw std::runtime_error("emulator: a thread left with a cluster arrive pending");
+  }
 }
 
 template <typename T>
@@ -255,13 +370,13 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) {
   (mask == 0xffffffffu ? w.r : w.groups[mask]).wait(__builtin_popcount(mask));
 }
 inline void __syncthreads() {
-  emu::block_r.wait(static_cast<int>(blockDim.x));
+  emu::block_r_p->wait(static_cast<int>(blockDim.x));
 }
 inline int __syncthreads_or(int p) {
-  emu::block_preds[threadIdx.x] = p;
+  (*emu::block_preds_p)[threadIdx.x] = p;
   __syncthreads();
   int any = 0;
-  for (int x : emu::block_preds) any |= x != 0;
+  for (int x : *emu::block_preds_p) any |= x != 0;
   __syncthreads();
   return any;
 }
@@ -274,6 +389,11 @@ inline int __ffs(unsigned v) {
 inline int atomicAdd(int* p, int v) {
   const int old = *p;
   *p = old + v;
+  return old;
+}
+inline unsigned atomicOr(unsigned* p, unsigned v) {
+  const unsigned old = *p;
+  *p = old | v;
   return old;
 }
 inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {

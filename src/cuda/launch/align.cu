@@ -1,6 +1,7 @@
 // moe_align_block_size_cuda / expert_layout_cuda: validate -> pick the kernel and size its grid ->
-// one launch (align_warp_kernel for <= 64 slots, align_small_kernel for decode batches,
-// expert_sort_kernel otherwise; no allocation, no host synchronisation, graph capturable).
+// one launch (align_warp_kernel for <= 64 slots, align_cluster_kernel for 65..4096 slots and
+// E = 64..512 on sm_90, align_small_kernel for the other decode batches, expert_sort_kernel
+// otherwise; no allocation, no host synchronisation, graph capturable).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include "../device_attrs.h"
 #include "../kernels/align.cuh"
 #include "../kernels/align_block.cuh"
+#include "../kernels/align_cluster.cuh"
 #include "../kernels/align_small.cuh"
 #include "../kernels/align_warp.cuh"
 #include "switchyard/align.h"
@@ -90,8 +92,41 @@ SmallKernel warp_kernel(SortOutput output, int sets, int passes) {
   return (output == SortOutput::kAlign ? kAlign : kLayout)[sets - 1][passes - 1];
 }
 
+// The cluster kernel instance for `output` (kAlign or kContiguous) and `passes` (1; 2 diagnostics).
+SmallKernel cluster_kernel(SortOutput output, int passes) {
+  using kernels::align_cluster_kernel;
+  const SmallKernel k[2][2] = {{align_cluster_kernel<true, 1>, align_cluster_kernel<true, 2>},
+                               {align_cluster_kernel<false, 1>, align_cluster_kernel<false, 2>}};
+  return k[output == SortOutput::kAlign ? 0 : 1][passes - 1];
+}
+
+// Whether the cluster kernels were compiled for sm_90 or later (clusters; below, the kernel
+// traps instead of running without its cluster barriers). Asked once.
+bool cluster_kernel_compiled() {
+  static const bool ok = [] {
+    cudaFuncAttributes a{};
+    if (cudaFuncGetAttributes(&a, kernels::align_cluster_kernel<true, 1>) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return false;
+    }
+    return a.ptxVersion >= 90;
+  }();
+  return ok;
+}
+
+// SWITCHYARD_ALIGN_CLUSTER=0 in the environment keeps the heuristic off align_cluster_kernel
+// (read once): 65..4096 slots then take align_small_kernel as before it existed. For A/B
+// measurements.
+bool cluster_kernel_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("SWITCHYARD_ALIGN_CLUSTER");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return enabled;
+}
+
 // SWITCHYARD_ALIGN_BLOCK=0 in the environment keeps the heuristic off align_block_kernel (read
-// once): 33..64 slots then take align_small_kernel (E <= 512) or expert_sort_kernel. For A/B
+// once): 33..64 slots then take the next kernel of the heuristic (align_internal.h). For A/B
 // measurements.
 bool block_kernel_enabled() {
   static const bool enabled = [] {
@@ -102,8 +137,8 @@ bool block_kernel_enabled() {
 }
 
 // SWITCHYARD_ALIGN_WARP=0 in the environment keeps the heuristic off align_warp_kernel (read
-// once): <= 32 slots then take align_small_kernel (E <= 512) or expert_sort_kernel, as before
-// it existed. For A/B measurements.
+// once): <= 64 slots then take the next kernel of the heuristic (align_internal.h). For A/B
+// measurements.
 bool warp_kernel_enabled() {
   static const bool enabled = [] {
     const char* v = std::getenv("SWITCHYARD_ALIGN_WARP");
@@ -179,7 +214,43 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
     kernel<<<kernels::block_align_grid(p), kernels::kBlockAlignThreads, 0, stream>>>(p);
     return detail::cuda_status(cudaGetLastError(), "align_block_kernel: launch");
   }
-  if (small_ok && forced_grid <= 0) {  // (-2, -3 returned above)
+  // Up to 4096 slots, E <= 512, outputs of at most kClusterAlignMaxEntries, sm_90: one cluster
+  // (the heuristic: from kClusterAlignHeuristicMinExperts experts; the warp kernel took <= 64
+  // slots above).
+  const std::int64_t small_out_entries =
+      p.output == SortOutput::kAlign ? p.sorted_numel + p.block_experts_numel : p.dst_numel;
+  const bool cluster_ok =
+      fits_small_kernel(kernels::kClusterAlignMaxSlots, kernels::kClusterAlignMaxExperts) &&
+      small_out_entries <= kernels::kClusterAlignMaxEntries && dev.cc_major >= 9 &&
+      cluster_kernel_compiled();
+  if (forced_grid == -4 && !cluster_ok) {
+    return detail::invalid_arg(op, "grid", forced_grid,
+                               "-4 only on sm_90 or later, for alignment or the contiguous layout "
+                               "with <= 4096 slots, <= 512 experts, outputs of <= " +
+                                   std::to_string(kernels::kClusterAlignMaxEntries) +
+                                   " entries and slots + padding < 2^30");
+  }
+  if (forced_grid == -4 || (forced_grid == 0 && cluster_ok && cluster_kernel_enabled() &&
+                            E >= kernels::kClusterAlignHeuristicMinExperts)) {
+    auto* kernel = cluster_kernel(p.output, g_repeat.load(std::memory_order_relaxed) ? 2 : 1);
+    const std::size_t smem = kernels::cluster_align_shared_bytes(E);  // <= 34,880 bytes
+    const int blocks = kernels::cluster_align_blocks(p.num_slots, small_out_entries);
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(static_cast<unsigned>(blocks));
+    cfg.blockDim = dim3(kernels::kClusterAlignThreads);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = static_cast<unsigned>(blocks);
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    return detail::cuda_status(cudaLaunchKernelEx(&cfg, kernel, p),
+                               "align_cluster_kernel: cluster launch");
+  }
+  if (small_ok && forced_grid <= 0) {  // (-2, -3, -4 returned above)
     const std::size_t smem = kernels::small_align_shared_bytes(E);
     auto* kernel = small_kernel(kernels::small_align_steps(p.num_slots),
                                 g_repeat.load(std::memory_order_relaxed) ? 2 : 1);

@@ -1,0 +1,294 @@
+// moe_align_block_size and the contiguous expert layout for 65..4096 slots and E <= 512: one
+// thread block cluster (sm_90) of up to 8 blocks of 512 threads, block g owning slots
+// [512 g, 512 g + 512), one slot per thread. Same output, bit for bit, as the CPU.
+//
+// align_small_kernel (align_small.cuh) has every block count every slot itself (shared-memory
+// atomics on the other blocks' ids); ncu put most of its time there and in the padding phase
+// (~740 warp instructions per warp at 512 DeepSeek-V3 tokens, 8.9 cycles each). Here the blocks of
+// one cluster exchange their counts through distributed shared memory instead:
+//   1. the cluster's threads prefill every output entry (sentinel N / -1) with coalesced 16-byte
+//      stores; each warp zeroes its row of `bits`; a lane loads its slot's expert e and ORs its
+//      bit into bits[w][e]: that word is the set of lanes of warp w with expert e, so a lane's
+//      rank among them is popc(word & lower lanes). Block barrier;
+//   2. thread e: the column prefix over the 16 warps (bits[w][e] becomes the count of e in warps
+//      before w) and the block's count cnt[e]. Cluster barrier (release / acquire): it publishes
+//      cnt and orders every block's prefill before any slot store below;
+//   3. thread e: cnt[e] of the cluster's other slot-owning blocks (distributed shared memory, the
+//      loads in flight together): e's slots in earlier blocks and its total. Exclusive scan of the
+//      padded block counts (one barrier): segment start; base[e] = start + slots in earlier
+//      blocks; e's block labels (align) or count and offset (layout), by block e % G. Block
+//      barrier;
+//   4. each slot's thread stores it at base[e] + bits[w][e] + rank: slots ascend in every
+//      segment. A relaxed cluster barrier ends the kernel: it keeps every block's shared memory
+//      alive until the others have read it.
+// Measured (H200, session 14; bench/NOTES.md): the release half of a cluster barrier is a
+// MEMBAR.ALL.GPU (~700-800 cycles), which is why the last barrier is relaxed; padding written
+// after the scan by one thread per expert (scattered 4-byte stores) cost ~1,000-3,000 cycles per
+// block more than the coalesced prefill. The kernel is 0.1-0.45 us faster than
+// align_small_kernel for E = 128..384 at 9-32 and 256-512 tokens of top-8 and as fast between;
+// it is 0.05-0.16 us slower for Mixtral's E = 8, which the launcher leaves to align_small_kernel.
+// Everything is 32-bit: the launcher only takes this kernel when slots + padding < 2^30 and the
+// outputs are at most kClusterAlignMaxEntries entries.
+#pragma once
+
+#include <cstdint>
+
+#include "align.cuh"
+#include "align_small.cuh"
+#include "cluster.cuh"
+#include "pdl.cuh"
+
+namespace switchyard::kernels {
+
+inline constexpr int kClusterAlignThreads = 512;
+inline constexpr int kClusterAlignWarps = kClusterAlignThreads / 32;
+inline constexpr int kClusterAlignMaxBlocks = 8;  // the portable cluster size
+inline constexpr std::int64_t kClusterAlignMaxSlots =
+    static_cast<std::int64_t>(kClusterAlignThreads) * kClusterAlignMaxBlocks;  // 4096
+inline constexpr std::int32_t kClusterAlignMaxExperts = kClusterAlignThreads;  // thread e: expert e
+// The launcher's heuristic takes this kernel from this many experts (measured: faster at E = 128,
+// 256, 384; slower at E = 8, where align_small_kernel's shared-memory counting is cheap).
+inline constexpr std::int32_t kClusterAlignHeuristicMinExperts = 64;
+// Output entries prefilled per block (beyond this many in all, align_small_kernel's larger grid
+// writes them faster).
+inline constexpr std::int64_t kClusterAlignEntriesPerBlock = 4096;
+inline constexpr std::int64_t kClusterAlignMaxEntries =
+    kClusterAlignEntriesPerBlock * 4 * kClusterAlignMaxBlocks;
+
+// Shared memory (dynamic, ints): bits [16][Ep] (Ep = E rounded up to 4: 16-byte row zeroing),
+// warp sums [16] (16-byte loads), cnt [E], base [E].
+__host__ __device__ inline std::int32_t cluster_align_row(std::int32_t num_experts) {
+  return (num_experts + 3) / 4 * 4;
+}
+inline std::size_t cluster_align_shared_bytes(std::int32_t num_experts) {
+  return (static_cast<std::size_t>(kClusterAlignWarps) * cluster_align_row(num_experts) +
+          2 * static_cast<std::size_t>(num_experts) + kClusterAlignWarps) *
+         4;
+}
+// Blocks of the cluster: one per 512 slots, and at least one per kClusterAlignEntriesPerBlock
+// output entries (blocks past the last slot own none: they prefill and write labels).
+inline int cluster_align_blocks(std::int64_t num_slots, std::int64_t out_entries) {
+  const std::int64_t steps = (num_slots + kClusterAlignThreads - 1) / kClusterAlignThreads;
+  const std::int64_t by_out =
+      (out_entries + kClusterAlignEntriesPerBlock - 1) / kClusterAlignEntriesPerBlock;
+  return static_cast<int>(std::max<std::int64_t>(
+      1, std::max(steps, std::min<std::int64_t>(by_out, kClusterAlignMaxBlocks))));
+}
+
+// The (mapped) expert of slot s, or -1 (past N, invalid, or mapped away).
+template <typename Id>
+__device__ __forceinline__ std::int32_t cluster_slot_expert(const SortParams& p, std::int32_t s) {
+  if (s >= static_cast<std::int32_t>(p.num_slots)) return -1;
+  const Id raw = __ldg(static_cast<const Id*>(p.ids) + s);
+  // One unsigned compare per id: negative ids wrap to huge values.
+  const auto u = static_cast<std::uint64_t>(static_cast<std::int64_t>(raw));
+  if (p.expert_map == nullptr)
+    return u < static_cast<std::uint64_t>(p.num_experts) ? static_cast<std::int32_t>(raw) : -1;
+  const std::int32_t m = u < static_cast<std::uint64_t>(p.map_size)
+                             ? __ldg(p.expert_map + static_cast<std::int64_t>(raw))
+                             : -1;
+  return static_cast<std::uint32_t>(m) < static_cast<std::uint32_t>(p.num_experts) ? m : -1;
+}
+
+// q[begin, end) = v by the cluster's threads (tid of nthreads), 16-byte stores between a scalar
+// head and tail; q is aligned to its element size (4 or 8 bytes).
+template <typename T>
+__device__ __forceinline__ void cluster_fill(T* q, std::int32_t begin, std::int32_t end, T v,
+                                             std::int32_t tid, std::int32_t nthreads) {
+  static_assert(sizeof(T) == 4 || sizeof(T) == 8);
+  constexpr std::int32_t kPer = 16 / sizeof(T);
+  if (begin >= end) return;
+  const auto mis =
+      static_cast<std::int32_t>((reinterpret_cast<std::uintptr_t>(q + begin) / sizeof(T)) % kPer);
+  const std::int32_t body = min(end, begin + (kPer - mis) % kPer);
+  if (tid < body - begin) q[begin + tid] = v;
+  const std::int32_t n16 = (end - body) / kPer;
+  if constexpr (sizeof(T) == 4) {
+    auto* w = reinterpret_cast<int4*>(q + body);
+    const auto x = static_cast<int>(v);
+#pragma unroll 1
+    for (std::int32_t i = tid; i < n16; i += nthreads) w[i] = make_int4(x, x, x, x);
+  } else {
+    auto* w = reinterpret_cast<longlong2*>(q + body);
+    const auto x = static_cast<long long>(v);
+#pragma unroll 1
+    for (std::int32_t i = tid; i < n16; i += nthreads) w[i] = make_longlong2(x, x);
+  }
+  const std::int32_t tail = body + n16 * kPer;
+  if (tid < end - tail) q[tail + tid] = v;
+}
+
+#define SY_CLUSTER_TRACE(k) \
+  if (p.trace != nullptr && threadIdx.x == 0 && blockIdx.x == 0) p.trace[k] = clock64()
+
+// The kernel's body. `smem`: cluster_align_shared_bytes(E), 16-byte aligned. Every thread of
+// every block of the cluster calls it (cluster rank = blockIdx.x: the grid is one cluster of at
+// least one block per 512 slots).
+template <bool kAlign>
+__device__ __forceinline__ void align_cluster_body(const SortParams& p, unsigned char* smem) {
+  SY_CLUSTER_TRACE(0);
+  const std::int32_t E = p.num_experts, Ep = cluster_align_row(E);
+  const auto N = static_cast<std::int32_t>(p.num_slots);
+  const auto B = static_cast<std::int32_t>(p.pad);
+  const SmallDiv div = SmallDiv::of(B);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const auto g = static_cast<std::int32_t>(blockIdx.x), G = static_cast<std::int32_t>(gridDim.x);
+  const auto t = static_cast<std::int32_t>(threadIdx.x);
+  const std::int32_t tid = g * kClusterAlignThreads + t, nthreads = G * kClusterAlignThreads;
+  auto* bits = reinterpret_cast<std::uint32_t*>(smem);  // [16][Ep]
+  auto* sums = reinterpret_cast<std::int32_t*>(bits + kClusterAlignWarps * Ep);
+  std::int32_t* cnt = sums + kClusterAlignWarps;
+  std::int32_t* base = cnt + E;
+
+  // ---- 1. this thread's slot (its load issued first: its latency covers the stores below);
+  // prefill every output (coalesced 16-byte stores); zero this warp's row; the warp's lanes per
+  // expert
+  const std::int32_t s = tid;
+  const std::int32_t x = p.ids_int64 ? cluster_slot_expert<std::int64_t>(p, s)
+                                     : cluster_slot_expert<std::int32_t>(p, s);
+  if (kAlign) {
+    cluster_fill(p.sorted_ids, 0, static_cast<std::int32_t>(p.sorted_numel), N, tid, nthreads);
+    cluster_fill(p.block_experts, 0, static_cast<std::int32_t>(p.block_experts_numel),
+                 std::int32_t{-1}, tid, nthreads);
+  } else {
+    cluster_fill(p.dst_to_src, 0, static_cast<std::int32_t>(p.dst_numel), std::int64_t{-1}, tid,
+                 nthreads);
+  }
+  {
+    auto* row = reinterpret_cast<int4*>(bits + warp * Ep);
+#pragma unroll 1
+    for (std::int32_t i = lane; i < Ep / 4; i += 32) row[i] = make_int4(0, 0, 0, 0);
+  }
+  __syncwarp();
+  if (x >= 0) atomicOr(bits + warp * Ep + x, 1u << lane);
+  __syncwarp();
+  const unsigned peers = x >= 0 ? bits[warp * Ep + x] : 0u;
+  __syncthreads();
+  SY_CLUSTER_TRACE(1);
+
+  // ---- 2. column prefix over the warps, the block's count
+  std::int32_t own = 0;
+  if (t < E) {
+    std::uint32_t col[kClusterAlignWarps];
+#pragma unroll
+    for (int w = 0; w < kClusterAlignWarps; ++w) col[w] = bits[w * Ep + t];
+#pragma unroll
+    for (int w = 0; w < kClusterAlignWarps; ++w) {
+      bits[w * Ep + t] = static_cast<std::uint32_t>(own);
+      own += __popc(col[w]);
+    }
+    cnt[t] = own;
+  }
+  SY_CLUSTER_TRACE(2);
+  cluster_arrive();
+  cluster_wait();
+  SY_CLUSTER_TRACE(3);
+
+  // ---- 3. the cluster's counts, segment starts, everything but the slots
+  const std::int32_t steps = (N + kClusterAlignThreads - 1) / kClusterAlignThreads;
+  std::int32_t before = 0, total = own;
+  if (t < E) {
+    std::int32_t v[kClusterAlignMaxBlocks];
+#pragma unroll
+    for (int r = 0; r < kClusterAlignMaxBlocks; ++r) {
+      v[r] = r < steps && r != g ? *cluster_map(cnt + t, static_cast<unsigned>(r)) : 0;
+    }
+#pragma unroll
+    for (int r = 0; r < kClusterAlignMaxBlocks; ++r) {
+      before += r < g ? v[r] : 0;
+      total += v[r];
+    }
+  }
+  const std::int32_t nb = t < E ? div.ceil_div(total) : 0;
+  const std::int32_t incl = warp_inclusive_scan(nb);
+  if (lane == 31) sums[warp] = incl;
+  __syncthreads();
+  SY_CLUSTER_TRACE(4);
+  std::int32_t first_block = incl - nb, total_blocks = 0;
+  {
+    const auto* q = reinterpret_cast<const int4*>(sums);
+#pragma unroll
+    for (int i = 0; i < kClusterAlignWarps / 4; ++i) {
+      const int4 v = q[i];
+      const int w = 4 * i;
+      first_block += (w < warp ? v.x : 0) + (w + 1 < warp ? v.y : 0) + (w + 2 < warp ? v.z : 0) +
+                     (w + 3 < warp ? v.w : 0);
+      total_blocks += v.x + v.y + v.z + v.w;
+    }
+  }
+  const std::int32_t used = total_blocks * B;
+  SY_CLUSTER_TRACE(5);
+  if (t < E) {
+    const std::int32_t start = first_block * B;
+    base[t] = start + before;
+    if (t % G == g) {  // the expert's metadata by one block
+      if (kAlign) {
+#pragma unroll 1
+        for (std::int32_t b = first_block; b < first_block + nb; ++b) p.block_experts[b] = t;
+      } else {
+        p.counts[t] = total;
+        p.offsets[t] = start;
+      }
+    }
+  }
+  if (kAlign) {
+    if (tid == 0) *p.post_pad = used;
+  } else {
+    if (tid == 0) {
+      p.offsets[E] = used;
+      if (p.overflow != nullptr) *p.overflow = 0;  // contiguous: nothing is dropped for space
+    }
+  }
+  SY_CLUSTER_TRACE(6);
+  __syncthreads();
+  SY_CLUSTER_TRACE(7);
+
+  // ---- 4. the slots
+  if (x >= 0) {
+    const std::int32_t dst = base[x] + static_cast<std::int32_t>(bits[warp * Ep + x]) +
+                             __popc(peers & ((1u << lane) - 1u));
+    if (kAlign) {
+      p.sorted_ids[dst] = s;
+    } else {
+      p.src_to_dst[s] = dst;
+      p.dst_to_src[dst] = s;
+    }
+  } else if (!kAlign && s < N) {
+    p.src_to_dst[s] = -1;  // dropped slot
+  }
+  SY_CLUSTER_TRACE(8);
+  // This block is done with the other blocks' shared memory (every remote value was consumed by
+  // the scan, before two barriers); the wait keeps its own alive until the others are too. The
+  // arrive here rather than right after the scan: measured 0.01-0.06 us faster.
+  cluster_arrive_relaxed();
+  cluster_wait();
+  if (p.trace != nullptr && threadIdx.x == 0 && blockIdx.x == 0) {
+    const long long c = clock64();
+    for (int k = 9; k < kSortTracePoints; ++k) p.trace[k] = c;
+  }
+}
+
+// kPasses = 1 in the library; 2 (diagnostics: the phase trace's warm pass) runs the body twice in
+// one launch, a cluster barrier between the passes. Launched as one cluster of gridDim.x blocks.
+template <bool kAlign, int kPasses>
+__global__ void __launch_bounds__(kClusterAlignThreads) align_cluster_kernel(const SortParams p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+  __trap();  // no clusters: the launcher never takes this kernel for code built below sm_90
+#endif
+  // A consumer launched with PDL may become resident now; it waits for this grid's completion
+  // before it reads anything (kernels/pdl.cuh).
+  pdl_launch_dependents();
+#pragma unroll 1
+  for (int pass = 0; pass < kPasses; ++pass) {
+    if (pass > 0) {
+      cluster_arrive();
+      cluster_wait();
+    }
+    align_cluster_body<kAlign>(p, smem);
+  }
+}
+
+#undef SY_CLUSTER_TRACE
+
+}  // namespace switchyard::kernels
