@@ -31,6 +31,7 @@
 // outputs are at most kClusterAlignMaxEntries entries.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "align.cuh"
@@ -140,9 +141,9 @@ __device__ __forceinline__ void align_cluster_body(const SortParams& p, unsigned
   std::int32_t* cnt = sums + kClusterAlignWarps;
   std::int32_t* base = cnt + E;
 
-  // ---- 1. this thread's slot (its load issued first: its latency covers the stores below);
-  // prefill every output (coalesced 16-byte stores); zero this warp's row; the warp's lanes per
-  // expert
+  // ---- 1. this thread's slot (its load issued before the stores below, whose issue it then
+  // overlaps: measured within 0.1 us of issuing it after them, either way); prefill every output
+  // (coalesced 16-byte stores); zero this warp's row; the warp's lanes per expert
   const std::int32_t s = tid;
   const std::int32_t x = p.ids_int64 ? cluster_slot_expert<std::int64_t>(p, s)
                                      : cluster_slot_expert<std::int32_t>(p, s);

@@ -233,7 +233,8 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
   if (forced_grid == -4 || (forced_grid == 0 && cluster_ok && cluster_kernel_enabled() &&
                             E >= kernels::kClusterAlignHeuristicMinExperts)) {
     auto* kernel = cluster_kernel(p.output, g_repeat.load(std::memory_order_relaxed) ? 2 : 1);
-    const std::size_t smem = kernels::cluster_align_shared_bytes(E);  // <= 34,880 bytes
+    const std::size_t smem =
+        kernels::cluster_align_shared_bytes(E);  // <= 36,928 bytes (E = 512): no opt-in
     const int blocks = kernels::cluster_align_blocks(p.num_slots, small_out_entries);
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(static_cast<unsigned>(blocks));
