@@ -566,6 +566,49 @@ TEST(AlignCuda, ClusterKernel) {
   check_layout_case({100, 8, 256, Pattern::kMapped, true, -4}, 1, 0, true);
 }
 
+// The few-experts kernel (grid -5: <= 1024 slots, E <= 32, one block) over every pattern, 1 to
+// 1024 slots, block sizes 16..256 (48 and 100 included) and layout alignments 1..1024 wherever the
+// outputs fit its limit; every third case also runs the heuristic (grid 0, which takes it at
+// 65..1024 slots) and the small-batch kernel (grid -1) on the same inputs.
+TEST(AlignCuda, FewExpertsKernel) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<int> experts =
+      small_scale() ? std::vector<int>{1, 8, 31} : std::vector<int>{1, 2, 3, 8, 16, 17, 31, 32};
+  const std::vector<std::pair<std::int64_t, int>> shapes = {
+      {1, 2},  {33, 2},  {65, 1},  {64, 2},  {100, 2}, {128, 2},
+      {77, 6}, {256, 2}, {300, 3}, {511, 2}, {512, 2}, {1024, 1}};
+  constexpr int kBlock[] = {16, 64, 256, 48, 100};
+  constexpr int kAlignment[] = {1, 128, 7, 1024, 16};
+  // kFewAlignMaxEntries (src/cuda/kernels/align_few.cuh): the outputs it takes.
+  const auto fits = [](std::int64_t entries) { return entries <= 16384; };
+  int i = 0;
+  for (int E : experts) {
+    for (const auto& [M, K] : shapes) {
+      if (K > E) continue;
+      const auto pat = static_cast<Pattern>(i % 5);
+      const int B = kBlock[(i + i / 5) % 5];
+      const int alignment = kAlignment[(i + i / 7) % 5];
+      const std::int64_t n = M * K;
+      const bool align_fits = fits(align_max_padded(n, E, B) + 5 + align_max_blocks(n, E, B) + 3);
+      ExpertLayoutParams lp;
+      lp.num_experts = E;
+      lp.alignment = alignment;
+      const bool layout_fits = fits(layout_max_rows(lp, n) + 7);
+      for (const int grid : {-5, i % 3 == 0 ? 0 : -5, i % 3 == 1 ? -1 : -5}) {
+        if (align_fits || grid != -5)
+          check_align_case({M, K, E, pat, (i + grid) % 2 == 0, grid}, B, false);
+        if (layout_fits || grid != -5)
+          check_layout_case({M, K, E, pat, (i + grid) % 2 != 0, grid}, alignment, 0, false);
+        if (::testing::Test::HasFatalFailure()) return;
+      }
+      ++i;
+    }
+  }
+  check_align_case({256, 2, 8, Pattern::kUniform, false, -5}, 64, true);  // graph capture
+  check_align_case({512, 2, 8, Pattern::kHot, true, -5}, 16, true);
+  check_layout_case({300, 2, 8, Pattern::kMapped, true, -5}, 1, 0, true);
+}
+
 TEST(AlignCuda, GraphCapture) {
   SKIP_WITHOUT_GPU();
   check_align_case({4096, 8, 256, Pattern::kUniform, false, 0}, 64, true);
@@ -674,6 +717,7 @@ TEST(AlignCuda, DISABLED_PhaseTrace) {
                                                                                {512, 8, 256},
                                                                                {512, 8, 384},
                                                                                {512, 2, 8},
+                                                                               {64, 2, 8},
                                                                                {4096, 8, 256},
                                                                                {32768, 8, 256}}) {
     tools::Rng rng(3);
@@ -775,6 +819,9 @@ TEST(AlignCuda, RejectsBadArguments) {
   EXPECT_NE(st.message().find("grid = -3"), std::string::npos) << st.message();
   st = detail::moe_align_block_size_cuda_grid(p, large, ws.get(), need, -4, nullptr);
   EXPECT_NE(st.message().find("grid = -4"), std::string::npos) << st.message();
+  // The few-experts kernel refuses more than 32 experts (and more than 1024 slots).
+  st = detail::moe_align_block_size_cuda_grid(p, a, ws.get(), need, -5, nullptr);
+  EXPECT_NE(st.message().find("grid = -5"), std::string::npos) << st.message();
   a.expert_ids = TensorView::contiguous(bexp.get(), DType::kInt32, {10}, Device::kCuda);
   st = moe_align_block_size_cuda(p, a, ws.get(), need, nullptr);
   EXPECT_NE(st.message().find("expert_ids.numel = 10"), std::string::npos) << st.message();

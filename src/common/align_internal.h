@@ -32,11 +32,13 @@ inline std::size_t sort_workspace_bytes(std::int32_t num_experts) {
 // (alignment, contiguous layout), an error where it does not apply; -2: the warp kernel for
 // <= 64 slots (alignment, contiguous layout), an error where it does not apply; -3: the block
 // kernel for <= 256 slots, likewise; -4: the cluster kernel for <= 4096 slots on sm_90, likewise;
-// 1: the generic kernel on one block; > 1: the generic kernel on that many cooperative blocks,
-// clamped to what fits on the card). The heuristic takes the warp kernel wherever it applies
-// (<= 64 slots) unless SWITCHYARD_ALIGN_WARP=0 is set in the environment (read once), then the
-// block kernel at 33..64 slots unless SWITCHYARD_ALIGN_BLOCK=0, then the cluster kernel wherever
-// it applies and E >= 64 unless SWITCHYARD_ALIGN_CLUSTER=0, then the small-batch kernel.
+// -5: the few-experts kernel for <= 1024 slots and <= 32 experts, likewise; 1: the generic kernel
+// on one block; > 1: the generic kernel on that many cooperative blocks, clamped to what fits on
+// the card). The heuristic takes the warp kernel wherever it applies (<= 64 slots) unless
+// SWITCHYARD_ALIGN_WARP=0 is set in the environment (read once), then the block kernel at 33..64
+// slots unless SWITCHYARD_ALIGN_BLOCK=0, then the few-experts kernel wherever it applies unless
+// SWITCHYARD_ALIGN_FEW=0, then the cluster kernel wherever it applies and E >= 64 unless
+// SWITCHYARD_ALIGN_CLUSTER=0, then the small-batch kernel.
 Status moe_align_block_size_cuda_grid(const AlignParams& params, const AlignArgs& args,
                                       void* workspace, std::size_t workspace_bytes, int grid,
                                       cudaStream_t stream);

@@ -1,6 +1,7 @@
 // Runs the warp-level alignment kernel (src/cuda/kernels/align_warp.cuh, N <= 64 slots), the
 // block kernel (align_block.cuh, N <= 256) and the cluster kernel (align_cluster.cuh, N <= 4096,
-// E <= 512, as one emulated thread block cluster) on the host SIMT emulator against
+// E <= 512, as one emulated thread block cluster) and the few-experts kernel (align_few.cuh,
+// N <= 1024, E <= 32) on the host SIMT emulator against
 // moe_align_block_size_cpu / expert_layout_cpu (contiguous), bit for bit, on poisoned, partly
 // misaligned outputs a little larger than required: seeded random cases over N = 0..256 (the warp
 // kernel up to 64) and N up to 4096 for the cluster kernel, E = 1..16384, block sizes 16..256
@@ -23,6 +24,7 @@ alignas(16) thread_local unsigned char smem[48 * 1024];
 // clang-format off
 #include "cuda/kernels/align_block.cuh"
 #include "cuda/kernels/align_cluster.cuh"
+#include "cuda/kernels/align_few.cuh"
 #include "cuda/kernels/align_warp.cuh"
 // clang-format on
 #pragma GCC diagnostic pop
@@ -162,7 +164,7 @@ std::int64_t first_diff(const std::vector<T>& a, const std::vector<T>& b) {
   return a.size() == b.size() ? -1 : static_cast<std::int64_t>(std::min(a.size(), b.size()));
 }
 
-enum class Kernel { kWarp, kSmall, kBlock, kCluster };
+enum class Kernel { kWarp, kSmall, kBlock, kCluster, kFew };
 
 struct Launch {
   std::string what;
@@ -170,14 +172,24 @@ struct Launch {
   Kernel kernel;
 };
 
-long long g_warp_launches = 0, g_small_launches = 0, g_block_launches = 0, g_cluster_launches = 0;
+long long g_warp_launches = 0, g_small_launches = 0, g_block_launches = 0, g_cluster_launches = 0,
+          g_few_launches = 0;
 
 void run(const Launch& l, const SortParams& p) {
   ++(l.kernel == Kernel::kSmall     ? g_small_launches
      : l.kernel == Kernel::kBlock   ? g_block_launches
      : l.kernel == Kernel::kCluster ? g_cluster_launches
+     : l.kernel == Kernel::kFew     ? g_few_launches
                                     : g_warp_launches);
-  if (l.kernel == Kernel::kCluster) {
+  if (l.kernel == Kernel::kFew) {
+    emu::launch(1, l.block, [&] {
+      if (p.output == SortOutput::kAlign) {
+        kernels::align_few_kernel<true, 1>(p);
+      } else {
+        kernels::align_few_kernel<false, 1>(p);
+      }
+    });
+  } else if (l.kernel == Kernel::kCluster) {
     // 512-thread blocks by the thousand: smaller fiber stacks (the kernel's frames are small).
     const std::size_t stack = emu::stack_bytes;
     emu::stack_bytes = 32 * 1024;
@@ -234,6 +246,13 @@ std::vector<Launch> launches(const SortParams& p, tools::Rng& rng) {
     if (odd != static_cast<unsigned>(g))
       out.push_back(
           {"cluster kernel, other cluster", odd, kernels::kClusterAlignThreads, Kernel::kCluster});
+  }
+  if (p.num_experts <= kernels::kFewAlignMaxExperts && p.num_slots <= kernels::kFewAlignMaxSlots &&
+      out_entries <= kernels::kFewAlignMaxEntries) {
+    out.push_back({"few-experts kernel", 1,
+                   static_cast<unsigned>(kernels::few_align_threads(p.num_slots)), Kernel::kFew});
+    // More warps than slots need (every loop over warps and over the prefill is block-wide).
+    out.push_back({"few-experts kernel, 32 warps", 1, 1024, Kernel::kFew});
   }
   if (p.num_slots > kernels::kBlockAlignMaxSlots) return out;  // the cluster kernel's sizes
   if (p.num_slots <= kernels::kWarpAlignMaxSlots) {
@@ -471,6 +490,17 @@ std::vector<Case> make_cases(int count, std::uint64_t seed) {
   cases.push_back({3000, 3, 100, false, false, Pattern::kInvalid, false, 0, 3, 23});
   cases.push_back({2500, 160, 1, true, true, Pattern::kFewExperts, false, 3, 0, 24});
   cases.push_back({4096, 1, 256, false, false, Pattern::kAllDropped, false, 0, 1, 25});
+  // The few-experts kernel's sizes: Mixtral (E 8, top-2) up to 512 tokens, E up to 32.
+  for (std::int64_t n : {65, 128, 500, 1023, 1024}) {
+    cases.push_back({n, 8, 64, false, n % 2 == 1, Pattern::kUniform, false, 0, 0,
+                     7000 + static_cast<std::uint64_t>(n)});
+    cases.push_back({n, 32, 1, true, n % 2 == 0, Pattern::kHot, true, 0, 1,
+                     8000 + static_cast<std::uint64_t>(n)});
+    cases.push_back({n, 17, 48, false, false, Pattern::kMapped, false, 2, 3,
+                     9000 + static_cast<std::uint64_t>(n)});
+  }
+  cases.push_back({1024, 1, 16, false, true, Pattern::kInvalid, false, 0, 1, 26});
+  cases.push_back({700, 3, 7, true, false, Pattern::kFewExperts, true, 1, 0, 27});
   while (static_cast<int>(cases.size()) < count) {
     Case c;
     // One case in 8 up to 4096 slots (E <= 512: the cluster kernel's range).
@@ -490,7 +520,8 @@ std::vector<Case> make_cases(int count, std::uint64_t seed) {
     // Keep the emulated fills quick: large E with large pads only now and then.
     if (c.E >= 4096 && c.pad > 64 && rng.below(4) != 0)
       c.pad = 16 + static_cast<std::int32_t>(rng.below(49));
-    if (c.n > 256) c.E = 1 + static_cast<std::int32_t>(rng.below(512));
+    if (c.n > 256)
+      c.E = 1 + static_cast<std::int32_t>(rng.below(2) == 0 ? rng.below(32) : rng.below(512));
     cases.push_back(c);
   }
   return cases;
@@ -509,9 +540,9 @@ int main(int argc, char** argv) {
     failed_cases += f > 0;
   }
   std::printf(
-      "align_warp_emu: %zu cases (%lld warp-kernel, %lld block-kernel, %lld cluster-kernel and "
-      "%lld small-kernel launches), %d failed\n",
-      cases.size(), g_warp_launches, g_block_launches, g_cluster_launches, g_small_launches,
-      failed_cases);
+      "align_warp_emu: %zu cases (%lld warp-kernel, %lld block-kernel, %lld cluster-kernel, %lld "
+      "few-experts-kernel and %lld small-kernel launches), %d failed\n",
+      cases.size(), g_warp_launches, g_block_launches, g_cluster_launches, g_few_launches,
+      g_small_launches, failed_cases);
   return failed_cases == 0 ? 0 : 1;
 }

@@ -1,7 +1,8 @@
 // moe_align_block_size_cuda / expert_layout_cuda: validate -> pick the kernel and size its grid ->
-// one launch (align_warp_kernel for <= 64 slots, align_cluster_kernel for 65..4096 slots and
-// E = 64..512 on sm_90, align_small_kernel for the other decode batches, expert_sort_kernel
-// otherwise; no allocation, no host synchronisation, graph capturable).
+// one launch (align_warp_kernel for <= 64 slots, align_few_kernel for 65..1024 slots and E <= 32,
+// align_cluster_kernel for 65..4096 slots and E = 64..512 on sm_90, align_small_kernel for the
+// other decode batches, expert_sort_kernel otherwise; no allocation, no host synchronisation,
+// graph capturable).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include "../kernels/align.cuh"
 #include "../kernels/align_block.cuh"
 #include "../kernels/align_cluster.cuh"
+#include "../kernels/align_few.cuh"
 #include "../kernels/align_small.cuh"
 #include "../kernels/align_warp.cuh"
 #include "switchyard/align.h"
@@ -98,6 +100,26 @@ SmallKernel cluster_kernel(SortOutput output, int passes) {
   const SmallKernel k[2][2] = {{align_cluster_kernel<true, 1>, align_cluster_kernel<true, 2>},
                                {align_cluster_kernel<false, 1>, align_cluster_kernel<false, 2>}};
   return k[output == SortOutput::kAlign ? 0 : 1][passes - 1];
+}
+
+// The few-experts kernel instance for `output` (kAlign or kContiguous) and `passes` (1; 2
+// diagnostics).
+SmallKernel few_kernel(SortOutput output, int passes) {
+  using kernels::align_few_kernel;
+  const SmallKernel k[2][2] = {{align_few_kernel<true, 1>, align_few_kernel<true, 2>},
+                               {align_few_kernel<false, 1>, align_few_kernel<false, 2>}};
+  return k[output == SortOutput::kAlign ? 0 : 1][passes - 1];
+}
+
+// SWITCHYARD_ALIGN_FEW=0 in the environment keeps the heuristic off align_few_kernel (read once):
+// 65..1024 slots with E <= 32 then take align_small_kernel as before it existed. For A/B
+// measurements.
+bool few_kernel_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("SWITCHYARD_ALIGN_FEW");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return enabled;
 }
 
 // Whether the cluster kernels were compiled for sm_90 or later (clusters; below, the kernel
@@ -214,11 +236,26 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
     kernel<<<kernels::block_align_grid(p), kernels::kBlockAlignThreads, 0, stream>>>(p);
     return detail::cuda_status(cudaGetLastError(), "align_block_kernel: launch");
   }
-  // Up to 4096 slots, E <= 512, outputs of at most kClusterAlignMaxEntries, sm_90: one cluster
-  // (the heuristic: from kClusterAlignHeuristicMinExperts experts; the warp kernel took <= 64
-  // slots above).
   const std::int64_t small_out_entries =
       p.output == SortOutput::kAlign ? p.sorted_numel + p.block_experts_numel : p.dst_numel;
+  // Up to 1024 slots, E <= 32, outputs of at most kFewAlignMaxEntries: one block (the heuristic:
+  // wherever it applies; the warp kernel took <= 64 slots above).
+  const bool few_ok = fits_small_kernel(kernels::kFewAlignMaxSlots, kernels::kFewAlignMaxExperts) &&
+                      small_out_entries <= kernels::kFewAlignMaxEntries;
+  if (forced_grid == -5 && !few_ok) {
+    return detail::invalid_arg(op, "grid", forced_grid,
+                               "-5 only for alignment or the contiguous layout with <= 1024 slots, "
+                               "<= 32 experts, outputs of <= " +
+                                   std::to_string(kernels::kFewAlignMaxEntries) +
+                                   " entries and slots + padding < 2^30");
+  }
+  if (forced_grid == -5 || (forced_grid == 0 && few_ok && few_kernel_enabled())) {
+    auto* kernel = few_kernel(p.output, g_repeat.load(std::memory_order_relaxed) ? 2 : 1);
+    kernel<<<1, kernels::few_align_threads(p.num_slots), 0, stream>>>(p);
+    return detail::cuda_status(cudaGetLastError(), "align_few_kernel: launch");
+  }
+  // Up to 4096 slots, E <= 512, outputs of at most kClusterAlignMaxEntries, sm_90: one cluster
+  // (the heuristic: from kClusterAlignHeuristicMinExperts experts).
   const bool cluster_ok =
       fits_small_kernel(kernels::kClusterAlignMaxSlots, kernels::kClusterAlignMaxExperts) &&
       small_out_entries <= kernels::kClusterAlignMaxEntries && dev.cc_major >= 9 &&
@@ -251,7 +288,7 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
     return detail::cuda_status(cudaLaunchKernelEx(&cfg, kernel, p),
                                "align_cluster_kernel: cluster launch");
   }
-  if (small_ok && forced_grid <= 0) {  // (-2, -3, -4 returned above)
+  if (small_ok && forced_grid <= 0) {  // (-2 .. -5 returned above)
     const std::size_t smem = kernels::small_align_shared_bytes(E);
     auto* kernel = small_kernel(kernels::small_align_steps(p.num_slots),
                                 g_repeat.load(std::memory_order_relaxed) ? 2 : 1);

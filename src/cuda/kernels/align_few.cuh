@@ -1,0 +1,176 @@
+// moe_align_block_size and the contiguous expert layout for few experts (E <= 32, e.g. Mixtral's
+// 8) and up to 1024 slots: one block, one slot per thread, one or two block barriers. Same output,
+// bit for bit, as the CPU.
+//   1. every thread prefills its share of every output (sentinel N / -1, coalesced 16-byte
+//      stores) and loads its slot's expert x;
+//   2. each warp takes one ballot per expert: ballot(x == e) is the set of the warp's lanes with
+//      expert e, so a lane's rank among them is popc(ballot & lower lanes), and lane e writes the
+//      warp's count of e to cnt[w][e]. Block barrier (it also orders the prefill before the stores
+//      below);
+//   3. lane e of every warp gets e's slots in earlier warps and its total: up to 8 warps, each
+//      warp adds up cnt[.][e] itself; beyond, warp 0 turns the columns into prefixes behind a
+//      second barrier. The padded block counts are scanned over the lanes (shuffles), and a lane
+//      with a slot of expert x takes x's base from lane x and stores the slot. Warp 0 writes the
+//      block labels (align) or counts and offsets (layout). Padding and tails are the prefill's.
+// align_small_kernel's three barriers and its shared-memory atomics measured 2.1-2.3 us over an
+// empty launch for Mixtral at 64-512 tokens (bar: 2.0).
+#pragma once
+
+#include <cstdint>
+
+#include "align.cuh"
+#include "align_cluster.cuh"  // cluster_slot_expert, cluster_fill
+#include "align_small.cuh"
+#include "pdl.cuh"
+
+namespace switchyard::kernels {
+
+inline constexpr std::int32_t kFewAlignMaxExperts = 32;  // lane e: expert e
+inline constexpr int kFewAlignMaxWarps = 32;
+inline constexpr std::int64_t kFewAlignMaxSlots = 32 * kFewAlignMaxWarps;  // 1024
+// Up to this many warps each warp sums the warps' counts itself (O(W^2) shared loads in all);
+// beyond, warp 0 turns them into prefixes behind one more barrier (measured: 32 warps summing
+// redundantly made 512 Mixtral tokens 0.6 us slower than align_small_kernel).
+inline constexpr int kFewAlignRedundantWarps = 8;
+// Output entries one block prefills at most (beyond, align_small_kernel's grid writes them).
+inline constexpr std::int64_t kFewAlignMaxEntries = 16384;
+
+// Threads of the launch: a warp per 32 slots, at least 4 warps (the prefill), at most 32.
+inline int few_align_threads(std::int64_t num_slots) {
+  const auto warps = static_cast<int>((num_slots + 31) / 32);
+  return 32 * (warps < 4 ? 4 : warps);
+}
+
+#define SY_FEW_TRACE(k) \
+  if (p.trace != nullptr && threadIdx.x == 0) p.trace[k] = clock64()
+
+// The kernel's body: one block of few_align_threads(N) threads; `cnt` is [32][32] + [32] ints of
+// shared memory.
+template <bool kAlign>
+__device__ __forceinline__ void align_few_body(const SortParams& p, std::int32_t* cnt) {
+  SY_FEW_TRACE(0);
+  const std::int32_t E = p.num_experts;
+  const auto N = static_cast<std::int32_t>(p.num_slots);
+  const auto B = static_cast<std::int32_t>(p.pad);
+  const SmallDiv div = SmallDiv::of(B);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const auto W = static_cast<int>(blockDim.x >> 5);
+  const auto s = static_cast<std::int32_t>(threadIdx.x),
+             nthreads = static_cast<std::int32_t>(blockDim.x);
+
+  // ---- 1. this thread's slot (load first), the prefill
+  const std::int32_t x = p.ids_int64 ? cluster_slot_expert<std::int64_t>(p, s)
+                                     : cluster_slot_expert<std::int32_t>(p, s);
+  if (kAlign) {
+    cluster_fill(p.sorted_ids, 0, static_cast<std::int32_t>(p.sorted_numel), N, s, nthreads);
+    cluster_fill(p.block_experts, 0, static_cast<std::int32_t>(p.block_experts_numel),
+                 std::int32_t{-1}, s, nthreads);
+  } else {
+    cluster_fill(p.dst_to_src, 0, static_cast<std::int32_t>(p.dst_numel), std::int64_t{-1}, s,
+                 nthreads);
+  }
+  // ---- 2. one ballot per expert
+  unsigned peers = 0u;
+  std::int32_t my_count = 0;  // lane e: this warp's slots of expert e
+#pragma unroll 1
+  for (std::int32_t e = 0; e < E; ++e) {
+    const unsigned m = __ballot_sync(0xffffffffu, x == e);
+    peers = x == e ? m : peers;
+    my_count = lane == e ? __popc(m) : my_count;
+  }
+  if (lane < E) cnt[warp * kFewAlignMaxExperts + lane] = my_count;
+  __syncthreads();
+  SY_FEW_TRACE(1);
+
+  // ---- 3. per warp: totals, earlier warps' counts, the scan over the lanes, the slots
+  std::int32_t before = 0, total = 0;
+  if (W <= kFewAlignRedundantWarps) {  // every warp reads the W rows itself
+    if (lane < E) {
+#pragma unroll 4
+      for (int w = 0; w < W; ++w) {
+        const std::int32_t c = cnt[w * kFewAlignMaxExperts + lane];
+        before += w < warp ? c : 0;
+        total += c;
+      }
+    }
+  } else {  // warp 0 turns the columns into prefixes, one more barrier
+    std::int32_t* tot = cnt + kFewAlignMaxWarps * kFewAlignMaxExperts;
+    if (warp == 0 && lane < E) {
+      std::int32_t c[kFewAlignMaxWarps];
+#pragma unroll
+      for (int w = 0; w < kFewAlignMaxWarps; ++w)
+        c[w] = w < W ? cnt[w * kFewAlignMaxExperts + lane] : 0;
+      std::int32_t acc = 0;
+#pragma unroll
+      for (int w = 0; w < kFewAlignMaxWarps; ++w) {
+        if (w < W) cnt[w * kFewAlignMaxExperts + lane] = acc;
+        acc += c[w];
+      }
+      tot[lane] = acc;
+    }
+    __syncthreads();
+    if (lane < E) {
+      before = cnt[warp * kFewAlignMaxExperts + lane];
+      total = tot[lane];
+    }
+  }
+  const std::int32_t nb = lane < E ? div.ceil_div(total) : 0;
+  const std::int32_t incl = warp_inclusive_scan(nb);
+  const std::int32_t first_block = incl - nb;
+  const std::int32_t total_blocks = __shfl_sync(0xffffffffu, incl, 31);
+  const std::int32_t base = first_block * B + before;
+  const std::int32_t xb = __shfl_sync(0xffffffffu, base, x >= 0 ? x : 0);
+  SY_FEW_TRACE(2);
+  if (x >= 0) {
+    const std::int32_t dst = xb + __popc(peers & ((1u << lane) - 1u));
+    if (kAlign) {
+      p.sorted_ids[dst] = s;
+    } else {
+      p.src_to_dst[s] = dst;
+      p.dst_to_src[dst] = s;
+    }
+  } else if (!kAlign && s < N) {
+    p.src_to_dst[s] = -1;  // dropped slot
+  }
+  if (warp == 0) {
+    const std::int32_t used = total_blocks * B;
+    if (lane < E) {
+      if (kAlign) {
+#pragma unroll 1
+        for (std::int32_t b = first_block; b < first_block + nb; ++b) p.block_experts[b] = lane;
+      } else {
+        p.counts[lane] = total;
+        p.offsets[lane] = first_block * B;
+      }
+    }
+    if (lane == 0) {
+      if (kAlign) {
+        *p.post_pad = used;
+      } else {
+        p.offsets[E] = used;
+        if (p.overflow != nullptr) *p.overflow = 0;  // contiguous: nothing is dropped for space
+      }
+    }
+  }
+  if (p.trace != nullptr && threadIdx.x == 0) {
+    const long long c = clock64();
+    for (int k = 3; k < kSortTracePoints; ++k) p.trace[k] = c;
+  }
+}
+
+#undef SY_FEW_TRACE
+
+// kPasses = 1 in the library; 2 (diagnostics: the phase trace's warm pass) runs the body twice in
+// one launch. One block of few_align_threads(N) threads.
+template <bool kAlign, int kPasses>
+__global__ void __launch_bounds__(1024) align_few_kernel(const SortParams p) {
+  __shared__ std::int32_t cnt[kFewAlignMaxWarps * kFewAlignMaxExperts + kFewAlignMaxExperts];
+  pdl_launch_dependents();  // a PDL consumer waits for this grid's completion (kernels/pdl.cuh)
+#pragma unroll 1
+  for (int pass = 0; pass < kPasses; ++pass) {
+    if (pass > 0) __syncthreads();
+    align_few_body<kAlign>(p, cnt);
+  }
+}
+
+}  // namespace switchyard::kernels
