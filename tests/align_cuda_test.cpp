@@ -522,11 +522,45 @@ TEST(AlignCuda, BlockKernel) {
   check_layout_case({16, 8, 256, Pattern::kMapped, true, -3}, 1, 0, true);
 }
 
-// The cluster kernel (grid -4: <= 4096 slots, E <= 512, sm_90) over every pattern, from 1 slot
-// to 4096 (every 512-slot block boundary), E up to its limit (odd ones included), block sizes
-// 16..256 (48 and 100 included) and layout alignments 1..1024 wherever the outputs fit its limit;
-// every third case also runs the heuristic (grid 0, which takes it at 65..4096 slots, E >= 64) and
-// the small-batch kernel (grid -1) on the same inputs.
+// One forced-kernel sweep for a kernel with an output limit (grid -4: the cluster kernel, -5: the
+// few-experts kernel) over every pattern, E and shape, rotating block sizes 16..256 (48 and 100
+// included) and layout alignments 1..1024; the forced kernel runs wherever the outputs are at most
+// `max_entries`, and every third case also runs the heuristic (grid 0) and the small-batch kernel
+// (grid -1) on the same inputs.
+void sweep_limited_kernel(int grid, const std::vector<int>& experts,
+                          const std::vector<std::pair<std::int64_t, int>>& shapes,
+                          std::int64_t max_entries) {
+  constexpr int kBlock[] = {16, 64, 256, 48, 100};
+  constexpr int kAlignment[] = {1, 128, 7, 1024, 16};
+  int i = 0;
+  for (int E : experts) {
+    for (const auto& [M, K] : shapes) {
+      const auto pat = static_cast<Pattern>(i % 5);
+      const int B = kBlock[(i + i / 5) % 5];
+      const int alignment = kAlignment[(i + i / 7) % 5];
+      const std::int64_t n = M * K;
+      const bool align_fits =
+          align_max_padded(n, E, B) + 5 + align_max_blocks(n, E, B) + 3 <= max_entries;
+      ExpertLayoutParams lp;
+      lp.num_experts = E;
+      lp.alignment = alignment;
+      const bool layout_fits = layout_max_rows(lp, n) + 7 <= max_entries;
+      for (const int g : {grid, i % 3 == 0 ? 0 : grid, i % 3 == 1 ? -1 : grid}) {
+        if (align_fits || g != grid)
+          check_align_case({M, K, E, pat, (i + g) % 2 == 0, g}, B, false);
+        if (layout_fits || g != grid)
+          check_layout_case({M, K, E, pat, (i + g) % 2 != 0, g}, alignment, 0, false);
+        if (::testing::Test::HasFatalFailure()) return;
+      }
+      ++i;
+    }
+  }
+}
+
+// The cluster kernel (grid -4: <= 4096 slots, E <= 512, sm_90): from 1 slot to 4096 (every
+// 512-slot block boundary), E up to its limit (odd ones included), outputs up to
+// kClusterAlignMaxEntries (src/cuda/kernels/align_cluster.cuh). The heuristic takes it at
+// 65..4096 slots for E >= 64.
 TEST(AlignCuda, ClusterKernel) {
   SKIP_WITHOUT_GPU();
   const std::vector<int> experts = small_scale()
@@ -535,41 +569,16 @@ TEST(AlignCuda, ClusterKernel) {
   const std::vector<std::pair<std::int64_t, int>> shapes = {
       {1, 8},   {9, 8},   {65, 1},  {16, 8},  {32, 8},  {64, 8},   {100, 6},
       {128, 8}, {255, 2}, {256, 2}, {300, 8}, {511, 8}, {1000, 4}, {512, 8}};
-  constexpr int kBlock[] = {16, 64, 256, 48, 100};
-  constexpr int kAlignment[] = {1, 128, 7, 1024, 16};
-  // kClusterAlignMaxEntries (src/cuda/kernels/align_cluster.cuh): the outputs it takes.
-  const auto fits = [](std::int64_t entries) { return entries <= 4096 * 4 * 8; };
-  int i = 0;
-  for (int E : experts) {
-    for (const auto& [M, K] : shapes) {
-      const auto pat = static_cast<Pattern>(i % 5);
-      const int B = kBlock[(i + i / 5) % 5];
-      const int alignment = kAlignment[(i + i / 7) % 5];
-      const std::int64_t n = M * K;
-      const bool align_fits = fits(align_max_padded(n, E, B) + 5 + align_max_blocks(n, E, B) + 3);
-      ExpertLayoutParams lp;
-      lp.num_experts = E;
-      lp.alignment = alignment;
-      const bool layout_fits = fits(layout_max_rows(lp, n) + 7);
-      for (const int grid : {-4, i % 3 == 0 ? 0 : -4, i % 3 == 1 ? -1 : -4}) {
-        if (align_fits || grid != -4)
-          check_align_case({M, K, E, pat, (i + grid) % 2 == 0, grid}, B, false);
-        if (layout_fits || grid != -4)
-          check_layout_case({M, K, E, pat, (i + grid) % 2 != 0, grid}, alignment, 0, false);
-        if (::testing::Test::HasFatalFailure()) return;
-      }
-      ++i;
-    }
-  }
+  sweep_limited_kernel(-4, experts, shapes, 4096 * 4 * 8);
+  if (::testing::Test::HasFatalFailure()) return;
   check_align_case({32, 8, 256, Pattern::kUniform, false, -4}, 64, true);  // graph capture
   check_align_case({512, 8, 384, Pattern::kHot, true, -4}, 64, true);
   check_layout_case({100, 8, 256, Pattern::kMapped, true, -4}, 1, 0, true);
 }
 
-// The few-experts kernel (grid -5: <= 1024 slots, E <= 32, one block) over every pattern, 1 to
-// 1024 slots, block sizes 16..256 (48 and 100 included) and layout alignments 1..1024 wherever the
-// outputs fit its limit; every third case also runs the heuristic (grid 0, which takes it at
-// 65..1024 slots) and the small-batch kernel (grid -1) on the same inputs.
+// The few-experts kernel (grid -5: <= 1024 slots, E <= 32, one block): 1 to 1024 slots, outputs
+// up to kFewAlignMaxEntries (src/cuda/kernels/align_few.cuh). The heuristic takes it at 65..1024
+// slots.
 TEST(AlignCuda, FewExpertsKernel) {
   SKIP_WITHOUT_GPU();
   const std::vector<int> experts =
@@ -577,33 +586,8 @@ TEST(AlignCuda, FewExpertsKernel) {
   const std::vector<std::pair<std::int64_t, int>> shapes = {
       {1, 2},  {33, 2},  {65, 1},  {64, 2},  {100, 2}, {128, 2},
       {77, 6}, {256, 2}, {300, 3}, {511, 2}, {512, 2}, {1024, 1}};
-  constexpr int kBlock[] = {16, 64, 256, 48, 100};
-  constexpr int kAlignment[] = {1, 128, 7, 1024, 16};
-  // kFewAlignMaxEntries (src/cuda/kernels/align_few.cuh): the outputs it takes.
-  const auto fits = [](std::int64_t entries) { return entries <= 16384; };
-  int i = 0;
-  for (int E : experts) {
-    for (const auto& [M, K] : shapes) {
-      if (K > E) continue;
-      const auto pat = static_cast<Pattern>(i % 5);
-      const int B = kBlock[(i + i / 5) % 5];
-      const int alignment = kAlignment[(i + i / 7) % 5];
-      const std::int64_t n = M * K;
-      const bool align_fits = fits(align_max_padded(n, E, B) + 5 + align_max_blocks(n, E, B) + 3);
-      ExpertLayoutParams lp;
-      lp.num_experts = E;
-      lp.alignment = alignment;
-      const bool layout_fits = fits(layout_max_rows(lp, n) + 7);
-      for (const int grid : {-5, i % 3 == 0 ? 0 : -5, i % 3 == 1 ? -1 : -5}) {
-        if (align_fits || grid != -5)
-          check_align_case({M, K, E, pat, (i + grid) % 2 == 0, grid}, B, false);
-        if (layout_fits || grid != -5)
-          check_layout_case({M, K, E, pat, (i + grid) % 2 != 0, grid}, alignment, 0, false);
-        if (::testing::Test::HasFatalFailure()) return;
-      }
-      ++i;
-    }
-  }
+  sweep_limited_kernel(-5, experts, shapes, 16384);
+  if (::testing::Test::HasFatalFailure()) return;
   check_align_case({256, 2, 8, Pattern::kUniform, false, -5}, 64, true);  // graph capture
   check_align_case({512, 2, 8, Pattern::kHot, true, -5}, 16, true);
   check_layout_case({300, 2, 8, Pattern::kMapped, true, -5}, 1, 0, true);

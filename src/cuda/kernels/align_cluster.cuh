@@ -119,6 +119,29 @@ __device__ __forceinline__ void cluster_fill(T* q, std::int32_t begin, std::int3
   if (tid < end - tail) q[tail + tid] = v;
 }
 
+// The slot's expert (cluster_slot_expert for the ids' type).
+__device__ __forceinline__ std::int32_t slot_expert_of(const SortParams& p, std::int32_t s) {
+  return p.ids_int64 ? cluster_slot_expert<std::int64_t>(p, s)
+                     : cluster_slot_expert<std::int32_t>(p, s);
+}
+
+// Every output entry set to its empty value (alignment: sentinel N in sorted_ids, -1 in the block
+// labels; layout: -1 in dst_to_src) by threads tid of nthreads; the kernel's later stores
+// overwrite the entries the slots and labels take.
+template <bool kAlign>
+__device__ __forceinline__ void prefill_outputs(const SortParams& p, std::int32_t tid,
+                                                std::int32_t nthreads) {
+  if (kAlign) {
+    cluster_fill(p.sorted_ids, 0, static_cast<std::int32_t>(p.sorted_numel),
+                 static_cast<std::int32_t>(p.num_slots), tid, nthreads);
+    cluster_fill(p.block_experts, 0, static_cast<std::int32_t>(p.block_experts_numel),
+                 std::int32_t{-1}, tid, nthreads);
+  } else {
+    cluster_fill(p.dst_to_src, 0, static_cast<std::int32_t>(p.dst_numel), std::int64_t{-1}, tid,
+                 nthreads);
+  }
+}
+
 #define SY_CLUSTER_TRACE(k) \
   if (p.trace != nullptr && threadIdx.x == 0 && blockIdx.x == 0) p.trace[k] = clock64()
 
@@ -145,16 +168,8 @@ __device__ __forceinline__ void align_cluster_body(const SortParams& p, unsigned
   // overlaps: measured within 0.1 us of issuing it after them, either way); prefill every output
   // (coalesced 16-byte stores); zero this warp's row; the warp's lanes per expert
   const std::int32_t s = tid;
-  const std::int32_t x = p.ids_int64 ? cluster_slot_expert<std::int64_t>(p, s)
-                                     : cluster_slot_expert<std::int32_t>(p, s);
-  if (kAlign) {
-    cluster_fill(p.sorted_ids, 0, static_cast<std::int32_t>(p.sorted_numel), N, tid, nthreads);
-    cluster_fill(p.block_experts, 0, static_cast<std::int32_t>(p.block_experts_numel),
-                 std::int32_t{-1}, tid, nthreads);
-  } else {
-    cluster_fill(p.dst_to_src, 0, static_cast<std::int32_t>(p.dst_numel), std::int64_t{-1}, tid,
-                 nthreads);
-  }
+  const std::int32_t x = slot_expert_of(p, s);
+  prefill_outputs<kAlign>(p, tid, nthreads);
   {
     auto* row = reinterpret_cast<int4*>(bits + warp * Ep);
 #pragma unroll 1

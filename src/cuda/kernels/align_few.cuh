@@ -19,7 +19,7 @@
 #include <cstdint>
 
 #include "align.cuh"
-#include "align_cluster.cuh"  // cluster_slot_expert, cluster_fill
+#include "align_cluster.cuh"  // slot_expert_of, prefill_outputs
 #include "align_small.cuh"
 #include "pdl.cuh"
 
@@ -59,16 +59,8 @@ __device__ __forceinline__ void align_few_body(const SortParams& p, std::int32_t
              nthreads = static_cast<std::int32_t>(blockDim.x);
 
   // ---- 1. this thread's slot (load first), the prefill
-  const std::int32_t x = p.ids_int64 ? cluster_slot_expert<std::int64_t>(p, s)
-                                     : cluster_slot_expert<std::int32_t>(p, s);
-  if (kAlign) {
-    cluster_fill(p.sorted_ids, 0, static_cast<std::int32_t>(p.sorted_numel), N, s, nthreads);
-    cluster_fill(p.block_experts, 0, static_cast<std::int32_t>(p.block_experts_numel),
-                 std::int32_t{-1}, s, nthreads);
-  } else {
-    cluster_fill(p.dst_to_src, 0, static_cast<std::int32_t>(p.dst_numel), std::int64_t{-1}, s,
-                 nthreads);
-  }
+  const std::int32_t x = slot_expert_of(p, s);
+  prefill_outputs<kAlign>(p, s, nthreads);
   // ---- 2. one ballot per expert
   unsigned peers = 0u;
   std::int32_t my_count = 0;  // lane e: this warp's slots of expert e
