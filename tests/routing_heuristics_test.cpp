@@ -13,6 +13,15 @@ TEST(RoutingHeuristics, EveryShapeGetsAnInstantiatedLayout) {
     const int capacity = detail::routing_row_capacity(E);
     for (std::int64_t M : {0, 1, 7, 128, 129, 512, 513, 2047, 2048, 4096, 100000}) {
       const RoutingLaunchConfig c = routing_launch_config(E, M);
+      const bool warp = E <= kWarpRoutingMaxExperts && M >= 1 && M < kRowThreadMinRows;
+      ASSERT_EQ(c.warp, warp) << "E" << E << " M" << M;
+      if (c.warp) {
+        ASSERT_EQ(c.threads, kWarpRoutingThreadsPerBlock);
+        ASSERT_EQ(c.rows_per_block * 32, c.threads);
+        ASSERT_GE(c.blocks * c.rows_per_block, M);
+        ASSERT_LT((c.blocks - 1) * c.rows_per_block, M);
+        continue;
+      }
       ASSERT_EQ(c.row_block, M <= kRowBlockMaxRows) << "E" << E << " M" << M;
       if (c.row_block) {
         ASSERT_TRUE(routing_row_block_valid(E, c.vals)) << "E" << E << " M" << M;
@@ -35,7 +44,7 @@ TEST(RoutingHeuristics, EveryShapeGetsAnInstantiatedLayout) {
 
 TEST(RoutingHeuristics, MeasuredChoices) {
   EXPECT_EQ(routing_launch_config(256, 32768).lanes, 32);
-  EXPECT_EQ(routing_launch_config(8, 4096).lanes, 8);
+  EXPECT_TRUE(routing_launch_config(8, 4096).warp);
   EXPECT_EQ(routing_launch_config(8, 32768).lanes, 4);
   EXPECT_EQ(routing_launch_config(1024, 513).vals, 32);
 }
@@ -53,7 +62,7 @@ TEST(RoutingHeuristics, RowBlocksForSmallBatches) {
   EXPECT_EQ(routing_launch_config(384, 512).vals, 2);
   EXPECT_EQ(routing_launch_config(1024, 1).vals, 2);
   EXPECT_EQ(routing_launch_config(1024, 512).vals, 4);
-  EXPECT_EQ(routing_launch_config(8, 1).threads, 32);
+  EXPECT_EQ(routing_launch_config(8, 1, -1).threads, 32);  // E <= 32: the warp kernel's
   EXPECT_EQ(routing_launch_config(160, 7).threads, 160);
   EXPECT_FALSE(routing_launch_config(256, 513).row_block);
 }
@@ -73,11 +82,13 @@ TEST(RoutingHeuristics, RowBlocksOnlyWhereTheyPay) {
   EXPECT_FALSE(routing_launch_config(128, 1, 0, false).row_block);
   EXPECT_TRUE(routing_launch_config(128, 1, 0, true).row_block);
   EXPECT_TRUE(routing_launch_config(128, 1, -1, false).row_block);  // forced layouts stay
-  // Mixtral: a row block of one warp up to kRowBlockMaxRows rows, lane groups above.
+  // Mixtral: the warp kernel (not a row block) below kRowThreadMinRows rows, lane groups of 4 or
+  // the row thread from there.
   const bool mixtral_pays = routing_row_blocks_pay(8, 2, false);
-  EXPECT_TRUE(routing_launch_config(8, 1, 0, mixtral_pays).row_block);
-  EXPECT_EQ(routing_launch_config(8, 1, 0, mixtral_pays).threads, 32);
-  EXPECT_FALSE(routing_launch_config(8, kRowBlockMaxRows + 1, 0, mixtral_pays).row_block);
+  EXPECT_FALSE(routing_launch_config(8, 1, 0, mixtral_pays).row_block);
+  EXPECT_TRUE(routing_launch_config(8, 1, 0, mixtral_pays).warp);
+  EXPECT_TRUE(routing_launch_config(8, kRowBlockMaxRows + 1, 0, mixtral_pays).warp);
+  EXPECT_FALSE(routing_launch_config(8, kRowThreadMinRows, 0, mixtral_pays).warp);
 }
 
 TEST(RoutingHeuristics, ForcedLayoutsAreChecked) {
@@ -130,6 +141,24 @@ TEST(RoutingHeuristics, ForcedLayoutsAreChecked) {
   EXPECT_FALSE(routing_launch_config(8, 32768, 0, true, false, 9).row_thread);
   EXPECT_FALSE(routing_launch_config(8, 32768, 0, true, false, 2, /*grouped=*/true).row_thread);
   EXPECT_FALSE(routing_launch_config(8, 32768, 4, true, false, 2).row_thread);  // forced
+  // The warp kernel (code 68): E <= 32, one warp per row, 4 rows per block.
+  EXPECT_TRUE(routing_layout_code_valid(1, kRoutingWarpCode));
+  EXPECT_TRUE(routing_layout_code_valid(32, kRoutingWarpCode));
+  EXPECT_FALSE(routing_layout_code_valid(33, kRoutingWarpCode));
+  const RoutingLaunchConfig wk = routing_launch_config(8, 9, kRoutingWarpCode, true, false, 2);
+  EXPECT_TRUE(wk.warp);
+  EXPECT_FALSE(wk.row_block);
+  EXPECT_FALSE(wk.row_thread);
+  EXPECT_EQ(wk.threads, 128);
+  EXPECT_EQ(wk.rows_per_block, 4);
+  EXPECT_EQ(wk.blocks, 3);
+  // The heuristic's for E <= 32 below the row thread's kRowThreadMinRows rows.
+  EXPECT_TRUE(routing_launch_config(8, 1).warp);
+  EXPECT_TRUE(routing_launch_config(32, 8191, 0, true, false, 2).warp);
+  EXPECT_FALSE(routing_launch_config(8, 8192, 0, true, false, 2).warp);
+  EXPECT_TRUE(routing_launch_config(8, 8192, 0, true, false, 2).row_thread);
+  EXPECT_FALSE(routing_launch_config(33, 1).warp);
+  EXPECT_FALSE(routing_launch_config(8, 1, -1).warp);  // forced row blocks
   const RoutingLaunchConfig pf = routing_launch_config(256, 32768, kRoutingPrefilterCode);
   EXPECT_TRUE(pf.prefilter);
   EXPECT_FALSE(pf.row_block);

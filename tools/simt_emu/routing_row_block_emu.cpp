@@ -10,7 +10,8 @@
 //    rows the pre-filter settled and the candidate counts.
 //  - quad: the quad kernel (routing_quad.cuh, layout code 66) where it serves the routing;
 //  - staged: the staged kernel (routing_staged.cuh, layout code 67) where it serves the routing
-//    (its halves and cp.async have host models; the approximate sigmoid is perturbed as above).
+//    (its halves and cp.async have host models; the approximate sigmoid is perturbed as above);
+//  - warp: the warp kernel (routing_warp.cuh, layout code 68) for E <= 32.
 //   build-cpu/tests/routing_row_block_emu matrix | fuzz [cases] | presets | preset NAME M | cases
 //                                         [KERNELS]
 // (cases: for_each_prefilter_case of routing_test_util.h, meant for KERNELS = prefilter.)
@@ -56,6 +57,7 @@ inline long long rows_prefiltered = 0, rows_fallback = 0, candidates = 0, max_ca
 #include "cuda/kernels/routing_row_block.cuh"
 #include "cuda/kernels/routing_staged.cuh"
 #include "cuda/kernels/routing_quad.cuh"
+#include "cuda/kernels/routing_warp.cuh"
 // clang-format on
 #include <cmath>
 #include <cstdio>
@@ -93,6 +95,30 @@ namespace {
 bool g_prefilter = false;  // KERNELS = prefilter
 bool g_quad = false;       // KERNELS = quad
 bool g_staged = false;     // KERNELS = staged
+bool g_warp = false;       // KERNELS = warp
+
+template <typename T, ScoreFunc kF>
+void run_warp_instance(const detail::RoutingKernelParams& kp, bool ids64) {
+  constexpr std::int64_t kRows = kernels::kWarpRoutingRows;
+  const unsigned blocks = static_cast<unsigned>((kp.num_tokens + kRows - 1) / kRows);
+  emu::launch(blocks, kernels::kWarpRoutingThreads,
+              [&]() { kernels::routing_warp_kernel<T, kF>(kp, ids64); });
+}
+template <typename T>
+void run_warp_kernel(const detail::RoutingKernelParams& kp, bool ids64) {
+  switch (kp.p.score_func) {
+    case ScoreFunc::kSoftmax:
+      return run_warp_instance<T, ScoreFunc::kSoftmax>(kp, ids64);
+    case ScoreFunc::kSigmoid:
+      return run_warp_instance<T, ScoreFunc::kSigmoid>(kp, ids64);
+    case ScoreFunc::kSqrtSoftplus:
+      return run_warp_instance<T, ScoreFunc::kSqrtSoftplus>(kp, ids64);
+    case ScoreFunc::kTopkThenSoftmax:
+      return run_warp_instance<T, ScoreFunc::kTopkThenSoftmax>(kp, ids64);
+    case ScoreFunc::kTopkThenSigmoid:
+      return run_warp_instance<T, ScoreFunc::kTopkThenSigmoid>(kp, ids64);
+  }
+}
 
 template <typename T, int kSegs, bool kGrouped>
 void run_staged_kernel(const detail::RoutingKernelParams& kp, bool ids64) {
@@ -210,7 +236,19 @@ Status run_emu(const tools::RoutingProblem& pr, int V, tools::RoutingResult* out
     const bool ids64 = a.top_k_ids.dtype == DType::kInt64;
     const unsigned threads =
         static_cast<unsigned>(heuristics::routing_row_block_threads(pr.params.num_experts, V));
-    if (g_staged) {
+    if (g_warp) {
+      switch (a.logits.dtype) {
+        case DType::kFloat32:
+          run_warp_kernel<float>(kp, ids64);
+          break;
+        case DType::kBFloat16:
+          run_warp_kernel<detail::bf16_t>(kp, ids64);
+          break;
+        default:
+          run_warp_kernel<detail::fp16_t>(kp, ids64);
+          break;
+      }
+    } else if (g_staged) {
       const RoutingParams& p = pr.params;
       const int segs =
           detail::routing_staged_segs(p.num_experts, p.top_k, p.score_func, p.softcap > 0.0f,
@@ -297,7 +335,13 @@ void check(const tools::RoutingProblem& pr, const std::string& id) {
     return;
   }
   for (int V : {1, 2, 4, 8, 16}) {
-    if (g_staged) {
+    if (g_warp) {
+      // One run, in the warp layout (code 68), for E <= 32.
+      if (V != 1 || !heuristics::routing_layout_code_valid(pr.params.num_experts,
+                                                           heuristics::kRoutingWarpCode)) {
+        continue;
+      }
+    } else if (g_staged) {
       // One run, in the staged layout (code 67), when it serves the routing.
       if (V != 1 || !staged_serves(pr.params)) continue;
     } else if (g_quad) {
@@ -360,6 +404,7 @@ int main(int argc, char** argv) {
     if (std::string(argv[i]) == "prefilter") g_prefilter = true;
     if (std::string(argv[i]) == "quad") g_quad = true;
     if (std::string(argv[i]) == "staged") g_staged = true;
+    if (std::string(argv[i]) == "warp") g_warp = true;
   }
   if (mode == "matrix") {
     const std::vector<int> experts = {1, 2, 3, 8, 33, 64, 128, 160, 256, 288, 384, 512, 1024};
@@ -382,13 +427,18 @@ int main(int argc, char** argv) {
       std::printf("variant %s done: cases %d failures %d\n", variant_name(v), g_cases, g_fail);
       std::fflush(stdout);
     }
-  } else if (mode == "fuzz") {
+  } else if (mode == "fuzz" || mode == "gpufuzz") {
     const int num_cases = argc > 2 ? std::atoi(argv[2]) : 100;
     for (int c = 0; c < num_cases; ++c) {
       FuzzCase fc;
       // Near-tied rows and biases (kind 4 and a third of the biased cases) for the pre-filter.
-      if (!make_fuzz_case(c, 12, 6, /*huge_rows=*/true, /*near_ties=*/g_prefilter || g_staged, &fc))
+      // gpufuzz: the cases of the GPU test OptionsAndSpecialValuesFuzz at small scale.
+      if (!(mode == "gpufuzz"
+                ? make_fuzz_case(c, 200, 10, /*huge_rows=*/false, /*near_ties=*/false, &fc)
+                : make_fuzz_case(c, 12, 6, /*huge_rows=*/true,
+                                 /*near_ties=*/g_prefilter || g_staged, &fc))) {
         continue;
+      }
       check(fc.problem, fc.id + " " + variant_name(fc.variant) + " E" + std::to_string(fc.E) +
                             " K" + std::to_string(fc.K) + " M" +
                             std::to_string(fc.problem.num_tokens));

@@ -21,6 +21,9 @@
 //    memory, the quad kernel's threshold and exact finish; the throughput layout for many sigmoid
 //    rows of 128..512 experts where detail::routing_staged_segs serves the routing and the logits
 //    rows are 16-byte aligned (routing_staged_pays).
+//  - the warp kernel (kernels/routing_warp.cuh): one warp per row of E <= 32, lane e holding
+//    expert e, single-instruction warp reductions for the selection: the latency layout for
+//    short rows (routing_warp_pays).
 //
 // Layout codes of the test and bench override (detail::route_cuda_layout, bench --vals):
 // 0 = the heuristic, v > 0 = lane groups with v experts per lane, -v = row blocks with v experts
@@ -29,7 +32,8 @@
 // where it applies and rows are long: see routing_prefilter_pays), kRoutingRowThreadCode = one
 // thread per row (kernels/routing_row_thread.cuh, E <= 32), kRoutingQuadCode = the quad kernel
 // (where detail::routing_quad_vals serves the routing), kRoutingStagedCode = the staged kernel
-// (where detail::routing_staged_segs serves the routing, 16-byte aligned rows).
+// (where detail::routing_staged_segs serves the routing, 16-byte aligned rows), kRoutingWarpCode =
+// the warp kernel (E <= 32).
 #pragma once
 
 #include <cstdint>
@@ -45,6 +49,7 @@ struct RoutingLaunchConfig {
   bool prefilter;   // lane groups with the approximate pre-filter (32 lanes)
   bool quad;        // the quad kernel: 4 lanes per row, `vals` experts per lane
   bool staged;      // the staged kernel: two threads per row, `vals` segments of 32 experts
+  bool warp;        // the warp kernel: one warp per row, lane e holding expert e
   int vals;         // experts per lane (lane groups: lanes * vals = next_pow2(E)) or per thread
   int threads;      // threads per block
   int rows_per_block;
@@ -62,9 +67,13 @@ inline constexpr int kRoutingRowThreadCode = 65;
 inline constexpr int kRoutingQuadCode = 66;
 // Layout code of the staged kernel: two threads per row, rows staged in shared memory.
 inline constexpr int kRoutingStagedCode = 67;
-inline constexpr int kStagedThreadsPerBlock = 128;  // = kernels::kStagedThreads
-inline constexpr int kStagedRowsPerBlock = 64;      // two threads per row
-inline constexpr int kRowThreadMaxExperts = 32;     // = kernels::kRowThreadMaxExperts
+// Layout code of the warp kernel: one warp per row of E <= 32 experts.
+inline constexpr int kRoutingWarpCode = 68;
+inline constexpr int kWarpRoutingMaxExperts = 32;        // = kernels::kWarpRoutingMaxExperts
+inline constexpr int kWarpRoutingThreadsPerBlock = 128;  // = kernels::kWarpRoutingThreads
+inline constexpr int kStagedThreadsPerBlock = 128;       // = kernels::kStagedThreads
+inline constexpr int kStagedRowsPerBlock = 64;           // two threads per row
+inline constexpr int kRowThreadMaxExperts = 32;          // = kernels::kRowThreadMaxExperts
 inline constexpr int kRoutingMaxVals = 32;
 inline constexpr int kSmallRowLanes = 4;  // lanes per row for C <= 32 with many rows
 inline constexpr std::int64_t kSmallRowMinRows = 8192;
@@ -109,6 +118,7 @@ inline bool routing_row_block_valid(int num_experts, int vals) {
 inline bool routing_layout_code_valid(int num_experts, int code) {
   if (code == 0) return true;
   if (code == kRoutingRowThreadCode) return num_experts <= kRowThreadMaxExperts;
+  if (code == kRoutingWarpCode) return num_experts <= kWarpRoutingMaxExperts;
   if (code == kRoutingQuadCode) return num_experts >= 65 && num_experts <= 384;  // + quad_vals > 0
   if (code == kRoutingStagedCode) return num_experts >= 128 && num_experts <= 512;  // + staged_segs
   if (code == kRoutingPrefilterCode) {
@@ -127,7 +137,8 @@ inline bool routing_layout_code_valid(int num_experts, int code) {
 // fixed phases, which only pays where a lane group's row is long (many argmax rounds or a group
 // stage). Short rows of E <= 32 (Mixtral, K 2: one warp either way) were 0.17-0.27 us faster as
 // a row block on both cards: H100 3.33 -> 3.16 (1 token); H200 (session 8, same process) 1 / 32 /
-// 512 tokens 3.23 / 3.49 / 3.68 -> 3.06 / 3.21 / 3.47 us.
+// 512 tokens 3.23 / 3.49 / 3.68 -> 3.06 / 3.21 / 3.47 us. (Since session 15 the warp kernel takes
+// those rows first: routing_warp_pays.)
 inline bool routing_row_blocks_pay(int num_experts, int top_k, bool grouped) {
   return grouped || top_k >= 6 || num_experts <= 32;
 }
@@ -190,6 +201,15 @@ inline bool routing_staged_pays(int staged_segs, std::int64_t num_tokens) {
   return staged_segs > 0 && num_tokens >= kStagedMinRows;
 }
 
+// The warp kernel for rows of E <= 32 below kRowThreadMinRows rows (from there the row thread,
+// where it serves the routing). Measured on an H200 (session 15, bench routing, Mixtral, same
+// process, us, the heuristic before -> the warp kernel): 1 / 32 / 512 / 2048 / 4096 rows 3.03
+// / 3.18 / 3.46 / 3.68 / 3.80 -> 2.44 / 2.50 / 2.72 / 2.89 / 3.70 (row blocks, then lane groups of
+// 8 from 1024 rows); 8192 rows 5.59 against the row thread's 4.02.
+inline bool routing_warp_pays(int num_experts, std::int64_t num_tokens) {
+  return num_experts <= kWarpRoutingMaxExperts && num_tokens >= 1 && num_tokens < kRowThreadMinRows;
+}
+
 // columns = K + S (0: not given, no row thread unless forced); grouped: a grouped routing (both
 // for the row thread only); quad_vals: detail::routing_quad_vals of the routing (0: no quad);
 // staged_segs: detail::routing_staged_segs of the routing where its logits rows are 16-byte
@@ -218,6 +238,17 @@ inline RoutingLaunchConfig routing_launch_config(int num_experts, std::int64_t n
     c.lanes = row_thread_columns(columns);
     c.threads = kRoutingThreadsPerBlock;
     c.rows_per_block = kRoutingThreadsPerBlock;
+    c.blocks = (num_tokens + c.rows_per_block - 1) / c.rows_per_block;
+    return c;
+  }
+  if (layout_code == kRoutingWarpCode ||
+      (layout_code == 0 && routing_warp_pays(num_experts, num_tokens))) {
+    RoutingLaunchConfig c{};
+    c.warp = true;
+    c.lanes = 32;
+    c.vals = 1;
+    c.threads = kWarpRoutingThreadsPerBlock;
+    c.rows_per_block = kWarpRoutingThreadsPerBlock / 32;
     c.blocks = (num_tokens + c.rows_per_block - 1) / c.rows_per_block;
     return c;
   }

@@ -40,7 +40,8 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
                        "<= 16 (row blocks), or 64 (lane groups with the approximate pre-filter, "
                        "33 <= num_experts <= 512), or 65 (a thread per row, num_experts <= 32), "
                        "or 66 (the quad kernel, where it serves the routing), or 67 (the staged "
-                       "kernel, where it serves the routing)");
+                       "kernel, where it serves the routing), or 68 (a warp per row, num_experts "
+                       "<= 32)");
   }
   const int quad_vals =
       routing_quad_vals(params.num_experts, params.top_k, params.score_func, params.softcap > 0.0f,
@@ -85,11 +86,11 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
   const bool ids_int64 = args.top_k_ids.dtype == DType::kInt64;
   // Lane groups: group scores of each row of a block live in shared memory (only when grouping).
   // Row blocks: the launcher sizes their dynamic shared memory itself.
-  const std::size_t smem =
-      params.group_score == GroupScore::kNone || cfg.row_block || cfg.row_thread || cfg.staged
-          ? 0
-          : static_cast<std::size_t>(cfg.rows_per_block) *
-                static_cast<std::size_t>(params.num_groups) * 4;
+  const std::size_t smem = params.group_score == GroupScore::kNone || cfg.row_block ||
+                                   cfg.row_thread || cfg.staged || cfg.warp
+                               ? 0
+                               : static_cast<std::size_t>(cfg.rows_per_block) *
+                                     static_cast<std::size_t>(params.num_groups) * 4;
   cudaError_t err = cudaErrorInvalidValue;
   switch (args.logits.dtype) {
     case DType::kFloat32:

@@ -13,6 +13,7 @@
 #include "../kernels/routing_row_block.cuh"
 #include "../kernels/routing_row_thread.cuh"
 #include "../kernels/routing_staged.cuh"
+#include "../kernels/routing_warp.cuh"
 
 namespace switchyard::launch {
 
@@ -118,6 +119,35 @@ cudaError_t launch_row_block_instance(const detail::RoutingKernelParams& kp, boo
   return cudaGetLastError();
 }
 
+// One instance per score function.
+template <typename T>
+cudaError_t launch_routing_warp_instance(const detail::RoutingKernelParams& kp, bool ids_int64,
+                                         unsigned blocks, unsigned threads, cudaStream_t stream) {
+  switch (kp.p.score_func) {
+    case ScoreFunc::kSoftmax:
+      kernels::routing_warp_kernel<T, ScoreFunc::kSoftmax>
+          <<<blocks, threads, 0, stream>>>(kp, ids_int64);
+      break;
+    case ScoreFunc::kSigmoid:
+      kernels::routing_warp_kernel<T, ScoreFunc::kSigmoid>
+          <<<blocks, threads, 0, stream>>>(kp, ids_int64);
+      break;
+    case ScoreFunc::kSqrtSoftplus:
+      kernels::routing_warp_kernel<T, ScoreFunc::kSqrtSoftplus>
+          <<<blocks, threads, 0, stream>>>(kp, ids_int64);
+      break;
+    case ScoreFunc::kTopkThenSoftmax:
+      kernels::routing_warp_kernel<T, ScoreFunc::kTopkThenSoftmax>
+          <<<blocks, threads, 0, stream>>>(kp, ids_int64);
+      break;
+    case ScoreFunc::kTopkThenSigmoid:
+      kernels::routing_warp_kernel<T, ScoreFunc::kTopkThenSigmoid>
+          <<<blocks, threads, 0, stream>>>(kp, ids_int64);
+      break;
+  }
+  return cudaGetLastError();
+}
+
 template <typename T, int kCap, int kCols>
 cudaError_t launch_row_thread_instance(const detail::RoutingKernelParams& kp, bool vec_ok,
                                        bool ids_int64, const heuristics::RoutingLaunchConfig& cfg,
@@ -176,6 +206,16 @@ cudaError_t launch_routing_for_dtype(const detail::RoutingKernelParams& kp, bool
   static_assert(heuristics::kStagedRowsPerBlock == kernels::kStagedWarps * kernels::kStagedWarpRows,
                 "rows");
   if (cfg.staged) return launch_staged<T>(kp, ids_int64, cfg, stream);
+  static_assert(heuristics::kWarpRoutingThreadsPerBlock == kernels::kWarpRoutingThreads, "threads");
+  static_assert(heuristics::kWarpRoutingMaxExperts == kernels::kWarpRoutingMaxExperts, "experts");
+  if (cfg.warp) {
+    // One row: one warp (the other three would only exit; fewer warps to start).
+    return launch_routing_warp_instance<T>(kp, ids_int64, static_cast<unsigned>(cfg.blocks),
+                                           kp.num_tokens < kernels::kWarpRoutingRows
+                                               ? 32u * static_cast<unsigned>(kp.num_tokens)
+                                               : kernels::kWarpRoutingThreads,
+                                           stream);
+  }
   if (cfg.quad) return launch_quad<T>(kp, vec_ok, ids_int64, cfg, smem_bytes, stream);
   if (cfg.row_block) {
     switch (cfg.vals) {
