@@ -164,11 +164,17 @@ Traced trace_preset(const std::string& name, std::int64_t M, int layout = 0) {
 const char* const kPresets[] = {"mixtral-8x7b", "qwen3-30b-a3b", "deepseek-v3", "kimi-k2",
                                 "deepseek-v2"};
 
+// The heuristic's layout at M rows, or where that is the warp kernel (E <= 32: it has no traced
+// instance), the row block of one warp it replaced.
+int traced_default_layout(int num_experts, std::int64_t M) {
+  return heuristics::routing_launch_config(num_experts, M).warp ? -1 : 0;
+}
+
 TEST(RoutingTrace, TracedKernelMatchesCpu) {
   SKIP_WITHOUT_GPU();
   for (const char* name : kPresets) {
     const int E = find_model_preset(name)->routing.num_experts;
-    for (int layout : {0, lane_group_code(E)}) {
+    for (int layout : {traced_default_layout(E, 33), lane_group_code(E)}) {
       const Traced t = trace_preset(name, 33, layout);
       EXPECT_TRUE(t.launched) << name << " layout " << layout << ": no traced instance";
     }
@@ -186,7 +192,7 @@ TEST(RoutingTrace, DISABLED_PhaseCycles) {
   for (const char* name : kPresets) {
     const int E = find_model_preset(name)->routing.num_experts;
     for (std::int64_t M : {1, 512}) {
-      for (int layout : {0, lane_group_code(E)}) {
+      for (int layout : {traced_default_layout(E, M), lane_group_code(E)}) {
         const Traced t = trace_preset(name, M, layout);
         if (!t.launched || t.points.size() < 2) continue;
         std::string line = std::string(name) + " M=" + std::to_string(M) +
