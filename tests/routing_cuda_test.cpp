@@ -47,11 +47,14 @@ std::vector<int> layouts_to_check(const RoutingParams& p, std::int64_t num_token
   if (heuristics::routing_layout_code_valid(num_experts, heuristics::kRoutingRowThreadCode)) {
     codes.push_back(heuristics::kRoutingRowThreadCode);
   }
-  // The warp kernel (E <= 32), at every M (not counted in the row-block layouts' limit below).
+  // The warp kernels (E <= 32; 33..512), at every M (not counted in the row-block layouts' limit
+  // below).
   std::size_t max_codes = 4;
-  if (heuristics::routing_layout_code_valid(num_experts, heuristics::kRoutingWarpCode)) {
-    codes.push_back(heuristics::kRoutingWarpCode);
-    ++max_codes;
+  for (int code : {heuristics::kRoutingWarpCode, heuristics::kRoutingWarpWideCode}) {
+    if (heuristics::routing_layout_code_valid(num_experts, code)) {
+      codes.push_back(code);
+      ++max_codes;
+    }
   }
   if (num_tokens > 4096) return codes;
   for (int vals : {1, 4, 2, 8, 16}) {
@@ -378,7 +381,8 @@ TEST(RoutingCuda, EveryLayoutGivesTheSameBits) {
       int layouts = 0;
       for (int code : {1, 2, 4, 8, 16, 32, -1, -2, -4, -8, -16, heuristics::kRoutingPrefilterCode,
                        heuristics::kRoutingRowThreadCode, heuristics::kRoutingQuadCode,
-                       heuristics::kRoutingStagedCode, heuristics::kRoutingWarpCode}) {
+                       heuristics::kRoutingStagedCode, heuristics::kRoutingWarpCode,
+                       heuristics::kRoutingWarpWideCode}) {
         if (!heuristics::routing_layout_code_valid(E, code)) continue;
         if (code == heuristics::kRoutingQuadCode && !quad_serves(p)) continue;
         if (code == heuristics::kRoutingStagedCode && !staged_serves(p)) continue;

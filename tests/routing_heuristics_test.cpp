@@ -3,6 +3,8 @@
 // warps covering E within the row-block thread limit.
 #include <gtest/gtest.h>
 
+#include <utility>
+
 #include "cuda/heuristics/routing.h"
 
 namespace switchyard::heuristics {
@@ -152,6 +154,39 @@ TEST(RoutingHeuristics, ForcedLayoutsAreChecked) {
   EXPECT_EQ(wk.threads, 128);
   EXPECT_EQ(wk.rows_per_block, 4);
   EXPECT_EQ(wk.blocks, 3);
+  EXPECT_EQ(wk.vals, 1);
+  // The wide warp kernel (code 69): 33 <= E <= 512, next_pow2(E) / 32 experts per lane.
+  EXPECT_FALSE(routing_layout_code_valid(32, kRoutingWarpWideCode));
+  EXPECT_TRUE(routing_layout_code_valid(33, kRoutingWarpWideCode));
+  EXPECT_TRUE(routing_layout_code_valid(512, kRoutingWarpWideCode));
+  EXPECT_FALSE(routing_layout_code_valid(513, kRoutingWarpWideCode));
+  for (const auto& [e, vals] : {std::pair{33, 2}, {128, 4}, {160, 8}, {256, 8}, {384, 16}}) {
+    const RoutingLaunchConfig ww = routing_launch_config(e, 5, kRoutingWarpWideCode);
+    EXPECT_TRUE(ww.warp);
+    EXPECT_EQ(ww.lanes, 32);
+    EXPECT_EQ(ww.vals, vals) << e;
+    EXPECT_EQ(ww.rows_per_block, 4);
+    EXPECT_EQ(ww.blocks, 2);
+  }
+  // The heuristic's for 33..128 experts of softmax-like routings, 1..4096 rows.
+  EXPECT_TRUE(routing_warp_wide_applies(33, ScoreFunc::kSoftmax));
+  EXPECT_TRUE(routing_warp_wide_applies(128, ScoreFunc::kSoftmax));
+  EXPECT_TRUE(routing_warp_wide_applies(128, ScoreFunc::kTopkThenSoftmax));
+  EXPECT_TRUE(routing_warp_wide_applies(128, ScoreFunc::kTopkThenSigmoid));
+  EXPECT_FALSE(routing_warp_wide_applies(128, ScoreFunc::kSigmoid));
+  EXPECT_FALSE(routing_warp_wide_applies(128, ScoreFunc::kSqrtSoftplus));
+  EXPECT_FALSE(routing_warp_wide_applies(160, ScoreFunc::kSoftmax));
+  EXPECT_FALSE(routing_warp_wide_applies(32, ScoreFunc::kSoftmax));
+  for (std::int64_t m : {1, 32, 512, 4096}) {
+    const RoutingLaunchConfig h =
+        routing_launch_config(128, m, 0, true, false, 8, false, 0, 0, /*warp_wide=*/true);
+    EXPECT_TRUE(h.warp) << m;
+    EXPECT_EQ(h.vals, 4) << m;
+    EXPECT_FALSE(h.row_block) << m;
+  }
+  EXPECT_FALSE(routing_launch_config(128, 4097, 0, true, false, 8, false, 0, 0, true).warp);
+  EXPECT_FALSE(routing_launch_config(128, 512, 0, true, false, 8, false, 0, 0, false).warp);
+  EXPECT_TRUE(routing_launch_config(128, 512, 0, true, false, 8, false, 0, 0, false).row_block);
   // The heuristic's for E <= 32 below the row thread's kRowThreadMinRows rows.
   EXPECT_TRUE(routing_launch_config(8, 1).warp);
   EXPECT_TRUE(routing_launch_config(32, 8191, 0, true, false, 2).warp);

@@ -11,7 +11,8 @@
 //  - quad: the quad kernel (routing_quad.cuh, layout code 66) where it serves the routing;
 //  - staged: the staged kernel (routing_staged.cuh, layout code 67) where it serves the routing
 //    (its halves and cp.async have host models; the approximate sigmoid is perturbed as above);
-//  - warp: the warp kernel (routing_warp.cuh, layout code 68) for E <= 32.
+//  - warp: the warp kernel (routing_warp.cuh, layout code 68) for E <= 32, and the wide warp
+//    kernel (routing_warp_wide.cuh, code 69) for 33 <= E <= 512.
 //   build-cpu/tests/routing_row_block_emu matrix | fuzz [cases] | presets | preset NAME M | cases
 //                                         [KERNELS]
 // (cases: for_each_prefilter_case of routing_test_util.h, meant for KERNELS = prefilter.)
@@ -58,6 +59,7 @@ inline long long rows_prefiltered = 0, rows_fallback = 0, candidates = 0, max_ca
 #include "cuda/kernels/routing_staged.cuh"
 #include "cuda/kernels/routing_quad.cuh"
 #include "cuda/kernels/routing_warp.cuh"
+#include "cuda/kernels/routing_warp_wide.cuh"
 // clang-format on
 #include <cmath>
 #include <cstdio>
@@ -97,26 +99,39 @@ bool g_quad = false;       // KERNELS = quad
 bool g_staged = false;     // KERNELS = staged
 bool g_warp = false;       // KERNELS = warp
 
+// The warp kernel (E <= 32) or the wide warp kernel (33..512: next_pow2(E) / 32 per lane).
 template <typename T, ScoreFunc kF>
-void run_warp_instance(const detail::RoutingKernelParams& kp, bool ids64) {
+void run_warp_instance(const detail::RoutingKernelParams& kp, bool vec_ok, bool ids64) {
   constexpr std::int64_t kRows = kernels::kWarpRoutingRows;
   const unsigned blocks = static_cast<unsigned>((kp.num_tokens + kRows - 1) / kRows);
-  emu::launch(blocks, kernels::kWarpRoutingThreads,
-              [&]() { kernels::routing_warp_kernel<T, kF>(kp, ids64); });
+  auto run = [&](auto kernel) { emu::launch(blocks, kernels::kWarpRoutingThreads, kernel); };
+  switch (detail::routing_row_capacity(kp.p.num_experts) / 32) {
+    case 0:
+    case 1:
+      return run([&]() { kernels::routing_warp_kernel<T, kF>(kp, ids64); });
+    case 2:
+      return run([&]() { kernels::routing_warp_wide_kernel<T, kF, 2>(kp, vec_ok, ids64); });
+    case 4:
+      return run([&]() { kernels::routing_warp_wide_kernel<T, kF, 4>(kp, vec_ok, ids64); });
+    case 8:
+      return run([&]() { kernels::routing_warp_wide_kernel<T, kF, 8>(kp, vec_ok, ids64); });
+    default:
+      return run([&]() { kernels::routing_warp_wide_kernel<T, kF, 16>(kp, vec_ok, ids64); });
+  }
 }
 template <typename T>
-void run_warp_kernel(const detail::RoutingKernelParams& kp, bool ids64) {
+void run_warp_kernel(const detail::RoutingKernelParams& kp, bool vec_ok, bool ids64) {
   switch (kp.p.score_func) {
     case ScoreFunc::kSoftmax:
-      return run_warp_instance<T, ScoreFunc::kSoftmax>(kp, ids64);
+      return run_warp_instance<T, ScoreFunc::kSoftmax>(kp, vec_ok, ids64);
     case ScoreFunc::kSigmoid:
-      return run_warp_instance<T, ScoreFunc::kSigmoid>(kp, ids64);
+      return run_warp_instance<T, ScoreFunc::kSigmoid>(kp, vec_ok, ids64);
     case ScoreFunc::kSqrtSoftplus:
-      return run_warp_instance<T, ScoreFunc::kSqrtSoftplus>(kp, ids64);
+      return run_warp_instance<T, ScoreFunc::kSqrtSoftplus>(kp, vec_ok, ids64);
     case ScoreFunc::kTopkThenSoftmax:
-      return run_warp_instance<T, ScoreFunc::kTopkThenSoftmax>(kp, ids64);
+      return run_warp_instance<T, ScoreFunc::kTopkThenSoftmax>(kp, vec_ok, ids64);
     case ScoreFunc::kTopkThenSigmoid:
-      return run_warp_instance<T, ScoreFunc::kTopkThenSigmoid>(kp, ids64);
+      return run_warp_instance<T, ScoreFunc::kTopkThenSigmoid>(kp, vec_ok, ids64);
   }
 }
 
@@ -239,13 +254,13 @@ Status run_emu(const tools::RoutingProblem& pr, int V, tools::RoutingResult* out
     if (g_warp) {
       switch (a.logits.dtype) {
         case DType::kFloat32:
-          run_warp_kernel<float>(kp, ids64);
+          run_warp_kernel<float>(kp, vec_ok, ids64);
           break;
         case DType::kBFloat16:
-          run_warp_kernel<detail::bf16_t>(kp, ids64);
+          run_warp_kernel<detail::bf16_t>(kp, vec_ok, ids64);
           break;
         default:
-          run_warp_kernel<detail::fp16_t>(kp, ids64);
+          run_warp_kernel<detail::fp16_t>(kp, vec_ok, ids64);
           break;
       }
     } else if (g_staged) {
@@ -336,9 +351,10 @@ void check(const tools::RoutingProblem& pr, const std::string& id) {
   }
   for (int V : {1, 2, 4, 8, 16}) {
     if (g_warp) {
-      // One run, in the warp layout (code 68), for E <= 32.
-      if (V != 1 || !heuristics::routing_layout_code_valid(pr.params.num_experts,
-                                                           heuristics::kRoutingWarpCode)) {
+      // One run, in the warp layout (code 68, E <= 32; code 69, 33 <= E <= 512).
+      const int E = pr.params.num_experts;
+      if (V != 1 || !(heuristics::routing_layout_code_valid(E, heuristics::kRoutingWarpCode) ||
+                      heuristics::routing_layout_code_valid(E, heuristics::kRoutingWarpWideCode))) {
         continue;
       }
     } else if (g_staged) {

@@ -24,6 +24,8 @@
 //  - the warp kernel (kernels/routing_warp.cuh): one warp per row of E <= 32, lane e holding
 //    expert e, single-instruction warp reductions for the selection: the latency layout for
 //    short rows (routing_warp_pays).
+//  - the wide warp kernel (kernels/routing_warp_wide.cuh): the warp kernel for rows of 33..512
+//    experts, next_pow2(E) / 32 consecutive experts per lane.
 //
 // Layout codes of the test and bench override (detail::route_cuda_layout, bench --vals):
 // 0 = the heuristic, v > 0 = lane groups with v experts per lane, -v = row blocks with v experts
@@ -33,7 +35,7 @@
 // thread per row (kernels/routing_row_thread.cuh, E <= 32), kRoutingQuadCode = the quad kernel
 // (where detail::routing_quad_vals serves the routing), kRoutingStagedCode = the staged kernel
 // (where detail::routing_staged_segs serves the routing, 16-byte aligned rows), kRoutingWarpCode =
-// the warp kernel (E <= 32).
+// the warp kernel (E <= 32), kRoutingWarpWideCode = the wide warp kernel (33 <= E <= 512).
 #pragma once
 
 #include <cstdint>
@@ -49,7 +51,8 @@ struct RoutingLaunchConfig {
   bool prefilter;   // lane groups with the approximate pre-filter (32 lanes)
   bool quad;        // the quad kernel: 4 lanes per row, `vals` experts per lane
   bool staged;      // the staged kernel: two threads per row, `vals` segments of 32 experts
-  bool warp;        // the warp kernel: one warp per row, lane e holding expert e
+  bool warp;        // the warp kernels: one warp per row, `vals` experts per lane (1: lane e
+                    // holds expert e, E <= 32; 2..16: the wide warp kernel)
   int vals;         // experts per lane (lane groups: lanes * vals = next_pow2(E)) or per thread
   int threads;      // threads per block
   int rows_per_block;
@@ -69,6 +72,11 @@ inline constexpr int kRoutingQuadCode = 66;
 inline constexpr int kRoutingStagedCode = 67;
 // Layout code of the warp kernel: one warp per row of E <= 32 experts.
 inline constexpr int kRoutingWarpCode = 68;
+// Layout code of the wide warp kernel: one warp per row of 33..512 experts, next_pow2(E) / 32 per
+// lane.
+inline constexpr int kRoutingWarpWideCode = 69;
+inline constexpr int kWarpWideMinExperts = 33;           // = kernels::kWarpWideMinExperts
+inline constexpr int kWarpWideMaxExperts = 512;          // = kernels::kWarpWideMaxExperts
 inline constexpr int kWarpRoutingMaxExperts = 32;        // = kernels::kWarpRoutingMaxExperts
 inline constexpr int kWarpRoutingThreadsPerBlock = 128;  // = kernels::kWarpRoutingThreads
 inline constexpr int kStagedThreadsPerBlock = 128;       // = kernels::kStagedThreads
@@ -119,6 +127,9 @@ inline bool routing_layout_code_valid(int num_experts, int code) {
   if (code == 0) return true;
   if (code == kRoutingRowThreadCode) return num_experts <= kRowThreadMaxExperts;
   if (code == kRoutingWarpCode) return num_experts <= kWarpRoutingMaxExperts;
+  if (code == kRoutingWarpWideCode) {
+    return num_experts >= kWarpWideMinExperts && num_experts <= kWarpWideMaxExperts;
+  }
   if (code == kRoutingQuadCode) return num_experts >= 65 && num_experts <= 384;  // + quad_vals > 0
   if (code == kRoutingStagedCode) return num_experts >= 128 && num_experts <= 512;  // + staged_segs
   if (code == kRoutingPrefilterCode) {
@@ -210,15 +221,39 @@ inline bool routing_warp_pays(int num_experts, std::int64_t num_tokens) {
   return num_experts <= kWarpRoutingMaxExperts && num_tokens >= 1 && num_tokens < kRowThreadMinRows;
 }
 
+// Whether the heuristic may take the wide warp kernel for a routing: 33..128 experts (2 or 4 per
+// lane) and a score function without a transcendental per expert in its keys (softmax ranks the
+// logits and needs one exact exp per expert, the top-k-then functions none before the selection).
+// Sigmoid-like rows need one exact sigmoid (or sqrt-softplus) per expert before the selection,
+// ~70 instructions each on one warp; a row block spreads them over many warps.
+inline bool routing_warp_wide_applies(int num_experts, ScoreFunc f) {
+  return num_experts >= kWarpWideMinExperts && num_experts <= 128 &&
+         (f == ScoreFunc::kSoftmax || f == ScoreFunc::kTopkThenSoftmax ||
+          f == ScoreFunc::kTopkThenSigmoid);
+}
+// The wide warp kernel where it applies, up to kWarpWideMaxRows rows. Measured on an H200
+// (session 16, bench routing, same process, us over the empty launch, the heuristic before ->
+// the wide warp kernel; 1 / 32 / 512 / 2048 / 4096 rows): Qwen3-30B (softmax, E 128, K 8) 2.93 /
+// 3.08 / 3.34 / 4.05 / 6.71 -> 2.41 / 2.49 / 2.66 / 3.52 / 6.20; gpt-oss-120b (top-k then
+// softmax, K 4) 1.73 / 1.81 / 1.99 / 2.39 / 4.08 -> 1.55 / 1.62 / 1.78 / 2.31 / 4.04; Llama 4
+// (top-k then sigmoid, K 1) 1.27 / 1.37 / 1.53 / 1.80 / 2.85 -> 1.14 / 1.22 / 1.38 / 1.60 / 2.50.
+// Where it does not apply it lost: Qwen3-Coder (softmax, E 160: 8 exps per lane) 3.02 -> 3.39
+// at 1 row, DeepSeek-V3 (sigmoid, 8 per lane) 3.33 -> 5.64, Kimi K2 (16 per lane) 3.39 -> 6.05,
+// DeepSeek-V2 (softmax, E 160, groups of 20 that do not align with lanes) 3.49 -> 7.72.
+inline constexpr std::int64_t kWarpWideMaxRows = 4096;
+inline bool routing_warp_wide_pays(bool applies, std::int64_t num_tokens) {
+  return applies && num_tokens >= 1 && num_tokens <= kWarpWideMaxRows;
+}
+
 // columns = K + S (0: not given, no row thread unless forced); grouped: a grouped routing (both
 // for the row thread only); quad_vals: detail::routing_quad_vals of the routing (0: no quad);
 // staged_segs: detail::routing_staged_segs of the routing where its logits rows are 16-byte
-// aligned (0: no staged kernel).
+// aligned (0: no staged kernel); warp_wide: routing_warp_wide_applies of the routing.
 inline RoutingLaunchConfig routing_launch_config(int num_experts, std::int64_t num_tokens,
                                                  int layout_code = 0, bool row_blocks_pay = true,
                                                  bool prefilter_applies = false, int columns = 0,
                                                  bool grouped = false, int quad_vals = 0,
-                                                 int staged_segs = 0) {
+                                                 int staged_segs = 0, bool warp_wide = false) {
   if (staged_segs > 0 && (layout_code == kRoutingStagedCode ||
                           (layout_code == 0 && routing_staged_pays(staged_segs, num_tokens)))) {
     RoutingLaunchConfig c{};
@@ -247,6 +282,17 @@ inline RoutingLaunchConfig routing_launch_config(int num_experts, std::int64_t n
     c.warp = true;
     c.lanes = 32;
     c.vals = 1;
+    c.threads = kWarpRoutingThreadsPerBlock;
+    c.rows_per_block = kWarpRoutingThreadsPerBlock / 32;
+    c.blocks = (num_tokens + c.rows_per_block - 1) / c.rows_per_block;
+    return c;
+  }
+  if (layout_code == kRoutingWarpWideCode ||
+      (layout_code == 0 && routing_warp_wide_pays(warp_wide, num_tokens))) {
+    RoutingLaunchConfig c{};
+    c.warp = true;
+    c.lanes = 32;
+    c.vals = detail::routing_row_capacity(num_experts) / 32;
     c.threads = kWarpRoutingThreadsPerBlock;
     c.rows_per_block = kWarpRoutingThreadsPerBlock / 32;
     c.blocks = (num_tokens + c.rows_per_block - 1) / c.rows_per_block;

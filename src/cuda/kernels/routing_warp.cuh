@@ -111,6 +111,55 @@ SY_WARP_COLD void warp_store_shared(float* weights, void* ids, bool ids_int64, s
   }
 }
 
+// After the selection, lane k < K holds column k: expert `sel`, its order key `sel_ord`, its weight
+// `w` as computed before the renormalisation (ignored for kTopkThenSoftmax, which takes it from
+// the order keys), and every lane the first selected order key `top_ord`. The weights in the
+// CPU's order of operations (slot sums over next_pow2(K) lanes), the shared experts and the
+// stores. Shared by the warp kernel and the wide warp kernel (routing_warp_wide.cuh).
+template <ScoreFunc kF>
+__device__ __forceinline__ void warp_finish_row(const detail::RoutingKernelParams& kp,
+                                                const bool ids_int64, const std::int64_t row,
+                                                const int lane, const bool any_finite,
+                                                const int sel, const std::uint32_t sel_ord,
+                                                const std::uint32_t top_ord, float w) {
+  using namespace detail;
+  const RoutingParams& p = kp.p;
+  const int K = p.top_k, S = p.num_shared_experts, cols = K + S;
+  float* out_w = kp.weights + row * cols;
+  // ---- weights (lane k < K: column k), the CPU's order of operations
+  const int slot_leaves = routing_row_capacity(K);
+  if constexpr (kF == ScoreFunc::kTopkThenSoftmax) {
+    if (lane < K && any_finite) {
+      const float top_key = order_key_value(top_ord);
+      w = softmax_term(order_key_value(sel_ord), is_nan(top_key) ? neg_inf() : top_key);
+    }
+    w = nan_to_zero(w);
+    const float sum = warp_slot_sum(w, slot_leaves, lane);
+    w = lane < K ? safe_div(w, sum) : 0.0f;
+  } else {
+    w = nan_to_zero(w);
+  }
+  if (p.renormalize) {
+    float sum = warp_slot_sum(w, slot_leaves, lane);
+    if (sum == pos_inf()) {  // every lane below slot_leaves (they hold the root), or none
+      const WarpRenorm r = warp_renorm_inf(w, slot_leaves, lane);
+      w = r.w;
+      sum = r.sum;
+    }
+    if (lane < K && sum > 0.0f) w = div_f(w, sum);
+  }
+
+  // ---- stores: lane k < K column k, lanes K..K+S-1 the shared experts
+  if (S > 0) {
+    warp_store_shared(kp.weights, kp.ids, ids_int64, row * cols, K, cols, shared_expert_id(kp, 0),
+                      w, slot_leaves, p.apply_rsf_on_output, p.routed_scaling_factor, lane);
+  }
+  if (lane < K) {
+    out_w[lane] = p.apply_rsf_on_output ? w * p.routed_scaling_factor : w;
+    store_routing_id(kp, ids_int64, row * cols + lane, map_routed_id(kp, sel, row, lane));
+  }
+}
+
 // kF: the routing's score function (one instance each: its branches are compile-time).
 template <typename T, ScoreFunc kF>
 __global__ void __launch_bounds__(kWarpRoutingThreads)
@@ -125,7 +174,6 @@ __global__ void __launch_bounds__(kWarpRoutingThreads)
   const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * kWarpRoutingRows + warp;
   if (row >= kp.num_tokens) return;  // uniform per warp
   const int E = p.num_experts, K = p.top_k, S = p.num_shared_experts, cols = K + S;
-  float* out_w = kp.weights + row * cols;
   const std::int64_t non_padded = kp.num_tokens_non_padded
                                       ? static_cast<std::int64_t>(*kp.num_tokens_non_padded)
                                       : kp.num_tokens;
@@ -192,38 +240,7 @@ __global__ void __launch_bounds__(kWarpRoutingThreads)
     }
   }
 
-  // ---- weights (lane k < K: column k), the CPU's order of operations
-  const int slot_leaves = routing_row_capacity(K);
-  if constexpr (kF == ScoreFunc::kTopkThenSoftmax) {
-    if (lane < K && any_finite) {
-      const float top_key = order_key_value(top_ord);
-      w = softmax_term(order_key_value(sel_ord), is_nan(top_key) ? neg_inf() : top_key);
-    }
-    w = nan_to_zero(w);
-    const float sum = warp_slot_sum(w, slot_leaves, lane);
-    w = lane < K ? safe_div(w, sum) : 0.0f;
-  } else {
-    w = nan_to_zero(w);
-  }
-  if (p.renormalize) {
-    float sum = warp_slot_sum(w, slot_leaves, lane);
-    if (sum == pos_inf()) {  // every lane below slot_leaves (they hold the root), or none
-      const WarpRenorm r = warp_renorm_inf(w, slot_leaves, lane);
-      w = r.w;
-      sum = r.sum;
-    }
-    if (lane < K && sum > 0.0f) w = div_f(w, sum);
-  }
-
-  // ---- stores: lane k < K column k, lanes K..K+S-1 the shared experts
-  if (S > 0) {
-    warp_store_shared(kp.weights, kp.ids, ids_int64, row * cols, K, cols, shared_expert_id(kp, 0),
-                      w, slot_leaves, p.apply_rsf_on_output, p.routed_scaling_factor, lane);
-  }
-  if (lane < K) {
-    out_w[lane] = p.apply_rsf_on_output ? w * p.routed_scaling_factor : w;
-    store_routing_id(kp, ids_int64, row * cols + lane, map_routed_id(kp, sel, row, lane));
-  }
+  warp_finish_row<kF>(kp, ids_int64, row, lane, any_finite, sel, sel_ord, top_ord, w);
 }
 
 }  // namespace switchyard::kernels

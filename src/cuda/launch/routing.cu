@@ -41,7 +41,7 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
                        "33 <= num_experts <= 512), or 65 (a thread per row, num_experts <= 32), "
                        "or 66 (the quad kernel, where it serves the routing), or 67 (the staged "
                        "kernel, where it serves the routing), or 68 (a warp per row, num_experts "
-                       "<= 32)");
+                       "<= 32), or 69 (a warp per row, 33 <= num_experts <= 512)");
   }
   const int quad_vals =
       routing_quad_vals(params.num_experts, params.top_k, params.score_func, params.softcap > 0.0f,
@@ -75,7 +75,8 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
       heuristics::routing_prefilter_applies(
           params.num_experts, params.score_func == ScoreFunc::kSigmoid && !(params.softcap > 0.0f),
           grouped ? params.num_groups : 0),
-      params.top_k + params.num_shared_experts, grouped, quad_vals, staged_segs);
+      params.top_k + params.num_shared_experts, grouped, quad_vals, staged_segs,
+      heuristics::routing_warp_wide_applies(params.num_experts, params.score_func));
   if (cfg.blocks > std::numeric_limits<int>::max()) {
     return invalid_arg(
         "route_cuda", "logits.shape[0]", kp.num_tokens,

@@ -14,6 +14,7 @@
 #include "../kernels/routing_row_thread.cuh"
 #include "../kernels/routing_staged.cuh"
 #include "../kernels/routing_warp.cuh"
+#include "../kernels/routing_warp_wide.cuh"
 
 namespace switchyard::launch {
 
@@ -119,33 +120,59 @@ cudaError_t launch_row_block_instance(const detail::RoutingKernelParams& kp, boo
   return cudaGetLastError();
 }
 
-// One instance per score function.
-template <typename T>
-cudaError_t launch_routing_warp_instance(const detail::RoutingKernelParams& kp, bool ids_int64,
-                                         unsigned blocks, unsigned threads, cudaStream_t stream) {
-  switch (kp.p.score_func) {
-    case ScoreFunc::kSoftmax:
-      kernels::routing_warp_kernel<T, ScoreFunc::kSoftmax>
-          <<<blocks, threads, 0, stream>>>(kp, ids_int64);
+// One instance per score function (and, for the wide warp kernel, per experts per lane).
+template <typename T, ScoreFunc kF>
+cudaError_t launch_routing_warp_vals(const detail::RoutingKernelParams& kp, bool vec_ok,
+                                     bool ids_int64, int vals, unsigned blocks, unsigned threads,
+                                     cudaStream_t stream) {
+  switch (vals) {
+    case 1:
+      kernels::routing_warp_kernel<T, kF><<<blocks, threads, 0, stream>>>(kp, ids_int64);
       break;
-    case ScoreFunc::kSigmoid:
-      kernels::routing_warp_kernel<T, ScoreFunc::kSigmoid>
-          <<<blocks, threads, 0, stream>>>(kp, ids_int64);
+    case 2:
+      kernels::routing_warp_wide_kernel<T, kF, 2>
+          <<<blocks, threads, 0, stream>>>(kp, vec_ok, ids_int64);
       break;
-    case ScoreFunc::kSqrtSoftplus:
-      kernels::routing_warp_kernel<T, ScoreFunc::kSqrtSoftplus>
-          <<<blocks, threads, 0, stream>>>(kp, ids_int64);
+    case 4:
+      kernels::routing_warp_wide_kernel<T, kF, 4>
+          <<<blocks, threads, 0, stream>>>(kp, vec_ok, ids_int64);
       break;
-    case ScoreFunc::kTopkThenSoftmax:
-      kernels::routing_warp_kernel<T, ScoreFunc::kTopkThenSoftmax>
-          <<<blocks, threads, 0, stream>>>(kp, ids_int64);
+    case 8:
+      kernels::routing_warp_wide_kernel<T, kF, 8>
+          <<<blocks, threads, 0, stream>>>(kp, vec_ok, ids_int64);
       break;
-    case ScoreFunc::kTopkThenSigmoid:
-      kernels::routing_warp_kernel<T, ScoreFunc::kTopkThenSigmoid>
-          <<<blocks, threads, 0, stream>>>(kp, ids_int64);
+    case 16:
+      kernels::routing_warp_wide_kernel<T, kF, 16>
+          <<<blocks, threads, 0, stream>>>(kp, vec_ok, ids_int64);
       break;
+    default:
+      return cudaErrorInvalidConfiguration;  // unreachable: routing_launch_config
   }
   return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t launch_routing_warp_instance(const detail::RoutingKernelParams& kp, bool vec_ok,
+                                         bool ids_int64, int vals, unsigned blocks,
+                                         unsigned threads, cudaStream_t stream) {
+  switch (kp.p.score_func) {
+    case ScoreFunc::kSoftmax:
+      return launch_routing_warp_vals<T, ScoreFunc::kSoftmax>(kp, vec_ok, ids_int64, vals, blocks,
+                                                              threads, stream);
+    case ScoreFunc::kSigmoid:
+      return launch_routing_warp_vals<T, ScoreFunc::kSigmoid>(kp, vec_ok, ids_int64, vals, blocks,
+                                                              threads, stream);
+    case ScoreFunc::kSqrtSoftplus:
+      return launch_routing_warp_vals<T, ScoreFunc::kSqrtSoftplus>(kp, vec_ok, ids_int64, vals,
+                                                                   blocks, threads, stream);
+    case ScoreFunc::kTopkThenSoftmax:
+      return launch_routing_warp_vals<T, ScoreFunc::kTopkThenSoftmax>(kp, vec_ok, ids_int64, vals,
+                                                                      blocks, threads, stream);
+    case ScoreFunc::kTopkThenSigmoid:
+      return launch_routing_warp_vals<T, ScoreFunc::kTopkThenSigmoid>(kp, vec_ok, ids_int64, vals,
+                                                                      blocks, threads, stream);
+  }
+  return cudaErrorInvalidConfiguration;
 }
 
 template <typename T, int kCap, int kCols>
@@ -208,13 +235,15 @@ cudaError_t launch_routing_for_dtype(const detail::RoutingKernelParams& kp, bool
   if (cfg.staged) return launch_staged<T>(kp, ids_int64, cfg, stream);
   static_assert(heuristics::kWarpRoutingThreadsPerBlock == kernels::kWarpRoutingThreads, "threads");
   static_assert(heuristics::kWarpRoutingMaxExperts == kernels::kWarpRoutingMaxExperts, "experts");
+  static_assert(heuristics::kWarpWideMinExperts == kernels::kWarpWideMinExperts, "experts");
+  static_assert(heuristics::kWarpWideMaxExperts == kernels::kWarpWideMaxExperts, "experts");
   if (cfg.warp) {
     // One row: one warp (the other three would only exit; fewer warps to start).
-    return launch_routing_warp_instance<T>(kp, ids_int64, static_cast<unsigned>(cfg.blocks),
-                                           kp.num_tokens < kernels::kWarpRoutingRows
-                                               ? 32u * static_cast<unsigned>(kp.num_tokens)
-                                               : kernels::kWarpRoutingThreads,
-                                           stream);
+    return launch_routing_warp_instance<T>(
+        kp, vec_ok, ids_int64, cfg.vals, static_cast<unsigned>(cfg.blocks),
+        kp.num_tokens < kernels::kWarpRoutingRows ? 32u * static_cast<unsigned>(kp.num_tokens)
+                                                  : kernels::kWarpRoutingThreads,
+        stream);
   }
   if (cfg.quad) return launch_quad<T>(kp, vec_ok, ids_int64, cfg, smem_bytes, stream);
   if (cfg.row_block) {
