@@ -168,25 +168,31 @@ TEST(RoutingHeuristics, ForcedLayoutsAreChecked) {
     EXPECT_EQ(ww.rows_per_block, 4);
     EXPECT_EQ(ww.blocks, 2);
   }
-  // The heuristic's for 33..128 experts of softmax-like routings, 1..4096 rows.
-  EXPECT_TRUE(routing_warp_wide_applies(33, ScoreFunc::kSoftmax));
-  EXPECT_TRUE(routing_warp_wide_applies(128, ScoreFunc::kSoftmax));
-  EXPECT_TRUE(routing_warp_wide_applies(128, ScoreFunc::kTopkThenSoftmax));
-  EXPECT_TRUE(routing_warp_wide_applies(128, ScoreFunc::kTopkThenSigmoid));
-  EXPECT_FALSE(routing_warp_wide_applies(128, ScoreFunc::kSigmoid));
-  EXPECT_FALSE(routing_warp_wide_applies(128, ScoreFunc::kSqrtSoftplus));
-  EXPECT_FALSE(routing_warp_wide_applies(160, ScoreFunc::kSoftmax));
-  EXPECT_FALSE(routing_warp_wide_applies(32, ScoreFunc::kSoftmax));
+  // The heuristic's for ungrouped softmax-like routings: 33..128 experts up to 4096 rows, 129..256
+  // up to 512.
+  EXPECT_EQ(routing_warp_wide_rows(33, ScoreFunc::kSoftmax, false), 4096);
+  EXPECT_EQ(routing_warp_wide_rows(128, ScoreFunc::kSoftmax, false), 4096);
+  EXPECT_EQ(routing_warp_wide_rows(128, ScoreFunc::kTopkThenSoftmax, false), 4096);
+  EXPECT_EQ(routing_warp_wide_rows(128, ScoreFunc::kTopkThenSigmoid, false), 4096);
+  EXPECT_EQ(routing_warp_wide_rows(160, ScoreFunc::kSoftmax, false), 512);
+  EXPECT_EQ(routing_warp_wide_rows(256, ScoreFunc::kSoftmax, false), 512);
+  EXPECT_EQ(routing_warp_wide_rows(257, ScoreFunc::kSoftmax, false), 0);
+  EXPECT_EQ(routing_warp_wide_rows(160, ScoreFunc::kSoftmax, true), 0);  // grouped
+  EXPECT_EQ(routing_warp_wide_rows(128, ScoreFunc::kSigmoid, false), 0);
+  EXPECT_EQ(routing_warp_wide_rows(128, ScoreFunc::kSqrtSoftplus, false), 0);
+  EXPECT_EQ(routing_warp_wide_rows(32, ScoreFunc::kSoftmax, false), 0);
   for (std::int64_t m : {1, 32, 512, 4096}) {
     const RoutingLaunchConfig h =
-        routing_launch_config(128, m, 0, true, false, 8, false, 0, 0, /*warp_wide=*/true);
+        routing_launch_config(128, m, 0, true, false, 8, false, 0, 0, /*warp_wide_rows=*/4096);
     EXPECT_TRUE(h.warp) << m;
     EXPECT_EQ(h.vals, 4) << m;
     EXPECT_FALSE(h.row_block) << m;
   }
-  EXPECT_FALSE(routing_launch_config(128, 4097, 0, true, false, 8, false, 0, 0, true).warp);
-  EXPECT_FALSE(routing_launch_config(128, 512, 0, true, false, 8, false, 0, 0, false).warp);
-  EXPECT_TRUE(routing_launch_config(128, 512, 0, true, false, 8, false, 0, 0, false).row_block);
+  EXPECT_FALSE(routing_launch_config(128, 4097, 0, true, false, 8, false, 0, 0, 4096).warp);
+  EXPECT_EQ(routing_launch_config(160, 512, 0, true, false, 8, false, 0, 0, 512).vals, 8);
+  EXPECT_FALSE(routing_launch_config(160, 513, 0, true, false, 8, false, 0, 0, 512).warp);
+  EXPECT_FALSE(routing_launch_config(128, 512, 0, true, false, 8, false, 0, 0, 0).warp);
+  EXPECT_TRUE(routing_launch_config(128, 512, 0, true, false, 8, false, 0, 0, 0).row_block);
   // The heuristic's for E <= 32 below the row thread's kRowThreadMinRows rows.
   EXPECT_TRUE(routing_launch_config(8, 1).warp);
   EXPECT_TRUE(routing_launch_config(32, 8191, 0, true, false, 2).warp);

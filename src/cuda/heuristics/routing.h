@@ -221,39 +221,42 @@ inline bool routing_warp_pays(int num_experts, std::int64_t num_tokens) {
   return num_experts <= kWarpRoutingMaxExperts && num_tokens >= 1 && num_tokens < kRowThreadMinRows;
 }
 
-// Whether the heuristic may take the wide warp kernel for a routing: 33..128 experts (2 or 4 per
-// lane) and a score function without a transcendental per expert in its keys (softmax ranks the
-// logits and needs one exact exp per expert, the top-k-then functions none before the selection).
-// Sigmoid-like rows need one exact sigmoid (or sqrt-softplus) per expert before the selection,
-// ~70 instructions each on one warp; a row block spreads them over many warps.
-inline bool routing_warp_wide_applies(int num_experts, ScoreFunc f) {
-  return num_experts >= kWarpWideMinExperts && num_experts <= 128 &&
-         (f == ScoreFunc::kSoftmax || f == ScoreFunc::kTopkThenSoftmax ||
-          f == ScoreFunc::kTopkThenSigmoid);
-}
-// The wide warp kernel where it applies, up to kWarpWideMaxRows rows. Measured on an H200
-// (session 16, bench routing, same process, us over the empty launch, the heuristic before ->
-// the wide warp kernel; 1 / 32 / 512 / 2048 / 4096 rows): Qwen3-30B (softmax, E 128, K 8) 2.93 /
-// 3.08 / 3.34 / 4.05 / 6.71 -> 2.41 / 2.49 / 2.66 / 3.52 / 6.20; gpt-oss-120b (top-k then
-// softmax, K 4) 1.73 / 1.81 / 1.99 / 2.39 / 4.08 -> 1.55 / 1.62 / 1.78 / 2.31 / 4.04; Llama 4
-// (top-k then sigmoid, K 1) 1.27 / 1.37 / 1.53 / 1.80 / 2.85 -> 1.14 / 1.22 / 1.38 / 1.60 / 2.50.
-// Where it does not apply it lost: Qwen3-Coder (softmax, E 160: 8 exps per lane) 3.02 -> 3.39
-// at 1 row, DeepSeek-V3 (sigmoid, 8 per lane) 3.33 -> 5.64, Kimi K2 (16 per lane) 3.39 -> 6.05,
-// DeepSeek-V2 (softmax, E 160, groups of 20 that do not align with lanes) 3.49 -> 7.72.
+// The most rows for which the heuristic takes the wide warp kernel (0: never): ungrouped routings
+// whose keys need no transcendental per expert before the selection (softmax ranks its keys and
+// needs one exact exp per expert for the denominator, which now interleave; the top-k-then
+// functions need none), 33..128 experts up to kWarpWideMaxRows rows, 129..256 up to
+// kWarpWideMaxRowsLong (the sizes measured). Sigmoid-like rows need one exact sigmoid (or
+// sqrt-softplus) per expert before the selection, ~70 instructions each on one warp, where a row
+// block spreads them over many warps; grouped rows with groups that are not whole runs of lanes
+// take drop_groups' general loop. Measured on an H200 (session 16, bench routing, same process,
+// us over the empty launch, the heuristic before -> the wide warp kernel (v2, committed); 1 / 32 /
+// 512 / 2048 / 4096 rows): Qwen3-30B (softmax, E 128, K 8) 2.93 / 3.08 / 3.34 / 4.05 / 6.71 ->
+// 2.16 / 2.23 / 2.40 / 3.30 / 5.80; gpt-oss-120b (top-k then softmax, K 4) 1.73 / 1.81 / 1.99 /
+// 2.39 / 4.08 -> 1.40 / 1.45 / 1.63 / 2.25 / 3.84; Llama 4 (top-k then sigmoid, K 1) 1.27 /
+// 1.37 / 1.53 / 1.80 / 2.85 -> 1.09 / 1.15 / 1.33 / 1.58 / 2.50; Qwen3-Coder (softmax, E 160, 8
+// per lane; 1 / 32 / 512 rows) 3.02 / 3.20 / 3.43 -> 2.75 / 2.81 / 2.99. Forced where it does
+// not apply, 1 row: DeepSeek-V3 (sigmoid, grouped) 3.35 -> 5.29, Kimi K2 (sigmoid, 16 per lane)
+// 3.40 -> 5.17, DeepSeek-V2 (softmax, groups of 20) 3.51 -> 7.20.
 inline constexpr std::int64_t kWarpWideMaxRows = 4096;
-inline bool routing_warp_wide_pays(bool applies, std::int64_t num_tokens) {
-  return applies && num_tokens >= 1 && num_tokens <= kWarpWideMaxRows;
+inline constexpr std::int64_t kWarpWideMaxRowsLong = 512;
+inline std::int64_t routing_warp_wide_rows(int num_experts, ScoreFunc f, bool grouped) {
+  const bool softmax_like = f == ScoreFunc::kSoftmax || f == ScoreFunc::kTopkThenSoftmax ||
+                            f == ScoreFunc::kTopkThenSigmoid;
+  if (!softmax_like || grouped || num_experts < kWarpWideMinExperts) return 0;
+  if (num_experts <= 128) return kWarpWideMaxRows;
+  return num_experts <= 256 ? kWarpWideMaxRowsLong : 0;
 }
 
 // columns = K + S (0: not given, no row thread unless forced); grouped: a grouped routing (both
 // for the row thread only); quad_vals: detail::routing_quad_vals of the routing (0: no quad);
 // staged_segs: detail::routing_staged_segs of the routing where its logits rows are 16-byte
-// aligned (0: no staged kernel); warp_wide: routing_warp_wide_applies of the routing.
+// aligned (0: no staged kernel); warp_wide_rows: routing_warp_wide_rows of the routing.
 inline RoutingLaunchConfig routing_launch_config(int num_experts, std::int64_t num_tokens,
                                                  int layout_code = 0, bool row_blocks_pay = true,
                                                  bool prefilter_applies = false, int columns = 0,
                                                  bool grouped = false, int quad_vals = 0,
-                                                 int staged_segs = 0, bool warp_wide = false) {
+                                                 int staged_segs = 0,
+                                                 std::int64_t warp_wide_rows = 0) {
   if (staged_segs > 0 && (layout_code == kRoutingStagedCode ||
                           (layout_code == 0 && routing_staged_pays(staged_segs, num_tokens)))) {
     RoutingLaunchConfig c{};
@@ -288,7 +291,7 @@ inline RoutingLaunchConfig routing_launch_config(int num_experts, std::int64_t n
     return c;
   }
   if (layout_code == kRoutingWarpWideCode ||
-      (layout_code == 0 && routing_warp_wide_pays(warp_wide, num_tokens))) {
+      (layout_code == 0 && num_tokens >= 1 && num_tokens <= warp_wide_rows)) {
     RoutingLaunchConfig c{};
     c.warp = true;
     c.lanes = 32;

@@ -47,6 +47,33 @@ __device__ __forceinline__ float warp_slot_sum(float v, int n, int lane) {
   return n < 32 ? v + 0.0f : v;
 }
 
+// warp_slot_sum where all 32 lanes call it (uniform control flow): full-warp shuffles, so the
+// compiler needs no divergence handling for a runtime member mask. The XOR partners of lanes < n
+// are lanes < n; what the other lanes compute is discarded.
+__device__ __forceinline__ float warp_slot_sum_all(float v, int n, int lane) {
+  float s = v;
+  for (int off = 1; off < n; off *= 2) s = s + __shfl_xor_sync(0xffffffffu, s, off);
+  s = lane < n ? s : v;
+  return n < 32 ? s + 0.0f : s;
+}
+
+// routing_row_capacity(n) (next power of two, 1 for n <= 1) without a loop; n <= 1024.
+__device__ __forceinline__ int warp_pow2_ceil(int n) {
+  return n <= 1 ? 1 : 1 << (32 - __clz(n - 1));
+}
+
+// detail::softmax_term with its special cases as selects: the exact exponential runs on every
+// lane, so that a lane's several terms are independent straight-line code the compiler can
+// interleave. Same value in every case: NaN key -> 0; max +Inf -> 1 for +Inf keys, else 0; max
+// -Inf -> 0; else exp_f(key - max_key).
+__device__ __forceinline__ float warp_softmax_term(float key, float max_key) {
+  using namespace detail;
+  float r = exp_f(key - max_key);
+  r = max_key == neg_inf() ? 0.0f : r;
+  r = max_key == pos_inf() ? (key == pos_inf() ? 1.0f : 0.0f) : r;
+  return is_nan(key) ? 0.0f : r;
+}
+
 // Rarely taken steps live outside the kernel's body (SY_WARP_COLD: not inlined on the device), so
 // that the common path is contiguous code: at decode sizes a launch fetches its instructions cold,
 // and every jump over inlined rare code lands on lines not fetched yet.
@@ -104,7 +131,7 @@ SY_WARP_COLD WarpRenorm warp_renorm_inf(float w, int n, int lane) {
 SY_WARP_COLD void warp_store_shared(float* weights, void* ids, bool ids_int64, std::int64_t first,
                                     int K, int cols, std::int32_t shared_base, float w,
                                     int slot_leaves, bool rsf_on_output, float rsf, int lane) {
-  const float routed_sum = __shfl_sync(0xffffffffu, warp_slot_sum(w, slot_leaves, lane), 0);
+  const float routed_sum = __shfl_sync(0xffffffffu, warp_slot_sum_all(w, slot_leaves, lane), 0);
   if (lane >= K && lane < cols) {
     weights[first + lane] = rsf_on_output ? routed_sum : detail::div_f(routed_sum, rsf);
     warp_store_id(ids, ids_int64, first + lane, shared_base + lane - K);
@@ -127,20 +154,20 @@ __device__ __forceinline__ void warp_finish_row(const detail::RoutingKernelParam
   const int K = p.top_k, S = p.num_shared_experts, cols = K + S;
   float* out_w = kp.weights + row * cols;
   // ---- weights (lane k < K: column k), the CPU's order of operations
-  const int slot_leaves = routing_row_capacity(K);
+  const int slot_leaves = warp_pow2_ceil(K);
   if constexpr (kF == ScoreFunc::kTopkThenSoftmax) {
     if (lane < K && any_finite) {
       const float top_key = order_key_value(top_ord);
-      w = softmax_term(order_key_value(sel_ord), is_nan(top_key) ? neg_inf() : top_key);
+      w = warp_softmax_term(order_key_value(sel_ord), is_nan(top_key) ? neg_inf() : top_key);
     }
     w = nan_to_zero(w);
-    const float sum = warp_slot_sum(w, slot_leaves, lane);
+    const float sum = warp_slot_sum_all(w, slot_leaves, lane);
     w = lane < K ? safe_div(w, sum) : 0.0f;
   } else {
     w = nan_to_zero(w);
   }
   if (p.renormalize) {
-    float sum = warp_slot_sum(w, slot_leaves, lane);
+    float sum = warp_slot_sum_all(w, slot_leaves, lane);
     if (sum == pos_inf()) {  // every lane below slot_leaves (they hold the root), or none
       const WarpRenorm r = warp_renorm_inf(w, slot_leaves, lane);
       w = r.w;
@@ -174,6 +201,12 @@ __global__ void __launch_bounds__(kWarpRoutingThreads)
   const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * kWarpRoutingRows + warp;
   if (row >= kp.num_tokens) return;  // uniform per warp
   const int E = p.num_experts, K = p.top_k, S = p.num_shared_experts, cols = K + S;
+  // ---- load (a padded row is still a row of the logits: in bounds; the padding test follows),
+  // key, order key (lane e: expert e)
+  const bool in = lane < E;
+  const T* x = static_cast<const T*>(kp.logits) + row * kp.row_stride;
+  float raw = in ? to_float(x[lane]) : 0.0f;
+  const float bias = kp.bias != nullptr && in ? __ldg(kp.bias + lane) : 0.0f;
   const std::int64_t non_padded = kp.num_tokens_non_padded
                                       ? static_cast<std::int64_t>(*kp.num_tokens_non_padded)
                                       : kp.num_tokens;
@@ -181,12 +214,6 @@ __global__ void __launch_bounds__(kWarpRoutingThreads)
     warp_store_padded_row(kp.weights, kp.ids, ids_int64, row * cols, cols, lane);
     return;
   }
-
-  // ---- load, key, order key (lane e: expert e)
-  const bool in = lane < E;
-  const T* x = static_cast<const T*>(kp.logits) + row * kp.row_stride;
-  float raw = in ? to_float(x[lane]) : 0.0f;
-  const float bias = kp.bias != nullptr && in ? __ldg(kp.bias + lane) : 0.0f;
   const bool any_finite = __ballot_sync(kFull, in && is_finite(raw)) != 0u;
   if (p.softcap > 0.0f) raw = warp_softcapped(raw, p.softcap);
   float score = raw;  // the bias-free score: the weight of the sigmoid-like functions
@@ -206,9 +233,9 @@ __global__ void __launch_bounds__(kWarpRoutingThreads)
     // max (NaN ignored: order key 1; absent: 0), the CPU's pairwise denominator over lanes
     const std::uint32_t m = __reduce_max_sync(kFull, ord > 1u ? ord : 0u);
     const float max_key = m > 1u ? order_key_value(m) : neg_inf();
-    const float term = in ? softmax_term(key, max_key) : 0.0f;
+    const float term = in ? warp_softmax_term(key, max_key) : 0.0f;
     float sum = term;
-    const int leaves = routing_row_capacity(E);
+    const int leaves = warp_pow2_ceil(E);
     for (int off = 1; off < leaves; off *= 2) sum = sum + __shfl_xor_sync(kFull, sum, off);
     lane_w = safe_div(term, sum);  // lanes < leaves (every expert's) hold the root
   } else if constexpr (kSigmoidLike) {

@@ -54,15 +54,7 @@ __global__ void __launch_bounds__(kWarpRoutingThreads)
   const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * kWarpRoutingRows + warp;
   if (row >= kp.num_tokens) return;  // uniform per warp
   const int E = p.num_experts, K = p.top_k, cols = K + p.num_shared_experts;
-  const std::int64_t non_padded = kp.num_tokens_non_padded
-                                      ? static_cast<std::int64_t>(*kp.num_tokens_non_padded)
-                                      : kp.num_tokens;
-  if (row >= non_padded) {
-    warp_store_padded_row(kp.weights, kp.ids, ids_int64, row * cols, cols, lane);
-    return;
-  }
-
-  // ---- load, scores, keys, order keys (lane l: experts first .. first + kVals - 1)
+  // The loads first (a padded row is still a row of the logits: in bounds), then the padding test.
   const int first = lane * kVals;
   const T* x = static_cast<const T*>(kp.logits) + row * kp.row_stride;
   float raw[kVals], bias[kVals];
@@ -73,6 +65,16 @@ __global__ void __launch_bounds__(kWarpRoutingThreads)
 #pragma unroll
     for (int j = 0; j < kVals; ++j) bias[j] = 0.0f;
   }
+  const std::int64_t non_padded = kp.num_tokens_non_padded
+                                      ? static_cast<std::int64_t>(*kp.num_tokens_non_padded)
+                                      : kp.num_tokens;
+  if (row >= non_padded) {
+    warp_store_padded_row(kp.weights, kp.ids, ids_int64, row * cols, cols, lane);
+    return;
+  }
+
+  // ---- scores, keys, order keys (lane l: experts first .. first + kVals - 1; every step a
+  // select, no branch, so that the kVals chains interleave)
   bool finite = false;
 #pragma unroll
   for (int j = 0; j < kVals; ++j) finite = finite || (first + j < E && is_finite(raw[j]));
@@ -93,7 +95,8 @@ __global__ void __launch_bounds__(kWarpRoutingThreads)
     }
     key[j] = score + bias[j];
     val[j] = score;
-    ord[j] = first + j < E ? order_key(key[j]) : 0u;
+    const std::uint32_t o = order_key(key[j]);
+    ord[j] = first + j < E ? o : 0u;
   }
   float softmax_sum = 0.0f;
   if constexpr (kF == ScoreFunc::kSoftmax) {
@@ -106,7 +109,8 @@ __global__ void __launch_bounds__(kWarpRoutingThreads)
     float terms[kVals];
 #pragma unroll
     for (int j = 0; j < kVals; ++j) {
-      terms[j] = first + j < E ? softmax_term(key[j], max_key) : 0.0f;
+      const float t = warp_softmax_term(key[j], max_key);
+      terms[j] = first + j < E ? t : 0.0f;
       val[j] = terms[j];
     }
     float sum = local_pairwise_sum<kVals>(terms);
