@@ -168,29 +168,29 @@ TEST(RoutingHeuristics, ForcedLayoutsAreChecked) {
     EXPECT_EQ(ww.rows_per_block, 4);
     EXPECT_EQ(ww.blocks, 2);
   }
-  // The heuristic's for ungrouped softmax-like routings: 33..128 experts up to 4096 rows, 129..256
-  // up to 512.
-  EXPECT_EQ(routing_warp_wide_rows(33, ScoreFunc::kSoftmax, false), 4096);
-  EXPECT_EQ(routing_warp_wide_rows(128, ScoreFunc::kSoftmax, false), 4096);
-  EXPECT_EQ(routing_warp_wide_rows(128, ScoreFunc::kTopkThenSoftmax, false), 4096);
-  EXPECT_EQ(routing_warp_wide_rows(128, ScoreFunc::kTopkThenSigmoid, false), 4096);
-  EXPECT_EQ(routing_warp_wide_rows(160, ScoreFunc::kSoftmax, false), 512);
-  EXPECT_EQ(routing_warp_wide_rows(256, ScoreFunc::kSoftmax, false), 512);
+  // The heuristic's for ungrouped softmax-like routings: 33..128 experts up to 8191 rows (the quad
+  // kernel's from 8192), 129..256 up to 4096.
+  EXPECT_EQ(routing_warp_wide_rows(33, ScoreFunc::kSoftmax, false), 8191);
+  EXPECT_EQ(routing_warp_wide_rows(128, ScoreFunc::kSoftmax, false), 8191);
+  EXPECT_EQ(routing_warp_wide_rows(128, ScoreFunc::kTopkThenSoftmax, false), 8191);
+  EXPECT_EQ(routing_warp_wide_rows(128, ScoreFunc::kTopkThenSigmoid, false), 8191);
+  EXPECT_EQ(routing_warp_wide_rows(160, ScoreFunc::kSoftmax, false), 4096);
+  EXPECT_EQ(routing_warp_wide_rows(256, ScoreFunc::kSoftmax, false), 4096);
   EXPECT_EQ(routing_warp_wide_rows(257, ScoreFunc::kSoftmax, false), 0);
   EXPECT_EQ(routing_warp_wide_rows(160, ScoreFunc::kSoftmax, true), 0);  // grouped
   EXPECT_EQ(routing_warp_wide_rows(128, ScoreFunc::kSigmoid, false), 0);
   EXPECT_EQ(routing_warp_wide_rows(128, ScoreFunc::kSqrtSoftplus, false), 0);
   EXPECT_EQ(routing_warp_wide_rows(32, ScoreFunc::kSoftmax, false), 0);
-  for (std::int64_t m : {1, 32, 512, 4096}) {
+  for (std::int64_t m : {1, 32, 512, 4096, 8191}) {
     const RoutingLaunchConfig h =
-        routing_launch_config(128, m, 0, true, false, 8, false, 0, 0, /*warp_wide_rows=*/4096);
+        routing_launch_config(128, m, 0, true, false, 8, false, 0, 0, /*warp_wide_rows=*/8191);
     EXPECT_TRUE(h.warp) << m;
     EXPECT_EQ(h.vals, 4) << m;
     EXPECT_FALSE(h.row_block) << m;
   }
-  EXPECT_FALSE(routing_launch_config(128, 4097, 0, true, false, 8, false, 0, 0, 4096).warp);
-  EXPECT_EQ(routing_launch_config(160, 512, 0, true, false, 8, false, 0, 0, 512).vals, 8);
-  EXPECT_FALSE(routing_launch_config(160, 513, 0, true, false, 8, false, 0, 0, 512).warp);
+  EXPECT_FALSE(routing_launch_config(128, 8192, 0, true, false, 8, false, 0, 0, 8191).warp);
+  EXPECT_EQ(routing_launch_config(160, 4096, 0, true, false, 8, false, 0, 0, 4096).vals, 8);
+  EXPECT_FALSE(routing_launch_config(160, 4097, 0, true, false, 8, false, 0, 0, 4096).warp);
   EXPECT_FALSE(routing_launch_config(128, 512, 0, true, false, 8, false, 0, 0, 0).warp);
   EXPECT_TRUE(routing_launch_config(128, 512, 0, true, false, 8, false, 0, 0, 0).row_block);
   // The heuristic's for E <= 32 below the row thread's kRowThreadMinRows rows.

@@ -224,8 +224,8 @@ inline bool routing_warp_pays(int num_experts, std::int64_t num_tokens) {
 // The most rows for which the heuristic takes the wide warp kernel (0: never): ungrouped routings
 // whose keys need no transcendental per expert before the selection (softmax ranks its keys and
 // needs one exact exp per expert for the denominator, which now interleave; the top-k-then
-// functions need none), 33..128 experts up to kWarpWideMaxRows rows, 129..256 up to
-// kWarpWideMaxRowsLong (the sizes measured). Sigmoid-like rows need one exact sigmoid (or
+// functions need none), 33..128 experts up to kWarpWideMaxRows rows (where the quad kernel takes
+// over), 129..256 up to kWarpWideMaxRowsLong. Sigmoid-like rows need one exact sigmoid (or
 // sqrt-softplus) per expert before the selection, ~70 instructions each on one warp, where a row
 // block spreads them over many warps; grouped rows with groups that are not whole runs of lanes
 // take drop_groups' general loop. Measured on an H200 (session 16, bench routing, same process,
@@ -234,11 +234,15 @@ inline bool routing_warp_pays(int num_experts, std::int64_t num_tokens) {
 // 2.16 / 2.23 / 2.40 / 3.30 / 5.80; gpt-oss-120b (top-k then softmax, K 4) 1.73 / 1.81 / 1.99 /
 // 2.39 / 4.08 -> 1.40 / 1.45 / 1.63 / 2.25 / 3.84; Llama 4 (top-k then sigmoid, K 1) 1.27 /
 // 1.37 / 1.53 / 1.80 / 2.85 -> 1.09 / 1.15 / 1.33 / 1.58 / 2.50; Qwen3-Coder (softmax, E 160, 8
-// per lane; 1 / 32 / 512 rows) 3.02 / 3.20 / 3.43 -> 2.75 / 2.81 / 2.99. Forced where it does
-// not apply, 1 row: DeepSeek-V3 (sigmoid, grouped) 3.35 -> 5.29, Kimi K2 (sigmoid, 16 per lane)
-// 3.40 -> 5.17, DeepSeek-V2 (softmax, groups of 20) 3.51 -> 7.20.
-inline constexpr std::int64_t kWarpWideMaxRows = 4096;
-inline constexpr std::int64_t kWarpWideMaxRowsLong = 512;
+// per lane; 1 / 32 / 512 rows) 3.02 / 3.20 / 3.43 -> 2.75 / 2.81 / 2.99. Above those sizes (call 6,
+// lane groups -> forced; 4097 / 6144 / 8191 rows): Qwen3-30B 6.65 / 8.92 / 11.00 -> 5.78 / 7.75 /
+// 9.82, Llama 4 2.81 / 3.81 / 4.57 -> 2.42 / 3.35 / 4.28, gpt-oss 3.90 / 5.20 / 6.35 -> 3.70 /
+// 5.13 / 6.45; Qwen3-Coder (513 / 1024 / 2048 / 4096 rows) 4.61 / 4.89 / 6.17 / 9.89 -> 3.01 /
+// 3.47 / 4.97 / 8.88. Forced where it does not apply, 1 row: DeepSeek-V3 (sigmoid, grouped) 3.35
+// -> 5.29, Kimi K2 (sigmoid, 16 per lane) 3.40 -> 5.17, DeepSeek-V2 (softmax, groups of 20) 3.51 ->
+// 7.20.
+inline constexpr std::int64_t kWarpWideMaxRows = 8191;  // = kQuadMinRows - 1
+inline constexpr std::int64_t kWarpWideMaxRowsLong = 4096;
 inline std::int64_t routing_warp_wide_rows(int num_experts, ScoreFunc f, bool grouped) {
   const bool softmax_like = f == ScoreFunc::kSoftmax || f == ScoreFunc::kTopkThenSoftmax ||
                             f == ScoreFunc::kTopkThenSigmoid;
