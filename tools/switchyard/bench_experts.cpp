@@ -54,7 +54,8 @@ const std::vector<FlagSpec>& experts_flags() {
       {"plan", true,
        "auto (the heuristic, default) | decode:1|2|4|8 (8-row tiles per work item) | "
        "decode:1:narrow|deep|narrow3 (one tile, that GEMM2 instance) | "
-       "decode:1:slots|layout (one tile, slot items or the layout kernel) | "
+       "decode:1:slots|layout (one tile, slot items or the layout kernel; both kinds of suffix "
+       "combine, e.g. decode:1:slots:deep) | "
        "gemm:64|128|64:single|128:single[:rounded][:unfused] "
        "(grouped GEMM row tile; rounded: GEMM1 out in the input dtype; unfused: the float32 "
        "GEMM1 and the activation kernel even with interleaved w13): force a path, to measure "
@@ -108,9 +109,9 @@ Routing make_routing(std::int64_t M, int K, int E, std::uint64_t seed) {
   return r;
 }
 
-// --plan: "auto" leaves the heuristic's plan; "decode:T", "decode:1:narrow|deep|narrow3" (GEMM2's
-// one-tile instance), "decode:1:slots" / "decode:1:layout" (slot items or not), "gemm:R" or
-// "gemm:R:rounded" force one.
+// --plan: "auto" leaves the heuristic's plan; "decode:T", "decode:1:narrow|deep|narrow3"
+// (GEMM2's one-tile instance), "decode:1:slots" / "decode:1:layout" (slot items or not; the two
+// kinds of suffix combine: "decode:1:slots:deep"), "gemm:R" or "gemm:R:rounded" force one.
 Status parse_plan(const std::string& text, heuristics::ExpertsPlan* plan, bool* force) {
   *force = text != "auto";
   if (!*force) return Status::Ok();
@@ -119,18 +120,34 @@ Status parse_plan(const std::string& text, heuristics::ExpertsPlan* plan, bool* 
     plan->decode_token_tiles = text.back() - '0';
     return Status::Ok();
   }
-  if (text == "decode:1:slots" || text == "decode:1:layout") {
-    plan->path = heuristics::ExpertsPath::kDecode;
-    plan->decode_token_tiles = 1;
-    plan->decode_slot_items = text == "decode:1:slots";
-    return Status::Ok();
-  }
   using heuristics::DecodeGemm2;
-  for (DecodeGemm2 v : {DecodeGemm2::kNarrow, DecodeGemm2::kDeep, DecodeGemm2::kNarrow3}) {
-    if (text == std::string("decode:1:") + heuristics::decode_gemm2_name(v)) {
+  if (text.rfind("decode:1:", 0) == 0) {  // one tile with up to one suffix of each kind
+    bool items = false, instance = false, ok = text.size() > 9;
+    std::string rest = text.substr(9);
+    while (ok && !rest.empty()) {
+      const std::size_t colon = rest.find(':');
+      const std::string part = rest.substr(0, colon);
+      rest = colon == std::string::npos ? "" : rest.substr(colon + 1);
+      ok = colon == std::string::npos || !rest.empty();
+      if (part == "slots" || part == "layout") {
+        ok = ok && !items;
+        items = true;
+        plan->decode_slot_items = part == "slots";
+        continue;
+      }
+      bool found = false;
+      for (DecodeGemm2 v : {DecodeGemm2::kNarrow, DecodeGemm2::kDeep, DecodeGemm2::kNarrow3}) {
+        if (part == heuristics::decode_gemm2_name(v)) {
+          found = true;
+          plan->decode_gemm2 = v;
+        }
+      }
+      ok = ok && found && !instance;
+      instance = true;
+    }
+    if (ok) {
       plan->path = heuristics::ExpertsPath::kDecode;
       plan->decode_token_tiles = 1;
-      plan->decode_gemm2 = v;
       return Status::Ok();
     }
   }
@@ -171,7 +188,7 @@ Status parse_plan(const std::string& text, heuristics::ExpertsPlan* plan, bool* 
   }
   return Status::InvalidArgument(
       "--plan = " + text +
-      ": expected auto, decode:1|2|4|8, decode:1:narrow|deep|narrow3|slots|layout or "
+      ": expected auto, decode:1|2|4|8, decode:1[:slots|layout][:narrow|deep|narrow3] or "
       "gemm:T[+T2][:rounded][:unfused] with tiles T, T2 (GEMM1, GEMM2) of "
       "64|128|64:single|128:single");
 }
