@@ -8,12 +8,16 @@
 //      warp's count of e to cnt[w][e]. Block barrier (it also orders the prefill before the stores
 //      below);
 //   3. lane e of every warp gets e's slots in earlier warps and its total: up to 8 warps, each
-//      warp adds up cnt[.][e] itself; beyond, warp 0 turns the columns into prefixes behind a
-//      second barrier. The padded block counts are scanned over the lanes (shuffles), and a lane
-//      with a slot of expert x takes x's base from lane x and stores the slot. Warp 0 writes the
-//      block labels (align) or counts and offsets (layout). Padding and tails are the prefill's.
-// Measured (H200, bench/NOTES.md, session 14), us over an empty launch for Mixtral at 64 / 256 /
-// 512 tokens: 1.21 / 1.70 / 2.16, against align_small_kernel's 2.1-2.3 (bar: 2.0).
+//      warp adds up cnt[.][e] itself; beyond, warp e turns column e into prefixes (lane w holds
+//      warp w's count: one load, a shuffle scan, one store; warp w also takes experts w + W, ...
+//      when E > W) behind a second barrier. The padded block counts are scanned over the lanes
+//      (shuffles), and a lane with a slot of expert x takes x's base from lane x and stores the
+//      slot. Warp 0 writes the block labels (align) or counts and offsets (layout). Padding and
+//      tails are the prefill's.
+// Measured (H200, bench/NOTES.md, sessions 14 and 17), us over an empty launch for Mixtral at 64 /
+// 256 / 512 tokens: 1.22 / 1.48 / 1.92, against align_small_kernel's 2.2-2.3 (bar: 2.0). Session
+// 14's kernel (1.30 / 1.72 / 2.17 in the same process) had warp 0 scan every column itself (32
+// loads, adds and stores per lane at 32 warps) and one ballot per loop iteration.
 #pragma once
 
 #include <cstdint>
@@ -29,9 +33,12 @@ inline constexpr std::int32_t kFewAlignMaxExperts = 32;  // lane e: expert e
 inline constexpr int kFewAlignMaxWarps = 32;
 inline constexpr std::int64_t kFewAlignMaxSlots = 32 * kFewAlignMaxWarps;  // 1024
 // Up to this many warps each warp sums the warps' counts itself (O(W^2) shared loads in all);
-// beyond, warp 0 turns them into prefixes behind one more barrier (measured: 32 warps summing
-// redundantly made 512 Mixtral tokens 0.6 us slower than align_small_kernel).
+// beyond, one warp per expert turns them into prefixes behind one more barrier (measured: 32
+// warps summing redundantly made 512 Mixtral tokens 0.6 us slower than align_small_kernel).
 inline constexpr int kFewAlignRedundantWarps = 8;
+// Row stride of the per-warp counts cnt[w][e] in shared memory: one padding int, so that a warp
+// reading a column (lane w: cnt[w][e]) touches 32 different banks.
+inline constexpr int kFewCntStride = kFewAlignMaxExperts + 1;
 // Output entries one block prefills at most (beyond, align_small_kernel's grid writes them).
 inline constexpr std::int64_t kFewAlignMaxEntries = 16384;
 
@@ -44,8 +51,8 @@ inline int few_align_threads(std::int64_t num_slots) {
 #define SY_FEW_TRACE(k) \
   if (p.trace != nullptr && threadIdx.x == 0) p.trace[k] = clock64()
 
-// The kernel's body: one block of few_align_threads(N) threads; `cnt` is [32][32] + [32] ints of
-// shared memory.
+// The kernel's body: one block of few_align_threads(N) threads; `cnt` is [32][kFewCntStride] + [32]
+// ints of shared memory.
 template <bool kAlign>
 __device__ __forceinline__ void align_few_body(const SortParams& p, std::int32_t* cnt) {
   SY_FEW_TRACE(0);
@@ -61,16 +68,21 @@ __device__ __forceinline__ void align_few_body(const SortParams& p, std::int32_t
   // ---- 1. this thread's slot (load first), the prefill
   const std::int32_t x = slot_expert_of(p, s);
   prefill_outputs<kAlign>(p, s, nthreads);
-  // ---- 2. one ballot per expert
+  // ---- 2. one ballot per expert, four experts per iteration (independent ballots back to back;
+  // an expert id >= E matches no slot and only sets the unused count of a lane >= E to 0)
   unsigned peers = 0u;
   std::int32_t my_count = 0;  // lane e: this warp's slots of expert e
 #pragma unroll 1
-  for (std::int32_t e = 0; e < E; ++e) {
-    const unsigned m = __ballot_sync(0xffffffffu, x == e);
-    peers = x == e ? m : peers;
-    my_count = lane == e ? __popc(m) : my_count;
+  for (std::int32_t e0 = 0; e0 < E; e0 += 4) {
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const std::int32_t e = e0 + q;
+      const unsigned m = __ballot_sync(0xffffffffu, x == e);
+      peers = x == e ? m : peers;
+      my_count = lane == e ? __popc(m) : my_count;
+    }
   }
-  if (lane < E) cnt[warp * kFewAlignMaxExperts + lane] = my_count;
+  if (lane < E) cnt[warp * kFewCntStride + lane] = my_count;
   __syncthreads();
   SY_FEW_TRACE(1);
 
@@ -80,29 +92,24 @@ __device__ __forceinline__ void align_few_body(const SortParams& p, std::int32_t
     if (lane < E) {
 #pragma unroll 4
       for (int w = 0; w < W; ++w) {
-        const std::int32_t c = cnt[w * kFewAlignMaxExperts + lane];
+        const std::int32_t c = cnt[w * kFewCntStride + lane];
         before += w < warp ? c : 0;
         total += c;
       }
     }
-  } else {  // warp 0 turns the columns into prefixes, one more barrier
-    std::int32_t* tot = cnt + kFewAlignMaxWarps * kFewAlignMaxExperts;
-    if (warp == 0 && lane < E) {
-      std::int32_t c[kFewAlignMaxWarps];
-#pragma unroll
-      for (int w = 0; w < kFewAlignMaxWarps; ++w)
-        c[w] = w < W ? cnt[w * kFewAlignMaxExperts + lane] : 0;
-      std::int32_t acc = 0;
-#pragma unroll
-      for (int w = 0; w < kFewAlignMaxWarps; ++w) {
-        if (w < W) cnt[w * kFewAlignMaxExperts + lane] = acc;
-        acc += c[w];
-      }
-      tot[lane] = acc;
+  } else {  // warp e turns column e into prefixes over the warps, one more barrier
+    std::int32_t* tot = cnt + kFewAlignMaxWarps * kFewCntStride;
+#pragma unroll 1
+    for (std::int32_t e = warp; e < E; e += W) {           // warp-uniform
+      std::int32_t* col = cnt + lane * kFewCntStride + e;  // lane w: warp w's count of e
+      const std::int32_t c = lane < W ? *col : 0;
+      const std::int32_t incl = warp_inclusive_scan(c);
+      if (lane < W) *col = incl - c;
+      if (lane == 31) tot[e] = incl;
     }
     __syncthreads();
     if (lane < E) {
-      before = cnt[warp * kFewAlignMaxExperts + lane];
+      before = cnt[warp * kFewCntStride + lane];
       total = tot[lane];
     }
   }
@@ -156,7 +163,7 @@ __device__ __forceinline__ void align_few_body(const SortParams& p, std::int32_t
 // one launch. One block of few_align_threads(N) threads.
 template <bool kAlign, int kPasses>
 __global__ void __launch_bounds__(1024) align_few_kernel(const SortParams p) {
-  __shared__ std::int32_t cnt[kFewAlignMaxWarps * kFewAlignMaxExperts + kFewAlignMaxExperts];
+  __shared__ std::int32_t cnt[kFewAlignMaxWarps * kFewCntStride + kFewAlignMaxExperts];
   pdl_launch_dependents();  // a PDL consumer waits for this grid's completion (kernels/pdl.cuh)
 #pragma unroll 1
   for (int pass = 0; pass < kPasses; ++pass) {
