@@ -72,10 +72,16 @@ __device__ __forceinline__ void load_chunk(const T* row_ptr, int first, int num_
   }
 }
 
-// bias[first + j] (0 outside the row); 16-byte loads where aligned.
+// bias[first + j] (0 outside the row, and everywhere without a bias); 16-byte loads where
+// aligned.
 template <int kVals>
 __device__ __forceinline__ void load_bias(const float* bias, int first, int num_experts,
                                           float (&b)[kVals]) {
+  if (bias == nullptr) {
+#pragma unroll
+    for (int j = 0; j < kVals; ++j) b[j] = 0.0f;
+    return;
+  }
   if constexpr (kVals % 4 == 0) {
     if ((reinterpret_cast<std::uintptr_t>(bias + first) & 15u) == 0 &&
         first + kVals <= num_experts) {
@@ -93,6 +99,14 @@ __device__ __forceinline__ void load_bias(const float* bias, int first, int num_
   }
 #pragma unroll
   for (int j = 0; j < kVals; ++j) b[j] = first + j < num_experts ? __ldg(bias + first + j) : 0.0f;
+}
+
+// Rows below this are routed; the rows from it to num_tokens are padding (outputs 0 / -1). The
+// device-side count where the caller gave one, else num_tokens.
+__device__ __forceinline__ std::int64_t routing_non_padded_rows(
+    const detail::RoutingKernelParams& kp) {
+  return kp.num_tokens_non_padded ? static_cast<std::int64_t>(*kp.num_tokens_non_padded)
+                                  : kp.num_tokens;
 }
 
 // Pairwise tree over a lane's aligned run of leaves: v[0] += v[s] ... (left + right).
@@ -341,9 +355,7 @@ __device__ __forceinline__ void route_row_lanes(const detail::RoutingKernelParam
     }
   };
 
-  const std::int64_t non_padded = kp.num_tokens_non_padded
-                                      ? static_cast<std::int64_t>(*kp.num_tokens_non_padded)
-                                      : kp.num_tokens;
+  const std::int64_t non_padded = routing_non_padded_rows(kp);
   if (row >= non_padded) {
     for (int c = grp.lane; c < cols; c += kLanes) {
       out_w[c] = 0.0f;
@@ -357,12 +369,7 @@ __device__ __forceinline__ void route_row_lanes(const detail::RoutingKernelParam
   float raw[kVals], bias[kVals];
   load_chunk<T, kVals>(x, first, E, vec_ok, raw);
   mark(1);
-  if (kp.bias) {
-    load_bias<kVals>(kp.bias, first, E, bias);
-  } else {
-#pragma unroll
-    for (int j = 0; j < kVals; ++j) bias[j] = 0.0f;
-  }
+  load_bias<kVals>(kp.bias, first, E, bias);
   bool any_finite = false;
 #pragma unroll
   for (int j = 0; j < kVals; ++j) any_finite = any_finite || (first + j < E && is_finite(raw[j]));

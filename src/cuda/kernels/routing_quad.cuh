@@ -161,9 +161,7 @@ __device__ __forceinline__ bool quad_route_row(const detail::RoutingKernelParams
   const LaneGroup<kQuadLanes> grp;
   const int E = p.num_experts, K = p.top_k, cols = K + p.num_shared_experts;
 
-  const std::int64_t non_padded = kp.num_tokens_non_padded
-                                      ? static_cast<std::int64_t>(*kp.num_tokens_non_padded)
-                                      : kp.num_tokens;
+  const std::int64_t non_padded = routing_non_padded_rows(kp);
   if (row >= non_padded) {
     for (int c = grp.lane; c < cols; c += kQuadLanes) {
       kp.weights[row * cols + c] = 0.0f;

@@ -323,15 +323,8 @@ __global__ void __launch_bounds__(kRowBlockMaxThreads, 2)
   float raw[kVals], bias[kVals];
   load_chunk<T, kVals>(static_cast<const T*>(kp.logits) + row * kp.row_stride, first, E, vec_ok,
                        raw);
-  if (kp.bias) {
-    load_bias<kVals>(kp.bias, first, E, bias);
-  } else {
-#pragma unroll
-    for (int j = 0; j < kVals; ++j) bias[j] = 0.0f;
-  }
-  const std::int64_t non_padded = kp.num_tokens_non_padded
-                                      ? static_cast<std::int64_t>(*kp.num_tokens_non_padded)
-                                      : kp.num_tokens;
+  load_bias<kVals>(kp.bias, first, E, bias);
+  const std::int64_t non_padded = routing_non_padded_rows(kp);
   mark(1);
   bool finite = false;
 #pragma unroll

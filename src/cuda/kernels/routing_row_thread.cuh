@@ -67,9 +67,7 @@ __global__ void __launch_bounds__(kRoutingThreads)
   auto store_id = [&](int c, std::int32_t id) {
     store_routing_id(kp, ids_int64, row * cols + c, id);
   };
-  const std::int64_t non_padded = kp.num_tokens_non_padded
-                                      ? static_cast<std::int64_t>(*kp.num_tokens_non_padded)
-                                      : kp.num_tokens;
+  const std::int64_t non_padded = routing_non_padded_rows(kp);
   if (row >= non_padded) {
     for (int c = 0; c < cols; ++c) {
       out_w[c] = 0.0f;
@@ -81,12 +79,7 @@ __global__ void __launch_bounds__(kRoutingThreads)
   const T* x = static_cast<const T*>(kp.logits) + row * kp.row_stride;
   float raw[kCap], bias[kCap];
   load_chunk<T, kCap>(x, 0, E, vec_ok, raw);
-  if (kp.bias) {
-    load_bias<kCap>(kp.bias, 0, E, bias);
-  } else {
-#pragma unroll
-    for (int j = 0; j < kCap; ++j) bias[j] = 0.0f;
-  }
+  load_bias<kCap>(kp.bias, 0, E, bias);
   bool any_finite = false;
 #pragma unroll
   for (int j = 0; j < kCap; ++j) any_finite = any_finite || (j < E && is_finite(raw[j]));

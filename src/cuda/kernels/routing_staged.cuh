@@ -511,9 +511,7 @@ __global__ void __launch_bounds__(kStagedThreads, 1)
   const std::int64_t row = row0 + r;
   bool settled = true;
   if (r < nrows) {  // (uniform across the pair)
-    const std::int64_t non_padded = kp.num_tokens_non_padded
-                                        ? static_cast<std::int64_t>(*kp.num_tokens_non_padded)
-                                        : kp.num_tokens;
+    const std::int64_t non_padded = routing_non_padded_rows(kp);
     if (row >= non_padded) {
       const int cols = p.top_k + p.num_shared_experts;
       for (int c = lane % kStagedLanes; c < cols; c += kStagedLanes) {

@@ -207,9 +207,7 @@ __global__ void __launch_bounds__(kWarpRoutingThreads)
   const T* x = static_cast<const T*>(kp.logits) + row * kp.row_stride;
   float raw = in ? to_float(x[lane]) : 0.0f;
   const float bias = kp.bias != nullptr && in ? __ldg(kp.bias + lane) : 0.0f;
-  const std::int64_t non_padded = kp.num_tokens_non_padded
-                                      ? static_cast<std::int64_t>(*kp.num_tokens_non_padded)
-                                      : kp.num_tokens;
+  const std::int64_t non_padded = routing_non_padded_rows(kp);
   if (row >= non_padded) {
     warp_store_padded_row(kp.weights, kp.ids, ids_int64, row * cols, cols, lane);
     return;

@@ -59,15 +59,8 @@ __global__ void __launch_bounds__(kWarpRoutingThreads)
   const T* x = static_cast<const T*>(kp.logits) + row * kp.row_stride;
   float raw[kVals], bias[kVals];
   load_chunk<T, kVals>(x, first, E, vec_ok, raw);
-  if (kp.bias != nullptr) {
-    load_bias<kVals>(kp.bias, first, E, bias);
-  } else {
-#pragma unroll
-    for (int j = 0; j < kVals; ++j) bias[j] = 0.0f;
-  }
-  const std::int64_t non_padded = kp.num_tokens_non_padded
-                                      ? static_cast<std::int64_t>(*kp.num_tokens_non_padded)
-                                      : kp.num_tokens;
+  load_bias<kVals>(kp.bias, first, E, bias);
+  const std::int64_t non_padded = routing_non_padded_rows(kp);
   if (row >= non_padded) {
     warp_store_padded_row(kp.weights, kp.ids, ids_int64, row * cols, cols, lane);
     return;
