@@ -9,7 +9,9 @@
 // CUDA ops are one launch each, allocate nothing, never synchronise with the host and can be
 // captured in a CUDA graph; their results equal the CPU's bit for bit. Alignment and layout take a
 // caller-owned workspace whose size comes from the *_workspace_size queries (16-byte aligned; its
-// contents need no initialisation and are scratch between calls).
+// contents need no initialisation and are scratch between calls). On sm_90 and later the
+// single-block and single-cluster alignment and layout kernels (up to 8192 slots) launch with
+// programmatic dependent launch, as routing does (routing.h).
 #pragma once
 
 #include <cstddef>

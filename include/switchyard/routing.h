@@ -46,7 +46,10 @@
 //
 // CUDA backend: one kernel launch per call for every variant and every E, no allocation, no host
 // synchronisation, capturable in a CUDA graph, needs no workspace (routing_workspace_size() == 0,
-// kept so that callers size workspaces uniformly across ops).
+// kept so that callers size workspaces uniformly across ops). On sm_90 and later, calls of up to
+// 512 rows launch with programmatic dependent launch: the kernel waits for the previous kernel in
+// the stream before it reads or writes anything, so stream order holds as with a plain launch,
+// while its launch overlaps that kernel (SWITCHYARD_PDL=0 in the environment turns it off).
 #pragma once
 
 #include <cstddef>

@@ -6,6 +6,7 @@
 
 #include <mutex>
 
+#include "../common/check.h"
 #include "cuda_status.h"
 
 namespace switchyard::detail {

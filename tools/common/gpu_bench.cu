@@ -4,6 +4,8 @@
 #include <vector>
 
 #include "../../src/cuda/cuda_status.h"
+#include "../../src/cuda/kernels/pdl.cuh"
+#include "../../src/cuda/launch/pdl_launch.h"
 #include "gpu_bench.h"
 
 namespace switchyard::tools {
@@ -57,6 +59,9 @@ Status device_synchronize() {
 namespace {
 
 __global__ void empty_kernel() {}
+__global__ void empty_pdl_kernel() {
+  kernels::pdl_begin();
+}
 
 // Streaming read: every thread sums 16-byte words over a grid-stride loop; one word per block is
 // written so the loads cannot be removed.
@@ -159,10 +164,15 @@ Status time_graph(int calls, int replays,
   return Status::Ok();
 }
 
-Status time_empty_kernel(int calls, int replays, GraphTiming* out) {
+Status time_empty_kernel(int calls, int replays, GraphTiming* out, bool pdl) {
   return time_graph(
       calls, replays,
-      [](int, cudaStream_t s) {
+      [pdl](int, cudaStream_t s) {
+        if (pdl) {
+          return cuda_status(
+              detail::launch_ex(empty_pdl_kernel, {dim3(1), dim3(32)}, s, /*pdl=*/true),
+              "empty PDL kernel");
+        }
         empty_kernel<<<1, 32, 0, s>>>();
         return cuda_status(cudaGetLastError(), "empty kernel");
       },

@@ -51,8 +51,10 @@ struct GraphTiming {
 Status time_graph(int calls, int replays,
                   const std::function<Status(int call, cudaStream_t stream)>& enqueue,
                   GraphTiming* out);
-// The empty-kernel baseline, timed exactly like time_graph.
-Status time_empty_kernel(int calls, int replays, GraphTiming* out);
+// The empty-kernel baseline, timed exactly like time_graph. pdl: launched as the routing and
+// small alignment kernels are (a PDL secondary whose only statement is kernels::pdl_begin(); a
+// plain launch where the library launches plainly: SWITCHYARD_PDL=0 or below sm_90).
+Status time_empty_kernel(int calls, int replays, GraphTiming* out, bool pdl = false);
 
 struct MemoryCeiling {
   double read_gbps = 0;   // streaming read of a large buffer (16-byte loads, grid-stride)

@@ -35,7 +35,7 @@ Status device_synchronize() {
 Status time_graph(int, int, const std::function<Status(int, cudaStream_t)>&, GraphTiming*) {
   return no_cuda("time_graph");
 }
-Status time_empty_kernel(int, int, GraphTiming*) {
+Status time_empty_kernel(int, int, GraphTiming*, bool) {
   return no_cuda("time_empty_kernel");
 }
 Status measure_memory_ceiling(std::size_t, MemoryCeiling*) {

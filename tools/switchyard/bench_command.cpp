@@ -4,7 +4,8 @@
 //   GB/s          (bytes read + bytes written) / median_us; bytes = logits + bias + weights + ids
 //   pct_ceiling   GB/s / measured streaming-read ceiling of the card (same process)
 //   floor_us      bytes / ceiling; x_floor = median_us / floor_us
-//   empty_us      an empty kernel timed the same way; over_empty_us = median_us - empty_us
+//   empty_us      an empty kernel timed the same way, and launched the same way (a PDL secondary,
+//                 as the routing kernels are); over_empty_us = median_us - empty_us
 //   wrong         rows whose ids or weight bits differ from the CPU backend
 #include <algorithm>
 #include <chrono>
@@ -119,7 +120,7 @@ int bench_routing(const Args& args) {
 
   const bool cuda = device == Device::kCuda;
   tools::MemoryCeiling ceiling;
-  tools::GraphTiming empty;
+  tools::GraphTiming empty, empty_plain;
   constexpr int kCalls = 40, kReplays = 7;
   if (cuda) {
     std::fprintf(stderr, "[bench] measuring the memory ceiling and the empty-kernel launch...\n");
@@ -129,7 +130,10 @@ int bench_routing(const Args& args) {
                !st.ok()) {
       return fail(cmd, st, kExitRuntime);
     }
-    if (Status st = tools::time_empty_kernel(kCalls, kReplays, &empty); !st.ok()) {
+    if (Status st = tools::time_empty_kernel(kCalls, kReplays, &empty, /*pdl=*/true); !st.ok()) {
+      return fail(cmd, st, kExitRuntime);
+    }
+    if (Status st = tools::time_empty_kernel(kCalls, kReplays, &empty_plain); !st.ok()) {
       return fail(cmd, st, kExitRuntime);
     }
   } else {
@@ -211,7 +215,10 @@ int bench_routing(const Args& args) {
                           : "CUDA graph of 40 calls over rotating buffers (>= 2x L2), median "
                             "of 7 replays / 40; bytes = logits + bias + weights + ids");
     j.field("ceiling_read_gbps", ceiling.read_gbps).field("ceiling_copy_gbps", ceiling.copy_gbps);
-    j.field("empty_kernel_us", empty.median_us_per_call);
+    j.field("empty_kernel_us", empty.median_us_per_call)
+        .field("empty_kernel_launch",
+               "PDL secondary, as the routing kernels (plain under SWITCHYARD_PDL=0)")
+        .field("empty_plain_kernel_us", empty_plain.median_us_per_call);
     j.key("rows").begin_array();
     for (const Row& r : rows) {
       j.begin_object().field("model", r.model).field("E", r.experts).field("K", r.top_k);
@@ -239,9 +246,10 @@ int bench_routing(const Args& args) {
   {
     char buf[256];
     std::snprintf(buf, sizeof buf,
-                  "routing bench on %s, logits %s, %s; ceiling %.0f GB/s; empty kernel %.2f us\n",
+                  "routing bench on %s, logits %s, %s; ceiling %.0f GB/s; empty kernel %.2f us "
+                  "(PDL, as routing; plain %.2f)\n",
                   card.c_str(), dtype_name(dtype), skew.describe().c_str(), ceiling.read_gbps,
-                  empty.median_us_per_call);
+                  empty.median_us_per_call, empty_plain.median_us_per_call);
     table = buf;
     table +=
         "| model | E | K | tokens | median us | over empty us | GB/s | % ceiling | floor us | x "

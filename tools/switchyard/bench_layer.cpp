@@ -10,7 +10,9 @@
 //   combine: read expert rows (one per valid slot) + weights + src_to_dst; written the output
 // floor_us = read / (measured streaming-read GB/s) + written / (measured streaming-write GB/s), in
 // the same process; pct_ceiling = 100 * floor_us / median_us; GB/s = (read + written) / median.
-// over_empty_us = median us - an empty kernel timed the same way (CUDA only).
+// over_empty_us = median us - an empty kernel timed the same way and launched as the op's kernels
+// are (align: a PDL secondary; its multi-block kernels above 8192 slots launch plainly) (CUDA
+// only).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -322,9 +324,14 @@ int bench_layer_op(const std::string& op, int argc, char** argv, int first) {
       return fail(cmd.c_str(), st, kExitRuntime);
     }
   }
-  tools::GraphTiming empty;
+  // The empty kernel is launched as the op's kernels are: alignment's as PDL secondaries.
+  const bool op_pdl = op == "align";
+  tools::GraphTiming empty, empty_plain;
   if (cuda) {
-    if (Status st = tools::time_empty_kernel(40, 7, &empty); !st.ok()) {
+    if (Status st = tools::time_empty_kernel(40, 7, &empty, op_pdl); !st.ok()) {
+      return fail(cmd.c_str(), st, kExitRuntime);
+    }
+    if (Status st = tools::time_empty_kernel(40, 7, &empty_plain); !st.ok()) {
       return fail(cmd.c_str(), st, kExitRuntime);
     }
   }
@@ -337,7 +344,10 @@ int bench_layer_op(const std::string& op, int argc, char** argv, int first) {
       .field("routing", skew.describe());
   j.field("ceiling_read_gbps", ceiling.read_gbps)
       .field("ceiling_write_gbps", ceiling.write_gbps)
-      .field("empty_kernel_us", empty.median_us_per_call);
+      .field("empty_kernel_us", empty.median_us_per_call)
+      .field("empty_kernel_launch",
+             op_pdl ? "PDL secondary, as the op's kernels (plain under SWITCHYARD_PDL=0)" : "plain")
+      .field("empty_plain_kernel_us", empty_plain.median_us_per_call);
   if (op == "align") j.field("block_size", block_size);
   if (op == "permute") j.field("permute_map", permute_map);
   j.key("rows").begin_array();

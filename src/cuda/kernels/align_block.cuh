@@ -216,8 +216,7 @@ __device__ __forceinline__ void align_block_body(const SortParams& p) {
 // kBlockAlignThreads threads, any grid.
 template <bool kAlign>
 __global__ void __launch_bounds__(kBlockAlignThreads) align_block_kernel(const SortParams p) {
-  // As align_small_kernel: a PDL consumer may become resident now (it waits for this grid).
-  pdl_launch_dependents();
+  pdl_begin();  // first, as in align_small_kernel
   align_block_body<kAlign>(p);
 }
 

@@ -313,9 +313,10 @@ template <int kSteps, int kPasses>
 __global__ void __launch_bounds__(kSmallAlignThreads) align_small_kernel(const SortParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
   __shared__ __align__(16) std::int32_t scan_scratch[32];
-  // A consumer launched with PDL (the fused decode path's GEMM1) may become resident now; it
+  // Launched as a PDL secondary (launch/align.cu): wait for the previous kernel (the routing),
+  // then let a consumer launched with PDL (the fused decode path's GEMM1) become resident; it
   // waits for this grid's completion before it reads anything (kernels/pdl.cuh).
-  pdl_launch_dependents();
+  pdl_begin();
 #pragma unroll 1
   for (int pass = 0; pass < kPasses; ++pass) {
     if (pass > 0) __syncthreads();

@@ -376,8 +376,7 @@ __device__ __forceinline__ void align_warp_body(const SortParams& p) {
 // runs the body twice per launch, every pass writing the same outputs from the same threads.
 template <bool kAlign, int kSets, int kPasses>
 __global__ void __launch_bounds__(kWarpAlignThreads) align_warp_kernel(const SortParams p) {
-  // As align_small_kernel: a PDL consumer may become resident now (it waits for this grid).
-  pdl_launch_dependents();
+  pdl_begin();  // first, as in align_small_kernel
 #pragma unroll 1
   for (int pass = 0; pass < kPasses; ++pass) align_warp_body<kAlign, kSets>(p);
 }

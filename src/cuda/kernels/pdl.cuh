@@ -25,6 +25,14 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 #endif
 }
 
+// For kernels whose first statement it is (routing, small alignment): wait for the previous
+// kernel in the stream, then let the next one launch. Such a kernel reads and writes no global
+// memory before it, so it keeps plain stream order while its launch overlaps its predecessor.
+__device__ __forceinline__ void pdl_begin() {
+  pdl_wait();
+  pdl_launch_dependents();
+}
+
 // Asks the L2 to fetch [p, p + bytes): p 16-byte aligned, bytes a multiple of 16. A hint only.
 __device__ __forceinline__ void prefetch_l2_bulk(const void* p, std::uint32_t bytes) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

@@ -13,6 +13,7 @@
 #include "../../common/routing_kernel_params.h"
 #include "../../common/routing_row.h"
 #include "lane_group.cuh"
+#include "pdl.cuh"
 #include "routing_prefilter.cuh"
 
 namespace switchyard::kernels {
@@ -497,6 +498,7 @@ template <typename T, int kLanes, int kVals, bool kTrace = false, bool kPrefilte
 __global__ void __launch_bounds__(kRoutingThreads, 4)
     routing_kernel(const detail::RoutingKernelParams kp, const bool vec_ok, const bool ids_int64,
                    long long* trace = nullptr) {
+  pdl_begin();  // first: kernels/pdl.cuh
   const int row_in_block = static_cast<int>(threadIdx.x) / kLanes;
   const std::int64_t row =
       static_cast<std::int64_t>(blockIdx.x) * (kRoutingThreads / kLanes) + row_in_block;

@@ -407,6 +407,7 @@ template <typename T, int kVals, bool kApprox, int kGroupSize>
 __global__ void __launch_bounds__(kRoutingThreads, 1)
     routing_quad_kernel(const detail::RoutingKernelParams kp, const bool vec_ok,
                         const bool ids_int64) {
+  pdl_begin();  // first: kernels/pdl.cuh
   constexpr int kFallbackVals = detail::next_pow2(kQuadLanes * kVals) / 32;
   __shared__ QuadSmem sm;
   const int r = static_cast<int>(threadIdx.x) / kQuadLanes;

@@ -299,6 +299,7 @@ template <typename T, int kVals, bool kTrace = false>
 __global__ void __launch_bounds__(kRowBlockMaxThreads, 2)
     routing_row_block_kernel(const detail::RoutingKernelParams kp, const RowBlockPlan plan,
                              const bool vec_ok, const bool ids_int64, long long* trace = nullptr) {
+  pdl_begin();  // first: kernels/pdl.cuh
   using namespace detail;
   __shared__ RowBlockShared sh;
   extern __shared__ std::uint32_t row_block_leaves[];  // ord, then score

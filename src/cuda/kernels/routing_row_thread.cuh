@@ -56,6 +56,7 @@ template <typename T, int kCap, int kCols>
 __global__ void __launch_bounds__(kRoutingThreads)
     routing_row_thread_kernel(const detail::RoutingKernelParams kp, const bool vec_ok,
                               const bool ids_int64) {
+  pdl_begin();  // first: kernels/pdl.cuh
   using namespace detail;
   static_assert(kCap <= kRowThreadMaxExperts && kCols <= kMaxRoutingColumns, "layout");
   const RoutingParams& p = kp.p;

@@ -466,6 +466,7 @@ __device__ __forceinline__ bool staged_route_row(const detail::RoutingKernelPara
 template <typename T, int kSegs, bool kGrouped>
 __global__ void __launch_bounds__(kStagedThreads, 1)
     routing_staged_kernel(const detail::RoutingKernelParams kp, const bool ids_int64) {
+  pdl_begin();  // first: kernels/pdl.cuh
   using namespace detail;
   extern __shared__ __align__(16) unsigned char staged_smem[];
   const RoutingParams& p = kp.p;

@@ -24,6 +24,7 @@
 #include "../kernels/align_few.cuh"
 #include "../kernels/align_small.cuh"
 #include "../kernels/align_warp.cuh"
+#include "pdl_launch.h"
 #include "switchyard/align.h"
 
 namespace switchyard {
@@ -216,8 +217,12 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
   if (forced_grid == -2 || (forced_grid == 0 && warp_ok && warp_kernel_enabled())) {
     auto* kernel = warp_kernel(p.output, kernels::warp_align_sets(p.num_slots),
                                g_repeat.load(std::memory_order_relaxed) ? 2 : 1);
-    kernel<<<kernels::warp_align_grid(p), kernels::kWarpAlignThreads, 0, stream>>>(p);
-    return detail::cuda_status(cudaGetLastError(), "align_warp_kernel: launch");
+    return detail::cuda_status(
+        detail::launch_ex(kernel,
+                          {dim3(static_cast<unsigned>(kernels::warp_align_grid(p))),
+                           dim3(kernels::kWarpAlignThreads)},
+                          stream, /*pdl=*/true, p),
+        "align_warp_kernel: launch");
   }
   // The block kernel (E up to 2^kWarpAlignMaxBits - 1): 33..64 slots when the warp kernel is off
   // (SWITCHYARD_ALIGN_WARP=0; the warp kernel's two sets replaced it there), grid -3 up to 256
@@ -233,8 +238,12 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
                             p.num_slots <= kernels::kBlockAlignHeuristicMaxSlots)) {
     auto* kernel = p.output == SortOutput::kAlign ? kernels::align_block_kernel<true>
                                                   : kernels::align_block_kernel<false>;
-    kernel<<<kernels::block_align_grid(p), kernels::kBlockAlignThreads, 0, stream>>>(p);
-    return detail::cuda_status(cudaGetLastError(), "align_block_kernel: launch");
+    return detail::cuda_status(
+        detail::launch_ex(kernel,
+                          {dim3(static_cast<unsigned>(kernels::block_align_grid(p))),
+                           dim3(kernels::kBlockAlignThreads)},
+                          stream, /*pdl=*/true, p),
+        "align_block_kernel: launch");
   }
   const std::int64_t small_out_entries =
       p.output == SortOutput::kAlign ? p.sorted_numel + p.block_experts_numel : p.dst_numel;
@@ -251,8 +260,11 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
   }
   if (forced_grid == -5 || (forced_grid == 0 && few_ok && few_kernel_enabled())) {
     auto* kernel = few_kernel(p.output, g_repeat.load(std::memory_order_relaxed) ? 2 : 1);
-    kernel<<<1, kernels::few_align_threads(p.num_slots), 0, stream>>>(p);
-    return detail::cuda_status(cudaGetLastError(), "align_few_kernel: launch");
+    return detail::cuda_status(
+        detail::launch_ex(
+            kernel, {dim3(1), dim3(static_cast<unsigned>(kernels::few_align_threads(p.num_slots)))},
+            stream, /*pdl=*/true, p),
+        "align_few_kernel: launch");
   }
   // Up to 4096 slots, E <= 512, outputs of at most kClusterAlignMaxEntries, sm_90: one cluster
   // (the heuristic: from kClusterAlignHeuristicMinExperts experts).
@@ -273,19 +285,10 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
     const std::size_t smem =
         kernels::cluster_align_shared_bytes(E);  // <= 36,928 bytes (E = 512): no opt-in
     const int blocks = kernels::cluster_align_blocks(p.num_slots, small_out_entries);
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(static_cast<unsigned>(blocks));
-    cfg.blockDim = dim3(kernels::kClusterAlignThreads);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = static_cast<unsigned>(blocks);
-    attr[0].val.clusterDim.y = 1;
-    attr[0].val.clusterDim.z = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    return detail::cuda_status(cudaLaunchKernelEx(&cfg, kernel, p),
+    const detail::LaunchShape shape{dim3(static_cast<unsigned>(blocks)),
+                                    dim3(kernels::kClusterAlignThreads), smem,
+                                    static_cast<unsigned>(blocks)};
+    return detail::cuda_status(detail::launch_ex(kernel, shape, stream, /*pdl=*/true, p),
                                "align_cluster_kernel: cluster launch");
   }
   if (small_ok && forced_grid <= 0) {  // (-2 .. -5 returned above)
@@ -295,9 +298,11 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
     SY_RETURN_IF_ERROR(set_smem(kernel, smem, "align_small_kernel: shared memory attribute"));
     const std::int64_t out_entries =
         p.output == SortOutput::kAlign ? p.sorted_numel + p.block_experts_numel : p.dst_numel;
-    kernel<<<kernels::small_align_grid(p.num_slots, out_entries), kernels::kSmallAlignThreads, smem,
-             stream>>>(p);
-    return detail::cuda_status(cudaGetLastError(), "align_small_kernel: launch");
+    const detail::LaunchShape shape{
+        dim3(static_cast<unsigned>(kernels::small_align_grid(p.num_slots, out_entries))),
+        dim3(kernels::kSmallAlignThreads), smem};
+    return detail::cuda_status(detail::launch_ex(kernel, shape, stream, /*pdl=*/true, p),
+                               "align_small_kernel: launch");
   }
 
   // Output entries every launch writes (padding and tails included): large E makes them many

@@ -7,6 +7,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -30,20 +31,47 @@ inline bool pdl_supported() {
   return current_device_attrs(&a).ok() && a.cc_major >= 9;
 }
 
+// How a kernel is launched: grid, block, dynamic shared memory, and a cluster size (0: none).
+struct LaunchShape {
+  dim3 grid;
+  dim3 block;
+  std::size_t smem = 0;
+  unsigned cluster_x = 0;
+};
+
+// Launches `kernel` with `shape`, as a PDL secondary when `pdl` is set (and PDL is enabled and
+// supported: see above). A kernel launched so must follow kernels/pdl.cuh's contract.
+template <typename... KernelArgs, typename... Args>
+cudaError_t launch_ex(void (*kernel)(KernelArgs...), const LaunchShape& shape, cudaStream_t stream,
+                      bool pdl, Args&&... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = shape.grid;
+  cfg.blockDim = shape.block;
+  cfg.dynamicSmemBytes = shape.smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[2];
+  unsigned n = 0;
+  if (pdl && pdl_enabled() && pdl_supported()) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n].val.programmaticStreamSerializationAllowed = 1;
+    ++n;
+  }
+  if (shape.cluster_x > 0) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = shape.cluster_x;
+    attr[n].val.clusterDim.y = 1;
+    attr[n].val.clusterDim.z = 1;
+    ++n;
+  }
+  cfg.attrs = attr;
+  cfg.numAttrs = n;
+  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+
 template <typename... KernelArgs, typename... Args>
 cudaError_t launch_maybe_pdl(void (*kernel)(KernelArgs...), dim3 grid, dim3 block,
                              cudaStream_t stream, bool pdl, Args&&... args) {
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = grid;
-  cfg.blockDim = block;
-  cfg.dynamicSmemBytes = 0;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl && pdl_enabled() && pdl_supported() ? 1 : 0;
-  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+  return launch_ex(kernel, LaunchShape{grid, block}, stream, pdl, std::forward<Args>(args)...);
 }
 
 }  // namespace switchyard::detail

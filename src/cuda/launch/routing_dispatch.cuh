@@ -15,37 +15,55 @@
 #include "../kernels/routing_staged.cuh"
 #include "../kernels/routing_warp.cuh"
 #include "../kernels/routing_warp_wide.cuh"
+#include "pdl_launch.h"
 
 namespace switchyard::launch {
+
+// Every routing kernel starts with pdl_begin() (kernels/pdl.cuh). Calls of up to
+// kRoutingPdlMaxRows rows launch as PDL secondaries: the launch overlaps the previous kernel in the
+// stream (the router GEMM in a layer, the previous call in a benchmark's graph) and the next
+// kernel may launch while this one runs (H200, session 18: 0.40-0.50 us less per call at 1-512
+// rows). Larger calls launch plainly: at 4096 rows PDL cost up to 17% (DeepSeek-V2's lane
+// groups; Qwen3-30B's wide warp kernel +16%), at 32768 DeepSeek-V3's staged kernel +6%
+// (docs/routing.md, "Launch overlap"). The first kernel argument is always `kp`.
+inline constexpr std::int64_t kRoutingPdlMaxRows = 512;
+
+template <typename... KernelArgs, typename... Rest>
+cudaError_t launch_routing_kernel(void (*kernel)(KernelArgs...), unsigned blocks, unsigned threads,
+                                  std::size_t smem_bytes, cudaStream_t stream,
+                                  const detail::RoutingKernelParams& kp, Rest&&... rest) {
+  return detail::launch_ex(kernel, detail::LaunchShape{dim3(blocks), dim3(threads), smem_bytes},
+                           stream, kp.num_tokens <= kRoutingPdlMaxRows, kp,
+                           std::forward<Rest>(rest)...);
+}
 
 template <typename T, int kLanes, int kVals>
 cudaError_t launch_routing_instance(const detail::RoutingKernelParams& kp, bool vec_ok,
                                     bool ids_int64, const heuristics::RoutingLaunchConfig& cfg,
                                     std::size_t smem_bytes, cudaStream_t stream) {
-  kernels::routing_kernel<T, kLanes, kVals>
-      <<<static_cast<unsigned>(cfg.blocks), kernels::kRoutingThreads, smem_bytes, stream>>>(
-          kp, vec_ok, ids_int64);
-  return cudaGetLastError();
+  return launch_routing_kernel(kernels::routing_kernel<T, kLanes, kVals>,
+                               static_cast<unsigned>(cfg.blocks), kernels::kRoutingThreads,
+                               smem_bytes, stream, kp, vec_ok, ids_int64,
+                               static_cast<long long*>(nullptr));
 }
 
 template <typename T, int kVals>
 cudaError_t launch_prefilter_instance(const detail::RoutingKernelParams& kp, bool vec_ok,
                                       bool ids_int64, const heuristics::RoutingLaunchConfig& cfg,
                                       std::size_t smem_bytes, cudaStream_t stream) {
-  kernels::routing_kernel<T, 32, kVals, false, true>
-      <<<static_cast<unsigned>(cfg.blocks), kernels::kRoutingThreads, smem_bytes, stream>>>(
-          kp, vec_ok, ids_int64);
-  return cudaGetLastError();
+  return launch_routing_kernel(kernels::routing_kernel<T, 32, kVals, false, true>,
+                               static_cast<unsigned>(cfg.blocks), kernels::kRoutingThreads,
+                               smem_bytes, stream, kp, vec_ok, ids_int64,
+                               static_cast<long long*>(nullptr));
 }
 
 template <typename T, int kVals, bool kApprox, int kGroupSize>
 cudaError_t launch_quad_instance(const detail::RoutingKernelParams& kp, bool vec_ok, bool ids_int64,
                                  const heuristics::RoutingLaunchConfig& cfg, std::size_t smem_bytes,
                                  cudaStream_t stream) {
-  kernels::routing_quad_kernel<T, kVals, kApprox, kGroupSize>
-      <<<static_cast<unsigned>(cfg.blocks), kernels::kRoutingThreads, smem_bytes, stream>>>(
-          kp, vec_ok, ids_int64);
-  return cudaGetLastError();
+  return launch_routing_kernel(kernels::routing_quad_kernel<T, kVals, kApprox, kGroupSize>,
+                               static_cast<unsigned>(cfg.blocks), kernels::kRoutingThreads,
+                               smem_bytes, stream, kp, vec_ok, ids_int64);
 }
 
 // The quad instances: sigmoid (approximate keys) without groups or with groups of 32, and the
@@ -90,9 +108,8 @@ cudaError_t launch_staged_instance(const detail::RoutingKernelParams& kp, bool i
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, l.total_bytes);
     if (err != cudaSuccess) return err;
   }
-  kernel<<<static_cast<unsigned>(cfg.blocks), kernels::kStagedThreads,
-           static_cast<std::size_t>(l.total_bytes), stream>>>(kp, ids_int64);
-  return cudaGetLastError();
+  return launch_routing_kernel(kernel, static_cast<unsigned>(cfg.blocks), kernels::kStagedThreads,
+                               static_cast<std::size_t>(l.total_bytes), stream, kp, ids_int64);
 }
 
 // The staged instances: segments held 8 (E <= 256) or 16, with or without groups.
@@ -113,11 +130,10 @@ cudaError_t launch_row_block_instance(const detail::RoutingKernelParams& kp, boo
                                       bool ids_int64, const heuristics::RoutingLaunchConfig& cfg,
                                       cudaStream_t stream) {
   const kernels::RowBlockPlan plan = kernels::make_row_block_plan(kp.p, cfg.threads, kVals);
-  kernels::routing_row_block_kernel<T, kVals>
-      <<<static_cast<unsigned>(cfg.blocks), static_cast<unsigned>(cfg.threads),
-         kernels::row_block_dynamic_smem(cfg.threads, kVals), stream>>>(kp, plan, vec_ok,
-                                                                        ids_int64);
-  return cudaGetLastError();
+  return launch_routing_kernel(
+      kernels::routing_row_block_kernel<T, kVals>, static_cast<unsigned>(cfg.blocks),
+      static_cast<unsigned>(cfg.threads), kernels::row_block_dynamic_smem(cfg.threads, kVals),
+      stream, kp, plan, vec_ok, ids_int64, static_cast<long long*>(nullptr));
 }
 
 // One instance per score function (and, for the wide warp kernel, per experts per lane).
@@ -127,24 +143,20 @@ cudaError_t launch_routing_warp_vals(const detail::RoutingKernelParams& kp, bool
                                      cudaStream_t stream) {
   switch (vals) {
     case 1:
-      kernels::routing_warp_kernel<T, kF><<<blocks, threads, 0, stream>>>(kp, ids_int64);
-      break;
+      return launch_routing_kernel(kernels::routing_warp_kernel<T, kF>, blocks, threads, 0, stream,
+                                   kp, ids_int64);
     case 2:
-      kernels::routing_warp_wide_kernel<T, kF, 2>
-          <<<blocks, threads, 0, stream>>>(kp, vec_ok, ids_int64);
-      break;
+      return launch_routing_kernel(kernels::routing_warp_wide_kernel<T, kF, 2>, blocks, threads, 0,
+                                   stream, kp, vec_ok, ids_int64);
     case 4:
-      kernels::routing_warp_wide_kernel<T, kF, 4>
-          <<<blocks, threads, 0, stream>>>(kp, vec_ok, ids_int64);
-      break;
+      return launch_routing_kernel(kernels::routing_warp_wide_kernel<T, kF, 4>, blocks, threads, 0,
+                                   stream, kp, vec_ok, ids_int64);
     case 8:
-      kernels::routing_warp_wide_kernel<T, kF, 8>
-          <<<blocks, threads, 0, stream>>>(kp, vec_ok, ids_int64);
-      break;
+      return launch_routing_kernel(kernels::routing_warp_wide_kernel<T, kF, 8>, blocks, threads, 0,
+                                   stream, kp, vec_ok, ids_int64);
     case 16:
-      kernels::routing_warp_wide_kernel<T, kF, 16>
-          <<<blocks, threads, 0, stream>>>(kp, vec_ok, ids_int64);
-      break;
+      return launch_routing_kernel(kernels::routing_warp_wide_kernel<T, kF, 16>, blocks, threads, 0,
+                                   stream, kp, vec_ok, ids_int64);
     default:
       return cudaErrorInvalidConfiguration;  // unreachable: routing_launch_config
   }
@@ -179,10 +191,9 @@ template <typename T, int kCap, int kCols>
 cudaError_t launch_row_thread_instance(const detail::RoutingKernelParams& kp, bool vec_ok,
                                        bool ids_int64, const heuristics::RoutingLaunchConfig& cfg,
                                        cudaStream_t stream) {
-  kernels::routing_row_thread_kernel<T, kCap, kCols>
-      <<<static_cast<unsigned>(cfg.blocks), kernels::kRoutingThreads, 0, stream>>>(kp, vec_ok,
-                                                                                   ids_int64);
-  return cudaGetLastError();
+  return launch_routing_kernel(kernels::routing_row_thread_kernel<T, kCap, kCols>,
+                               static_cast<unsigned>(cfg.blocks), kernels::kRoutingThreads, 0,
+                               stream, kp, vec_ok, ids_int64);
 }
 
 template <typename T, int kCap>
