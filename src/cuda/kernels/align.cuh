@@ -59,6 +59,13 @@ struct SortParams {
 };
 inline constexpr int kSortTracePoints = 12;
 
+// One word of each 64-byte parameter line of SortParams (the first kernel parameter): for
+// pdl_begin_warm() (kernels/pdl.cuh).
+__host__ __device__ inline std::uint64_t sort_param_lines(const SortParams& p) {
+  return static_cast<std::uint64_t>(p.num_slots) ^ static_cast<std::uint64_t>(p.pad) ^
+         static_cast<std::uint64_t>(p.dst_numel);
+}
+
 // Dynamic shared memory: hist_warps * E int32 histograms (rounded up to 16 bytes), then (E + 1)
 // int64 segment starts.
 __host__ __device__ inline std::size_t sort_hist_bytes(std::int32_t num_experts,

@@ -216,7 +216,7 @@ __device__ __forceinline__ void align_block_body(const SortParams& p) {
 // kBlockAlignThreads threads, any grid.
 template <bool kAlign>
 __global__ void __launch_bounds__(kBlockAlignThreads) align_block_kernel(const SortParams p) {
-  pdl_begin();  // first, as in align_small_kernel
+  pdl_begin_warm(sort_param_lines(p));  // first, as in align_small_kernel
   align_block_body<kAlign>(p);
 }
 

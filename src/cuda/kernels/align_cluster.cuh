@@ -292,7 +292,7 @@ __global__ void __launch_bounds__(kClusterAlignThreads) align_cluster_kernel(con
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   __trap();  // no clusters: the launcher never takes this kernel for code built below sm_90
 #endif
-  pdl_begin();  // first (after the arch guard), as in align_small_kernel
+  pdl_begin_warm(sort_param_lines(p));  // first (after the arch guard), as in align_small_kernel
 #pragma unroll 1
   for (int pass = 0; pass < kPasses; ++pass) {
     if (pass > 0) {

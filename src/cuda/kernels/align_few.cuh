@@ -164,7 +164,7 @@ __device__ __forceinline__ void align_few_body(const SortParams& p, std::int32_t
 template <bool kAlign, int kPasses>
 __global__ void __launch_bounds__(1024) align_few_kernel(const SortParams p) {
   __shared__ std::int32_t cnt[kFewAlignMaxWarps * kFewCntStride + kFewAlignMaxExperts];
-  pdl_begin();  // first, as in align_small_kernel
+  pdl_begin_warm(sort_param_lines(p));  // first, as in align_small_kernel
 #pragma unroll 1
   for (int pass = 0; pass < kPasses; ++pass) {
     if (pass > 0) __syncthreads();

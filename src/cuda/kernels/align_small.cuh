@@ -316,7 +316,7 @@ __global__ void __launch_bounds__(kSmallAlignThreads) align_small_kernel(const S
   // Launched as a PDL secondary (launch/align.cu): wait for the previous kernel (the routing),
   // then let a consumer launched with PDL (the fused decode path's GEMM1) become resident; it
   // waits for this grid's completion before it reads anything (kernels/pdl.cuh).
-  pdl_begin();
+  pdl_begin_warm(sort_param_lines(p));
 #pragma unroll 1
   for (int pass = 0; pass < kPasses; ++pass) {
     if (pass > 0) __syncthreads();

@@ -376,7 +376,7 @@ __device__ __forceinline__ void align_warp_body(const SortParams& p) {
 // runs the body twice per launch, every pass writing the same outputs from the same threads.
 template <bool kAlign, int kSets, int kPasses>
 __global__ void __launch_bounds__(kWarpAlignThreads) align_warp_kernel(const SortParams p) {
-  pdl_begin();  // first, as in align_small_kernel
+  pdl_begin_warm(sort_param_lines(p));  // first, as in align_small_kernel
 #pragma unroll 1
   for (int pass = 0; pass < kPasses; ++pass) align_warp_body<kAlign, kSets>(p);
 }

@@ -18,6 +18,14 @@
 
 namespace switchyard::kernels {
 
+// One word of each 64-byte parameter line of RoutingKernelParams (the first kernel parameter):
+// for pdl_begin_warm().
+__device__ __forceinline__ std::uint64_t routing_param_lines(
+    const detail::RoutingKernelParams& kp) {
+  return static_cast<std::uint64_t>(kp.p.num_experts) ^ static_cast<std::uint64_t>(kp.num_tokens) ^
+         reinterpret_cast<std::uint64_t>(kp.weights);
+}
+
 inline constexpr int kRoutingThreads = 128;
 
 // Output id i of the call (ids int32 or int64).

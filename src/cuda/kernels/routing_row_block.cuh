@@ -299,7 +299,8 @@ template <typename T, int kVals, bool kTrace = false>
 __global__ void __launch_bounds__(kRowBlockMaxThreads, 2)
     routing_row_block_kernel(const detail::RoutingKernelParams kp, const RowBlockPlan plan,
                              const bool vec_ok, const bool ids_int64, long long* trace = nullptr) {
-  pdl_begin();  // first: kernels/pdl.cuh
+  pdl_begin_warm(routing_param_lines(kp) ^
+                 static_cast<std::uint64_t>(plan.group_mul));  // first: kernels/pdl.cuh
   using namespace detail;
   __shared__ RowBlockShared sh;
   extern __shared__ std::uint32_t row_block_leaves[];  // ord, then score

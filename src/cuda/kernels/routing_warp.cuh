@@ -191,7 +191,7 @@ __device__ __forceinline__ void warp_finish_row(const detail::RoutingKernelParam
 template <typename T, ScoreFunc kF>
 __global__ void __launch_bounds__(kWarpRoutingThreads)
     routing_warp_kernel(const detail::RoutingKernelParams kp, const bool ids_int64) {
-  pdl_begin();  // first: kernels/pdl.cuh
+  pdl_begin_warm(routing_param_lines(kp));  // first: kernels/pdl.cuh
   using namespace detail;
   constexpr unsigned kFull = 0xffffffffu;
   constexpr bool kSigmoidLike = kF == ScoreFunc::kSigmoid || kF == ScoreFunc::kSqrtSoftplus;

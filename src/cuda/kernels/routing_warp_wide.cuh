@@ -41,7 +41,7 @@ template <typename T, ScoreFunc kF, int kVals>
 __global__ void __launch_bounds__(kWarpRoutingThreads)
     routing_warp_wide_kernel(const detail::RoutingKernelParams kp, const bool vec_ok,
                              const bool ids_int64) {
-  pdl_begin();  // first: kernels/pdl.cuh
+  pdl_begin_warm(routing_param_lines(kp));  // first: kernels/pdl.cuh
   using namespace detail;
   static_assert(kVals == 2 || kVals == 4 || kVals == 8 || kVals == 16, "experts per lane");
   constexpr unsigned kFull = 0xffffffffu;
