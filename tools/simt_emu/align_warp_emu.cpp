@@ -1,6 +1,7 @@
 // Runs the warp-level alignment kernel (src/cuda/kernels/align_warp.cuh, N <= 64 slots), the
 // block kernel (align_block.cuh, N <= 256) and the cluster kernel (align_cluster.cuh, N <= 4096,
-// E <= 512, as one emulated thread block cluster) and the few-experts kernel (align_few.cuh,
+// E <= 512, as one emulated thread block cluster; its replicated variant for N <= 512 with the
+// blocks in order, in reverse and all at once) and the few-experts kernel (align_few.cuh,
 // N <= 1024, E <= 32) on the host SIMT emulator against
 // moe_align_block_size_cpu / expert_layout_cpu (contiguous), bit for bit, on poisoned, partly
 // misaligned outputs a little larger than required: seeded random cases over N = 0..256 (the warp
@@ -164,7 +165,7 @@ std::int64_t first_diff(const std::vector<T>& a, const std::vector<T>& b) {
   return a.size() == b.size() ? -1 : static_cast<std::int64_t>(std::min(a.size(), b.size()));
 }
 
-enum class Kernel { kWarp, kSmall, kBlock, kCluster, kFew };
+enum class Kernel { kWarp, kSmall, kBlock, kCluster, kFew, kRepl, kReplReverse, kReplTogether };
 
 struct Launch {
   std::string what;
@@ -173,15 +174,48 @@ struct Launch {
 };
 
 long long g_warp_launches = 0, g_small_launches = 0, g_block_launches = 0, g_cluster_launches = 0,
-          g_few_launches = 0;
+          g_few_launches = 0, g_repl_launches = 0;
 
 void run(const Launch& l, const SortParams& p) {
+  const bool repl = l.kernel == Kernel::kRepl || l.kernel == Kernel::kReplReverse ||
+                    l.kernel == Kernel::kReplTogether;
   ++(l.kernel == Kernel::kSmall     ? g_small_launches
      : l.kernel == Kernel::kBlock   ? g_block_launches
      : l.kernel == Kernel::kCluster ? g_cluster_launches
      : l.kernel == Kernel::kFew     ? g_few_launches
+     : repl                         ? g_repl_launches
                                     : g_warp_launches);
-  if (l.kernel == Kernel::kFew) {
+  if (l.kernel == Kernel::kRepl || l.kernel == Kernel::kReplReverse) {
+    // The blocks one after another, first to last or last to first: a block that wrote outside
+    // its chunk, or left part of it unwritten, shows in one order or the other.
+    const std::size_t smem_bytes = kernels::cluster_align_shared_bytes(p.num_experts);
+    const std::size_t stack = emu::stack_bytes;
+    emu::stack_bytes = 32 * 1024;
+    emu::launch(
+        dim3{l.grid, 1, 1}, kernels::kClusterAlignThreads,
+        [&] {
+          if (p.output == SortOutput::kAlign) {
+            kernels::align_cluster_kernel<true, 1, true>(p);
+          } else {
+            kernels::align_cluster_kernel<false, 1, true>(p);
+          }
+        },
+        [&] { std::memset(kernels::smem, 0xa5, smem_bytes); }, l.kernel == Kernel::kReplReverse);
+    emu::stack_bytes = stack;
+  } else if (l.kernel == Kernel::kReplTogether) {
+    // Every block at once (the emulated cluster's scheduling; the body never touches the cluster).
+    const std::size_t stack = emu::stack_bytes;
+    emu::stack_bytes = 32 * 1024;
+    emu::launch_cluster(l.grid, kernels::kClusterAlignThreads,
+                        kernels::cluster_align_shared_bytes(p.num_experts), [&] {
+                          if (p.output == SortOutput::kAlign) {
+                            kernels::align_cluster_body<true, true>(p, emu::block_smem());
+                          } else {
+                            kernels::align_cluster_body<false, true>(p, emu::block_smem());
+                          }
+                        });
+    emu::stack_bytes = stack;
+  } else if (l.kernel == Kernel::kFew) {
     emu::launch(1, l.block, [&] {
       if (p.output == SortOutput::kAlign) {
         kernels::align_few_kernel<true, 1>(p);
@@ -246,6 +280,20 @@ std::vector<Launch> launches(const SortParams& p, tools::Rng& rng) {
     if (odd != static_cast<unsigned>(g))
       out.push_back(
           {"cluster kernel, other cluster", odd, kernels::kClusterAlignThreads, Kernel::kCluster});
+  }
+  if (p.num_experts <= kernels::kClusterAlignMaxExperts &&
+      p.num_slots <= kernels::kReplAlignMaxSlots &&
+      out_entries <= kernels::kClusterAlignMaxEntries) {
+    const int g = p.output == SortOutput::kAlign
+                      ? kernels::repl_align_blocks(p.sorted_numel, p.block_experts_numel)
+                      : kernels::repl_align_blocks(p.dst_numel, 0);
+    const auto ug = static_cast<unsigned>(g);
+    out.push_back({"replicated cluster kernel, blocks in order", ug, kernels::kClusterAlignThreads,
+                   Kernel::kRepl});
+    out.push_back({"replicated cluster kernel, blocks in reverse", ug,
+                   kernels::kClusterAlignThreads, Kernel::kReplReverse});
+    out.push_back({"replicated cluster kernel, blocks together", ug, kernels::kClusterAlignThreads,
+                   Kernel::kReplTogether});
   }
   if (p.num_experts <= kernels::kFewAlignMaxExperts && p.num_slots <= kernels::kFewAlignMaxSlots &&
       out_entries <= kernels::kFewAlignMaxEntries) {
@@ -541,8 +589,9 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "align_warp_emu: %zu cases (%lld warp-kernel, %lld block-kernel, %lld cluster-kernel, %lld "
-      "few-experts-kernel and %lld small-kernel launches), %d failed\n",
-      cases.size(), g_warp_launches, g_block_launches, g_cluster_launches, g_few_launches,
-      g_small_launches, failed_cases);
+      "replicated-cluster-kernel, %lld few-experts-kernel and %lld small-kernel launches), %d "
+      "failed\n",
+      cases.size(), g_warp_launches, g_block_launches, g_cluster_launches, g_repl_launches,
+      g_few_launches, g_small_launches, failed_cases);
   return failed_cases == 0 ? 0 : 1;
 }

@@ -125,16 +125,18 @@ inline WarpState& W() {
   return (*warps_p)[threadIdx.x >> 5];
 }
 
-// Runs the body on every thread of every block, one block at a time (x fastest, then y);
-// `before_block` (optional) runs before each block (e.g. to poison shared memory).
+// Runs the body on every thread of every block, one block at a time (x fastest, then y; `reverse`:
+// the last block first); `before_block` (optional) runs before each block (e.g. to poison shared
+// memory).
 inline void launch(dim3 grid, unsigned block, const std::function<void()>& body,
-                   const std::function<void()>& before_block = {}) {
+                   const std::function<void()>& before_block = {}, bool reverse = false) {
   if (block % 32 != 0) throw std::runtime_error("block must be whole warps");
   if (grid.z != 1) throw std::runtime_error("emulator: 1-D and 2-D grids only");
   S.body = body;
   blockDim = dim3{block, 1, 1};
   gridDim = grid;
-  for (unsigned b = 0; b < grid.x * grid.y; ++b) {
+  for (unsigned i = 0; i < grid.x * grid.y; ++i) {
+    const unsigned b = reverse ? grid.x * grid.y - 1 - i : i;
     blockIdx = dim3{b % grid.x, b / grid.x, 0};
     if (before_block) before_block();
     S.fibers.assign(block, Fiber{});

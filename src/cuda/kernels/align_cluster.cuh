@@ -29,6 +29,14 @@
 // it is 0.05-0.16 us slower for Mixtral's E = 8, which the launcher leaves to align_small_kernel.
 // Everything is 32-bit: the launcher only takes this kernel when slots + padding < 2^30 and the
 // outputs are at most kClusterAlignMaxEntries entries.
+//
+// Up to 512 slots (one slot-owning block) the launcher runs the replicated variant instead
+// (kRepl, below): a plain grid in which every block sorts all the slots and writes one chunk of
+// the outputs, so no block waits for another. Measured (H200, session 19, one binary against
+// SWITCHYARD_ALIGN_REPL=0; bench/results/2026-11-29-h200-s19-align-repl-ab.json), us per launch:
+// DeepSeek-V3 9 / 32 / 64 tokens 2.65 / 2.77 / 3.18 -> 2.13 / 2.15 / 2.32, Kimi K2 2.87 / 2.94 /
+// 3.32 -> 2.23 / 2.24 / 2.38, Qwen3-30B 2.44 / 2.58 / 3.04 -> 2.04 / 2.10 / 2.34, Llama 4 (top-1)
+// 128 / 512 tokens 2.47 / 3.03 -> 2.06 / 2.31: 0.4-0.9 us, the cluster barrier and more.
 #pragma once
 
 #include <algorithm>
@@ -74,6 +82,23 @@ inline int cluster_align_blocks(std::int64_t num_slots, std::int64_t out_entries
       (out_entries + kClusterAlignEntriesPerBlock - 1) / kClusterAlignEntriesPerBlock;
   return static_cast<int>(std::max<std::int64_t>(
       1, std::max(steps, std::min<std::int64_t>(by_out, kClusterAlignMaxBlocks))));
+}
+
+// The replicated variant (kRepl; up to kReplAlignMaxSlots slots, E <= 512): no cluster. Every
+// block loads and sorts all the slots itself (one per thread, as the cluster's only slot-owning
+// block would) and writes one contiguous chunk of each output: entries [g * kReplAlignChunk,
+// (g + 1) * kReplAlignChunk) of sorted_ids / dst_to_src and of the block labels, the sentinels
+// first and then the slots and labels that fall in the chunk. A block's prefill and its slot stores
+// are ordered by its own barriers, so no block waits for another: the cluster barrier (its
+// release half a MEMBAR.ALL.GPU) and the distributed shared memory reads are gone. Scalars
+// (post_pad, offsets[E], overflow, src_to_dst, the layout's counts and offsets) have one writer.
+inline constexpr std::int64_t kReplAlignMaxSlots = kClusterAlignThreads;  // 512
+inline constexpr int kReplAlignChunkLog2 = 12;
+inline constexpr std::int64_t kReplAlignChunk = std::int64_t{1} << kReplAlignChunkLog2;  // 4096
+// Blocks of the replicated variant: one per chunk of the larger output (at least one).
+inline int repl_align_blocks(std::int64_t main_entries, std::int64_t label_entries) {
+  const std::int64_t n = std::max<std::int64_t>({1, main_entries, label_entries});
+  return static_cast<int>((n + kReplAlignChunk - 1) / kReplAlignChunk);
 }
 
 // The (mapped) expert of slot s, or -1 (past N, invalid, or mapped away).
@@ -142,13 +167,33 @@ __device__ __forceinline__ void prefill_outputs(const SortParams& p, std::int32_
   }
 }
 
+// The replicated variant's prefill: block g's chunk of every output (prefill_outputs' values) by
+// its 512 threads.
+template <bool kAlign>
+__device__ __forceinline__ void prefill_chunk(const SortParams& p, std::int32_t g, std::int32_t t) {
+  const auto lo = static_cast<std::int32_t>(static_cast<std::int64_t>(g) << kReplAlignChunkLog2);
+  const auto chunk_end = [&](std::int64_t numel) {
+    return static_cast<std::int32_t>(min(numel, static_cast<std::int64_t>(lo) + kReplAlignChunk));
+  };
+  if (kAlign) {
+    cluster_fill(p.sorted_ids, lo, chunk_end(p.sorted_numel),
+                 static_cast<std::int32_t>(p.num_slots), t, kClusterAlignThreads);
+    cluster_fill(p.block_experts, lo, chunk_end(p.block_experts_numel), std::int32_t{-1}, t,
+                 kClusterAlignThreads);
+  } else {
+    cluster_fill(p.dst_to_src, lo, chunk_end(p.dst_numel), std::int64_t{-1}, t,
+                 kClusterAlignThreads);
+  }
+}
+
 #define SY_CLUSTER_TRACE(k) \
   if (p.trace != nullptr && threadIdx.x == 0 && blockIdx.x == 0) p.trace[k] = clock64()
 
 // The kernel's body. `smem`: cluster_align_shared_bytes(E), 16-byte aligned. Every thread of
 // every block of the cluster calls it (cluster rank = blockIdx.x: the grid is one cluster of at
-// least one block per 512 slots).
-template <bool kAlign>
+// least one block per 512 slots). kRepl: the replicated variant (no cluster; <= 512 slots; grid
+// repl_align_blocks), every block on every slot, writing its own chunk of the outputs.
+template <bool kAlign, bool kRepl = false>
 __device__ __forceinline__ void align_cluster_body(const SortParams& p, unsigned char* smem) {
   SY_CLUSTER_TRACE(0);
   const std::int32_t E = p.num_experts, Ep = cluster_align_row(E);
@@ -167,9 +212,15 @@ __device__ __forceinline__ void align_cluster_body(const SortParams& p, unsigned
   // ---- 1. this thread's slot (its load issued before the stores below, whose issue it then
   // overlaps: measured within 0.1 us of issuing it after them, either way); prefill every output
   // (coalesced 16-byte stores); zero this warp's row; the warp's lanes per expert
-  const std::int32_t s = tid;
+  const std::int32_t s = kRepl ? t : tid;
   const std::int32_t x = slot_expert_of(p, s);
-  prefill_outputs<kAlign>(p, tid, nthreads);
+  if constexpr (kRepl) {
+    prefill_chunk<kAlign>(p, g, t);
+  } else {
+    prefill_outputs<kAlign>(p, tid, nthreads);
+  }
+  // kRepl: whether this block's chunk holds entry i of an output (it prefilled it).
+  const auto mine = [g](std::int32_t i) { return (i >> kReplAlignChunkLog2) == g; };
   {
     auto* row = reinterpret_cast<int4*>(bits + warp * Ep);
 #pragma unroll 1
@@ -196,14 +247,16 @@ __device__ __forceinline__ void align_cluster_body(const SortParams& p, unsigned
     cnt[t] = own;
   }
   SY_CLUSTER_TRACE(2);
-  cluster_arrive();
-  cluster_wait();
+  if constexpr (!kRepl) {
+    cluster_arrive();
+    cluster_wait();
+  }
   SY_CLUSTER_TRACE(3);
 
   // ---- 3. the cluster's counts, segment starts, everything but the slots
   const std::int32_t steps = (N + kClusterAlignThreads - 1) / kClusterAlignThreads;
   std::int32_t before = 0, total = own;
-  if (t < E) {
+  if (!kRepl && t < E) {  // kRepl: this block holds every slot
     std::int32_t v[kClusterAlignMaxBlocks];
 #pragma unroll
     for (int r = 0; r < kClusterAlignMaxBlocks; ++r) {
@@ -237,7 +290,13 @@ __device__ __forceinline__ void align_cluster_body(const SortParams& p, unsigned
   if (t < E) {
     const std::int32_t start = first_block * B;
     base[t] = start + before;
-    if (t % G == g) {  // the expert's metadata by one block
+    if (kAlign && kRepl) {  // the labels in this block's chunk
+      const std::int32_t lo = g << kReplAlignChunkLog2;
+      const std::int32_t end =
+          min(first_block + nb, lo + static_cast<std::int32_t>(kReplAlignChunk));
+#pragma unroll 1
+      for (std::int32_t b = max(first_block, lo); b < end; ++b) p.block_experts[b] = t;
+    } else if (t % G == g) {  // the expert's metadata by one block
       if (kAlign) {
 #pragma unroll 1
         for (std::int32_t b = first_block; b < first_block + nb; ++b) p.block_experts[b] = t;
@@ -264,20 +323,22 @@ __device__ __forceinline__ void align_cluster_body(const SortParams& p, unsigned
     const std::int32_t dst = base[x] + static_cast<std::int32_t>(bits[warp * Ep + x]) +
                              __popc(peers & ((1u << lane) - 1u));
     if (kAlign) {
-      p.sorted_ids[dst] = s;
+      if (!kRepl || mine(dst)) p.sorted_ids[dst] = s;
     } else {
-      p.src_to_dst[s] = dst;
-      p.dst_to_src[dst] = s;
+      if (!kRepl || g == 0) p.src_to_dst[s] = dst;
+      if (!kRepl || mine(dst)) p.dst_to_src[dst] = s;
     }
-  } else if (!kAlign && s < N) {
+  } else if (!kAlign && s < N && (!kRepl || g == 0)) {
     p.src_to_dst[s] = -1;  // dropped slot
   }
   SY_CLUSTER_TRACE(8);
   // This block is done with the other blocks' shared memory (every remote value was consumed by
   // the scan, before two barriers); the wait keeps its own alive until the others are too. The
   // arrive here rather than right after the scan: measured 0.01-0.06 us faster.
-  cluster_arrive_relaxed();
-  cluster_wait();
+  if constexpr (!kRepl) {
+    cluster_arrive_relaxed();
+    cluster_wait();
+  }
   if (p.trace != nullptr && threadIdx.x == 0 && blockIdx.x == 0) {
     const long long c = clock64();
     for (int k = 9; k < kSortTracePoints; ++k) p.trace[k] = c;
@@ -285,8 +346,9 @@ __device__ __forceinline__ void align_cluster_body(const SortParams& p, unsigned
 }
 
 // kPasses = 1 in the library; 2 (diagnostics: the phase trace's warm pass) runs the body twice in
-// one launch, a cluster barrier between the passes. Launched as one cluster of gridDim.x blocks.
-template <bool kAlign, int kPasses>
+// one launch, a cluster barrier between the passes. Launched as one cluster of gridDim.x blocks;
+// kRepl (the replicated variant) as a plain grid of repl_align_blocks blocks.
+template <bool kAlign, int kPasses, bool kRepl = false>
 __global__ void __launch_bounds__(kClusterAlignThreads) align_cluster_kernel(const SortParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
@@ -296,10 +358,14 @@ __global__ void __launch_bounds__(kClusterAlignThreads) align_cluster_kernel(con
 #pragma unroll 1
   for (int pass = 0; pass < kPasses; ++pass) {
     if (pass > 0) {
-      cluster_arrive();
-      cluster_wait();
+      if constexpr (kRepl) {
+        __syncthreads();
+      } else {
+        cluster_arrive();
+        cluster_wait();
+      }
     }
-    align_cluster_body<kAlign>(p, smem);
+    align_cluster_body<kAlign, kRepl>(p, smem);
   }
 }
 

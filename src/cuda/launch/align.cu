@@ -1,6 +1,7 @@
 // moe_align_block_size_cuda / expert_layout_cuda: validate -> pick the kernel and size its grid ->
 // one launch (align_warp_kernel for <= 64 slots, align_few_kernel for 65..1024 slots and E <= 32,
-// align_cluster_kernel for 65..4096 slots and E = 64..512 on sm_90, align_small_kernel for the
+// align_cluster_kernel for 65..4096 slots and E = 64..512 on sm_90 (its replicated variant, a plain
+// grid, up to 512 slots), align_small_kernel for the
 // other decode batches, expert_sort_kernel otherwise; no allocation, no host synchronisation,
 // graph capturable).
 #include <cuda_runtime.h>
@@ -103,6 +104,16 @@ SmallKernel cluster_kernel(SortOutput output, int passes) {
   return k[output == SortOutput::kAlign ? 0 : 1][passes - 1];
 }
 
+// The replicated variant of the cluster kernel (align_cluster.cuh, kRepl) for `output` and
+// `passes`.
+SmallKernel repl_kernel(SortOutput output, int passes) {
+  using kernels::align_cluster_kernel;
+  const SmallKernel k[2][2] = {
+      {align_cluster_kernel<true, 1, true>, align_cluster_kernel<true, 2, true>},
+      {align_cluster_kernel<false, 1, true>, align_cluster_kernel<false, 2, true>}};
+  return k[output == SortOutput::kAlign ? 0 : 1][passes - 1];
+}
+
 // The few-experts kernel instance for `output` (kAlign or kContiguous) and `passes` (1; 2
 // diagnostics).
 SmallKernel few_kernel(SortOutput output, int passes) {
@@ -143,6 +154,17 @@ bool cluster_kernel_compiled() {
 bool cluster_kernel_enabled() {
   static const bool enabled = [] {
     const char* v = std::getenv("SWITCHYARD_ALIGN_CLUSTER");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return enabled;
+}
+
+// SWITCHYARD_ALIGN_REPL=0 in the environment keeps the heuristic off the replicated variant of the
+// cluster kernel (read once): 65..512 slots then take the cluster kernel itself. For A/B
+// measurements.
+bool repl_kernel_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("SWITCHYARD_ALIGN_REPL");
     return v == nullptr || std::strcmp(v, "0") != 0;
   }();
   return enabled;
@@ -279,6 +301,29 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
                                    std::to_string(kernels::kClusterAlignMaxEntries) +
                                    " entries and slots + padding < 2^30");
   }
+  // Up to 512 slots, the same limits otherwise: the replicated variant (no cluster; the heuristic:
+  // where it would take the cluster kernel).
+  const bool repl_ok = cluster_ok && p.num_slots <= kernels::kReplAlignMaxSlots;
+  if (forced_grid == -6 && !repl_ok) {
+    return detail::invalid_arg(op, "grid", forced_grid,
+                               "-6 only on sm_90 or later, for alignment or the contiguous layout "
+                               "with <= 512 slots, <= 512 experts, outputs of <= " +
+                                   std::to_string(kernels::kClusterAlignMaxEntries) +
+                                   " entries and slots + padding < 2^30");
+  }
+  if (forced_grid == -6 ||
+      (forced_grid == 0 && repl_ok && cluster_kernel_enabled() && repl_kernel_enabled() &&
+       E >= kernels::kClusterAlignHeuristicMinExperts)) {
+    auto* kernel = repl_kernel(p.output, g_repeat.load(std::memory_order_relaxed) ? 2 : 1);
+    const int blocks = p.output == SortOutput::kAlign
+                           ? kernels::repl_align_blocks(p.sorted_numel, p.block_experts_numel)
+                           : kernels::repl_align_blocks(p.dst_numel, 0);
+    const detail::LaunchShape shape{dim3(static_cast<unsigned>(blocks)),
+                                    dim3(kernels::kClusterAlignThreads),
+                                    kernels::cluster_align_shared_bytes(E)};
+    return detail::cuda_status(detail::launch_ex(kernel, shape, stream, /*pdl=*/true, p),
+                               "align_cluster_kernel (replicated): launch");
+  }
   if (forced_grid == -4 || (forced_grid == 0 && cluster_ok && cluster_kernel_enabled() &&
                             E >= kernels::kClusterAlignHeuristicMinExperts)) {
     auto* kernel = cluster_kernel(p.output, g_repeat.load(std::memory_order_relaxed) ? 2 : 1);
@@ -291,7 +336,7 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
     return detail::cuda_status(detail::launch_ex(kernel, shape, stream, /*pdl=*/true, p),
                                "align_cluster_kernel: cluster launch");
   }
-  if (small_ok && forced_grid <= 0) {  // (-2 .. -5 returned above)
+  if (small_ok && forced_grid <= 0) {  // (-2 .. -6 returned above)
     const std::size_t smem = kernels::small_align_shared_bytes(E);
     auto* kernel = small_kernel(kernels::small_align_steps(p.num_slots),
                                 g_repeat.load(std::memory_order_relaxed) ? 2 : 1);
