@@ -807,6 +807,22 @@ TEST(ExpertsHeuristics, DecodeUpToEightTokensThenTheUnclusteredGemm) {
   EXPECT_EQ(heuristics::plan_experts(4096, 2, 8, 4096, 14336).gemm_tile, GemmTile::kRows128Single);
   EXPECT_EQ(heuristics::plan_experts(2048, 2, 8, 4096, 14336).gemm_tile, GemmTile::kRows64Single);
   EXPECT_EQ(heuristics::plan_experts(8192, 8, 128, 2048, 768).gemm_tile, GemmTile::kRows64Single);
+  // GEMM2 on the clustered 64-row tile only where the experts hold just over one row tile and
+  // GEMM2 has few column tiles: Mixtral at 196..272 tokens (49..68 rows per expert).
+  const auto gemm2 = [](std::int64_t M, int K, int E, int H) {
+    const ExpertsPlan pl = heuristics::plan_experts(M, K, E, H, 1024);
+    EXPECT_EQ(pl.gemm_tile, GemmTile::kRows64Single) << "M=" << M << " E=" << E;
+    return pl.gemm2_tile;
+  };
+  EXPECT_EQ(gemm2(192, 2, 8, 4096), GemmTile::kRows64Single);     // 48 rows per expert
+  EXPECT_EQ(gemm2(196, 2, 8, 4096), GemmTile::kRows64);           // 49
+  EXPECT_EQ(gemm2(256, 2, 8, 4096), GemmTile::kRows64);           // 64
+  EXPECT_EQ(gemm2(272, 2, 8, 4096), GemmTile::kRows64);           // 68
+  EXPECT_EQ(gemm2(273, 2, 8, 4096), GemmTile::kRows64Single);     // 69
+  EXPECT_EQ(gemm2(256, 2, 8, 8448), GemmTile::kRows64);           // 8 x 33 = 264 column tiles
+  EXPECT_EQ(gemm2(256, 2, 8, 8449), GemmTile::kRows64Single);     // 8 x 34
+  EXPECT_EQ(gemm2(1024, 8, 128, 2048), GemmTile::kRows64Single);  // Qwen3-30B: 1024 tiles
+  EXPECT_EQ(gemm2(2048, 8, 256, 7168), GemmTile::kRows64Single);  // DeepSeek-V3: 7168
   EXPECT_EQ(heuristics::expected_rows_per_expert(0, 8), 0);
   EXPECT_EQ(heuristics::expected_rows_per_expert(5, 8), 1);
   EXPECT_EQ(heuristics::expected_rows_per_expert(17, 8), 3);

@@ -35,12 +35,13 @@ inline std::size_t sort_workspace_bytes(std::int32_t num_experts) {
 // -5: the few-experts kernel for <= 1024 slots and <= 32 experts, likewise; -6: the cluster
 // kernel's replicated variant (no cluster) for <= 512 slots on sm_90, likewise; 1: the generic
 // kernel on one block; > 1: the generic kernel on that many cooperative blocks, clamped to what
-// fits on the card). The heuristic takes the warp kernel wherever it applies (<= 64 slots) unless
-// SWITCHYARD_ALIGN_WARP=0 is set in the environment (read once), then the block kernel at 33..64
-// slots unless SWITCHYARD_ALIGN_BLOCK=0, then the few-experts kernel wherever it applies unless
-// SWITCHYARD_ALIGN_FEW=0, then for E >= 64 unless SWITCHYARD_ALIGN_CLUSTER=0 the replicated
-// variant wherever it applies unless SWITCHYARD_ALIGN_REPL=0 and the cluster kernel wherever it
-// applies, then the small-batch kernel.
+// fits on the card). The heuristic takes, for E >= 64 unless SWITCHYARD_ALIGN_CLUSTER=0 or
+// SWITCHYARD_ALIGN_REPL=0 is set in the environment (read once), the replicated variant at
+// 33..512 slots wherever it applies; otherwise the warp kernel wherever it applies (<= 64 slots)
+// unless SWITCHYARD_ALIGN_WARP=0, then the block kernel at 33..64 slots unless
+// SWITCHYARD_ALIGN_BLOCK=0, then the few-experts kernel wherever it applies unless
+// SWITCHYARD_ALIGN_FEW=0, then for E >= 64 unless SWITCHYARD_ALIGN_CLUSTER=0 the cluster kernel
+// wherever it applies, then the small-batch kernel.
 Status moe_align_block_size_cuda_grid(const AlignParams& params, const AlignArgs& args,
                                       void* workspace, std::size_t workspace_bytes, int grid,
                                       cudaStream_t stream);

@@ -23,6 +23,17 @@
 //    expert of one row tile kept the cluster's second CTA idle on zero rows. The one loss: Mixtral
 //    256 tokens (64 rows per expert, half its 8 experts just over one tile, whose 352 MB are then
 //    read twice): 800 against 765 us with the 2 x 1 cluster.
+//  - GEMM2 alone on the 64-row tile with the 2 x 1 cluster when the experts are expected to hold
+//    just over one row tile (kGemm2ClusterMinRows..kGemm2ClusterMaxRows rows) and GEMM2 has few
+//    column tiles (hit experts x ceil(H / 256) <= kGemm2ClusterMaxColumnTiles): there about half
+//    the experts spill a few rows into a second row tile, each of which reads the expert's w2
+//    again and adds a partial wave; the cluster's pair of CTAs takes both row tiles and reads w2
+//    once. H200 (session 19, Mixtral, bench/results/2026-11-29-h200-s19-experts-gemm2.json), us,
+//    unclustered / clustered GEMM2, two runs each: 192 tokens (48 rows per expert) 709 / 714, 208
+//    (52) 728 / 717, 224 (56) 775 / 732, 240 (60) 786 / 735, 256 (64) 766-793 / 748-751, 272 (68)
+//    764 / 751, 288 (72) 746 / 747, 320 (80) 749 / 754. Session 9 found the clustered GEMM2 1-3%
+//    slower on Qwen3-30B (128 to 2048 tokens) and DeepSeek-V3 (256 to 2048), whose GEMM2 has
+//    1024-7168 column tiles, so it stays unclustered there.
 //  - from 513 rows per expert the 128-row tile without a cluster: it beat the 64-row one only
 //    where the GEMMs are compute-bound, Mixtral 4096 / 8192 tokens (1024 / 2048 rows per expert):
 //    4930 / 9438 us against 5180 / 9908; it lost at Qwen3-30B 8192 tokens (512 rows: 1514 against
@@ -112,6 +123,13 @@ inline DecodeGemm2 decode_gemm2_with_grid(const ExpertsPlan& plan, std::int64_t 
 
 inline constexpr std::int64_t kDecodeMaxTokens = 8;  // decode (one 8-row tile) up to this M
 inline constexpr std::int64_t kGemmRows128MinRowsPerExpert = 513;  // the 128-row tile from here
+// GEMM2 on the clustered 64-row tile (see the rule above): expected rows per hit expert in
+// [kGemm2ClusterMinRows, kGemm2ClusterMaxRows] and at most kGemm2ClusterMaxColumnTiles GEMM2
+// column tiles of 256 (hit experts x ceil(H / 256); about two waves of one-row-tile experts on a
+// 132-SM H100 / H200).
+inline constexpr std::int64_t kGemm2ClusterMinRows = 49;
+inline constexpr std::int64_t kGemm2ClusterMaxRows = 68;
+inline constexpr std::int64_t kGemm2ClusterMaxColumnTiles = 264;
 
 // Expected rows per hit expert when M*K slots spread over E experts: ceil(slots / min(E, slots)).
 inline std::int64_t expected_rows_per_expert(std::int64_t num_slots, std::int32_t num_experts) {
@@ -120,19 +138,26 @@ inline std::int64_t expected_rows_per_expert(std::int64_t num_slots, std::int32_
   return (num_slots + hit - 1) / hit;
 }
 
-// hidden_size / intermediate_size are accepted so that a later rule may use them (e.g. the
-// decode grid's occupancy at tiny I); today's rule needs M only.
+// intermediate_size is accepted so that a later rule may use it (e.g. the decode grid's occupancy
+// at tiny I); hidden_size is GEMM2's n (its column tiles).
 inline ExpertsPlan plan_experts(std::int64_t num_tokens, std::int32_t top_k,
                                 std::int32_t num_experts, std::int32_t hidden_size,
                                 std::int32_t intermediate_size) {
-  (void)hidden_size;
   (void)intermediate_size;
   ExpertsPlan plan;
-  const std::int64_t r = expected_rows_per_expert(num_tokens * top_k, num_experts);
+  const std::int64_t slots = num_tokens * top_k;
+  const std::int64_t r = expected_rows_per_expert(slots, num_experts);
   plan.rows_per_expert = r;
   plan.gemm_tile =
       r >= kGemmRows128MinRowsPerExpert ? GemmTile::kRows128Single : GemmTile::kRows64Single;
   plan.gemm2_tile = plan.gemm_tile;
+  const std::int64_t hit =
+      std::min<std::int64_t>(std::max(num_experts, 0), std::max<std::int64_t>(slots, 0));
+  const std::int64_t gemm2_column_tiles = hit * ((std::max(hidden_size, 0) + 255) / 256);
+  if (r >= kGemm2ClusterMinRows && r <= kGemm2ClusterMaxRows &&
+      gemm2_column_tiles <= kGemm2ClusterMaxColumnTiles) {
+    plan.gemm2_tile = GemmTile::kRows64;
+  }
   if (num_tokens <= kDecodeMaxTokens) {
     plan.path = ExpertsPath::kDecode;
     plan.decode_token_tiles = 1;

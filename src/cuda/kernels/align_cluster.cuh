@@ -31,12 +31,16 @@
 // outputs are at most kClusterAlignMaxEntries entries.
 //
 // Up to 512 slots (one slot-owning block) the launcher runs the replicated variant instead
-// (kRepl, below): a plain grid in which every block sorts all the slots and writes one chunk of
-// the outputs, so no block waits for another. Measured (H200, session 19, one binary against
+// (kRepl, below), from 33 slots for E = 64..512 (ahead of the warp kernel's two slots per lane):
+// a plain grid in which every block sorts all the slots and writes one chunk of the outputs, so
+// no block waits for another. Measured (H200, session 19, one binary against
 // SWITCHYARD_ALIGN_REPL=0; bench/results/2026-11-29-h200-s19-align-repl-ab.json), us per launch:
 // DeepSeek-V3 9 / 32 / 64 tokens 2.65 / 2.77 / 3.18 -> 2.13 / 2.15 / 2.32, Kimi K2 2.87 / 2.94 /
 // 3.32 -> 2.23 / 2.24 / 2.38, Qwen3-30B 2.44 / 2.58 / 3.04 -> 2.04 / 2.10 / 2.34, Llama 4 (top-1)
-// 128 / 512 tokens 2.47 / 3.03 -> 2.06 / 2.31: 0.4-0.9 us, the cluster barrier and more.
+// 128 / 512 tokens 2.47 / 3.03 -> 2.06 / 2.31: 0.4-0.9 us, the cluster barrier and more. Against
+// the warp kernel's two slots per lane (33..64 slots; ...-s19-align-repl-small-ab.json): DeepSeek-V3
+// 5 / 8 tokens 2.26 / 2.25 -> 2.09 / 2.11, gpt-oss 16 tokens 2.23 -> 2.02; at <= 32 slots the warp
+// kernel's one slot per lane stays faster (1.68-1.84 against 1.96-2.16).
 #pragma once
 
 #include <algorithm>

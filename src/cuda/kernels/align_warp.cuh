@@ -57,9 +57,10 @@ inline constexpr std::int32_t kWarpAlignChunkBytes = 4096;     // [0, bound) per
 inline constexpr std::int64_t kWarpAlignBytesPerBlock = 8192;  // grid sizing for the fills
 inline constexpr int kWarpAlignMaxGrid = 1024;
 
-// Slots per lane of the instance for N slots: 1 up to 32, else 2.
+// Slots per lane of the instance for N slots: 1 up to kWarpAlignOneSetMaxSlots, else 2.
+inline constexpr std::int64_t kWarpAlignOneSetMaxSlots = 32;
 inline int warp_align_sets(std::int64_t num_slots) {
-  return num_slots <= 32 ? 1 : 2;
+  return num_slots <= kWarpAlignOneSetMaxSlots ? 1 : 2;
 }
 
 // The largest padded total (every expert hit adds at most pad - 1 entries); 64-bit for the host.

@@ -1,7 +1,7 @@
 // moe_align_block_size_cuda / expert_layout_cuda: validate -> pick the kernel and size its grid ->
 // one launch (align_warp_kernel for <= 64 slots, align_few_kernel for 65..1024 slots and E <= 32,
 // align_cluster_kernel for 65..4096 slots and E = 64..512 on sm_90 (its replicated variant, a plain
-// grid, up to 512 slots), align_small_kernel for the
+// grid, at 33..512 slots, ahead of the warp kernel's two-slot instance), align_small_kernel for the
 // other decode batches, expert_sort_kernel otherwise; no allocation, no host synchronisation,
 // graph capturable).
 #include <cuda_runtime.h>
@@ -228,6 +228,23 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
                                "-1 only for alignment or the contiguous layout with <= 8192 "
                                "slots, <= 512 experts and slots + padding < 2^30");
   }
+  const std::int64_t small_out_entries =
+      p.output == SortOutput::kAlign ? p.sorted_numel + p.block_experts_numel : p.dst_numel;
+  // Up to 4096 slots, E <= 512, outputs of at most kClusterAlignMaxEntries, sm_90: one cluster
+  // (the heuristic: from kClusterAlignHeuristicMinExperts experts).
+  const bool cluster_ok =
+      fits_small_kernel(kernels::kClusterAlignMaxSlots, kernels::kClusterAlignMaxExperts) &&
+      small_out_entries <= kernels::kClusterAlignMaxEntries && dev.cc_major >= 9 &&
+      cluster_kernel_compiled();
+  const bool cluster_heuristic =
+      cluster_ok && cluster_kernel_enabled() && E >= kernels::kClusterAlignHeuristicMinExperts;
+  // Up to 512 slots, the same limits otherwise: the replicated variant (no cluster). The
+  // heuristic takes it where it would take the cluster kernel, and from 33 slots ahead of the
+  // warp kernel's two-slot instance (H200, session 19: DeepSeek-V3 5-8 tokens 2.25 -> 2.10 us per
+  // launch; at <= 32 slots the one-slot warp kernel stays faster, 1.76-1.84 against 2.07).
+  const bool repl_ok = cluster_ok && p.num_slots <= kernels::kReplAlignMaxSlots;
+  const bool repl_heuristic = cluster_heuristic && repl_ok && repl_kernel_enabled() &&
+                              p.num_slots > kernels::kWarpAlignOneSetMaxSlots;
   // Tiny batches (<= 64 slots, E up to 2^kWarpAlignMaxBits - 1): the warp kernel.
   const bool warp_ok =
       fits_small_kernel(kernels::kWarpAlignMaxSlots, (1 << kernels::kWarpAlignMaxBits) - 1);
@@ -236,7 +253,8 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
                                "-2 only for alignment or the contiguous layout with <= 64 slots "
                                "and slots + padding < 2^30");
   }
-  if (forced_grid == -2 || (forced_grid == 0 && warp_ok && warp_kernel_enabled())) {
+  if (forced_grid == -2 ||
+      (forced_grid == 0 && warp_ok && warp_kernel_enabled() && !repl_heuristic)) {
     auto* kernel = warp_kernel(p.output, kernels::warp_align_sets(p.num_slots),
                                g_repeat.load(std::memory_order_relaxed) ? 2 : 1);
     return detail::cuda_status(
@@ -256,8 +274,9 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
                                "-3 only for alignment or the contiguous layout with <= 256 slots "
                                "and slots + padding < 2^30");
   }
-  if (forced_grid == -3 || (forced_grid == 0 && block_ok && block_kernel_enabled() &&
-                            p.num_slots <= kernels::kBlockAlignHeuristicMaxSlots)) {
+  if (forced_grid == -3 ||
+      (forced_grid == 0 && block_ok && block_kernel_enabled() && !repl_heuristic &&
+       p.num_slots <= kernels::kBlockAlignHeuristicMaxSlots)) {
     auto* kernel = p.output == SortOutput::kAlign ? kernels::align_block_kernel<true>
                                                   : kernels::align_block_kernel<false>;
     return detail::cuda_status(
@@ -267,8 +286,6 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
                           stream, /*pdl=*/true, p),
         "align_block_kernel: launch");
   }
-  const std::int64_t small_out_entries =
-      p.output == SortOutput::kAlign ? p.sorted_numel + p.block_experts_numel : p.dst_numel;
   // Up to 1024 slots, E <= 32, outputs of at most kFewAlignMaxEntries: one block (the heuristic:
   // wherever it applies; the warp kernel took <= 64 slots above).
   const bool few_ok = fits_small_kernel(kernels::kFewAlignMaxSlots, kernels::kFewAlignMaxExperts) &&
@@ -288,12 +305,6 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
             stream, /*pdl=*/true, p),
         "align_few_kernel: launch");
   }
-  // Up to 4096 slots, E <= 512, outputs of at most kClusterAlignMaxEntries, sm_90: one cluster
-  // (the heuristic: from kClusterAlignHeuristicMinExperts experts).
-  const bool cluster_ok =
-      fits_small_kernel(kernels::kClusterAlignMaxSlots, kernels::kClusterAlignMaxExperts) &&
-      small_out_entries <= kernels::kClusterAlignMaxEntries && dev.cc_major >= 9 &&
-      cluster_kernel_compiled();
   if (forced_grid == -4 && !cluster_ok) {
     return detail::invalid_arg(op, "grid", forced_grid,
                                "-4 only on sm_90 or later, for alignment or the contiguous layout "
@@ -301,9 +312,6 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
                                    std::to_string(kernels::kClusterAlignMaxEntries) +
                                    " entries and slots + padding < 2^30");
   }
-  // Up to 512 slots, the same limits otherwise: the replicated variant (no cluster; the heuristic:
-  // where it would take the cluster kernel).
-  const bool repl_ok = cluster_ok && p.num_slots <= kernels::kReplAlignMaxSlots;
   if (forced_grid == -6 && !repl_ok) {
     return detail::invalid_arg(op, "grid", forced_grid,
                                "-6 only on sm_90 or later, for alignment or the contiguous layout "
@@ -311,9 +319,7 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
                                    std::to_string(kernels::kClusterAlignMaxEntries) +
                                    " entries and slots + padding < 2^30");
   }
-  if (forced_grid == -6 ||
-      (forced_grid == 0 && repl_ok && cluster_kernel_enabled() && repl_kernel_enabled() &&
-       E >= kernels::kClusterAlignHeuristicMinExperts)) {
+  if (forced_grid == -6 || (forced_grid == 0 && repl_heuristic)) {
     auto* kernel = repl_kernel(p.output, g_repeat.load(std::memory_order_relaxed) ? 2 : 1);
     const int blocks = p.output == SortOutput::kAlign
                            ? kernels::repl_align_blocks(p.sorted_numel, p.block_experts_numel)
@@ -324,8 +330,7 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
     return detail::cuda_status(detail::launch_ex(kernel, shape, stream, /*pdl=*/true, p),
                                "align_cluster_kernel (replicated): launch");
   }
-  if (forced_grid == -4 || (forced_grid == 0 && cluster_ok && cluster_kernel_enabled() &&
-                            E >= kernels::kClusterAlignHeuristicMinExperts)) {
+  if (forced_grid == -4 || (forced_grid == 0 && cluster_heuristic)) {
     auto* kernel = cluster_kernel(p.output, g_repeat.load(std::memory_order_relaxed) ? 2 : 1);
     const std::size_t smem =
         kernels::cluster_align_shared_bytes(E);  // <= 36,928 bytes (E = 512): no opt-in
