@@ -576,22 +576,26 @@ TEST(AlignCuda, ClusterKernel) {
   check_layout_case({100, 8, 256, Pattern::kMapped, true, -4}, 1, 0, true);
 }
 
-// The cluster kernel's replicated variant (grid -6: <= 512 slots, E <= 512, sm_90; no cluster,
-// every block sorts every slot and writes its own 4096-entry chunk of the outputs): from 1 slot to
-// 512, E up to 512 (odd ones included), outputs up to kClusterAlignMaxEntries, so up to 32 blocks.
-// The heuristic takes it at 65..512 slots for E >= 64.
+// The cluster kernel's replicated variant (grid -6: <= 1024 slots in one or two steps of 512,
+// E <= 512, sm_90; no cluster, every block sorts every slot and writes its own 4096-entry chunk of
+// the outputs): from 1 slot to 1024 (both step counts and their edges), E up to 512 (odd ones
+// included), outputs up to kClusterAlignMaxEntries, so up to 32 blocks. The heuristic takes it at
+// 33..1024 slots for E >= 64.
 TEST(AlignCuda, ReplicatedClusterKernel) {
   SKIP_WITHOUT_GPU();
   const std::vector<int> experts = small_scale()
                                        ? std::vector<int>{1, 256, 511}
                                        : std::vector<int>{1, 2, 3, 8, 33, 160, 256, 384, 511, 512};
   const std::vector<std::pair<std::int64_t, int>> shapes = {
-      {1, 8}, {9, 8}, {65, 1}, {16, 8}, {32, 8}, {64, 8}, {85, 6}, {128, 4}, {255, 2}, {256, 2}};
+      {1, 8},   {9, 8},   {65, 1}, {16, 8}, {32, 8},  {64, 8},  {85, 6},  {128, 4},
+      {255, 2}, {256, 2}, {65, 8}, {96, 8}, {128, 8}, {170, 6}, {255, 4}, {1024, 1}};
   sweep_limited_kernel(-6, experts, shapes, 4096 * 4 * 8);
   if (::testing::Test::HasFatalFailure()) return;
   check_align_case({32, 8, 256, Pattern::kUniform, false, -6}, 64, true);  // graph capture
   check_align_case({64, 8, 384, Pattern::kHot, true, -6}, 256, true);
+  check_align_case({128, 8, 512, Pattern::kHot, true, -6}, 64, true);
   check_layout_case({60, 8, 256, Pattern::kMapped, true, -6}, 1, 0, true);
+  check_layout_case({100, 8, 256, Pattern::kMapped, true, -6}, 128, 0, true);
 }
 
 // The few-experts kernel (grid -5: <= 1024 slots, E <= 32, one block): 1 to 1024 slots, outputs
@@ -821,7 +825,7 @@ TEST(AlignCuda, RejectsBadArguments) {
   EXPECT_NE(st.message().find("grid = -3"), std::string::npos) << st.message();
   st = detail::moe_align_block_size_cuda_grid(p, large, ws.get(), need, -4, nullptr);
   EXPECT_NE(st.message().find("grid = -4"), std::string::npos) << st.message();
-  // The replicated cluster kernel refuses more than 512 slots.
+  // The replicated cluster kernel refuses more than 1024 slots.
   st = detail::moe_align_block_size_cuda_grid(p, large, ws.get(), need, -6, nullptr);
   EXPECT_NE(st.message().find("grid = -6"), std::string::npos) << st.message();
   // The few-experts kernel refuses more than 32 experts (and more than 1024 slots).

@@ -33,11 +33,11 @@ inline std::size_t sort_workspace_bytes(std::int32_t num_experts) {
 // <= 64 slots (alignment, contiguous layout), an error where it does not apply; -3: the block
 // kernel for <= 256 slots, likewise; -4: the cluster kernel for <= 4096 slots on sm_90, likewise;
 // -5: the few-experts kernel for <= 1024 slots and <= 32 experts, likewise; -6: the cluster
-// kernel's replicated variant (no cluster) for <= 512 slots on sm_90, likewise; 1: the generic
+// kernel's replicated variant (no cluster) for <= 1024 slots on sm_90, likewise; 1: the generic
 // kernel on one block; > 1: the generic kernel on that many cooperative blocks, clamped to what
 // fits on the card). The heuristic takes, for E >= 64 unless SWITCHYARD_ALIGN_CLUSTER=0 or
 // SWITCHYARD_ALIGN_REPL=0 is set in the environment (read once), the replicated variant at
-// 33..512 slots wherever it applies; otherwise the warp kernel wherever it applies (<= 64 slots)
+// 33..1024 slots wherever it applies; otherwise the warp kernel wherever it applies (<= 64 slots)
 // unless SWITCHYARD_ALIGN_WARP=0, then the block kernel at 33..64 slots unless
 // SWITCHYARD_ALIGN_BLOCK=0, then the few-experts kernel wherever it applies unless
 // SWITCHYARD_ALIGN_FEW=0, then for E >= 64 unless SWITCHYARD_ALIGN_CLUSTER=0 the cluster kernel

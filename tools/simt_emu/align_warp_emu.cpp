@@ -1,6 +1,6 @@
 // Runs the warp-level alignment kernel (src/cuda/kernels/align_warp.cuh, N <= 64 slots), the
 // block kernel (align_block.cuh, N <= 256) and the cluster kernel (align_cluster.cuh, N <= 4096,
-// E <= 512, as one emulated thread block cluster; its replicated variant for N <= 512 with the
+// E <= 512, as one emulated thread block cluster; its replicated variant for N <= 1024 with the
 // blocks in order, in reverse and all at once) and the few-experts kernel (align_few.cuh,
 // N <= 1024, E <= 32) on the host SIMT emulator against
 // moe_align_block_size_cpu / expert_layout_cpu (contiguous), bit for bit, on poisoned, partly
@@ -14,10 +14,10 @@
 // (exit 1).
 //   build-cpu/tests/align_warp_emu [cases] [seed]
 #include "cuda_emu.h"
-// align_small_kernel's dynamic shared memory (`extern __shared__`: -fno-extern-tls-init), room for
-// small_align_shared_bytes(512) = 40 KiB.
+// The kernels' dynamic shared memory (`extern __shared__`: -fno-extern-tls-init), room for
+// small_align_shared_bytes(512) = 40 KiB and the replicated cluster kernel's up to 69,696 bytes.
 namespace switchyard::kernels {
-alignas(16) thread_local unsigned char smem[48 * 1024];
+alignas(16) thread_local unsigned char smem[68 * 1024];
 }  // namespace switchyard::kernels
 // (align_small_body's `smem` parameter shadows it.)
 #pragma GCC diagnostic push
@@ -176,6 +176,18 @@ struct Launch {
 long long g_warp_launches = 0, g_small_launches = 0, g_block_launches = 0, g_cluster_launches = 0,
           g_few_launches = 0, g_repl_launches = 0;
 
+// The replicated cluster kernel's instance / body for `steps` (1, 2).
+template <bool kAlign>
+void repl_kernel(int steps, const SortParams& p) {
+  steps == 1 ? kernels::align_cluster_kernel<kAlign, 1, 1>(p)
+             : kernels::align_cluster_kernel<kAlign, 1, 2>(p);
+}
+template <bool kAlign>
+void repl_body(int steps, const SortParams& p, unsigned char* smem) {
+  steps == 1 ? kernels::align_cluster_body<kAlign, 1>(p, smem)
+             : kernels::align_cluster_body<kAlign, 2>(p, smem);
+}
+
 void run(const Launch& l, const SortParams& p) {
   const bool repl = l.kernel == Kernel::kRepl || l.kernel == Kernel::kReplReverse ||
                     l.kernel == Kernel::kReplTogether;
@@ -188,16 +200,17 @@ void run(const Launch& l, const SortParams& p) {
   if (l.kernel == Kernel::kRepl || l.kernel == Kernel::kReplReverse) {
     // The blocks one after another, first to last or last to first: a block that wrote outside
     // its chunk, or left part of it unwritten, shows in one order or the other.
-    const std::size_t smem_bytes = kernels::cluster_align_shared_bytes(p.num_experts);
+    const int steps = kernels::repl_align_steps(p.num_slots);
+    const std::size_t smem_bytes = kernels::cluster_align_shared_bytes(p.num_experts, steps);
     const std::size_t stack = emu::stack_bytes;
     emu::stack_bytes = 32 * 1024;
     emu::launch(
         dim3{l.grid, 1, 1}, kernels::kClusterAlignThreads,
         [&] {
           if (p.output == SortOutput::kAlign) {
-            kernels::align_cluster_kernel<true, 1, true>(p);
+            repl_kernel<true>(steps, p);
           } else {
-            kernels::align_cluster_kernel<false, 1, true>(p);
+            repl_kernel<false>(steps, p);
           }
         },
         [&] { std::memset(kernels::smem, 0xa5, smem_bytes); }, l.kernel == Kernel::kReplReverse);
@@ -206,12 +219,13 @@ void run(const Launch& l, const SortParams& p) {
     // Every block at once (the emulated cluster's scheduling; the body never touches the cluster).
     const std::size_t stack = emu::stack_bytes;
     emu::stack_bytes = 32 * 1024;
+    const int steps = kernels::repl_align_steps(p.num_slots);
     emu::launch_cluster(l.grid, kernels::kClusterAlignThreads,
-                        kernels::cluster_align_shared_bytes(p.num_experts), [&] {
+                        kernels::cluster_align_shared_bytes(p.num_experts, steps), [&] {
                           if (p.output == SortOutput::kAlign) {
-                            kernels::align_cluster_body<true, true>(p, emu::block_smem());
+                            repl_body<true>(steps, p, emu::block_smem());
                           } else {
-                            kernels::align_cluster_body<false, true>(p, emu::block_smem());
+                            repl_body<false>(steps, p, emu::block_smem());
                           }
                         });
     emu::stack_bytes = stack;
@@ -283,6 +297,8 @@ std::vector<Launch> launches(const SortParams& p, tools::Rng& rng) {
   }
   if (p.num_experts <= kernels::kClusterAlignMaxExperts &&
       p.num_slots <= kernels::kReplAlignMaxSlots &&
+      kernels::cluster_align_shared_bytes(p.num_experts, kernels::repl_align_steps(p.num_slots)) <=
+          sizeof(kernels::smem) &&
       out_entries <= kernels::kClusterAlignMaxEntries) {
     const int g = p.output == SortOutput::kAlign
                       ? kernels::repl_align_blocks(p.sorted_numel, p.block_experts_numel)

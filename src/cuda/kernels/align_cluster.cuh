@@ -30,17 +30,20 @@
 // Everything is 32-bit: the launcher only takes this kernel when slots + padding < 2^30 and the
 // outputs are at most kClusterAlignMaxEntries entries.
 //
-// Up to 512 slots (one slot-owning block) the launcher runs the replicated variant instead
+// Up to 1024 slots (two slot-owning blocks) the launcher runs the replicated variant instead
 // (kRepl, below), from 33 slots for E = 64..512 (ahead of the warp kernel's two slots per lane):
-// a plain grid in which every block sorts all the slots and writes one chunk of the outputs, so
-// no block waits for another. Measured (H200, session 19, one binary against
-// SWITCHYARD_ALIGN_REPL=0; bench/results/2026-11-29-h200-s19-align-repl-ab.json), us per launch:
-// DeepSeek-V3 9 / 32 / 64 tokens 2.65 / 2.77 / 3.18 -> 2.13 / 2.15 / 2.32, Kimi K2 2.87 / 2.94 /
-// 3.32 -> 2.23 / 2.24 / 2.38, Qwen3-30B 2.44 / 2.58 / 3.04 -> 2.04 / 2.10 / 2.34, Llama 4 (top-1)
-// 128 / 512 tokens 2.47 / 3.03 -> 2.06 / 2.31: 0.4-0.9 us, the cluster barrier and more. Against
-// the warp kernel's two slots per lane (33..64 slots; ...-s19-align-repl-small-ab.json): DeepSeek-V3
-// 5 / 8 tokens 2.26 / 2.25 -> 2.09 / 2.11, gpt-oss 16 tokens 2.23 -> 2.02; at <= 32 slots the warp
-// kernel's one slot per lane stays faster (1.68-1.84 against 1.96-2.16).
+// a plain grid in which every block sorts all the slots (one or two per thread) and writes one
+// chunk of the outputs, so no block waits for another. Measured (H200, session 19, one binary
+// against SWITCHYARD_ALIGN_REPL=0; bench/results/2026-11-29-h200-s19-align-repl-ab.json), us per
+// launch: DeepSeek-V3 9 / 32 / 64 tokens 2.65 / 2.77 / 3.18 -> 2.13 / 2.15 / 2.32, Kimi K2 2.87
+// / 2.94 / 3.32 -> 2.23 / 2.24 / 2.38, Qwen3-30B 2.44 / 2.58 / 3.04 -> 2.04 / 2.10 / 2.34, Llama 4
+// (top-1) 128 / 512 tokens 2.47 / 3.03 -> 2.06 / 2.31: 0.4-0.9 us, the cluster barrier and more.
+// Against the warp kernel's two slots per lane (33..64 slots; ...-s19-align-repl-small-ab.json):
+// DeepSeek-V3 5 / 8 tokens 2.26 / 2.25 -> 2.09 / 2.11, gpt-oss 16 tokens 2.23 -> 2.02; at <= 32
+// slots the warp kernel's one slot per lane stays faster (1.68-1.84 against 1.96-2.16). Two
+// steps against the cluster kernel (513..1024 slots; ...-s19-align-repl2-ab.json): DeepSeek-V3 65
+// / 96 / 128 tokens 3.30 / 3.27 / 3.27 -> 2.63 / 2.71 / 2.84, gpt-oss 192 / 256 tokens 3.12 / 3.12
+// -> 2.65 / 2.85.
 #pragma once
 
 #include <algorithm>
@@ -68,13 +71,14 @@ inline constexpr std::int64_t kClusterAlignEntriesPerBlock = 4096;
 inline constexpr std::int64_t kClusterAlignMaxEntries =
     kClusterAlignEntriesPerBlock * 4 * kClusterAlignMaxBlocks;
 
-// Shared memory (dynamic, ints): bits [16][Ep] (Ep = E rounded up to 4: 16-byte row zeroing),
-// warp sums [16] (16-byte loads), cnt [E], base [E].
+// Shared memory (dynamic, ints): bits [steps * 16][Ep] (Ep = E rounded up to 4: 16-byte row
+// zeroing; steps: 512-slot steps per block, 1 but in the replicated variant), warp sums [16]
+// (16-byte loads), cnt [E], base [E].
 __host__ __device__ inline std::int32_t cluster_align_row(std::int32_t num_experts) {
   return (num_experts + 3) / 4 * 4;
 }
-inline std::size_t cluster_align_shared_bytes(std::int32_t num_experts) {
-  return (static_cast<std::size_t>(kClusterAlignWarps) * cluster_align_row(num_experts) +
+inline std::size_t cluster_align_shared_bytes(std::int32_t num_experts, int steps = 1) {
+  return (static_cast<std::size_t>(steps) * kClusterAlignWarps * cluster_align_row(num_experts) +
           2 * static_cast<std::size_t>(num_experts) + kClusterAlignWarps) *
          4;
 }
@@ -88,15 +92,26 @@ inline int cluster_align_blocks(std::int64_t num_slots, std::int64_t out_entries
       1, std::max(steps, std::min<std::int64_t>(by_out, kClusterAlignMaxBlocks))));
 }
 
-// The replicated variant (kRepl; up to kReplAlignMaxSlots slots, E <= 512): no cluster. Every
-// block loads and sorts all the slots itself (one per thread, as the cluster's only slot-owning
-// block would) and writes one contiguous chunk of each output: entries [g * kReplAlignChunk,
-// (g + 1) * kReplAlignChunk) of sorted_ids / dst_to_src and of the block labels, the sentinels
-// first and then the slots and labels that fall in the chunk. A block's prefill and its slot stores
-// are ordered by its own barriers, so no block waits for another: the cluster barrier (its
-// release half a MEMBAR.ALL.GPU) and the distributed shared memory reads are gone. Scalars
-// (post_pad, offsets[E], overflow, src_to_dst, the layout's counts and offsets) have one writer.
-inline constexpr std::int64_t kReplAlignMaxSlots = kClusterAlignThreads;  // 512
+// The replicated variant (kRepl = steps of 512 slots, 1 or 2: up to kReplAlignMaxSlots slots,
+// E <= 512): no cluster. Every block loads and sorts all the slots itself (kRepl per thread,
+// slot j * 512 + t in step j; each step's warps keep their own rows of lane masks, so a slot's
+// rank counts the rows of earlier steps too) and writes one contiguous chunk of each output:
+// entries [g * kReplAlignChunk, (g + 1) * kReplAlignChunk) of sorted_ids / dst_to_src and of the
+// block labels, the sentinels first and then the slots and labels that fall in the chunk. A block's
+// prefill and its slot stores are ordered by its own barriers, so no block waits for another: the
+// cluster barrier (its release half a MEMBAR.ALL.GPU) and the distributed shared memory reads are
+// gone. Scalars (post_pad, offsets[E], overflow, src_to_dst, the layout's counts and offsets) have
+// one writer.
+// Two steps at most: with 4 and 8 (2049..4096 slots; session 19) it was 0.4-3.5 us slower than the
+// cluster kernel (DeepSeek-V3 256 / 512 tokens 3.34 / 3.54 -> 4.06 / 6.40 us per launch): every
+// block's column prefix then walks 64-128 rows per expert, and every block sorts every slot.
+inline constexpr int kReplAlignMaxSteps = 2;
+inline constexpr std::int64_t kReplAlignMaxSlots =
+    static_cast<std::int64_t>(kClusterAlignThreads) * kReplAlignMaxSteps;  // 1024
+// Steps of the instance for N <= kReplAlignMaxSlots slots: 1 up to 512, else 2.
+inline int repl_align_steps(std::int64_t num_slots) {
+  return num_slots <= kClusterAlignThreads ? 1 : 2;
+}
 inline constexpr int kReplAlignChunkLog2 = 12;
 inline constexpr std::int64_t kReplAlignChunk = std::int64_t{1} << kReplAlignChunkLog2;  // 4096
 // Blocks of the replicated variant: one per chunk of the larger output (at least one).
@@ -195,10 +210,13 @@ __device__ __forceinline__ void prefill_chunk(const SortParams& p, std::int32_t 
 
 // The kernel's body. `smem`: cluster_align_shared_bytes(E), 16-byte aligned. Every thread of
 // every block of the cluster calls it (cluster rank = blockIdx.x: the grid is one cluster of at
-// least one block per 512 slots). kRepl: the replicated variant (no cluster; <= 512 slots; grid
-// repl_align_blocks), every block on every slot, writing its own chunk of the outputs.
-template <bool kAlign, bool kRepl = false>
+// least one block per 512 slots). kRepl > 0: the replicated variant (no cluster; kRepl steps of
+// 512 slots; grid repl_align_blocks), every block on every slot, writing its own chunk of the
+// outputs; `smem` then cluster_align_shared_bytes(E, kRepl).
+template <bool kAlign, int kRepl = 0>
 __device__ __forceinline__ void align_cluster_body(const SortParams& p, unsigned char* smem) {
+  constexpr bool kR = kRepl > 0;
+  constexpr int kSteps = kR ? kRepl : 1;
   SY_CLUSTER_TRACE(0);
   const std::int32_t E = p.num_experts, Ep = cluster_align_row(E);
   const auto N = static_cast<std::int32_t>(p.num_slots);
@@ -208,50 +226,67 @@ __device__ __forceinline__ void align_cluster_body(const SortParams& p, unsigned
   const auto g = static_cast<std::int32_t>(blockIdx.x), G = static_cast<std::int32_t>(gridDim.x);
   const auto t = static_cast<std::int32_t>(threadIdx.x);
   const std::int32_t tid = g * kClusterAlignThreads + t, nthreads = G * kClusterAlignThreads;
-  auto* bits = reinterpret_cast<std::uint32_t*>(smem);  // [16][Ep]
-  auto* sums = reinterpret_cast<std::int32_t*>(bits + kClusterAlignWarps * Ep);
+  auto* bits = reinterpret_cast<std::uint32_t*>(smem);  // [kSteps * 16][Ep]
+  auto* sums = reinterpret_cast<std::int32_t*>(bits + kSteps * kClusterAlignWarps * Ep);
   std::int32_t* cnt = sums + kClusterAlignWarps;
   std::int32_t* base = cnt + E;
 
   // ---- 1. this thread's slot (its load issued before the stores below, whose issue it then
   // overlaps: measured within 0.1 us of issuing it after them, either way); prefill every output
   // (coalesced 16-byte stores); zero this warp's row; the warp's lanes per expert
-  const std::int32_t s = kRepl ? t : tid;
-  const std::int32_t x = slot_expert_of(p, s);
-  if constexpr (kRepl) {
+  // Step j: slot s[j], its expert x[j], its row of lane masks j * 16 + warp.
+  std::int32_t s[kSteps], x[kSteps];
+#pragma unroll
+  for (int j = 0; j < kSteps; ++j) {
+    s[j] = kR ? j * kClusterAlignThreads + t : tid;
+    x[j] = slot_expert_of(p, s[j]);
+  }
+  if constexpr (kR) {
     prefill_chunk<kAlign>(p, g, t);
   } else {
     prefill_outputs<kAlign>(p, tid, nthreads);
   }
   // kRepl: whether this block's chunk holds entry i of an output (it prefilled it).
   const auto mine = [g](std::int32_t i) { return (i >> kReplAlignChunkLog2) == g; };
-  {
-    auto* row = reinterpret_cast<int4*>(bits + warp * Ep);
+#pragma unroll
+  for (int j = 0; j < kSteps; ++j) {
+    auto* row = reinterpret_cast<int4*>(bits + (j * kClusterAlignWarps + warp) * Ep);
 #pragma unroll 1
     for (std::int32_t i = lane; i < Ep / 4; i += 32) row[i] = make_int4(0, 0, 0, 0);
   }
   __syncwarp();
-  if (x >= 0) atomicOr(bits + warp * Ep + x, 1u << lane);
+#pragma unroll
+  for (int j = 0; j < kSteps; ++j) {
+    if (x[j] >= 0) atomicOr(bits + (j * kClusterAlignWarps + warp) * Ep + x[j], 1u << lane);
+  }
   __syncwarp();
-  const unsigned peers = x >= 0 ? bits[warp * Ep + x] : 0u;
+  unsigned peers[kSteps];
+#pragma unroll
+  for (int j = 0; j < kSteps; ++j) {
+    peers[j] = x[j] >= 0 ? bits[(j * kClusterAlignWarps + warp) * Ep + x[j]] : 0u;
+  }
   __syncthreads();
   SY_CLUSTER_TRACE(1);
 
-  // ---- 2. column prefix over the warps, the block's count
+  // ---- 2. column prefix over the rows (warps, then steps: slot order), the block's count
   std::int32_t own = 0;
   if (t < E) {
-    std::uint32_t col[kClusterAlignWarps];
 #pragma unroll
-    for (int w = 0; w < kClusterAlignWarps; ++w) col[w] = bits[w * Ep + t];
+    for (int j = 0; j < kSteps; ++j) {
+      std::uint32_t* rows = bits + j * kClusterAlignWarps * Ep;
+      std::uint32_t col[kClusterAlignWarps];
 #pragma unroll
-    for (int w = 0; w < kClusterAlignWarps; ++w) {
-      bits[w * Ep + t] = static_cast<std::uint32_t>(own);
-      own += __popc(col[w]);
+      for (int w = 0; w < kClusterAlignWarps; ++w) col[w] = rows[w * Ep + t];
+#pragma unroll
+      for (int w = 0; w < kClusterAlignWarps; ++w) {
+        rows[w * Ep + t] = static_cast<std::uint32_t>(own);
+        own += __popc(col[w]);
+      }
     }
     cnt[t] = own;
   }
   SY_CLUSTER_TRACE(2);
-  if constexpr (!kRepl) {
+  if constexpr (!kR) {
     cluster_arrive();
     cluster_wait();
   }
@@ -260,7 +295,7 @@ __device__ __forceinline__ void align_cluster_body(const SortParams& p, unsigned
   // ---- 3. the cluster's counts, segment starts, everything but the slots
   const std::int32_t steps = (N + kClusterAlignThreads - 1) / kClusterAlignThreads;
   std::int32_t before = 0, total = own;
-  if (!kRepl && t < E) {  // kRepl: this block holds every slot
+  if (!kR && t < E) {  // kR: this block holds every slot
     std::int32_t v[kClusterAlignMaxBlocks];
 #pragma unroll
     for (int r = 0; r < kClusterAlignMaxBlocks; ++r) {
@@ -294,7 +329,7 @@ __device__ __forceinline__ void align_cluster_body(const SortParams& p, unsigned
   if (t < E) {
     const std::int32_t start = first_block * B;
     base[t] = start + before;
-    if (kAlign && kRepl) {  // the labels in this block's chunk
+    if (kAlign && kR) {  // the labels in this block's chunk
       const std::int32_t lo = g << kReplAlignChunkLog2;
       const std::int32_t end =
           min(first_block + nb, lo + static_cast<std::int32_t>(kReplAlignChunk));
@@ -323,23 +358,28 @@ __device__ __forceinline__ void align_cluster_body(const SortParams& p, unsigned
   SY_CLUSTER_TRACE(7);
 
   // ---- 4. the slots
-  if (x >= 0) {
-    const std::int32_t dst = base[x] + static_cast<std::int32_t>(bits[warp * Ep + x]) +
-                             __popc(peers & ((1u << lane) - 1u));
-    if (kAlign) {
-      if (!kRepl || mine(dst)) p.sorted_ids[dst] = s;
-    } else {
-      if (!kRepl || g == 0) p.src_to_dst[s] = dst;
-      if (!kRepl || mine(dst)) p.dst_to_src[dst] = s;
+#pragma unroll
+  for (int j = 0; j < kSteps; ++j) {
+    if (x[j] >= 0) {
+      const std::int32_t dst =
+          base[x[j]] +
+          static_cast<std::int32_t>(bits[(j * kClusterAlignWarps + warp) * Ep + x[j]]) +
+          __popc(peers[j] & ((1u << lane) - 1u));
+      if (kAlign) {
+        if (!kR || mine(dst)) p.sorted_ids[dst] = s[j];
+      } else {
+        if (!kR || g == 0) p.src_to_dst[s[j]] = dst;
+        if (!kR || mine(dst)) p.dst_to_src[dst] = s[j];
+      }
+    } else if (!kAlign && s[j] < N && (!kR || g == 0)) {
+      p.src_to_dst[s[j]] = -1;  // dropped slot
     }
-  } else if (!kAlign && s < N && (!kRepl || g == 0)) {
-    p.src_to_dst[s] = -1;  // dropped slot
   }
   SY_CLUSTER_TRACE(8);
   // This block is done with the other blocks' shared memory (every remote value was consumed by
   // the scan, before two barriers); the wait keeps its own alive until the others are too. The
   // arrive here rather than right after the scan: measured 0.01-0.06 us faster.
-  if constexpr (!kRepl) {
+  if constexpr (!kR) {
     cluster_arrive_relaxed();
     cluster_wait();
   }
@@ -351,8 +391,8 @@ __device__ __forceinline__ void align_cluster_body(const SortParams& p, unsigned
 
 // kPasses = 1 in the library; 2 (diagnostics: the phase trace's warm pass) runs the body twice in
 // one launch, a cluster barrier between the passes. Launched as one cluster of gridDim.x blocks;
-// kRepl (the replicated variant) as a plain grid of repl_align_blocks blocks.
-template <bool kAlign, int kPasses, bool kRepl = false>
+// kRepl > 0 (the replicated variant, kRepl steps) as a plain grid of repl_align_blocks blocks.
+template <bool kAlign, int kPasses, int kRepl = 0>
 __global__ void __launch_bounds__(kClusterAlignThreads) align_cluster_kernel(const SortParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
@@ -362,7 +402,7 @@ __global__ void __launch_bounds__(kClusterAlignThreads) align_cluster_kernel(con
 #pragma unroll 1
   for (int pass = 0; pass < kPasses; ++pass) {
     if (pass > 0) {
-      if constexpr (kRepl) {
+      if constexpr (kRepl > 0) {
         __syncthreads();
       } else {
         cluster_arrive();

@@ -1,8 +1,8 @@
 // moe_align_block_size_cuda / expert_layout_cuda: validate -> pick the kernel and size its grid ->
 // one launch (align_warp_kernel for <= 64 slots, align_few_kernel for 65..1024 slots and E <= 32,
 // align_cluster_kernel for 65..4096 slots and E = 64..512 on sm_90 (its replicated variant, a plain
-// grid, at 33..512 slots, ahead of the warp kernel's two-slot instance), align_small_kernel for the
-// other decode batches, expert_sort_kernel otherwise; no allocation, no host synchronisation,
+// grid, at 33..1024 slots, ahead of the warp kernel's two-slot instance), align_small_kernel for
+// the other decode batches, expert_sort_kernel otherwise; no allocation, no host synchronisation,
 // graph capturable).
 #include <cuda_runtime.h>
 
@@ -104,14 +104,19 @@ SmallKernel cluster_kernel(SortOutput output, int passes) {
   return k[output == SortOutput::kAlign ? 0 : 1][passes - 1];
 }
 
-// The replicated variant of the cluster kernel (align_cluster.cuh, kRepl) for `output` and
-// `passes`.
-SmallKernel repl_kernel(SortOutput output, int passes) {
+// The replicated variant of the cluster kernel (align_cluster.cuh, kRepl) for `output`, `steps`
+// (1, 2) and `passes`.
+template <bool kAlign, int kPasses>
+SmallKernel repl_kernel_of(int steps) {
   using kernels::align_cluster_kernel;
-  const SmallKernel k[2][2] = {
-      {align_cluster_kernel<true, 1, true>, align_cluster_kernel<true, 2, true>},
-      {align_cluster_kernel<false, 1, true>, align_cluster_kernel<false, 2, true>}};
-  return k[output == SortOutput::kAlign ? 0 : 1][passes - 1];
+  return steps == 1 ? align_cluster_kernel<kAlign, kPasses, 1>
+                    : align_cluster_kernel<kAlign, kPasses, 2>;
+}
+SmallKernel repl_kernel(SortOutput output, int steps, int passes) {
+  if (output == SortOutput::kAlign) {
+    return passes == 1 ? repl_kernel_of<true, 1>(steps) : repl_kernel_of<true, 2>(steps);
+  }
+  return passes == 1 ? repl_kernel_of<false, 1>(steps) : repl_kernel_of<false, 2>(steps);
 }
 
 // The few-experts kernel instance for `output` (kAlign or kContiguous) and `passes` (1; 2
@@ -159,15 +164,17 @@ bool cluster_kernel_enabled() {
   return enabled;
 }
 
-// SWITCHYARD_ALIGN_REPL=0 in the environment keeps the heuristic off the replicated variant of the
-// cluster kernel (read once): 65..512 slots then take the cluster kernel itself. For A/B
-// measurements.
-bool repl_kernel_enabled() {
-  static const bool enabled = [] {
+// The most 512-slot steps the heuristic gives the replicated variant of the cluster kernel:
+// SWITCHYARD_ALIGN_REPL=S in the environment (read once; 0: never, then the cluster and warp
+// kernels take its slots; 1: up to 512 slots), else kernels::kReplAlignMaxSteps (2: 1024 slots).
+// For A/B measurements.
+int repl_kernel_max_steps() {
+  static const int steps = [] {
     const char* v = std::getenv("SWITCHYARD_ALIGN_REPL");
-    return v == nullptr || std::strcmp(v, "0") != 0;
+    if (v == nullptr || *v == '\0') return kernels::kReplAlignMaxSteps;
+    return std::clamp(std::atoi(v), 0, kernels::kReplAlignMaxSteps);
   }();
-  return enabled;
+  return steps;
 }
 
 // SWITCHYARD_ALIGN_BLOCK=0 in the environment keeps the heuristic off align_block_kernel (read
@@ -238,12 +245,17 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
       cluster_kernel_compiled();
   const bool cluster_heuristic =
       cluster_ok && cluster_kernel_enabled() && E >= kernels::kClusterAlignHeuristicMinExperts;
-  // Up to 512 slots, the same limits otherwise: the replicated variant (no cluster). The
-  // heuristic takes it where it would take the cluster kernel, and from 33 slots ahead of the
+  // Up to 1024 slots, the same limits otherwise: the replicated variant (no cluster; one or two
+  // steps of 512 slots). The heuristic takes it where it would take the cluster kernel, and from
+  // 33 slots ahead of the
   // warp kernel's two-slot instance (H200, session 19: DeepSeek-V3 5-8 tokens 2.25 -> 2.10 us per
   // launch; at <= 32 slots the one-slot warp kernel stays faster, 1.76-1.84 against 2.07).
-  const bool repl_ok = cluster_ok && p.num_slots <= kernels::kReplAlignMaxSlots;
-  const bool repl_heuristic = cluster_heuristic && repl_ok && repl_kernel_enabled() &&
+  const int repl_steps = kernels::repl_align_steps(p.num_slots);
+  const std::size_t repl_smem = kernels::cluster_align_shared_bytes(E, repl_steps);
+  const bool repl_ok = cluster_ok && p.num_slots <= kernels::kReplAlignMaxSlots &&
+                       repl_smem <= static_cast<std::size_t>(dev.max_smem_optin);
+  const bool repl_heuristic = cluster_heuristic && repl_ok &&
+                              repl_steps <= repl_kernel_max_steps() &&
                               p.num_slots > kernels::kWarpAlignOneSetMaxSlots;
   // Tiny batches (<= 64 slots, E up to 2^kWarpAlignMaxBits - 1): the warp kernel.
   const bool warp_ok =
@@ -315,18 +327,20 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
   if (forced_grid == -6 && !repl_ok) {
     return detail::invalid_arg(op, "grid", forced_grid,
                                "-6 only on sm_90 or later, for alignment or the contiguous layout "
-                               "with <= 512 slots, <= 512 experts, outputs of <= " +
+                               "with <= 1024 slots, <= 512 experts, outputs of <= " +
                                    std::to_string(kernels::kClusterAlignMaxEntries) +
                                    " entries and slots + padding < 2^30");
   }
   if (forced_grid == -6 || (forced_grid == 0 && repl_heuristic)) {
-    auto* kernel = repl_kernel(p.output, g_repeat.load(std::memory_order_relaxed) ? 2 : 1);
+    auto* kernel =
+        repl_kernel(p.output, repl_steps, g_repeat.load(std::memory_order_relaxed) ? 2 : 1);
+    SY_RETURN_IF_ERROR(
+        set_smem(kernel, repl_smem, "align_cluster_kernel (replicated): shared memory attribute"));
     const int blocks = p.output == SortOutput::kAlign
                            ? kernels::repl_align_blocks(p.sorted_numel, p.block_experts_numel)
                            : kernels::repl_align_blocks(p.dst_numel, 0);
     const detail::LaunchShape shape{dim3(static_cast<unsigned>(blocks)),
-                                    dim3(kernels::kClusterAlignThreads),
-                                    kernels::cluster_align_shared_bytes(E)};
+                                    dim3(kernels::kClusterAlignThreads), repl_smem};
     return detail::cuda_status(detail::launch_ex(kernel, shape, stream, /*pdl=*/true, p),
                                "align_cluster_kernel (replicated): launch");
   }
