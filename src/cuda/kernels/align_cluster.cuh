@@ -41,9 +41,9 @@
 // Against the warp kernel's two slots per lane (33..64 slots; ...-s19-align-repl-small-ab.json):
 // DeepSeek-V3 5 / 8 tokens 2.26 / 2.25 -> 2.09 / 2.11, gpt-oss 16 tokens 2.23 -> 2.02; at <= 32
 // slots the warp kernel's one slot per lane stays faster (1.68-1.84 against 1.96-2.16). Two
-// steps against the cluster kernel (513..1024 slots; ...-s19-align-repl2-ab.json): DeepSeek-V3 65
-// / 96 / 128 tokens 3.30 / 3.27 / 3.27 -> 2.63 / 2.71 / 2.84, gpt-oss 192 / 256 tokens 3.12 / 3.12
-// -> 2.65 / 2.85.
+// steps against the cluster kernel (513..1024 slots; ...-s19-align-repl-loads-ab.json, the slot
+// loads issued together): DeepSeek-V3 65 / 96 / 128 tokens 3.21 / 3.20 / 3.22 -> 2.63 / 2.65 /
+// 2.68, gpt-oss 192 / 256 tokens 3.05 / 3.04 -> 2.57 / 2.66.
 #pragma once
 
 #include <algorithm>
@@ -163,6 +163,46 @@ __device__ __forceinline__ void cluster_fill(T* q, std::int32_t begin, std::int3
   if (tid < end - tail) q[tail + tid] = v;
 }
 
+// x[j] = the (mapped) expert of slot s[j] or -1, as cluster_slot_expert, with every id load (then
+// every expert_map load) issued before any is used: per slot, cluster_slot_expert's branches kept
+// a second slot's load behind the first one's (~600 cycles more at two slots per thread; session
+// 19's phase trace).
+template <int kN>
+struct SlotExperts {
+  std::int32_t x[kN];
+};
+template <int kN>
+__device__ __forceinline__ SlotExperts<kN> cluster_slot_experts(const SortParams& p,
+                                                                std::int32_t first,
+                                                                std::int32_t stride) {
+  // 32-bit words: an id is valid when its high word (int64 ids) is 0 and its low word, unsigned,
+  // is below the bound (negative and >= 2^31 ids fail one test or the other).
+  const auto N = static_cast<std::int32_t>(p.num_slots);
+  const auto* w = static_cast<const std::int32_t*>(p.ids);
+  const int shift = p.ids_int64 ? 1 : 0;
+  std::int32_t lo[kN], hi[kN];
+#pragma unroll
+  for (int j = 0; j < kN; ++j) {
+    const std::int32_t s = first + j * stride;
+    lo[j] = s < N ? __ldg(w + (s << shift)) : -1;
+    hi[j] = s < N && shift != 0 ? __ldg(w + (s << shift) + 1) : 0;
+  }
+  const bool mapped = p.expert_map != nullptr;
+  const auto bound = static_cast<std::uint32_t>(mapped ? p.map_size : p.num_experts);
+  SlotExperts<kN> r;
+#pragma unroll
+  for (int j = 0; j < kN; ++j) {
+    const bool in = hi[j] == 0 && static_cast<std::uint32_t>(lo[j]) < bound;
+    r.x[j] = in ? (mapped ? __ldg(p.expert_map + lo[j]) : lo[j]) : -1;
+  }
+#pragma unroll
+  for (int j = 0; j < kN; ++j) {
+    r.x[j] = static_cast<std::uint32_t>(r.x[j]) < static_cast<std::uint32_t>(p.num_experts) ? r.x[j]
+                                                                                            : -1;
+  }
+  return r;
+}
+
 // The slot's expert (cluster_slot_expert for the ids' type).
 __device__ __forceinline__ std::int32_t slot_expert_of(const SortParams& p, std::int32_t s) {
   return p.ids_int64 ? cluster_slot_expert<std::int64_t>(p, s)
@@ -235,12 +275,11 @@ __device__ __forceinline__ void align_cluster_body(const SortParams& p, unsigned
   // overlaps: measured within 0.1 us of issuing it after them, either way); prefill every output
   // (coalesced 16-byte stores); zero this warp's row; the warp's lanes per expert
   // Step j: slot s[j], its expert x[j], its row of lane masks j * 16 + warp.
-  std::int32_t s[kSteps], x[kSteps];
+  std::int32_t s[kSteps];
 #pragma unroll
-  for (int j = 0; j < kSteps; ++j) {
-    s[j] = kR ? j * kClusterAlignThreads + t : tid;
-    x[j] = slot_expert_of(p, s[j]);
-  }
+  for (int j = 0; j < kSteps; ++j) s[j] = kR ? j * kClusterAlignThreads + t : tid;
+  const SlotExperts<kSteps> sx = cluster_slot_experts<kSteps>(p, s[0], kClusterAlignThreads);
+  const auto& x = sx.x;
   if constexpr (kR) {
     prefill_chunk<kAlign>(p, g, t);
   } else {
