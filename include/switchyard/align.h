@@ -10,8 +10,9 @@
 // captured in a CUDA graph; their results equal the CPU's bit for bit. Alignment and layout take a
 // caller-owned workspace whose size comes from the *_workspace_size queries (16-byte aligned; its
 // contents need no initialisation and are scratch between calls). On sm_90 and later the
-// single-block and single-cluster alignment and layout kernels (up to 8192 slots) launch with
-// programmatic dependent launch, as routing does (routing.h).
+// alignment and layout kernels for up to 8192 slots (one block, one thread block cluster, or up to
+// 1024 slots a few independent blocks that each sort every slot) launch with programmatic
+// dependent launch, as routing does (routing.h).
 #pragma once
 
 #include <cstddef>
