@@ -247,9 +247,9 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
       cluster_ok && cluster_kernel_enabled() && E >= kernels::kClusterAlignHeuristicMinExperts;
   // Up to 1024 slots, the same limits otherwise: the replicated variant (no cluster; one or two
   // steps of 512 slots). The heuristic takes it where it would take the cluster kernel, and from
-  // 33 slots ahead of the
-  // warp kernel's two-slot instance (H200, session 19: DeepSeek-V3 5-8 tokens 2.25 -> 2.10 us per
-  // launch; at <= 32 slots the one-slot warp kernel stays faster, 1.76-1.84 against 2.07).
+  // 33 slots ahead of the warp kernel's two-slot instance (H200, session 19: DeepSeek-V3 5-8
+  // tokens 2.25 -> 2.10 us per launch; at <= 32 slots the one-slot warp kernel stays faster,
+  // 1.76-1.84 against 2.07).
   const int repl_steps = kernels::repl_align_steps(p.num_slots);
   const std::size_t repl_smem = kernels::cluster_align_shared_bytes(E, repl_steps);
   const bool repl_ok = cluster_ok && p.num_slots <= kernels::kReplAlignMaxSlots &&
