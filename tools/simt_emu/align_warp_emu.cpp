@@ -17,7 +17,7 @@
 // The kernels' dynamic shared memory (`extern __shared__`: -fno-extern-tls-init), room for
 // small_align_shared_bytes(512) = 40 KiB and the replicated cluster kernel's up to 69,696 bytes.
 namespace switchyard::kernels {
-alignas(16) thread_local unsigned char smem[68 * 1024];
+alignas(16) thread_local unsigned char smem[72 * 1024];
 }  // namespace switchyard::kernels
 // (align_small_body's `smem` parameter shadows it.)
 #pragma GCC diagnostic push
