@@ -366,6 +366,14 @@ inline unsigned __reduce_min_sync(unsigned mask, unsigned v) {
   }
   return m;
 }
+inline unsigned __reduce_add_sync(unsigned mask, unsigned v) {
+  emu::check_mask(mask);
+  std::uint64_t all[32];
+  emu::exchange(v, all, 7, mask);
+  unsigned m = 0;
+  for (auto x : all) m += static_cast<unsigned>(x);
+  return m;
+}
 inline void __syncwarp(unsigned mask = 0xffffffffu) {
   emu::check_mask(mask);
   emu::WarpState& w = emu::W();

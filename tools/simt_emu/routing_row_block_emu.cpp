@@ -22,7 +22,7 @@
 // -fno-extern-tls-init, or GCC calls a missing TLS initialiser): room for 2 x 1024 words (ord and
 // score for E <= 1024 in every layout) with margin.
 namespace switchyard::kernels {
-thread_local std::uint32_t row_block_leaves[2 * 2048];
+alignas(16) thread_local std::uint32_t row_block_leaves[2 * 2048];
 // The lane-group kernel's group scores: up to 4 rows per block (32 lanes) x 32 groups.
 thread_local std::uint32_t group_smem[4 * 32];
 // The staged kernel's dynamic shared memory (its largest layout: E = 512 float logits, ~147 KB).

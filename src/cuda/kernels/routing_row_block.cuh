@@ -17,6 +17,15 @@
 //     candidate of rank k); if there were more than kRowBlockCandidates (heavy ties), K exact
 //     argmax rounds over the shared order keys instead. Then weights, renormalisation, shared
 //     experts, stores, one output column per lane.
+// One expert per thread (kVals = 1; plan.lists, where groups do not apply or each group is one
+// warp), steps 1-4 take ranked warp lists instead of the threshold:
+//  1. every warp ranks its experts (warp_list) and writes its best max(K, 2) in order to its list;
+//     with groups, each warp's lane 0 writes its group's candidate (the list's first two entries
+//     are the group's top two). Barrier A (and C for softmax).
+//  3. every warp finds the live warps (kept groups, or all), every live warp ranks its list's
+//     entries among all live lists' (rank_own_list) and writes the first K to the slots. Barrier B.
+//     Warps 1.. exit; warp 0 continues at the weights with the slots.
+// The parallel ranking replaces warp 0's serial group / threshold / collection / rank chain.
 // Sums keep the pairwise trees of routing_row.h: a warp's XOR butterfly is the subtree of its
 // 32 * kVals leaves, warp 0 adds the warps' subtrees with a butterfly over lanes (subtrees of
 // absent warps are zero, and x + 0 == x for the non-negative terms: the levels above are skipped).
@@ -24,6 +33,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 
 #include "routing.cuh"
 
@@ -47,6 +57,11 @@ struct RowBlockPlan {
   // at most 1 - 1 / d <= 1 - 2^-10.
   std::uint64_t group_mul;       // d = group_size
   std::uint64_t warp_group_mul;  // d = warps_per_group
+  // Ranked warp lists (one expert per thread; see warp_list): each warp's best list_keep experts
+  // in order, list_width = 2^list_log2 >= list_keep entries per warp (the rest 0).
+  bool lists;
+  int list_keep;
+  int list_log2;
 };
 
 __host__ __device__ inline std::uint64_t div_mul(int d) {
@@ -55,6 +70,16 @@ __host__ __device__ inline std::uint64_t div_mul(int d) {
 }
 __device__ __forceinline__ int div_by_mul(int x, std::uint64_t mul) {
   return static_cast<int>((static_cast<std::uint64_t>(x) * mul) >> 32);
+}
+
+// SWITCHYARD_ROUTING_LISTS=0 in the environment (read once) keeps the row block on its threshold
+// collection over all experts instead of the ranked warp lists. For A/B measurements.
+inline bool row_block_lists_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("SWITCHYARD_ROUTING_LISTS");
+    return v == nullptr || *v == '\0' || std::atoi(v) != 0;
+  }();
+  return enabled;
 }
 
 inline RowBlockPlan make_row_block_plan(const RoutingParams& p, int threads, int vals) {
@@ -74,6 +99,13 @@ inline RowBlockPlan make_row_block_plan(const RoutingParams& p, int threads, int
   }
   plan.kprime = (p.top_k + active - 1) / active;
   plan.kprime = plan.kprime > 32 ? 32 : plan.kprime;
+  // Lists wherever a warp's experts are one group or groups do not apply (other groupings keep
+  // the threshold path). At least two per warp: the group scores.
+  plan.lists = vals == 1 && (!grouped || (plan.aligned_groups && plan.warps_per_group == 1)) &&
+               row_block_lists_enabled();
+  plan.list_keep = p.top_k < 2 ? 2 : p.top_k;
+  plan.list_log2 = 1;
+  while ((1 << plan.list_log2) < plan.list_keep) ++plan.list_log2;
   return plan;
 }
 
@@ -86,12 +118,15 @@ inline std::size_t row_block_dynamic_smem(int threads, int vals) {
 // not selectable; warp 0 clears the dropped groups') and as many bias-free scores of the
 // sigmoid-like functions (`score`).
 struct RowBlockShared {
+  alignas(16) std::uint64_t list[kRowBlockMaxWarps][32];  // ranked warp lists (plan.lists)
   std::uint64_t cand[kRowBlockCandidates];        // candidates (order, expert) with order >= tau
   std::uint64_t slot[kMaxRoutingColumns];         // the selection: slot k = output column k
   uint2 warp_kth[kRowBlockMaxWarps];              // (v, c) per warp, see warp_kth
   std::uint32_t warp_top2[kRowBlockMaxWarps][2];  // top-2 order keys per warp (aligned groups)
   std::uint32_t warp_max[kRowBlockMaxWarps];      // softmax: max order key per warp
   float warp_sum[kRowBlockMaxWarps];              // softmax: denominator subtree per warp
+  alignas(16) std::uint64_t gcand[kRowBlockMaxWarps + 2];  // lists, groups: one per warp, then 0
+  float slot_w[kMaxRoutingColumns];  // lists: the slots' scores (sigmoid-like)
 };
 
 __device__ __forceinline__ int lane_id() {
@@ -285,6 +320,122 @@ __device__ __forceinline__ void select_exact(RowBlockShared& sh, std::uint32_t* 
   __syncwarp();
 }
 
+// Two consecutive 64-bit words of shared memory (p 16-byte aligned) in one 16-byte load.
+__device__ __forceinline__ void load_pair(const std::uint64_t* p, std::uint64_t& a,
+                                          std::uint64_t& b) {
+#if defined(__CUDA_ARCH__)
+  const ulonglong2 v = *reinterpret_cast<const ulonglong2*>(p);
+  a = v.x;
+  b = v.y;
+#else
+  a = p[0];  // host builds (the SIMT emulator)
+  b = p[1];
+#endif
+}
+
+// Ranked warp lists (one expert per thread, plan.lists), before barrier A: lane `lane` of warp
+// `warp` holds order key o (0: outside the row) of expert e. Its rank in the warp is the number
+// of the warp's experts that beat (o, e): higher order key, or equal with a lower index. Counting
+// only the higher keys gives the rank wherever the warp has no ties among its selectable keys,
+// which the sum of those counts tells (distinct ranks 0..n-1 sum to n(n-1)/2, a tie lowers the
+// sum); with ties the equal keys below the lane are counted too. The lanes of rank < list_keep
+// write their candidate to list[warp][rank], the rest of the list_width entries are 0. `ord` is
+// the block's order keys in shared memory.
+__device__ __forceinline__ void warp_list(RowBlockShared& sh, const std::uint32_t* ord, int warp,
+                                          std::uint32_t o, int e, const RowBlockPlan& plan) {
+  const int lane = lane_id();
+  __syncwarp();  // the warp's order keys are in shared memory
+  const uint4* w4 = reinterpret_cast<const uint4*>(ord + warp * 32);
+  int gt0 = 0, gt1 = 0, gt2 = 0, gt3 = 0;
+#pragma unroll
+  for (int q = 0; q < 8; ++q) {
+    const uint4 v = w4[q];
+    gt0 += v.x > o ? 1 : 0;
+    gt1 += v.y > o ? 1 : 0;
+    gt2 += v.z > o ? 1 : 0;
+    gt3 += v.w > o ? 1 : 0;
+  }
+  int rank = (gt0 + gt1) + (gt2 + gt3);
+  const bool valid = o != 0u;
+  const int n = __popc(__ballot_sync(kFullWarp, valid));
+  const unsigned sum = __reduce_add_sync(kFullWarp, valid ? static_cast<unsigned>(rank) : 0u);
+  if (sum != static_cast<unsigned>(n * (n - 1) / 2)) {  // ties (warp-uniform)
+#pragma unroll
+    for (int q = 0; q < 8; ++q) {
+      const uint4 v = w4[q];
+      rank += v.x == o && 4 * q < lane ? 1 : 0;
+      rank += v.y == o && 4 * q + 1 < lane ? 1 : 0;
+      rank += v.z == o && 4 * q + 2 < lane ? 1 : 0;
+      rank += v.w == o && 4 * q + 3 < lane ? 1 : 0;
+    }
+  }
+  const int keep = n < plan.list_keep ? n : plan.list_keep;
+  if (valid && rank < plan.list_keep) sh.list[warp][rank] = detail::candidate(o, e);
+  if (lane >= keep && lane < (1 << plan.list_log2)) sh.list[warp][lane] = 0u;
+}
+
+// Lists with groups (one warp per group), before barrier A: lane 0 writes the warp's group
+// candidate (group score order key, group) from its list's first two entries, the group's top two
+// order keys (duplicates kept, as top2_insert); group_candidate's value.
+__device__ __forceinline__ void warp_group_candidate(RowBlockShared& sh, int warp, int warps,
+                                                     GroupScore gs) {
+  __syncwarp();  // the list's entries are in shared memory
+  if (warp == warps - 1 && lane_id() == 1) sh.gcand[warps] = 0u;  // live_warps reads pairs
+  if (lane_id() == 0) {
+    const std::uint32_t b = detail::candidate_order(sh.list[warp][0]);
+    const std::uint32_t s = detail::candidate_order(sh.list[warp][1]);
+    sh.gcand[warp] =
+        detail::candidate(detail::order_key(detail::group_score_value(gs, b, s)), warp);
+  }
+}
+
+// Lists, after barrier A (and C), every warp: the live warps (bit w: warp w's experts are
+// selectable; with groups, warp w is group w and live when fewer than topk_groups groups beat it,
+// the set the CPU's rounds of argmax keep). The K best of the live warps are among their lists.
+__device__ __forceinline__ unsigned live_warps(const RowBlockShared& sh, int warps, bool grouped,
+                                               int keep) {
+  const unsigned all = warps < 32 ? (1u << warps) - 1u : kFullWarp;
+  if (!grouped) return all;
+  const int g = lane_id();
+  const std::uint64_t mine = g < warps ? sh.gcand[g] : 0u;
+  int beaten_by = 0;
+  for (int h = 0; h < warps; h += 2) {  // warps is even or the pair's second entry is 0
+    std::uint64_t a, b;
+    load_pair(&sh.gcand[h], a, b);
+    beaten_by += (a > mine ? 1 : 0) + (b > mine ? 1 : 0);
+  }
+  return __ballot_sync(kFullWarp, g < warps && beaten_by < keep);
+}
+
+// Lists, every live warp: the exact rank of each entry of its own list among all live lists'
+// entries = how many of them beat it (their zero entries beat nothing). Lane l compares list
+// position l % width against the live lists l / width, l / width + 32 / width, ...; a butterfly
+// adds the counts. The entry of rank k < K goes to sh.slot[k] (its score to sh.slot_w[k] where
+// `score` is given). The candidates are distinct, so the K slots are written exactly once.
+__device__ __forceinline__ void rank_own_list(RowBlockShared& sh, int warp, int warps,
+                                              unsigned live, int K, const float* score,
+                                              const RowBlockPlan& plan) {
+  const int lane = lane_id();
+  const int width = 1 << plan.list_log2;
+  const int p = lane & (width - 1);
+  const std::uint64_t c = sh.list[warp][p];
+  int beaten_by = 0;
+  for (int w = lane >> plan.list_log2; w < warps; w += 32 >> plan.list_log2) {
+    if (!((live >> w) & 1u)) continue;
+#pragma unroll 4
+    for (int q = 0; q < width; q += 2) {
+      std::uint64_t a, b;
+      load_pair(&sh.list[w][q], a, b);
+      beaten_by += (a > c ? 1 : 0) + (b > c ? 1 : 0);
+    }
+  }
+  for (int off = width; off < 32; off *= 2) beaten_by += __shfl_xor_sync(kFullWarp, beaten_by, off);
+  if (lane < width && c != 0u && beaten_by < K) {
+    sh.slot[beaten_by] = c;
+    if (score != nullptr) sh.slot_w[beaten_by] = score[detail::candidate_expert(c)];
+  }
+}
+
 // Warp-wide sum of one value per lane as the pairwise tree over the first `width` lanes (a power
 // of two; the lanes from `width` on hold zero subtrees, which the tree's upper levels would add
 // to non-negative values without changing them). Returns lane 0's total on every lane.
@@ -303,7 +454,7 @@ __global__ void __launch_bounds__(kRowBlockMaxThreads, 2)
                  static_cast<std::uint64_t>(plan.group_mul));  // first: kernels/pdl.cuh
   using namespace detail;
   __shared__ RowBlockShared sh;
-  extern __shared__ std::uint32_t row_block_leaves[];  // ord, then score
+  extern __shared__ __align__(16) std::uint32_t row_block_leaves[];  // ord, then score
   const RoutingParams& p = kp.p;
   const std::int64_t row = blockIdx.x;
   const int tid = static_cast<int>(threadIdx.x), warp = tid >> 5, lane = tid & 31;
@@ -361,7 +512,10 @@ __global__ void __launch_bounds__(kRowBlockMaxThreads, 2)
     const std::uint32_t m = __reduce_max_sync(kFullWarp, lane_best);
     if (lane == 0) sh.warp_max[warp] = m;
   }
-  if (plan.aligned_groups) {
+  if (kVals == 1 && plan.lists) {
+    warp_list(sh, ord, warp, lane_best, first, plan);
+    if (grouped) warp_group_candidate(sh, warp, warps, p.group_score);
+  } else if (plan.aligned_groups) {
     std::uint32_t b, s;
     warp_top2(lane_best, lane_second, b, s);
     // The warp's top two are its experts' (the threshold pair when kprime <= 2).
@@ -402,26 +556,42 @@ __global__ void __launch_bounds__(kRowBlockMaxThreads, 2)
     if (lane == 0) sh.warp_sum[warp] = part;
     __syncthreads();  // barrier C
   }
+  // 3-4, lists: every warp takes the live warps, every live warp ranks its list; barrier B.
+  const bool sigmoid_like = f == ScoreFunc::kSigmoid || f == ScoreFunc::kSqrtSoftplus;
+  if (kVals == 1 && plan.lists && any_finite) {
+    const unsigned live = live_warps(sh, warps, grouped, p.topk_groups);
+    if ((live >> warp) & 1u) {
+      rank_own_list(sh, warp, warps, live, K, sigmoid_like ? score : nullptr, plan);
+    }
+    __syncthreads();  // barrier B
+    mark(4);
+  }
   if (warp != 0) return;
 
   // 3. Warp 0: groups, threshold, candidates.
   int sel_expert = lane;  // the answer for rows with no finite logit
   std::uint32_t sel_ord = 0;
-  if (any_finite) {
+  if (kVals == 1 && plan.lists) {
+    if (any_finite && lane < K) {
+      const std::uint64_t c = sh.slot[lane];
+      sel_ord = candidate_order(c);
+      sel_expert = candidate_expert(c);
+    }
+  } else if (any_finite) {
     unsigned kept = kFullWarp, live = kFullWarp;
-    std::uint32_t tau;
     if (grouped) {
       kept = keep_groups(group_candidate(sh, ord, p, plan), p.num_groups, p.topk_groups);
     }
+    if (grouped && plan.aligned_groups) {
+      live = __ballot_sync(kFullWarp,
+                           lane < warps && ((kept >> div_by_mul(lane, plan.warp_group_mul)) & 1u));
+    }
+    std::uint32_t tau;
     if (grouped && !plan.aligned_groups) {
       __syncwarp();  // the group passes above read keys that the drop below clears
       tau = warp_kth(drop_groups_lane_best(ord, E, kept, plan), K).x;
       tau = tau == 0u ? 1u : tau;
     } else {
-      if (grouped) {
-        live = __ballot_sync(
-            kFullWarp, lane < warps && ((kept >> div_by_mul(lane, plan.warp_group_mul)) & 1u));
-      }
       tau = row_threshold(sh.warp_kth, warps, live, K);
     }
     const int n = collect_candidates(sh, ord, E, tau, grouped && plan.aligned_groups, kept, plan);
@@ -451,8 +621,8 @@ __global__ void __launch_bounds__(kRowBlockMaxThreads, 2)
   const float softmax_top = is_nan(top_key) ? neg_inf() : top_key;
   float w = 0.0f;
   if (lane < K && any_finite) {
-    if (f == ScoreFunc::kSigmoid || f == ScoreFunc::kSqrtSoftplus) {
-      w = score[sel_expert];
+    if (sigmoid_like) {
+      w = kVals == 1 && plan.lists ? sh.slot_w[lane] : score[sel_expert];
     } else if (f == ScoreFunc::kSoftmax) {
       w = safe_div(softmax_term(sel_key, max_key), softmax_sum);
     } else if (f == ScoreFunc::kTopkThenSoftmax) {
