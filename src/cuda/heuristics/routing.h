@@ -154,6 +154,26 @@ inline bool routing_row_blocks_pay(int num_experts, int top_k, bool grouped) {
   return grouped || top_k >= 6 || num_experts <= 32;
 }
 
+// Ranked warp lists in a row block of one expert per thread (kernels/routing_row_block.cuh,
+// RowBlockPlan::lists): where groups do not apply or every group is 32 experts (one warp), and
+// while rows x threads <= kRowBlockListsMaxThreadRows. Up to there the heuristic gives such rows
+// one expert per thread (up to 512 threads). The lists add a barrier and shared-memory traffic per
+// row: with many rows the threshold path's fewer instructions win. Measured on an H200 (session
+// 20, bench routing, us over the PDL empty launch, same process, threshold -> lists): DeepSeek-V3
+// (256 threads) 1 / 32 / 128 / 256 rows 3.31 / 3.49 / 3.67 / 3.68 -> 2.66 / 2.79 / 2.91 / 3.12,
+// but 320 / 512 rows 3.85 / 3.93 -> 4.26 / 4.32; Kimi K2 (384 threads) 1 / 32 / 128 rows 3.36 /
+// 3.51 / 3.68 -> 2.71 / 2.85 / 2.97, 129 / 192 rows 3.84 / 3.84 (two experts per thread, the
+// rule before) -> 2.98 / 3.42, but 256 rows 3.87 -> 4.31. Call 4 placed DeepSeek-V3's edge: 256
+// rows 3.66 -> 3.11, 288 rows 3.82 -> 4.25 (Kimi K2 at 192 rows 3.68 -> 3.40 lies past the
+// product this gives, and keeps two experts per thread there).
+inline constexpr std::int64_t kRowBlockListsMaxThreadRows = 256 * 256;
+inline bool routing_row_block_lists_serve(int num_experts, bool grouped, int num_groups) {
+  return !grouped || (num_groups > 0 && num_experts == 32 * num_groups);
+}
+inline bool routing_row_block_lists_pay(int threads, std::int64_t num_tokens) {
+  return static_cast<std::int64_t>(threads) * num_tokens <= kRowBlockListsMaxThreadRows;
+}
+
 // Whether the pre-filter serves a routing: detail::routing_prefilter_applies (routing_row.h),
 // the rule the kernel applies too.
 using detail::routing_prefilter_applies;
@@ -254,13 +274,12 @@ inline std::int64_t routing_warp_wide_rows(int num_experts, ScoreFunc f, bool gr
 // columns = K + S (0: not given, no row thread unless forced); grouped: a grouped routing (both
 // for the row thread only); quad_vals: detail::routing_quad_vals of the routing (0: no quad);
 // staged_segs: detail::routing_staged_segs of the routing where its logits rows are 16-byte
-// aligned (0: no staged kernel); warp_wide_rows: routing_warp_wide_rows of the routing.
-inline RoutingLaunchConfig routing_launch_config(int num_experts, std::int64_t num_tokens,
-                                                 int layout_code = 0, bool row_blocks_pay = true,
-                                                 bool prefilter_applies = false, int columns = 0,
-                                                 bool grouped = false, int quad_vals = 0,
-                                                 int staged_segs = 0,
-                                                 std::int64_t warp_wide_rows = 0) {
+// aligned (0: no staged kernel); warp_wide_rows: routing_warp_wide_rows of the routing;
+// lists_serve: routing_row_block_lists_serve of the routing.
+inline RoutingLaunchConfig routing_launch_config(
+    int num_experts, std::int64_t num_tokens, int layout_code = 0, bool row_blocks_pay = true,
+    bool prefilter_applies = false, int columns = 0, bool grouped = false, int quad_vals = 0,
+    int staged_segs = 0, std::int64_t warp_wide_rows = 0, bool lists_serve = false) {
   if (staged_segs > 0 && (layout_code == kRoutingStagedCode ||
                           (layout_code == 0 && routing_staged_pays(staged_segs, num_tokens)))) {
     RoutingLaunchConfig c{};
@@ -322,7 +341,10 @@ inline RoutingLaunchConfig routing_launch_config(int num_experts, std::int64_t n
   } else if (layout_code == 0 && row_blocks_pay && num_tokens <= kRowBlockMaxRows) {
     const int max_threads = num_tokens <= kRowBlockWideRows ? kRowBlockMaxThreads : 256;
     row_block_vals = 1;
-    while (row_block_vals < 4 &&
+    const int threads1 = routing_row_block_threads(num_experts, 1);
+    const bool lists = lists_serve && threads1 <= kRowBlockMaxThreads &&
+                       routing_row_block_lists_pay(threads1, num_tokens);
+    while (!lists && row_block_vals < 4 &&
            routing_row_block_threads(num_experts, row_block_vals) > max_threads) {
       row_block_vals *= 2;
     }

@@ -129,7 +129,8 @@ template <typename T, int kVals>
 cudaError_t launch_row_block_instance(const detail::RoutingKernelParams& kp, bool vec_ok,
                                       bool ids_int64, const heuristics::RoutingLaunchConfig& cfg,
                                       cudaStream_t stream) {
-  const kernels::RowBlockPlan plan = kernels::make_row_block_plan(kp.p, cfg.threads, kVals);
+  kernels::RowBlockPlan plan = kernels::make_row_block_plan(kp.p, cfg.threads, kVals);
+  plan.lists = plan.lists && heuristics::routing_row_block_lists_pay(cfg.threads, kp.num_tokens);
   return launch_routing_kernel(
       kernels::routing_row_block_kernel<T, kVals>, static_cast<unsigned>(cfg.blocks),
       static_cast<unsigned>(cfg.threads), kernels::row_block_dynamic_smem(cfg.threads, kVals),
