@@ -62,6 +62,7 @@ struct RowBlockPlan {
   bool lists;
   int list_keep;
   int list_log2;
+  int slots_pow2;  // next_pow2(K): the slot trees' width
 };
 
 __host__ __device__ inline std::uint64_t div_mul(int d) {
@@ -106,6 +107,7 @@ inline RowBlockPlan make_row_block_plan(const RoutingParams& p, int threads, int
   plan.list_keep = p.top_k < 2 ? 2 : p.top_k;
   plan.list_log2 = 1;
   while ((1 << plan.list_log2) < plan.list_keep) ++plan.list_log2;
+  plan.slots_pow2 = detail::next_pow2(p.top_k);
   return plan;
 }
 
@@ -399,7 +401,9 @@ __device__ __forceinline__ unsigned live_warps(const RowBlockShared& sh, int war
   const int g = lane_id();
   const std::uint64_t mine = g < warps ? sh.gcand[g] : 0u;
   int beaten_by = 0;
-  for (int h = 0; h < warps; h += 2) {  // warps is even or the pair's second entry is 0
+#pragma unroll
+  for (int h = 0; h < kRowBlockMaxWarps; h += 2) {
+    if (h >= warps) break;  // warps is even or the pair's second entry is 0
     std::uint64_t a, b;
     load_pair(&sh.gcand[h], a, b);
     beaten_by += (a > mine ? 1 : 0) + (b > mine ? 1 : 0);
@@ -409,28 +413,36 @@ __device__ __forceinline__ unsigned live_warps(const RowBlockShared& sh, int war
 
 // Lists, every live warp: the exact rank of each entry of its own list among all live lists'
 // entries = how many of them beat it (their zero entries beat nothing). Lane l compares list
-// position l % width against the live lists l / width, l / width + 32 / width, ...; a butterfly
-// adds the counts. The entry of rank k < K goes to sh.slot[k] (its score to sh.slot_w[k] where
-// `score` is given). The candidates are distinct, so the K slots are written exactly once.
+// position l % width against lists l / width, l / width + 32 / width, ... (those not live count
+// nothing); a butterfly adds the counts. The entry of rank k < K goes to sh.slot[k] (its score to
+// sh.slot_w[k] where `score` is given). The candidates are distinct, so the K slots are written
+// exactly once. kLog2 = plan.list_log2 (width 2^kLog2).
+template <int kLog2>
 __device__ __forceinline__ void rank_own_list(RowBlockShared& sh, int warp, int warps,
-                                              unsigned live, int K, const float* score,
-                                              const RowBlockPlan& plan) {
+                                              unsigned live, int K, const float* score) {
+  constexpr int kWidth = 1 << kLog2, kChunks = 32 / kWidth;
   const int lane = lane_id();
-  const int width = 1 << plan.list_log2;
-  const int p = lane & (width - 1);
+  const int p = lane & (kWidth - 1);
   const std::uint64_t c = sh.list[warp][p];
   int beaten_by = 0;
-  for (int w = lane >> plan.list_log2; w < warps; w += 32 >> plan.list_log2) {
-    if (!((live >> w) & 1u)) continue;
-#pragma unroll 4
-    for (int q = 0; q < width; q += 2) {
+#pragma unroll
+  for (int base = 0; base < kRowBlockMaxWarps; base += kChunks) {
+    if (base >= warps) break;
+    const int w = base + (lane >> kLog2);  // < kRowBlockMaxWarps: kChunks divides it
+    int n = 0;
+#pragma unroll
+    for (int q = 0; q < kWidth; q += 2) {
       std::uint64_t a, b;
       load_pair(&sh.list[w][q], a, b);
-      beaten_by += (a > c ? 1 : 0) + (b > c ? 1 : 0);
+      n += (a > c ? 1 : 0) + (b > c ? 1 : 0);
     }
+    beaten_by += w < warps && ((live >> w) & 1u) ? n : 0;
   }
-  for (int off = width; off < 32; off *= 2) beaten_by += __shfl_xor_sync(kFullWarp, beaten_by, off);
-  if (lane < width && c != 0u && beaten_by < K) {
+#pragma unroll
+  for (int off = kWidth; off < 32; off *= 2) {
+    beaten_by += __shfl_xor_sync(kFullWarp, beaten_by, off);
+  }
+  if (lane < kWidth && c != 0u && beaten_by < K) {
     sh.slot[beaten_by] = c;
     if (score != nullptr) sh.slot_w[beaten_by] = score[detail::candidate_expert(c)];
   }
@@ -561,7 +573,24 @@ __global__ void __launch_bounds__(kRowBlockMaxThreads, 2)
   if (kVals == 1 && plan.lists && any_finite) {
     const unsigned live = live_warps(sh, warps, grouped, p.topk_groups);
     if ((live >> warp) & 1u) {
-      rank_own_list(sh, warp, warps, live, K, sigmoid_like ? score : nullptr, plan);
+      const float* const sc = sigmoid_like ? score : nullptr;
+      switch (plan.list_log2) {
+        case 1:
+          rank_own_list<1>(sh, warp, warps, live, K, sc);
+          break;
+        case 2:
+          rank_own_list<2>(sh, warp, warps, live, K, sc);
+          break;
+        case 3:
+          rank_own_list<3>(sh, warp, warps, live, K, sc);
+          break;
+        case 4:
+          rank_own_list<4>(sh, warp, warps, live, K, sc);
+          break;
+        default:
+          rank_own_list<5>(sh, warp, warps, live, K, sc);
+          break;
+      }
     }
     __syncthreads();  // barrier B
     mark(4);
@@ -632,7 +661,7 @@ __global__ void __launch_bounds__(kRowBlockMaxThreads, 2)
     }
     w = nan_to_zero(w);
   }
-  const int slots_pow2 = next_pow2(K);  // slot leaves from K on are zero
+  const int slots_pow2 = plan.slots_pow2;  // next_pow2(K): slot leaves from K on are zero
   if (f == ScoreFunc::kTopkThenSoftmax) {
     const float sum = warp_tree_sum(w, slots_pow2);
     w = safe_div(w, sum);
