@@ -69,24 +69,24 @@ TEST(RoutingHeuristics, RowBlocksForSmallBatches) {
   EXPECT_FALSE(routing_launch_config(256, 513).row_block);
 }
 
-// Ranked warp lists (one expert per thread) where groups do not apply or are one warp each, while
-// rows x threads <= kRowBlockListsMaxThreadRows (measured: DeepSeek-V3 up to 256 rows, Kimi K2
-// up to 170); there the heuristic keeps one expert per thread above kRowBlockWideRows too.
+// Ranked warp lists (one expert per thread) where groups do not apply or are one warp each, up
+// to kRowBlockListsMaxRows rows (measured: DeepSeek-V3 and Kimi K2 gain up to 256 rows); there the
+// heuristic keeps one expert per thread above kRowBlockWideRows too.
 TEST(RoutingHeuristics, RowBlockListsRule) {
-  EXPECT_TRUE(routing_row_block_lists_serve(256, true, 8));   // DeepSeek-V3: groups of 32
-  EXPECT_FALSE(routing_row_block_lists_serve(160, true, 8));  // DeepSeek-V2: groups of 20
-  EXPECT_FALSE(routing_row_block_lists_serve(512, true, 8));  // groups of 64: two warps each
-  EXPECT_TRUE(routing_row_block_lists_serve(384, false, 1));  // Kimi K2
-  EXPECT_TRUE(routing_row_block_lists_pay(256, 256));
-  EXPECT_FALSE(routing_row_block_lists_pay(256, 257));
+  EXPECT_TRUE(routing_row_block_lists_serve(256, 8));   // DeepSeek-V3: groups of 32
+  EXPECT_FALSE(routing_row_block_lists_serve(160, 8));  // DeepSeek-V2: groups of 20
+  EXPECT_FALSE(routing_row_block_lists_serve(512, 8));  // groups of 64: two warps each
+  EXPECT_TRUE(routing_row_block_lists_serve(384, 0));   // Kimi K2
+  EXPECT_TRUE(routing_row_block_lists_pay(256));
+  EXPECT_FALSE(routing_row_block_lists_pay(257));
   auto kimi = [](std::int64_t M) {
     return routing_launch_config(384, M, 0, true, false, 9, false, 0, 0, 0, true);
   };
   EXPECT_EQ(kimi(1).vals, 1);
-  EXPECT_EQ(kimi(170).vals, 1);
-  EXPECT_EQ(kimi(170).threads, 384);
-  EXPECT_EQ(kimi(171).vals, 2);
-  EXPECT_EQ(kimi(171).threads, 192);
+  EXPECT_EQ(kimi(256).vals, 1);
+  EXPECT_EQ(kimi(256).threads, 384);
+  EXPECT_EQ(kimi(257).vals, 2);
+  EXPECT_EQ(kimi(257).threads, 192);
   // Without lists the rule before: at most 256 threads above kRowBlockWideRows rows.
   EXPECT_EQ(routing_launch_config(384, 192, 0, true, false, 9, false, 0, 0, 0, false).vals, 2);
   EXPECT_EQ(routing_launch_config(256, 512, 0, true, false, 9, true, 0, 0, 0, true).vals, 1);

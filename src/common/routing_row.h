@@ -31,6 +31,13 @@ SY_HD constexpr int routing_row_capacity(int num_experts) {
   return next_pow2(num_experts < 1 ? 1 : num_experts);
 }
 
+// Whether ranked warp lists serve a row block of one expert per thread (kernels/
+// routing_row_block.cuh, RowBlockPlan::lists): groups do not apply (num_groups <= 0), or every
+// group is exactly one warp of 32 experts. One rule for the kernel's plan and the launch heuristic.
+SY_HD constexpr bool routing_row_block_lists_serve(int num_experts, int num_groups) {
+  return num_groups <= 0 || num_experts == 32 * num_groups;
+}
+
 // Whether the approximate pre-filter (src/cuda/kernels/routing_prefilter.cuh) serves a routing:
 // sigmoid scores without softcap, 33 <= E <= 512 (2..16 experts per lane of one warp), and grouped
 // routings (num_groups > 0; 0: not grouped) only with groups of a power-of-two number of whole

@@ -156,22 +156,21 @@ inline bool routing_row_blocks_pay(int num_experts, int top_k, bool grouped) {
 
 // Ranked warp lists in a row block of one expert per thread (kernels/routing_row_block.cuh,
 // RowBlockPlan::lists): where groups do not apply or every group is 32 experts (one warp), and
-// while rows x threads <= kRowBlockListsMaxThreadRows. Up to there the heuristic gives such rows
-// one expert per thread (up to 512 threads). The lists add a barrier and shared-memory traffic per
-// row: with many rows the threshold path's fewer instructions win. Measured on an H200 (session
-// 20, bench routing, us over the PDL empty launch, same process, threshold -> lists): DeepSeek-V3
-// (256 threads) 1 / 32 / 128 / 256 rows 3.31 / 3.49 / 3.67 / 3.68 -> 2.66 / 2.79 / 2.91 / 3.12,
-// but 320 / 512 rows 3.85 / 3.93 -> 4.26 / 4.32; Kimi K2 (384 threads) 1 / 32 / 128 rows 3.36 /
-// 3.51 / 3.68 -> 2.71 / 2.85 / 2.97, 129 / 192 rows 3.84 / 3.84 (two experts per thread, the
-// rule before) -> 2.98 / 3.42, but 256 rows 3.87 -> 4.31. Call 4 placed DeepSeek-V3's edge: 256
-// rows 3.66 -> 3.11, 288 rows 3.82 -> 4.25 (Kimi K2 at 192 rows 3.68 -> 3.40 lies past the
-// product this gives, and keeps two experts per thread there).
-inline constexpr std::int64_t kRowBlockListsMaxThreadRows = 256 * 256;
-inline bool routing_row_block_lists_serve(int num_experts, bool grouped, int num_groups) {
-  return !grouped || (num_groups > 0 && num_experts == 32 * num_groups);
-}
-inline bool routing_row_block_lists_pay(int threads, std::int64_t num_tokens) {
-  return static_cast<std::int64_t>(threads) * num_tokens <= kRowBlockListsMaxThreadRows;
+// up to kRowBlockListsMaxRows rows. Up to there the heuristic gives such rows one expert per
+// thread (up to 512 threads). The lists add a barrier and shared-memory traffic per row, so with
+// many rows the threshold path's fewer instructions catch up. Measured on an H200 (bench routing,
+// us over the PDL empty launch, same process, median of three): session 20 put DeepSeek-V3's edge
+// between 256 and 288 rows (then a product rule, rows x threads <= 256 x 256, left Kimi K2 from
+// 171 rows on two experts per thread). Session 21 (call 3, the straight-line list phase and
+// finish), heuristic -> lists forced: DeepSeek-V3 (256 threads) 288 / 384 / 512 rows 3.86 / 3.94
+// / 3.93 -> 3.88 / 3.90 / 3.97 (even); Kimi K2 (384 threads) 192 / 256 rows 3.84 / 3.83 (two
+// experts per thread) -> 3.03 / 3.07, but 288 / 512 rows 3.94 / 4.12 -> 5.63 / 5.87 (past 264
+// blocks, two waves of two 384-thread blocks per SM). Lists at or below 256 rows:
+// DeepSeek-V3 1 / 128 / 256 rows 3.39 / 3.73 / 3.71 (threshold) -> 2.07 / 2.32 / 2.65.
+inline constexpr std::int64_t kRowBlockListsMaxRows = 256;
+using detail::routing_row_block_lists_serve;
+inline bool routing_row_block_lists_pay(std::int64_t num_tokens) {
+  return num_tokens <= kRowBlockListsMaxRows;
 }
 
 // Whether the pre-filter serves a routing: detail::routing_prefilter_applies (routing_row.h),
@@ -342,8 +341,8 @@ inline RoutingLaunchConfig routing_launch_config(
     const int max_threads = num_tokens <= kRowBlockWideRows ? kRowBlockMaxThreads : 256;
     row_block_vals = 1;
     const int threads1 = routing_row_block_threads(num_experts, 1);
-    const bool lists = lists_serve && threads1 <= kRowBlockMaxThreads &&
-                       routing_row_block_lists_pay(threads1, num_tokens);
+    const bool lists =
+        lists_serve && threads1 <= kRowBlockMaxThreads && routing_row_block_lists_pay(num_tokens);
     while (!lists && row_block_vals < 4 &&
            routing_row_block_threads(num_experts, row_block_vals) > max_threads) {
       row_block_vals *= 2;

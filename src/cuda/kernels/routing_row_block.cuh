@@ -20,12 +20,16 @@
 // One expert per thread (kVals = 1; plan.lists, where groups do not apply or each group is one
 // warp), steps 1-4 take ranked warp lists instead of the threshold:
 //  1. every warp ranks its experts (warp_list) and writes its best max(K, 2) in order to its list;
-//     with groups, each warp's lane 0 writes its group's candidate (the list's first two entries
-//     are the group's top two). Barrier A (and C for softmax).
+//     with groups, the lane of rank 1 writes the group's candidate (from the warp's maximum and
+//     its own key: the group's top two). Barrier A (and C for softmax).
 //  3. every warp finds the live warps (kept groups, or all), every live warp ranks its list's
 //     entries among all live lists' (rank_own_list) and writes the first K to the slots. Barrier B.
-//     Warps 1.. exit; warp 0 continues at the weights with the slots.
-// The parallel ranking replaces warp 0's serial group / threshold / collection / rank chain.
+//     Warps 1.. exit; warp 0 continues at the weights with the slots (sigmoid-like scores with
+//     K <= 8: finish_sigmoid_lists, straight-line code with the slot sums in registers).
+// The parallel ranking replaces warp 0's serial group / threshold / collection / rank chain. One
+// warp runs each step alone on its SM sub-partition, so every dependent instruction's latency
+// shows: the counts are trees (tree_count), not chains, and loads are issued before the loop exits
+// and branches that would hold them back.
 // Sums keep the pairwise trees of routing_row.h: a warp's XOR butterfly is the subtree of its
 // 32 * kVals leaves, warp 0 adds the warps' subtrees with a butterfly over lanes (subtrees of
 // absent warps are zero, and x + 0 == x for the non-negative terms: the levels above are skipped).
@@ -73,14 +77,22 @@ __device__ __forceinline__ int div_by_mul(int x, std::uint64_t mul) {
   return static_cast<int>((static_cast<std::uint64_t>(x) * mul) >> 32);
 }
 
-// SWITCHYARD_ROUTING_LISTS=0 in the environment (read once) keeps the row block on its threshold
-// collection over all experts instead of the ranked warp lists. For A/B measurements.
-inline bool row_block_lists_enabled() {
-  static const bool enabled = [] {
+// SWITCHYARD_ROUTING_LISTS in the environment (read once), for A/B measurements: 0 keeps the row
+// block on its threshold collection over all experts instead of the ranked warp lists; 2 takes
+// the lists wherever they serve, at any number of rows (with one expert per thread: bench
+// --vals -1); unset or 1, the heuristic's rule (heuristics::routing_row_block_lists_pay).
+inline int row_block_lists_mode() {
+  static const int mode = [] {
     const char* v = std::getenv("SWITCHYARD_ROUTING_LISTS");
-    return v == nullptr || *v == '\0' || std::atoi(v) != 0;
+    return v == nullptr || *v == '\0' ? 1 : std::atoi(v);
   }();
-  return enabled;
+  return mode;
+}
+inline bool row_block_lists_enabled() {
+  return row_block_lists_mode() != 0;
+}
+inline bool row_block_lists_forced() {
+  return row_block_lists_mode() == 2;
 }
 
 inline RowBlockPlan make_row_block_plan(const RoutingParams& p, int threads, int vals) {
@@ -102,7 +114,8 @@ inline RowBlockPlan make_row_block_plan(const RoutingParams& p, int threads, int
   plan.kprime = plan.kprime > 32 ? 32 : plan.kprime;
   // Lists wherever a warp's experts are one group or groups do not apply (other groupings keep
   // the threshold path). At least two per warp: the group scores.
-  plan.lists = vals == 1 && (!grouped || (plan.aligned_groups && plan.warps_per_group == 1)) &&
+  plan.lists = vals == 1 &&
+               detail::routing_row_block_lists_serve(p.num_experts, grouped ? p.num_groups : 0) &&
                row_block_lists_enabled();
   plan.list_keep = p.top_k < 2 ? 2 : p.top_k;
   plan.list_log2 = 1;
@@ -127,8 +140,8 @@ struct RowBlockShared {
   std::uint32_t warp_top2[kRowBlockMaxWarps][2];  // top-2 order keys per warp (aligned groups)
   std::uint32_t warp_max[kRowBlockMaxWarps];      // softmax: max order key per warp
   float warp_sum[kRowBlockMaxWarps];              // softmax: denominator subtree per warp
-  alignas(16) std::uint64_t gcand[kRowBlockMaxWarps + 2];  // lists, groups: one per warp, then 0
-  float slot_w[kMaxRoutingColumns];  // lists: the slots' scores (sigmoid-like)
+  alignas(16) std::uint64_t gcand[kRowBlockMaxWarps];  // lists, groups: one per warp
+  alignas(16) float slot_w[kMaxRoutingColumns];        // lists: the slots' scores (sigmoid-like)
 };
 
 __device__ __forceinline__ int lane_id() {
@@ -335,6 +348,17 @@ __device__ __forceinline__ void load_pair(const std::uint64_t* p, std::uint64_t&
 #endif
 }
 
+// Sum of kN (a power of two) 0/1 counts as a tree: log2(kN) dependent adds instead of a chain.
+template <int kN>
+__device__ __forceinline__ int tree_count(int (&t)[kN]) {
+#pragma unroll
+  for (int s = 1; s < kN; s *= 2) {
+#pragma unroll
+    for (int q = 0; q + s < kN; q += 2 * s) t[q] += t[q + s];
+  }
+  return t[0];
+}
+
 // Ranked warp lists (one expert per thread, plan.lists), before barrier A: lane `lane` of warp
 // `warp` holds order key o (0: outside the row) of expert e. Its rank in the warp is the number
 // of the warp's experts that beat (o, e): higher order key, or equal with a lower index. Counting
@@ -344,20 +368,21 @@ __device__ __forceinline__ void load_pair(const std::uint64_t* p, std::uint64_t&
 // write their candidate to list[warp][rank], the rest of the list_width entries are 0. `ord` is
 // the block's order keys in shared memory.
 __device__ __forceinline__ void warp_list(RowBlockShared& sh, const std::uint32_t* ord, int warp,
-                                          std::uint32_t o, int e, const RowBlockPlan& plan) {
+                                          std::uint32_t o, int e, const RowBlockPlan& plan,
+                                          bool grouped, GroupScore gs) {
   const int lane = lane_id();
   __syncwarp();  // the warp's order keys are in shared memory
   const uint4* w4 = reinterpret_cast<const uint4*>(ord + warp * 32);
-  int gt0 = 0, gt1 = 0, gt2 = 0, gt3 = 0;
+  int beats[32];
 #pragma unroll
   for (int q = 0; q < 8; ++q) {
     const uint4 v = w4[q];
-    gt0 += v.x > o ? 1 : 0;
-    gt1 += v.y > o ? 1 : 0;
-    gt2 += v.z > o ? 1 : 0;
-    gt3 += v.w > o ? 1 : 0;
+    beats[4 * q] = v.x > o ? 1 : 0;
+    beats[4 * q + 1] = v.y > o ? 1 : 0;
+    beats[4 * q + 2] = v.z > o ? 1 : 0;
+    beats[4 * q + 3] = v.w > o ? 1 : 0;
   }
-  int rank = (gt0 + gt1) + (gt2 + gt3);
+  int rank = tree_count<32>(beats);
   const bool valid = o != 0u;
   const int n = __popc(__ballot_sync(kFullWarp, valid));
   const unsigned sum = __reduce_add_sync(kFullWarp, valid ? static_cast<unsigned>(rank) : 0u);
@@ -374,20 +399,17 @@ __device__ __forceinline__ void warp_list(RowBlockShared& sh, const std::uint32_
   const int keep = n < plan.list_keep ? n : plan.list_keep;
   if (valid && rank < plan.list_keep) sh.list[warp][rank] = detail::candidate(o, e);
   if (lane >= keep && lane < (1 << plan.list_log2)) sh.list[warp][lane] = 0u;
-}
-
-// Lists with groups (one warp per group), before barrier A: lane 0 writes the warp's group
-// candidate (group score order key, group) from its list's first two entries, the group's top two
-// order keys (duplicates kept, as top2_insert); group_candidate's value.
-__device__ __forceinline__ void warp_group_candidate(RowBlockShared& sh, int warp, int warps,
-                                                     GroupScore gs) {
-  __syncwarp();  // the list's entries are in shared memory
-  if (warp == warps - 1 && lane_id() == 1) sh.gcand[warps] = 0u;  // live_warps reads pairs
-  if (lane_id() == 0) {
-    const std::uint32_t b = detail::candidate_order(sh.list[warp][0]);
-    const std::uint32_t s = detail::candidate_order(sh.list[warp][1]);
-    sh.gcand[warp] =
-        detail::candidate(detail::order_key(detail::group_score_value(gs, b, s)), warp);
+  if (grouped) {
+    // The group candidate (group score order key, group) from the group's top two order keys
+    // (duplicates kept, as top2_insert), written by the lane of rank 1 (of rank 0 where only one
+    // expert is selectable, lane 0 where none is): group_candidate's value.
+    const std::uint32_t best = __reduce_max_sync(kFullWarp, o);
+    const bool writer = n == 0 ? lane == 0 : valid && rank == (n >= 2 ? 1 : 0);
+    if (writer) {
+      const std::uint32_t second = n >= 2 ? o : 0u;
+      sh.gcand[warp] =
+          detail::candidate(detail::order_key(detail::group_score_value(gs, best, second)), warp);
+    }
   }
 }
 
@@ -400,43 +422,88 @@ __device__ __forceinline__ unsigned live_warps(const RowBlockShared& sh, int war
   if (!grouped) return all;
   const int g = lane_id();
   const std::uint64_t mine = g < warps ? sh.gcand[g] : 0u;
-  int beaten_by = 0;
+  // Every entry at once (no loop exit between the loads); those from `warps` on count nothing.
+  std::uint64_t other[kRowBlockMaxWarps];
 #pragma unroll
-  for (int h = 0; h < kRowBlockMaxWarps; h += 2) {
-    if (h >= warps) break;  // warps is even or the pair's second entry is 0
-    std::uint64_t a, b;
-    load_pair(&sh.gcand[h], a, b);
-    beaten_by += (a > mine ? 1 : 0) + (b > mine ? 1 : 0);
-  }
-  return __ballot_sync(kFullWarp, g < warps && beaten_by < keep);
+  for (int h = 0; h < kRowBlockMaxWarps; h += 2) load_pair(&sh.gcand[h], other[h], other[h + 1]);
+  int beats[kRowBlockMaxWarps];
+#pragma unroll
+  for (int h = 0; h < kRowBlockMaxWarps; ++h) beats[h] = h < warps && other[h] > mine ? 1 : 0;
+  return __ballot_sync(kFullWarp, g < warps && tree_count<kRowBlockMaxWarps>(beats) < keep);
+}
+
+// Entries q0 .. q0 + kN of list `w`, and how many of them beat candidate c.
+template <int kN>
+__device__ __forceinline__ void load_list_block(const RowBlockShared& sh, int w, int q0,
+                                                std::uint64_t (&v)[kN]) {
+#pragma unroll
+  for (int q = 0; q < kN; q += 2) load_pair(&sh.list[w][q0 + q], v[q], v[q + 1]);
+}
+template <int kN>
+__device__ __forceinline__ int count_beats(const std::uint64_t (&v)[kN], std::uint64_t c) {
+  int beats[kN];
+#pragma unroll
+  for (int q = 0; q < kN; ++q) beats[q] = v[q] > c ? 1 : 0;
+  return tree_count<kN>(beats);
+}
+
+// The first list of `rest` (a set of warps; 0 when empty: list 0, counted as nothing).
+__device__ __forceinline__ int first_list(unsigned rest) {
+  return rest != 0u ? __ffs(static_cast<int>(rest)) - 1 : 0;
 }
 
 // Lists, every live warp: the exact rank of each entry of its own list among all live lists'
 // entries = how many of them beat it (their zero entries beat nothing). Lane l compares list
-// position l % width against lists l / width, l / width + 32 / width, ... (those not live count
-// nothing); a butterfly adds the counts. The entry of rank k < K goes to sh.slot[k] (its score to
-// sh.slot_w[k] where `score` is given). The candidates are distinct, so the K slots are written
-// exactly once. kLog2 = plan.list_log2 (width 2^kLog2).
+// position l % width against the live lists of order l / width, l / width + 32 / width, ...
+// (`rest`: the lane's live lists from its current one on); a butterfly adds the counts. The next
+// live list's entries are loaded before the current one's are counted (widths <= 8). The entry
+// of rank k < K goes to sh.slot[k] (its score to sh.slot_w[k] where `score` is given). The
+// candidates are distinct, so the K slots are written exactly once. kLog2 = plan.list_log2.
 template <int kLog2>
-__device__ __forceinline__ void rank_own_list(RowBlockShared& sh, int warp, int warps,
-                                              unsigned live, int K, const float* score) {
+__device__ __forceinline__ void rank_own_list(RowBlockShared& sh, int warp, unsigned live, int K,
+                                              const float* score) {
   constexpr int kWidth = 1 << kLog2, kChunks = 32 / kWidth;
+  constexpr int kBlock = kWidth < 8 ? kWidth : 8;  // entries held in registers at once
   const int lane = lane_id();
   const int p = lane & (kWidth - 1);
   const std::uint64_t c = sh.list[warp][p];
+  // The candidate's score (zero entries have none), read now so that the load overlaps the
+  // ranking.
+  const float c_score = score != nullptr && c != 0u ? score[detail::candidate_expert(c)] : 0.0f;
+  unsigned rest = live;
+#pragma unroll
+  for (int i = 0; i + 1 < kChunks; ++i) rest = i < (lane >> kLog2) ? rest & (rest - 1u) : rest;
+  const int lists = __popc(live);
   int beaten_by = 0;
+  std::uint64_t v[kBlock];
+  load_list_block<kBlock>(sh, first_list(rest), 0, v);
 #pragma unroll
   for (int base = 0; base < kRowBlockMaxWarps; base += kChunks) {
-    if (base >= warps) break;
-    const int w = base + (lane >> kLog2);  // < kRowBlockMaxWarps: kChunks divides it
-    int n = 0;
+    unsigned next = rest;
 #pragma unroll
-    for (int q = 0; q < kWidth; q += 2) {
-      std::uint64_t a, b;
-      load_pair(&sh.list[w][q], a, b);
-      n += (a > c ? 1 : 0) + (b > c ? 1 : 0);
+    for (int i = 0; i < kChunks; ++i) next &= next - 1u;
+    std::uint64_t nv[kBlock];
+    if constexpr (kBlock == kWidth) {
+      if (base + kChunks < kRowBlockMaxWarps) {
+        load_list_block<kBlock>(sh, first_list(next), 0, nv);  // before the loop exit below
+      }
     }
-    beaten_by += w < warps && ((live >> w) & 1u) ? n : 0;
+    int n = count_beats<kBlock>(v, c);
+#pragma unroll
+    for (int q0 = kBlock; q0 < kWidth; q0 += kBlock) {
+      std::uint64_t more[kBlock];
+      load_list_block<kBlock>(sh, first_list(rest), q0, more);
+      n += count_beats<kBlock>(more, c);
+    }
+    beaten_by += rest != 0u ? n : 0;
+    if (base + kChunks >= lists || base + kChunks >= kRowBlockMaxWarps) break;  // uniform
+    rest = next;
+    if constexpr (kBlock == kWidth) {
+#pragma unroll
+      for (int q = 0; q < kBlock; ++q) v[q] = nv[q];
+    } else {
+      load_list_block<kBlock>(sh, first_list(rest), 0, v);
+    }
   }
 #pragma unroll
   for (int off = kWidth; off < 32; off *= 2) {
@@ -444,7 +511,7 @@ __device__ __forceinline__ void rank_own_list(RowBlockShared& sh, int warp, int 
   }
   if (lane < kWidth && c != 0u && beaten_by < K) {
     sh.slot[beaten_by] = c;
-    if (score != nullptr) sh.slot_w[beaten_by] = score[detail::candidate_expert(c)];
+    if (score != nullptr) sh.slot_w[beaten_by] = c_score;
   }
 }
 
@@ -454,6 +521,95 @@ __device__ __forceinline__ void rank_own_list(RowBlockShared& sh, int warp, int 
 __device__ __forceinline__ float warp_tree_sum(float v, int width) {
   for (int off = 1; off < width; off *= 2) v = v + __shfl_xor_sync(kFullWarp, v, off);
   return __shfl_sync(kFullWarp, v, 0);
+}
+
+// The columns of a row, lane k of warp 0 column k: routed columns (weight w, expert `expert`)
+// below K, the fused shared experts' (the routed sum) from K to cols.
+__device__ __forceinline__ void store_row_columns(const detail::RoutingKernelParams& kp,
+                                                  bool ids_int64, std::int64_t row, int lane,
+                                                  float w, int expert, float routed_sum) {
+  using namespace detail;
+  const RoutingParams& p = kp.p;
+  const int K = p.top_k, cols = K + p.num_shared_experts;
+  const float rsf = p.routed_scaling_factor;
+  // Both kinds of column are computed on every lane and selected, so that the warp runs one
+  // store sequence instead of two branches one after the other.
+  const float shared_w =
+      p.num_shared_experts > 0 && !p.apply_rsf_on_output ? div_f(routed_sum, rsf) : routed_sum;
+  const bool routed = lane < K;
+  std::int32_t id = shared_expert_id(kp, lane - K);
+  if (routed) id = map_routed_id(kp, expert, row, lane);  // may read tables: routed lanes only
+  if (lane < cols) {
+    kp.weights[row * cols + lane] = routed ? (p.apply_rsf_on_output ? w * rsf : w) : shared_w;
+    store_routing_id(kp, ids_int64, row * cols + lane, id);
+  }
+}
+
+// Lists with sigmoid-like scores and K <= kLocalSlots (DeepSeek-V3, Kimi K2), warp 0 after
+// barrier B: the finish as straight-line code (one warp runs it alone, so every instruction's
+// latency shows). Every lane reads the K slot scores in two 16-byte loads and sums them as the
+// slot tree in registers: the leaves from K on are 0, and x + 0 == x for these non-negative
+// weights, so this is the tree of any width >= K. The routed sum for the shared experts is a
+// butterfly over 16 lanes (32 where K + S > 16), which leaves the total on every lane that
+// stores it, without a broadcast. The same bits as the general finish below.
+inline constexpr int kLocalSlots = 8;
+
+__device__ __forceinline__ float slot_tree8(const float (&v)[kLocalSlots]) {
+  return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+}
+
+template <typename Mark>
+__device__ __forceinline__ void finish_sigmoid_lists(const detail::RoutingKernelParams& kp,
+                                                     const RowBlockShared& sh, std::int64_t row,
+                                                     bool any_finite, bool ids_int64,
+                                                     const Mark& mark) {
+  using namespace detail;
+  const RoutingParams& p = kp.p;
+  const int lane = lane_id(), K = p.top_k;
+  float v[kLocalSlots];
+  float w = 0.0f;
+  int expert = lane;  // rows with no finite logit
+  if (any_finite) {
+#if defined(__CUDA_ARCH__)
+    const float4 a = reinterpret_cast<const float4*>(sh.slot_w)[0];
+    const float4 b = reinterpret_cast<const float4*>(sh.slot_w)[1];
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+#else
+    for (int i = 0; i < kLocalSlots; ++i) v[i] = sh.slot_w[i];  // host builds (the emulator)
+#endif
+#pragma unroll
+    for (int i = 0; i < kLocalSlots; ++i) v[i] = i < K ? nan_to_zero(v[i]) : 0.0f;
+    if (lane < K) {
+      w = nan_to_zero(sh.slot_w[lane]);
+      expert = candidate_expert(sh.slot[lane]);
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kLocalSlots; ++i) v[i] = 0.0f;
+  }
+  if (p.renormalize) {
+    float sum = slot_tree8(v);
+    if (sum == pos_inf()) {
+#pragma unroll
+      for (int i = 0; i < kLocalSlots; ++i) v[i] = v[i] == pos_inf() ? 1.0f : 0.0f;
+      w = w == pos_inf() ? 1.0f : 0.0f;
+      sum = slot_tree8(v);
+    }
+    if (sum > 0.0f) w = div_f(w, sum);
+  }
+  mark(6);
+  float routed_sum = 0.0f;
+  if (p.num_shared_experts > 0) {
+    routed_sum = w;  // 0 on lanes K..
+#pragma unroll
+    for (int off = 1; off < 16; off *= 2) {
+      routed_sum = routed_sum + __shfl_xor_sync(kFullWarp, routed_sum, off);
+    }
+    if (K + p.num_shared_experts > 16) {
+      routed_sum = routed_sum + __shfl_xor_sync(kFullWarp, routed_sum, 16);
+    }
+  }
+  store_row_columns(kp, ids_int64, row, lane, w, expert, routed_sum);
 }
 
 // kTrace (diagnostics, tests/routing_trace_test.cu only): thread 0 of row 0 (it runs every phase)
@@ -525,8 +681,7 @@ __global__ void __launch_bounds__(kRowBlockMaxThreads, 2)
     if (lane == 0) sh.warp_max[warp] = m;
   }
   if (kVals == 1 && plan.lists) {
-    warp_list(sh, ord, warp, lane_best, first, plan);
-    if (grouped) warp_group_candidate(sh, warp, warps, p.group_score);
+    warp_list(sh, ord, warp, lane_best, first, plan, grouped, p.group_score);
   } else if (plan.aligned_groups) {
     std::uint32_t b, s;
     warp_top2(lane_best, lane_second, b, s);
@@ -576,19 +731,19 @@ __global__ void __launch_bounds__(kRowBlockMaxThreads, 2)
       const float* const sc = sigmoid_like ? score : nullptr;
       switch (plan.list_log2) {
         case 1:
-          rank_own_list<1>(sh, warp, warps, live, K, sc);
+          rank_own_list<1>(sh, warp, live, K, sc);
           break;
         case 2:
-          rank_own_list<2>(sh, warp, warps, live, K, sc);
+          rank_own_list<2>(sh, warp, live, K, sc);
           break;
         case 3:
-          rank_own_list<3>(sh, warp, warps, live, K, sc);
+          rank_own_list<3>(sh, warp, live, K, sc);
           break;
         case 4:
-          rank_own_list<4>(sh, warp, warps, live, K, sc);
+          rank_own_list<4>(sh, warp, live, K, sc);
           break;
         default:
-          rank_own_list<5>(sh, warp, warps, live, K, sc);
+          rank_own_list<5>(sh, warp, live, K, sc);
           break;
       }
     }
@@ -596,6 +751,12 @@ __global__ void __launch_bounds__(kRowBlockMaxThreads, 2)
     mark(4);
   }
   if (warp != 0) return;
+  if (kVals == 1 && plan.lists && sigmoid_like && K <= kLocalSlots) {
+    mark(5);
+    finish_sigmoid_lists(kp, sh, row, any_finite, ids_int64, mark);
+    mark(7);
+    return;
+  }
 
   // 3. Warp 0: groups, threshold, candidates.
   int sel_expert = lane;  // the answer for rows with no finite logit
@@ -676,14 +837,7 @@ __global__ void __launch_bounds__(kRowBlockMaxThreads, 2)
   }
   mark(6);
   const float routed_sum = S > 0 ? warp_tree_sum(w, slots_pow2) : 0.0f;
-  const float rsf = p.routed_scaling_factor;
-  if (lane < K) {
-    kp.weights[row * cols + lane] = p.apply_rsf_on_output ? w * rsf : w;
-    store_routing_id(kp, ids_int64, row * cols + lane, map_routed_id(kp, sel_expert, row, lane));
-  } else if (lane < cols) {
-    kp.weights[row * cols + lane] = p.apply_rsf_on_output ? routed_sum : div_f(routed_sum, rsf);
-    store_routing_id(kp, ids_int64, row * cols + lane, shared_expert_id(kp, lane - K));
-  }
+  store_row_columns(kp, ids_int64, row, lane, w, sel_expert, routed_sum);
   mark(7);
 }
 

@@ -77,7 +77,8 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
           grouped ? params.num_groups : 0),
       params.top_k + params.num_shared_experts, grouped, quad_vals, staged_segs,
       heuristics::routing_warp_wide_rows(params.num_experts, params.score_func, grouped),
-      heuristics::routing_row_block_lists_serve(params.num_experts, grouped, params.num_groups));
+      heuristics::routing_row_block_lists_serve(params.num_experts,
+                                                grouped ? params.num_groups : 0));
   if (cfg.blocks > std::numeric_limits<int>::max()) {
     return invalid_arg(
         "route_cuda", "logits.shape[0]", kp.num_tokens,

@@ -130,7 +130,8 @@ cudaError_t launch_row_block_instance(const detail::RoutingKernelParams& kp, boo
                                       bool ids_int64, const heuristics::RoutingLaunchConfig& cfg,
                                       cudaStream_t stream) {
   kernels::RowBlockPlan plan = kernels::make_row_block_plan(kp.p, cfg.threads, kVals);
-  plan.lists = plan.lists && heuristics::routing_row_block_lists_pay(cfg.threads, kp.num_tokens);
+  plan.lists = plan.lists && (kernels::row_block_lists_forced() ||
+                              heuristics::routing_row_block_lists_pay(kp.num_tokens));
   return launch_routing_kernel(
       kernels::routing_row_block_kernel<T, kVals>, static_cast<unsigned>(cfg.blocks),
       static_cast<unsigned>(cfg.threads), kernels::row_block_dynamic_smem(cfg.threads, kVals),
