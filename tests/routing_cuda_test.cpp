@@ -192,6 +192,16 @@ TEST(RoutingCuda, OptionsAndSpecialValuesFuzz) {
   }
 }
 
+// The row block's list finish on its special rows (list_finish_cases: +Inf weights, NaN, no finite
+// logit), in the heuristic's layout and every row-block layout.
+TEST(RoutingCuda, ListFinishSpecialRows) {
+  SKIP_WITHOUT_GPU();
+  for (const NamedProblem& c : list_finish_cases()) {
+    const std::string err = check_problem(c.problem);
+    EXPECT_TRUE(err.empty()) << c.id << ": " << err;
+  }
+}
+
 // The lane-group kernel with the approximate pre-filter (layout code 64; the heuristic never picks
 // it yet) against the CPU, bit for bit, with the hardware's ex2.approx / rcp.approx: the cases of
 // for_each_prefilter_case (sigmoid with and without bias, grouped DeepSeek-V3 style with 1..32

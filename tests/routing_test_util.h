@@ -152,6 +152,64 @@ inline tools::RoutingProblem make_problem(const RoutingParams& p, std::int64_t M
   return pr;
 }
 
+// Cases for the row block's list finish (finish_sigmoid_lists: one expert per thread, sigmoid-like
+// scores, K <= 8), whose special branches the fuzz cases reach rarely: sqrt-softplus of +Inf is
+// +Inf, so rows with one and with two +Inf logits take the weights' +Inf renormalisation; also a
+// row with +Inf, NaN and -Inf, a row of -Inf, a row of NaN (no finite logit) and a plain row.
+// DeepSeek-V3's grouping (256 experts = 8 groups of 32, 4 kept) and Kimi K2's 384 experts; K 1, 2,
+// 5 and 8; 0..2 shared experts; renormalised or not; the routed scaling on the output or not.
+struct NamedProblem {
+  std::string id;
+  tools::RoutingProblem problem;
+};
+inline std::vector<NamedProblem> list_finish_cases() {
+  std::vector<NamedProblem> out;
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  int index = 0;
+  for (int E : {256, 384}) {
+    for (ScoreFunc f : {ScoreFunc::kSqrtSoftplus, ScoreFunc::kSigmoid}) {
+      for (int K : {1, 2, 5, 8}) {
+        for (int S = 0; S <= 2; ++S) {
+          for (int opts = 0; opts < 4; ++opts) {
+            const bool renorm = (opts & 1) != 0;
+            RoutingParams p;
+            p.num_experts = E;
+            p.top_k = K;
+            p.score_func = f;
+            p.renormalize = renorm;
+            p.num_shared_experts = S;
+            p.routed_scaling_factor = 2.5f;
+            p.apply_rsf_on_output = (opts & 2) != 0;
+            if (E == 256) {
+              p.group_score = GroupScore::kTop2Sum;
+              p.num_groups = 8;
+              p.topk_groups = 4;
+            }
+            const std::string id = "routing/list_finish/" + std::to_string(index++);
+            const std::uint64_t seed = tools::seed_from_name(id);
+            const std::int64_t M = 6;
+            std::vector<float> lf = tools::make_router_logits(M, E, tools::RoutingSkew{}, seed);
+            float* row = lf.data();
+            row[E + 37] = inf;     // row 1: one +Inf
+            row[2 * E + 5] = inf;  // row 2: two +Inf in different groups
+            row[2 * E + 200] = inf;
+            row[3 * E + 3] = inf;  // row 3: +Inf, NaN, -Inf
+            row[3 * E + 4] = nan;
+            row[3 * E + 100] = -inf;
+            for (int e = 0; e < E; ++e) {
+              row[4 * E + e] = -inf;  // row 4: every logit -Inf
+              row[5 * E + e] = nan;   // row 5: no finite logit
+            }
+            out.push_back({id, make_problem(p, M, DType::kFloat32, lf, true, seed)});
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
 // One seeded random case of the routing fuzz tests ("routing/fuzz/<c>"): a variant, E, K and
 // options; M in [0, max_tokens); logits where one row in `row_kinds` each gets a few specials
 // (NaN, +-Inf, +-0, +-1e30), no finite logit, ties everywhere, (huge_rows) a few +-1e30 values,

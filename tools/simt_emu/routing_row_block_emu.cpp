@@ -493,6 +493,8 @@ int main(int argc, char** argv) {
         check(pr, m.name + " M" + std::to_string(M));
       }
     }
+    // The list finish's special rows (the GPU test RoutingCuda.ListFinishSpecialRows).
+    for (const NamedProblem& c : list_finish_cases()) check(c.problem, c.id);
   }
   if (g_prefilter || g_quad || g_staged) {
     std::printf(

@@ -13,7 +13,8 @@
 //     top-k-then-softmax / -sigmoid functions, whose selection keys need no transcendental), or
 //     approximate keys a = approx_sigmoid(raw) + bias (kApprox: kSigmoid), within the bound
 //     |a - k| <= delta(a) = 0.86 * 2^-20 + 2^-22.9 |a| of the exact key k (proof:
-//     routing_prefilter.cuh). A row with a non-finite key takes the exact path (step 6).
+//     routing_prefilter.cuh). A row with a non-finite key, or with no finite logit
+//     (sigmoid(-Inf) + bias is finite), takes the exact path (step 6).
 //  2. Groups (kGroupSize 32, kApprox only; a group is an aligned run of 32 experts of one lane):
 //     each group's top-3 of a (its top-2 b >= s for the bounds). With eps(a) = 2^-18 + 2^-20 |a|
 //     (>= 4.6 delta(a)) and the group bounds lo_g(a) = a - 2 eps(a), hi_g(a) = a + 2 eps(a)
@@ -176,6 +177,15 @@ __device__ __forceinline__ bool quad_route_row(const detail::RoutingKernelParams
   float v[kVals];
   load_chunk<T, kVals>(x, first, E, vec_ok, v);
   if constexpr (kApprox) {
+    // A row with no finite logit takes the exact path (ids 0..K-1, weight 0), although its keys
+    // can all be finite (sigmoid(-Inf) + bias). The smallest |logit| is finite iff one is.
+    float least = pos_inf();
+#pragma unroll
+    for (int j = 0; j < kVals; ++j) least = fminf(least, first + j < E ? fabsf(v[j]) : pos_inf());
+    if (grp.ballot(least < pos_inf()) == 0u) {
+      SY_QUAD_STATS(grp.lane, false, 0);
+      return false;
+    }
     quad_keys<kVals>(kp.bias, first, E, v, [](float raw) { return approx_sigmoid(raw); });
   } else {
     quad_keys<kVals>(kp.bias, first, E, v, [](float raw) { return raw; });

@@ -232,6 +232,7 @@ __device__ __forceinline__ bool staged_route_row(const detail::RoutingKernelPara
   // 1. Pass 1 (thread h: segments h, h + 2, ...): keys, the top-2 of every half segment (16
   // experts; its maximum turns NaN if a key is NaN), keys written back as halves.
   bool nan_seen = !bias_finite;
+  float least = pos_inf();  // the smallest |logit|: finite iff the row has a finite logit
 #pragma unroll 1
   for (int s = h; s < segs; s += kStagedLanes) {
     float b[2], sc[2];
@@ -245,7 +246,10 @@ __device__ __forceinline__ bool staged_route_row(const detail::RoutingKernelPara
       const float bias[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
       float a[8];
 #pragma unroll
-      for (int i = 0; i < 8; ++i) a[i] = approx_sigmoid(v[i]) + bias[i];
+      for (int i = 0; i < 8; ++i) {
+        least = fminf(least, fabsf(v[i]));
+        a[i] = approx_sigmoid(v[i]) + bias[i];
+      }
       if (c % 2 == 0) {
         b[c / 2] = neg_inf();
         sc[c / 2] = neg_inf();
@@ -272,7 +276,9 @@ __device__ __forceinline__ bool staged_route_row(const detail::RoutingKernelPara
     *staged_word(words, 4 * s + 2) = b[1];
     *staged_word(words, 4 * s + 3) = sc[1];
   }
-  if (grp.ballot(nan_seen) != 0u) return false;
+  // A NaN key, or no finite logit (ids 0..K-1 with weight 0, although sigmoid(-Inf) + bias keys
+  // are finite): the exact path.
+  if (grp.ballot(nan_seen) != 0u || grp.ballot(least < pos_inf()) == 0u) return false;
   __syncwarp(grp.mask);  // both threads' segment results
 
   // 2. Groups (both threads, the same answer): kept only if the bounds settle them
