@@ -179,9 +179,18 @@ __device__ __forceinline__ bool quad_route_row(const detail::RoutingKernelParams
   if constexpr (kApprox) {
     // A row with no finite logit takes the exact path (ids 0..K-1, weight 0), although its keys
     // can all be finite (sigmoid(-Inf) + bias). The smallest |logit| is finite iff one is.
+    // Past the row load_chunk gives 0, so only a lane whose values run past E tests the bound.
+    // Four partial minima: a chain of kVals / 4 dependent steps, not kVals.
     float least = pos_inf();
+    if (first + kVals <= E) {
+      float m[4] = {pos_inf(), pos_inf(), pos_inf(), pos_inf()};
 #pragma unroll
-    for (int j = 0; j < kVals; ++j) least = fminf(least, first + j < E ? fabsf(v[j]) : pos_inf());
+      for (int j = 0; j < kVals; ++j) m[j % 4] = fminf(m[j % 4], fabsf(v[j]));
+      least = fminf(fminf(m[0], m[1]), fminf(m[2], m[3]));
+    } else {
+#pragma unroll
+      for (int j = 0; j < kVals; ++j) least = fminf(least, first + j < E ? fabsf(v[j]) : pos_inf());
+    }
     if (grp.ballot(least < pos_inf()) == 0u) {
       SY_QUAD_STATS(grp.lane, false, 0);
       return false;
