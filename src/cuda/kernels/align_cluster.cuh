@@ -65,11 +65,15 @@ inline constexpr std::int32_t kClusterAlignMaxExperts = kClusterAlignThreads;  /
 // The launcher's heuristic takes this kernel from this many experts (measured: faster at E = 128,
 // 256, 384; slower at E = 8, where align_small_kernel's shared-memory counting is cheap).
 inline constexpr std::int32_t kClusterAlignHeuristicMinExperts = 64;
-// Output entries prefilled per block (beyond this many in all, align_small_kernel's larger grid
-// writes them faster).
+// Blocks for the output entries (the prefill; the outputs are mostly padding): one per
+// kClusterAlignEntriesPerBlock up to kClusterAlignMaxBlocks, and at least one per
+// kClusterAlignSmallEntriesPerBlock up to kClusterAlignSmallBlocks (see cluster_align_blocks).
 inline constexpr std::int64_t kClusterAlignEntriesPerBlock = 4096;
+inline constexpr std::int64_t kClusterAlignSmallEntriesPerBlock = 2048;
+inline constexpr std::int64_t kClusterAlignSmallBlocks = 5;
+// Beyond this many output entries in all align_small_kernel's larger grid writes them faster.
 inline constexpr std::int64_t kClusterAlignMaxEntries =
-    kClusterAlignEntriesPerBlock * 4 * kClusterAlignMaxBlocks;
+    std::int64_t{4096} * 4 * kClusterAlignMaxBlocks;
 
 // Shared memory (dynamic, ints): bits [steps * 16][Ep] (Ep = E rounded up to 4: 16-byte row
 // zeroing; steps: 512-slot steps per block, 1 but in the replicated variant), warp sums [16]
@@ -82,14 +86,22 @@ inline std::size_t cluster_align_shared_bytes(std::int32_t num_experts, int step
           2 * static_cast<std::size_t>(num_experts) + kClusterAlignWarps) *
          4;
 }
-// Blocks of the cluster: one per 512 slots, and at least one per kClusterAlignEntriesPerBlock
-// output entries (blocks past the last slot own none: they prefill and write labels).
+// Blocks of the cluster: one per 512 slots, and for the outputs one per 4096 entries (up to 8)
+// or one per 2048 (up to 5), whichever is more (blocks past the last slot own none: they prefill
+// and write labels). H200, session 22, one binary per rule, interleaved
+// (bench/results/2026-11-30-h200-s22-align-rule-ab.json), us over the empty launch: a block per
+// 2048 entries helped where the 4096 rule gave 3-4 blocks (Qwen3-30B 129 / 256 tokens 2.43 / 2.49
+// -> 2.32 / 2.35, gpt-oss 512 2.48 -> 2.33, DeepSeek-V2 192 / 256 2.56 / 2.54 -> 2.47 / 2.48) and
+// lost where it gave 7 (Kimi K2 256 / 384 2.91 / 2.96 -> 2.95-2.98 / 3.05-3.06 with 5 or 6 blocks);
+// DeepSeek-V3 (5 either way) even.
 inline int cluster_align_blocks(std::int64_t num_slots, std::int64_t out_entries) {
   const std::int64_t steps = (num_slots + kClusterAlignThreads - 1) / kClusterAlignThreads;
-  const std::int64_t by_out =
-      (out_entries + kClusterAlignEntriesPerBlock - 1) / kClusterAlignEntriesPerBlock;
-  return static_cast<int>(std::max<std::int64_t>(
-      1, std::max(steps, std::min<std::int64_t>(by_out, kClusterAlignMaxBlocks))));
+  const auto by = [out_entries](std::int64_t per_block, std::int64_t most) {
+    return std::min<std::int64_t>((out_entries + per_block - 1) / per_block, most);
+  };
+  return static_cast<int>(
+      std::max<std::int64_t>({1, steps, by(kClusterAlignEntriesPerBlock, kClusterAlignMaxBlocks),
+                              by(kClusterAlignSmallEntriesPerBlock, kClusterAlignSmallBlocks)}));
 }
 
 // The replicated variant (kRepl = steps of 512 slots, 1 or 2: up to kReplAlignMaxSlots slots,
@@ -112,8 +124,14 @@ inline constexpr std::int64_t kReplAlignMaxSlots =
 inline int repl_align_steps(std::int64_t num_slots) {
   return num_slots <= kClusterAlignThreads ? 1 : 2;
 }
-inline constexpr int kReplAlignChunkLog2 = 12;
-inline constexpr std::int64_t kReplAlignChunk = std::int64_t{1} << kReplAlignChunkLog2;  // 4096
+// Entries of each output per block: 2048. H200, session 22, one binary per chunk, interleaved
+// (bench/results/2026-11-30-h200-s22-align-chunk-ab.json), us over the empty launch, 4096 -> 2048
+// entries: DeepSeek-V3 64 / 128 tokens 1.66 / 2.05 -> 1.57 / 1.92, Qwen3-30B 1.69 / 2.07 -> 1.48 /
+// 1.78, gpt-oss 256 tokens 2.04 -> 1.76; 1024 entries was no faster than 2048. A block's share
+// of the prefill (the outputs are mostly padding) is what shrinks; each block still sorts every
+// slot.
+inline constexpr int kReplAlignChunkLog2 = 11;
+inline constexpr std::int64_t kReplAlignChunk = std::int64_t{1} << kReplAlignChunkLog2;  // 2048
 // Blocks of the replicated variant: one per chunk of the larger output (at least one).
 inline int repl_align_blocks(std::int64_t main_entries, std::int64_t label_entries) {
   const std::int64_t n = std::max<std::int64_t>({1, main_entries, label_entries});
