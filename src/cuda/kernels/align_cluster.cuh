@@ -328,16 +328,22 @@ __device__ __forceinline__ void align_cluster_body(const SortParams& p, unsigned
   // ---- 2. column prefix over the rows (warps, then steps: slot order), the block's count
   std::int32_t own = 0;
   if (t < E) {
+    // Every step's rows loaded before any is stored (the stores would keep a later step's loads
+    // behind them: the compiler cannot tell the rows apart).
+    std::uint32_t col[kSteps][kClusterAlignWarps];
 #pragma unroll
     for (int j = 0; j < kSteps; ++j) {
-      std::uint32_t* rows = bits + j * kClusterAlignWarps * Ep;
-      std::uint32_t col[kClusterAlignWarps];
-#pragma unroll
-      for (int w = 0; w < kClusterAlignWarps; ++w) col[w] = rows[w * Ep + t];
 #pragma unroll
       for (int w = 0; w < kClusterAlignWarps; ++w) {
-        rows[w * Ep + t] = static_cast<std::uint32_t>(own);
-        own += __popc(col[w]);
+        col[j][w] = bits[(j * kClusterAlignWarps + w) * Ep + t];
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kSteps; ++j) {
+#pragma unroll
+      for (int w = 0; w < kClusterAlignWarps; ++w) {
+        bits[(j * kClusterAlignWarps + w) * Ep + t] = static_cast<std::uint32_t>(own);
+        own += __popc(col[j][w]);
       }
     }
     cnt[t] = own;
