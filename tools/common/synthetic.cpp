@@ -6,6 +6,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "../../src/common/check.h"
 #include "../../src/common/dtype_convert.h"
 #include "rng.h"
 
@@ -48,6 +49,64 @@ Status parse_routing_skew(const std::string& text, RoutingSkew* out) {
   }
   *out = s;
   return Status::Ok();
+}
+
+std::string ExpertIdMode::describe() const {
+  return balanced ? "balanced (every expert M*K/E rows, rounded)" : skew.describe();
+}
+
+Status parse_expert_id_mode(const std::string& text, ExpertIdMode* out) {
+  ExpertIdMode m;
+  if (text == "balanced") {
+    m.balanced = true;
+  } else if (text == "uniform" || text.rfind("zipf:", 0) == 0 || text.rfind("hot:", 0) == 0) {
+    SY_RETURN_IF_ERROR(parse_routing_skew(text, &m.skew));
+  } else {
+    return Status::InvalidArgument("--routing = " + text +
+                                   ": expected uniform, balanced, zipf:<s> or hot:<fraction>");
+  }
+  *out = m;
+  return Status::Ok();
+}
+
+std::vector<std::int32_t> make_expert_ids(std::int64_t num_tokens, int top_k, int num_experts,
+                                          const ExpertIdMode& mode, std::uint64_t seed) {
+  Rng rng(seed);
+  const std::int64_t slots = num_tokens * top_k;
+  std::vector<std::int32_t> ids;
+  ids.reserve(static_cast<std::size_t>(slots));
+  if (mode.balanced) {
+    const auto rot = static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(num_experts)));
+    for (std::int64_t s = 0; s < slots; ++s) {
+      ids.push_back(static_cast<std::int32_t>((s + rot) % num_experts));
+    }
+    return ids;
+  }
+  if (mode.skew.kind != RoutingSkew::Kind::kUniform) {
+    const std::vector<float> logits =
+        make_router_logits(num_tokens, num_experts, mode.skew, rng.next_u64());
+    std::vector<std::int32_t> order(static_cast<std::size_t>(num_experts));
+    for (std::int64_t t = 0; t < num_tokens; ++t) {
+      const float* row = logits.data() + t * num_experts;
+      std::iota(order.begin(), order.end(), 0);
+      std::partial_sort(order.begin(), order.begin() + top_k, order.end(),
+                        [row](std::int32_t a, std::int32_t b) {
+                          return row[a] > row[b] || (row[a] == row[b] && a < b);
+                        });
+      ids.insert(ids.end(), order.begin(), order.begin() + top_k);
+    }
+    return ids;
+  }
+  for (std::int64_t t = 0; t < num_tokens; ++t) {
+    const std::size_t first = ids.size();
+    while (ids.size() - first < static_cast<std::size_t>(top_k)) {
+      const auto e = static_cast<std::int32_t>(rng.below(static_cast<std::uint64_t>(num_experts)));
+      if (std::find(ids.begin() + static_cast<std::ptrdiff_t>(first), ids.end(), e) == ids.end()) {
+        ids.push_back(e);
+      }
+    }
+  }
+  return ids;
 }
 
 std::vector<float> make_router_logits(std::int64_t num_tokens, int num_experts,

@@ -29,6 +29,22 @@ std::vector<float> make_router_logits(std::int64_t num_tokens, int num_experts,
 // the tokens; empty for uniform. Seeded; popularity ranks as above (not the same permutation).
 std::vector<float> make_logit_skew(std::int64_t num_tokens, int num_experts,
                                    const RoutingSkew& skew, std::uint64_t seed);
+// Top-K expert ids for benchmarks that take ids directly (bench experts --routing):
+// uniform: each token draws K distinct experts uniformly; balanced: slot s = t*K + j takes expert
+// (s + r) mod E for a seeded rotation r, so every expert gets floor or ceil of M*K/E rows (the even
+// split a batched GEMM sees) and a token's K ids are distinct (K <= E); zipf / hot: the K largest
+// of make_router_logits with that skew, ties to the lower id.
+struct ExpertIdMode {
+  bool balanced = false;
+  RoutingSkew skew;  // used when not balanced
+  std::string describe() const;
+};
+// uniform | balanced | zipf:<s> | hot:<fraction>; errors name the flag (--routing) and the value.
+Status parse_expert_id_mode(const std::string& text, ExpertIdMode* out);
+// [num_tokens * top_k] ids, row-major; requires 1 <= top_k <= num_experts.
+std::vector<std::int32_t> make_expert_ids(std::int64_t num_tokens, int top_k, int num_experts,
+                                          const ExpertIdMode& mode, std::uint64_t seed);
+
 // A small correction bias [num_experts] in [-0.005, 0.005), seeded.
 std::vector<float> make_correction_bias(int num_experts, std::uint64_t seed);
 

@@ -1,6 +1,7 @@
 // `switchyard bench experts`: the fused MoE forward (fused_experts_cuda, heuristic plan) at the
 // presets' shapes over a token sweep, with seeded random weights (generated on the device) and
-// random routing (K distinct experts per token, uniform). Metric definitions (docs/benchmarks.md):
+// random routing (--routing: K distinct experts per token, uniform by default; balanced gives every
+// expert the same row count, zipf / hot skew it). Metric definitions (docs/benchmarks.md):
 //   median_us   CUDA graph of `calls` back-to-back calls rotating over 4 routings (calls chosen so
 //               that a replay takes ~20 ms, 1..20), median of 5 replays / calls
 //   hit_bytes   bytes of the w13 and w2 of the experts the routing hits (mean over the calls)
@@ -60,6 +61,9 @@ const std::vector<FlagSpec>& experts_flags() {
        "(grouped GEMM row tile; rounded: GEMM1 out in the input dtype; unfused: the float32 "
        "GEMM1 and the activation kernel even with interleaved w13): force a path, to measure "
        "the heuristic's choices"},
+      {"routing", true,
+       "uniform | balanced | zipf:<s> | hot:<fraction> (default uniform): K distinct experts per "
+       "token drawn uniformly, the same rows for every expert, or skewed router logits' top K"},
       {"w13", true,
        "interleaved | halves (default interleaved): gate/up rows of w13 interleaved (packed once "
        "at load time; the grouped-GEMM path fuses the activation into GEMM1) or SGLang's halves"},
@@ -82,29 +86,22 @@ struct Row {
   std::int64_t wrong = -1;
 };
 
-// K distinct experts per token, uniform; weights in (0.05, 1.05).
+// K distinct experts per token (tools::make_expert_ids); weights in (0.05, 1.05).
 struct Routing {
   std::vector<std::int32_t> ids;
   std::vector<float> weights;
   std::set<std::int32_t> hit;
 };
 
-Routing make_routing(std::int64_t M, int K, int E, std::uint64_t seed) {
-  tools::Rng rng(seed);
+Routing make_routing(std::int64_t M, int K, int E, const tools::ExpertIdMode& mode,
+                     std::uint64_t seed) {
   Routing r;
-  r.ids.reserve(static_cast<std::size_t>(M * K));
-  std::vector<std::int32_t> pick;
-  for (std::int64_t t = 0; t < M; ++t) {
-    pick.clear();
-    while (static_cast<int>(pick.size()) < K) {
-      const auto e = static_cast<std::int32_t>(rng.below(static_cast<std::uint64_t>(E)));
-      if (std::find(pick.begin(), pick.end(), e) == pick.end()) pick.push_back(e);
-    }
-    for (std::int32_t e : pick) {
-      r.ids.push_back(e);
-      r.hit.insert(e);
-      r.weights.push_back(static_cast<float>(0.05 + rng.uniform()));
-    }
+  r.ids = tools::make_expert_ids(M, K, E, mode, seed);
+  tools::Rng rng(seed ^ 0x9e3779b97f4a7c15ULL);
+  r.weights.reserve(r.ids.size());
+  for (std::int32_t e : r.ids) {
+    r.hit.insert(e);
+    r.weights.push_back(static_cast<float>(0.05 + rng.uniform()));
   }
   return r;
 }
@@ -337,6 +334,11 @@ int bench_experts_main(const Args& args) {
                 kExitUsage);
   }
   const bool w13_interleaved = w13_text == "interleaved";
+  tools::ExpertIdMode routing_mode;
+  if (Status st = tools::parse_expert_id_mode(args.get("routing", "uniform"), &routing_mode);
+      !st.ok()) {
+    return fail(cmd, st, kExitUsage);
+  }
   std::string format;
   if (Status st = parse_format(args, &format); !st.ok()) return fail(cmd, st, kExitUsage);
   heuristics::ExpertsPlan forced;
@@ -412,7 +414,7 @@ int bench_experts_main(const Args& args) {
       std::vector<tools::DeviceBuffer> d_ids(kRotations), d_w(kRotations);
       for (int rot = 0; rot < kRotations; ++rot) {
         routings.push_back(
-            make_routing(M, K, E,
+            make_routing(M, K, E, routing_mode,
                          tools::seed_from_name(
                              m->name + "/routing/" + std::to_string(M) + "/" + std::to_string(rot),
                              static_cast<std::uint64_t>(seed))));
@@ -514,7 +516,7 @@ int bench_experts_main(const Args& args) {
   if (format == "json") {
     tools::JsonWriter j;
     j.begin_object().field("bench", "experts").field("card", card).field("date", utc_timestamp());
-    j.field("dtype", dtype_name(dtype)).field("routing", "uniform, K distinct experts per token");
+    j.field("dtype", dtype_name(dtype)).field("routing", routing_mode.describe());
     j.field("seed", seed).field("w13", w13_text);
     j.field("method",
             "CUDA graph of `calls` calls rotating over 4 routings, median of 5 replays / calls; "
@@ -547,9 +549,10 @@ int bench_experts_main(const Args& args) {
   {
     char buf[320];
     std::snprintf(buf, sizeof buf,
-                  "experts bench on %s, %s; memory ceiling %.0f GB/s, dense GEMM ceiling %.0f "
-                  "TFLOP/s\n",
-                  card.c_str(), dtype_name(dtype), mem.read_gbps, gemm.tflops);
+                  "experts bench on %s, %s, routing %s; memory ceiling %.0f GB/s, dense GEMM "
+                  "ceiling %.0f TFLOP/s\n",
+                  card.c_str(), dtype_name(dtype), routing_mode.describe().c_str(), mem.read_gbps,
+                  gemm.tflops);
     table = buf;
     table +=
         "| model | tokens | path | experts hit | median us | TB/s | % mem | TFLOP/s | % GEMM | "
