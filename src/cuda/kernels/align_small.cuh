@@ -37,9 +37,12 @@ namespace switchyard::kernels {
 
 inline constexpr int kSmallAlignThreads = 512;
 inline constexpr int kSmallAlignWarps = kSmallAlignThreads / 32;
-inline constexpr int kSmallAlignMaxSteps = 16;
+// Up to 32 steps (16,384 slots: 2,048 tokens at top-8). Past 16 steps, one more instance instead of
+// the grid-barrier sort (expert_sort_kernel<true>), whose two grid barriers and column scans cost
+// ~20 us whatever the size (H200, session 23, ncu: 21.2 us at Qwen3-30B 2,048 tokens).
+inline constexpr int kSmallAlignMaxSteps = 32;
 inline constexpr std::int64_t kSmallAlignMaxSlots =
-    static_cast<std::int64_t>(kSmallAlignThreads) * kSmallAlignMaxSteps;   // 8192
+    static_cast<std::int64_t>(kSmallAlignThreads) * kSmallAlignMaxSteps;   // 16384
 inline constexpr std::int32_t kSmallAlignMaxExperts = kSmallAlignThreads;  // thread e: expert e
 
 // Dynamic shared memory: per-warp rows [16][E], before[E], after[E] (the zeroed part, rounded up
@@ -50,7 +53,7 @@ __host__ __device__ inline std::int32_t small_align_zeroed_ints(std::int32_t num
 inline std::size_t small_align_shared_bytes(std::int32_t num_experts) {
   return (static_cast<std::size_t>(small_align_zeroed_ints(num_experts)) + 2 * num_experts) * 4;
 }
-// Steps of the template instance for `num_slots`: 1, 2, 4, 8 or 16.
+// Steps of the template instance for `num_slots`: 1, 2, 4, 8, 16 or 32.
 inline int small_align_steps(std::int64_t num_slots) {
   int steps = 1;
   while (static_cast<std::int64_t>(steps) * kSmallAlignThreads < num_slots) steps *= 2;
@@ -305,7 +308,7 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
   }
 }
 
-// kSteps: 512-slot steps covered (1, 2, 4, 8, 16). kPasses = 1 in the library. kPasses = 2
+// kSteps: 512-slot steps covered (1, 2, 4, 8, 16, 32). kPasses = 1 in the library. kPasses = 2
 // (diagnostics, tests/align_cuda_test.cpp's phase trace only): the same code runs twice in one
 // launch (a real loop, not unrolled), so the second pass's trace shows the phases with a warm
 // instruction cache and the first L2 misses already taken. Every pass writes the same outputs.

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <string>
 
 #include "../../common/align_check.h"
@@ -70,16 +71,19 @@ Status set_smem(Kernel kernel, std::size_t smem, const char* what) {
       what);
 }
 
-// The small-batch kernel instance for `steps` (1, 2, 4, 8, 16) and `passes` (1; 2 diagnostics).
+// The small-batch kernel instance for `steps` (1, 2, 4, 8, 16, 32) and `passes` (1; 2
+// diagnostics).
 using SmallKernel = void (*)(SortParams);
 SmallKernel small_kernel(int steps, int passes) {
   using kernels::align_small_kernel;
-  constexpr SmallKernel once[] = {align_small_kernel<1, 1>, align_small_kernel<2, 1>,
-                                  align_small_kernel<4, 1>, align_small_kernel<8, 1>,
-                                  align_small_kernel<16, 1>};
-  constexpr SmallKernel twice[] = {align_small_kernel<1, 2>, align_small_kernel<2, 2>,
-                                   align_small_kernel<4, 2>, align_small_kernel<8, 2>,
-                                   align_small_kernel<16, 2>};
+  constexpr SmallKernel once[] = {align_small_kernel<1, 1>,  align_small_kernel<2, 1>,
+                                  align_small_kernel<4, 1>,  align_small_kernel<8, 1>,
+                                  align_small_kernel<16, 1>, align_small_kernel<32, 1>};
+  constexpr SmallKernel twice[] = {align_small_kernel<1, 2>,  align_small_kernel<2, 2>,
+                                   align_small_kernel<4, 2>,  align_small_kernel<8, 2>,
+                                   align_small_kernel<16, 2>, align_small_kernel<32, 2>};
+  static_assert(std::size(once) ==
+                std::bit_width(static_cast<unsigned>(kernels::kSmallAlignMaxSteps)));
   const int i = std::countr_zero(static_cast<unsigned>(steps));
   return passes == 2 ? twice[i] : once[i];
 }
@@ -232,8 +236,9 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
       fits_small_kernel(kernels::kSmallAlignMaxSlots, kernels::kSmallAlignMaxExperts);
   if (forced_grid == -1 && !small_ok) {
     return detail::invalid_arg(op, "grid", forced_grid,
-                               "-1 only for alignment or the contiguous layout with <= 8192 "
-                               "slots, <= 512 experts and slots + padding < 2^30");
+                               "-1 only for alignment or the contiguous layout with <= " +
+                                   std::to_string(kernels::kSmallAlignMaxSlots) +
+                                   " slots, <= 512 experts and slots + padding < 2^30");
   }
   const std::int64_t small_out_entries =
       p.output == SortOutput::kAlign ? p.sorted_numel + p.block_experts_numel : p.dst_numel;
