@@ -69,18 +69,28 @@ Status parse_expert_id_mode(const std::string& text, ExpertIdMode* out) {
   return Status::Ok();
 }
 
-std::vector<std::int32_t> make_expert_ids(std::int64_t num_tokens, int top_k, int num_experts,
-                                          const ExpertIdMode& mode, std::uint64_t seed) {
+Status make_expert_ids(std::int64_t num_tokens, int top_k, int num_experts,
+                       const ExpertIdMode& mode, std::uint64_t seed,
+                       std::vector<std::int32_t>* out) {
+  using detail::invalid_arg;
+  const char* op = "make_expert_ids";
+  if (num_tokens < 0) return invalid_arg(op, "num_tokens", num_tokens, ">= 0");
+  if (num_experts < 1) return invalid_arg(op, "num_experts", num_experts, ">= 1");
+  if (top_k < 1 || top_k > num_experts) {
+    return invalid_arg(op, "top_k", top_k,
+                       "1 <= top_k <= num_experts = " + std::to_string(num_experts));
+  }
   Rng rng(seed);
   const std::int64_t slots = num_tokens * top_k;
-  std::vector<std::int32_t> ids;
+  std::vector<std::int32_t>& ids = *out;
+  ids.clear();
   ids.reserve(static_cast<std::size_t>(slots));
   if (mode.balanced) {
     const auto rot = static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(num_experts)));
     for (std::int64_t s = 0; s < slots; ++s) {
       ids.push_back(static_cast<std::int32_t>((s + rot) % num_experts));
     }
-    return ids;
+    return Status::Ok();
   }
   if (mode.skew.kind != RoutingSkew::Kind::kUniform) {
     const std::vector<float> logits =
@@ -95,7 +105,7 @@ std::vector<std::int32_t> make_expert_ids(std::int64_t num_tokens, int top_k, in
                         });
       ids.insert(ids.end(), order.begin(), order.begin() + top_k);
     }
-    return ids;
+    return Status::Ok();
   }
   for (std::int64_t t = 0; t < num_tokens; ++t) {
     const std::size_t first = ids.size();
@@ -106,7 +116,7 @@ std::vector<std::int32_t> make_expert_ids(std::int64_t num_tokens, int top_k, in
       }
     }
   }
-  return ids;
+  return Status::Ok();
 }
 
 std::vector<float> make_router_logits(std::int64_t num_tokens, int num_experts,

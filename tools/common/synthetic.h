@@ -41,9 +41,11 @@ struct ExpertIdMode {
 };
 // uniform | balanced | zipf:<s> | hot:<fraction>; errors name the flag (--routing) and the value.
 Status parse_expert_id_mode(const std::string& text, ExpertIdMode* out);
-// [num_tokens * top_k] ids, row-major; requires 1 <= top_k <= num_experts.
-std::vector<std::int32_t> make_expert_ids(std::int64_t num_tokens, int top_k, int num_experts,
-                                          const ExpertIdMode& mode, std::uint64_t seed);
+// *out = [num_tokens * top_k] ids, row-major. Rejects num_tokens < 0, num_experts < 1 and top_k
+// outside 1..num_experts (K distinct ids per token) with a message naming the argument.
+Status make_expert_ids(std::int64_t num_tokens, int top_k, int num_experts,
+                       const ExpertIdMode& mode, std::uint64_t seed,
+                       std::vector<std::int32_t>* out);
 
 // A small correction bias [num_experts] in [-0.005, 0.005), seeded.
 std::vector<float> make_correction_bias(int num_experts, std::uint64_t seed);

@@ -93,17 +93,18 @@ struct Routing {
   std::set<std::int32_t> hit;
 };
 
-Routing make_routing(std::int64_t M, int K, int E, const tools::ExpertIdMode& mode,
-                     std::uint64_t seed) {
-  Routing r;
-  r.ids = tools::make_expert_ids(M, K, E, mode, seed);
+Status make_routing(std::int64_t M, int K, int E, const tools::ExpertIdMode& mode,
+                    std::uint64_t seed, Routing* r) {
+  SY_RETURN_IF_ERROR(tools::make_expert_ids(M, K, E, mode, seed, &r->ids));
   tools::Rng rng(seed ^ 0x9e3779b97f4a7c15ULL);
-  r.weights.reserve(r.ids.size());
-  for (std::int32_t e : r.ids) {
-    r.hit.insert(e);
-    r.weights.push_back(static_cast<float>(0.05 + rng.uniform()));
+  r->weights.clear();
+  r->weights.reserve(r->ids.size());
+  r->hit.clear();
+  for (std::int32_t e : r->ids) {
+    r->hit.insert(e);
+    r->weights.push_back(static_cast<float>(0.05 + rng.uniform()));
   }
-  return r;
+  return Status::Ok();
 }
 
 // --plan: "auto" leaves the heuristic's plan; "decode:T", "decode:1:narrow|deep|narrow3"
@@ -413,11 +414,16 @@ int bench_experts_main(const Args& args) {
       std::vector<Routing> routings;
       std::vector<tools::DeviceBuffer> d_ids(kRotations), d_w(kRotations);
       for (int rot = 0; rot < kRotations; ++rot) {
-        routings.push_back(
-            make_routing(M, K, E, routing_mode,
-                         tools::seed_from_name(
-                             m->name + "/routing/" + std::to_string(M) + "/" + std::to_string(rot),
-                             static_cast<std::uint64_t>(seed))));
+        routings.emplace_back();
+        if (Status st =
+                make_routing(M, K, E, routing_mode,
+                             tools::seed_from_name(m->name + "/routing/" + std::to_string(M) + "/" +
+                                                       std::to_string(rot),
+                                                   static_cast<std::uint64_t>(seed)),
+                             &routings.back());
+            !st.ok()) {
+          return fail(cmd, st, kExitUsage);
+        }
         const Routing& r = routings.back();
         for (Status st : {tools::DeviceBuffer::allocate(r.ids.size() * 4, &d_ids[rot]),
                           tools::DeviceBuffer::allocate(r.weights.size() * 4, &d_w[rot])}) {
