@@ -41,7 +41,10 @@ inline std::size_t sort_workspace_bytes(std::int32_t num_experts) {
 // unless SWITCHYARD_ALIGN_WARP=0, then the block kernel at 33..64 slots unless
 // SWITCHYARD_ALIGN_BLOCK=0, then the few-experts kernel wherever it applies unless
 // SWITCHYARD_ALIGN_FEW=0, then for E >= 64 unless SWITCHYARD_ALIGN_CLUSTER=0 the cluster kernel
-// wherever it applies, then the small-batch kernel.
+// wherever it applies, then the small-batch kernel (up to SWITCHYARD_ALIGN_SMALL_STEPS 512-slot
+// steps where that is set; clustered on sm_90 from SWITCHYARD_ALIGN_SMALL_CLUSTER steps, default
+// 17 for E <= 192 and 33 above), then the generic kernel. Grid -1 takes the small-batch kernel
+// clustered or not by the same rule.
 Status moe_align_block_size_cuda_grid(const AlignParams& params, const AlignArgs& args,
                                       void* workspace, std::size_t workspace_bytes, int grid,
                                       cudaStream_t stream);

@@ -218,24 +218,36 @@ T* cluster_map(T* p, unsigned rank) {
   auto a = reinterpret_cast<std::uintptr_t>(v.data());
   return reinterpret_cast<T*>(v.data() + (16 - a % 16) % 16 + off);
 }
-// Runs the body on every thread of `grid` blocks of `block` threads as one cluster, with
-// `smem_bytes` of dynamic shared memory per block (filled with `poison`).
+// Runs the body on every thread of `grid` blocks of `block` threads as clusters of `cluster`
+// blocks (0: the whole grid is one cluster), one cluster after another, with `smem_bytes` of
+// dynamic shared memory per block (filled with `poison`).
+inline void launch_one_cluster(unsigned grid, unsigned base, unsigned cluster, unsigned block,
+                               std::size_t smem_bytes, unsigned char poison);
 inline void launch_cluster(unsigned grid, unsigned block, std::size_t smem_bytes,
-                           const std::function<void()>& body, unsigned char poison = 0xa5) {
+                           const std::function<void()>& body, unsigned char poison = 0xa5,
+                           unsigned cluster = 0) {
   if (block % 32 != 0) throw std::runtime_error("block must be whole warps");
+  if (cluster == 0) cluster = grid;
+  if (grid % cluster != 0) throw std::runtime_error("emulator: grid not a multiple of the cluster");
   S.body = body;
   blockDim = dim3{block, 1, 1};
   gridDim = dim3{grid, 1, 1};
+  for (unsigned base = 0; base < grid; base += cluster)
+    launch_one_cluster(grid, base, cluster, block, smem_bytes, poison);
+}
+inline void launch_one_cluster(unsigned grid, unsigned base, unsigned cluster, unsigned block,
+                               std::size_t smem_bytes, unsigned char poison) {
+  (void)grid;
   C = ClusterState{};
-  C.blocks = grid;
+  C.blocks = cluster;
   C.block = block;
-  C.warps.assign(grid, std::vector<WarpState>(block / 32));
-  C.barriers.assign(grid, Rendezvous{});
-  C.preds.assign(grid, std::vector<int>(block, 0));
-  C.smem.assign(grid, std::vector<unsigned char>(smem_bytes + 16, poison));
-  C.phase.assign(static_cast<std::size_t>(grid) * block, 0);
-  C.arrived.assign(static_cast<std::size_t>(grid) * block, 0);
-  const std::size_t n = static_cast<std::size_t>(grid) * block;
+  C.warps.assign(cluster, std::vector<WarpState>(block / 32));
+  C.barriers.assign(cluster, Rendezvous{});
+  C.preds.assign(cluster, std::vector<int>(block, 0));
+  C.smem.assign(cluster, std::vector<unsigned char>(smem_bytes + 16, poison));
+  C.phase.assign(static_cast<std::size_t>(cluster) * block, 0);
+  C.arrived.assign(static_cast<std::size_t>(cluster) * block, 0);
+  const std::size_t n = static_cast<std::size_t>(cluster) * block;
   // Fiber stacks kept from one cluster launch to the next (thousands of them).
   static std::vector<std::vector<char>> stacks;
   if (stacks.size() < n) stacks.resize(n);
@@ -257,7 +269,7 @@ inline void launch_cluster(unsigned grid, unsigned block, std::size_t smem_bytes
       any = true;
       S.cur = static_cast<int>(i);
       cur_block = static_cast<unsigned>(i / block);
-      blockIdx = dim3{cur_block, 0, 0};
+      blockIdx = dim3{base + cur_block, 0, 0};
       threadIdx.x = static_cast<unsigned>(i % block);
       warps_p = &C.warps[cur_block];
       block_r_p = &C.barriers[cur_block];

@@ -31,29 +31,43 @@
 #include <cstdint>
 
 #include "align.cuh"
+#include "cluster.cuh"
 #include "pdl.cuh"
 
 namespace switchyard::kernels {
 
 inline constexpr int kSmallAlignThreads = 512;
 inline constexpr int kSmallAlignWarps = kSmallAlignThreads / 32;
-// Up to 32 steps (16,384 slots: 2,048 tokens at top-8). Past 16 steps, one more instance instead of
-// the grid-barrier sort (expert_sort_kernel<true>), whose two grid barriers and column scans cost
-// ~20 us whatever the size (H200, session 23, ncu: 21.2 us at Qwen3-30B 2,048 tokens).
-inline constexpr int kSmallAlignMaxSteps = 32;
+// Unclustered, every block counts every slot, so the time grows with the slots (H200, session
+// 23-24, bench align, us: 4.0 at 16 steps, 5.3 at 32, 9.7 at 64, 16.1 at 128, where the
+// grid-barrier sort, expert_sort_kernel<true>, takes 13-14). Clustered (kSmallAlignCluster blocks
+// per thread block cluster, sm_90), the blocks of a cluster share the counting of the other steps
+// and exchange their counts through distributed shared memory: 4.5 / 4.7 / 7.3 at 32 / 64 / 128
+// steps (Qwen3-30B), but from 129 steps the grid exceeds one block per SM and the counting,
+// which grows with slots x clusters, loses to the sort (10.1 at 129 steps, 16.0 at 256 against
+// 13.5 / 14.4). So up to kSmallAlignMaxSteps steps, clustered from 17 or 33 (launch/align.cu).
+inline constexpr int kSmallAlignMaxUnclusteredSteps = 64;
+inline constexpr int kSmallAlignCluster = 8;
+inline constexpr int kSmallAlignMaxSteps = 128;
+// Past 32 steps (or positions, clustered) the ids are loaded and counted in chunks of this many.
+inline constexpr int kSmallAlignChunk = 16;
 inline constexpr std::int64_t kSmallAlignMaxSlots =
-    static_cast<std::int64_t>(kSmallAlignThreads) * kSmallAlignMaxSteps;   // 16384
+    static_cast<std::int64_t>(kSmallAlignThreads) * kSmallAlignMaxSteps;  // 65536
+inline constexpr std::int64_t kSmallAlignMaxUnclusteredSlots =
+    static_cast<std::int64_t>(kSmallAlignThreads) * kSmallAlignMaxUnclusteredSteps;  // 32768
 inline constexpr std::int32_t kSmallAlignMaxExperts = kSmallAlignThreads;  // thread e: expert e
 
 // Dynamic shared memory: per-warp rows [16][E], before[E], after[E] (the zeroed part, rounded up
-// to 4 ints for 16-byte stores), then seg[E], total[E].
+// to 4 ints for 16-byte stores), then seg[E], total[E] and, in the clustered instances, own[E].
 __host__ __device__ inline std::int32_t small_align_zeroed_ints(std::int32_t num_experts) {
   return ((kSmallAlignWarps + 2) * num_experts + 3) / 4 * 4;
 }
-inline std::size_t small_align_shared_bytes(std::int32_t num_experts) {
-  return (static_cast<std::size_t>(small_align_zeroed_ints(num_experts)) + 2 * num_experts) * 4;
+inline std::size_t small_align_shared_bytes(std::int32_t num_experts, int cluster = 1) {
+  return (static_cast<std::size_t>(small_align_zeroed_ints(num_experts)) +
+          (cluster > 1 ? 3 : 2) * static_cast<std::size_t>(num_experts)) *
+         4;
 }
-// Steps of the template instance for `num_slots`: 1, 2, 4, 8, 16 or 32.
+// Steps of the template instance for `num_slots`: 1, 2, 4, ..., 128.
 inline int small_align_steps(std::int64_t num_slots) {
   int steps = 1;
   while (static_cast<std::int64_t>(steps) * kSmallAlignThreads < num_slots) steps *= 2;
@@ -64,26 +78,32 @@ inline int small_align_steps(std::int64_t num_slots) {
 inline constexpr std::int64_t kSmallAlignEntriesPerBlock = 2048;
 inline constexpr int kSmallAlignMaxGrid = 64;
 // Blocks: one per 512-slot step, and at least one per kSmallAlignEntriesPerBlock output entries
-// (extra blocks own no slots; they count, and write their share of padding and tails).
-inline int small_align_grid(std::int64_t num_slots, std::int64_t out_entries) {
+// (extra blocks own no slots; they count, and write their share of padding and tails); clustered,
+// rounded up to whole clusters.
+inline int small_align_grid(std::int64_t num_slots, std::int64_t out_entries, int cluster = 1) {
   const std::int64_t steps = (num_slots + kSmallAlignThreads - 1) / kSmallAlignThreads;
   const std::int64_t by_out =
       (out_entries + kSmallAlignEntriesPerBlock - 1) / kSmallAlignEntriesPerBlock;
-  return static_cast<int>(std::max<std::int64_t>(
-      1, std::max(steps, std::min<std::int64_t>(by_out, kSmallAlignMaxGrid))));
+  const std::int64_t g = std::max<std::int64_t>(
+      1, std::max(steps, std::min<std::int64_t>(by_out, kSmallAlignMaxGrid)));
+  return static_cast<int>((g + cluster - 1) / cluster * cluster);
 }
 
 // ex[i] = the (mapped) expert of slot i * 512 + thread, or -1 (past N, invalid, or mapped away).
 // All loads are issued before any is used (branch-free in the unrolled loops), so they are in
 // flight together.
+// ex[i] is step (first + i) * stride + offset (chunked loads past 32 steps; the clustered
+// instances take every stride-th step).
 template <int kSteps, typename Id>
-__device__ __forceinline__ void small_load_ids(const SortParams& p, std::int32_t (&ex)[kSteps]) {
+__device__ __forceinline__ void small_load_ids(const SortParams& p, std::int32_t (&ex)[kSteps],
+                                               int first = 0, int stride = 1, int offset = 0) {
   const auto* ids = static_cast<const Id*>(p.ids);
   const auto n = static_cast<std::int32_t>(p.num_slots);
   Id raw[kSteps];
 #pragma unroll
   for (int i = 0; i < kSteps; ++i) {
-    const std::int32_t s = i * kSmallAlignThreads + static_cast<std::int32_t>(threadIdx.x);
+    const std::int32_t s = ((first + i) * stride + offset) * kSmallAlignThreads +
+                           static_cast<std::int32_t>(threadIdx.x);
     raw[i] = s < n ? __ldg(ids + s) : Id{-1};
   }
   // One unsigned compare per id: negative ids wrap to huge values.
@@ -136,9 +156,10 @@ __device__ __forceinline__ void small_fill(std::int32_t* p, std::int32_t begin, 
 #define SY_SMALL_TRACE(k) \
   if (p.trace != nullptr && threadIdx.x == 0 && blockIdx.x == 0) p.trace[k] = clock64()
 
-template <int kSteps>
+template <int kSteps, int kCluster = 1>
 __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned char* smem,
                                                  std::int32_t* scan_scratch) {
+  static_assert(kCluster == 1 || (kCluster <= 8 && kSteps % kCluster == 0));
   SY_SMALL_TRACE(0);
   const std::int32_t E = p.num_experts;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -152,6 +173,7 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
   std::int32_t* after = before + E;
   std::int32_t* seg = rows + small_align_zeroed_ints(E);
   std::int32_t* total = seg + E;
+  std::int32_t* own_counts = total + E;  // clustered instances: this step's count of each expert
 
   // Outputs past `bound` hold sentinels whatever the ids are: the padded total is at most
   // N + min(E, N) * (B - 1) (every expert hit adds at most B - 1 padding slots). Written now,
@@ -174,13 +196,24 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
     for (std::int32_t j = bound + tid; j < static_cast<std::int32_t>(p.dst_numel); j += nthreads)
       p.dst_to_src[j] = -1;
   }
-  // ---- 1. load every step's id, zero the tables (16-byte stores), count
-  std::int32_t ex[kSteps];
-  if (p.ids_int64) {
-    small_load_ids<kSteps, std::int64_t>(p, ex);
-  } else {
-    small_load_ids<kSteps, std::int32_t>(p, ex);
-  }
+  // ---- 1. load every step's id, zero the tables (16-byte stores), count. Unclustered, a block
+  // counts every step; clustered, block r of a cluster counts the steps j * kCluster + r (its
+  // positions j), so the cluster's blocks count every step once between them. Up to 32 positions
+  // every id is loaded before the first is counted; past that, chunks of kSmallAlignChunk
+  // positions, the next chunk's loads in flight while this one is counted (all would spill).
+  constexpr int kPositions = kSteps / kCluster;
+  constexpr int kChunk = kPositions <= 32 ? kPositions : kSmallAlignChunk;
+  const int rank = own % kCluster;     // in the cluster (1-D grid of whole clusters)
+  const int own_pos = own / kCluster;  // the position holding this block's own step
+  const auto load = [&](std::int32_t(&dst)[kChunk], int first) {
+    if (p.ids_int64) {
+      small_load_ids<kChunk, std::int64_t>(p, dst, first, kCluster, rank);
+    } else {
+      small_load_ids<kChunk, std::int32_t>(p, dst, first, kCluster, rank);
+    }
+  };
+  std::int32_t ex[kChunk];
+  load(ex, 0);
   {
     auto* z = reinterpret_cast<int4*>(rows);
     const std::int32_t n4 = small_align_zeroed_ints(E) / 4;
@@ -192,11 +225,29 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
   SY_SMALL_TRACE(1);
   // Straight-line code kept short: at these sizes the kernel's time is mostly fixed latency
   // (instruction fetch included), so one match_peers outside the unrolled loop.
+  // Clustered: before / after count the positions before / after own_pos, i.e. the steps
+  // before / after this block's cluster (the cluster's own steps come from its blocks' rows).
   std::int32_t mine = -1;
+  const auto count_chunk = [&](const std::int32_t(&src)[kChunk], int first) {
 #pragma unroll
-  for (int i = 0; i < kSteps; ++i) {
-    mine = i == own ? ex[i] : mine;
-    if (i != own && ex[i] >= 0) atomicAdd((i < own ? before : after) + ex[i], 1);
+    for (int i = 0; i < kChunk; ++i) {
+      const int pos = first + i;
+      mine = pos == own_pos ? src[i] : mine;
+      if (pos != own_pos && src[i] >= 0) atomicAdd((pos < own_pos ? before : after) + src[i], 1);
+    }
+  };
+  if constexpr (kChunk == kPositions) {
+    count_chunk(ex, 0);
+  } else {
+#pragma unroll 1
+    for (int c = 0; c < kPositions; c += kChunk) {
+      // Past the last position every slot index is >= N: the loads are predicated off (ids -1).
+      std::int32_t next[kChunk];
+      load(next, c + kChunk);
+      count_chunk(ex, c);
+#pragma unroll
+      for (int i = 0; i < kChunk; ++i) ex[i] = next[i];
+    }
   }
   // Blocks past the last step own no slots (block-uniform branch).
   const unsigned peers = own * kSmallAlignThreads < N ? match_peers(mine, id_bits) : 0u;
@@ -209,18 +260,49 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
   std::int32_t col[kSmallAlignWarps];
   std::int32_t count = 0, first = 0;
   if (e < E) {
-    // Column e only (no other thread touches it): rows[w][e] becomes the rank, within expert e,
-    // of warp w's first slot of e in this block's step; phase 3 adds the segment start.
 #pragma unroll
     for (int w = 0; w < kSmallAlignWarps; ++w) col[w] = rows[w * E + e];
+  }
+  if constexpr (kCluster > 1) {
+    // Publish this step's count of expert e; after the cluster barrier (release / acquire) add
+    // every block's before / after and the own counts of the cluster's steps before / after
+    // this one (distributed shared memory).
+    if (e < E) {
+      std::int32_t own_count = 0;
+#pragma unroll
+      for (int w = 0; w < kSmallAlignWarps; ++w) own_count += col[w];
+      own_counts[e] = own_count;
+    }
+    cluster_arrive();
+    cluster_wait();
+    if (e < E) {
+      std::int32_t lo = 0, hi = 0;
+#pragma unroll
+      for (int q = 0; q < kCluster; ++q) {
+        const auto u = static_cast<unsigned>(q);
+        const std::int32_t b = *cluster_map(before + e, u);
+        const std::int32_t a = *cluster_map(after + e, u);
+        const std::int32_t o = q == rank ? 0 : *cluster_map(own_counts + e, u);
+        lo += b + (q < rank ? o : 0);
+        hi += a + (q > rank ? o : 0);
+      }
+      first = lo;
+      count = hi;  // the own step's slots are added below
+    }
+  } else if (e < E) {
     first = before[e];
+    count = after[e];
+  }
+  if (e < E) {
+    // Column e only (no other thread touches it): rows[w][e] becomes the rank, within expert e,
+    // of warp w's first slot of e in this block's step; phase 3 adds the segment start.
     std::int32_t acc = first;
 #pragma unroll
     for (int w = 0; w < kSmallAlignWarps; ++w) {
       rows[w * E + e] = acc;
       acc += col[w];
     }
-    count = acc + after[e];
+    count += acc;
   }
   // Exclusive scan of the padded block counts with one barrier: warp scans, then every thread
   // adds the totals of the warps before its own (16 values, four 16-byte shared loads).
@@ -228,6 +310,9 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
   const std::int32_t incl = warp_inclusive_scan(blocks);
   if (lane == 31) scan_scratch[warp] = incl;
   __syncthreads();
+  // Every remote value was used above (the counts scanned): this block is done with the others'
+  // shared memory. The matching wait ends the body, so no block leaves while others may read it.
+  if constexpr (kCluster > 1) cluster_arrive_relaxed();
   std::int32_t total_blocks = 0, first_block = incl - blocks;
   {
     const auto* sums = reinterpret_cast<const int4*>(scan_scratch);
@@ -306,13 +391,16 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
     const long long t = clock64();
     for (int k = 4; k < kSortTracePoints; ++k) p.trace[k] = t;
   }
+  if constexpr (kCluster > 1) cluster_wait();
 }
 
-// kSteps: 512-slot steps covered (1, 2, 4, 8, 16, 32). kPasses = 1 in the library. kPasses = 2
+// kSteps: 512-slot steps covered (1, 2, 4, ..., 128). kPasses = 1 in the library. kPasses = 2
 // (diagnostics, tests/align_cuda_test.cpp's phase trace only): the same code runs twice in one
 // launch (a real loop, not unrolled), so the second pass's trace shows the phases with a warm
 // instruction cache and the first L2 misses already taken. Every pass writes the same outputs.
-template <int kSteps, int kPasses>
+// kCluster: 1, or the blocks of a thread block cluster (launched with that cluster size, the grid
+// a multiple of it) that share the counting of the other steps.
+template <int kSteps, int kPasses, int kCluster = 1>
 __global__ void __launch_bounds__(kSmallAlignThreads) align_small_kernel(const SortParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
   __shared__ __align__(16) std::int32_t scan_scratch[32];
@@ -323,7 +411,7 @@ __global__ void __launch_bounds__(kSmallAlignThreads) align_small_kernel(const S
 #pragma unroll 1
   for (int pass = 0; pass < kPasses; ++pass) {
     if (pass > 0) __syncthreads();
-    align_small_body<kSteps>(p, smem, scan_scratch);
+    align_small_body<kSteps, kCluster>(p, smem, scan_scratch);
   }
 }
 

@@ -71,21 +71,66 @@ Status set_smem(Kernel kernel, std::size_t smem, const char* what) {
       what);
 }
 
-// The small-batch kernel instance for `steps` (1, 2, 4, 8, 16, 32) and `passes` (1; 2
-// diagnostics).
+// The small-batch kernel instance for `steps` (1, 2, 4, ..., 64 unclustered; 16, 32, 64, 128
+// clustered) and `passes` (1; 2 diagnostics, unclustered only).
 using SmallKernel = void (*)(SortParams);
-SmallKernel small_kernel(int steps, int passes) {
+SmallKernel small_kernel(int steps, int passes, bool clustered) {
   using kernels::align_small_kernel;
+  constexpr int C = kernels::kSmallAlignCluster;
+  const int i = std::countr_zero(static_cast<unsigned>(steps));
+  if (clustered) {
+    constexpr SmallKernel k[] = {align_small_kernel<16, 1, C>, align_small_kernel<32, 1, C>,
+                                 align_small_kernel<64, 1, C>, align_small_kernel<128, 1, C>};
+    static_assert(std::size(k) + 4 ==
+                  std::bit_width(static_cast<unsigned>(kernels::kSmallAlignMaxSteps)));
+    return k[std::max(i, 4) - 4];
+  }
   constexpr SmallKernel once[] = {align_small_kernel<1, 1>,  align_small_kernel<2, 1>,
                                   align_small_kernel<4, 1>,  align_small_kernel<8, 1>,
-                                  align_small_kernel<16, 1>, align_small_kernel<32, 1>};
+                                  align_small_kernel<16, 1>, align_small_kernel<32, 1>,
+                                  align_small_kernel<64, 1>};
   constexpr SmallKernel twice[] = {align_small_kernel<1, 2>,  align_small_kernel<2, 2>,
                                    align_small_kernel<4, 2>,  align_small_kernel<8, 2>,
-                                   align_small_kernel<16, 2>, align_small_kernel<32, 2>};
+                                   align_small_kernel<16, 2>, align_small_kernel<32, 2>,
+                                   align_small_kernel<64, 2>};
   static_assert(std::size(once) ==
-                std::bit_width(static_cast<unsigned>(kernels::kSmallAlignMaxSteps)));
-  const int i = std::countr_zero(static_cast<unsigned>(steps));
+                std::bit_width(static_cast<unsigned>(kernels::kSmallAlignMaxUnclusteredSteps)));
   return passes == 2 ? twice[i] : once[i];
+}
+
+// The most slots the heuristic gives align_small_kernel: SWITCHYARD_ALIGN_SMALL_STEPS=S in the
+// environment (read once; S 512-slot steps, clamped to 1..kSmallAlignMaxSteps), else
+// kernels::kSmallAlignMaxSlots; past it, the grid-barrier sort. For A/B measurements.
+std::int64_t small_kernel_max_slots() {
+  static const std::int64_t slots = [] {
+    const char* v = std::getenv("SWITCHYARD_ALIGN_SMALL_STEPS");
+    if (v == nullptr || *v == '\0') return kernels::kSmallAlignMaxSlots;
+    return static_cast<std::int64_t>(std::clamp(std::atoi(v), 1, kernels::kSmallAlignMaxSteps)) *
+           kernels::kSmallAlignThreads;
+  }();
+  return slots;
+}
+
+// The fewest 512-slot steps for which align_small_kernel runs clustered (sm_90) with E experts:
+// SWITCHYARD_ALIGN_SMALL_CLUSTER=S in the environment (read once; 0: never, i.e. unclustered up
+// to kSmallAlignMaxUnclusteredSteps, then the grid-barrier sort; else clamped to
+// 16..kSmallAlignMaxUnclusteredSteps + 1), else 17 for E <= 192 and 33 above. For A/B
+// measurements. Measured (H200, session 24, bench align, us, unclustered -> clustered): at 17-32
+// steps E = 8..160 gain (Qwen3-30B 1025 / 2048 tokens 4.86 / 5.32 -> 4.43 / 4.47, Mixtral 4097 /
+// 8192 4.46 / 4.93 -> 3.64 / 3.69, DeepSeek-V2 2048 5.20 -> 4.68), E = 256 breaks even
+// (DeepSeek-V3 1025 / 2048 5.02 / 5.41 -> 5.21 / 5.20) and E = 384 loses (Kimi K2 5.44 / 5.45 ->
+// 6.01 / 5.92: the exchange reads 3 x 8 words per expert); at exactly 16 steps clustered lost
+// (gpt-oss 2048 tokens 3.99 -> 4.31); from 33 steps it wins for every E (2-3x).
+int small_cluster_min_steps(std::int32_t num_experts) {
+  static const int forced = [] {
+    const char* v = std::getenv("SWITCHYARD_ALIGN_SMALL_CLUSTER");
+    if (v == nullptr || *v == '\0') return 0;
+    const int s = std::atoi(v);
+    return s <= 0 ? kernels::kSmallAlignMaxSteps + 1
+                  : std::clamp(s, 16, kernels::kSmallAlignMaxUnclusteredSteps + 1);
+  }();
+  if (forced > 0) return forced;
+  return num_experts <= 192 ? 17 : 33;
 }
 
 // The warp kernel instance for `output` (kAlign or kContiguous), `sets` (slots per lane: 1 or 2)
@@ -231,14 +276,21 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
            p.map_size < (1 << 30) &&
            std::max({p.sorted_numel, p.block_experts_numel, p.dst_numel}) < (1 << 30);
   };
-  // Small problems (decode batches): the small kernel.
-  const bool small_ok =
-      fits_small_kernel(kernels::kSmallAlignMaxSlots, kernels::kSmallAlignMaxExperts);
+  // Small problems (decode batches) up to mid-size prefill: the small kernel, clustered from
+  // small_cluster_min_steps(E) steps where clusters exist (sm_90).
+  const std::int64_t small_steps =
+      (p.num_slots + kernels::kSmallAlignThreads - 1) / kernels::kSmallAlignThreads;
+  const bool small_clustered =
+      small_steps >= small_cluster_min_steps(E) && dev.cc_major >= 9 && cluster_kernel_compiled();
+  const bool small_ok = fits_small_kernel(
+      small_clustered ? kernels::kSmallAlignMaxSlots : kernels::kSmallAlignMaxUnclusteredSlots,
+      kernels::kSmallAlignMaxExperts);
   if (forced_grid == -1 && !small_ok) {
     return detail::invalid_arg(op, "grid", forced_grid,
                                "-1 only for alignment or the contiguous layout with <= " +
-                                   std::to_string(kernels::kSmallAlignMaxSlots) +
-                                   " slots, <= 512 experts and slots + padding < 2^30");
+                                   std::to_string(kernels::kSmallAlignMaxSlots) + " slots (" +
+                                   std::to_string(kernels::kSmallAlignMaxUnclusteredSlots) +
+                                   " below sm_90), <= 512 experts and slots + padding < 2^30");
   }
   const std::int64_t small_out_entries =
       p.output == SortOutput::kAlign ? p.sorted_numel + p.block_experts_numel : p.dst_numel;
@@ -360,18 +412,23 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
     return detail::cuda_status(detail::launch_ex(kernel, shape, stream, /*pdl=*/true, p),
                                "align_cluster_kernel: cluster launch");
   }
-  if (small_ok && forced_grid <= 0) {  // (-2 .. -6 returned above)
-    const std::size_t smem = kernels::small_align_shared_bytes(E);
+  if (small_ok &&
+      (forced_grid == -1 || (forced_grid == 0 && p.num_slots <= small_kernel_max_slots()))) {
+    // (-2 .. -6 returned above)
+    const int cluster = small_clustered ? kernels::kSmallAlignCluster : 1;
+    const std::size_t smem = kernels::small_align_shared_bytes(E, cluster);
     auto* kernel = small_kernel(kernels::small_align_steps(p.num_slots),
-                                g_repeat.load(std::memory_order_relaxed) ? 2 : 1);
+                                g_repeat.load(std::memory_order_relaxed) ? 2 : 1, small_clustered);
     SY_RETURN_IF_ERROR(set_smem(kernel, smem, "align_small_kernel: shared memory attribute"));
     const std::int64_t out_entries =
         p.output == SortOutput::kAlign ? p.sorted_numel + p.block_experts_numel : p.dst_numel;
     const detail::LaunchShape shape{
-        dim3(static_cast<unsigned>(kernels::small_align_grid(p.num_slots, out_entries))),
-        dim3(kernels::kSmallAlignThreads), smem};
-    return detail::cuda_status(detail::launch_ex(kernel, shape, stream, /*pdl=*/true, p),
-                               "align_small_kernel: launch");
+        dim3(static_cast<unsigned>(kernels::small_align_grid(p.num_slots, out_entries, cluster))),
+        dim3(kernels::kSmallAlignThreads), smem,
+        small_clustered ? static_cast<unsigned>(cluster) : 0u};
+    return detail::cuda_status(
+        detail::launch_ex(kernel, shape, stream, /*pdl=*/true, p),
+        small_clustered ? "align_small_kernel: cluster launch" : "align_small_kernel: launch");
   }
 
   // Output entries every launch writes (padding and tails included): large E makes them many
