@@ -438,14 +438,14 @@ TEST(AlignCuda, EdgePatternsEveryPath) {
 
 // The small-batch kernel (grid -1) over every pattern, E up to its limit, block sizes 16..256
 // (48 included), alignment and the contiguous layout; slot counts that hit every steps instance
-// (1, 2, 4, 8, 16 steps of 512 unclustered; on sm_90 the clustered instances from 17 steps: 32,
-// 64 and 128).
+// (1, 2, 4, 8, 16 steps of 512 unclustered, 32 too for E > 192; on sm_90 the clustered instances
+// from 17 or 33 steps: 32, 64, 128, then 256 and 512 with 2 and 4 steps per block).
 TEST(AlignCuda, SmallBatchKernel) {
   SKIP_WITHOUT_GPU();
   int i = 0;
   for (int E : {1, 3, 8, 160, 256, 384, 512}) {
-    for (std::int64_t M :
-         {0, 1, 7, 64, 100, 200, 512, 513, 1024, 1025, 1536, 2048, 2049, 3000, 4096, 4097, 8192}) {
+    for (std::int64_t M : {0,    1,    7,    64,   100,  200,  512,  513,   1024,  1025,  1536,
+                           2048, 2049, 3000, 4096, 4097, 8192, 8193, 12000, 16384, 16385, 32768}) {
       for (int K : {1, 8}) {
         const auto pat = static_cast<Pattern>(i % 5);
         // Powers of two (the kernel divides by shifts) and 48 (a real division).
@@ -815,11 +815,11 @@ TEST(AlignCuda, RejectsBadArguments) {
   EXPECT_NE(st.message().find("top_k_ids.device = cpu"), std::string::npos) << st.message();
   // The small-batch kernel refuses problems beyond its limits.
   AlignArgs large = a;
-  // (65,544 slots, one token past the 128 steps of 512 of kSmallAlignMaxSlots.)
-  large.top_k_ids = TensorView::contiguous(ids.get(), DType::kInt32, {8193, 8}, Device::kCuda);
+  // (262,152 slots, one token past the 512 steps of 512 of kSmallAlignMaxSlots.)
+  large.top_k_ids = TensorView::contiguous(ids.get(), DType::kInt32, {32769, 8}, Device::kCuda);
   large.sorted_token_ids =
-      TensorView::contiguous(sorted.get(), DType::kInt32, {65544 + 256 * 63}, Device::kCuda);
-  large.expert_ids = TensorView::contiguous(bexp.get(), DType::kInt32, {1277}, Device::kCuda);
+      TensorView::contiguous(sorted.get(), DType::kInt32, {262152 + 256 * 63}, Device::kCuda);
+  large.expert_ids = TensorView::contiguous(bexp.get(), DType::kInt32, {4349}, Device::kCuda);
   st = detail::moe_align_block_size_cuda_grid(p, large, ws.get(), need, -1, nullptr);
   EXPECT_NE(st.message().find("grid = -1"), std::string::npos) << st.message();
   // The warp kernel refuses more than 64 slots.

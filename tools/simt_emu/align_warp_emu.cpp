@@ -169,6 +169,7 @@ enum class Kernel {
   kWarp,
   kSmall,
   kSmallCluster,
+  kSmallCluster4,  // the 512-step instance, 4 steps per block, at any size
   kBlock,
   kCluster,
   kFew,
@@ -201,12 +202,14 @@ void repl_body(int steps, const SortParams& p, unsigned char* smem) {
 void run(const Launch& l, const SortParams& p) {
   const bool repl = l.kernel == Kernel::kRepl || l.kernel == Kernel::kReplReverse ||
                     l.kernel == Kernel::kReplTogether;
-  ++(l.kernel == Kernel::kSmall || l.kernel == Kernel::kSmallCluster ? g_small_launches
-     : l.kernel == Kernel::kBlock                                    ? g_block_launches
-     : l.kernel == Kernel::kCluster                                  ? g_cluster_launches
-     : l.kernel == Kernel::kFew                                      ? g_few_launches
-     : repl                                                          ? g_repl_launches
-                                                                     : g_warp_launches);
+  ++(l.kernel == Kernel::kSmall || l.kernel == Kernel::kSmallCluster ||
+             l.kernel == Kernel::kSmallCluster4
+         ? g_small_launches
+     : l.kernel == Kernel::kBlock   ? g_block_launches
+     : l.kernel == Kernel::kCluster ? g_cluster_launches
+     : l.kernel == Kernel::kFew     ? g_few_launches
+     : repl                         ? g_repl_launches
+                                    : g_warp_launches);
   if (l.kernel == Kernel::kRepl || l.kernel == Kernel::kReplReverse) {
     // The blocks one after another, first to last or last to first: a block that wrote outside
     // its chunk, or left part of it unwritten, shows in one order or the other.
@@ -260,12 +263,14 @@ void run(const Launch& l, const SortParams& p) {
                           }
                         });
     emu::stack_bytes = stack;
-  } else if (l.kernel == Kernel::kSmallCluster) {
+  } else if (l.kernel == Kernel::kSmallCluster || l.kernel == Kernel::kSmallCluster4) {
     // Clusters of kSmallAlignCluster blocks, one after another; the scan scratch (a static
     // __shared__ array on the GPU) after the dynamic shared memory, one per block.
     constexpr int kC = kernels::kSmallAlignCluster;
-    const int steps = kernels::small_align_steps(p.num_slots);
-    const std::size_t bytes = kernels::small_align_shared_bytes(p.num_experts, kC);
+    const int steps =
+        l.kernel == Kernel::kSmallCluster4 ? 512 : kernels::small_align_steps(p.num_slots);
+    const std::size_t bytes =
+        kernels::small_align_shared_bytes(p.num_experts, kC, kernels::small_align_own(steps));
     const std::size_t stack = emu::stack_bytes;
     emu::stack_bytes = 32 * 1024;
     emu::launch_cluster(
@@ -273,7 +278,11 @@ void run(const Launch& l, const SortParams& p) {
         [&] {
           unsigned char* sm = emu::block_smem();
           auto* scan = reinterpret_cast<std::int32_t*>(sm + bytes);
-          if (steps > 64) {
+          if (steps > 256) {
+            kernels::align_small_body<512, kC, 4>(p, sm, scan);
+          } else if (steps > 128) {
+            kernels::align_small_body<256, kC, 2>(p, sm, scan);
+          } else if (steps > 64) {
             kernels::align_small_body<128, kC>(p, sm, scan);
           } else if (steps > 32) {
             kernels::align_small_body<64, kC>(p, sm, scan);
@@ -364,7 +373,7 @@ std::vector<Launch> launches(const SortParams& p, tools::Rng& rng) {
     out.push_back({"few-experts kernel, 32 warps", 1, 1024, Kernel::kFew});
   }
   // The small kernel's chunked instance (64 steps: ids counted 16 steps at a time), and its
-  // clustered instances (16 steps at every size up to 8192 slots, then 32..128).
+  // clustered instances (16 steps at every size up to 8192 slots, then 32..512).
   if (p.num_experts <= kernels::kSmallAlignMaxExperts) {
     if (p.num_slots > 32 * kernels::kSmallAlignThreads &&
         p.num_slots <= kernels::kSmallAlignMaxUnclusteredSlots) {
@@ -373,10 +382,20 @@ std::vector<Launch> launches(const SortParams& p, tools::Rng& rng) {
                      kernels::kSmallAlignThreads, Kernel::kSmall});
     }
     if (p.num_slots <= kernels::kSmallAlignMaxSlots) {
-      const int sg =
-          kernels::small_align_grid(p.num_slots, out_entries, kernels::kSmallAlignCluster);
+      const int sg = kernels::small_align_grid(
+          p.num_slots, out_entries, kernels::kSmallAlignCluster,
+          kernels::small_align_own(kernels::small_align_steps(p.num_slots)));
       out.push_back({"align_small_kernel, clustered", static_cast<unsigned>(sg),
                      kernels::kSmallAlignThreads, Kernel::kSmallCluster});
+      // The launcher's choice at 129-256 steps where the 2-step blocks' clusters do not fit.
+      if (p.num_slots > 128 * kernels::kSmallAlignThreads &&
+          p.num_slots <= 256 * kernels::kSmallAlignThreads) {
+        const int sg4 =
+            kernels::small_align_grid(p.num_slots, out_entries, kernels::kSmallAlignCluster, 4);
+        out.push_back({"align_small_kernel, clustered, 4 steps per block",
+                       static_cast<unsigned>(sg4), kernels::kSmallAlignThreads,
+                       Kernel::kSmallCluster4});
+      }
     }
   }
   if (p.num_slots > kernels::kBlockAlignMaxSlots) return out;  // the cluster kernel's sizes
@@ -615,11 +634,13 @@ std::vector<Case> make_cases(int count, std::uint64_t seed) {
   cases.push_back({3000, 3, 100, false, false, Pattern::kInvalid, false, 0, 3, 23});
   cases.push_back({2500, 160, 1, true, true, Pattern::kFewExperts, false, 3, 0, 24});
   cases.push_back({4096, 1, 256, false, false, Pattern::kAllDropped, false, 0, 1, 25});
-  // The small kernel's chunked and clustered instances: 33..128 steps of 512 slots.
+  // The small kernel's chunked and clustered instances: 33..512 steps of 512 slots.
   cases.push_back({16385, 256, 64, false, false, Pattern::kUniform, false, 0, 0, 29});
   cases.push_back({40000, 384, 128, true, true, Pattern::kHot, false, 0, 1, 30});
   cases.push_back({65536, 3, 48, false, false, Pattern::kMapped, true, 0, 3, 31});
   cases.push_back({60001, 512, 16, true, false, Pattern::kUniform, false, 1, 1, 32});
+  cases.push_back({100000, 256, 64, false, true, Pattern::kHot, false, 0, 2, 33});
+  cases.push_back({140001, 384, 32, true, false, Pattern::kMapped, true, 0, 1, 34});
   // The few-experts kernel's sizes: Mixtral (E 8, top-2) up to 512 tokens, E up to 32.
   for (std::int64_t n : {65, 128, 500, 1023, 1024}) {
     cases.push_back({n, 8, 64, false, n % 2 == 1, Pattern::kUniform, false, 0, 0,

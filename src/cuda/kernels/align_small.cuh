@@ -43,31 +43,42 @@ inline constexpr int kSmallAlignWarps = kSmallAlignThreads / 32;
 // grid-barrier sort, expert_sort_kernel<true>, takes 13-14). Clustered (kSmallAlignCluster blocks
 // per thread block cluster, sm_90), the blocks of a cluster share the counting of the other steps
 // and exchange their counts through distributed shared memory: 4.5 / 4.7 / 7.3 at 32 / 64 / 128
-// steps (Qwen3-30B), but from 129 steps the grid exceeds one block per SM and the counting,
-// which grows with slots x clusters, loses to the sort (10.1 at 129 steps, 16.0 at 256 against
-// 13.5 / 14.4). So up to kSmallAlignMaxSteps steps, clustered from 17 or 33 (launch/align.cu).
+// steps (Qwen3-30B). With a block per step, from 129 steps the grid exceeded one block per SM
+// and lost to the sort (10.1 at 129 steps, 16.0 at 256 against 13.5 / 14.4), so past 128 steps
+// each block owns 2 or 4 steps (small_align_own), as long as every cluster is resident at once.
+// Clustered from 17 or 33 steps (launch/align.cu), up to kSmallAlignMaxSteps.
 inline constexpr int kSmallAlignMaxUnclusteredSteps = 64;
 inline constexpr int kSmallAlignCluster = 8;
-inline constexpr int kSmallAlignMaxSteps = 128;
+inline constexpr int kSmallAlignMaxSteps = 512;
 // Past 32 steps (or positions, clustered) the ids are loaded and counted in chunks of this many.
 inline constexpr int kSmallAlignChunk = 16;
 inline constexpr std::int64_t kSmallAlignMaxSlots =
-    static_cast<std::int64_t>(kSmallAlignThreads) * kSmallAlignMaxSteps;  // 65536
+    static_cast<std::int64_t>(kSmallAlignThreads) * kSmallAlignMaxSteps;  // 262144
 inline constexpr std::int64_t kSmallAlignMaxUnclusteredSlots =
     static_cast<std::int64_t>(kSmallAlignThreads) * kSmallAlignMaxUnclusteredSteps;  // 32768
 inline constexpr std::int32_t kSmallAlignMaxExperts = kSmallAlignThreads;  // thread e: expert e
 
-// Dynamic shared memory: per-warp rows [16][E], before[E], after[E] (the zeroed part, rounded up
-// to 4 ints for 16-byte stores), then seg[E], total[E] and, in the clustered instances, own[E].
-__host__ __device__ inline std::int32_t small_align_zeroed_ints(std::int32_t num_experts) {
-  return ((kSmallAlignWarps + 2) * num_experts + 3) / 4 * 4;
+// Dynamic shared memory: per-warp rows [own steps][16][E], before[E], after[E] (the zeroed part,
+// rounded up to 4 ints for 16-byte stores), then seg[E], total[E] and, in the clustered
+// instances, own[E].
+__host__ __device__ inline std::int32_t small_align_zeroed_ints(std::int32_t num_experts,
+                                                                int own = 1) {
+  return ((own * kSmallAlignWarps + 2) * num_experts + 3) / 4 * 4;
 }
-inline std::size_t small_align_shared_bytes(std::int32_t num_experts, int cluster = 1) {
-  return (static_cast<std::size_t>(small_align_zeroed_ints(num_experts)) +
+inline std::size_t small_align_shared_bytes(std::int32_t num_experts, int cluster = 1,
+                                            int own = 1) {
+  return (static_cast<std::size_t>(small_align_zeroed_ints(num_experts, own)) +
           (cluster > 1 ? 3 : 2) * static_cast<std::size_t>(num_experts)) *
          4;
 }
-// Steps of the template instance for `num_slots`: 1, 2, 4, ..., 128.
+// Steps each block owns in the clustered instance of `steps` steps: 1 up to 128, then 2 (the
+// 256-step instance) and 4 (512), so the grid stays at <= 128 blocks. The launcher takes the
+// 512-step instance (4 per block) at 129-256 steps too where the 256-step one's clusters would not
+// all be resident at once.
+inline constexpr int small_align_own(int steps) {
+  return steps > 128 ? steps / 128 : 1;
+}
+// Steps of the template instance for `num_slots`: 1, 2, 4, ..., 512.
 inline int small_align_steps(std::int64_t num_slots) {
   int steps = 1;
   while (static_cast<std::int64_t>(steps) * kSmallAlignThreads < num_slots) steps *= 2;
@@ -77,11 +88,13 @@ inline int small_align_steps(std::int64_t num_slots) {
 // alone is bound by its store rate (measured: ~12,000 cycles for 16,000 entries on an H100).
 inline constexpr std::int64_t kSmallAlignEntriesPerBlock = 2048;
 inline constexpr int kSmallAlignMaxGrid = 64;
-// Blocks: one per 512-slot step, and at least one per kSmallAlignEntriesPerBlock output entries
-// (extra blocks own no slots; they count, and write their share of padding and tails); clustered,
-// rounded up to whole clusters.
-inline int small_align_grid(std::int64_t num_slots, std::int64_t out_entries, int cluster = 1) {
-  const std::int64_t steps = (num_slots + kSmallAlignThreads - 1) / kSmallAlignThreads;
+// Blocks: one per `own` 512-slot steps, and at least one per kSmallAlignEntriesPerBlock output
+// entries (extra blocks own no slots; they count, and write their share of padding and tails);
+// clustered, rounded up to whole clusters.
+inline int small_align_grid(std::int64_t num_slots, std::int64_t out_entries, int cluster = 1,
+                            int own = 1) {
+  const std::int64_t steps =
+      (num_slots + kSmallAlignThreads * own - 1) / (kSmallAlignThreads * own);
   const std::int64_t by_out =
       (out_entries + kSmallAlignEntriesPerBlock - 1) / kSmallAlignEntriesPerBlock;
   const std::int64_t g = std::max<std::int64_t>(
@@ -92,9 +105,9 @@ inline int small_align_grid(std::int64_t num_slots, std::int64_t out_entries, in
 // ex[i] = the (mapped) expert of slot i * 512 + thread, or -1 (past N, invalid, or mapped away).
 // All loads are issued before any is used (branch-free in the unrolled loops), so they are in
 // flight together.
-// ex[i] is step (first + i) * stride + offset (chunked loads past 32 steps; the clustered
-// instances take every stride-th step).
-template <int kSteps, typename Id>
+// ex[i] is step (b * kOwn + i % kOwn) of block b = (first + i / kOwn) * stride + offset (chunked
+// loads past 32 steps; the clustered instances take every stride-th block's steps).
+template <int kSteps, typename Id, int kOwn = 1>
 __device__ __forceinline__ void small_load_ids(const SortParams& p, std::int32_t (&ex)[kSteps],
                                                int first = 0, int stride = 1, int offset = 0) {
   const auto* ids = static_cast<const Id*>(p.ids);
@@ -102,8 +115,9 @@ __device__ __forceinline__ void small_load_ids(const SortParams& p, std::int32_t
   Id raw[kSteps];
 #pragma unroll
   for (int i = 0; i < kSteps; ++i) {
-    const std::int32_t s = ((first + i) * stride + offset) * kSmallAlignThreads +
-                           static_cast<std::int32_t>(threadIdx.x);
+    const std::int32_t s =
+        (((first + i / kOwn) * stride + offset) * kOwn + i % kOwn) * kSmallAlignThreads +
+        static_cast<std::int32_t>(threadIdx.x);
     raw[i] = s < n ? __ldg(ids + s) : Id{-1};
   }
   // One unsigned compare per id: negative ids wrap to huge values.
@@ -156,10 +170,11 @@ __device__ __forceinline__ void small_fill(std::int32_t* p, std::int32_t begin, 
 #define SY_SMALL_TRACE(k) \
   if (p.trace != nullptr && threadIdx.x == 0 && blockIdx.x == 0) p.trace[k] = clock64()
 
-template <int kSteps, int kCluster = 1>
+template <int kSteps, int kCluster = 1, int kOwn = 1>
 __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned char* smem,
                                                  std::int32_t* scan_scratch) {
-  static_assert(kCluster == 1 || (kCluster <= 8 && kSteps % kCluster == 0));
+  static_assert(kCluster == 1 || (kCluster <= 8 && kSteps % (kCluster * kOwn) == 0));
+  constexpr int kRows = kOwn * kSmallAlignWarps;  // rows of per-warp counts: [own step][warp]
   SY_SMALL_TRACE(0);
   const std::int32_t E = p.num_experts;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -168,10 +183,10 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
   const SmallDiv div = SmallDiv::of(B);
   const auto N = static_cast<std::int32_t>(p.num_slots);
   const auto own = static_cast<int>(blockIdx.x);
-  auto* rows = reinterpret_cast<std::int32_t*>(smem);  // [warps][E]
-  std::int32_t* before = rows + kSmallAlignWarps * E;
+  auto* rows = reinterpret_cast<std::int32_t*>(smem);  // [kRows][E]
+  std::int32_t* before = rows + kRows * E;
   std::int32_t* after = before + E;
-  std::int32_t* seg = rows + small_align_zeroed_ints(E);
+  std::int32_t* seg = rows + small_align_zeroed_ints(E, kOwn);
   std::int32_t* total = seg + E;
   std::int32_t* own_counts = total + E;  // clustered instances: this step's count of each expert
 
@@ -196,27 +211,29 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
     for (std::int32_t j = bound + tid; j < static_cast<std::int32_t>(p.dst_numel); j += nthreads)
       p.dst_to_src[j] = -1;
   }
-  // ---- 1. load every step's id, zero the tables (16-byte stores), count. Unclustered, a block
-  // counts every step; clustered, block r of a cluster counts the steps j * kCluster + r (its
-  // positions j), so the cluster's blocks count every step once between them. Up to 32 positions
-  // every id is loaded before the first is counted; past that, chunks of kSmallAlignChunk
-  // positions, the next chunk's loads in flight while this one is counted (all would spill).
-  constexpr int kPositions = kSteps / kCluster;
-  constexpr int kChunk = kPositions <= 32 ? kPositions : kSmallAlignChunk;
-  const int rank = own % kCluster;     // in the cluster (1-D grid of whole clusters)
-  const int own_pos = own / kCluster;  // the position holding this block's own step
+  // ---- 1. load every step's id, zero the tables (16-byte stores), count. Block b owns steps
+  // [b * kOwn, b * kOwn + kOwn). Unclustered, a block counts every step; clustered, block r of a
+  // cluster counts the steps of blocks j * kCluster + r (its positions j), so the cluster's
+  // blocks count every step once between them. Up to 32 ids per thread every id is loaded before
+  // the first is counted; past that, chunks of kSmallAlignChunk ids, the next chunk's loads in
+  // flight while this one is counted (all would spill).
+  constexpr int kPositions = kSteps / (kCluster * kOwn);
+  constexpr int kChunkPos = kPositions * kOwn <= 32 ? kPositions : kSmallAlignChunk / kOwn;
+  constexpr int kChunk = kChunkPos * kOwn;  // ids per chunk
+  const int rank = own % kCluster;          // in the cluster (1-D grid of whole clusters)
+  const int own_pos = own / kCluster;       // the position holding this block's own steps
   const auto load = [&](std::int32_t(&dst)[kChunk], int first) {
     if (p.ids_int64) {
-      small_load_ids<kChunk, std::int64_t>(p, dst, first, kCluster, rank);
+      small_load_ids<kChunk, std::int64_t, kOwn>(p, dst, first, kCluster, rank);
     } else {
-      small_load_ids<kChunk, std::int32_t>(p, dst, first, kCluster, rank);
+      small_load_ids<kChunk, std::int32_t, kOwn>(p, dst, first, kCluster, rank);
     }
   };
   std::int32_t ex[kChunk];
   load(ex, 0);
   {
     auto* z = reinterpret_cast<int4*>(rows);
-    const std::int32_t n4 = small_align_zeroed_ints(E) / 4;
+    const std::int32_t n4 = small_align_zeroed_ints(E, kOwn) / 4;
 #pragma unroll 1
     for (std::int32_t i = threadIdx.x; i < n4; i += kSmallAlignThreads)
       z[i] = make_int4(0, 0, 0, 0);
@@ -227,50 +244,61 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
   // (instruction fetch included), so one match_peers outside the unrolled loop.
   // Clustered: before / after count the positions before / after own_pos, i.e. the steps
   // before / after this block's cluster (the cluster's own steps come from its blocks' rows).
-  std::int32_t mine = -1;
+  std::int32_t mine[kOwn];
+#pragma unroll
+  for (int u = 0; u < kOwn; ++u) mine[u] = -1;
   const auto count_chunk = [&](const std::int32_t(&src)[kChunk], int first) {
 #pragma unroll
     for (int i = 0; i < kChunk; ++i) {
-      const int pos = first + i;
-      mine = pos == own_pos ? src[i] : mine;
+      const int pos = first + i / kOwn;
+      mine[i % kOwn] = pos == own_pos ? src[i] : mine[i % kOwn];
       if (pos != own_pos && src[i] >= 0) atomicAdd((pos < own_pos ? before : after) + src[i], 1);
     }
   };
-  if constexpr (kChunk == kPositions) {
+  if constexpr (kChunkPos == kPositions) {
     count_chunk(ex, 0);
   } else {
 #pragma unroll 1
-    for (int c = 0; c < kPositions; c += kChunk) {
+    for (int c = 0; c < kPositions; c += kChunkPos) {
       // Past the last position every slot index is >= N: the loads are predicated off (ids -1).
       std::int32_t next[kChunk];
-      load(next, c + kChunk);
+      load(next, c + kChunkPos);
       count_chunk(ex, c);
 #pragma unroll
       for (int i = 0; i < kChunk; ++i) ex[i] = next[i];
     }
   }
-  // Blocks past the last step own no slots (block-uniform branch).
-  const unsigned peers = own * kSmallAlignThreads < N ? match_peers(mine, id_bits) : 0u;
-  if (mine >= 0 && lane == __ffs(peers) - 1) rows[warp * E + mine] += __popc(peers);
+  // Steps past the last own no slots (block-uniform branches).
+  unsigned peers[kOwn];
+#pragma unroll
+  for (int u = 0; u < kOwn; ++u) {
+    peers[u] = (own * kOwn + u) * kSmallAlignThreads < N ? match_peers(mine[u], id_bits) : 0u;
+    if (mine[u] >= 0 && lane == __ffs(peers[u]) - 1)
+      rows[(u * kSmallAlignWarps + warp) * E + mine[u]] += __popc(peers[u]);
+  }
   __syncthreads();
   SY_SMALL_TRACE(2);
 
   // ---- 2. totals, per-warp starting ranks, segment starts
   const auto e = static_cast<std::int32_t>(threadIdx.x);
-  std::int32_t col[kSmallAlignWarps];
+  // One own step: the column in registers; more: read twice (kRows registers would spill).
+  std::int32_t col[kOwn == 1 ? kSmallAlignWarps : 1];
   std::int32_t count = 0, first = 0;
-  if (e < E) {
+  if constexpr (kOwn == 1) {
+    if (e < E) {
 #pragma unroll
-    for (int w = 0; w < kSmallAlignWarps; ++w) col[w] = rows[w * E + e];
+      for (int w = 0; w < kSmallAlignWarps; ++w) col[w] = rows[w * E + e];
+    }
   }
   if constexpr (kCluster > 1) {
-    // Publish this step's count of expert e; after the cluster barrier (release / acquire) add
-    // every block's before / after and the own counts of the cluster's steps before / after
+    // Publish this block's count of expert e; after the cluster barrier (release / acquire) add
+    // every block's before / after and the own counts of the cluster's blocks before / after
     // this one (distributed shared memory).
     if (e < E) {
       std::int32_t own_count = 0;
 #pragma unroll
-      for (int w = 0; w < kSmallAlignWarps; ++w) own_count += col[w];
+      for (int r = 0; r < kRows; ++r)
+        own_count += kOwn == 1 ? col[r % kSmallAlignWarps] : rows[r * E + e];
       own_counts[e] = own_count;
     }
     cluster_arrive();
@@ -294,13 +322,14 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
     count = after[e];
   }
   if (e < E) {
-    // Column e only (no other thread touches it): rows[w][e] becomes the rank, within expert e,
-    // of warp w's first slot of e in this block's step; phase 3 adds the segment start.
+    // Column e only (no other thread touches it): rows[u][w][e] becomes the rank, within expert
+    // e, of warp w's first slot of e in this block's own step u; phase 3 adds the segment start.
     std::int32_t acc = first;
 #pragma unroll
-    for (int w = 0; w < kSmallAlignWarps; ++w) {
-      rows[w * E + e] = acc;
-      acc += col[w];
+    for (int r = 0; r < kRows; ++r) {
+      const std::int32_t v = kOwn == 1 ? col[r % kSmallAlignWarps] : rows[r * E + e];
+      rows[r * E + e] = acc;
+      acc += v;
     }
     count += acc;
   }
@@ -335,18 +364,24 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
   // ---- 3. own slots, padding and labels (a warp per expert), tails
   const bool align = p.output == SortOutput::kAlign;
   const std::int32_t tid = tid_of(), nthreads = nthreads_of(), bound = bound_of();
-  const std::int32_t s = tid;
-  if (mine >= 0) {
-    const unsigned lower = (1u << lane) - 1u;
-    const std::int32_t dst = seg[mine] + rows[warp * E + mine] + __popc(peers & lower);
-    if (align) {
-      p.sorted_ids[dst] = s;
-    } else {
-      p.src_to_dst[s] = dst;
-      p.dst_to_src[dst] = s;
+#pragma unroll
+  for (int u = 0; u < kOwn; ++u) {
+    const std::int32_t s =
+        (own * kOwn + u) * kSmallAlignThreads + static_cast<std::int32_t>(threadIdx.x);
+    const std::int32_t m = mine[u];
+    if (m >= 0) {
+      const unsigned lower = (1u << lane) - 1u;
+      const std::int32_t dst =
+          seg[m] + rows[(u * kSmallAlignWarps + warp) * E + m] + __popc(peers[u] & lower);
+      if (align) {
+        p.sorted_ids[dst] = s;
+      } else {
+        p.src_to_dst[s] = dst;
+        p.dst_to_src[dst] = s;
+      }
+    } else if (!align && s < N) {
+      p.src_to_dst[s] = -1;  // dropped slot
     }
-  } else if (!align && s < N) {
-    p.src_to_dst[s] = -1;  // dropped slot
   }
   const int grid_warps = static_cast<int>(gridDim.x) * kSmallAlignWarps;
 #pragma unroll 1
@@ -394,13 +429,14 @@ __device__ __forceinline__ void align_small_body(const SortParams& p, unsigned c
   if constexpr (kCluster > 1) cluster_wait();
 }
 
-// kSteps: 512-slot steps covered (1, 2, 4, ..., 128). kPasses = 1 in the library. kPasses = 2
+// kSteps: 512-slot steps covered (1, 2, 4, ..., 512). kPasses = 1 in the library. kPasses = 2
 // (diagnostics, tests/align_cuda_test.cpp's phase trace only): the same code runs twice in one
 // launch (a real loop, not unrolled), so the second pass's trace shows the phases with a warm
 // instruction cache and the first L2 misses already taken. Every pass writes the same outputs.
 // kCluster: 1, or the blocks of a thread block cluster (launched with that cluster size, the grid
 // a multiple of it) that share the counting of the other steps.
-template <int kSteps, int kPasses, int kCluster = 1>
+// kOwn: the steps each block owns (small_align_own).
+template <int kSteps, int kPasses, int kCluster = 1, int kOwn = 1>
 __global__ void __launch_bounds__(kSmallAlignThreads) align_small_kernel(const SortParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
   __shared__ __align__(16) std::int32_t scan_scratch[32];
@@ -411,7 +447,7 @@ __global__ void __launch_bounds__(kSmallAlignThreads) align_small_kernel(const S
 #pragma unroll 1
   for (int pass = 0; pass < kPasses; ++pass) {
     if (pass > 0) __syncthreads();
-    align_small_body<kSteps, kCluster>(p, smem, scan_scratch);
+    align_small_body<kSteps, kCluster, kOwn>(p, smem, scan_scratch);
   }
 }
 

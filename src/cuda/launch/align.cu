@@ -13,7 +13,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
+#include <map>
+#include <mutex>
 #include <string>
+#include <tuple>
 
 #include "../../common/align_check.h"
 #include "../../common/align_internal.h"
@@ -72,18 +75,20 @@ Status set_smem(Kernel kernel, std::size_t smem, const char* what) {
 }
 
 // The small-batch kernel instance for `steps` (1, 2, 4, ..., 64 unclustered; 16, 32, 64, 128
-// clustered) and `passes` (1; 2 diagnostics, unclustered only).
+// clustered with a step per block) and `passes` (1; 2 diagnostics, unclustered only); clustered
+// with `own` = 2 or 4 steps per block, the 256- or 512-step instance whatever `steps`.
 using SmallKernel = void (*)(SortParams);
-SmallKernel small_kernel(int steps, int passes, bool clustered) {
+SmallKernel small_kernel(int steps, int passes, bool clustered, int own = 1) {
   using kernels::align_small_kernel;
   constexpr int C = kernels::kSmallAlignCluster;
   const int i = std::countr_zero(static_cast<unsigned>(steps));
   if (clustered) {
+    if (own == 2) return align_small_kernel<256, 1, C, 2>;
+    if (own == 4) return align_small_kernel<512, 1, C, 4>;
     constexpr SmallKernel k[] = {align_small_kernel<16, 1, C>, align_small_kernel<32, 1, C>,
                                  align_small_kernel<64, 1, C>, align_small_kernel<128, 1, C>};
-    static_assert(std::size(k) + 4 ==
-                  std::bit_width(static_cast<unsigned>(kernels::kSmallAlignMaxSteps)));
-    return k[std::max(i, 4) - 4];
+    static_assert(kernels::kSmallAlignMaxSteps == 512, "own = 4 covers 512 steps");
+    return k[std::clamp(i, 4, 7) - 4];
   }
   constexpr SmallKernel once[] = {align_small_kernel<1, 1>,  align_small_kernel<2, 1>,
                                   align_small_kernel<4, 1>,  align_small_kernel<8, 1>,
@@ -96,6 +101,44 @@ SmallKernel small_kernel(int steps, int passes, bool clustered) {
   static_assert(std::size(once) ==
                 std::bit_width(static_cast<unsigned>(kernels::kSmallAlignMaxUnclusteredSteps)));
   return passes == 2 ? twice[i] : once[i];
+}
+
+// How many 8-block clusters of `kernel` (512 threads, `smem` bytes of dynamic shared memory) can
+// be resident at once on the current device: cudaOccupancyMaxActiveClusters, asked once per
+// (device, kernel, smem) and cached. The clustered small kernel's clusters never wait for each
+// other, so more of them than this only costs a second wave (H200: 15 clusters of the 2- and
+// 4-step instances at 88-95 registers, one block per SM; 30 of the others).
+Status max_active_small_clusters(SmallKernel kernel, std::size_t smem, int* out) {
+  static std::mutex mu;
+  static std::map<std::tuple<int, SmallKernel, std::size_t>, int> cache;
+  int device = 0;
+  SY_RETURN_IF_ERROR(detail::cuda_status(cudaGetDevice(&device), "cudaGetDevice"));
+  const auto key = std::make_tuple(device, kernel, smem);
+  {
+    const std::lock_guard<std::mutex> lock(mu);
+    if (const auto it = cache.find(key); it != cache.end()) {
+      *out = it->second;
+      return Status::Ok();
+    }
+  }
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(static_cast<unsigned>(kernels::kSmallAlignCluster));
+  cfg.blockDim = dim3(static_cast<unsigned>(kernels::kSmallAlignThreads));
+  cfg.dynamicSmemBytes = smem;
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = static_cast<unsigned>(kernels::kSmallAlignCluster);
+  attr.val.clusterDim.y = 1;
+  attr.val.clusterDim.z = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  int n = 0;
+  SY_RETURN_IF_ERROR(detail::cuda_status(cudaOccupancyMaxActiveClusters(&n, kernel, &cfg),
+                                         "align_small_kernel: cudaOccupancyMaxActiveClusters"));
+  const std::lock_guard<std::mutex> lock(mu);
+  cache[key] = n;
+  *out = n;
+  return Status::Ok();
 }
 
 // The most slots the heuristic gives align_small_kernel: SWITCHYARD_ALIGN_SMALL_STEPS=S in the
@@ -416,19 +459,47 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
       (forced_grid == -1 || (forced_grid == 0 && p.num_slots <= small_kernel_max_slots()))) {
     // (-2 .. -6 returned above)
     const int cluster = small_clustered ? kernels::kSmallAlignCluster : 1;
-    const std::size_t smem = kernels::small_align_shared_bytes(E, cluster);
-    auto* kernel = small_kernel(kernels::small_align_steps(p.num_slots),
-                                g_repeat.load(std::memory_order_relaxed) ? 2 : 1, small_clustered);
-    SY_RETURN_IF_ERROR(set_smem(kernel, smem, "align_small_kernel: shared memory attribute"));
+    const int steps = kernels::small_align_steps(p.num_slots);
     const std::int64_t out_entries =
         p.output == SortOutput::kAlign ? p.sorted_numel + p.block_experts_numel : p.dst_numel;
-    const detail::LaunchShape shape{
-        dim3(static_cast<unsigned>(kernels::small_align_grid(p.num_slots, out_entries, cluster))),
-        dim3(kernels::kSmallAlignThreads), smem,
-        small_clustered ? static_cast<unsigned>(cluster) : 0u};
-    return detail::cuda_status(
-        detail::launch_ex(kernel, shape, stream, /*pdl=*/true, p),
-        small_clustered ? "align_small_kernel: cluster launch" : "align_small_kernel: launch");
+    int own = 1;
+    SmallKernel kernel = nullptr;
+    std::size_t smem = 0;
+    bool resident = true;
+    if (small_clustered) {
+      // The fewest steps per block (1 up to 128 steps, 2 up to 256, then 4) whose clusters are
+      // all resident at once; where none is, the heuristic leaves the slots to the grid-barrier
+      // sort (a second wave of clusters doubles the time: H200, session 24, 32768 tokens of
+      // top-8 with 16 clusters of the 4-step instance 23.6-27.0 us against the sort's 17.3-18.7),
+      // and grid -1 runs the 4-step instance anyway.
+      resident = false;
+      for (const int o : {1, 2, 4}) {
+        if (steps > 128 * o) continue;
+        own = o;
+        kernel = small_kernel(steps, 1, true, o);
+        smem = kernels::small_align_shared_bytes(E, cluster, o);
+        SY_RETURN_IF_ERROR(set_smem(kernel, smem, "align_small_kernel: shared memory attribute"));
+        int active = 0;
+        SY_RETURN_IF_ERROR(max_active_small_clusters(kernel, smem, &active));
+        if (kernels::small_align_grid(p.num_slots, out_entries, cluster, o) <= active * cluster) {
+          resident = true;
+          break;
+        }
+      }
+    } else {
+      kernel = small_kernel(steps, g_repeat.load(std::memory_order_relaxed) ? 2 : 1, false);
+      smem = kernels::small_align_shared_bytes(E);
+      SY_RETURN_IF_ERROR(set_smem(kernel, smem, "align_small_kernel: shared memory attribute"));
+    }
+    if (resident || forced_grid == -1) {
+      const detail::LaunchShape shape{dim3(static_cast<unsigned>(kernels::small_align_grid(
+                                          p.num_slots, out_entries, cluster, own))),
+                                      dim3(kernels::kSmallAlignThreads), smem,
+                                      small_clustered ? static_cast<unsigned>(cluster) : 0u};
+      return detail::cuda_status(
+          detail::launch_ex(kernel, shape, stream, /*pdl=*/true, p),
+          small_clustered ? "align_small_kernel: cluster launch" : "align_small_kernel: launch");
+    }
   }
 
   // Output entries every launch writes (padding and tails included): large E makes them many
