@@ -460,6 +460,10 @@ TEST(AlignCuda, SmallBatchKernel) {
   }
   check_align_case({512, 8, 256, Pattern::kUniform, false, -1}, 64, true);  // graph capture
   check_layout_case({512, 8, 256, Pattern::kMapped, false, -1}, 128, 0, true);
+  // The heuristic's clustered instances first used inside a capture (E = 200 nowhere else: the
+  // launcher's shared-memory opt-in and cluster occupancy query then run during capture).
+  check_align_case({12000, 8, 200, Pattern::kUniform, false, 0}, 64, true);  // 2 steps / block
+  check_layout_case({30000, 8, 200, Pattern::kHot, false, 0}, 1, 0, true);   // 4 steps / block
 }
 
 // One forced-kernel sweep (grid -2: the warp kernel, -3: the block kernel) over every pattern, E
