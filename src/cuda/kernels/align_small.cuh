@@ -1,6 +1,10 @@
-// moe_align_block_size and the contiguous expert layout for small batches (decode): a few blocks
-// of 512 threads, at most kSmallAlignMaxSlots slots and kSmallAlignMaxExperts experts, no grid
-// barrier. Same output, bit for bit, as expert_sort_kernel (align.cuh) and the CPU.
+// moe_align_block_size and the contiguous expert layout from decode batches to mid-size prefill:
+// blocks of 512 threads, at most kSmallAlignMaxSlots slots and kSmallAlignMaxExperts experts, no
+// grid barrier. Same output, bit for bit, as expert_sort_kernel (align.cuh) and the CPU.
+// Described below for one step per block and no cluster (kOwn = kCluster = 1). Clustered
+// (kCluster = 8, sm_90), block r of each cluster counts only every 8th block's steps and the
+// cluster adds its blocks' counts through distributed shared memory after phase 1; with kOwn > 1
+// a block owns kOwn consecutive steps, each with its own per-warp rows (see align_small_body).
 //
 // Every block computes the whole histogram itself (the ids of a decode batch are a few KiB, read
 // from L2 by every block), so the blocks never wait for each other; block g owns the slots of
