@@ -10,9 +10,11 @@
 // captured in a CUDA graph; their results equal the CPU's bit for bit. Alignment and layout take a
 // caller-owned workspace whose size comes from the *_workspace_size queries (16-byte aligned; its
 // contents need no initialisation and are scratch between calls). On sm_90 and later the
-// alignment and layout kernels for up to 8192 slots (one block, one thread block cluster, or up to
-// 1024 slots a few independent blocks that each sort every slot) launch with programmatic
-// dependent launch, as routing does (routing.h).
+// alignment and layout kernels without a grid barrier (up to 262144 slots and 512 experts, as far
+// as their clusters fit on the device at once: one block, one thread block cluster, a few
+// independent blocks that each sort every slot, or clusters of 8 blocks that share the counting)
+// launch with programmatic dependent launch, as routing does (routing.h); the cooperative
+// grid-barrier sort that takes larger problems does not.
 #pragma once
 
 #include <cstddef>
