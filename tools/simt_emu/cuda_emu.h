@@ -221,7 +221,7 @@ T* cluster_map(T* p, unsigned rank) {
 // Runs the body on every thread of `grid` blocks of `block` threads as clusters of `cluster`
 // blocks (0: the whole grid is one cluster), one cluster after another, with `smem_bytes` of
 // dynamic shared memory per block (filled with `poison`).
-inline void launch_one_cluster(unsigned grid, unsigned base, unsigned cluster, unsigned block,
+inline void launch_one_cluster(unsigned base, unsigned cluster, unsigned block,
                                std::size_t smem_bytes, unsigned char poison);
 inline void launch_cluster(unsigned grid, unsigned block, std::size_t smem_bytes,
                            const std::function<void()>& body, unsigned char poison = 0xa5,
@@ -233,11 +233,11 @@ inline void launch_cluster(unsigned grid, unsigned block, std::size_t smem_bytes
   blockDim = dim3{block, 1, 1};
   gridDim = dim3{grid, 1, 1};
   for (unsigned base = 0; base < grid; base += cluster)
-    launch_one_cluster(grid, base, cluster, block, smem_bytes, poison);
+    launch_one_cluster(base, cluster, block, smem_bytes, poison);
 }
-inline void launch_one_cluster(unsigned grid, unsigned base, unsigned cluster, unsigned block,
+// One cluster of launch_cluster: blocks base .. base + cluster - 1 of the grid.
+inline void launch_one_cluster(unsigned base, unsigned cluster, unsigned block,
                                std::size_t smem_bytes, unsigned char poison) {
-  (void)grid;
   C = ClusterState{};
   C.blocks = cluster;
   C.block = block;
