@@ -104,15 +104,13 @@ SmallKernel small_kernel(int steps, int passes, bool clustered, int own = 1) {
 }
 
 // How many 8-block clusters of `kernel` (512 threads, `smem` bytes of dynamic shared memory) can
-// be resident at once on the current device: cudaOccupancyMaxActiveClusters, asked once per
-// (device, kernel, smem) and cached. The clustered small kernel's clusters never wait for each
+// be resident at once on `device` (the current one): cudaOccupancyMaxActiveClusters, asked once
+// per (device, kernel, smem) and cached. The clustered small kernel's clusters never wait for each
 // other, so more of them than this only costs a second wave (H200: 15 clusters of the 2- and
 // 4-step instances at 88-95 registers, one block per SM; 30 of the others).
-Status max_active_small_clusters(SmallKernel kernel, std::size_t smem, int* out) {
+Status max_active_small_clusters(int device, SmallKernel kernel, std::size_t smem, int* out) {
   static std::mutex mu;
   static std::map<std::tuple<int, SmallKernel, std::size_t>, int> cache;
-  int device = 0;
-  SY_RETURN_IF_ERROR(detail::cuda_status(cudaGetDevice(&device), "cudaGetDevice"));
   const auto key = std::make_tuple(device, kernel, smem);
   {
     const std::lock_guard<std::mutex> lock(mu);
@@ -480,7 +478,7 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
         smem = kernels::small_align_shared_bytes(E, cluster, o);
         SY_RETURN_IF_ERROR(set_smem(kernel, smem, "align_small_kernel: shared memory attribute"));
         int active = 0;
-        SY_RETURN_IF_ERROR(max_active_small_clusters(kernel, smem, &active));
+        SY_RETURN_IF_ERROR(max_active_small_clusters(dev.device, kernel, smem, &active));
         if (kernels::small_align_grid(p.num_slots, out_entries, cluster, o) <= active * cluster) {
           resident = true;
           break;
