@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 
@@ -29,6 +31,37 @@ TEST(ExactMath, ExpWithinTwoUlp) {
   EXPECT_EQ(exp_f(std::numeric_limits<float>::infinity()), std::numeric_limits<float>::infinity());
   EXPECT_EQ(exp_f(100.0f), std::numeric_limits<float>::infinity());
   EXPECT_TRUE(std::isnan(exp_f(std::numeric_limits<float>::quiet_NaN())));
+}
+
+// exp_f_nonpos is exp_f bit for bit on [-87, 0]: both use only correctly rounded operations, so
+// the host's answer is the device's. CTest runs every 61st float of the domain plus the
+// neighbourhoods of the rounding boundaries of n = rint(x log2 e) (the whole domain, 1.1e9 floats,
+// passed once: SWITCHYARD_EXP_STRIDE=1).
+TEST(ExactMath, ExpNonposIsExpOnItsDomain) {
+  const char* env = std::getenv("SWITCHYARD_EXP_STRIDE");
+  const std::uint32_t stride = env ? static_cast<std::uint32_t>(std::atoi(env)) : 61u;
+  auto same = [](float x) {
+    const float a = exp_f(x), b = exp_f_nonpos(x);
+    return std::memcmp(&a, &b, sizeof a) == 0;
+  };
+  std::uint64_t checked = 0;
+  // Negative floats from -0 (0x80000000) to -87 (0xc2ae0000).
+  for (std::uint64_t u = 0x80000000u; u <= 0xc2ae0000u; u += stride > 0 ? stride : 1u) {
+    const float x = bits_to_float(static_cast<std::uint32_t>(u));
+    ASSERT_TRUE(same(x)) << x;
+    ++checked;
+  }
+  for (int n = 0; n >= -126; --n) {  // around x = (n + 1/2) ln 2, where n switches
+    const float mid = (static_cast<float>(n) - 0.5f) * 0.693147182f;
+    float x = mid;
+    for (int i = 0; i < 64; ++i) x = std::nextafter(x, 1.0f);
+    for (int i = 0; i < 128 && x >= -87.0f; ++i, x = std::nextafter(x, -1.0f)) {
+      ASSERT_TRUE(same(x)) << x;
+    }
+  }
+  ASSERT_TRUE(same(0.0f));
+  ASSERT_TRUE(same(-87.0f));
+  EXPECT_GT(checked, 1000u);
 }
 
 TEST(ExactMath, TranscendentalsAreAccurate) {

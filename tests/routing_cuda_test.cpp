@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <string>
 #include <vector>
@@ -31,9 +32,19 @@ using tools::RoutingResult;
 // blocks for small M and some routings only) up to four codes in all, up to 4096 rows
 // (EveryLayoutGivesTheSameBits runs every layout; with all row-block layouts at every M the suite
 // took over 200 s on an H100).
-std::vector<int> layouts_to_check(const RoutingParams& p, std::int64_t num_tokens) {
+// packed: the packed kernel serves the problem (packed_serves: its dtype and bias decide too).
+std::vector<int> layouts_to_check(const RoutingParams& p, std::int64_t num_tokens,
+                                  bool packed = false) {
   const int num_experts = p.num_experts;
   std::vector<int> codes = {0};
+  // The packed kernel (the heuristic's where it serves the routing, see routing_packed_rows) in
+  // each of its layouts, at every M.
+  if (packed) {
+    for (int code = heuristics::kRoutingPacked8Code; code <= heuristics::kRoutingPacked32Code;
+         ++code) {
+      if (heuristics::routing_layout_code_valid(num_experts, code)) codes.push_back(code);
+    }
+  }
   // The quad kernel (the heuristic's above 512 rows where it serves the routing), at every M.
   if (quad_serves(p)) codes.push_back(heuristics::kRoutingQuadCode);
   // The staged kernel (the heuristic's from 16384 rows where it serves the routing), at every M.
@@ -83,7 +94,7 @@ std::string check_problem(const RoutingProblem& pr, const std::vector<int>& layo
 }
 // ... in every layout of layouts_to_check.
 std::string check_problem(const RoutingProblem& pr) {
-  return check_problem(pr, layouts_to_check(pr.params, pr.num_tokens));
+  return check_problem(pr, layouts_to_check(pr.params, pr.num_tokens, packed_serves(pr)));
 }
 
 // Runs layout `code` on the pre-filter's cases (for_each_prefilter_case: M rows, each K of `ks`,
@@ -92,8 +103,12 @@ std::string check_problem(const RoutingProblem& pr) {
 struct CaseCounts {
   int cases = 0, served = 0;
 };
+using ProblemFilter = std::function<bool(const RoutingProblem&)>;
+ProblemFilter on_params(bool (*serves)(const RoutingParams&)) {
+  return [serves](const RoutingProblem& pr) { return serves(pr.params); };
+}
 CaseCounts check_prefilter_cases(int code, std::int64_t M, const std::vector<int>& ks,
-                                 bool (*serves)(const RoutingParams&),
+                                 const ProblemFilter& serves,
                                  const std::vector<Variant>* variants = nullptr) {
   CaseCounts n;
   int failures = 0;
@@ -101,7 +116,7 @@ CaseCounts check_prefilter_cases(int code, std::int64_t M, const std::vector<int
       M, ks,
       [&](const PrefilterCase& pc) {
         ++n.cases;
-        if (serves != nullptr && !serves(pc.problem.params)) return true;
+        if (serves != nullptr && !serves(pc.problem)) return true;
         n.served += serves != nullptr || pc.served ? 1 : 0;
         const std::string err = check_problem(pc.problem, {code});
         if (!err.empty()) {
@@ -116,13 +131,13 @@ CaseCounts check_prefilter_cases(int code, std::int64_t M, const std::vector<int
 
 // The fuzz cases (with huge rows and near-ties) that `serves` accepts, in `layouts`; returns how
 // many ran.
-int check_fuzz_cases(const std::vector<int>& layouts, bool (*serves)(const RoutingParams&)) {
+int check_fuzz_cases(const std::vector<int>& layouts, const ProblemFilter& serves) {
   int ran = 0;
   for (int c = 0; c < (small_scale() ? 150 : 600); ++c) {
     FuzzCase fc;
     if (!make_fuzz_case(c, small_scale() ? 200 : 1000, 6, /*huge_rows=*/true, /*near_ties=*/true,
                         &fc) ||
-        !serves(fc.problem.params)) {
+        !serves(fc.problem)) {
       continue;
     }
     ++ran;
@@ -218,7 +233,7 @@ TEST(RoutingCuda, PrefilterLayoutMatchesCpu) {
                                              small_scale() ? 35 : 67, ks, nullptr);
   EXPECT_GT(n.served, n.cases / 2) << "cases the pre-filter serves, of " << n.cases;
 
-  EXPECT_GT(check_fuzz_cases({heuristics::kRoutingPrefilterCode}, prefilter_serves), 0);
+  EXPECT_GT(check_fuzz_cases({heuristics::kRoutingPrefilterCode}, on_params(prefilter_serves)), 0);
 }
 
 // The quad kernel (layout 66) against the CPU: the pre-filter's cases (sigmoid with and without
@@ -234,10 +249,10 @@ TEST(RoutingCuda, QuadLayoutMatchesCpu) {
                                          Variant::kSoftmax, Variant::kTopkSoftmax,
                                          Variant::kTopkSigmoid};
   const CaseCounts n = check_prefilter_cases(heuristics::kRoutingQuadCode, small_scale() ? 35 : 131,
-                                             ks, quad_serves, &variants);
+                                             ks, on_params(quad_serves), &variants);
   EXPECT_GT(n.served, n.cases / 5) << "cases the quad kernel serves, of " << n.cases;
 
-  EXPECT_GT(check_fuzz_cases({heuristics::kRoutingQuadCode}, quad_serves), 0);
+  EXPECT_GT(check_fuzz_cases({heuristics::kRoutingQuadCode}, on_params(quad_serves)), 0);
 }
 
 // The staged kernel (layout 67) on the pre-filter's cases it serves (sigmoid with and without bias,
@@ -247,11 +262,35 @@ TEST(RoutingCuda, StagedLayoutMatchesCpu) {
   SKIP_WITHOUT_GPU();
   const std::vector<int> ks =
       small_scale() ? std::vector<int>{1, 8} : std::vector<int>{1, 2, 4, 6, 8};
-  const CaseCounts n = check_prefilter_cases(heuristics::kRoutingStagedCode,
-                                             small_scale() ? 35 : 131, ks, staged_serves);
+  const CaseCounts n = check_prefilter_cases(
+      heuristics::kRoutingStagedCode, small_scale() ? 35 : 131, ks, on_params(staged_serves));
   EXPECT_GT(n.served, n.cases / 8) << "cases the staged kernel serves, of " << n.cases;
 
-  EXPECT_GT(check_fuzz_cases({heuristics::kRoutingStagedCode}, staged_serves), 0);
+  EXPECT_GT(check_fuzz_cases({heuristics::kRoutingStagedCode}, on_params(staged_serves)), 0);
+}
+
+// The packed kernel (layout 70) on the pre-filter's row kinds for the functions it serves (softmax,
+// top-k then softmax / sigmoid; 16-bit logits): NaN / Inf, signed zeros on top, ties, no finite
+// logit, -Inf runs (the softmax terms' range), padding, placement; rows it cannot settle take its
+// exact fallback, so every case must match. Then the fuzz cases it serves.
+TEST(RoutingCuda, PackedLayoutMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<int> ks =
+      small_scale() ? std::vector<int>{1, 8} : std::vector<int>{1, 2, 4, 6, 8};
+  const std::vector<Variant> variants = {Variant::kSoftmax, Variant::kTopkSoftmax,
+                                         Variant::kTopkSigmoid};
+  for (int code = heuristics::kRoutingPacked8Code; code <= heuristics::kRoutingPacked32Code;
+       ++code) {
+    const ProblemFilter serves = [code](const RoutingProblem& pr) {
+      return packed_serves(pr) &&
+             heuristics::routing_layout_code_valid(pr.params.num_experts, code);
+    };
+    const CaseCounts n =
+        check_prefilter_cases(code, small_scale() ? 35 : 131, ks, serves, &variants);
+    // (A third of the cases have fp32 logits, which it does not serve.)
+    EXPECT_GT(n.served, n.cases / 8) << "layout " << code << ": cases served, of " << n.cases;
+    EXPECT_GT(check_fuzz_cases({code}, serves), 0) << "layout " << code;
+  }
 }
 
 // Captures route_cuda in a CUDA graph; replays are bitwise identical to each other and to the
@@ -389,11 +428,29 @@ TEST(RoutingCuda, EveryLayoutGivesTheSameBits) {
           tools::routing_args(pr, Device::kCuda, logits.get(), bias.get(), nullptr, nullptr,
                               nullptr, nullptr, weights.get(), ids.get());
       int layouts = 0;
-      for (int code : {1, 2, 4, 8, 16, 32, -1, -2, -4, -8, -16, heuristics::kRoutingPrefilterCode,
-                       heuristics::kRoutingRowThreadCode, heuristics::kRoutingQuadCode,
-                       heuristics::kRoutingStagedCode, heuristics::kRoutingWarpCode,
-                       heuristics::kRoutingWarpWideCode}) {
+      for (int code : {1,
+                       2,
+                       4,
+                       8,
+                       16,
+                       32,
+                       -1,
+                       -2,
+                       -4,
+                       -8,
+                       -16,
+                       heuristics::kRoutingPrefilterCode,
+                       heuristics::kRoutingRowThreadCode,
+                       heuristics::kRoutingQuadCode,
+                       heuristics::kRoutingStagedCode,
+                       heuristics::kRoutingWarpCode,
+                       heuristics::kRoutingWarpWideCode,
+                       heuristics::kRoutingPackedCode,
+                       71,
+                       72,
+                       heuristics::kRoutingPacked32Code}) {
         if (!heuristics::routing_layout_code_valid(E, code)) continue;
+        if (code >= heuristics::kRoutingPackedCode && !packed_serves(pr)) continue;
         if (code == heuristics::kRoutingQuadCode && !quad_serves(p)) continue;
         if (code == heuristics::kRoutingStagedCode && !staged_serves(p)) continue;
         ++layouts;
@@ -456,7 +513,7 @@ TEST(RoutingCuda, StridedAndUnalignedLogits) {
         ga.top_k_ids =
             TensorView::contiguous(d_ids.get(), DType::kInt32, {M, p.top_k}, Device::kCuda);
         ASSERT_TRUE(route_cpu(p, ca).ok());
-        for (int layout : layouts_to_check(p, M)) {
+        for (int layout : layouts_to_check(p, M, /*packed=*/E >= 33 && E <= 512)) {
           ASSERT_TRUE(tools::fill_device_bytes(d_w.get(), 0x7b, n * 4).ok());
           ASSERT_TRUE(tools::fill_device_bytes(d_ids.get(), 0x7b, n * 4).ok());
           const Status st = detail::route_cuda_layout(p, ga, layout, nullptr);

@@ -313,6 +313,67 @@ TEST(RoutingHeuristics, QuadKernelServesAndIsChosenAbove512Rows) {
   EXPECT_FALSE(routing_layout_code_valid(64, kRoutingQuadCode));
 }
 
+TEST(RoutingHeuristics, PackedKernelServesLogitKeyedRowsOf16BitLogits) {
+  using detail::routing_packed_serves;
+  const GroupScore none = GroupScore::kNone;
+  // Qwen3 (softmax, 128), gpt-oss (top-k then softmax), Llama 4 (top-k then sigmoid), bf16/fp16.
+  EXPECT_TRUE(routing_packed_serves(128, 8, ScoreFunc::kSoftmax, false, none, false, 2));
+  EXPECT_TRUE(routing_packed_serves(128, 4, ScoreFunc::kTopkThenSoftmax, false, none, false, 2));
+  EXPECT_TRUE(routing_packed_serves(128, 1, ScoreFunc::kTopkThenSigmoid, false, none, false, 2));
+  EXPECT_TRUE(routing_packed_serves(33, 8, ScoreFunc::kSoftmax, false, none, false, 2));
+  EXPECT_TRUE(routing_packed_serves(512, 8, ScoreFunc::kSoftmax, false, none, false, 2));
+  // Not served: fp32 logits, a bias, softcap, sigmoid keys, groups, K > 8, E outside 33..512.
+  EXPECT_FALSE(routing_packed_serves(128, 8, ScoreFunc::kSoftmax, false, none, false, 4));
+  EXPECT_FALSE(routing_packed_serves(128, 8, ScoreFunc::kSoftmax, false, none, true, 2));
+  EXPECT_FALSE(routing_packed_serves(128, 8, ScoreFunc::kSoftmax, true, none, false, 2));
+  EXPECT_FALSE(routing_packed_serves(128, 8, ScoreFunc::kSigmoid, false, none, false, 2));
+  EXPECT_FALSE(
+      routing_packed_serves(160, 6, ScoreFunc::kSoftmax, false, GroupScore::kMax, false, 2));
+  EXPECT_FALSE(routing_packed_serves(128, 9, ScoreFunc::kSoftmax, false, none, false, 2));
+  EXPECT_FALSE(routing_packed_serves(32, 8, ScoreFunc::kSoftmax, false, none, false, 2));
+  EXPECT_FALSE(routing_packed_serves(513, 8, ScoreFunc::kSoftmax, false, none, false, 2));
+  // Experts per lane by rows: 8 below 2048 rows, 16 up to 8191 (4095 from 256 leaves), then 32;
+  // always 4..32 lanes per row.
+  EXPECT_EQ(routing_packed_vals(128, 512), 8);
+  EXPECT_EQ(routing_packed_vals(128, 2048), 16);
+  EXPECT_EQ(routing_packed_vals(128, 8191), 16);
+  EXPECT_EQ(routing_packed_vals(128, 8192), 32);
+  EXPECT_EQ(routing_packed_vals(160, 4096), 32);
+  EXPECT_EQ(routing_packed_vals(64, 32768), 16);  // (4 lanes at least)
+  EXPECT_EQ(routing_packed_vals(512, 512), 16);   // (32 lanes at most)
+  // Chosen where it serves (softmax from 1 row, the top-k-then functions from kPackedMinRowsTopk),
+  // ahead of the wide warp and quad kernels; forced by 70..73.
+  EXPECT_EQ(routing_packed_rows(true, ScoreFunc::kSoftmax), 1);
+  EXPECT_EQ(routing_packed_rows(true, ScoreFunc::kTopkThenSoftmax), kPackedMinRowsTopk);
+  EXPECT_EQ(routing_packed_rows(false, ScoreFunc::kSoftmax), 0);
+  const auto at = [](std::int64_t m, int code, bool serves) {
+    return routing_launch_config(128, m, code, true, false, 8, false, 32, 0, 8191, false,
+                                 serves ? kPackedMinRowsTopk : 0);
+  };
+  EXPECT_FALSE(at(kPackedMinRowsTopk - 1, 0, true).packed);
+  EXPECT_TRUE(at(kPackedMinRowsTopk, 0, true).packed);
+  const RoutingLaunchConfig c = at(32768, 0, true);
+  EXPECT_TRUE(c.packed);
+  EXPECT_FALSE(c.quad);
+  EXPECT_EQ(c.lanes, 4);
+  EXPECT_EQ(c.vals, 32);
+  EXPECT_EQ(c.rows_per_block, 32);
+  EXPECT_EQ(c.blocks, 1024);
+  const RoutingLaunchConfig f = at(1, kRoutingPacked8Code, true);
+  EXPECT_TRUE(f.packed);
+  EXPECT_EQ(f.vals, 8);
+  EXPECT_EQ(f.lanes, 16);
+  EXPECT_EQ(at(1, kRoutingPackedCode, true).vals, 8);
+  EXPECT_FALSE(at(32768, 0, false).packed);
+  EXPECT_TRUE(routing_layout_code_valid(33, kRoutingPackedCode));
+  EXPECT_FALSE(routing_layout_code_valid(32, kRoutingPackedCode));
+  EXPECT_FALSE(routing_layout_code_valid(513, kRoutingPackedCode));
+  EXPECT_TRUE(routing_layout_code_valid(128, kRoutingPacked8Code));
+  EXPECT_TRUE(routing_layout_code_valid(128, kRoutingPacked32Code));
+  EXPECT_FALSE(routing_layout_code_valid(64, kRoutingPacked32Code));  // 2 lanes
+  EXPECT_FALSE(routing_layout_code_valid(512, kRoutingPacked8Code));  // 64 lanes
+}
+
 TEST(RoutingHeuristics, StagedKernelServesSigmoidRowsAndIsChosenFrom16384Rows) {
   using detail::routing_staged_segs;
   // DeepSeek-V3 (groups of 32), Kimi K2 (no groups): served.

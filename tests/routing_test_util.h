@@ -323,19 +323,28 @@ inline bool staged_serves(const RoutingParams& p) {
                                      p.group_score, p.num_groups, p.topk_groups) > 0;
 }
 
+// The packed kernel's rule for a problem (src/common/routing_row.h: its logits dtype and bias
+// decide too).
+inline bool packed_serves(const tools::RoutingProblem& pr) {
+  const RoutingParams& p = pr.params;
+  return detail::routing_packed_serves(p.num_experts, p.top_k, p.score_func, p.softcap > 0.0f,
+                                       p.group_score, !pr.bias.empty(),
+                                       static_cast<int>(dtype_size(pr.logits_dtype)));
+}
+
 // The seeded cases of the pre-filter tests ("routing/prefilter/..."; the CUDA test
 // PrefilterLayoutMatchesCpu, and the host emulator's `cases prefilter` mode): sigmoid routings with
 // and without bias (Kimi K2 style) and grouped top-2-sum ones (DeepSeek-V3 noaux_tc: the variant's
 // groups, and 1..32 groups at E = 48..512, some on a partly filled warp), 33 <= E <= 512, each K of
 // `ks`, M rows that cycle through: the router's logits as they come, a few specials (NaN, +-Inf,
-// +-0, +-1e30), no finite logit, ties everywhere, near-ties far below the pre-filter's error bound
-// (0.25 + i 2^-21: ties after bf16 / fp16 rounding, near-ties in fp32) or near-tied groups (two
-// leaders 0.5 + i 2^-21 per group of the row, the rest far below), a few +-1e30, one or two
-// finite logits among -Inf, NaN everywhere but a few. Biases: absent, random, near-tied (i 2^-22),
-// or random with NaN / +-Inf entries. Dtypes rotate; renormalisation, shared experts, rsf on the
-// output, int64 ids, padding, placement and expert map are seeded per case. Some cases are not
-// served (prefilter_serves: unaligned groups) and take layout 64's exact path. fn returns false
-// to stop.
+// +-0, +-1e30), no finite logit, ties everywhere or signed zeros on top, near-ties far below the
+// pre-filter's error bound (0.25 + i 2^-21: ties after bf16 / fp16 rounding, near-ties in fp32) or
+// near-tied groups (two leaders 0.5 + i 2^-21 per group of the row, the rest far below), a few
+// +-1e30, one or two finite logits among -Inf, NaN everywhere but a few. Biases: absent, random,
+// near-tied (i 2^-22), or random with NaN / +-Inf entries. Dtypes rotate; renormalisation, shared
+// experts, rsf on the output, int64 ids, padding, placement and expert map are seeded per case.
+// Some cases are not served (prefilter_serves: unaligned groups) and take layout 64's exact path.
+// fn returns false to stop.
 struct PrefilterCase {
   std::string id;
   bool served = false;  // prefilter_serves(problem.params)
@@ -409,8 +418,14 @@ void for_each_prefilter_case(std::int64_t M, const std::vector<int>& ks, Fn&& fn
             case 2:  // no finite logit (the exact path's fixed answer)
               for (int e = 0; e < E; ++e) row[e] = specials[rng.below(3)];
               break;
-            case 3:  // ties everywhere
-              for (int e = 0; e < E; ++e) row[e] = static_cast<float>(rng.below(3));
+            case 3:
+              if (t % 16 == 3) {  // ties everywhere
+                for (int e = 0; e < E; ++e) row[e] = static_cast<float>(rng.below(3));
+              } else {  // signed zeros on top (tied: the lower index first) over negatives
+                for (int e = 0; e < E; ++e) row[e] = -1.0f - static_cast<float>(rng.below(8));
+                const int zeros = 1 + static_cast<int>(rng.below(12));
+                for (int i = 0; i < zeros; ++i) *some() = rng.below(2) ? 0.0f : -0.0f;
+              }
               break;
             case 4:
               if (t % 16 == 4) {  // near-ties far below the error bound

@@ -138,13 +138,11 @@ SY_HD float div_f(float a, float b) {
   return (float_to_bits(b) & 0x80000000u) ? -q : q;
 }
 
-// e^x. Branch-free: range reduction with n = rint(x / ln2), a degree-7 polynomial evaluated with
-// fused multiply-adds (correctly rounded on both sides), and 2^n applied in two exact steps so
-// that subnormal results round the same way everywhere.
-SY_HD float exp_f(float x) {
-  const float xc = exact_fmin(exact_fmax(x, -104.0f), 89.0f);  // fmax/fmin drop a NaN x
-  const float n = exact_rint(xc * 1.44269504f);
-  float r = exact_fma(-n, 0.693145751953125f, xc);  // ln2 split: n * hi is exact
+// exp_f's core for n = rint(x / ln2): the reduced argument r = x - n ln2 (the ln2 split makes
+// n * hi exact) and e^r by a degree-7 polynomial evaluated with fused multiply-adds (correctly
+// rounded on both sides).
+SY_HD float exp_reduced_poly(float n, float x) {
+  float r = exact_fma(-n, 0.693145751953125f, x);
   r = exact_fma(-n, 1.42860677e-06f, r);
   float p = 1.98412698e-04f;  // 1/7!
   p = exact_fma(p, r, 1.38888889e-03f);
@@ -153,7 +151,15 @@ SY_HD float exp_f(float x) {
   p = exact_fma(p, r, 1.66666667e-01f);
   p = exact_fma(p, r, 0.5f);
   p = exact_fma(p, r, 1.0f);
-  p = exact_fma(p, r, 1.0f);
+  return exact_fma(p, r, 1.0f);
+}
+
+// e^x. Branch-free: range reduction with n = rint(x / ln2), exp_reduced_poly, and 2^n applied in
+// two exact steps so that subnormal results round the same way everywhere.
+SY_HD float exp_f(float x) {
+  const float xc = exact_fmin(exact_fmax(x, -104.0f), 89.0f);  // fmax/fmin drop a NaN x
+  const float n = exact_rint(xc * 1.44269504f);
+  const float p = exp_reduced_poly(n, xc);
   const int ni = static_cast<int>(n);
   const int half = ni / 2;
   const float s1 = bits_to_float(static_cast<std::uint32_t>(half + 127) << 23);
@@ -161,6 +167,26 @@ SY_HD float exp_f(float x) {
   const float y = (p * s1) * s2;
   if (is_nan(x)) return x;
   return x > 88.72283f ? pos_inf() : (x < -103.9721f ? 0.0f : y);
+}
+
+// exp_f(x) for -87 <= x <= 0 (callers check; elsewhere call exp_f), bit for bit, in about 14
+// full-rate operations (the softmax terms exp(key - max) of the packed routing kernel). Where
+// exp_f's clamps and special cases are identities, it differs in two steps only:
+//  - n = rint(x * log2 e) as t - 1.5 * 2^23 with t = (x * log2 e) + 1.5 * 2^23: adding 1.5 * 2^23
+//    rounds |v| <= 2^22 to an integer, half to even, as rint does (n may be +0 where rint gives
+//    -0; then r differs at most in the sign of a zero, and p = 1 either way);
+//  - 2^n from t's bits in one multiply: n >= rint(-87 * log2 e) = -126, so 2^n is normal, p * s1
+//    in exp_f is exact, and (p * s1) * s2 and p * 2^n round the same exact product once.
+// Checked against exp_f on every float of the domain (tests/exact_math_test.cpp with
+// SWITCHYARD_EXP_STRIDE=1; CTest samples every 61st): both use only correctly rounded operations,
+// so the host's bits are the device's.
+SY_HD float exp_f_nonpos(float x) {
+  constexpr float kShift = 12582912.0f;  // 1.5 * 2^23
+  const float t = x * 1.44269504f + kShift;
+  const float n = t - kShift;
+  const float p = exp_reduced_poly(n, x);
+  // t's bits are 0x4b400000 + n; only the low 9 bits of (bits + 127) survive the shift.
+  return p * bits_to_float((float_to_bits(t) + 127u) << 23);
 }
 
 // e^x - 1, accurate near 0.

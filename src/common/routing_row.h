@@ -101,6 +101,20 @@ SY_HD constexpr int routing_staged_segs(int num_experts, int top_k, ScoreFunc f,
   return num_experts / 32;
 }
 
+// Whether the packed kernel (src/cuda/kernels/routing_packed.cuh: order key and expert index in
+// one 32-bit word) serves a routing: 16-bit logits (logit_bytes 2) whose selection key is the
+// logit itself, i.e. kSoftmax, kTopkThenSoftmax and kTopkThenSigmoid without bias, softcap or
+// groups, with 33 <= E <= 512 and K <= 8. (Its layouts: 8, 16 or 32 experts per lane and
+// next_pow2(E) / that in 4..32 lanes per row; heuristics::routing_packed_vals picks.) One rule for
+// the kernel's launcher, the heuristic and the tests.
+SY_HD constexpr bool routing_packed_serves(int num_experts, int top_k, ScoreFunc f, bool softcap,
+                                           GroupScore group_score, bool bias, int logit_bytes) {
+  const bool keyed = f == ScoreFunc::kSoftmax || f == ScoreFunc::kTopkThenSoftmax ||
+                     f == ScoreFunc::kTopkThenSigmoid;
+  return keyed && !softcap && !bias && group_score == GroupScore::kNone && logit_bytes == 2 &&
+         top_k <= 8 && num_experts >= 33 && num_experts <= 512;
+}
+
 inline constexpr int kRoutingSlotLeaves = 32;  // leaves of the slot-sum tree (>= K + S)
 
 // Pairwise tree sum of v[0..n), n a power of two: ((v0+v1)+(v2+v3))+... (host reference).

@@ -12,7 +12,9 @@
 //  - staged: the staged kernel (routing_staged.cuh, layout code 67) where it serves the routing
 //    (its halves and cp.async have host models; the approximate sigmoid is perturbed as above);
 //  - warp: the warp kernel (routing_warp.cuh, layout code 68) for E <= 32, and the wide warp
-//    kernel (routing_warp_wide.cuh, code 69) for 33 <= E <= 512.
+//    kernel (routing_warp_wide.cuh, code 69) for 33 <= E <= 512;
+//  - packed: the packed kernel (routing_packed.cuh, layout codes 71..73) in each of its layouts
+//    (8, 16, 32 experts per lane) where it serves the routing (16-bit logits).
 //   build-cpu/tests/routing_row_block_emu matrix | fuzz [cases] | presets | preset NAME M | cases
 //                                         [KERNELS]
 // (cases: for_each_prefilter_case of routing_test_util.h, meant for KERNELS = prefilter.)
@@ -54,7 +56,12 @@ inline long long rows_prefiltered = 0, rows_fallback = 0, candidates = 0, max_ca
     if (ok) emu_stats::candidates += (n);                                         \
     if ((ok) && (n) > emu_stats::max_candidates) emu_stats::max_candidates = (n); \
   } while (0)
+#define SY_PACKED_STATS(lane, ok)                                                       \
+  do {                                                                                  \
+    if ((lane) == 0) (ok) ? ++emu_stats::rows_prefiltered : ++emu_stats::rows_fallback; \
+  } while (0)
 // clang-format off
+#include "cuda/kernels/routing_packed.cuh"
 #include "cuda/kernels/routing_row_block.cuh"
 #include "cuda/kernels/routing_staged.cuh"
 #include "cuda/kernels/routing_quad.cuh"
@@ -98,6 +105,48 @@ bool g_prefilter = false;  // KERNELS = prefilter
 bool g_quad = false;       // KERNELS = quad
 bool g_staged = false;     // KERNELS = staged
 bool g_warp = false;       // KERNELS = warp
+bool g_packed = false;     // KERNELS = packed
+
+// Whether the packed kernel serves a problem.
+bool packed_serves_problem(const tools::RoutingProblem& pr) {
+  const RoutingParams& p = pr.params;
+  return detail::routing_packed_serves(p.num_experts, p.top_k, p.score_func, p.softcap > 0.0f,
+                                       p.group_score, !pr.bias.empty(),
+                                       static_cast<int>(dtype_size(pr.logits_dtype)));
+}
+int g_packed_vals = 8;  // the packed layout check() runs (8, 16 or 32 experts per lane)
+
+template <typename T, int kVals, int kLanes>
+void run_packed_layout(const detail::RoutingKernelParams& kp, bool vec_ok, bool ids64) {
+  const std::int64_t rows = kernels::kPackedThreads / kLanes;
+  const unsigned blocks = static_cast<unsigned>((kp.num_tokens + rows - 1) / rows);
+  auto run = [&](auto kernel) { emu::launch(blocks, kernels::kPackedThreads, kernel); };
+  const int K = kp.p.top_k;
+  if (K == 1) {
+    run([&]() { kernels::routing_packed_kernel<T, kVals, kLanes, 1>(kp, vec_ok, ids64); });
+  } else if (K <= 4) {
+    run([&]() { kernels::routing_packed_kernel<T, kVals, kLanes, 4>(kp, vec_ok, ids64); });
+  } else {
+    run([&]() { kernels::routing_packed_kernel<T, kVals, kLanes, 8>(kp, vec_ok, ids64); });
+  }
+}
+template <typename T>
+void run_packed(int vals, const detail::RoutingKernelParams& kp, bool vec_ok, bool ids64) {
+  const int lanes = detail::routing_row_capacity(kp.p.num_experts) / vals;
+#define SY_EMU_PACKED(V, L) \
+  if (vals == (V) && lanes == (L)) return run_packed_layout<T, V, L>(kp, vec_ok, ids64);
+  SY_EMU_PACKED(16, 4)
+  SY_EMU_PACKED(8, 8)
+  SY_EMU_PACKED(32, 4)
+  SY_EMU_PACKED(16, 8)
+  SY_EMU_PACKED(8, 16)
+  SY_EMU_PACKED(32, 8)
+  SY_EMU_PACKED(16, 16)
+  SY_EMU_PACKED(8, 32)
+  SY_EMU_PACKED(32, 16)
+  SY_EMU_PACKED(16, 32)
+#undef SY_EMU_PACKED
+}
 
 // The warp kernel (E <= 32) or the wide warp kernel (33..512: next_pow2(E) / 32 per lane).
 template <typename T, ScoreFunc kF>
@@ -251,7 +300,17 @@ Status run_emu(const tools::RoutingProblem& pr, int V, tools::RoutingResult* out
     const bool ids64 = a.top_k_ids.dtype == DType::kInt64;
     const unsigned threads =
         static_cast<unsigned>(heuristics::routing_row_block_threads(pr.params.num_experts, V));
-    if (g_warp) {
+    if (g_packed) {
+      if (!packed_serves_problem(pr) ||
+          !heuristics::routing_packed_vals_valid(pr.params.num_experts, g_packed_vals)) {
+        return Status::Internal("emu: the packed kernel does not serve this");
+      }
+      if (a.logits.dtype == DType::kBFloat16) {
+        run_packed<detail::bf16_t>(g_packed_vals, kp, vec_ok, ids64);
+      } else {
+        run_packed<detail::fp16_t>(g_packed_vals, kp, vec_ok, ids64);
+      }
+    } else if (g_warp) {
       switch (a.logits.dtype) {
         case DType::kFloat32:
           run_warp_kernel<float>(kp, vec_ok, ids64);
@@ -350,7 +409,15 @@ void check(const tools::RoutingProblem& pr, const std::string& id) {
     return;
   }
   for (int V : {1, 2, 4, 8, 16}) {
-    if (g_warp) {
+    if (g_packed) {
+      // One run per packed layout (codes 71..73: V = 1, 2, 4 stand for 8, 16, 32 experts per
+      // lane) that serves the routing.
+      if (V > 4 || !packed_serves_problem(pr) ||
+          !heuristics::routing_packed_vals_valid(pr.params.num_experts, 8 * V)) {
+        continue;
+      }
+      g_packed_vals = 8 * V;
+    } else if (g_warp) {
       // One run, in the warp layout (code 68, E <= 32; code 69, 33 <= E <= 512).
       const int E = pr.params.num_experts;
       if (V != 1 || !(heuristics::routing_layout_code_valid(E, heuristics::kRoutingWarpCode) ||
@@ -421,6 +488,7 @@ int main(int argc, char** argv) {
     if (std::string(argv[i]) == "quad") g_quad = true;
     if (std::string(argv[i]) == "staged") g_staged = true;
     if (std::string(argv[i]) == "warp") g_warp = true;
+    if (std::string(argv[i]) == "packed") g_packed = true;
   }
   if (mode == "matrix") {
     const std::vector<int> experts = {1, 2, 3, 8, 33, 64, 128, 160, 256, 288, 384, 512, 1024};
@@ -467,12 +535,12 @@ int main(int argc, char** argv) {
                                                 Variant::kSoftmax, Variant::kTopkSoftmax,
                                                 Variant::kTopkSigmoid};
     for_each_prefilter_case(
-        g_quad || g_staged ? 40 : 16, {1, 2, 4, 8, 9, 16, 32},
+        g_quad || g_staged || g_packed ? 40 : 16, {1, 2, 4, 8, 9, 16, 32},
         [&](const PrefilterCase& pc) {
           check(pc.problem, pc.id);
           return true;
         },
-        g_quad ? &quad_variants : nullptr);
+        g_quad || g_packed ? &quad_variants : nullptr);
   } else if (mode == "preset") {
     const ModelPreset* m = find_model_preset(argv[2]);
     const std::int64_t M = std::atoi(argv[3]);
@@ -496,11 +564,12 @@ int main(int argc, char** argv) {
     // The list finish's special rows (the GPU test RoutingCuda.ListFinishSpecialRows).
     for (const NamedProblem& c : list_finish_cases()) check(c.problem, c.id);
   }
-  if (g_prefilter || g_quad || g_staged) {
+  if (g_prefilter || g_quad || g_staged || g_packed) {
     std::printf(
         "%s: %lld rows settled (candidates: mean %.2f, max %lld), %lld rows on the "
         "exact path\n",
-        g_staged ? "staged" : (g_quad ? "quad" : "pre-filter"), emu_stats::rows_prefiltered,
+        g_packed ? "packed" : (g_staged ? "staged" : (g_quad ? "quad" : "pre-filter")),
+        emu_stats::rows_prefiltered,
         emu_stats::rows_prefiltered ? static_cast<double>(emu_stats::candidates) /
                                           static_cast<double>(emu_stats::rows_prefiltered)
                                     : 0.0,

@@ -41,7 +41,8 @@ const std::vector<FlagSpec>& bench_flags() {
        "blocks with v experts per thread (-1, -2, -4, -8, -16), 64 lane groups of 32 lanes with "
        "the approximate pre-filter (33 <= E <= 512), 65 a thread per row (E <= 32), 66 the quad "
        "kernel, 67 the staged kernel, 68 a warp per row (E <= 32), 69 a warp per row (33 <= E <= "
-       "512) (default: heuristic)"},
+       "512), 70 the packed kernel, 71 / 72 / 73 the packed kernel with 8 / 16 / 32 experts per "
+       "lane (default: heuristic)"},
       {"resident", false,
        "one buffer set for all calls (inputs stay in L2, as a router GEMM's fresh output would); "
        "default: rotate over >= 2x L2 so every call reads DRAM"},
@@ -82,16 +83,17 @@ int bench_routing(const Args& args) {
   tools::RoutingSkew skew;
   double ceiling_arg = 0;
   std::int64_t vals = 0;
-  for (Status st : {args.get_int("vals", 0, -16, heuristics::kRoutingWarpWideCode, &vals)}) {
+  for (Status st : {args.get_int("vals", 0, -16, heuristics::kRoutingPacked32Code, &vals)}) {
     if (!st.ok()) return fail(cmd, st, kExitUsage);
   }
   // A layout code: 0, +-(a power of two) up to 32 / 16, 64 (the pre-filter's), 65 (the row
-  // thread's), 66 (the quad kernel's), 67 (the staged kernel's) or 68 (the warp kernel's), the
-  // only codes above 32.
+  // thread's), 66 (the quad kernel's), 67 (the staged kernel's), 68 / 69 (the warp kernels') or
+  // 70..73 (the packed kernel's), the only codes above 32.
   const std::int64_t vals_abs = vals < 0 ? -vals : vals;
   if (vals != heuristics::kRoutingRowThreadCode && vals != heuristics::kRoutingQuadCode &&
       vals != heuristics::kRoutingStagedCode && vals != heuristics::kRoutingWarpCode &&
       vals != heuristics::kRoutingWarpWideCode &&
+      !(vals >= heuristics::kRoutingPackedCode && vals <= heuristics::kRoutingPacked32Code) &&
       ((vals_abs & (vals_abs - 1)) != 0 ||
        (vals > 32 && vals != heuristics::kRoutingPrefilterCode))) {
     return fail(cmd,
@@ -99,8 +101,9 @@ int bench_routing(const Args& args) {
                                         ", expected 0 or +-(a power of two): 1..32 lane groups, "
                                         "-1..-16 row blocks, 64 lane groups with the "
                                         "approximate pre-filter, 65 a thread per row, 66 the "
-                                        "quad kernel, 67 the staged kernel, 68 a warp per row, or "
-                                        "69 a warp per row of 33..512 experts"),
+                                        "quad kernel, 67 the staged kernel, 68 a warp per row, "
+                                        "69 a warp per row of 33..512 experts, or 70..73 the "
+                                        "packed kernel"),
                 kExitUsage);
   }
   for (Status st : {args.get_int_list("tokens", "1,32,512,4096,32768", 0, 10'000'000, &tokens),

@@ -26,6 +26,10 @@
 //    short rows (routing_warp_pays).
 //  - the wide warp kernel (kernels/routing_warp_wide.cuh): the warp kernel for rows of 33..512
 //    experts, next_pow2(E) / 32 consecutive experts per lane.
+//  - the packed kernel (kernels/routing_packed.cuh): 16-bit logits keyed by the logit itself
+//    (detail::routing_packed_serves), order key and expert index in one 32-bit word, selection by
+//    sorting networks and merges across 4..32 lanes; taken ahead of the row blocks, the wide warp
+//    and the quad kernels where it serves (routing_packed_rows, routing_packed_vals).
 //
 // Layout codes of the test and bench override (detail::route_cuda_layout, bench --vals):
 // 0 = the heuristic, v > 0 = lane groups with v experts per lane, -v = row blocks with v experts
@@ -35,7 +39,8 @@
 // thread per row (kernels/routing_row_thread.cuh, E <= 32), kRoutingQuadCode = the quad kernel
 // (where detail::routing_quad_vals serves the routing), kRoutingStagedCode = the staged kernel
 // (where detail::routing_staged_segs serves the routing, 16-byte aligned rows), kRoutingWarpCode =
-// the warp kernel (E <= 32), kRoutingWarpWideCode = the wide warp kernel (33 <= E <= 512).
+// the warp kernel (E <= 32), kRoutingWarpWideCode = the wide warp kernel (33 <= E <= 512),
+// kRoutingPackedCode..kRoutingPacked32Code = the packed kernel (where it serves the routing).
 #pragma once
 
 #include <cstdint>
@@ -53,6 +58,7 @@ struct RoutingLaunchConfig {
   bool staged;      // the staged kernel: two threads per row, `vals` segments of 32 experts
   bool warp;        // the warp kernels: one warp per row, `vals` experts per lane (1: lane e
                     // holds expert e, E <= 32; 2..16: the wide warp kernel)
+  bool packed;      // the packed kernel: `lanes` lanes per row, `vals` experts per lane
   int vals;         // experts per lane (lane groups: lanes * vals = next_pow2(E)) or per thread
   int threads;      // threads per block
   int rows_per_block;
@@ -75,6 +81,23 @@ inline constexpr int kRoutingWarpCode = 68;
 // Layout code of the wide warp kernel: one warp per row of 33..512 experts, next_pow2(E) / 32 per
 // lane.
 inline constexpr int kRoutingWarpWideCode = 69;
+// Layout codes of the packed kernel: 70 with routing_packed_vals experts per lane, 71 / 72 / 73
+// with 8 / 16 / 32 (where next_pow2(E) / that is 4..32 lanes per row).
+inline constexpr int kRoutingPackedCode = 70;
+inline constexpr int kRoutingPacked8Code = 71;
+inline constexpr int kRoutingPacked32Code = 73;
+// Experts per lane of a packed layout code (0: not one).
+inline int routing_packed_code_vals(int code) {
+  return code >= kRoutingPacked8Code && code <= kRoutingPacked32Code
+             ? 8 << (code - kRoutingPacked8Code)
+             : 0;
+}
+// Whether the packed kernel has a layout of `vals` experts per lane for E.
+inline bool routing_packed_vals_valid(int num_experts, int vals) {
+  const int lanes = detail::routing_row_capacity(num_experts) / vals;
+  return num_experts >= 33 && num_experts <= 512 && lanes >= 4 && lanes <= 32;
+}
+inline constexpr int kPackedThreadsPerBlock = 128;       // = kernels::kPackedThreads
 inline constexpr int kWarpWideMinExperts = 33;           // = kernels::kWarpWideMinExperts
 inline constexpr int kWarpWideMaxExperts = 512;          // = kernels::kWarpWideMaxExperts
 inline constexpr int kWarpRoutingMaxExperts = 32;        // = kernels::kWarpRoutingMaxExperts
@@ -131,6 +154,10 @@ inline bool routing_layout_code_valid(int num_experts, int code) {
     return num_experts >= kWarpWideMinExperts && num_experts <= kWarpWideMaxExperts;
   }
   if (code == kRoutingQuadCode) return num_experts >= 65 && num_experts <= 384;  // + quad_vals > 0
+  if (code == kRoutingPackedCode) return num_experts >= 33 && num_experts <= 512;  // + serves
+  if (routing_packed_code_vals(code) > 0) {
+    return routing_packed_vals_valid(num_experts, routing_packed_code_vals(code));  // + serves
+  }
   if (code == kRoutingStagedCode) return num_experts >= 128 && num_experts <= 512;  // + staged_segs
   if (code == kRoutingPrefilterCode) {
     const int capacity = detail::routing_row_capacity(num_experts);
@@ -270,15 +297,59 @@ inline std::int64_t routing_warp_wide_rows(int num_experts, ScoreFunc f, bool gr
   return num_experts <= 256 ? kWarpWideMaxRowsLong : 0;
 }
 
+// The packed kernel wherever it serves the routing (detail::routing_packed_serves): softmax rows
+// at every M, the top-k-then functions from kPackedMinRowsTopk rows (below, the wide warp kernel's
+// single warp per row is as fast or faster: measured on an H200, session 25, forced 8 per lane
+// against the heuristic before, us at 1 / 128 / 256 / 512 rows: gpt-oss 1.63 / 1.76 / 1.79 / 1.83
+// -> 1.74 / 1.75 / 1.78 / 1.79, Llama 4 1.34 / 1.48 / 1.52 / 1.54 -> 1.45 / 1.47 / 1.47 / 1.49;
+// softmax: Qwen3-30B 2.40 / 2.54 / 2.56 / 2.61 -> 2.03 / 2.10 / 2.11 / 2.11, Qwen3-Coder 2.97 /
+// 3.13 / 3.15 / 3.20 -> 2.20 / 2.41 / 2.43 / 2.48). routing_packed_rows gives the first M (0:
+// never). Experts per lane (routing_packed_vals): fewer at fewer rows (a shorter chain per row,
+// more warps), more at many rows (fewer instructions per row: the cross-lane merges shrink).
+// Measured (same card and session, us, 8 / 16 / 32 per lane; 512 / 2048 / 4096 / 8192 / 32768
+// rows): Qwen3-30B 2.16 / 2.96 / 4.63 / 6.76 / 18.8, 2.48 / 3.03 / 3.94 / 5.44 / 13.6, 2.87 /
+// 3.46 / 3.99 / 4.92 / 11.6; gpt-oss 1.78 / 2.45 / 3.46 / 4.92 / 12.6, 1.81 / 2.42 / 3.16 / 3.99
+// / 8.72, 1.95 / 2.46 / 3.21 / 3.70 / 7.73; Qwen3-Coder (E 160) 2.51 / 4.64 / 7.37 / 12.2 / 41.0,
+// 3.19 / 4.01 / 6.25 / 9.46 / 29.5, 4.72 / 5.64 / 5.99 / 9.28 / 28.2 (docs/routing.md, "Packed
+// kernel").
+inline constexpr std::int64_t kPackedMinRowsTopk = 256;
+inline std::int64_t routing_packed_rows(bool packed_serves, ScoreFunc f) {
+  if (!packed_serves) return 0;
+  return f == ScoreFunc::kSoftmax ? 1 : kPackedMinRowsTopk;
+}
+inline int routing_packed_vals(int num_experts, std::int64_t num_tokens) {
+  const int capacity = detail::routing_row_capacity(num_experts);
+  int vals = num_tokens >= (capacity >= 256 ? 4096 : 8192) ? 32 : (num_tokens >= 2048 ? 16 : 8);
+  while (capacity / vals > 32) vals *= 2;
+  while (capacity / vals < 4) vals /= 2;
+  return vals;
+}
+
 // columns = K + S (0: not given, no row thread unless forced); grouped: a grouped routing (both
 // for the row thread only); quad_vals: detail::routing_quad_vals of the routing (0: no quad);
 // staged_segs: detail::routing_staged_segs of the routing where its logits rows are 16-byte
 // aligned (0: no staged kernel); warp_wide_rows: routing_warp_wide_rows of the routing;
-// lists_serve: routing_row_block_lists_serve of the routing.
+// lists_serve: routing_row_block_lists_serve of the routing; packed_rows: routing_packed_rows of
+// the routing (0: no packed kernel; > 0 also allows the packed layout codes).
 inline RoutingLaunchConfig routing_launch_config(
     int num_experts, std::int64_t num_tokens, int layout_code = 0, bool row_blocks_pay = true,
     bool prefilter_applies = false, int columns = 0, bool grouped = false, int quad_vals = 0,
-    int staged_segs = 0, std::int64_t warp_wide_rows = 0, bool lists_serve = false) {
+    int staged_segs = 0, std::int64_t warp_wide_rows = 0, bool lists_serve = false,
+    std::int64_t packed_rows = 0) {
+  if (packed_rows > 0 &&
+      (layout_code == kRoutingPackedCode || routing_packed_code_vals(layout_code) > 0 ||
+       (layout_code == 0 && num_tokens >= packed_rows))) {
+    RoutingLaunchConfig c{};
+    c.packed = true;
+    c.vals = routing_packed_code_vals(layout_code) > 0
+                 ? routing_packed_code_vals(layout_code)
+                 : routing_packed_vals(num_experts, num_tokens);
+    c.lanes = detail::routing_row_capacity(num_experts) / c.vals;
+    c.threads = kPackedThreadsPerBlock;
+    c.rows_per_block = kPackedThreadsPerBlock / c.lanes;
+    c.blocks = (num_tokens + c.rows_per_block - 1) / c.rows_per_block;
+    return c;
+  }
   if (staged_segs > 0 && (layout_code == kRoutingStagedCode ||
                           (layout_code == 0 && routing_staged_pays(staged_segs, num_tokens)))) {
     RoutingLaunchConfig c{};

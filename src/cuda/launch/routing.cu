@@ -41,7 +41,9 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
                        "33 <= num_experts <= 512), or 65 (a thread per row, num_experts <= 32), "
                        "or 66 (the quad kernel, where it serves the routing), or 67 (the staged "
                        "kernel, where it serves the routing), or 68 (a warp per row, num_experts "
-                       "<= 32), or 69 (a warp per row, 33 <= num_experts <= 512)");
+                       "<= 32), or 69 (a warp per row, 33 <= num_experts <= 512), or 70 (the "
+                       "packed kernel, where it serves the routing), or 71 / 72 / 73 (the packed "
+                       "kernel with 8 / 16 / 32 experts per lane: 4..32 lanes per row)");
   }
   const int quad_vals =
       routing_quad_vals(params.num_experts, params.top_k, params.score_func, params.softcap > 0.0f,
@@ -67,6 +69,17 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
                        "num_experts a multiple of 32 in 128..512, groups of 32 experts with 3 * "
                        "topk_groups >= top_k) with 16-byte aligned logits rows");
   }
+  const bool packed_serves = routing_packed_serves(
+      params.num_experts, params.top_k, params.score_func, params.softcap > 0.0f,
+      params.group_score, kp.bias != nullptr, static_cast<int>(elem));
+  if ((layout == heuristics::kRoutingPackedCode ||
+       heuristics::routing_packed_code_vals(layout) > 0) &&
+      !packed_serves) {
+    return invalid_arg("route_cuda", "layout", layout,
+                       "a routing the packed kernel serves (bf16 or fp16 logits; softmax, or "
+                       "top-k then softmax / sigmoid; no bias, softcap or groups; num_experts in "
+                       "33..512, top_k <= 8)");
+  }
   if (kp.num_tokens == 0) return Status::Ok();
   const bool grouped = params.group_score != GroupScore::kNone;
   const heuristics::RoutingLaunchConfig cfg = heuristics::routing_launch_config(
@@ -78,7 +91,8 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
       params.top_k + params.num_shared_experts, grouped, quad_vals, staged_segs,
       heuristics::routing_warp_wide_rows(params.num_experts, params.score_func, grouped),
       heuristics::routing_row_block_lists_serve(params.num_experts,
-                                                grouped ? params.num_groups : 0));
+                                                grouped ? params.num_groups : 0),
+      heuristics::routing_packed_rows(packed_serves, params.score_func));
   if (cfg.blocks > std::numeric_limits<int>::max()) {
     return invalid_arg(
         "route_cuda", "logits.shape[0]", kp.num_tokens,
@@ -90,7 +104,7 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
   // Lane groups: group scores of each row of a block live in shared memory (only when grouping).
   // Row blocks: the launcher sizes their dynamic shared memory itself.
   const std::size_t smem = params.group_score == GroupScore::kNone || cfg.row_block ||
-                                   cfg.row_thread || cfg.staged || cfg.warp
+                                   cfg.row_thread || cfg.staged || cfg.warp || cfg.packed
                                ? 0
                                : static_cast<std::size_t>(cfg.rows_per_block) *
                                      static_cast<std::size_t>(params.num_groups) * 4;

@@ -6,9 +6,11 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "../heuristics/routing.h"
 #include "../kernels/routing.cuh"
+#include "../kernels/routing_packed.cuh"
 #include "../kernels/routing_quad.cuh"
 #include "../kernels/routing_row_block.cuh"
 #include "../kernels/routing_row_thread.cuh"
@@ -55,6 +57,49 @@ cudaError_t launch_prefilter_instance(const detail::RoutingKernelParams& kp, boo
                                static_cast<unsigned>(cfg.blocks), kernels::kRoutingThreads,
                                smem_bytes, stream, kp, vec_ok, ids_int64,
                                static_cast<long long*>(nullptr));
+}
+
+// The packed instances (16-bit logits only): 8, 16 or 32 experts per lane with 4..32 lanes per
+// row (heuristics::routing_packed_vals_valid), the list length K rounded up to 1, 4 or 8.
+template <typename T, int kVals, int kLanes>
+cudaError_t launch_packed_layout(const detail::RoutingKernelParams& kp, bool vec_ok, bool ids_int64,
+                                 const heuristics::RoutingLaunchConfig& cfg, cudaStream_t stream) {
+  const unsigned blocks = static_cast<unsigned>(cfg.blocks);
+  const int K = kp.p.top_k;
+  if (K == 1) {
+    return launch_routing_kernel(kernels::routing_packed_kernel<T, kVals, kLanes, 1>, blocks,
+                                 kernels::kPackedThreads, 0, stream, kp, vec_ok, ids_int64);
+  }
+  if (K <= 4) {
+    return launch_routing_kernel(kernels::routing_packed_kernel<T, kVals, kLanes, 4>, blocks,
+                                 kernels::kPackedThreads, 0, stream, kp, vec_ok, ids_int64);
+  }
+  return launch_routing_kernel(kernels::routing_packed_kernel<T, kVals, kLanes, 8>, blocks,
+                               kernels::kPackedThreads, 0, stream, kp, vec_ok, ids_int64);
+}
+template <typename T>
+cudaError_t launch_packed(const detail::RoutingKernelParams& kp, bool vec_ok, bool ids_int64,
+                          const heuristics::RoutingLaunchConfig& cfg, cudaStream_t stream) {
+  if constexpr (std::is_same_v<T, float>) {
+    return cudaErrorInvalidConfiguration;  // unreachable: routing_packed_serves
+  } else {
+#define SY_PACKED_CASE(V, L)                                                  \
+  if (cfg.vals == (V) && cfg.lanes == (L)) {                                  \
+    return launch_packed_layout<T, V, L>(kp, vec_ok, ids_int64, cfg, stream); \
+  }
+    SY_PACKED_CASE(16, 4)
+    SY_PACKED_CASE(8, 8)
+    SY_PACKED_CASE(32, 4)
+    SY_PACKED_CASE(16, 8)
+    SY_PACKED_CASE(8, 16)
+    SY_PACKED_CASE(32, 8)
+    SY_PACKED_CASE(16, 16)
+    SY_PACKED_CASE(8, 32)
+    SY_PACKED_CASE(32, 16)
+    SY_PACKED_CASE(16, 32)
+#undef SY_PACKED_CASE
+    return cudaErrorInvalidConfiguration;  // unreachable: routing_packed_serves
+  }
 }
 
 template <typename T, int kVals, bool kApprox, int kGroupSize>
@@ -246,6 +291,8 @@ cudaError_t launch_routing_for_dtype(const detail::RoutingKernelParams& kp, bool
   static_assert(heuristics::kStagedRowsPerBlock == kernels::kStagedWarps * kernels::kStagedWarpRows,
                 "rows");
   if (cfg.staged) return launch_staged<T>(kp, ids_int64, cfg, stream);
+  static_assert(heuristics::kPackedThreadsPerBlock == kernels::kPackedThreads, "threads");
+  if (cfg.packed) return launch_packed<T>(kp, vec_ok, ids_int64, cfg, stream);
   static_assert(heuristics::kWarpRoutingThreadsPerBlock == kernels::kWarpRoutingThreads, "threads");
   static_assert(heuristics::kWarpRoutingMaxExperts == kernels::kWarpRoutingMaxExperts, "experts");
   static_assert(heuristics::kWarpWideMinExperts == kernels::kWarpWideMinExperts, "experts");
