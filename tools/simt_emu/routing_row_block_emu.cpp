@@ -107,13 +107,6 @@ bool g_staged = false;     // KERNELS = staged
 bool g_warp = false;       // KERNELS = warp
 bool g_packed = false;     // KERNELS = packed
 
-// Whether the packed kernel serves a problem.
-bool packed_serves_problem(const tools::RoutingProblem& pr) {
-  const RoutingParams& p = pr.params;
-  return detail::routing_packed_serves(p.num_experts, p.top_k, p.score_func, p.softcap > 0.0f,
-                                       p.group_score, !pr.bias.empty(),
-                                       static_cast<int>(dtype_size(pr.logits_dtype)));
-}
 int g_packed_vals = 8;  // the packed layout check() runs (8, 16 or 32 experts per lane)
 
 template <typename T, int kVals, int kLanes>
@@ -301,7 +294,7 @@ Status run_emu(const tools::RoutingProblem& pr, int V, tools::RoutingResult* out
     const unsigned threads =
         static_cast<unsigned>(heuristics::routing_row_block_threads(pr.params.num_experts, V));
     if (g_packed) {
-      if (!packed_serves_problem(pr) ||
+      if (!packed_serves(pr) ||
           !heuristics::routing_packed_vals_valid(pr.params.num_experts, g_packed_vals)) {
         return Status::Internal("emu: the packed kernel does not serve this");
       }
@@ -412,7 +405,7 @@ void check(const tools::RoutingProblem& pr, const std::string& id) {
     if (g_packed) {
       // One run per packed layout (codes 71..73: V = 1, 2, 4 stand for 8, 16, 32 experts per
       // lane) that serves the routing.
-      if (V > 4 || !packed_serves_problem(pr) ||
+      if (V > 4 || !packed_serves(pr) ||
           !heuristics::routing_packed_vals_valid(pr.params.num_experts, 8 * V)) {
         continue;
       }
