@@ -8,9 +8,11 @@
 #include <cstring>
 #include <limits>
 
+#include "common/dtype_convert.h"
 #include "common/exact_math.h"
 #include "common/rng.h"
 #include "common/routing_row.h"
+#include "common/sigmoid_bf16_table.h"
 
 namespace switchyard::detail {
 namespace {
@@ -144,6 +146,25 @@ TEST(RoutingRow, PairwiseSumIsTheBalancedTree) {
   EXPECT_EQ(routing_row_capacity(1), 1);
   EXPECT_EQ(routing_row_capacity(160), 256);
   EXPECT_EQ(routing_row_capacity(1024), 1024);
+}
+
+// The LUT routing kernel's table (sigmoid_bf16_table.h): every bf16 pattern but NaN reads
+// sigmoid_f's bits at sigmoid_bf16_index.
+TEST(ExactMath, SigmoidBf16TableIsSigmoidOfEveryBf16) {
+  int checked = 0;
+  for (std::uint32_t b = 0; b <= 0xffffu; ++b) {
+    if ((b & 0x7fffu) > 0x7f80u) continue;  // NaN
+    const auto bits = static_cast<std::uint16_t>(b);
+    const float want = sigmoid_f(to_float(bf16_t{bits}));
+    const std::uint32_t idx = sigmoid_bf16_index(bits);
+    ASSERT_LT(idx, kSigmoidBf16Entries) << b;
+    ASSERT_EQ(kSigmoidBf16Table[idx], float_to_bits(want)) << "bf16 " << b;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 65536 - 2 * 127);
+  EXPECT_EQ(sigmoid_bf16_index(0x0000u), 0u);                    // +0: 0.5
+  EXPECT_EQ(sigmoid_bf16_index(0x8000u), kSigmoidBf16Span);      // -0: 0.5
+  EXPECT_EQ(sigmoid_bf16_index(0x7f80u), kSigmoidBf16Span - 1);  // +Inf: 1
 }
 
 }  // namespace

@@ -32,11 +32,15 @@ using tools::RoutingResult;
 // blocks for small M and some routings only) up to four codes in all, up to 4096 rows
 // (EveryLayoutGivesTheSameBits runs every layout; with all row-block layouts at every M the suite
 // took over 200 s on an H100).
-// packed: the packed kernel serves the problem (packed_serves: its dtype and bias decide too).
+// packed: the packed kernel serves the problem (packed_serves: its dtype and bias decide too);
+// lut: the LUT kernel serves it (lut_serves: bf16 logits).
 std::vector<int> layouts_to_check(const RoutingParams& p, std::int64_t num_tokens,
-                                  bool packed = false) {
+                                  bool packed = false, bool lut = false) {
   const int num_experts = p.num_experts;
   std::vector<int> codes = {0};
+  // The LUT kernel (the heuristic's from routing_lut_rows rows where it serves the routing), at
+  // every M.
+  if (lut) codes.push_back(heuristics::kRoutingLutCode);
   // The packed kernel (the heuristic's where it serves the routing, see routing_packed_rows) in
   // each of its layouts, at every M.
   if (packed) {
@@ -94,7 +98,8 @@ std::string check_problem(const RoutingProblem& pr, const std::vector<int>& layo
 }
 // ... in every layout of layouts_to_check.
 std::string check_problem(const RoutingProblem& pr) {
-  return check_problem(pr, layouts_to_check(pr.params, pr.num_tokens, packed_serves(pr)));
+  return check_problem(
+      pr, layouts_to_check(pr.params, pr.num_tokens, packed_serves(pr), lut_serves(pr)));
 }
 
 // Runs layout `code` on the pre-filter's cases (for_each_prefilter_case: M rows, each K of `ks`,
@@ -293,6 +298,32 @@ TEST(RoutingCuda, PackedLayoutMatchesCpu) {
   }
 }
 
+// The LUT kernel (layout 74) on its near-tie cases (lut_cases: keys one ulp apart, coarse
+// fixed-point maps from an outlier bias, ties, NaN / Inf, biases past 2^64 or NaN), on the
+// pre-filter's row kinds for the routings it serves (bf16 sigmoid, with and without bias, groups
+// of 32), then the fuzz cases it serves. Rows it cannot settle take its exact fallback, so every
+// case must match.
+TEST(RoutingCuda, LutLayoutMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  const int code = heuristics::kRoutingLutCode;
+  int failures = 0;
+  for (const NamedProblem& c : lut_cases(small_scale() ? 96 : 600)) {
+    ASSERT_TRUE(lut_serves(c.problem)) << c.id;
+    const std::string err = check_problem(c.problem, {code});
+    if (!err.empty()) {
+      ADD_FAILURE() << c.id << ": " << err;
+      if (++failures > 10) break;
+    }
+  }
+  const ProblemFilter serves = [](const RoutingProblem& pr) { return lut_serves(pr); };
+  const std::vector<int> ks =
+      small_scale() ? std::vector<int>{1, 8} : std::vector<int>{1, 2, 4, 6, 8};
+  const CaseCounts n = check_prefilter_cases(code, small_scale() ? 35 : 131, ks, serves);
+  // (Two thirds of the cases have fp32 or fp16 logits, which it does not serve.)
+  EXPECT_GT(n.served, n.cases / 8) << "cases served, of " << n.cases;
+  EXPECT_GT(check_fuzz_cases({code}, serves), 0);
+}
+
 // Captures route_cuda in a CUDA graph; replays are bitwise identical to each other and to the
 // CPU, outputs are fully rewritten after poisoning, and the device-side padding count can change
 // between replays without re-capture. M = 3000 takes lane groups, M = 300 row blocks.
@@ -448,9 +479,14 @@ TEST(RoutingCuda, EveryLayoutGivesTheSameBits) {
                        heuristics::kRoutingPackedCode,
                        71,
                        72,
-                       heuristics::kRoutingPacked32Code}) {
+                       heuristics::kRoutingPacked32Code,
+                       heuristics::kRoutingLutCode}) {
         if (!heuristics::routing_layout_code_valid(E, code)) continue;
-        if (code >= heuristics::kRoutingPackedCode && !packed_serves(pr)) continue;
+        if (code == heuristics::kRoutingLutCode) {
+          if (!lut_serves(pr)) continue;
+        } else if (code >= heuristics::kRoutingPackedCode && !packed_serves(pr)) {
+          continue;
+        }
         if (code == heuristics::kRoutingQuadCode && !quad_serves(p)) continue;
         if (code == heuristics::kRoutingStagedCode && !staged_serves(p)) continue;
         ++layouts;
@@ -477,9 +513,15 @@ TEST(RoutingCuda, EveryLayoutGivesTheSameBits) {
 // in any layout.
 TEST(RoutingCuda, StridedAndUnalignedLogits) {
   SKIP_WITHOUT_GPU();
-  for (int E : {8, 160, 256, 1024}) {
+  for (const auto& [E, variant] :
+       std::vector<std::pair<int, Variant>>{{8, Variant::kSoftmax},
+                                            {160, Variant::kSoftmax},
+                                            {256, Variant::kSoftmax},
+                                            {1024, Variant::kSoftmax},
+                                            {256, Variant::kGroupedTop2Sum},
+                                            {384, Variant::kSigmoidBias}}) {
     RoutingParams p;
-    ASSERT_TRUE(variant_params(Variant::kSoftmax, E, std::min(E, 8), &p));
+    ASSERT_TRUE(variant_params(variant, E, std::min(E, 8), &p));
     const std::int64_t M = 513;
     const std::vector<float>& base = cached_logits(E, M);
     for (int pad : {0, 1, 3, 8}) {
@@ -513,7 +555,12 @@ TEST(RoutingCuda, StridedAndUnalignedLogits) {
         ga.top_k_ids =
             TensorView::contiguous(d_ids.get(), DType::kInt32, {M, p.top_k}, Device::kCuda);
         ASSERT_TRUE(route_cpu(p, ca).ok());
-        for (int layout : layouts_to_check(p, M, /*packed=*/E >= 33 && E <= 512)) {
+        const bool sigmoid = p.score_func == ScoreFunc::kSigmoid;  // (no bias here)
+        const bool aligned = offset == 0 && (E + pad) % 8 == 0;
+        for (int layout : layouts_to_check(p, M, /*packed=*/!sigmoid && E >= 33 && E <= 512,
+                                           /*lut=*/sigmoid)) {
+          // (The staged kernel takes 16-byte aligned rows only; route_cuda_layout rejects others.)
+          if (layout == heuristics::kRoutingStagedCode && !aligned) continue;
           ASSERT_TRUE(tools::fill_device_bytes(d_w.get(), 0x7b, n * 4).ok());
           ASSERT_TRUE(tools::fill_device_bytes(d_ids.get(), 0x7b, n * 4).ok());
           const Status st = detail::route_cuda_layout(p, ga, layout, nullptr);

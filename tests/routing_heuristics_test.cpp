@@ -374,6 +374,74 @@ TEST(RoutingHeuristics, PackedKernelServesLogitKeyedRowsOf16BitLogits) {
   EXPECT_FALSE(routing_layout_code_valid(512, kRoutingPacked8Code));  // 64 lanes
 }
 
+TEST(RoutingHeuristics, LutKernelServesBf16SigmoidRows) {
+  using detail::routing_lut_serves;
+  const GroupScore none = GroupScore::kNone, top2 = GroupScore::kTop2Sum;
+  // DeepSeek-V3 (8 groups of 32), Kimi K2 (384, no groups), sigmoid without bias, K 1..8.
+  EXPECT_TRUE(routing_lut_serves(256, 8, ScoreFunc::kSigmoid, false, top2, 8, true));
+  EXPECT_TRUE(routing_lut_serves(384, 8, ScoreFunc::kSigmoid, false, none, 1, true));
+  EXPECT_TRUE(routing_lut_serves(33, 1, ScoreFunc::kSigmoid, false, none, 1, true));
+  EXPECT_TRUE(routing_lut_serves(512, 8, ScoreFunc::kSigmoid, false, top2, 16, true));
+  EXPECT_TRUE(routing_lut_serves(128, 4, ScoreFunc::kSigmoid, false, GroupScore::kMax, 4, true));
+  // Not served: fp32 / fp16 logits, other functions, softcap, K > 8, E outside 33..512, groups
+  // that are not one lane of 32 each.
+  EXPECT_FALSE(routing_lut_serves(256, 8, ScoreFunc::kSigmoid, false, top2, 8, false));
+  EXPECT_FALSE(routing_lut_serves(256, 8, ScoreFunc::kSoftmax, false, none, 1, true));
+  EXPECT_FALSE(routing_lut_serves(256, 8, ScoreFunc::kSqrtSoftplus, false, none, 1, true));
+  EXPECT_FALSE(routing_lut_serves(256, 8, ScoreFunc::kSigmoid, true, none, 1, true));
+  EXPECT_FALSE(routing_lut_serves(256, 9, ScoreFunc::kSigmoid, false, none, 1, true));
+  EXPECT_FALSE(routing_lut_serves(32, 8, ScoreFunc::kSigmoid, false, none, 1, true));
+  EXPECT_FALSE(routing_lut_serves(513, 8, ScoreFunc::kSigmoid, false, none, 1, true));
+  EXPECT_FALSE(routing_lut_serves(256, 8, ScoreFunc::kSigmoid, false, top2, 4, true));   // 64 each
+  EXPECT_FALSE(routing_lut_serves(256, 8, ScoreFunc::kSigmoid, false, top2, 16, true));  // 16 each
+  EXPECT_FALSE(routing_lut_serves(64, 8, ScoreFunc::kSigmoid, false, top2, 2, true));    // 2 lanes
+  // Layouts: 4..16 lanes, 16 / 24 / 32 experts per lane.
+  EXPECT_EQ(detail::routing_lut_lanes(33), 4);
+  EXPECT_EQ(detail::routing_lut_vals(33), 16);
+  EXPECT_EQ(detail::routing_lut_vals(65), 24);
+  EXPECT_EQ(detail::routing_lut_vals(128), 32);
+  EXPECT_EQ(detail::routing_lut_lanes(160), 8);
+  EXPECT_EQ(detail::routing_lut_vals(160), 24);
+  EXPECT_EQ(detail::routing_lut_lanes(256), 8);
+  EXPECT_EQ(detail::routing_lut_vals(256), 32);
+  EXPECT_EQ(detail::routing_lut_lanes(384), 16);
+  EXPECT_EQ(detail::routing_lut_vals(384), 24);
+  EXPECT_EQ(detail::routing_lut_lanes(512), 16);
+  EXPECT_EQ(detail::routing_lut_vals(512), 32);
+  for (int E = 33; E <= 512; ++E) {
+    const int lanes = detail::routing_lut_lanes(E), vals = detail::routing_lut_vals(E);
+    ASSERT_GE(lanes * vals, E) << E;
+    ASSERT_LT(lanes * (vals - 8), E) << E;  // no lane without experts
+    ASSERT_TRUE(vals == 16 || vals == 24 || vals == 32) << E;
+  }
+  // Chosen where it serves from kLutMinRows rows (kLutMinRowsWide with 16 lanes: Kimi K2), ahead
+  // of the staged and quad kernels; forced by 74.
+  // (up to kLutMaxRowsWide rows there).
+  EXPECT_EQ(routing_lut_rows(false, 256, 4096), 0);
+  EXPECT_EQ(routing_lut_rows(true, 256, 32768), kLutMinRows);
+  EXPECT_EQ(routing_lut_rows(true, 384, 4096), kLutMinRowsWide);
+  EXPECT_EQ(routing_lut_rows(true, 384, kLutMaxRowsWide), kLutMinRowsWide);
+  EXPECT_EQ(routing_lut_rows(true, 384, kLutMaxRowsWide + 1), 0);
+  const auto at = [](std::int64_t m, int code, bool serves) {
+    return routing_launch_config(256, m, code, true, true, 9, true, 64, 8, 0, true, 0,
+                                 routing_lut_rows(serves, 256, m));
+  };
+  EXPECT_FALSE(at(kLutMinRows - 1, 0, true).lut);
+  const RoutingLaunchConfig c = at(32768, 0, true);
+  EXPECT_TRUE(c.lut);
+  EXPECT_FALSE(c.staged);
+  EXPECT_EQ(c.lanes, 8);
+  EXPECT_EQ(c.vals, 32);
+  EXPECT_EQ(c.threads, 768);
+  EXPECT_EQ(c.rows_per_block, 96);
+  EXPECT_EQ(c.blocks, 342);
+  EXPECT_TRUE(at(1, kRoutingLutCode, true).lut);
+  EXPECT_FALSE(at(32768, 0, false).lut);
+  EXPECT_TRUE(routing_layout_code_valid(33, kRoutingLutCode));
+  EXPECT_FALSE(routing_layout_code_valid(32, kRoutingLutCode));
+  EXPECT_FALSE(routing_layout_code_valid(513, kRoutingLutCode));
+}
+
 TEST(RoutingHeuristics, StagedKernelServesSigmoidRowsAndIsChosenFrom16384Rows) {
   using detail::routing_staged_segs;
   // DeepSeek-V3 (groups of 32), Kimi K2 (no groups): served.

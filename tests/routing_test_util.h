@@ -332,6 +332,129 @@ inline bool packed_serves(const tools::RoutingProblem& pr) {
                                        static_cast<int>(dtype_size(pr.logits_dtype)));
 }
 
+// The LUT kernel's rule for a problem (src/common/routing_row.h: bf16 logits only).
+inline bool lut_serves(const tools::RoutingProblem& pr) {
+  const RoutingParams& p = pr.params;
+  return detail::routing_lut_serves(p.num_experts, p.top_k, p.score_func, p.softcap > 0.0f,
+                                    p.group_score, p.num_groups,
+                                    pr.logits_dtype == DType::kBFloat16);
+}
+
+// Cases for the LUT kernel's exactness checks (routing_lut.cuh, step 5): bf16 sigmoid routings
+// (with and without bias; DeepSeek-V3-style groups of 32 at E = 128 / 256 / 512) whose keys tie
+// or nearly tie in its 23-bit fixed-point map, so that words with equal q decide the selection
+// and the column order. Biases: absent; random; multiples of 2^-24 (keys one ulp apart); random
+// plus one outlier of +-2^4..2^12 (the map's resolution drops to ~2^-19..2^-11, and ordinary keys
+// collide); one beyond 2^64 or NaN, or all 2^30 (every key equal; the block's exact path). Rows (t
+// % 8): the router's logits; one value everywhere; logits from {-1, -0.5, 0, 0.5, 1}; a few NaN /
+// +-Inf; the router's logits with pairs of equal logits; values spaced by bf16 ulps around 1; three
+// leaders in every lane's run of experts, the second and third equal (a group's second and third
+// keys tie in q, group scores nearly tie: with K = 1 and one kept group such rows settle on the
+// group stage); 9..12 equal leaders in one lane's run (more than its top 8 tie). K in {1, 2, 6, 8};
+// options (renormalisation, shared experts, rsf on the output, int64 ids) seeded per case.
+inline std::vector<NamedProblem> lut_cases(std::int64_t M) {
+  std::vector<NamedProblem> out;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int E : {33, 64, 96, 128, 160, 192, 256, 384, 512}) {
+    for (int grouped = 0; grouped < 2; ++grouped) {
+      if (grouped && E % 32 != 0) continue;
+      const int groups = E / 32;
+      if (grouped && !(groups == 4 || groups == 8 || groups == 16)) continue;
+      for (int K : {1, 2, 6, 8}) {
+        for (int bias_mode = 0; bias_mode < 5; ++bias_mode) {
+          const std::string id = "routing/lut/E" + std::to_string(E) + "/g" +
+                                 std::to_string(grouped) + "/K" + std::to_string(K) + "/b" +
+                                 std::to_string(bias_mode);
+          tools::Rng rng(tools::seed_from_name(id));
+          RoutingParams p;
+          p.num_experts = E;
+          p.top_k = K;
+          p.score_func = ScoreFunc::kSigmoid;
+          p.renormalize = rng.below(4) != 0;
+          p.apply_rsf_on_output = rng.below(2) != 0;
+          p.routed_scaling_factor = 2.5f;
+          p.num_shared_experts = static_cast<int>(rng.below(3));
+          if (grouped) {
+            p.group_score = GroupScore::kTop2Sum;
+            p.num_groups = groups;
+            // (K = 1 with one kept group: rows of kind 6 then settle and hinge on the group scores)
+            p.topk_groups =
+                K == 1 ? 1 : 1 + static_cast<int>(rng.below(static_cast<std::uint64_t>(groups)));
+          }
+          std::vector<float> logits = tools::make_router_logits(M, E, {}, rng.next_u64());
+          for (std::int64_t t = 0; t < M; ++t) {
+            float* row = logits.data() + t * E;
+            auto some = [&] { return row + rng.below(static_cast<std::uint64_t>(E)); };
+            const int run = detail::routing_lut_vals(E);  // experts per lane
+            switch (t % 8) {
+              case 0:
+                break;
+              case 1: {
+                const float v = static_cast<float>(rng.below(5)) * 0.5f - 1.0f;
+                for (int e = 0; e < E; ++e) row[e] = v;
+                break;
+              }
+              case 2:
+                for (int e = 0; e < E; ++e) row[e] = static_cast<float>(rng.below(5)) * 0.5f - 1.0f;
+                break;
+              case 3:
+                for (int i = 0; i < 3; ++i)
+                  *some() = rng.below(2) ? nan : (rng.below(2) ? inf : -inf);
+                break;
+              case 4:
+                for (int i = 0; i < E / 4; ++i) *some() = *some();
+                break;
+              case 5:
+                for (int e = 0; e < E; ++e) {
+                  row[e] = 1.0f + static_cast<float>(rng.below(6)) * 0x1p-7f;  // bf16 ulps at 1
+                }
+                break;
+              case 6:
+                for (int e = 0; e < E; ++e) row[e] = -4.0f;
+                for (int g0 = 0; g0 < E; g0 += run) {
+                  const int n = E - g0 < run ? E - g0 : run;
+                  for (int i = 0; i < 3; ++i) {
+                    row[g0 + static_cast<int>(rng.below(static_cast<std::uint64_t>(n)))] =
+                        i == 0 ? 0.0f : -1.0f;
+                  }
+                }
+                break;
+              default: {
+                for (int e = 0; e < E; ++e) row[e] = -4.0f;
+                const int g0 =
+                    run * static_cast<int>(rng.below(static_cast<std::uint64_t>(E / run)));
+                for (int i = 0; i < 9 + static_cast<int>(rng.below(4)); ++i) {
+                  row[g0 + static_cast<int>(rng.below(static_cast<std::uint64_t>(run)))] = 1.0f;
+                }
+                break;
+              }
+            }
+          }
+          tools::RoutingProblem pr =
+              make_problem(p, M, DType::kBFloat16, logits, bias_mode != 0, rng.next_u64());
+          if (bias_mode == 2) {
+            for (float& b : pr.bias) b = static_cast<float>(rng.below(8)) * 0x1p-24f;
+          } else if (bias_mode == 3) {
+            const float outlier = std::ldexp(1.0f, 4 + static_cast<int>(rng.below(9)));
+            pr.bias[rng.below(static_cast<std::uint64_t>(E))] = rng.below(2) ? outlier : -outlier;
+          } else if (bias_mode == 4) {
+            const std::uint64_t r = rng.below(3);
+            if (r == 2) {  // all 2^30: hi + 1 rounds to hi, every key is 2^30
+              for (float& b : pr.bias) b = 0x1p30f;
+            } else {
+              pr.bias[rng.below(static_cast<std::uint64_t>(E))] = r == 0 ? nan : 0x1p65f;
+            }
+          }
+          if (rng.below(4) == 0) pr.id_dtype = DType::kInt64;
+          out.push_back({id, std::move(pr)});
+        }
+      }
+    }
+  }
+  return out;
+}
+
 // The seeded cases of the pre-filter tests ("routing/prefilter/..."; the CUDA test
 // PrefilterLayoutMatchesCpu, and the host emulator's `cases prefilter` mode): sigmoid routings with
 // and without bias (Kimi K2 style) and grouped top-2-sum ones (DeepSeek-V3 noaux_tc: the variant's

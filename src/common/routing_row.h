@@ -115,6 +115,32 @@ SY_HD constexpr bool routing_packed_serves(int num_experts, int top_k, ScoreFunc
          top_k <= 8 && num_experts >= 33 && num_experts <= 512;
 }
 
+// The LUT kernel's layout (src/cuda/kernels/routing_lut.cuh): lanes per row, a power of two in
+// 4..16 with at most 32 experts per lane, and experts per lane, a multiple of 8 (16, 24 or 32).
+SY_HD constexpr int routing_lut_lanes(int num_experts) {
+  const int lanes = next_pow2((num_experts + 31) / 32);
+  return lanes < 4 ? 4 : lanes;
+}
+SY_HD constexpr int routing_lut_vals(int num_experts) {
+  const int lanes = routing_lut_lanes(num_experts);
+  return ((num_experts + lanes - 1) / lanes + 7) / 8 * 8;
+}
+
+// Whether the LUT kernel (src/cuda/kernels/routing_lut.cuh: sigmoid scores from a table of every
+// bf16 number) serves a routing: bf16 logits, kSigmoid with or without bias, no softcap, K <= 8,
+// 33 <= E <= 512; groups only as one lane per group of 32 experts (E = 32 * num_groups with
+// num_groups = 4, 8 or 16: DeepSeek-V3's 8 x 32). One rule for the kernel's launcher, the
+// heuristic and the tests.
+SY_HD constexpr bool routing_lut_serves(int num_experts, int top_k, ScoreFunc f, bool softcap,
+                                        GroupScore group_score, int num_groups, bool bf16) {
+  if (!(f == ScoreFunc::kSigmoid && !softcap && bf16 && top_k >= 1 && top_k <= 8 &&
+        num_experts >= 33 && num_experts <= 512)) {
+    return false;
+  }
+  return group_score == GroupScore::kNone ||
+         (num_experts == 32 * num_groups && routing_lut_lanes(num_experts) == num_groups);
+}
+
 inline constexpr int kRoutingSlotLeaves = 32;  // leaves of the slot-sum tree (>= K + S)
 
 // Pairwise tree sum of v[0..n), n a power of two: ((v0+v1)+(v2+v3))+... (host reference).

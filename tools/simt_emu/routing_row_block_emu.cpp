@@ -14,9 +14,11 @@
 //  - warp: the warp kernel (routing_warp.cuh, layout code 68) for E <= 32, and the wide warp
 //    kernel (routing_warp_wide.cuh, code 69) for 33 <= E <= 512;
 //  - packed: the packed kernel (routing_packed.cuh, layout codes 71..73) in each of its layouts
-//    (8, 16, 32 experts per lane) where it serves the routing (16-bit logits).
+//    (8, 16, 32 experts per lane) where it serves the routing (16-bit logits);
+//  - lut: the LUT kernel (routing_lut.cuh, layout code 74) where it serves the routing (bf16
+//    sigmoid rows), on a grid of at most 2 blocks so that warps stride over the rows.
 //   build-cpu/tests/routing_row_block_emu matrix | fuzz [cases] | presets | preset NAME M | cases
-//                                         [KERNELS]
+//                                         | lutcases [KERNELS]
 // (cases: for_each_prefilter_case of routing_test_util.h, meant for KERNELS = prefilter.)
 //   build-cpu/tests/routing_row_block_emu bound     (checks |sigmoid_f - sigmoid| <= 2^-21)
 #include "cuda_emu.h"
@@ -25,8 +27,9 @@
 // score for E <= 1024 in every layout) with margin.
 namespace switchyard::kernels {
 alignas(16) thread_local std::uint32_t row_block_leaves[2 * 2048];
-// The lane-group kernel's group scores: up to 4 rows per block (32 lanes) x 32 groups.
-thread_local std::uint32_t group_smem[4 * 32];
+// The lane-group kernel's group scores: up to 4 rows per block (32 lanes) x 32 groups; the LUT
+// kernel's fallback: up to 24 warps x 16 groups.
+thread_local std::uint32_t group_smem[24 * 32];
 // The staged kernel's dynamic shared memory (its largest layout: E = 512 float logits, ~147 KB).
 alignas(16) thread_local unsigned char staged_smem[160 * 1024];
 }  // namespace switchyard::kernels
@@ -60,7 +63,12 @@ inline long long rows_prefiltered = 0, rows_fallback = 0, candidates = 0, max_ca
   do {                                                                                  \
     if ((lane) == 0) (ok) ? ++emu_stats::rows_prefiltered : ++emu_stats::rows_fallback; \
   } while (0)
+#define SY_LUT_STATS(lane, ok)                                                          \
+  do {                                                                                  \
+    if ((lane) == 0) (ok) ? ++emu_stats::rows_prefiltered : ++emu_stats::rows_fallback; \
+  } while (0)
 // clang-format off
+#include "cuda/kernels/routing_lut.cuh"
 #include "cuda/kernels/routing_packed.cuh"
 #include "cuda/kernels/routing_row_block.cuh"
 #include "cuda/kernels/routing_staged.cuh"
@@ -106,6 +114,7 @@ bool g_quad = false;       // KERNELS = quad
 bool g_staged = false;     // KERNELS = staged
 bool g_warp = false;       // KERNELS = warp
 bool g_packed = false;     // KERNELS = packed
+bool g_lut = false;        // KERNELS = lut
 
 int g_packed_vals = 8;  // the packed layout check() runs (8, 16 or 32 experts per lane)
 
@@ -139,6 +148,35 @@ void run_packed(int vals, const detail::RoutingKernelParams& kp, bool vec_ok, bo
   SY_EMU_PACKED(32, 16)
   SY_EMU_PACKED(16, 32)
 #undef SY_EMU_PACKED
+}
+
+template <int kVals, int kLanes, bool kGrouped>
+void run_lut_layout(const detail::RoutingKernelParams& kp, bool vec_ok, bool ids64) {
+  const std::int64_t tiles = (kp.num_tokens + 32 / kLanes - 1) / (32 / kLanes);
+  const unsigned blocks = static_cast<unsigned>(tiles < 2 ? tiles : 2);  // warps stride
+  emu::launch(
+      blocks, static_cast<unsigned>(kernels::lut_threads(kLanes)),
+      [&]() { kernels::routing_lut_kernel<kVals, kLanes, kGrouped>(kp, vec_ok, ids64); },
+      [] { std::memset(kernels::group_smem, 0xab, sizeof kernels::group_smem); });
+}
+void run_lut(const detail::RoutingKernelParams& kp, bool vec_ok, bool ids64) {
+  const int E = kp.p.num_experts;
+  const int vals = detail::routing_lut_vals(E), lanes = detail::routing_lut_lanes(E);
+  if (kp.p.group_score != GroupScore::kNone) {
+    if (lanes == 4) return run_lut_layout<32, 4, true>(kp, vec_ok, ids64);
+    if (lanes == 8) return run_lut_layout<32, 8, true>(kp, vec_ok, ids64);
+    return run_lut_layout<32, 16, true>(kp, vec_ok, ids64);
+  }
+#define SY_EMU_LUT(V, L) \
+  if (vals == (V) && lanes == (L)) return run_lut_layout<V, L, false>(kp, vec_ok, ids64);
+  SY_EMU_LUT(16, 4)
+  SY_EMU_LUT(24, 4)
+  SY_EMU_LUT(32, 4)
+  SY_EMU_LUT(24, 8)
+  SY_EMU_LUT(32, 8)
+  SY_EMU_LUT(24, 16)
+  SY_EMU_LUT(32, 16)
+#undef SY_EMU_LUT
 }
 
 // The warp kernel (E <= 32) or the wide warp kernel (33..512: next_pow2(E) / 32 per lane).
@@ -293,7 +331,10 @@ Status run_emu(const tools::RoutingProblem& pr, int V, tools::RoutingResult* out
     const bool ids64 = a.top_k_ids.dtype == DType::kInt64;
     const unsigned threads =
         static_cast<unsigned>(heuristics::routing_row_block_threads(pr.params.num_experts, V));
-    if (g_packed) {
+    if (g_lut) {
+      if (!lut_serves(pr)) return Status::Internal("emu: the LUT kernel does not serve this");
+      run_lut(kp, vec_ok, ids64);
+    } else if (g_packed) {
       if (!packed_serves(pr) ||
           !heuristics::routing_packed_vals_valid(pr.params.num_experts, g_packed_vals)) {
         return Status::Internal("emu: the packed kernel does not serve this");
@@ -402,7 +443,10 @@ void check(const tools::RoutingProblem& pr, const std::string& id) {
     return;
   }
   for (int V : {1, 2, 4, 8, 16}) {
-    if (g_packed) {
+    if (g_lut) {
+      // One run, in the LUT layout (code 74), when it serves the routing.
+      if (V != 1 || !lut_serves(pr)) continue;
+    } else if (g_packed) {
       // One run per packed layout (codes 71..73: V = 1, 2, 4 stand for 8, 16, 32 experts per
       // lane) that serves the routing.
       if (V > 4 || !packed_serves(pr) ||
@@ -482,6 +526,7 @@ int main(int argc, char** argv) {
     if (std::string(argv[i]) == "staged") g_staged = true;
     if (std::string(argv[i]) == "warp") g_warp = true;
     if (std::string(argv[i]) == "packed") g_packed = true;
+    if (std::string(argv[i]) == "lut") g_lut = true;
   }
   if (mode == "matrix") {
     const std::vector<int> experts = {1, 2, 3, 8, 33, 64, 128, 160, 256, 288, 384, 512, 1024};
@@ -513,7 +558,7 @@ int main(int argc, char** argv) {
       if (!(mode == "gpufuzz"
                 ? make_fuzz_case(c, 200, 10, /*huge_rows=*/false, /*near_ties=*/false, &fc)
                 : make_fuzz_case(c, 12, 6, /*huge_rows=*/true,
-                                 /*near_ties=*/g_prefilter || g_staged, &fc))) {
+                                 /*near_ties=*/g_prefilter || g_staged || g_lut, &fc))) {
         continue;
       }
       check(fc.problem, fc.id + " " + variant_name(fc.variant) + " E" + std::to_string(fc.E) +
@@ -528,12 +573,16 @@ int main(int argc, char** argv) {
                                                 Variant::kSoftmax, Variant::kTopkSoftmax,
                                                 Variant::kTopkSigmoid};
     for_each_prefilter_case(
-        g_quad || g_staged || g_packed ? 40 : 16, {1, 2, 4, 8, 9, 16, 32},
+        g_quad || g_staged || g_packed || g_lut ? 40 : 16, {1, 2, 4, 8, 9, 16, 32},
         [&](const PrefilterCase& pc) {
           check(pc.problem, pc.id);
           return true;
         },
         g_quad || g_packed ? &quad_variants : nullptr);
+  } else if (mode == "lutcases") {
+    // The LUT kernel's near-tie cases (lut_cases), 24 rows each; the CUDA test
+    // LutLayoutMatchesCpu runs them on the GPU.
+    for (const NamedProblem& c : lut_cases(96)) check(c.problem, c.id);
   } else if (mode == "preset") {
     const ModelPreset* m = find_model_preset(argv[2]);
     const std::int64_t M = std::atoi(argv[3]);
@@ -557,11 +606,12 @@ int main(int argc, char** argv) {
     // The list finish's special rows (the GPU test RoutingCuda.ListFinishSpecialRows).
     for (const NamedProblem& c : list_finish_cases()) check(c.problem, c.id);
   }
-  if (g_prefilter || g_quad || g_staged || g_packed) {
+  if (g_prefilter || g_quad || g_staged || g_packed || g_lut) {
     std::printf(
         "%s: %lld rows settled (candidates: mean %.2f, max %lld), %lld rows on the "
         "exact path\n",
-        g_packed ? "packed" : (g_staged ? "staged" : (g_quad ? "quad" : "pre-filter")),
+        g_lut ? "lut"
+              : (g_packed ? "packed" : (g_staged ? "staged" : (g_quad ? "quad" : "pre-filter"))),
         emu_stats::rows_prefiltered,
         emu_stats::rows_prefiltered ? static_cast<double>(emu_stats::candidates) /
                                           static_cast<double>(emu_stats::rows_prefiltered)

@@ -83,16 +83,16 @@ int bench_routing(const Args& args) {
   tools::RoutingSkew skew;
   double ceiling_arg = 0;
   std::int64_t vals = 0;
-  for (Status st : {args.get_int("vals", 0, -16, heuristics::kRoutingPacked32Code, &vals)}) {
+  for (Status st : {args.get_int("vals", 0, -16, heuristics::kRoutingLutCode, &vals)}) {
     if (!st.ok()) return fail(cmd, st, kExitUsage);
   }
   // A layout code: 0, +-(a power of two) up to 32 / 16, 64 (the pre-filter's), 65 (the row
   // thread's), 66 (the quad kernel's), 67 (the staged kernel's), 68 / 69 (the warp kernels') or
-  // 70..73 (the packed kernel's), the only codes above 32.
+  // 70..73 (the packed kernel's) or 74 (the LUT kernel's), the only codes above 32.
   const std::int64_t vals_abs = vals < 0 ? -vals : vals;
   if (vals != heuristics::kRoutingRowThreadCode && vals != heuristics::kRoutingQuadCode &&
       vals != heuristics::kRoutingStagedCode && vals != heuristics::kRoutingWarpCode &&
-      vals != heuristics::kRoutingWarpWideCode &&
+      vals != heuristics::kRoutingWarpWideCode && vals != heuristics::kRoutingLutCode &&
       !(vals >= heuristics::kRoutingPackedCode && vals <= heuristics::kRoutingPacked32Code) &&
       ((vals_abs & (vals_abs - 1)) != 0 ||
        (vals > 32 && vals != heuristics::kRoutingPrefilterCode))) {
@@ -102,8 +102,8 @@ int bench_routing(const Args& args) {
                                         "-1..-16 row blocks, 64 lane groups with the "
                                         "approximate pre-filter, 65 a thread per row, 66 the "
                                         "quad kernel, 67 the staged kernel, 68 a warp per row, "
-                                        "69 a warp per row of 33..512 experts, or 70..73 the "
-                                        "packed kernel"),
+                                        "69 a warp per row of 33..512 experts, 70..73 the "
+                                        "packed kernel, or 74 the LUT kernel"),
                 kExitUsage);
   }
   for (Status st : {args.get_int_list("tokens", "1,32,512,4096,32768", 0, 10'000'000, &tokens),
@@ -162,9 +162,9 @@ int bench_routing(const Args& args) {
       r.tokens = M;
       r.bytes = static_cast<std::int64_t>(pr.input_bytes() + pr.output_bytes());
       if (cuda) {
-        // A forced layout that does not exist for this E (or, the quad and staged kernels, this
-        // routing)
-        // falls back to the heuristic; the check against the CPU runs the layout that is timed.
+        // A forced layout that does not exist for this E (or, the quad, staged, packed and LUT
+        // kernels, this routing) falls back to the heuristic; the check against the CPU runs the
+        // layout that is timed.
         const RoutingParams& rp = m->routing;
         const bool quad_serves =
             detail::routing_quad_vals(rp.num_experts, rp.top_k, rp.score_func, rp.softcap > 0.0f,
@@ -172,10 +172,20 @@ int bench_routing(const Args& args) {
         const bool staged_serves =
             detail::routing_staged_segs(rp.num_experts, rp.top_k, rp.score_func, rp.softcap > 0.0f,
                                         rp.group_score, rp.num_groups, rp.topk_groups) > 0;
+        const bool packed_serves = detail::routing_packed_serves(
+            rp.num_experts, rp.top_k, rp.score_func, rp.softcap > 0.0f, rp.group_score,
+            !pr.bias.empty(), static_cast<int>(dtype_size(pr.logits_dtype)));
+        const bool lut_serves = detail::routing_lut_serves(
+            rp.num_experts, rp.top_k, rp.score_func, rp.softcap > 0.0f, rp.group_score,
+            rp.num_groups, pr.logits_dtype == DType::kBFloat16);
+        const bool packed_code =
+            vals >= heuristics::kRoutingPackedCode && vals <= heuristics::kRoutingPacked32Code;
         const int v =
             heuristics::routing_layout_code_valid(rp.num_experts, static_cast<int>(vals)) &&
                     (vals != heuristics::kRoutingQuadCode || quad_serves) &&
-                    (vals != heuristics::kRoutingStagedCode || staged_serves)
+                    (vals != heuristics::kRoutingStagedCode || staged_serves) &&
+                    (!packed_code || packed_serves) &&
+                    (vals != heuristics::kRoutingLutCode || lut_serves)
                 ? static_cast<int>(vals)
                 : 0;
         tools::RoutingResult ref, got;

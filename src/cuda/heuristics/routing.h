@@ -30,6 +30,9 @@
 //    (detail::routing_packed_serves), order key and expert index in one 32-bit word, selection by
 //    sorting networks and merges across 4..32 lanes; taken ahead of the row blocks, the wide warp
 //    and the quad kernels where it serves (routing_packed_rows, routing_packed_vals).
+//  - the LUT kernel (kernels/routing_lut.cuh): bf16 sigmoid rows (detail::routing_lut_serves),
+//    exact scores from a table of every bf16 number, the packed kernel's selection on a
+//    fixed-point key; persistent blocks (routing_lut_rows).
 //
 // Layout codes of the test and bench override (detail::route_cuda_layout, bench --vals):
 // 0 = the heuristic, v > 0 = lane groups with v experts per lane, -v = row blocks with v experts
@@ -40,7 +43,8 @@
 // (where detail::routing_quad_vals serves the routing), kRoutingStagedCode = the staged kernel
 // (where detail::routing_staged_segs serves the routing, 16-byte aligned rows), kRoutingWarpCode =
 // the warp kernel (E <= 32), kRoutingWarpWideCode = the wide warp kernel (33 <= E <= 512),
-// kRoutingPackedCode..kRoutingPacked32Code = the packed kernel (where it serves the routing).
+// kRoutingPackedCode..kRoutingPacked32Code = the packed kernel (where it serves the routing),
+// kRoutingLutCode = the LUT kernel (where it serves the routing).
 #pragma once
 
 #include <cstdint>
@@ -59,6 +63,8 @@ struct RoutingLaunchConfig {
   bool warp;        // the warp kernels: one warp per row, `vals` experts per lane (1: lane e
                     // holds expert e, E <= 32; 2..16: the wide warp kernel)
   bool packed;      // the packed kernel: `lanes` lanes per row, `vals` experts per lane
+  bool lut;         // the LUT kernel: `lanes` lanes per row, `vals` experts per lane; `blocks`
+                    // is the rows' need, the launcher caps it (persistent blocks)
   int vals;         // experts per lane (lane groups: lanes * vals = next_pow2(E)) or per thread
   int threads;      // threads per block
   int rows_per_block;
@@ -97,7 +103,14 @@ inline bool routing_packed_vals_valid(int num_experts, int vals) {
   const int lanes = detail::routing_row_capacity(num_experts) / vals;
   return num_experts >= 33 && num_experts <= 512 && lanes >= 4 && lanes <= 32;
 }
-inline constexpr int kPackedThreadsPerBlock = 128;       // = kernels::kPackedThreads
+inline constexpr int kPackedThreadsPerBlock = 128;  // = kernels::kPackedThreads
+// Layout code of the LUT kernel (detail::routing_lut_lanes / _vals).
+inline constexpr int kRoutingLutCode = 74;
+// Threads per block of the LUT kernel (= kernels::lut_threads): 768 up to 8 lanes per row, 512 at
+// 16. Its launcher starts at most one block per SM.
+constexpr int lut_threads_per_block(int lanes) {
+  return lanes >= 16 ? 512 : 768;
+}
 inline constexpr int kWarpWideMinExperts = 33;           // = kernels::kWarpWideMinExperts
 inline constexpr int kWarpWideMaxExperts = 512;          // = kernels::kWarpWideMaxExperts
 inline constexpr int kWarpRoutingMaxExperts = 32;        // = kernels::kWarpRoutingMaxExperts
@@ -158,6 +171,7 @@ inline bool routing_layout_code_valid(int num_experts, int code) {
   if (routing_packed_code_vals(code) > 0) {
     return routing_packed_vals_valid(num_experts, routing_packed_code_vals(code));  // + serves
   }
+  if (code == kRoutingLutCode) return num_experts >= 33 && num_experts <= 512;      // + serves
   if (code == kRoutingStagedCode) return num_experts >= 128 && num_experts <= 512;  // + staged_segs
   if (code == kRoutingPrefilterCode) {
     const int capacity = detail::routing_row_capacity(num_experts);
@@ -325,17 +339,48 @@ inline int routing_packed_vals(int num_experts, std::int64_t num_tokens) {
   return vals;
 }
 
+// The LUT kernel wherever it serves the routing (detail::routing_lut_serves) from
+// routing_lut_rows rows (0: not at this M): kLutMinRows, or kLutMinRowsWide for rows of 16 lanes
+// (257..512 experts). Below, the table's load (29.8 KB per block) and a warp's serial chain cost
+// more than the row blocks' or the pre-filter's exact keys. Measured on an H200 (session 26, call
+// 4, bench routing, the heuristic before -> forced 74, same process, us; 512 / 1024 / 2048 / 4096 /
+// 8192 / 16384 / 32768 rows): DeepSeek-V3 4.39 / 5.89 / 7.67 / 12.85 / 18.26 / 22.93 / 30.16
+// -> 5.25 / 5.72 / 6.31 / 7.25 / 9.59 / 14.81 / 22.51; Kimi K2 4.57 / 6.87 / 8.61 / 11.56 / 14.60
+// / 21.16 / 37.63 -> 4.37 / 4.93 / 6.16 / 7.70 / 11.53 / 19.18 / 38.02 (docs/routing.md, "LUT
+// kernel"; call 5b: Kimi K2 at 32768 rows 37.50 -> 38.04 again): rows of 16 lanes take it up to
+// kLutMaxRowsWide rows only (above, the staged kernel).
+inline constexpr std::int64_t kLutMinRows = 1024;
+inline constexpr std::int64_t kLutMinRowsWide = 513;
+inline constexpr std::int64_t kLutMaxRowsWide = 16384;
+inline std::int64_t routing_lut_rows(bool lut_serves, int num_experts, std::int64_t num_tokens) {
+  if (!lut_serves) return 0;
+  if (detail::routing_lut_lanes(num_experts) < 16) return kLutMinRows;
+  return num_tokens <= kLutMaxRowsWide ? kLutMinRowsWide : 0;
+}
+
 // columns = K + S (0: not given, no row thread unless forced); grouped: a grouped routing (both
 // for the row thread only); quad_vals: detail::routing_quad_vals of the routing (0: no quad);
 // staged_segs: detail::routing_staged_segs of the routing where its logits rows are 16-byte
 // aligned (0: no staged kernel); warp_wide_rows: routing_warp_wide_rows of the routing;
 // lists_serve: routing_row_block_lists_serve of the routing; packed_rows: routing_packed_rows of
-// the routing (0: no packed kernel; > 0 also allows the packed layout codes).
+// the routing (0: no packed kernel; > 0 also allows the packed layout codes); lut_rows:
+// routing_lut_rows of the routing (0: no LUT kernel; > 0 also allows its layout code).
 inline RoutingLaunchConfig routing_launch_config(
     int num_experts, std::int64_t num_tokens, int layout_code = 0, bool row_blocks_pay = true,
     bool prefilter_applies = false, int columns = 0, bool grouped = false, int quad_vals = 0,
     int staged_segs = 0, std::int64_t warp_wide_rows = 0, bool lists_serve = false,
-    std::int64_t packed_rows = 0) {
+    std::int64_t packed_rows = 0, std::int64_t lut_rows = 0) {
+  if (lut_rows > 0 &&
+      (layout_code == kRoutingLutCode || (layout_code == 0 && num_tokens >= lut_rows))) {
+    RoutingLaunchConfig c{};
+    c.lut = true;
+    c.lanes = detail::routing_lut_lanes(num_experts);
+    c.vals = detail::routing_lut_vals(num_experts);
+    c.threads = lut_threads_per_block(c.lanes);
+    c.rows_per_block = c.threads / c.lanes;
+    c.blocks = (num_tokens + c.rows_per_block - 1) / c.rows_per_block;
+    return c;
+  }
   if (packed_rows > 0 &&
       (layout_code == kRoutingPackedCode || routing_packed_code_vals(layout_code) > 0 ||
        (layout_code == 0 && num_tokens >= packed_rows))) {

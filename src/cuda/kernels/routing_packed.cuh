@@ -178,25 +178,14 @@ __device__ __forceinline__ float packed_slot_sum(float w0, float w1) {
   return (s + 0.0f) + 0.0f;
 }
 
-// One row on its kLanes lanes. Every lane of the warp runs every step (rows past num_tokens and
-// padded rows on zeros, without stores), so the shuffles take the full mask. Returns false when
-// the row needs the exact path (see the header); it then stores nothing.
-template <typename T, int kVals, int kLanes, int kList>
-__device__ __forceinline__ bool packed_route_row(const detail::RoutingKernelParams& kp,
-                                                 const bool vec_ok, const bool ids_int64,
-                                                 const std::int64_t row, const bool active) {
-  using namespace detail;
-  static_assert(kLanes >= 4 && kList <= 8, "packed layout: columns 0..7 on lanes 0..3");
-  const RoutingParams& p = kp.p;
-  const int E = p.num_experts, K = p.top_k, S = p.num_shared_experts, cols = K + S;
-  const int lane = static_cast<int>(threadIdx.x) & (kLanes - 1);
-  const bool routed = active && row < routing_non_padded_rows(kp);
-  const T* x = static_cast<const T*>(kp.logits) + row * kp.row_stride;
-  const int first = lane * kVals;
-
-  // 1. Words of two logits (0 past the row and on rows not routed).
-  std::uint32_t w[kVals / 2];
-  if (routed && vec_ok && first + kVals <= E) {
+// A lane's kVals 16-bit logits x[first..first + kVals) as words of two (0 past E, and everywhere
+// when !load): 16-byte loads where the run is whole and vec_ok (16-byte aligned rows).
+template <int kVals, typename T>
+__device__ __forceinline__ void packed_load_words(const T* x, const int E, const int first,
+                                                  const bool load, const bool vec_ok,
+                                                  std::uint32_t (&w)[kVals / 2]) {
+  static_assert(sizeof(T) == 2 && kVals % 8 == 0, "16-bit logits, whole 16-byte units");
+  if (load && vec_ok && first + kVals <= E) {
     const uint4* src = reinterpret_cast<const uint4*>(x + first);
 #pragma unroll
     for (int u = 0; u < kVals / 8; ++u) {
@@ -211,11 +200,84 @@ __device__ __forceinline__ bool packed_route_row(const detail::RoutingKernelPara
 #pragma unroll
     for (int i = 0; i < kVals / 2; ++i) {
       const int e = first + 2 * i;
-      const std::uint32_t lo = routed && e < E ? __ldg(bits + e) : 0u;
-      const std::uint32_t hi = routed && e + 1 < E ? __ldg(bits + e + 1) : 0u;
+      const std::uint32_t lo = load && e < E ? __ldg(bits + e) : 0u;
+      const std::uint32_t hi = load && e + 1 < E ? __ldg(bits + e + 1) : 0u;
       w[i] = lo | (hi << 16);
     }
   }
+}
+
+// Renormalisation of a row's weights (columns 2 lane and 2 lane + 1 on lanes 0..3, finite, in
+// [0, 1]) over the slot tree, and the routed sum the shared experts' weight needs. Every lane of
+// the warp runs it (full-mask shuffles).
+__device__ __forceinline__ float packed_renormalize(const RoutingParams& p, float (&wt)[2]) {
+  if (p.renormalize) {
+    const float sum = packed_slot_sum(wt[0], wt[1]);  // finite: weights are <= 1
+    if (sum > 0.0f) {
+      wt[0] = detail::div_f(wt[0], sum);
+      wt[1] = detail::div_f(wt[1], sum);
+    }
+  }
+  return p.num_shared_experts > 0 ? packed_slot_sum(wt[0], wt[1]) : 0.0f;
+}
+
+// Stores of one settled row from its kLanes lanes: expert[i] and wt[i] are output column
+// 2 lane + i (lanes 0..3), routed_sum from packed_renormalize; a padded row (not routed) gets ids
+// -1 and weights 0. The CPU's operations (routing_finish_row's) for such weights.
+template <int kLanes>
+__device__ __forceinline__ void packed_store_row(const detail::RoutingKernelParams& kp,
+                                                 const bool ids_int64, const std::int64_t row,
+                                                 const bool routed, const int lane,
+                                                 const int (&expert)[2], const float (&wt)[2],
+                                                 const float routed_sum) {
+  using namespace detail;
+  const RoutingParams& p = kp.p;
+  const int K = p.top_k, S = p.num_shared_experts, cols = K + S;
+  float* out_w = kp.weights + row * cols;
+  if (!routed) {  // padding: ids -1, weights 0
+    for (int col = lane; col < cols; col += kLanes) {
+      out_w[col] = 0.0f;
+      store_routing_id(kp, ids_int64, row * cols + col, -1);
+    }
+    return;
+  }
+  const float rsf = p.routed_scaling_factor;
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int k = 2 * lane + i;
+    if (k < K) {
+      out_w[k] = p.apply_rsf_on_output ? wt[i] * rsf : wt[i];
+      store_routing_id(kp, ids_int64, row * cols + k, map_routed_id(kp, expert[i], row, k));
+    }
+  }
+  if (S > 0) {
+    const float shared_w = p.apply_rsf_on_output ? routed_sum : div_f(routed_sum, rsf);
+    for (int col = K + lane; col < cols; col += kLanes) {
+      out_w[col] = shared_w;
+      store_routing_id(kp, ids_int64, row * cols + col, shared_expert_id(kp, col - K));
+    }
+  }
+}
+
+// One row on its kLanes lanes. Every lane of the warp runs every step (rows past num_tokens and
+// padded rows on zeros, without stores), so the shuffles take the full mask. Returns false when
+// the row needs the exact path (see the header); it then stores nothing.
+template <typename T, int kVals, int kLanes, int kList>
+__device__ __forceinline__ bool packed_route_row(const detail::RoutingKernelParams& kp,
+                                                 const bool vec_ok, const bool ids_int64,
+                                                 const std::int64_t row, const bool active) {
+  using namespace detail;
+  static_assert(kLanes >= 4 && kList <= 8, "packed layout: columns 0..7 on lanes 0..3");
+  const RoutingParams& p = kp.p;
+  const int E = p.num_experts, K = p.top_k;
+  const int lane = static_cast<int>(threadIdx.x) & (kLanes - 1);
+  const bool routed = active && row < routing_non_padded_rows(kp);
+  const T* x = static_cast<const T*>(kp.logits) + row * kp.row_stride;
+  const int first = lane * kVals;
+
+  // 1. Words of two logits (0 past the row and on rows not routed).
+  std::uint32_t w[kVals / 2];
+  packed_load_words<kVals>(x, E, first, routed, vec_ok, w);
   // Packed words with the lane's own index j (0xffff - j); the list's entries get the global
   // index below (0xffff - first - j: no borrow, first + j < 0xffff).
   std::uint32_t c[kVals];
@@ -327,40 +389,10 @@ __device__ __forceinline__ bool packed_route_row(const detail::RoutingKernelPara
     wt[0] = div_f(wt[0], sum);
     wt[1] = div_f(wt[1], sum);
   }
-  if (p.renormalize) {
-    const float sum = packed_slot_sum(wt[0], wt[1]);  // finite: weights are <= 1
-    if (sum > 0.0f) {
-      wt[0] = div_f(wt[0], sum);
-      wt[1] = div_f(wt[1], sum);
-    }
-  }
-  const float routed_sum = S > 0 ? packed_slot_sum(wt[0], wt[1]) : 0.0f;
+  const float routed_sum = packed_renormalize(p, wt);
   if (!active) return true;
   if (routed && !ok) return false;
-  float* out_w = kp.weights + row * cols;
-  if (!routed) {  // padding: ids -1, weights 0
-    for (int col = lane; col < cols; col += kLanes) {
-      out_w[col] = 0.0f;
-      store_routing_id(kp, ids_int64, row * cols + col, -1);
-    }
-    return true;
-  }
-  const float rsf = p.routed_scaling_factor;
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    const int k = 2 * lane + i;
-    if (k < K) {
-      out_w[k] = p.apply_rsf_on_output ? wt[i] * rsf : wt[i];
-      store_routing_id(kp, ids_int64, row * cols + k, map_routed_id(kp, expert[i], row, k));
-    }
-  }
-  if (S > 0) {
-    const float shared_w = p.apply_rsf_on_output ? routed_sum : div_f(routed_sum, rsf);
-    for (int col = K + lane; col < cols; col += kLanes) {
-      out_w[col] = shared_w;
-      store_routing_id(kp, ids_int64, row * cols + col, shared_expert_id(kp, col - K));
-    }
-  }
+  packed_store_row<kLanes>(kp, ids_int64, row, routed, lane, expert, wt, routed_sum);
   return true;
 }
 

@@ -2,6 +2,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 
 #include "../../common/check.h"
@@ -9,7 +11,9 @@
 #include "../../common/routing_internal.h"
 #include "../../common/routing_kernel_params.h"
 #include "../cuda_status.h"
+#include "../device_attrs.h"
 #include "../heuristics/routing.h"
+#include "routing_lut_launch.h"
 #include "switchyard/routing.h"
 
 namespace switchyard {
@@ -29,6 +33,20 @@ SY_EXTERN_ROUTING(detail::fp16_t)
 }  // namespace launch
 
 namespace detail {
+namespace {
+
+// SWITCHYARD_ROUTING_LUT=0 in the environment keeps the heuristic off the LUT kernel (read once):
+// bf16 sigmoid rows then take the kernels they took before it existed (layout 74 still forces
+// it). For A/B measurements.
+bool lut_kernel_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("SWITCHYARD_ROUTING_LUT");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return enabled;
+}
+
+}  // namespace
 
 Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, int layout,
                          cudaStream_t stream) {
@@ -43,7 +61,8 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
                        "kernel, where it serves the routing), or 68 (a warp per row, num_experts "
                        "<= 32), or 69 (a warp per row, 33 <= num_experts <= 512), or 70 (the "
                        "packed kernel, where it serves the routing), or 71 / 72 / 73 (the packed "
-                       "kernel with 8 / 16 / 32 experts per lane: 4..32 lanes per row)");
+                       "kernel with 8 / 16 / 32 experts per lane: 4..32 lanes per row), or 74 (the "
+                       "LUT kernel, where it serves the routing)");
   }
   const int quad_vals =
       routing_quad_vals(params.num_experts, params.top_k, params.score_func, params.softcap > 0.0f,
@@ -80,6 +99,15 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
                        "top-k then softmax / sigmoid; no bias, softcap or groups; num_experts in "
                        "33..512, top_k <= 8)");
   }
+  const bool lut_serves = routing_lut_serves(
+      params.num_experts, params.top_k, params.score_func, params.softcap > 0.0f,
+      params.group_score, params.num_groups, args.logits.dtype == DType::kBFloat16);
+  if (layout == heuristics::kRoutingLutCode && !lut_serves) {
+    return invalid_arg("route_cuda", "layout", layout,
+                       "a routing the LUT kernel serves (bf16 logits; sigmoid with or without "
+                       "bias, no softcap; num_experts in 33..512, top_k <= 8; groups only of 32 "
+                       "experts, 4, 8 or 16 of them)");
+  }
   if (kp.num_tokens == 0) return Status::Ok();
   const bool grouped = params.group_score != GroupScore::kNone;
   const heuristics::RoutingLaunchConfig cfg = heuristics::routing_launch_config(
@@ -92,7 +120,10 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
       heuristics::routing_warp_wide_rows(params.num_experts, params.score_func, grouped),
       heuristics::routing_row_block_lists_serve(params.num_experts,
                                                 grouped ? params.num_groups : 0),
-      heuristics::routing_packed_rows(packed_serves, params.score_func));
+      heuristics::routing_packed_rows(packed_serves, params.score_func),
+      heuristics::routing_lut_rows(
+          lut_serves && (layout == heuristics::kRoutingLutCode || lut_kernel_enabled()),
+          params.num_experts, layout == heuristics::kRoutingLutCode ? 1 : kp.num_tokens));
   if (cfg.blocks > std::numeric_limits<int>::max()) {
     return invalid_arg(
         "route_cuda", "logits.shape[0]", kp.num_tokens,
@@ -101,6 +132,12 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
             " rows per call");
   }
   const bool ids_int64 = args.top_k_ids.dtype == DType::kInt64;
+  if (cfg.lut) {
+    DeviceAttrs attrs;
+    SY_RETURN_IF_ERROR(current_device_attrs(&attrs));
+    return cuda_status(launch::launch_routing_lut(kp, vec_ok, ids_int64, cfg, attrs.sms, stream),
+                       "route_cuda: kernel launch");
+  }
   // Lane groups: group scores of each row of a block live in shared memory (only when grouping).
   // Row blocks: the launcher sizes their dynamic shared memory itself.
   const std::size_t smem = params.group_score == GroupScore::kNone || cfg.row_block ||
