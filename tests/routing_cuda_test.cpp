@@ -315,6 +315,16 @@ TEST(RoutingCuda, LutLayoutMatchesCpu) {
       if (++failures > 10) break;
     }
   }
+  // Rows of 257..384 experts at kLutWide8Rows rows: the 8 x 48 layout.
+  for (const NamedProblem& c : lut_cases(heuristics::kLutWide8Rows)) {
+    const int E = c.problem.params.num_experts;
+    if (!(E > 256 && E <= 384 && c.problem.params.group_score == GroupScore::kNone)) continue;
+    const std::string err = check_problem(c.problem, {code});
+    if (!err.empty()) {
+      ADD_FAILURE() << c.id << " (" << heuristics::kLutWide8Rows << " rows): " << err;
+      if (++failures > 10) break;
+    }
+  }
   const ProblemFilter serves = [](const RoutingProblem& pr) { return lut_serves(pr); };
   const std::vector<int> ks =
       small_scale() ? std::vector<int>{1, 8} : std::vector<int>{1, 2, 4, 6, 8};

@@ -416,15 +416,25 @@ TEST(RoutingHeuristics, LutKernelServesBf16SigmoidRows) {
   }
   // Chosen where it serves from kLutMinRows rows (kLutMinRowsWide with 16 lanes: Kimi K2), ahead
   // of the staged and quad kernels; forced by 74.
-  // (up to kLutMaxRowsWide rows there).
-  EXPECT_EQ(routing_lut_rows(false, 256, 4096), 0);
-  EXPECT_EQ(routing_lut_rows(true, 256, 32768), kLutMinRows);
-  EXPECT_EQ(routing_lut_rows(true, 384, 4096), kLutMinRowsWide);
-  EXPECT_EQ(routing_lut_rows(true, 384, kLutMaxRowsWide), kLutMinRowsWide);
-  EXPECT_EQ(routing_lut_rows(true, 384, kLutMaxRowsWide + 1), 0);
+  EXPECT_EQ(routing_lut_rows(false, 256), 0);
+  EXPECT_EQ(routing_lut_rows(true, 256), kLutMinRows);
+  EXPECT_EQ(routing_lut_rows(true, 384), kLutMinRowsWide);
+  // Ungrouped rows of 257..384 experts: 8 lanes of 48 from kLutWide8Rows rows.
+  const auto kimi = [](std::int64_t m) {
+    return routing_launch_config(384, m, 0, true, true, 9, false, 96, 12, 0, true, 0,
+                                 routing_lut_rows(true, 384));
+  };
+  EXPECT_EQ(kimi(kLutWide8Rows - 1).lanes, 16);
+  EXPECT_EQ(kimi(kLutWide8Rows - 1).vals, 24);
+  EXPECT_EQ(kimi(kLutWide8Rows).lanes, 8);
+  EXPECT_EQ(kimi(kLutWide8Rows).vals, 48);
+  EXPECT_EQ(kimi(32768).threads, 512);
+  EXPECT_TRUE(kimi(32768).lut);
+  EXPECT_EQ(routing_lut_layout(512, false, 32768).lanes, 16);  // (only up to 384)
+  EXPECT_EQ(routing_lut_layout(256, false, 32768).vals, 32);
   const auto at = [](std::int64_t m, int code, bool serves) {
     return routing_launch_config(256, m, code, true, true, 9, true, 64, 8, 0, true, 0,
-                                 routing_lut_rows(serves, 256, m));
+                                 routing_lut_rows(serves, 256));
   };
   EXPECT_FALSE(at(kLutMinRows - 1, 0, true).lut);
   const RoutingLaunchConfig c = at(32768, 0, true);

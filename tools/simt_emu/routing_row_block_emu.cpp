@@ -155,12 +155,14 @@ void run_lut_layout(const detail::RoutingKernelParams& kp, bool vec_ok, bool ids
   const std::int64_t tiles = (kp.num_tokens + 32 / kLanes - 1) / (32 / kLanes);
   const unsigned blocks = static_cast<unsigned>(tiles < 2 ? tiles : 2);  // warps stride
   emu::launch(
-      blocks, static_cast<unsigned>(kernels::lut_threads(kLanes)),
+      blocks, static_cast<unsigned>(kernels::lut_threads(kLanes, kVals)),
       [&]() { kernels::routing_lut_kernel<kVals, kLanes, kGrouped>(kp, vec_ok, ids64); },
       [] { std::memset(kernels::group_smem, 0xab, sizeof kernels::group_smem); });
 }
+bool g_lut_wide8 = false;  // run the 8 x 48 layout (heuristics::routing_lut_layout at many rows)
 void run_lut(const detail::RoutingKernelParams& kp, bool vec_ok, bool ids64) {
   const int E = kp.p.num_experts;
+  if (g_lut_wide8) return run_lut_layout<48, 8, false>(kp, vec_ok, ids64);
   const int vals = detail::routing_lut_vals(E), lanes = detail::routing_lut_lanes(E);
   if (kp.p.group_score != GroupScore::kNone) {
     if (lanes == 4) return run_lut_layout<32, 4, true>(kp, vec_ok, ids64);
@@ -444,8 +446,12 @@ void check(const tools::RoutingProblem& pr, const std::string& id) {
   }
   for (int V : {1, 2, 4, 8, 16}) {
     if (g_lut) {
-      // One run, in the LUT layout (code 74), when it serves the routing.
-      if (V != 1 || !lut_serves(pr)) continue;
+      // In the LUT layout (code 74) when it serves the routing; ungrouped rows of 257..384
+      // experts also in 8 lanes of 48 (V = 2: what code 74 takes from kLutWide8Rows rows).
+      const int E = pr.params.num_experts;
+      const bool wide8 = pr.params.group_score == GroupScore::kNone && E > 256 && E <= 384;
+      if (!lut_serves(pr) || V > 2 || (V == 2 && !wide8)) continue;
+      g_lut_wide8 = V == 2;
     } else if (g_packed) {
       // One run per packed layout (codes 71..73: V = 1, 2, 4 stand for 8, 16, 32 experts per
       // lane) that serves the routing.

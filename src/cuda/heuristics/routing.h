@@ -106,10 +106,10 @@ inline bool routing_packed_vals_valid(int num_experts, int vals) {
 inline constexpr int kPackedThreadsPerBlock = 128;  // = kernels::kPackedThreads
 // Layout code of the LUT kernel (detail::routing_lut_lanes / _vals).
 inline constexpr int kRoutingLutCode = 74;
-// Threads per block of the LUT kernel (= kernels::lut_threads): 768 up to 8 lanes per row, 512 at
-// 16. Its launcher starts at most one block per SM.
-constexpr int lut_threads_per_block(int lanes) {
-  return lanes >= 16 ? 512 : 768;
+// Threads per block of the LUT kernel (= kernels::lut_threads): 768 up to 8 lanes per row and 32
+// experts per lane, else 512. Its launcher starts at most one block per SM.
+constexpr int lut_threads_per_block(int lanes, int vals) {
+  return lanes >= 16 || vals > 32 ? 512 : 768;
 }
 inline constexpr int kWarpWideMinExperts = 33;           // = kernels::kWarpWideMinExperts
 inline constexpr int kWarpWideMaxExperts = 512;          // = kernels::kWarpWideMaxExperts
@@ -340,22 +340,33 @@ inline int routing_packed_vals(int num_experts, std::int64_t num_tokens) {
 }
 
 // The LUT kernel wherever it serves the routing (detail::routing_lut_serves) from
-// routing_lut_rows rows (0: not at this M): kLutMinRows, or kLutMinRowsWide for rows of 16 lanes
-// (257..512 experts). Below, the table's load (29.8 KB per block) and a warp's serial chain cost
-// more than the row blocks' or the pre-filter's exact keys. Measured on an H200 (session 26, call
-// 4, bench routing, the heuristic before -> forced 74, same process, us; 512 / 1024 / 2048 / 4096 /
-// 8192 / 16384 / 32768 rows): DeepSeek-V3 4.39 / 5.89 / 7.67 / 12.85 / 18.26 / 22.93 / 30.16
-// -> 5.25 / 5.72 / 6.31 / 7.25 / 9.59 / 14.81 / 22.51; Kimi K2 4.57 / 6.87 / 8.61 / 11.56 / 14.60
-// / 21.16 / 37.63 -> 4.37 / 4.93 / 6.16 / 7.70 / 11.53 / 19.18 / 38.02 (docs/routing.md, "LUT
-// kernel"; call 5b: Kimi K2 at 32768 rows 37.50 -> 38.04 again): rows of 16 lanes take it up to
-// kLutMaxRowsWide rows only (above, the staged kernel).
+// routing_lut_rows rows: kLutMinRows, or kLutMinRowsWide for rows of 16 lanes (257..512 experts).
+// Below, the table's load (29.8 KB per block) and a warp's serial chain cost more than the row
+// blocks' or the pre-filter's exact keys. Measured on an H200 (session 26, call 4, bench routing,
+// the heuristic before -> forced 74, same process, us; 512 / 1024 / 2048 / 4096 / 8192 / 16384 /
+// 32768 rows): DeepSeek-V3 4.39 / 5.89 / 7.67 / 12.85 / 18.26 / 22.93 / 30.16 -> 5.25 / 5.72 /
+// 6.31 / 7.25 / 9.59 / 14.81 / 22.51; Kimi K2 (16 x 24) 4.57 / 6.87 / 8.61 / 11.56 / 14.60 / 21.16
+// / 37.63 -> 4.37 / 4.93 / 6.16 / 7.70 / 11.53 / 19.18 / 38.02 (docs/routing.md, "LUT kernel").
 inline constexpr std::int64_t kLutMinRows = 1024;
 inline constexpr std::int64_t kLutMinRowsWide = 513;
-inline constexpr std::int64_t kLutMaxRowsWide = 16384;
-inline std::int64_t routing_lut_rows(bool lut_serves, int num_experts, std::int64_t num_tokens) {
+inline std::int64_t routing_lut_rows(bool lut_serves, int num_experts) {
   if (!lut_serves) return 0;
-  if (detail::routing_lut_lanes(num_experts) < 16) return kLutMinRows;
-  return num_tokens <= kLutMaxRowsWide ? kLutMinRowsWide : 0;
+  return detail::routing_lut_lanes(num_experts) >= 16 ? kLutMinRowsWide : kLutMinRows;
+}
+// The LUT kernel's layout (lanes, vals) at M rows: detail::routing_lut_lanes / _vals, except for
+// ungrouped rows of 257..384 experts from kLutWide8Rows rows: 8 lanes of 48 (fewer merge levels,
+// 512 threads). Measured (session 26, call 7, Kimi K2, 16 x 24 -> 8 x 48, us; 1024 / 2048 /
+// 4096 / 8192 / 16384 / 32768 rows): 4.95 / 6.16 / 7.74 / 11.68 / 19.2 / 38.1 -> 5.67 / 6.48 /
+// 7.58 / 10.62 / 16.4 / 31.6 (the staged kernel: 37.8 at 32768).
+inline constexpr std::int64_t kLutWide8Rows = 4096;
+struct LutLayout {
+  int lanes, vals;
+};
+inline LutLayout routing_lut_layout(int num_experts, bool grouped, std::int64_t num_tokens) {
+  if (!grouped && num_experts > 256 && num_experts <= 384 && num_tokens >= kLutWide8Rows) {
+    return {8, 48};
+  }
+  return {detail::routing_lut_lanes(num_experts), detail::routing_lut_vals(num_experts)};
 }
 
 // columns = K + S (0: not given, no row thread unless forced); grouped: a grouped routing (both
@@ -374,9 +385,10 @@ inline RoutingLaunchConfig routing_launch_config(
       (layout_code == kRoutingLutCode || (layout_code == 0 && num_tokens >= lut_rows))) {
     RoutingLaunchConfig c{};
     c.lut = true;
-    c.lanes = detail::routing_lut_lanes(num_experts);
-    c.vals = detail::routing_lut_vals(num_experts);
-    c.threads = lut_threads_per_block(c.lanes);
+    const LutLayout l = routing_lut_layout(num_experts, grouped, num_tokens);
+    c.lanes = l.lanes;
+    c.vals = l.vals;
+    c.threads = lut_threads_per_block(c.lanes, c.vals);
     c.rows_per_block = c.threads / c.lanes;
     c.blocks = (num_tokens + c.rows_per_block - 1) / c.rows_per_block;
     return c;

@@ -63,9 +63,10 @@ namespace switchyard::kernels {
 
 // Threads per block: one block per SM (one copy of the table per SM: 396 blocks of 256 threads
 // loaded 12 MB from the L2 at once), 768 threads (24 warps, at most 80 registers) up to 8 lanes
-// per row, 512 (128 registers) at 16, whose exact fallback (16 experts per lane) spills at 80.
-SY_HD constexpr int lut_threads(int lanes) {
-  return lanes >= 16 ? 512 : 768;
+// per row and 32 experts per lane, else 512 (128 registers): the exact fallback of 16 experts
+// per lane and the 48 packed words of 8 x 48 spill at 80.
+SY_HD constexpr int lut_threads(int lanes, int vals) {
+  return lanes >= 16 || vals > 32 ? 512 : 768;
 }
 inline constexpr int kLutBiasPad = 4;  // words between lanes' bias runs (no bank conflicts)
 // The table in 16-byte units (the last unit padded with zeros).
@@ -119,7 +120,7 @@ struct LutScale {
 // Shared state of a block: the table, the biases (lane-padded runs of kVals), the map.
 template <int kVals, int kLanes>
 struct LutShared {
-  static constexpr int kWarps = lut_threads(kLanes) / 32;
+  static constexpr int kWarps = lut_threads(kLanes, kVals) / 32;
   float table[4 * kLutTableUnits];
   float bias[kLanes * (kVals + kLutBiasPad)];
   float red_min[kWarps], red_max[kWarps];
@@ -134,7 +135,7 @@ __device__ __forceinline__ LutScale lut_load_shared(const detail::RoutingKernelP
   const int tid = static_cast<int>(threadIdx.x);
   const uint4* src = reinterpret_cast<const uint4*>(g_sigmoid_bf16_table);
   uint4* dst = reinterpret_cast<uint4*>(sh.table);
-  constexpr int kThreads = lut_threads(kLanes);
+  constexpr int kThreads = lut_threads(kLanes, kVals);
   for (int i = tid; i < kLutTableUnits; i += kThreads) dst[i] = src[i];
   float bmin = pos_inf(), bmax = neg_inf();
   bool bad = false;
@@ -328,14 +329,14 @@ __device__ __forceinline__ bool lut_route_row(const detail::RoutingKernelParams&
 // memory: the exact path's group scores, (lut_threads(kLanes) / 32) * num_groups words when
 // grouped.
 template <int kVals, int kLanes, bool kGrouped>
-__global__ void __launch_bounds__(lut_threads(kLanes), 1)
+__global__ void __launch_bounds__(lut_threads(kLanes, kVals), 1)
     routing_lut_kernel(const detail::RoutingKernelParams kp, const bool vec_ok,
                        const bool ids_int64) {
   pdl_begin();  // first: kernels/pdl.cuh
   __shared__ LutShared<kVals, kLanes> sh;
   const LutScale m = lut_load_shared<kVals, kLanes>(kp, sh);
   __syncthreads();
-  constexpr int kWarps = lut_threads(kLanes) / 32;
+  constexpr int kWarps = lut_threads(kLanes, kVals) / 32;
   constexpr int kRowsPerWarp = 32 / kLanes;
   constexpr int kFallbackVals = detail::next_pow2(kLanes * kVals) / 32;
   const int warp = static_cast<int>(threadIdx.x) / 32;

@@ -123,7 +123,7 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
       heuristics::routing_packed_rows(packed_serves, params.score_func),
       heuristics::routing_lut_rows(
           lut_serves && (layout == heuristics::kRoutingLutCode || lut_kernel_enabled()),
-          params.num_experts, layout == heuristics::kRoutingLutCode ? 1 : kp.num_tokens));
+          params.num_experts));
   if (cfg.blocks > std::numeric_limits<int>::max()) {
     return invalid_arg(
         "route_cuda", "logits.shape[0]", kp.num_tokens,

@@ -12,7 +12,7 @@ template <int kVals, int kLanes, bool kGrouped>
 cudaError_t launch_lut_instance(const detail::RoutingKernelParams& kp, bool vec_ok, bool ids_int64,
                                 unsigned blocks, cudaStream_t stream) {
   // The exact path's group scores: one row per warp.
-  constexpr int kThreads = kernels::lut_threads(kLanes);
+  constexpr int kThreads = kernels::lut_threads(kLanes, kVals);
   const std::size_t smem =
       kGrouped ? static_cast<std::size_t>(kThreads / 32) * kp.p.num_groups * 4 : 0;
   return detail::launch_ex(kernels::routing_lut_kernel<kVals, kLanes, kGrouped>,
@@ -25,8 +25,9 @@ cudaError_t launch_lut_instance(const detail::RoutingKernelParams& kp, bool vec_
 cudaError_t launch_routing_lut(const detail::RoutingKernelParams& kp, bool vec_ok, bool ids_int64,
                                const heuristics::RoutingLaunchConfig& cfg, int sms,
                                cudaStream_t stream) {
-  static_assert(heuristics::lut_threads_per_block(4) == kernels::lut_threads(4) &&
-                    heuristics::lut_threads_per_block(16) == kernels::lut_threads(16),
+  static_assert(heuristics::lut_threads_per_block(4, 32) == kernels::lut_threads(4, 32) &&
+                    heuristics::lut_threads_per_block(16, 24) == kernels::lut_threads(16, 24) &&
+                    heuristics::lut_threads_per_block(8, 48) == kernels::lut_threads(8, 48),
                 "threads");
   // One block per SM at most, none without a tile of rows (32 / lanes rows per warp).
   const std::int64_t tiles = (kp.num_tokens + 32 / cfg.lanes - 1) / (32 / cfg.lanes);
@@ -51,6 +52,7 @@ cudaError_t launch_routing_lut(const detail::RoutingKernelParams& kp, bool vec_o
     SY_LUT_CASE(32, 4)
     SY_LUT_CASE(24, 8)
     SY_LUT_CASE(32, 8)
+    SY_LUT_CASE(48, 8)
     SY_LUT_CASE(24, 16)
     SY_LUT_CASE(32, 16)
   }
