@@ -336,7 +336,8 @@ TEST(RoutingCuda, LutLayoutMatchesCpu) {
 
 // Captures route_cuda in a CUDA graph; replays are bitwise identical to each other and to the
 // CPU, outputs are fully rewritten after poisoning, and the device-side padding count can change
-// between replays without re-capture. M = 3000 takes lane groups, M = 300 row blocks.
+// between replays without re-capture. DeepSeek-V3's bf16 routing: M = 3000 takes the LUT kernel
+// (persistent blocks, a device-attribute query at launch), M = 300 row blocks.
 class RoutingCudaGraph : public ::testing::TestWithParam<std::int64_t> {};
 
 TEST_P(RoutingCudaGraph, GraphCaptureRepeatabilityAndPoison) {
