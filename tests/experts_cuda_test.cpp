@@ -290,6 +290,12 @@ ExpertsPlan slot_items_plan() {
   p.decode_slot_items = true;
   return p;
 }
+// One token: the one-kernel path (kernels/experts_token.cuh) where it fits, else slot items.
+ExpertsPlan token_plan() {
+  ExpertsPlan p = slot_items_plan();
+  p.decode_fused_token = true;
+  return p;
+}
 ExpertsPlan gemm_plan(GemmTile tile, bool gemm1_rounded = false) {
   ExpertsPlan p;
   p.path = ExpertsPath::kGroupedGemm;
@@ -310,7 +316,7 @@ std::string plan_name(const ExpertsPlan& p) {
            (p.decode_gemm2 == DecodeGemm2::kAuto
                 ? ""
                 : std::string("/") + decode_gemm2_name(p.decode_gemm2)) +
-           (p.decode_slot_items ? "/slots" : "");
+           (p.decode_slot_items ? (p.decode_fused_token ? "/fused" : "/slots") : "");
   }
   return std::string("gemm") + heuristics::gemm_tile_plan_name(p.gemm_tile) +
          (p.gemm2_tile == p.gemm_tile
@@ -683,6 +689,91 @@ TEST(ExpertsCuda, SeveralColumnBlocksPerDecodeCta) {
          decode_plan(1, DecodeGemm2::kNarrow3), slot_items_plan(), decode_plan(2)});
 }
 
+// The one-token kernel (kernels/experts_token.cuh) against the CPU and against the slot-item
+// kernels it replaces, on every activation, dtype and w13 layout, with and without biases, the
+// EP map, dropped and repeated ids, a weighted input, K from 1 to 32 and H split unevenly over the
+// CTAs; check() also replays it in a graph and runs it twice (bitwise). Shapes it must take on an
+// sm_90 device are asserted to take it; one too large for shared memory falls back.
+void check_token(const std::string& id, const ProblemSpec& s, bool must_fit) {
+  ExpertsParams p;
+  p.num_experts = s.E;
+  p.hidden_size = s.H;
+  p.intermediate_size = s.I;
+  p.activation = s.act;
+  p.w13_interleaved = s.interleaved;
+  if (device_is_sm90()) {
+    EXPECT_EQ(detail::token_kernel_runs(p, 1, s.K, token_plan()), must_fit) << id;
+  }
+  EXPECT_FALSE(detail::token_kernel_runs(p, 2, s.K, token_plan())) << id;
+  EXPECT_FALSE(detail::token_kernel_runs(p, 1, s.K, slot_items_plan())) << id;
+  check(id, s, {token_plan(), slot_items_plan()});
+}
+
+TEST(ExpertsCuda, OneTokenKernelMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  for (const Activation act :
+       {Activation::kSiluAndMul, Activation::kGeluErfAndMul, Activation::kGeluTanhAndMul,
+        Activation::kSwigluOai, Activation::kRelu2}) {
+    for (const DType dt : {DType::kBFloat16, DType::kFloat16}) {
+      for (const bool interleaved : {false, true}) {
+        if (interleaved && (act == Activation::kRelu2 || act == Activation::kSwigluOai)) continue;
+        ProblemSpec s;
+        s.act = act;
+        s.dtype = dt;
+        s.M = 1;
+        s.K = 4;
+        s.drop = 0.0;
+        s.interleaved = interleaved;
+        s.biases = act == Activation::kSwigluOai || interleaved;
+        check_token(std::string("experts/token/") + activation_name(act) + "/" + dt_name(dt) +
+                        (interleaved ? "/interleaved" : ""),
+                    s, true);
+      }
+    }
+  }
+}
+
+// One token of E experts, H x I, top K, a fraction `drop` of the ids dropped.
+ProblemSpec token_spec(int E, int H, int I, int K, double drop) {
+  ProblemSpec s;
+  s.M = 1;
+  s.E = E;
+  s.H = H;
+  s.I = I;
+  s.K = K;
+  s.drop = drop;
+  return s;
+}
+
+TEST(ExpertsCuda, OneTokenKernelShapesAndIds) {
+  SKIP_WITHOUT_GPU();
+  // Qwen3-30B-A3B's expert shape (H 2048, I 768, K 8; 16 experts instead of 128).
+  ProblemSpec s = token_spec(16, 2048, 768, 8, 0.0);
+  check_token("experts/token/qwen3_shape", s, true);
+  s.dtype = DType::kFloat16;
+  s.interleaved = true;
+  check_token("experts/token/qwen3_shape_fp16_interleaved", s, true);
+  // H = 1064 = 118 * 9 + 2 on a 132-SM card: 119 CTAs of 9 rows, the last with 2; K = 32.
+  check_token("experts/token/odd_rows_k32", token_spec(40, 1064, 40, 32, 0.3), true);
+  // K = 1 with the weight on the input (Llama-4), with biases in float32.
+  ProblemSpec one = token_spec(8, 136, 72, 1, 0.0);
+  one.weight_on_input = true;
+  one.biases = true;
+  check_token("experts/token/weight_on_input", one, true);
+  // The same expert in every slot, every slot dropped, and the EP map.
+  ProblemSpec same = token_spec(8, 136, 72, 6, 0.0);
+  same.routing = Routing::kOneExpert;
+  same.subset = 3;
+  check_token("experts/token/one_expert_every_slot", same, true);
+  same.drop = 1.0;
+  check_token("experts/token/all_dropped", same, true);
+  ProblemSpec ep = token_spec(5, 136, 72, 8, 0.05);
+  ep.global_experts = 14;  // ids outside the 5 local experts are dropped
+  check_token("experts/token/ep_map", ep, true);
+  // h alone (8 x 14336 x 2 bytes) exceeds shared memory: slot items.
+  check_token("experts/token/too_big_falls_back", token_spec(8, 72, 14336, 8, 0.0), false);
+}
+
 TEST(ExpertsCuda, DefaultPlanOnModelShapes) {
   SKIP_WITHOUT_GPU();
   // The public entry point (heuristic plan) on a Qwen3-30B-like layer at 1/8 size, decode and
@@ -789,7 +880,9 @@ TEST(ExpertsHeuristics, DecodeUpToEightTokensThenTheUnclusteredGemm) {
     const ExpertsPlan one = plan(1);
     EXPECT_EQ(one.path, ExpertsPath::kDecode) << name;
     EXPECT_EQ(one.decode_token_tiles, 1) << name;
-    EXPECT_TRUE(one.decode_slot_items) << name;  // one token: no layout kernel
+    EXPECT_TRUE(one.decode_slot_items) << name;   // one token: no layout kernel
+    EXPECT_TRUE(one.decode_fused_token) << name;  // and the one-token kernel where it fits
+    EXPECT_FALSE(plan(2).decode_fused_token) << name;
     for (std::int64_t M : {2, 8}) {  // at most M rows per expert: one 8-row tile, layout items
       EXPECT_EQ(plan(M).path, ExpertsPath::kDecode) << name << " M=" << M;
       EXPECT_EQ(plan(M).decode_token_tiles, 1) << name << " M=" << M;

@@ -34,6 +34,11 @@ heuristics::DecodeGemm2 decode_gemm2_instance(const ExpertsParams& params, std::
   return heuristics::decode_gemm2_for(plan, params.intermediate_size);
 }
 
+bool token_kernel_runs(const ExpertsParams&, std::int64_t, std::int32_t,
+                       const heuristics::ExpertsPlan&) {
+  return false;  // no CUDA backend
+}
+
 }  // namespace detail
 
 }  // namespace switchyard

@@ -55,8 +55,9 @@ const std::vector<FlagSpec>& experts_flags() {
       {"plan", true,
        "auto (the heuristic, default) | decode:1|2|4|8 (8-row tiles per work item) | "
        "decode:1:narrow|deep|narrow3 (one tile, that GEMM2 instance) | "
-       "decode:1:slots|layout (one tile, slot items or the layout kernel; both kinds of suffix "
-       "combine, e.g. decode:1:slots:deep) | "
+       "decode:1:slots|layout|fused (one tile, slot items or the layout kernel, or at one token "
+       "the one-kernel path where it fits; both kinds of suffix combine, e.g. decode:1:slots:deep) "
+       "| "
        "gemm:64|128|64:single|128:single[:rounded][:unfused] "
        "(grouped GEMM row tile; rounded: GEMM1 out in the input dtype; unfused: the float32 "
        "GEMM1 and the activation kernel even with interleaved w13): force a path, to measure "
@@ -108,8 +109,9 @@ Status make_routing(std::int64_t M, int K, int E, const tools::ExpertIdMode& mod
 }
 
 // --plan: "auto" leaves the heuristic's plan; "decode:T", "decode:1:narrow|deep|narrow3"
-// (GEMM2's one-tile instance), "decode:1:slots" / "decode:1:layout" (slot items or not; the two
-// kinds of suffix combine: "decode:1:slots:deep"), "gemm:R" or "gemm:R:rounded" force one.
+// (GEMM2's one-tile instance), "decode:1:slots" / "decode:1:layout" (slot items or not) /
+// "decode:1:fused" (slot items, and at one token the one-kernel path where it fits; the two kinds
+// of suffix combine: "decode:1:slots:deep"), "gemm:R" or "gemm:R:rounded" force one.
 Status parse_plan(const std::string& text, heuristics::ExpertsPlan* plan, bool* force) {
   *force = text != "auto";
   if (!*force) return Status::Ok();
@@ -127,10 +129,11 @@ Status parse_plan(const std::string& text, heuristics::ExpertsPlan* plan, bool* 
       const std::string part = rest.substr(0, colon);
       rest = colon == std::string::npos ? "" : rest.substr(colon + 1);
       ok = colon == std::string::npos || !rest.empty();
-      if (part == "slots" || part == "layout") {
+      if (part == "slots" || part == "layout" || part == "fused") {
         ok = ok && !items;
         items = true;
-        plan->decode_slot_items = part == "slots";
+        plan->decode_slot_items = part != "layout";
+        plan->decode_fused_token = part == "fused";
         continue;
       }
       bool found = false;
@@ -186,7 +189,7 @@ Status parse_plan(const std::string& text, heuristics::ExpertsPlan* plan, bool* 
   }
   return Status::InvalidArgument(
       "--plan = " + text +
-      ": expected auto, decode:1|2|4|8, decode:1[:slots|layout][:narrow|deep|narrow3] or "
+      ": expected auto, decode:1|2|4|8, decode:1[:slots|layout|fused][:narrow|deep|narrow3] or "
       "gemm:T[+T2][:rounded][:unfused] with tiles T, T2 (GEMM1, GEMM2) of "
       "64|128|64:single|128:single");
 }
@@ -473,7 +476,9 @@ int bench_experts_main(const Args& args) {
           heuristics::gemm1_fuses_activation(plan, experts_w13_interleaved(p))) {
         row.path += "/fused";
       }
-      if (plan.path == heuristics::ExpertsPath::kDecode && plan.decode_token_tiles == 1) {
+      if (detail::token_kernel_runs(p, M, K, plan)) {
+        row.path += "/fused";  // the one-token kernel: no GEMM2 instance
+      } else if (plan.path == heuristics::ExpertsPath::kDecode && plan.decode_token_tiles == 1) {
         if (plan.decode_slot_items) row.path += "/slots";
         row.path += std::string("/") +
                     heuristics::decode_gemm2_name(detail::decode_gemm2_instance(p, M, K, plan));

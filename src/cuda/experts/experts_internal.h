@@ -22,4 +22,9 @@ heuristics::DecodeGemm2 decode_gemm2_instance(const ExpertsParams& params, std::
                                               std::int32_t top_k,
                                               const heuristics::ExpertsPlan& plan);
 
+// Whether fused_experts_cuda_plan runs the one-token kernel (kernels/experts_token.cuh) for this
+// problem and plan on the current device (plan.decode_fused_token, one token, a shape it fits).
+bool token_kernel_runs(const ExpertsParams& params, std::int64_t num_tokens, std::int32_t top_k,
+                       const heuristics::ExpertsPlan& plan);
+
 }  // namespace switchyard::detail

@@ -68,6 +68,11 @@ struct ExpertsPlan {
   // (one launch less on the critical path). Chosen for one token, whose K experts are distinct:
   // with more tokens an expert hit by several would be read once per slot.
   bool decode_slot_items = false;
+  // One token with slot items: GEMM1, GEMM2 and the combine in one cooperative kernel
+  // (kernels/experts_token.cuh) that streams w13 and w2 at once, where the device and the shape
+  // fit it (launch/experts_token_launch.h: w2's hit rows must fit the SMs' shared memory, e.g.
+  // Qwen3-30B-A3B); elsewhere the slot items above. H200 (bench/NOTES.md, session 27).
+  bool decode_fused_token = false;
   GemmTile gemm_tile = GemmTile::kRows128;   // GEMM1's tile
   GemmTile gemm2_tile = GemmTile::kRows128;  // GEMM2's (plan_experts sets both)
   // Grouped GEMM: GEMM1 writes gate/up rounded to the input dtype (as SGLang and vLLM do) instead
@@ -162,6 +167,7 @@ inline ExpertsPlan plan_experts(std::int64_t num_tokens, std::int32_t top_k,
     plan.path = ExpertsPath::kDecode;
     plan.decode_token_tiles = 1;
     plan.decode_slot_items = num_tokens == 1;
+    plan.decode_fused_token = num_tokens == 1;
   } else {
     plan.path = ExpertsPath::kGroupedGemm;
   }

@@ -4,6 +4,9 @@
 // Pipeline (S = M*K slots; layout rows R = S, contiguous layout with alignment 1):
 //   expert_layout_cuda        ids (+ expert_map) -> offsets [E+1], src_to_dst, dst_to_src
 //                             (skipped with slot items, one token: GEMM1 writes src_to_dst)
+//   one token (plan.decode_fused_token, where it fits: launch/experts_token_launch.h):
+//     one cooperative kernel (kernels/experts_token.cuh): GEMM1 + activation, a grid barrier,
+//     GEMM2 from w2 rows staged in shared memory meanwhile, and the combine (no layout kernel)
 //   decode path (few rows per expert, kernels/experts_decode.cuh):
 //     GEMM1 + activation      x rows gathered through dst_to_src -> act [R, I] (one rounding)
 //     GEMM2                   act -> y [R, H] (+ b2, one rounding)
@@ -44,6 +47,7 @@
 #include "../experts/grouped_gemm.h"
 #include "../kernels/experts_decode.cuh"
 #include "../kernels/experts_pointwise.cuh"
+#include "experts_token_launch.h"
 #include "pdl_launch.h"
 #include "permute_combine_internal.h"
 #include "switchyard/align.h"
@@ -466,6 +470,14 @@ heuristics::DecodeGemm2 decode_gemm2_instance(const ExpertsParams& p, std::int64
                            dev.sms);
 }
 
+bool token_kernel_runs(const ExpertsParams& p, std::int64_t num_tokens, std::int32_t top_k,
+                       const heuristics::ExpertsPlan& plan) {
+  TokenLaunch token;
+  return plan.path == heuristics::ExpertsPath::kDecode && plan.decode_token_tiles == 1 &&
+         plan.decode_slot_items && plan.decode_fused_token && num_tokens == 1 &&
+         token_kernel_fits(p, top_k, &token);
+}
+
 Status fused_experts_cuda_plan(const ExpertsParams& p, const ExpertsArgs& a, void* workspace,
                                std::size_t workspace_bytes, cudaStream_t stream,
                                const heuristics::ExpertsPlan* forced) {
@@ -514,6 +526,12 @@ Status fused_experts_cuda_plan(const ExpertsParams& p, const ExpertsArgs& a, voi
                                                       detail::kMaxCudaAlignExperts)
                                : expert_layout_cuda(lp, la, w.layout, wp.layout_bytes, stream);
   if (!st.ok()) return Status(st.code(), std::string(kOp) + " (routing): " + st.message());
+
+  // One token: GEMM1, GEMM2 and the combine in one kernel where it fits (no combine below).
+  TokenLaunch token;
+  if (slot_items && plan.decode_fused_token && M == 1 && token_kernel_fits(p, K, &token)) {
+    return launch_token_kernel(p, a, w.act, token, stream);
+  }
 
   const bool bf16 = a.x.dtype == DType::kBFloat16;
   if (plan.path == heuristics::ExpertsPath::kDecode) {

@@ -31,12 +31,15 @@ inline bool pdl_supported() {
   return current_device_attrs(&a).ok() && a.cc_major >= 9;
 }
 
-// How a kernel is launched: grid, block, dynamic shared memory, and a cluster size (0: none).
+// How a kernel is launched: grid, block, dynamic shared memory, a cluster size (0: none), and
+// whether the launch is cooperative (every block resident at once, or the launch fails; needed by
+// cooperative_groups' grid barrier).
 struct LaunchShape {
   dim3 grid;
   dim3 block;
   std::size_t smem = 0;
   unsigned cluster_x = 0;
+  bool cooperative = false;
 };
 
 // Launches `kernel` with `shape`, as a PDL secondary when `pdl` is set (and PDL is enabled and
@@ -49,7 +52,7 @@ cudaError_t launch_ex(void (*kernel)(KernelArgs...), const LaunchShape& shape, c
   cfg.blockDim = shape.block;
   cfg.dynamicSmemBytes = shape.smem;
   cfg.stream = stream;
-  cudaLaunchAttribute attr[2];
+  cudaLaunchAttribute attr[3];
   unsigned n = 0;
   if (pdl && pdl_enabled() && pdl_supported()) {
     attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -61,6 +64,11 @@ cudaError_t launch_ex(void (*kernel)(KernelArgs...), const LaunchShape& shape, c
     attr[n].val.clusterDim.x = shape.cluster_x;
     attr[n].val.clusterDim.y = 1;
     attr[n].val.clusterDim.z = 1;
+    ++n;
+  }
+  if (shape.cooperative) {
+    attr[n].id = cudaLaunchAttributeCooperative;
+    attr[n].val.cooperative = 1;
     ++n;
   }
   cfg.attrs = attr;
