@@ -50,6 +50,13 @@ bool device_is_sm90() {
   return major == 9 && minor == 0;
 }
 
+int device_sms() {
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return 0;
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  return sms;
+}
+
 DeviceBuffer upload(const void* src, std::size_t bytes) {
   DeviceBuffer b;
   EXPECT_TRUE(DeviceBuffer::allocate(std::max<std::size_t>(bytes, 16), &b).ok());
@@ -701,11 +708,11 @@ void check_token(const std::string& id, const ProblemSpec& s, bool must_fit) {
   p.intermediate_size = s.I;
   p.activation = s.act;
   p.w13_interleaved = s.interleaved;
-  if (device_is_sm90()) {
-    EXPECT_EQ(detail::token_kernel_runs(p, 1, s.K, token_plan()), must_fit) << id;
+  if (device_is_sm90() && device_sms() == 132) {  // H100 SXM / H200: the sizes in the comments
+    EXPECT_EQ(detail::token_kernel_runs(p, s.M, s.K, token_plan()), must_fit) << id;
   }
-  EXPECT_FALSE(detail::token_kernel_runs(p, 2, s.K, token_plan())) << id;
-  EXPECT_FALSE(detail::token_kernel_runs(p, 1, s.K, slot_items_plan())) << id;
+  EXPECT_FALSE(detail::token_kernel_runs(p, 3, s.K, token_plan())) << id;
+  EXPECT_FALSE(detail::token_kernel_runs(p, s.M, s.K, slot_items_plan())) << id;
   check(id, s, {token_plan(), slot_items_plan()});
 }
 
@@ -720,13 +727,13 @@ TEST(ExpertsCuda, OneTokenKernelMatchesCpu) {
         ProblemSpec s;
         s.act = act;
         s.dtype = dt;
-        s.M = 1;
+        s.M = interleaved ? 2 : 1;
         s.K = 4;
         s.drop = 0.0;
         s.interleaved = interleaved;
         s.biases = act == Activation::kSwigluOai || interleaved;
         check_token(std::string("experts/token/") + activation_name(act) + "/" + dt_name(dt) +
-                        (interleaved ? "/interleaved" : ""),
+                        (interleaved ? "/interleaved_m2" : ""),
                     s, true);
       }
     }
@@ -753,13 +760,26 @@ TEST(ExpertsCuda, OneTokenKernelShapesAndIds) {
   s.dtype = DType::kFloat16;
   s.interleaved = true;
   check_token("experts/token/qwen3_shape_fp16_interleaved", s, true);
+  // Two tokens (16 slots): on a 132-SM card 7 slots' w2 rows fit in shared memory, GEMM2 reads
+  // the other 9 from global memory; the same expert may serve both tokens.
+  s.M = 2;
+  check_token("experts/token/qwen3_shape_m2", s, true);
+  s.dtype = DType::kBFloat16;
+  s.interleaved = false;
+  s.drop = 0.2;
+  check_token("experts/token/qwen3_shape_m2_bf16", s, true);
   // H = 1064 = 118 * 9 + 2 on a 132-SM card: 119 CTAs of 9 rows, the last with 2; K = 32.
   check_token("experts/token/odd_rows_k32", token_spec(40, 1064, 40, 32, 0.3), true);
+  ProblemSpec two = token_spec(40, 1064, 40, 16, 0.3);
+  two.M = 2;
+  check_token("experts/token/odd_rows_m2_k16", two, true);
   // K = 1 with the weight on the input (Llama-4), with biases in float32.
   ProblemSpec one = token_spec(8, 136, 72, 1, 0.0);
   one.weight_on_input = true;
   one.biases = true;
   check_token("experts/token/weight_on_input", one, true);
+  one.M = 2;
+  check_token("experts/token/weight_on_input_m2", one, true);
   // The same expert in every slot, every slot dropped, and the EP map.
   ProblemSpec same = token_spec(8, 136, 72, 6, 0.0);
   same.routing = Routing::kOneExpert;
@@ -770,8 +790,19 @@ TEST(ExpertsCuda, OneTokenKernelShapesAndIds) {
   ProblemSpec ep = token_spec(5, 136, 72, 8, 0.05);
   ep.global_experts = 14;  // ids outside the 5 local experts are dropped
   check_token("experts/token/ep_map", ep, true);
-  // h alone (8 x 14336 x 2 bytes) exceeds shared memory: slot items.
-  check_token("experts/token/too_big_falls_back", token_spec(8, 72, 14336, 8, 0.0), false);
+  ep.M = 2;
+  check_token("experts/token/ep_map_m2", ep, true);
+  // h alone (8 x 16384 x 2 bytes) exceeds shared memory: slot items.
+  check_token("experts/token/too_big_falls_back", token_spec(8, 72, 16384, 8, 0.0), false);
+  // No slot's w2 rows fit in shared memory (32 rows of 3104 elements on a 132-SM card): GEMM2
+  // reads all 8 slots' rows from global memory, 16 items of 96 KB.
+  check_token("experts/token/no_slot_staged", token_spec(2, 4096, 3072, 8, 0.0), true);
+  // One of the two slots staged; the other's GEMM2 warp would stream 16 rows of 4096 elements
+  // (128 KB) after the grid barrier, past kTokenMaxGlobalBytesPerWarp: the decode items.
+  check_token("experts/token/long_rows_fall_back", token_spec(2, 2048, 4096, 2, 0.0), false);
+  ProblemSpec big2 = token_spec(8, 72, 16384, 8, 0.0);
+  big2.M = 2;
+  check_token("experts/token/too_big_falls_back_m2", big2, false);
 }
 
 TEST(ExpertsCuda, DefaultPlanOnModelShapes) {
@@ -882,7 +913,8 @@ TEST(ExpertsHeuristics, DecodeUpToEightTokensThenTheUnclusteredGemm) {
     EXPECT_EQ(one.decode_token_tiles, 1) << name;
     EXPECT_TRUE(one.decode_slot_items) << name;   // one token: no layout kernel
     EXPECT_TRUE(one.decode_fused_token) << name;  // and the one-token kernel where it fits
-    EXPECT_FALSE(plan(2).decode_fused_token) << name;
+    EXPECT_TRUE(plan(2).decode_fused_token) << name;
+    EXPECT_FALSE(plan(3).decode_fused_token) << name;
     for (std::int64_t M : {2, 8}) {  // at most M rows per expert: one 8-row tile, layout items
       EXPECT_EQ(plan(M).path, ExpertsPath::kDecode) << name << " M=" << M;
       EXPECT_EQ(plan(M).decode_token_tiles, 1) << name << " M=" << M;

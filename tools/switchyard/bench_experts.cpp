@@ -55,8 +55,9 @@ const std::vector<FlagSpec>& experts_flags() {
       {"plan", true,
        "auto (the heuristic, default) | decode:1|2|4|8 (8-row tiles per work item) | "
        "decode:1:narrow|deep|narrow3 (one tile, that GEMM2 instance) | "
-       "decode:1:slots|layout|fused (one tile, slot items or the layout kernel, or at one token "
-       "the one-kernel path where it fits; both kinds of suffix combine, e.g. decode:1:slots:deep) "
+       "decode:1:slots|layout|fused (one tile, slot items or the layout kernel, or at one or two "
+       "tokens the one-kernel path where it fits; both kinds of suffix combine, e.g. "
+       "decode:1:slots:deep) "
        "| "
        "gemm:64|128|64:single|128:single[:rounded][:unfused] "
        "(grouped GEMM row tile; rounded: GEMM1 out in the input dtype; unfused: the float32 "
@@ -110,8 +111,8 @@ Status make_routing(std::int64_t M, int K, int E, const tools::ExpertIdMode& mod
 
 // --plan: "auto" leaves the heuristic's plan; "decode:T", "decode:1:narrow|deep|narrow3"
 // (GEMM2's one-tile instance), "decode:1:slots" / "decode:1:layout" (slot items or not) /
-// "decode:1:fused" (slot items, and at one token the one-kernel path where it fits; the two kinds
-// of suffix combine: "decode:1:slots:deep"), "gemm:R" or "gemm:R:rounded" force one.
+// "decode:1:fused" (slot items, and at one or two tokens the one-kernel path where it fits; the two
+// kinds of suffix combine: "decode:1:slots:deep"), "gemm:R" or "gemm:R:rounded" force one.
 Status parse_plan(const std::string& text, heuristics::ExpertsPlan* plan, bool* force) {
   *force = text != "auto";
   if (!*force) return Status::Ok();
@@ -477,7 +478,7 @@ int bench_experts_main(const Args& args) {
         row.path += "/fused";
       }
       if (detail::token_kernel_runs(p, M, K, plan)) {
-        row.path += "/fused";  // the one-token kernel: no GEMM2 instance
+        row.path += "/fused";  // the token kernel: no GEMM2 instance
       } else if (plan.path == heuristics::ExpertsPath::kDecode && plan.decode_token_tiles == 1) {
         if (plan.decode_slot_items) row.path += "/slots";
         row.path += std::string("/") +

@@ -68,10 +68,11 @@ struct ExpertsPlan {
   // (one launch less on the critical path). Chosen for one token, whose K experts are distinct:
   // with more tokens an expert hit by several would be read once per slot.
   bool decode_slot_items = false;
-  // One token with slot items: GEMM1, GEMM2 and the combine in one cooperative kernel
+  // One or two tokens: GEMM1, GEMM2 and the combine in one cooperative kernel
   // (kernels/experts_token.cuh) that streams w13 and w2 at once, where the device and the shape
-  // fit it (launch/experts_token_launch.h: w2's hit rows must fit the SMs' shared memory, e.g.
-  // Qwen3-30B-A3B); elsewhere the slot items above. H200 (bench/NOTES.md, session 27).
+  // fit it (launch/experts_token_launch.h: w2's hit rows must fit the SMs' shared memory, at two
+  // tokens in part, e.g. Qwen3-30B-A3B); elsewhere the decode items. H200 (bench/NOTES.md,
+  // session 27).
   bool decode_fused_token = false;
   GemmTile gemm_tile = GemmTile::kRows128;   // GEMM1's tile
   GemmTile gemm2_tile = GemmTile::kRows128;  // GEMM2's (plan_experts sets both)
@@ -126,7 +127,8 @@ inline DecodeGemm2 decode_gemm2_with_grid(const ExpertsPlan& plan, std::int64_t 
   return v;
 }
 
-inline constexpr std::int64_t kDecodeMaxTokens = 8;  // decode (one 8-row tile) up to this M
+inline constexpr std::int64_t kDecodeMaxTokens = 8;       // decode (one 8-row tile) up to this M
+inline constexpr std::int64_t kDecodeFusedMaxTokens = 2;  // the one-token kernel up to this M
 inline constexpr std::int64_t kGemmRows128MinRowsPerExpert = 513;  // the 128-row tile from here
 // GEMM2 on the clustered 64-row tile (see the rule above): expected rows per hit expert in
 // [kGemm2ClusterMinRows, kGemm2ClusterMaxRows] and at most kGemm2ClusterMaxColumnTiles GEMM2
@@ -167,7 +169,7 @@ inline ExpertsPlan plan_experts(std::int64_t num_tokens, std::int32_t top_k,
     plan.path = ExpertsPath::kDecode;
     plan.decode_token_tiles = 1;
     plan.decode_slot_items = num_tokens == 1;
-    plan.decode_fused_token = num_tokens == 1;
+    plan.decode_fused_token = num_tokens <= kDecodeFusedMaxTokens;
   } else {
     plan.path = ExpertsPath::kGroupedGemm;
   }

@@ -1,5 +1,5 @@
-// The one-token fused MoE forward (decode at batch 1): GEMM1 + activation, GEMM2 and the combine
-// of one token in ONE cooperative kernel, with every byte of weights streamed concurrently.
+// The one-token fused MoE forward (decode at batch 1 or 2): GEMM1 + activation, GEMM2 and the
+// combine of one or two tokens in ONE cooperative kernel, with w13 and w2 streamed concurrently.
 //
 // Why: at one token the experts' weights are the whole cost (Qwen3-30B-A3B: 8 experts x 9.4 MB,
 // 17 us at the H200's read ceiling), and the decode chain (GEMM1, GEMM2, combine: three kernels)
@@ -7,34 +7,35 @@
 // 61% of the ceiling). Here w2 does not wait for GEMM1: one warp of each CTA copies the CTA's w2
 // rows into shared memory with bulk copies (cp.async.bulk, completed on an mbarrier) while the
 // other warps stream their share of w13 through registers; after one grid barrier each CTA
-// computes its output rows from shared memory.
+// computes its output rows.
 //
-// Decomposition (grid = C CTAs, all co-resident: a cooperative launch; R = rows_per_cta):
-//   - CTA b owns output rows [b R, b R + R) of the token (the last CTA fewer). Its copy warp
-//     stages rows [b R, b R + R) of w2[e_k] for every valid slot k, one bulk copy per row into
-//     rows kTokenRowPad elements longer than I (conflict-free fragment loads below), then waits
-//     for them; the barrier before the grid barrier orders them before every read.
-//   - GEMM1 (kTokenComputeWarps warps): the K x I units (slot k, intermediate j) are split into C
+// Decomposition (M <= 2 tokens, slot s = t K + k, S = M K; grid = C CTAs, all co-resident: a
+// cooperative launch; R = rows_per_cta):
+//   - CTA b owns output rows [b R, b R + R) of every token (the last CTA fewer). Its copy warp
+//     stages rows [b R, b R + R) of w2[e_s] for the valid slots s < staged_slots, one bulk copy
+//     per row into rows kTokenRowPad elements longer than I (conflict-free fragment loads below),
+//     then waits for them; the barrier before the grid barrier orders them before every read.
+//   - GEMM1 (kTokenComputeWarps warps): the S x I units (slot s, intermediate j) are split into C
 //     equal ranges; a warp takes one unit at a time: the gate and up rows (one row for relu^2) of
-//     w13[e_k] dotted with x (in shared memory), float32 per lane in a fixed order, then a
-//     butterfly over the warp; lane 0 adds b13, applies the activation and stores h[k, j] rounded
+//     w13[e_s] dotted with x[t] (in shared memory), float32 per lane in a fixed order, then a
+//     butterfly over the warp; lane 0 adds b13, applies the activation and stores h[s, j] rounded
 //     to the input dtype (the contract's stored intermediate) to global scratch.
-//   - grid barrier (cooperative_groups: its release/acquire makes every h visible), then h (K x I,
-//     12 KB at Qwen3-30B) into shared memory.
-//   - GEMM2 on the tensor cores: a warp per (slot, 16-row tile) multiplies the staged w2 rows by
-//     h[k] (m16n8k16, swap-AB as the decode kernels), + b2, rounded to the input dtype (as the
-//     decode path stores y).
-//   - combine: thread r: out[r] = rsf * sum_k w_k y_k[r], float32 fused multiply-adds in ascending
-//     k from 0 (combine_kernel's operations; weight 1 with apply_router_weight_on_input), rounded
-//     once.
+//   - grid barrier (cooperative_groups: its release/acquire makes every h visible), then h (S x I,
+//     12 KB at Qwen3-30B's one token) into shared memory.
+//   - GEMM2 on the tensor cores: a warp per (slot, 16-row tile) multiplies the w2 rows (staged, or
+//     read from global memory for slots from staged_slots on) by h[s] (m16n8k16, swap-AB as the
+//     decode kernels), + b2, rounded to the input dtype (as the decode path stores y).
+//   - combine: out[t, r] = rsf * sum_k w[t, k] y[t K + k][r], float32 fused multiply-adds in
+//     ascending k from 0 (combine_kernel's operations; weight 1 with
+//     apply_router_weight_on_input), rounded once.
 // Slots whose id is dropped (-1, out of range, or -1 through expert_map) contribute nothing; a
-// token with every slot dropped gets zeros. Deterministic: no atomics, every sum in a fixed order.
-// Needs sm_90 (bulk copies, mbarrier transaction counts); the launcher (launch/experts_token.cu)
-// takes this path only where the device and the shape fit: M == 1, K <= kTokenMaxSlots, the shared
-// memory below within the opt-in limit, C <= the SM count.
+// token with every slot dropped gets zeros. Slot-based: an expert hit by both tokens is read twice.
+// Deterministic: no atomics, every sum in a fixed order. Needs sm_90 (bulk copies, mbarrier
+// transaction counts); the launcher (launch/experts_token.cu) takes this path only where the
+// device and the shape fit (launch/experts_token_launch.h).
 //
-// Shared memory (dynamic), bytes: align16(2 H) x | 2 K I h | 2 K R (I + kTokenRowPad) w2 rows |
-// align16(4 R K) y.
+// Shared memory (dynamic), bytes: align16(2 M H) x | 2 S I h | 2 staged R (I + kTokenRowPad) w2
+// rows | align16(4 R S) y.
 #pragma once
 
 #include <cooperative_groups.h>
@@ -59,39 +60,55 @@ inline constexpr int kTokenVecs = 8;  // 16-byte vectors per lane and weight row
 inline constexpr int kTokenRowPad = 32;
 
 struct TokenParams {
-  const void* x;    // [H] T: the token
+  const void* x;    // [M, H] T: the tokens
   const void* w13;  // [E, w13_rows, H] T
   const void* w2;   // [E, H, I] T
   const void* b13;  // optional [E, w13_rows], float32 or T
   bool b13_f32;
   const void* b2;  // optional [E, H], float32 or T
   bool b2_f32;
-  const void* ids;  // [K] int32 or int64
+  const void* ids;  // [M, K] int32 or int64: slot s = t K + k
   bool ids_int64;
-  const float* weights;            // [K]
+  const float* weights;            // [M, K]
   const std::int32_t* expert_map;  // optional [map_size]
   std::int64_t map_size;
-  std::int32_t num_experts, top_k, hidden, inter, w13_rows;
+  std::int32_t num_tokens, num_experts, top_k, hidden, inter, w13_rows;
   Activation activation;  // gated: gate row j * gate_step, up row + up_offset; kRelu2: row j
   std::int32_t gate_step, up_offset;
   float alpha, limit, rsf;
   bool weight_on_input;  // K == 1: x is scaled by the slot's weight (rounded), combine weight 1
-  void* h;               // [K, I] T global scratch
-  void* out;             // [H] T
+  void* h;               // [M K, I] T global scratch
+  void* out;             // [M, H] T
   std::int32_t rows_per_cta;
+  // Slots 0 .. staged_slots - 1 have their w2 rows staged in shared memory; GEMM2 reads the other
+  // slots' rows from global memory after the grid barrier.
+  std::int32_t staged_slots;
 };
 
 __host__ __device__ constexpr std::int64_t token_align16(std::int64_t b) {
   return (b + 15) / 16 * 16;
 }
 
-// Dynamic shared memory of the kernel, bytes (the layout at the top of the file).
+// Dynamic shared memory of the kernel, bytes (the layout at the top of the file): x, h and y, and
+// the w2 rows of one staged slot; S = tokens * top_k slots, `staged` of them in shared memory.
+__host__ __device__ constexpr std::int64_t token_smem_fixed_bytes(std::int64_t hidden,
+                                                                  std::int64_t inter,
+                                                                  std::int64_t slots,
+                                                                  std::int64_t tokens,
+                                                                  std::int64_t rows_per_cta) {
+  return token_align16(2 * tokens * hidden) + 2 * slots * inter +
+         token_align16(4 * rows_per_cta * slots);
+}
+__host__ __device__ constexpr std::int64_t token_slot_smem_bytes(std::int64_t inter,
+                                                                 std::int64_t rows_per_cta) {
+  return 2 * rows_per_cta * (inter + kTokenRowPad);
+}
 __host__ __device__ constexpr std::int64_t token_smem_bytes(std::int64_t hidden, std::int64_t inter,
-                                                            std::int64_t top_k,
-                                                            std::int64_t rows_per_cta) {
-  return token_align16(2 * hidden) + 2 * top_k * inter +
-         2 * top_k * rows_per_cta * (inter + kTokenRowPad) +
-         token_align16(4 * rows_per_cta * top_k);
+                                                            std::int64_t slots, std::int64_t tokens,
+                                                            std::int64_t rows_per_cta,
+                                                            std::int64_t staged) {
+  return token_smem_fixed_bytes(hidden, inter, slots, tokens, rows_per_cta) +
+         staged * token_slot_smem_bytes(inter, rows_per_cta);
 }
 
 template <typename T>
@@ -111,6 +128,55 @@ __device__ __forceinline__ float token_warp_sum(float v) {
   return v;
 }
 
+// One GEMM2 tile: rows g and g + 8 of 16 w2 rows (w: this thread's row g; rows `stride` elements
+// apart) times h, into two accumulator sets (even / odd 32-element chunks). A chunk is one 16-byte
+// vector per thread for rows g and g + 8 and for h, the same k permutation on both sides (a dot
+// product does not care), so the fragments come straight from the vectors. kGlobal: w is in
+// global memory (read once: no L1 allocation) and kTokenGlobalChunks chunks are loaded before
+// their MMAs, for bytes in flight; else w is in shared memory.
+inline constexpr int kTokenGlobalChunks = 4;
+template <typename T, bool kGlobal>
+__device__ __forceinline__ void token_gemm2_tile(const T* w, std::int64_t stride, const T* h,
+                                                 int ivec, bool ok0, bool ok1, float (&acc0)[4],
+                                                 float (&acc1)[4]) {
+  const int t = threadIdx.x & 3;
+  const uint4* w0 = reinterpret_cast<const uint4*>(w);
+  const uint4* w1 = reinterpret_cast<const uint4*>(w + 8 * stride);
+  const uint4* hv = reinterpret_cast<const uint4*>(h);
+  const uint4 zero = make_uint4(0, 0, 0, 0);
+  constexpr int kBatch = kGlobal ? kTokenGlobalChunks : 2;
+  const int chunks = (ivec + 3) / 4;
+  for (int c0 = 0; c0 < chunks; c0 += kBatch) {
+    uint4 a0[kBatch], a1[kBatch], hb[kGlobal ? 1 : kBatch];
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int v = 4 * (c0 + u) + t;
+      const bool in = v < ivec;  // vectors past I (and chunks past the last) read as zeros
+      if constexpr (kGlobal) {
+        a0[u] = in && ok0 ? load_weights16(w0 + v) : zero;
+        a1[u] = in && ok1 ? load_weights16(w1 + v) : zero;
+      } else {  // h with the rows: three shared-memory loads in flight per chunk
+        a0[u] = in && ok0 ? w0[v] : zero;
+        a1[u] = in && ok1 ? w1[v] : zero;
+        hb[u] = in ? hv[v] : zero;
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int v = 4 * (c0 + u) + t;
+      uint4 b;
+      if constexpr (kGlobal) {
+        b = v < ivec ? hv[v] : zero;  // (registers: the rows' loads are what must be in flight)
+      } else {
+        b = hb[u];
+      }
+      float(&d)[4] = (u & 1) == 0 ? acc0 : acc1;
+      mma_16816<T>(d, a0[u].x, a1[u].x, a0[u].y, a1[u].y, b.x, b.y);
+      mma_16816<T>(d, a0[u].z, a1[u].z, a0[u].w, a1[u].w, b.z, b.w);
+    }
+  }
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kTokenThreads, 1) experts_token_kernel(const TokenParams p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -119,15 +185,16 @@ __global__ void __launch_bounds__(kTokenThreads, 1) experts_token_kernel(const T
   __shared__ float s_weight[kTokenMaxSlots];
   __shared__ __align__(8) std::uint64_t s_bar;
 
-  const int K = p.top_k, H = p.hidden, I = p.inter, R = p.rows_per_cta;
+  const int M = p.num_tokens, K = p.top_k, S = M * K, H = p.hidden, I = p.inter;
+  const int R = p.rows_per_cta, staged = p.staged_slots;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   unsigned char* at = token_smem;
   T* const x_s = reinterpret_cast<T*>(at);
-  at += token_align16(2LL * H);
+  at += token_align16(2LL * M * H);
   T* const h_s = reinterpret_cast<T*>(at);
-  at += 2LL * K * I;
+  at += 2LL * S * I;
   T* const w2_s = reinterpret_cast<T*>(at);
-  at += 2LL * K * R * (I + kTokenRowPad);
+  at += 2LL * staged * R * (I + kTokenRowPad);
   float* const y_s = reinterpret_cast<float*>(at);
   const int r0 = static_cast<int>(blockIdx.x) * R;
   const int rows = min(R, H - r0);
@@ -136,8 +203,8 @@ __global__ void __launch_bounds__(kTokenThreads, 1) experts_token_kernel(const T
   // The ids, the weights and x come from the previous kernels.
   pdl_wait();
   pdl_launch_dependents();
-  if (threadIdx.x < K) {
-    const int k = static_cast<int>(threadIdx.x);
+  if (threadIdx.x < S) {
+    const int k = static_cast<int>(threadIdx.x);  // the slot
     const std::int64_t raw = p.ids_int64 ? __ldg(static_cast<const std::int64_t*>(p.ids) + k)
                                          : __ldg(static_cast<const std::int32_t*>(p.ids) + k);
     std::int64_t e = raw;
@@ -156,9 +223,9 @@ __global__ void __launch_bounds__(kTokenThreads, 1) experts_token_kernel(const T
   // x (scaled by the slot's weight and rounded, as the CPU oracle, with
   // apply_router_weight_on_input) into shared memory.
   const int nvec = H / 8;
-  for (int v = static_cast<int>(threadIdx.x); v < nvec; v += kTokenThreads) {
+  for (int v = static_cast<int>(threadIdx.x); v < M * nvec; v += kTokenThreads) {
     uint4 xv = __ldg(reinterpret_cast<const uint4*>(p.x) + v);
-    if (p.weight_on_input) xv = scale_vec8<T>(xv, s_weight[0]);
+    if (p.weight_on_input) xv = scale_vec8<T>(xv, s_weight[v / nvec]);  // K == 1: slot = token
     reinterpret_cast<uint4*>(x_s)[v] = xv;
   }
   __syncthreads();
@@ -172,10 +239,10 @@ __global__ void __launch_bounds__(kTokenThreads, 1) experts_token_kernel(const T
     const std::uint32_t row_bytes = static_cast<std::uint32_t>(I) * 2u;
     const std::uint32_t bytes = static_cast<std::uint32_t>(rows) * row_bytes;
     std::uint32_t total = 0;
-    for (int k = 0; k < K; ++k) total += s_expert[k] >= 0 ? bytes : 0u;
+    for (int k = 0; k < staged; ++k) total += s_expert[k] >= 0 ? bytes : 0u;
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(total)
                  : "memory");
-    for (int k = 0; k < K; ++k) {
+    for (int k = 0; k < staged; ++k) {
       const int e = s_expert[k];
       if (e < 0) continue;
       const T* src = static_cast<const T*>(p.w2) +
@@ -205,16 +272,17 @@ __global__ void __launch_bounds__(kTokenThreads, 1) experts_token_kernel(const T
 
   // GEMM1 + activation over this CTA's range of units.
   const bool gated = p.activation != Activation::kRelu2;
-  const std::int64_t units = static_cast<std::int64_t>(K) * I;
+  const std::int64_t units = static_cast<std::int64_t>(S) * I;
   const std::int64_t per = (units + gridDim.x - 1) / gridDim.x;
   const std::int64_t ub = static_cast<std::int64_t>(blockIdx.x) * per;
   const std::int64_t ue = min(units, ub + per);
   const uint4 zero = make_uint4(0, 0, 0, 0);
   T* const h = static_cast<T*>(p.h);
   for (std::int64_t u = ub + warp; warp < kTokenComputeWarps && u < ue; u += kTokenComputeWarps) {
-    const int k = static_cast<int>(u / I), j = static_cast<int>(u % I);
+    const int k = static_cast<int>(u / I), j = static_cast<int>(u % I);  // slot k, token k / K
     const int e = s_expert[k];
     if (e < 0) continue;  // warp-uniform
+    const uint4* xt = reinterpret_cast<const uint4*>(x_s + static_cast<std::int64_t>(k / K) * H);
     const std::int64_t gate_row =
         static_cast<std::int64_t>(e) * p.w13_rows + static_cast<std::int64_t>(j) * p.gate_step;
     const T* g_row = static_cast<const T*>(p.w13) + gate_row * H;
@@ -232,7 +300,7 @@ __global__ void __launch_bounds__(kTokenThreads, 1) experts_token_kernel(const T
       for (int q = 0; q < kTokenVecs; ++q) {
         const int v = v0 + q * 32 + lane;
         if (v < nvec) {
-          const uint4 xv = reinterpret_cast<const uint4*>(x_s)[v];
+          const uint4 xv = xt[v];
           ag = dot8<T>(gw[q], xv, ag);
           if (gated) au = dot8<T>(uw[q], xv, au);
         }
@@ -257,56 +325,45 @@ __global__ void __launch_bounds__(kTokenThreads, 1) experts_token_kernel(const T
   // every slot's h (from the L2, not through the non-coherent path) into shared memory.
   __syncthreads();
   cooperative_groups::this_grid().sync();
-  const int hvec = K * I / 8;
+  const int hvec = S * I / 8;
   for (int v = static_cast<int>(threadIdx.x); v < hvec; v += kTokenThreads) {
     reinterpret_cast<uint4*>(h_s)[v] = __ldcg(reinterpret_cast<const uint4*>(h) + v);
   }
   __syncthreads();
 
   // GEMM2 on the tensor cores, swap-AB as the decode kernels (kernels/experts_decode.cuh): a warp
-  // per (slot, 16-row tile of this CTA's rows); the staged w2 rows are the m16n8k16 MMA's A side,
-  // h[k] every column of its B side (all 8 columns alike; one is used). A 32-element k chunk is
-  // one 16-byte vector per thread for rows g and g + 8 and for h, the same k permutation on both
-  // sides (a dot product does not care), so the fragments come straight from the vectors; two
-  // accumulator sets alternate chunks.
+  // per (slot, 16-row tile of this CTA's rows); the w2 rows (staged, or from global memory for
+  // slots from `staged` on) are the m16n8k16 MMA's A side, h[slot] every column of its B side
+  // (all 8 columns alike; one is used).
   {
     const int ivec = I / 8;
-    const int g = lane >> 2, t = lane & 3;
+    const int g = lane >> 2;
     const int tiles = (rows + 15) / 16;
-    const uint4 zero4 = make_uint4(0, 0, 0, 0);
-    for (int item = warp; item < tiles * K; item += kTokenWarps) {
-      const int k = item % K, m0 = (item / K) * 16;
+    for (int item = warp; item < tiles * S; item += kTokenWarps) {
+      const int k = item % S, m0 = (item / S) * 16;
       const int e = s_expert[k];
       if (e < 0) continue;  // warp-uniform
-      const uint4* hk = reinterpret_cast<const uint4*>(h_s + static_cast<std::int64_t>(k) * I);
-      const uint4* w0 = reinterpret_cast<const uint4*>(
-          w2_s + (static_cast<std::int64_t>(k) * R + m0 + g) * (I + kTokenRowPad));
-      const uint4* w1 = w0 + 8 * (ivec + kTokenRowPad / 8);  // row g + 8
+      const T* hk = h_s + static_cast<std::int64_t>(k) * I;
       const bool ok0 = m0 + g < rows, ok1 = m0 + g + 8 < rows;
       float acc0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, acc1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      // 32-element chunks (vectors past I read as zeros): chunk c into acc0 (even) or acc1 (odd).
-      const int chunks = (ivec + 3) / 4;
-      for (int c = 0; c < chunks; c += 2) {
-#pragma unroll
-        for (int u = 0; u < 2; ++u) {
-          const int v = 4 * (c + u) + t;
-          const bool in = v < ivec;
-          const uint4 hv = in ? hk[v] : zero4;
-          const uint4 a0 = in && ok0 ? w0[v] : zero4, a1 = in && ok1 ? w1[v] : zero4;
-          float(&d)[4] = u == 0 ? acc0 : acc1;
-          mma_16816<T>(d, a0.x, a1.x, a0.y, a1.y, hv.x, hv.y);
-          mma_16816<T>(d, a0.z, a1.z, a0.w, a1.w, hv.z, hv.w);
-        }
+      if (k < staged) {
+        token_gemm2_tile<T, false>(
+            w2_s + (static_cast<std::int64_t>(k) * R + m0 + g) * (I + kTokenRowPad),
+            I + kTokenRowPad, hk, ivec, ok0, ok1, acc0, acc1);
+      } else {
+        token_gemm2_tile<T, true>(
+            static_cast<const T*>(p.w2) + (static_cast<std::int64_t>(e) * H + r0 + m0 + g) * I, I,
+            hk, ivec, ok0, ok1, acc0, acc1);
       }
       // Column 2t of the D fragment: row g in [0], row g + 8 in [2] (every column alike).
-      if (t == 0) {
+      if ((lane & 3) == 0) {
 #pragma unroll
         for (int hh = 0; hh < 2; ++hh) {
           const int r = m0 + g + 8 * hh;
           if (r < rows) {
             const float sum = acc0[2 * hh] + acc1[2 * hh];
             const float b = load_bias<T>(p.b2, p.b2_f32, static_cast<std::int64_t>(e) * H + r0 + r);
-            y_s[r * K + k] = detail::to_float(detail::from_float<T>(sum + b));
+            y_s[r * S + k] = detail::to_float(detail::from_float<T>(sum + b));
           }
         }
       }
@@ -314,15 +371,17 @@ __global__ void __launch_bounds__(kTokenThreads, 1) experts_token_kernel(const T
   }
   __syncthreads();
 
-  // Combine: combine_kernel's float operations, k ascending.
+  // Combine: combine_kernel's float operations, k ascending; thread i: token i / rows, row i %
+  // rows.
   T* const out = static_cast<T*>(p.out);
-  for (int r = static_cast<int>(threadIdx.x); r < rows; r += kTokenThreads) {
+  for (int i = static_cast<int>(threadIdx.x); i < M * rows; i += kTokenThreads) {
+    const int tok = i / rows, r = i % rows;
     float acc = 0.0f;
-    for (int k = 0; k < K; ++k) {
+    for (int k = tok * K; k < tok * K + K; ++k) {
       if (s_expert[k] < 0) continue;
-      acc = __fmaf_rn(p.weight_on_input ? 1.0f : s_weight[k], y_s[r * K + k], acc);
+      acc = __fmaf_rn(p.weight_on_input ? 1.0f : s_weight[k], y_s[r * S + k], acc);
     }
-    out[r0 + r] = detail::from_float<T>(p.rsf * acc);
+    out[static_cast<std::int64_t>(tok) * H + r0 + r] = detail::from_float<T>(p.rsf * acc);
   }
 #else
   (void)p;

@@ -4,7 +4,7 @@
 // Pipeline (S = M*K slots; layout rows R = S, contiguous layout with alignment 1):
 //   expert_layout_cuda        ids (+ expert_map) -> offsets [E+1], src_to_dst, dst_to_src
 //                             (skipped with slot items, one token: GEMM1 writes src_to_dst)
-//   one token (plan.decode_fused_token, where it fits: launch/experts_token_launch.h):
+//   one or two tokens (plan.decode_fused_token, where it fits: launch/experts_token_launch.h):
 //     one cooperative kernel (kernels/experts_token.cuh): GEMM1 + activation, a grid barrier,
 //     GEMM2 from w2 rows staged in shared memory meanwhile, and the combine (no layout kernel)
 //   decode path (few rows per expert, kernels/experts_decode.cuh):
@@ -471,11 +471,16 @@ heuristics::DecodeGemm2 decode_gemm2_instance(const ExpertsParams& p, std::int64
 }
 
 bool token_kernel_runs(const ExpertsParams& p, std::int64_t num_tokens, std::int32_t top_k,
-                       const heuristics::ExpertsPlan& plan) {
+                       const heuristics::ExpertsPlan& plan, TokenLaunch* launch) {
   TokenLaunch token;
   return plan.path == heuristics::ExpertsPath::kDecode && plan.decode_token_tiles == 1 &&
-         plan.decode_slot_items && plan.decode_fused_token && num_tokens == 1 &&
-         token_kernel_fits(p, top_k, &token);
+         plan.decode_fused_token &&
+         token_kernel_fits(p, num_tokens, top_k, launch ? launch : &token);
+}
+
+bool token_kernel_runs(const ExpertsParams& p, std::int64_t num_tokens, std::int32_t top_k,
+                       const heuristics::ExpertsPlan& plan) {
+  return token_kernel_runs(p, num_tokens, top_k, plan, nullptr);
 }
 
 Status fused_experts_cuda_plan(const ExpertsParams& p, const ExpertsArgs& a, void* workspace,
@@ -518,20 +523,21 @@ Status fused_experts_cuda_plan(const ExpertsParams& p, const ExpertsArgs& a, voi
       forced ? *forced
              : heuristics::plan_experts(M, static_cast<std::int32_t>(K), p.num_experts,
                                         p.hidden_size, p.intermediate_size);
-  // Decode with slot items takes its work items from the ids (GEMM1 writes src_to_dst): no layout
-  // kernel, but the same argument checks.
+  // Decode with slot items takes its work items from the ids (GEMM1 writes src_to_dst), and the
+  // one-token kernel (one or two tokens, where it fits) reads them itself: no layout kernel, but
+  // the same argument checks.
   const bool slot_items = plan.path == heuristics::ExpertsPath::kDecode &&
                           plan.decode_token_tiles == 1 && plan.decode_slot_items;
-  const Status st = slot_items ? detail::layout_check("expert_layout_cuda", lp, la, Device::kCuda,
-                                                      detail::kMaxCudaAlignExperts)
-                               : expert_layout_cuda(lp, la, w.layout, wp.layout_bytes, stream);
+  TokenLaunch token;
+  const bool token_kernel = token_kernel_runs(p, M, static_cast<std::int32_t>(K), plan, &token);
+  const Status st = slot_items || token_kernel
+                        ? detail::layout_check("expert_layout_cuda", lp, la, Device::kCuda,
+                                               detail::kMaxCudaAlignExperts)
+                        : expert_layout_cuda(lp, la, w.layout, wp.layout_bytes, stream);
   if (!st.ok()) return Status(st.code(), std::string(kOp) + " (routing): " + st.message());
 
-  // One token: GEMM1, GEMM2 and the combine in one kernel where it fits (no combine below).
-  TokenLaunch token;
-  if (slot_items && plan.decode_fused_token && M == 1 && token_kernel_fits(p, K, &token)) {
-    return launch_token_kernel(p, a, w.act, token, stream);
-  }
+  // GEMM1, GEMM2 and the combine in one kernel (no combine below).
+  if (token_kernel) return launch_token_kernel(p, a, w.act, token, stream);
 
   const bool bf16 = a.x.dtype == DType::kBFloat16;
   if (plan.path == heuristics::ExpertsPath::kDecode) {

@@ -48,20 +48,34 @@ Status token_kernel_attrs(int device, TokenKernelAttrs* out) {
 
 }  // namespace
 
-bool token_kernel_fits(const ExpertsParams& p, std::int64_t top_k, TokenLaunch* out) {
+bool token_kernel_fits(const ExpertsParams& p, std::int64_t num_tokens, std::int64_t top_k,
+                       TokenLaunch* out) {
   DeviceAttrs dev;
   if (!current_device_attrs(&dev).ok() || dev.cc_major < 9 || dev.sms <= 0) return false;
-  if (top_k < 1 || top_k > kernels::kTokenMaxSlots) return false;
+  const std::int64_t S = num_tokens * top_k;
+  if (num_tokens < 1 || num_tokens > kTokenKernelMaxTokens || top_k < 1 ||
+      S > kernels::kTokenMaxSlots) {
+    return false;
+  }
   if (p.hidden_size < 8 || p.intermediate_size < 8) return false;
   TokenKernelAttrs ka;
   if (!token_kernel_attrs(dev.device, &ka).ok() || !ka.sm90_code) return false;
   const std::int64_t H = p.hidden_size, I = p.intermediate_size;
   const std::int64_t R = (H + dev.sms - 1) / dev.sms;
-  const std::int64_t smem = kernels::token_smem_bytes(H, I, top_k, R);
-  if (smem + static_cast<std::int64_t>(ka.static_smem) > dev.max_smem_optin) return false;
+  const std::int64_t room = dev.max_smem_optin - static_cast<std::int64_t>(ka.static_smem) -
+                            kernels::token_smem_fixed_bytes(H, I, S, num_tokens, R);
+  const std::int64_t staged =
+      std::min(S, std::max<std::int64_t>(room, 0) / kernels::token_slot_smem_bytes(I, R));
+  if (room < 0) return false;
+  // GEMM2's slots past `staged` stream their w2 rows after the grid barrier, a warp per (slot,
+  // 16-row tile): the rule below caps what one warp streams there (launch/experts_token_launch.h).
+  const std::int64_t global_items = (S - staged) * ((R + 15) / 16);
+  const std::int64_t rounds = (global_items + kernels::kTokenWarps - 1) / kernels::kTokenWarps;
+  if (rounds * 16 * I * 2 > kTokenMaxGlobalBytesPerWarp) return false;
   out->rows_per_cta = static_cast<std::int32_t>(R);
   out->ctas = static_cast<std::int32_t>((H + R - 1) / R);
-  out->smem = static_cast<std::size_t>(smem);
+  out->staged_slots = static_cast<std::int32_t>(staged);
+  out->smem = static_cast<std::size_t>(kernels::token_smem_bytes(H, I, S, num_tokens, R, staged));
   return true;
 }
 
@@ -80,6 +94,7 @@ Status launch_token_kernel(const ExpertsParams& p, const ExpertsArgs& a, void* h
   k.weights = static_cast<const float*>(a.top_k_weights.data);
   k.expert_map = static_cast<const std::int32_t*>(a.expert_map.data);
   k.map_size = a.expert_map.defined() ? a.expert_map.numel() : 0;
+  k.num_tokens = static_cast<std::int32_t>(a.x.size(0));
   k.num_experts = p.num_experts;
   k.top_k = static_cast<std::int32_t>(a.top_k_ids.size(1));
   k.hidden = p.hidden_size;
@@ -97,6 +112,7 @@ Status launch_token_kernel(const ExpertsParams& p, const ExpertsArgs& a, void* h
   k.h = h_scratch;
   k.out = a.out.data;
   k.rows_per_cta = l.rows_per_cta;
+  k.staged_slots = l.staged_slots;
 
   LaunchShape shape;
   shape.grid = dim3(static_cast<unsigned>(l.ctas));
