@@ -230,11 +230,11 @@ __global__ void __launch_bounds__(kTokenThreads, 1) experts_token_kernel(const T
   }
   __syncthreads();
 
-  // This CTA's w2 rows of every valid slot, into shared memory, from the last warp while the others
-  // run GEMM1: issuing ~200 KB of bulk copies keeps a thread ~6 us (the copy engine's queue; H200,
-  // session 27), which would otherwise delay a GEMM1 warp. (After the block barrier above, not
-  // before it behind a named barrier of the GEMM1 warps: compute-sanitizer's racecheck then
-  // reported this warp's later reads of h as unordered.)
+  // This CTA's w2 rows of the valid slots below `staged`, into shared memory, from the last warp
+  // while the others run GEMM1: issuing ~200 KB of bulk copies keeps a thread ~6 us (the copy
+  // engine's queue; H200, session 27), which would otherwise delay a GEMM1 warp. (After the block
+  // barrier above, not before it behind a named barrier of the GEMM1 warps: compute-sanitizer's
+  // racecheck then reported this warp's later reads of h as unordered.)
   if (warp == kTokenComputeWarps && lane == 0) {
     const std::uint32_t row_bytes = static_cast<std::uint32_t>(I) * 2u;
     const std::uint32_t bytes = static_cast<std::uint32_t>(rows) * row_bytes;
