@@ -22,6 +22,7 @@
 #include "../src/cuda/experts/experts_internal.h"
 #include "../src/cuda/experts/grouped_gemm.h"
 #include "../src/cuda/heuristics/experts.h"
+#include "../src/cuda/heuristics/experts_token.h"
 #include "common/gpu_bench.h"
 #include "common/rng.h"
 #include "common/synthetic.h"
@@ -798,7 +799,8 @@ TEST(ExpertsCuda, OneTokenKernelShapesAndIds) {
   // reads all 8 slots' rows from global memory, 16 items of 96 KB.
   check_token("experts/token/no_slot_staged", token_spec(2, 4096, 3072, 8, 0.0), true);
   // One of the two slots staged; the other's GEMM2 warp would stream 16 rows of 4096 elements
-  // (128 KB) after the grid barrier, past kTokenMaxGlobalBytesPerWarp: the decode items.
+  // (128 KB) after the grid barrier, past heuristics::kTokenMaxGlobalBytesPerWarp: the decode
+  // items.
   check_token("experts/token/long_rows_fall_back", token_spec(2, 2048, 4096, 2, 0.0), false);
   ProblemSpec big2 = token_spec(8, 72, 16384, 8, 0.0);
   big2.M = 2;
@@ -951,6 +953,43 @@ TEST(ExpertsHeuristics, DecodeUpToEightTokensThenTheUnclusteredGemm) {
   EXPECT_EQ(heuristics::expected_rows_per_expert(0, 8), 0);
   EXPECT_EQ(heuristics::expected_rows_per_expert(5, 8), 1);
   EXPECT_EQ(heuristics::expected_rows_per_expert(17, 8), 3);
+}
+
+// The token kernel's rule on an H200 (132 SMs; 232,448 bytes of opt-in shared memory less the
+// kernel's 384 static bytes): the presets it took in session 27's measurements, at one and two
+// tokens, and the shared-memory layout it computes for Qwen3-30B-A3B.
+TEST(ExpertsHeuristics, TokenKernelTakesTheMeasuredShapes) {
+  constexpr int kSms = 132;
+  constexpr std::int64_t kBudget = 232448 - 384;
+  const std::vector<std::string> takes = {"qwen3-30b-a3b", "qwen3-235b-a22b", "deepseek-v2",
+                                          "gpt-oss-120b"};
+  for (const ModelPreset& m : model_presets()) {
+    const bool expected = std::find(takes.begin(), takes.end(), m.name) != takes.end();
+    for (std::int64_t tokens : {1, 2}) {
+      heuristics::TokenShape shape;
+      EXPECT_EQ(heuristics::token_kernel_shape(m.hidden_size, m.intermediate_size, tokens,
+                                               m.routing.top_k, kSms, kBudget, &shape),
+                expected)
+          << m.name << " tokens=" << tokens;
+    }
+    heuristics::TokenShape three;
+    EXPECT_FALSE(heuristics::token_kernel_shape(m.hidden_size, m.intermediate_size, 3, 1, kSms,
+                                                kBudget, &three))
+        << m.name;
+  }
+  heuristics::TokenShape q;
+  ASSERT_TRUE(heuristics::token_kernel_shape(2048, 768, 1, 8, kSms, kBudget, &q));
+  EXPECT_EQ(q.rows_per_cta, 16);
+  EXPECT_EQ(q.ctas, 128);
+  EXPECT_EQ(q.staged_slots, 8);
+  EXPECT_EQ(q.smem, 4096 + 12288 + 8 * 16 * 800 * 2 + 512);
+  ASSERT_TRUE(heuristics::token_kernel_shape(2048, 768, 2, 8, kSms, kBudget, &q));
+  EXPECT_EQ(q.staged_slots, 7);
+  EXPECT_LE(q.smem, kBudget);
+  // 33 slots, an empty budget, no SMs: no.
+  EXPECT_FALSE(heuristics::token_kernel_shape(2048, 768, 1, 33, kSms, kBudget, &q));
+  EXPECT_FALSE(heuristics::token_kernel_shape(2048, 768, 1, 8, kSms, 1024, &q));
+  EXPECT_FALSE(heuristics::token_kernel_shape(2048, 768, 1, 8, 0, kBudget, &q));
 }
 
 TEST(ExpertsHeuristics, NarrowGemm2TakesThreeCtasPerSmOnlyWithTheCtasToFillThem) {

@@ -70,7 +70,7 @@ struct ExpertsPlan {
   bool decode_slot_items = false;
   // One or two tokens: GEMM1, GEMM2 and the combine in one cooperative kernel
   // (kernels/experts_token.cuh) that streams w13 and w2 at once, where the device and the shape
-  // fit it (launch/experts_token_launch.h: w2's hit rows must fit the SMs' shared memory, at two
+  // fit it (heuristics/experts_token.h: w2's hit rows must fit the SMs' shared memory, at two
   // tokens in part, e.g. Qwen3-30B-A3B); elsewhere the decode items. H200 (bench/NOTES.md,
   // session 27).
   bool decode_fused_token = false;

@@ -32,7 +32,7 @@
 // token with every slot dropped gets zeros. Slot-based: an expert hit by both tokens is read twice.
 // Deterministic: no atomics, every sum in a fixed order. Needs sm_90 (bulk copies, mbarrier
 // transaction counts); the launcher (launch/experts_token.cu) takes this path only where the
-// device and the shape fit (launch/experts_token_launch.h).
+// device and the shape fit (heuristics/experts_token.h: token_kernel_shape).
 //
 // Shared memory (dynamic), bytes: align16(2 M H) x | 2 S I h | 2 staged R (I + kTokenRowPad) w2
 // rows | align16(4 R S) y.
@@ -42,22 +42,20 @@
 
 #include <cstdint>
 
+#include "../heuristics/experts_token.h"
 #include "experts_decode.cuh"
 #include "experts_pointwise.cuh"
 #include "pdl.cuh"
 
 namespace switchyard::kernels {
 
-inline constexpr int kTokenComputeWarps = 16;               // GEMM1's warps
-inline constexpr int kTokenWarps = kTokenComputeWarps + 1;  // + the w2 copy warp
+using heuristics::kTokenComputeWarps;
+using heuristics::kTokenMaxSlots;
+using heuristics::kTokenRowPad;
+using heuristics::kTokenWarps;
+using heuristics::token_align16;
 inline constexpr int kTokenThreads = 32 * kTokenWarps;
-inline constexpr int kTokenMaxSlots = 32;
 inline constexpr int kTokenVecs = 8;  // 16-byte vectors per lane and weight row in flight
-// Staged w2 rows are I + kTokenRowPad elements apart in shared memory (I % 8 == 0, so the stride
-// is 4 16-byte bank groups off a multiple of 128 bytes): a quarter warp of GEMM2's fragment loads
-// reads vectors 4c..4c+3 of rows g and g + 1, which then fall in 8 different bank groups (ncu,
-// session 27: unpadded 1536-byte rows, and 1552-byte ones, read twice the ideal wavefronts).
-inline constexpr int kTokenRowPad = 32;
 
 struct TokenParams {
   const void* x;    // [M, H] T: the tokens
@@ -84,32 +82,6 @@ struct TokenParams {
   // slots' rows from global memory after the grid barrier.
   std::int32_t staged_slots;
 };
-
-__host__ __device__ constexpr std::int64_t token_align16(std::int64_t b) {
-  return (b + 15) / 16 * 16;
-}
-
-// Dynamic shared memory of the kernel, bytes (the layout at the top of the file): x, h and y, and
-// the w2 rows of one staged slot; S = tokens * top_k slots, `staged` of them in shared memory.
-__host__ __device__ constexpr std::int64_t token_smem_fixed_bytes(std::int64_t hidden,
-                                                                  std::int64_t inter,
-                                                                  std::int64_t slots,
-                                                                  std::int64_t tokens,
-                                                                  std::int64_t rows_per_cta) {
-  return token_align16(2 * tokens * hidden) + 2 * slots * inter +
-         token_align16(4 * rows_per_cta * slots);
-}
-__host__ __device__ constexpr std::int64_t token_slot_smem_bytes(std::int64_t inter,
-                                                                 std::int64_t rows_per_cta) {
-  return 2 * rows_per_cta * (inter + kTokenRowPad);
-}
-__host__ __device__ constexpr std::int64_t token_smem_bytes(std::int64_t hidden, std::int64_t inter,
-                                                            std::int64_t slots, std::int64_t tokens,
-                                                            std::int64_t rows_per_cta,
-                                                            std::int64_t staged) {
-  return token_smem_fixed_bytes(hidden, inter, slots, tokens, rows_per_cta) +
-         staged * token_slot_smem_bytes(inter, rows_per_cta);
-}
 
 template <typename T>
 __device__ __forceinline__ float dot8(uint4 w, uint4 x, float acc) {

@@ -1,6 +1,5 @@
 // Host side of the one-token fused MoE kernel (kernels/experts_token.cuh; contract in
 // experts_token_launch.h).
-#include <algorithm>
 #include <cstdint>
 #include <mutex>
 
@@ -51,31 +50,19 @@ Status token_kernel_attrs(int device, TokenKernelAttrs* out) {
 bool token_kernel_fits(const ExpertsParams& p, std::int64_t num_tokens, std::int64_t top_k,
                        TokenLaunch* out) {
   DeviceAttrs dev;
-  if (!current_device_attrs(&dev).ok() || dev.cc_major < 9 || dev.sms <= 0) return false;
-  const std::int64_t S = num_tokens * top_k;
-  if (num_tokens < 1 || num_tokens > kTokenKernelMaxTokens || top_k < 1 ||
-      S > kernels::kTokenMaxSlots) {
-    return false;
-  }
-  if (p.hidden_size < 8 || p.intermediate_size < 8) return false;
+  if (!current_device_attrs(&dev).ok() || dev.cc_major < 9) return false;
   TokenKernelAttrs ka;
   if (!token_kernel_attrs(dev.device, &ka).ok() || !ka.sm90_code) return false;
-  const std::int64_t H = p.hidden_size, I = p.intermediate_size;
-  const std::int64_t R = (H + dev.sms - 1) / dev.sms;
-  const std::int64_t room = dev.max_smem_optin - static_cast<std::int64_t>(ka.static_smem) -
-                            kernels::token_smem_fixed_bytes(H, I, S, num_tokens, R);
-  const std::int64_t staged =
-      std::min(S, std::max<std::int64_t>(room, 0) / kernels::token_slot_smem_bytes(I, R));
-  if (room < 0) return false;
-  // GEMM2's slots past `staged` stream their w2 rows after the grid barrier, a warp per (slot,
-  // 16-row tile): the rule below caps what one warp streams there (launch/experts_token_launch.h).
-  const std::int64_t global_items = (S - staged) * ((R + 15) / 16);
-  const std::int64_t rounds = (global_items + kernels::kTokenWarps - 1) / kernels::kTokenWarps;
-  if (rounds * 16 * I * 2 > kTokenMaxGlobalBytesPerWarp) return false;
-  out->rows_per_cta = static_cast<std::int32_t>(R);
-  out->ctas = static_cast<std::int32_t>((H + R - 1) / R);
-  out->staged_slots = static_cast<std::int32_t>(staged);
-  out->smem = static_cast<std::size_t>(kernels::token_smem_bytes(H, I, S, num_tokens, R, staged));
+  heuristics::TokenShape shape;
+  if (!heuristics::token_kernel_shape(
+          p.hidden_size, p.intermediate_size, num_tokens, top_k, dev.sms,
+          dev.max_smem_optin - static_cast<std::int64_t>(ka.static_smem), &shape)) {
+    return false;
+  }
+  out->rows_per_cta = shape.rows_per_cta;
+  out->ctas = shape.ctas;
+  out->staged_slots = shape.staged_slots;
+  out->smem = static_cast<std::size_t>(shape.smem);
   return true;
 }
 
