@@ -823,7 +823,8 @@ TEST(ExpertsCuda, DefaultPlanOnModelShapes) {
     const std::vector<std::uint8_t> cpu = run_cpu(pr);
     DeviceProblem d;
     upload_problem(pr, &d);
-    const ExpertsPlan plan = heuristics::plan_experts(M, s.K, s.E, s.H, s.I);
+    const ExpertsPlan plan =
+        heuristics::plan_experts(M, s.K, s.E, s.H, s.I, experts_w13_interleaved(pr.p));
     if (plan.path == ExpertsPath::kGroupedGemm && !device_is_sm90()) continue;
     ASSERT_TRUE(tools::fill_device_bytes(d.out.get(), 0xff, d.out.bytes()).ok());
     ASSERT_TRUE(
@@ -907,8 +908,8 @@ TEST(ExpertsHeuristics, DecodeUpToEightTokensThenTheUnclusteredGemm) {
     const ModelPreset* m = find_model_preset(name);
     ASSERT_NE(m, nullptr);
     const int E = m->routing.num_experts, K = m->routing.top_k;
-    const auto plan = [&](std::int64_t M) {
-      return heuristics::plan_experts(M, K, E, m->hidden_size, m->intermediate_size);
+    const auto plan = [&](std::int64_t M, bool interleaved = true) {
+      return heuristics::plan_experts(M, K, E, m->hidden_size, m->intermediate_size, interleaved);
     };
     const ExpertsPlan one = plan(1);
     EXPECT_EQ(one.path, ExpertsPath::kDecode) << name;
@@ -922,23 +923,52 @@ TEST(ExpertsHeuristics, DecodeUpToEightTokensThenTheUnclusteredGemm) {
       EXPECT_EQ(plan(M).decode_token_tiles, 1) << name << " M=" << M;
       EXPECT_FALSE(plan(M).decode_slot_items) << name << " M=" << M;
     }
-    for (std::int64_t M : {9, 256, 4096, 8192}) {
+    for (std::int64_t M : {9, 256, 4096, 8192, 16384}) {
       EXPECT_EQ(plan(M).path, ExpertsPath::kGroupedGemm) << name << " M=" << M;
+      // The 128-row tile past 512 rows per expert, except with interleaved gate/up rows on wide
+      // experts (Mixtral), where the 64-row tile's GEMM1 fuses the activation.
       const bool many_rows = M * K / std::min<std::int64_t>(E, M * K) > 512;
-      EXPECT_EQ(plan(M).gemm_tile, many_rows ? GemmTile::kRows128Single : GemmTile::kRows64Single)
+      const bool wide = m->intermediate_size >= 8192;
+      EXPECT_EQ(plan(M, false).gemm_tile,
+                many_rows ? GemmTile::kRows128Single : GemmTile::kRows64Single)
+          << name << " M=" << M;
+      EXPECT_EQ(plan(M).gemm_tile,
+                many_rows && !wide ? GemmTile::kRows128Single : GemmTile::kRows64Single)
           << name << " M=" << M;
     }
   }
-  // Mixtral from 4096 tokens (1024 rows per expert): the 128-row tile; Qwen3-30B at 8192 (512
-  // rows) keeps the 64-row one.
-  EXPECT_EQ(heuristics::plan_experts(4096, 2, 8, 4096, 14336).gemm_tile, GemmTile::kRows128Single);
-  EXPECT_EQ(heuristics::plan_experts(2048, 2, 8, 4096, 14336).gemm_tile, GemmTile::kRows64Single);
-  EXPECT_EQ(heuristics::plan_experts(8192, 8, 128, 2048, 768).gemm_tile, GemmTile::kRows64Single);
+  // Halves: Mixtral from 4096 tokens (1024 rows per expert) on the 128-row tile, Qwen3-30B at
+  // 8192 (512 rows) on the 64-row one. Interleaved: Mixtral on the fused 64-row tile at every
+  // size (I = 14336), Qwen3-235B (I = 1536) on the 128-row one from 1024 rows; the threshold.
+  EXPECT_EQ(heuristics::plan_experts(4096, 2, 8, 4096, 14336, false).gemm_tile,
+            GemmTile::kRows128Single);
+  EXPECT_EQ(heuristics::plan_experts(4096, 2, 8, 4096, 14336, false).gemm2_tile,
+            GemmTile::kRows128Single);
+  EXPECT_EQ(heuristics::plan_experts(2048, 2, 8, 4096, 14336, false).gemm_tile,
+            GemmTile::kRows64Single);
+  EXPECT_EQ(heuristics::plan_experts(8192, 8, 128, 2048, 768, false).gemm_tile,
+            GemmTile::kRows64Single);
+  for (const std::int64_t M : {4096, 8192, 16384}) {
+    const ExpertsPlan pl = heuristics::plan_experts(M, 2, 8, 4096, 14336, true);
+    EXPECT_EQ(pl.gemm_tile, GemmTile::kRows64Single) << "M=" << M;
+    EXPECT_EQ(pl.gemm2_tile, GemmTile::kRows64Single) << "M=" << M;
+    EXPECT_TRUE(heuristics::gemm1_fuses_activation(pl, true)) << "M=" << M;
+    EXPECT_FALSE(heuristics::gemm1_fuses_activation(pl, false)) << "M=" << M;
+  }
+  EXPECT_EQ(heuristics::plan_experts(16384, 8, 128, 4096, 1536, true).gemm_tile,
+            GemmTile::kRows128Single);
+  EXPECT_EQ(heuristics::plan_experts(8192, 8, 128, 4096, 1536, true).gemm_tile,
+            GemmTile::kRows64Single);
+  EXPECT_EQ(heuristics::plan_experts(131072, 1, 128, 5120, 8192, true).gemm_tile,
+            GemmTile::kRows64Single);
+  EXPECT_EQ(heuristics::plan_experts(131072, 1, 128, 5120, 8191, true).gemm_tile,
+            GemmTile::kRows128Single);
   // GEMM2 on the clustered 64-row tile only where the experts hold just over one row tile and
   // GEMM2 has few column tiles: Mixtral at 196..272 tokens (49..68 rows per expert).
   const auto gemm2 = [](std::int64_t M, int K, int E, int H) {
-    const ExpertsPlan pl = heuristics::plan_experts(M, K, E, H, 1024);
+    const ExpertsPlan pl = heuristics::plan_experts(M, K, E, H, 1024, true);
     EXPECT_EQ(pl.gemm_tile, GemmTile::kRows64Single) << "M=" << M << " E=" << E;
+    EXPECT_EQ(heuristics::plan_experts(M, K, E, H, 1024, false).gemm2_tile, pl.gemm2_tile);
     return pl.gemm2_tile;
   };
   EXPECT_EQ(gemm2(192, 2, 8, 4096), GemmTile::kRows64Single);     // 48 rows per expert

@@ -463,7 +463,9 @@ int bench_experts_main(const Args& args) {
       row.inter = static_cast<int>(I);
       row.tokens = M;
       const heuristics::ExpertsPlan plan =
-          force ? forced : heuristics::plan_experts(M, K, E, p.hidden_size, p.intermediate_size);
+          force ? forced
+                : heuristics::plan_experts(M, K, E, p.hidden_size, p.intermediate_size,
+                                           experts_w13_interleaved(p));
       row.path =
           plan.path == heuristics::ExpertsPath::kDecode
               ? "decode/" + std::to_string(8 * plan.decode_token_tiles)

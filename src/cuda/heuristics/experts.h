@@ -34,10 +34,25 @@
 //    764 / 751, 288 (72) 746 / 747, 320 (80) 749 / 754. Session 9 found the clustered GEMM2 1-3%
 //    slower on Qwen3-30B (128 to 2048 tokens) and DeepSeek-V3 (256 to 2048), whose GEMM2 has
 //    1024-7168 column tiles, so it stays unclustered there.
-//  - from 513 rows per expert the 128-row tile without a cluster: it beat the 64-row one only
-//    where the GEMMs are compute-bound, Mixtral 4096 / 8192 tokens (1024 / 2048 rows per expert):
-//    4930 / 9438 us against 5180 / 9908; it lost at Qwen3-30B 8192 tokens (512 rows: 1514 against
-//    1467) and on DeepSeek-V3 up to 8192 tokens (256 rows).
+//  - from 513 rows per expert the 128-row tile without a cluster, with GEMM1 writing float32 and
+//    the activation kernel after it: it beat the 64-row one (both unfused) only where the GEMMs
+//    are compute-bound, Mixtral 4096 / 8192 tokens (1024 / 2048 rows per expert): 4930 / 9438 us
+//    against 5180 / 9908; it lost at Qwen3-30B 8192 tokens (512 rows: 1514 against 1467) and on
+//    DeepSeek-V3 up to 8192 tokens (256 rows).
+//  - except for wide experts (intermediate size >= kGemm1FusedWideMinIntermediate) with
+//    interleaved gate/up rows: there the 64-row tile, whose GEMM1 writes act itself
+//    (gemm1_fuses_activation), at every size. H200, session 28, us, 128-row tile unfused / 64-row
+//    fused, interleaved runs in one process, three calls
+//    (bench/results/2026-11-30-h200-s28-*.json): Mixtral (I = 14336) 4096 tokens 4941 4858 4798
+//    4761 4803 4953 4806 4869 / 4617 4608 4595 4757 4705 4734 4670 4644, 8192 9359 9592 9456 9360
+//    9283 9421 9561 9564 / 8861 8938 8944 8857 8938 9110 9014 9074, 16384 18503 18628 18771 18880
+//    18884 18843 / 18554 18179 18474 18302 18615 18500. The float32 round trip costs both the same
+//    share at equal H; what differs is the 64-row tile's loss. Narrow experts lose more: Qwen3-235B
+//    (I = 1536, same H = 4096) 8192 / 16384 tokens 4808 4872 4814 / 4937 5056 5186 and 9100 9015
+//    9045 / 9535 9702 9624 (ncu: its 64-row GEMM1 read w13 2.7 times from DRAM, at 2.9 TB/s;
+//    Mixtral's 3.8 times at 1.3 TB/s), Qwen3-Coder (I = 2560) 16384 21516 21867 21590 / 22609 22506
+//    21548; level at Qwen3-30B (I = 768) 16384, gpt-oss (I = 2880) 32768 and Llama 4 (I = 8192)
+//    65536 / 131072 tokens.
 #pragma once
 
 #include <algorithm>
@@ -130,6 +145,8 @@ inline DecodeGemm2 decode_gemm2_with_grid(const ExpertsPlan& plan, std::int64_t 
 inline constexpr std::int64_t kDecodeMaxTokens = 8;       // decode (one 8-row tile) up to this M
 inline constexpr std::int64_t kDecodeFusedMaxTokens = 2;  // the one-token kernel up to this M
 inline constexpr std::int64_t kGemmRows128MinRowsPerExpert = 513;  // the 128-row tile from here
+// ... except where the fused 64-row GEMM1 keeps the 64-row tile (interleaved, experts this wide).
+inline constexpr std::int32_t kGemm1FusedWideMinIntermediate = 8192;
 // GEMM2 on the clustered 64-row tile (see the rule above): expected rows per hit expert in
 // [kGemm2ClusterMinRows, kGemm2ClusterMaxRows] and at most kGemm2ClusterMaxColumnTiles GEMM2
 // column tiles of 256 (hit experts x ceil(H / 256); about two waves of one-row-tile experts on a
@@ -145,18 +162,19 @@ inline std::int64_t expected_rows_per_expert(std::int64_t num_slots, std::int32_
   return (num_slots + hit - 1) / hit;
 }
 
-// intermediate_size is accepted so that a later rule may use it (e.g. the decode grid's occupancy
-// at tiny I); hidden_size is GEMM2's n (its column tiles).
+// hidden_size is GEMM2's n (its column tiles). interleaved_gated: the weights hold interleaved
+// gate/up rows of a gated activation (experts_w13_interleaved), so the 64-row tile's GEMM1 can
+// fuse the activation.
 inline ExpertsPlan plan_experts(std::int64_t num_tokens, std::int32_t top_k,
                                 std::int32_t num_experts, std::int32_t hidden_size,
-                                std::int32_t intermediate_size) {
-  (void)intermediate_size;
+                                std::int32_t intermediate_size, bool interleaved_gated) {
   ExpertsPlan plan;
   const std::int64_t slots = num_tokens * top_k;
   const std::int64_t r = expected_rows_per_expert(slots, num_experts);
   plan.rows_per_expert = r;
-  plan.gemm_tile =
-      r >= kGemmRows128MinRowsPerExpert ? GemmTile::kRows128Single : GemmTile::kRows64Single;
+  const bool wide_fused = interleaved_gated && intermediate_size >= kGemm1FusedWideMinIntermediate;
+  plan.gemm_tile = r >= kGemmRows128MinRowsPerExpert && !wide_fused ? GemmTile::kRows128Single
+                                                                    : GemmTile::kRows64Single;
   plan.gemm2_tile = plan.gemm_tile;
   const std::int64_t hit =
       std::min<std::int64_t>(std::max(num_experts, 0), std::max<std::int64_t>(slots, 0));

@@ -520,9 +520,10 @@ Status fused_experts_cuda_plan(const ExpertsParams& p, const ExpertsArgs& a, voi
   la.src_to_dst = TensorView::contiguous(w.src_to_dst, DType::kInt64, {S}, Device::kCuda);
   la.dst_to_src = TensorView::contiguous(w.dst_to_src, DType::kInt64, {S}, Device::kCuda);
   const heuristics::ExpertsPlan plan =
-      forced ? *forced
-             : heuristics::plan_experts(M, static_cast<std::int32_t>(K), p.num_experts,
-                                        p.hidden_size, p.intermediate_size);
+      forced
+          ? *forced
+          : heuristics::plan_experts(M, static_cast<std::int32_t>(K), p.num_experts, p.hidden_size,
+                                     p.intermediate_size, experts_w13_interleaved(p));
   // Decode with slot items takes its work items from the ids (GEMM1 writes src_to_dst), and the
   // one-token kernel (one or two tokens, where it fits) reads them itself: no layout kernel, but
   // the same argument checks.
