@@ -712,7 +712,9 @@ void check_token(const std::string& id, const ProblemSpec& s, bool must_fit) {
   if (device_is_sm90() && device_sms() == 132) {  // H100 SXM / H200: the sizes in the comments
     EXPECT_EQ(detail::token_kernel_runs(p, s.M, s.K, token_plan()), must_fit) << id;
   }
-  EXPECT_FALSE(detail::token_kernel_runs(p, 3, s.K, token_plan())) << id;
+  EXPECT_FALSE(
+      detail::token_kernel_runs(p, heuristics::kDecodeFusedMaxTokens + 1, s.K, token_plan()))
+      << id;
   EXPECT_FALSE(detail::token_kernel_runs(p, s.M, s.K, slot_items_plan())) << id;
   check(id, s, {token_plan(), slot_items_plan()});
 }
