@@ -47,12 +47,14 @@
 //    4761 4803 4953 4806 4869 / 4617 4608 4595 4757 4705 4734 4670 4644, 8192 9359 9592 9456 9360
 //    9283 9421 9561 9564 / 8861 8938 8944 8857 8938 9110 9014 9074, 16384 18503 18628 18771 18880
 //    18884 18843 / 18554 18179 18474 18302 18615 18500. The float32 round trip costs both the same
-//    share at equal H; what differs is the 64-row tile's loss. Narrow experts lose more: Qwen3-235B
-//    (I = 1536, same H = 4096) 8192 / 16384 tokens 4808 4872 4814 / 4937 5056 5186 and 9100 9015
-//    9045 / 9535 9702 9624 (ncu: its 64-row GEMM1 read w13 2.7 times from DRAM, at 2.9 TB/s;
-//    Mixtral's 3.8 times at 1.3 TB/s), Qwen3-Coder (I = 2560) 16384 21516 21867 21590 / 22609 22506
-//    21548; level at Qwen3-30B (I = 768) 16384, gpt-oss (I = 2880) 32768 and Llama 4 (I = 8192)
-//    65536 / 131072 tokens.
+//    share at equal H; what differs is the 64-row tile's loss. Narrower experts lose more, and
+//    keep the 128-row tile from 513 rows: Qwen3-235B (I = 1536, same H = 4096) 16384 tokens
+//    (1024 rows) 9100 9015 9045 / 9535 9702 9624 (ncu at 8192 tokens: its 64-row GEMM1 read w13
+//    2.7 times from DRAM, at 2.9 TB/s; Mixtral's 3.8 times at 1.3 TB/s), Qwen3-Coder (I = 2560)
+//    16384 (820 rows) 21516 21867 21590 / 22609 22506 21548, gpt-oss (I = 2880) 32768 (1024 rows)
+//    12355 13213 12343 / 13601 12263 13592; level at Qwen3-30B (I = 768) 16384 and Llama 4
+//    (I = 8192) 65536 / 131072 tokens. (At 320-512 rows the 128-row tile won on one machine and
+//    not on another: bench/NOTES.md, session 28, calls 7-9; the 64-row tile stays there.)
 #pragma once
 
 #include <algorithm>
