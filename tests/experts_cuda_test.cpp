@@ -927,21 +927,22 @@ TEST(ExpertsHeuristics, DecodeUpToEightTokensThenTheUnclusteredGemm) {
     }
     for (std::int64_t M : {9, 256, 4096, 8192, 16384}) {
       EXPECT_EQ(plan(M).path, ExpertsPath::kGroupedGemm) << name << " M=" << M;
-      // The 128-row tile past 512 rows per expert, except with interleaved gate/up rows on wide
-      // experts (Mixtral), where the 64-row tile's GEMM1 fuses the activation.
-      const bool many_rows = M * K / std::min<std::int64_t>(E, M * K) > 512;
-      const bool wide = m->intermediate_size >= 8192;
+      // Halves: the 128-row tile past 512 rows per expert. Interleaved gate/up rows (the 64-row
+      // tile's GEMM1 fuses the activation): the 128-row tile from 289 rows, except on wide
+      // experts (Mixtral) or a thin hidden size (Qwen3-30B).
+      const std::int64_t r = heuristics::expected_rows_per_expert(M * K, E);
+      const bool fused_stays = m->intermediate_size >= 8192 || m->hidden_size < 2560;
       EXPECT_EQ(plan(M, false).gemm_tile,
-                many_rows ? GemmTile::kRows128Single : GemmTile::kRows64Single)
+                r > 512 ? GemmTile::kRows128Single : GemmTile::kRows64Single)
           << name << " M=" << M;
       EXPECT_EQ(plan(M).gemm_tile,
-                many_rows && !wide ? GemmTile::kRows128Single : GemmTile::kRows64Single)
+                r >= 289 && !fused_stays ? GemmTile::kRows128Single : GemmTile::kRows64Single)
           << name << " M=" << M;
     }
   }
   // Halves: Mixtral from 4096 tokens (1024 rows per expert) on the 128-row tile, Qwen3-30B at
   // 8192 (512 rows) on the 64-row one. Interleaved: Mixtral on the fused 64-row tile at every
-  // size (I = 14336), Qwen3-235B (I = 1536) on the 128-row one from 1024 rows; the threshold.
+  // size (I = 14336).
   EXPECT_EQ(heuristics::plan_experts(4096, 2, 8, 4096, 14336, false).gemm_tile,
             GemmTile::kRows128Single);
   EXPECT_EQ(heuristics::plan_experts(4096, 2, 8, 4096, 14336, false).gemm2_tile,
@@ -957,14 +958,24 @@ TEST(ExpertsHeuristics, DecodeUpToEightTokensThenTheUnclusteredGemm) {
     EXPECT_TRUE(heuristics::gemm1_fuses_activation(pl, true)) << "M=" << M;
     EXPECT_FALSE(heuristics::gemm1_fuses_activation(pl, false)) << "M=" << M;
   }
-  EXPECT_EQ(heuristics::plan_experts(16384, 8, 128, 4096, 1536, true).gemm_tile,
-            GemmTile::kRows128Single);
-  EXPECT_EQ(heuristics::plan_experts(8192, 8, 128, 4096, 1536, true).gemm_tile,
-            GemmTile::kRows64Single);
-  EXPECT_EQ(heuristics::plan_experts(131072, 1, 128, 5120, 8192, true).gemm_tile,
-            GemmTile::kRows64Single);
-  EXPECT_EQ(heuristics::plan_experts(131072, 1, 128, 5120, 8191, true).gemm_tile,
-            GemmTile::kRows128Single);
+  // Interleaved, the thresholds: Qwen3-235B's shape at 256 / 288 / 289 / 512 rows per expert,
+  // DeepSeek-V3's at 8192 / 16384 tokens, I = 8191 / 8192 (Llama 4's shape), H = 2559 / 2560.
+  const auto tile = [](std::int64_t M, int K, int E, int H, int I) {
+    return heuristics::plan_experts(M, K, E, H, I, true).gemm_tile;
+  };
+  EXPECT_EQ(tile(4096, 8, 128, 4096, 1536), GemmTile::kRows64Single);
+  EXPECT_EQ(tile(4608, 8, 128, 4096, 1536), GemmTile::kRows64Single);
+  EXPECT_EQ(tile(4609, 8, 128, 4096, 1536), GemmTile::kRows128Single);
+  EXPECT_EQ(tile(8192, 8, 128, 4096, 1536), GemmTile::kRows128Single);
+  EXPECT_EQ(tile(8192, 8, 256, 7168, 2048), GemmTile::kRows64Single);
+  EXPECT_EQ(tile(16384, 8, 256, 7168, 2048), GemmTile::kRows128Single);
+  EXPECT_EQ(tile(131072, 1, 128, 5120, 8192), GemmTile::kRows64Single);
+  EXPECT_EQ(tile(131072, 1, 128, 5120, 8191), GemmTile::kRows128Single);
+  EXPECT_EQ(tile(16384, 8, 128, 2559, 768), GemmTile::kRows64Single);
+  EXPECT_EQ(tile(16384, 8, 128, 2560, 768), GemmTile::kRows128Single);
+  // The 128-row tile's GEMM1 writes float32 and leaves the activation to its own kernel.
+  EXPECT_FALSE(heuristics::gemm1_fuses_activation(
+      heuristics::plan_experts(8192, 8, 128, 4096, 1536, true), true));
   // GEMM2 on the clustered 64-row tile only where the experts hold just over one row tile and
   // GEMM2 has few column tiles: Mixtral at 196..272 tokens (49..68 rows per expert).
   const auto gemm2 = [](std::int64_t M, int K, int E, int H) {

@@ -10,7 +10,8 @@
 //   kRows64:  ping-pong, tile 64 x 256 x 64 (each consumer warpgroup owns a 64 x 256 tile; the
 //             two alternate mainloop and epilogue), for experts with few rows.
 //   kRows128Single: kRows128 with cluster 1 x 1: the heuristic's above 512 rows per expert
-//             (except wide experts with interleaved w13: heuristics/experts.h).
+//             (with interleaved w13 from 289, and never on wide experts or a thin hidden size:
+//             heuristics/experts.h).
 //   kRows64Single: kRows64 with cluster 1 x 1: the heuristic's tile (heuristics/experts.h). On an
 //             H200 it beat both clustered tiles from 16 to 8192 tokens (DeepSeek-V3, Mixtral,
 //             Qwen3-30B): an expert with one row tile left the 2 x 1 cluster's second CTA idle.

@@ -34,27 +34,32 @@
 //    764 / 751, 288 (72) 746 / 747, 320 (80) 749 / 754. Session 9 found the clustered GEMM2 1-3%
 //    slower on Qwen3-30B (128 to 2048 tokens) and DeepSeek-V3 (256 to 2048), whose GEMM2 has
 //    1024-7168 column tiles, so it stays unclustered there.
-//  - from 513 rows per expert the 128-row tile without a cluster, with GEMM1 writing float32 and
-//    the activation kernel after it: it beat the 64-row one (both unfused) only where the GEMMs
-//    are compute-bound, Mixtral 4096 / 8192 tokens (1024 / 2048 rows per expert): 4930 / 9438 us
-//    against 5180 / 9908; it lost at Qwen3-30B 8192 tokens (512 rows: 1514 against 1467) and on
-//    DeepSeek-V3 up to 8192 tokens (256 rows).
-//  - except for wide experts (intermediate size >= kGemm1FusedWideMinIntermediate) with
-//    interleaved gate/up rows: there the 64-row tile, whose GEMM1 writes act itself
-//    (gemm1_fuses_activation), at every size. H200, session 28, us, 128-row tile unfused / 64-row
-//    fused, interleaved runs in one process, three calls
-//    (bench/results/2026-11-30-h200-s28-*.json): Mixtral (I = 14336) 4096 tokens 4941 4858 4798
-//    4761 4803 4953 4806 4869 / 4617 4608 4595 4757 4705 4734 4670 4644, 8192 9359 9592 9456 9360
-//    9283 9421 9561 9564 / 8861 8938 8944 8857 8938 9110 9014 9074, 16384 18503 18628 18771 18880
-//    18884 18843 / 18554 18179 18474 18302 18615 18500. The float32 round trip costs both the same
-//    share at equal H; what differs is the 64-row tile's loss. Narrower experts lose more, and
-//    keep the 128-row tile from 513 rows: Qwen3-235B (I = 1536, same H = 4096) 16384 tokens
-//    (1024 rows) 9100 9015 9045 / 9535 9702 9624 (ncu at 8192 tokens: its 64-row GEMM1 read w13
-//    2.7 times from DRAM, at 2.9 TB/s; Mixtral's 3.8 times at 1.3 TB/s), Qwen3-Coder (I = 2560)
-//    16384 (820 rows) 21516 21867 21590 / 22609 22506 21548, gpt-oss (I = 2880) 32768 (1024 rows)
-//    12355 13213 12343 / 13601 12263 13592; level at Qwen3-30B (I = 768) 16384 and Llama 4
-//    (I = 8192) 65536 / 131072 tokens. (At 320-512 rows the 128-row tile won on one machine and
-//    not on another: bench/NOTES.md, session 28, calls 7-9; the 64-row tile stays there.)
+//  - with SGLang's gate/up halves (or relu2; GEMM1 cannot fuse the activation) the 128-row tile
+//    without a cluster from 513 rows per expert (kGemmRows128MinRowsPerExpert): with both GEMM1s
+//    writing float32 it beat the 64-row one only where the GEMMs are compute-bound, Mixtral 4096 /
+//    8192 tokens (1024 / 2048 rows per expert): 4930 / 9438 us against 5180 / 9908; it lost at
+//    Qwen3-30B 8192 tokens (512 rows: 1514 against 1467) and on DeepSeek-V3 up to 8192 tokens
+//    (256 rows).
+//  - with interleaved gate/up rows the 64-row tile's GEMM1 writes act itself
+//    (gemm1_fuses_activation), and the 128-row tile (float32 GEMM1 + the activation kernel) has to
+//    beat that. H200, session 28, medians of three interleaved runs in one process, the 128-row
+//    tile against the fused 64-row one, on four machines (bench/results/2026-11-30-h200-s28-*.json;
+//    bench/NOTES.md, session 28):
+//    - wide experts (I >= kGemm1FusedWideMinIntermediate): never. Mixtral (I = 14336) 2048 /
+//      4096 / 8192 / 16384 tokens (r = 512 / 1024 / 2048 / 4096) +7 / +4 / +5 / +2% in three
+//      calls (e.g. 8192: 9421 9561 9564 against 9110 9014 9074 us); Llama 4 (I = 8192) r = 512 /
+//      1024 level (29426 / 55314 against 29000 / 56039).
+//    - a thin hidden size (H < kGemmRows128MinHiddenFused): never. Qwen3-30B (H = 2048) r = 400 /
+//      512 / 1024 +13 / +5 / 0% (the float32 round trip's share of the work goes as 1 / H).
+//    - otherwise from kGemmRows128MinRowsFused rows: r = 256 slower (Qwen3-235B 4096 tokens +6%;
+//      DeepSeek-V3 8192 +2% in session 8, against the unfused 64-row tile); r = 320 faster or
+//      level (DeepSeek-V3 -3.9 / -2.5% on two machines, gpt-oss -5.5%, Qwen3-Coder -2.5%,
+//      Qwen3-235B and DeepSeek-V2 level); r = 342-512 faster (Kimi K2 -10.5% at 342 and -0.9% at
+//      427; DeepSeek-V3 -2.9% at 400, -4.8 / -4.5 / -3.6% at 512; gpt-oss -4.6% at 400, -4.1 /
+//      -5.8% at 512; Qwen3-235B -3.1% at 400, -4.8 / -3.6 / -3.1% at 512; DeepSeek-V2 -5.4% at
+//      450; Qwen3-Coder -1.8% at 409); r = 820-1024 faster (Qwen3-235B -6%, Qwen3-Coder -4%,
+//      gpt-oss -9%). ncu: the 64-row GEMM1 reads the weights several times from DRAM (Qwen3-235B
+//      8192 tokens: w13 2.7 times, at 2.9 TB/s; Mixtral's 3.8 times at 1.3 TB/s).
 #pragma once
 
 #include <algorithm>
@@ -146,9 +151,13 @@ inline DecodeGemm2 decode_gemm2_with_grid(const ExpertsPlan& plan, std::int64_t 
 
 inline constexpr std::int64_t kDecodeMaxTokens = 8;       // decode (one 8-row tile) up to this M
 inline constexpr std::int64_t kDecodeFusedMaxTokens = 2;  // the one-token kernel up to this M
-inline constexpr std::int64_t kGemmRows128MinRowsPerExpert = 513;  // the 128-row tile from here
-// ... except where the fused 64-row GEMM1 keeps the 64-row tile (interleaved, experts this wide).
+// The 128-row tile from this many expected rows per hit expert where GEMM1 cannot fuse the
+// activation, and from kGemmRows128MinRowsFused where it can (interleaved gate/up rows), except
+// on wide experts or a thin hidden size, where the fused 64-row tile stays at every size.
+inline constexpr std::int64_t kGemmRows128MinRowsPerExpert = 513;
+inline constexpr std::int64_t kGemmRows128MinRowsFused = 289;
 inline constexpr std::int32_t kGemm1FusedWideMinIntermediate = 8192;
+inline constexpr std::int32_t kGemmRows128MinHiddenFused = 2560;
 // GEMM2 on the clustered 64-row tile (see the rule above): expected rows per hit expert in
 // [kGemm2ClusterMinRows, kGemm2ClusterMaxRows] and at most kGemm2ClusterMaxColumnTiles GEMM2
 // column tiles of 256 (hit experts x ceil(H / 256); about two waves of one-row-tile experts on a
@@ -164,9 +173,9 @@ inline std::int64_t expected_rows_per_expert(std::int64_t num_slots, std::int32_
   return (num_slots + hit - 1) / hit;
 }
 
-// hidden_size is GEMM2's n (its column tiles). interleaved_gated: the weights hold interleaved
-// gate/up rows of a gated activation (experts_w13_interleaved), so the 64-row tile's GEMM1 can
-// fuse the activation.
+// hidden_size is GEMM2's n (its column tiles) and, with intermediate_size, picks the row tile
+// (the rule above). interleaved_gated: the weights hold interleaved gate/up rows of a gated
+// activation (experts_w13_interleaved), so the 64-row tile's GEMM1 can fuse the activation.
 inline ExpertsPlan plan_experts(std::int64_t num_tokens, std::int32_t top_k,
                                 std::int32_t num_experts, std::int32_t hidden_size,
                                 std::int32_t intermediate_size, bool interleaved_gated) {
@@ -174,9 +183,11 @@ inline ExpertsPlan plan_experts(std::int64_t num_tokens, std::int32_t top_k,
   const std::int64_t slots = num_tokens * top_k;
   const std::int64_t r = expected_rows_per_expert(slots, num_experts);
   plan.rows_per_expert = r;
-  const bool wide_fused = interleaved_gated && intermediate_size >= kGemm1FusedWideMinIntermediate;
-  plan.gemm_tile = r >= kGemmRows128MinRowsPerExpert && !wide_fused ? GemmTile::kRows128Single
-                                                                    : GemmTile::kRows64Single;
+  const bool rows128 = interleaved_gated ? r >= kGemmRows128MinRowsFused &&
+                                               intermediate_size < kGemm1FusedWideMinIntermediate &&
+                                               hidden_size >= kGemmRows128MinHiddenFused
+                                         : r >= kGemmRows128MinRowsPerExpert;
+  plan.gemm_tile = rows128 ? GemmTile::kRows128Single : GemmTile::kRows64Single;
   plan.gemm2_tile = plan.gemm_tile;
   const std::int64_t hit =
       std::min<std::int64_t>(std::max(num_experts, 0), std::max<std::int64_t>(slots, 0));
