@@ -927,16 +927,17 @@ TEST(ExpertsHeuristics, DecodeUpToEightTokensThenTheUnclusteredGemm) {
     }
     for (std::int64_t M : {9, 256, 4096, 8192, 16384}) {
       EXPECT_EQ(plan(M).path, ExpertsPath::kGroupedGemm) << name << " M=" << M;
-      // Halves: the 128-row tile past 512 rows per expert. Interleaved gate/up rows (the 64-row
-      // tile's GEMM1 fuses the activation): the 128-row tile from 289 rows, except on wide
-      // experts (Mixtral) or a thin hidden size (Qwen3-30B).
+      // The 128-row tile from 289 rows per expert on narrow experts (I < 8192) with H >= 2560
+      // (DeepSeek-V3, Kimi K2), whatever the layout; with SGLang's halves also past 512 rows
+      // elsewhere (Mixtral, Qwen3-30B); with interleaved rows (the 64-row tile's GEMM1 fuses the
+      // activation) nowhere else.
       const std::int64_t r = heuristics::expected_rows_per_expert(M * K, E);
-      const bool fused_stays = m->intermediate_size >= 8192 || m->hidden_size < 2560;
-      EXPECT_EQ(plan(M, false).gemm_tile,
-                r > 512 ? GemmTile::kRows128Single : GemmTile::kRows64Single)
+      const bool narrow = m->intermediate_size < 8192 && m->hidden_size >= 2560;
+      EXPECT_EQ(plan(M, false).gemm_tile, r > 512 || (r >= 289 && narrow) ? GemmTile::kRows128Single
+                                                                          : GemmTile::kRows64Single)
           << name << " M=" << M;
       EXPECT_EQ(plan(M).gemm_tile,
-                r >= 289 && !fused_stays ? GemmTile::kRows128Single : GemmTile::kRows64Single)
+                r >= 289 && narrow ? GemmTile::kRows128Single : GemmTile::kRows64Single)
           << name << " M=" << M;
     }
   }
@@ -973,6 +974,15 @@ TEST(ExpertsHeuristics, DecodeUpToEightTokensThenTheUnclusteredGemm) {
   EXPECT_EQ(tile(131072, 1, 128, 5120, 8191), GemmTile::kRows128Single);
   EXPECT_EQ(tile(16384, 8, 128, 2559, 768), GemmTile::kRows64Single);
   EXPECT_EQ(tile(16384, 8, 128, 2560, 768), GemmTile::kRows128Single);
+  // Halves: the same thresholds on narrow experts; past 512 rows on the others.
+  EXPECT_EQ(heuristics::plan_experts(4608, 8, 128, 4096, 1536, false).gemm_tile,
+            GemmTile::kRows64Single);
+  EXPECT_EQ(heuristics::plan_experts(4609, 8, 128, 4096, 1536, false).gemm_tile,
+            GemmTile::kRows128Single);
+  EXPECT_EQ(heuristics::plan_experts(16384, 8, 128, 2048, 768, false).gemm_tile,
+            GemmTile::kRows128Single);
+  EXPECT_EQ(heuristics::plan_experts(2049, 2, 8, 4096, 14336, false).gemm_tile,
+            GemmTile::kRows128Single);
   // The 128-row tile's GEMM1 writes float32 and leaves the activation to its own kernel.
   EXPECT_FALSE(heuristics::gemm1_fuses_activation(
       heuristics::plan_experts(8192, 8, 128, 4096, 1536, true), true));

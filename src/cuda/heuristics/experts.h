@@ -39,19 +39,22 @@
 //    writing float32 it beat the 64-row one only where the GEMMs are compute-bound, Mixtral 4096 /
 //    8192 tokens (1024 / 2048 rows per expert): 4930 / 9438 us against 5180 / 9908; it lost at
 //    Qwen3-30B 8192 tokens (512 rows: 1514 against 1467) and on DeepSeek-V3 up to 8192 tokens
-//    (256 rows).
+//    (256 rows). On narrow experts (I < kGemmWideMinIntermediate) with H >= kGemmRows128MinHidden
+//    from kGemmRows128MinRowsNarrow rows (session 28, call 14, both unfused, means of two runs):
+//    DeepSeek-V3 r = 320 level, 512 -2.4%; Kimi K2 342 -2.9%; Qwen3-235B 400 / 512 -3.4 / -3.2%;
+//    DeepSeek-V2 450 -4.4%; Qwen3-30B (H = 2048, kept at 513) 400 +2.8%, 512 -1.2%.
 //  - with interleaved gate/up rows the 64-row tile's GEMM1 writes act itself
 //    (gemm1_fuses_activation), and the 128-row tile (float32 GEMM1 + the activation kernel) has to
 //    beat that. H200, session 28, medians of three interleaved runs in one process, the 128-row
 //    tile against the fused 64-row one, on four machines (bench/results/2026-11-30-h200-s28-*.json;
 //    bench/NOTES.md, session 28):
-//    - wide experts (I >= kGemm1FusedWideMinIntermediate): never. Mixtral (I = 14336) 2048 /
+//    - wide experts (I >= kGemmWideMinIntermediate): never. Mixtral (I = 14336) 2048 /
 //      4096 / 8192 / 16384 tokens (r = 512 / 1024 / 2048 / 4096) +7 / +4 / +5 / +2% in three
 //      calls (e.g. 8192: 9421 9561 9564 against 9110 9014 9074 us); Llama 4 (I = 8192) r = 512 /
 //      1024 level (29426 / 55314 against 29000 / 56039).
-//    - a thin hidden size (H < kGemmRows128MinHiddenFused): never. Qwen3-30B (H = 2048) r = 400 /
+//    - a thin hidden size (H < kGemmRows128MinHidden): never. Qwen3-30B (H = 2048) r = 400 /
 //      512 / 1024 +13 / +5 / 0% (the float32 round trip's share of the work goes as 1 / H).
-//    - otherwise from kGemmRows128MinRowsFused rows: r = 256 slower (Qwen3-235B 4096 tokens +6%;
+//    - otherwise from kGemmRows128MinRowsNarrow rows: r = 256 slower (Qwen3-235B 4096 tokens +6%;
 //      DeepSeek-V3 8192 +2% in session 8, against the unfused 64-row tile); r = 320 faster or
 //      level (DeepSeek-V3 -3.9 / -2.5% on two machines, gpt-oss -5.5%, Qwen3-Coder -2.5%,
 //      Qwen3-235B and DeepSeek-V2 level); r = 342-512 faster (Kimi K2 -10.5% at 342 and -0.9% at
@@ -151,13 +154,14 @@ inline DecodeGemm2 decode_gemm2_with_grid(const ExpertsPlan& plan, std::int64_t 
 
 inline constexpr std::int64_t kDecodeMaxTokens = 8;       // decode (one 8-row tile) up to this M
 inline constexpr std::int64_t kDecodeFusedMaxTokens = 2;  // the one-token kernel up to this M
-// The 128-row tile from this many expected rows per hit expert where GEMM1 cannot fuse the
-// activation, and from kGemmRows128MinRowsFused where it can (interleaved gate/up rows), except
-// on wide experts or a thin hidden size, where the fused 64-row tile stays at every size.
+// The 128-row tile from kGemmRows128MinRowsPerExpert expected rows per hit expert where GEMM1
+// cannot fuse the activation; from kGemmRows128MinRowsNarrow on narrow experts (I below
+// kGemmWideMinIntermediate) with H >= kGemmRows128MinHidden whatever the layout; and with
+// interleaved gate/up rows (GEMM1 fused on the 64-row tile) nowhere else.
 inline constexpr std::int64_t kGemmRows128MinRowsPerExpert = 513;
-inline constexpr std::int64_t kGemmRows128MinRowsFused = 289;
-inline constexpr std::int32_t kGemm1FusedWideMinIntermediate = 8192;
-inline constexpr std::int32_t kGemmRows128MinHiddenFused = 2560;
+inline constexpr std::int64_t kGemmRows128MinRowsNarrow = 289;
+inline constexpr std::int32_t kGemmWideMinIntermediate = 8192;
+inline constexpr std::int32_t kGemmRows128MinHidden = 2560;
 // GEMM2 on the clustered 64-row tile (see the rule above): expected rows per hit expert in
 // [kGemm2ClusterMinRows, kGemm2ClusterMaxRows] and at most kGemm2ClusterMaxColumnTiles GEMM2
 // column tiles of 256 (hit experts x ceil(H / 256); about two waves of one-row-tile experts on a
@@ -183,10 +187,10 @@ inline ExpertsPlan plan_experts(std::int64_t num_tokens, std::int32_t top_k,
   const std::int64_t slots = num_tokens * top_k;
   const std::int64_t r = expected_rows_per_expert(slots, num_experts);
   plan.rows_per_expert = r;
-  const bool rows128 = interleaved_gated ? r >= kGemmRows128MinRowsFused &&
-                                               intermediate_size < kGemm1FusedWideMinIntermediate &&
-                                               hidden_size >= kGemmRows128MinHiddenFused
-                                         : r >= kGemmRows128MinRowsPerExpert;
+  const bool narrow_many = r >= kGemmRows128MinRowsNarrow &&
+                           intermediate_size < kGemmWideMinIntermediate &&
+                           hidden_size >= kGemmRows128MinHidden;
+  const bool rows128 = narrow_many || (!interleaved_gated && r >= kGemmRows128MinRowsPerExpert);
   plan.gemm_tile = rows128 ? GemmTile::kRows128Single : GemmTile::kRows64Single;
   plan.gemm2_tile = plan.gemm_tile;
   const std::int64_t hit =
