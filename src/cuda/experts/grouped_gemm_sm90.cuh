@@ -9,9 +9,9 @@
 //   kRows128: cooperative, tile 128 x 256 x 64 (two consumer warpgroups of 64 x 256 each).
 //   kRows64:  ping-pong, tile 64 x 256 x 64 (each consumer warpgroup owns a 64 x 256 tile; the
 //             two alternate mainloop and epilogue), for experts with few rows.
-//   kRows128Single: kRows128 with cluster 1 x 1: the heuristic's above 512 rows per expert
-//             (with interleaved w13 from 289, and never on wide experts or a thin hidden size:
-//             heuristics/experts.h).
+//   kRows128Single: kRows128 with cluster 1 x 1: the heuristic's from 289 rows per expert on
+//             narrow experts with H >= 2560, and past 512 with SGLang's gate/up halves
+//             (heuristics/experts.h).
 //   kRows64Single: kRows64 with cluster 1 x 1: the heuristic's tile (heuristics/experts.h). On an
 //             H200 it beat both clustered tiles from 16 to 8192 tokens (DeepSeek-V3, Mixtral,
 //             Qwen3-30B): an expert with one row tile left the 2 x 1 cluster's second CTA idle.
