@@ -53,7 +53,7 @@
 //      calls (e.g. 8192: 9421 9561 9564 against 9110 9014 9074 us); Llama 4 (I = 8192) r = 512 /
 //      1024 level (29426 / 55314 against 29000 / 56039).
 //    - a thin hidden size (H < kGemmRows128MinHidden): never. Qwen3-30B (H = 2048) r = 400 /
-//      512 / 1024 +13 / +5 / 0% (the float32 round trip's share of the work goes as 1 / H).
+//      512 / 1024 +13 / +6 / 0% (the float32 round trip's share of the work goes as 1 / H).
 //    - otherwise from kGemmRows128MinRowsNarrow rows: r = 256 slower (Qwen3-235B 4096 tokens +6%;
 //      DeepSeek-V3 8192 +2% in session 8, against the unfused 64-row tile); r = 320 faster or
 //      level (DeepSeek-V3 -3.9 / -2.5% on two machines, gpt-oss -5.5%, Qwen3-Coder -2.5%,
