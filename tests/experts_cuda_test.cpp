@@ -941,17 +941,18 @@ TEST(ExpertsHeuristics, DecodeUpToEightTokensThenTheUnclusteredGemm) {
           << name << " M=" << M;
     }
   }
+  // The tile for M tokens, top K of E experts, H x I, interleaved gate/up rows or SGLang's halves.
+  const auto tile = [](std::int64_t M, int K, int E, int H, int I, bool interleaved) {
+    return heuristics::plan_experts(M, K, E, H, I, interleaved).gemm_tile;
+  };
   // Halves: Mixtral from 4096 tokens (1024 rows per expert) on the 128-row tile, Qwen3-30B at
   // 8192 (512 rows) on the 64-row one. Interleaved: Mixtral on the fused 64-row tile at every
   // size (I = 14336).
-  EXPECT_EQ(heuristics::plan_experts(4096, 2, 8, 4096, 14336, false).gemm_tile,
-            GemmTile::kRows128Single);
+  EXPECT_EQ(tile(4096, 2, 8, 4096, 14336, false), GemmTile::kRows128Single);
   EXPECT_EQ(heuristics::plan_experts(4096, 2, 8, 4096, 14336, false).gemm2_tile,
             GemmTile::kRows128Single);
-  EXPECT_EQ(heuristics::plan_experts(2048, 2, 8, 4096, 14336, false).gemm_tile,
-            GemmTile::kRows64Single);
-  EXPECT_EQ(heuristics::plan_experts(8192, 8, 128, 2048, 768, false).gemm_tile,
-            GemmTile::kRows64Single);
+  EXPECT_EQ(tile(2048, 2, 8, 4096, 14336, false), GemmTile::kRows64Single);
+  EXPECT_EQ(tile(8192, 8, 128, 2048, 768, false), GemmTile::kRows64Single);
   for (const std::int64_t M : {4096, 8192, 16384}) {
     const ExpertsPlan pl = heuristics::plan_experts(M, 2, 8, 4096, 14336, true);
     EXPECT_EQ(pl.gemm_tile, GemmTile::kRows64Single) << "M=" << M;
@@ -961,28 +962,21 @@ TEST(ExpertsHeuristics, DecodeUpToEightTokensThenTheUnclusteredGemm) {
   }
   // Interleaved, the thresholds: Qwen3-235B's shape at 256 / 288 / 289 / 512 rows per expert,
   // DeepSeek-V3's at 8192 / 16384 tokens, I = 8191 / 8192 (Llama 4's shape), H = 2559 / 2560.
-  const auto tile = [](std::int64_t M, int K, int E, int H, int I) {
-    return heuristics::plan_experts(M, K, E, H, I, true).gemm_tile;
-  };
-  EXPECT_EQ(tile(4096, 8, 128, 4096, 1536), GemmTile::kRows64Single);
-  EXPECT_EQ(tile(4608, 8, 128, 4096, 1536), GemmTile::kRows64Single);
-  EXPECT_EQ(tile(4609, 8, 128, 4096, 1536), GemmTile::kRows128Single);
-  EXPECT_EQ(tile(8192, 8, 128, 4096, 1536), GemmTile::kRows128Single);
-  EXPECT_EQ(tile(8192, 8, 256, 7168, 2048), GemmTile::kRows64Single);
-  EXPECT_EQ(tile(16384, 8, 256, 7168, 2048), GemmTile::kRows128Single);
-  EXPECT_EQ(tile(131072, 1, 128, 5120, 8192), GemmTile::kRows64Single);
-  EXPECT_EQ(tile(131072, 1, 128, 5120, 8191), GemmTile::kRows128Single);
-  EXPECT_EQ(tile(16384, 8, 128, 2559, 768), GemmTile::kRows64Single);
-  EXPECT_EQ(tile(16384, 8, 128, 2560, 768), GemmTile::kRows128Single);
+  EXPECT_EQ(tile(4096, 8, 128, 4096, 1536, true), GemmTile::kRows64Single);
+  EXPECT_EQ(tile(4608, 8, 128, 4096, 1536, true), GemmTile::kRows64Single);
+  EXPECT_EQ(tile(4609, 8, 128, 4096, 1536, true), GemmTile::kRows128Single);
+  EXPECT_EQ(tile(8192, 8, 128, 4096, 1536, true), GemmTile::kRows128Single);
+  EXPECT_EQ(tile(8192, 8, 256, 7168, 2048, true), GemmTile::kRows64Single);
+  EXPECT_EQ(tile(16384, 8, 256, 7168, 2048, true), GemmTile::kRows128Single);
+  EXPECT_EQ(tile(131072, 1, 128, 5120, 8192, true), GemmTile::kRows64Single);
+  EXPECT_EQ(tile(131072, 1, 128, 5120, 8191, true), GemmTile::kRows128Single);
+  EXPECT_EQ(tile(16384, 8, 128, 2559, 768, true), GemmTile::kRows64Single);
+  EXPECT_EQ(tile(16384, 8, 128, 2560, 768, true), GemmTile::kRows128Single);
   // Halves: the same thresholds on narrow experts; past 512 rows on the others.
-  EXPECT_EQ(heuristics::plan_experts(4608, 8, 128, 4096, 1536, false).gemm_tile,
-            GemmTile::kRows64Single);
-  EXPECT_EQ(heuristics::plan_experts(4609, 8, 128, 4096, 1536, false).gemm_tile,
-            GemmTile::kRows128Single);
-  EXPECT_EQ(heuristics::plan_experts(16384, 8, 128, 2048, 768, false).gemm_tile,
-            GemmTile::kRows128Single);
-  EXPECT_EQ(heuristics::plan_experts(2049, 2, 8, 4096, 14336, false).gemm_tile,
-            GemmTile::kRows128Single);
+  EXPECT_EQ(tile(4608, 8, 128, 4096, 1536, false), GemmTile::kRows64Single);
+  EXPECT_EQ(tile(4609, 8, 128, 4096, 1536, false), GemmTile::kRows128Single);
+  EXPECT_EQ(tile(16384, 8, 128, 2048, 768, false), GemmTile::kRows128Single);
+  EXPECT_EQ(tile(2049, 2, 8, 4096, 14336, false), GemmTile::kRows128Single);
   // The 128-row tile's GEMM1 writes float32 and leaves the activation to its own kernel.
   EXPECT_FALSE(heuristics::gemm1_fuses_activation(
       heuristics::plan_experts(8192, 8, 128, 4096, 1536, true), true));
