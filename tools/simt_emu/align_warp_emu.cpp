@@ -171,7 +171,8 @@ enum class Kernel {
   kSmallCluster,
   kSmallCluster4,  // the 512-step instance, 4 steps per block, at any size
   kBlock,
-  kCluster,
+  kCluster,      // the pushing form (the library's)
+  kClusterPull,  // the pulling form (SWITCHYARD_ALIGN_PUSH=0)
   kFew,
   kRepl,
   kReplReverse,
@@ -205,11 +206,11 @@ void run(const Launch& l, const SortParams& p) {
   ++(l.kernel == Kernel::kSmall || l.kernel == Kernel::kSmallCluster ||
              l.kernel == Kernel::kSmallCluster4
          ? g_small_launches
-     : l.kernel == Kernel::kBlock   ? g_block_launches
-     : l.kernel == Kernel::kCluster ? g_cluster_launches
-     : l.kernel == Kernel::kFew     ? g_few_launches
-     : repl                         ? g_repl_launches
-                                    : g_warp_launches);
+     : l.kernel == Kernel::kBlock                                       ? g_block_launches
+     : l.kernel == Kernel::kCluster || l.kernel == Kernel::kClusterPull ? g_cluster_launches
+     : l.kernel == Kernel::kFew                                         ? g_few_launches
+     : repl                                                             ? g_repl_launches
+                                                                        : g_warp_launches);
   if (l.kernel == Kernel::kRepl || l.kernel == Kernel::kReplReverse) {
     // The blocks one after another, first to last or last to first: a block that wrote outside
     // its chunk, or left part of it unwritten, shows in one order or the other.
@@ -250,16 +251,20 @@ void run(const Launch& l, const SortParams& p) {
         kernels::align_few_kernel<false, 1>(p);
       }
     });
-  } else if (l.kernel == Kernel::kCluster) {
+  } else if (l.kernel == Kernel::kCluster || l.kernel == Kernel::kClusterPull) {
     // 512-thread blocks by the thousand: smaller fiber stacks (the kernel's frames are small).
+    const bool push = l.kernel == Kernel::kCluster;
     const std::size_t stack = emu::stack_bytes;
     emu::stack_bytes = 32 * 1024;
     emu::launch_cluster(l.grid, kernels::kClusterAlignThreads,
-                        kernels::cluster_align_shared_bytes(p.num_experts), [&] {
-                          if (p.output == SortOutput::kAlign) {
-                            kernels::align_cluster_body<true>(p, emu::block_smem());
+                        kernels::cluster_align_shared_bytes(p.num_experts, 1, push), [&] {
+                          const bool a = p.output == SortOutput::kAlign;
+                          if (push) {
+                            a ? kernels::align_cluster_body<true, 0, true>(p, emu::block_smem())
+                              : kernels::align_cluster_body<false, 0, true>(p, emu::block_smem());
                           } else {
-                            kernels::align_cluster_body<false>(p, emu::block_smem());
+                            a ? kernels::align_cluster_body<true, 0, false>(p, emu::block_smem())
+                              : kernels::align_cluster_body<false, 0, false>(p, emu::block_smem());
                           }
                         });
     emu::stack_bytes = stack;
@@ -339,6 +344,8 @@ std::vector<Launch> launches(const SortParams& p, tools::Rng& rng) {
     const int g = kernels::cluster_align_blocks(p.num_slots, out_entries);
     out.push_back({"cluster kernel, launcher grid", static_cast<unsigned>(g),
                    kernels::kClusterAlignThreads, Kernel::kCluster});
+    out.push_back({"cluster kernel (pulling), launcher grid", static_cast<unsigned>(g),
+                   kernels::kClusterAlignThreads, Kernel::kClusterPull});
     // Any cluster with at least one block per 512 slots, up to 8.
     const int steps = static_cast<int>((p.num_slots + kernels::kClusterAlignThreads - 1) /
                                        kernels::kClusterAlignThreads);

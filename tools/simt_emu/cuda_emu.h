@@ -181,6 +181,13 @@ struct ClusterState {
   std::vector<int> phase;                        // per thread: cluster barrier phase
   std::vector<char> arrived;                     // per thread: arrived in its phase
   std::map<int, int> arrivals;                   // phase -> threads arrived
+  // mbarriers in the blocks' dynamic shared memory (cluster_push_*), by (block, byte offset).
+  struct Mbar {
+    int count = 0, pending = 0;
+    long long tx = 0;
+    unsigned phase = 0;  // completed phases
+  };
+  std::map<std::pair<unsigned, std::ptrdiff_t>, Mbar> mbars;
 };
 inline ClusterState C;
 inline unsigned cur_block = 0;
@@ -217,6 +224,53 @@ T* cluster_map(T* p, unsigned rank) {
   auto& v = C.smem[rank];
   auto a = reinterpret_cast<std::uintptr_t>(v.data());
   return reinterpret_cast<T*>(v.data() + (16 - a % 16) % 16 + off);
+}
+// The cluster_push_* primitives of kernels/cluster.cuh: an mbarrier with one arrival per phase and
+// a transaction count; a push writes the peer's word at once and counts its 4 bytes on the peer's
+// mbarrier, which must have been initialised (else the kernel lacks the cluster barrier between
+// the init and the first push).
+inline std::ptrdiff_t smem_offset(const void* p) {
+  const auto off = static_cast<const unsigned char*>(p) - block_smem();
+  if (off < 0 || static_cast<std::size_t>(off) + 8 > C.smem[cur_block].size() - 16)
+    throw std::runtime_error("emulator: mbarrier outside dynamic shared memory");
+  return off;
+}
+inline ClusterState::Mbar& mbar_at(unsigned block, std::ptrdiff_t off) {
+  const auto it = C.mbars.find({block, off});
+  if (it == C.mbars.end()) throw std::runtime_error("emulator: mbarrier used before its init");
+  return it->second;
+}
+inline void mbar_settle(ClusterState::Mbar& m) {
+  if (m.pending == 0 && m.tx == 0) {
+    ++m.phase;
+    m.pending = m.count;
+  }
+}
+inline void cluster_push_init(std::uint64_t* bar) {
+  C.mbars[{cur_block, smem_offset(bar)}] = ClusterState::Mbar{1, 1, 0, 0};
+}
+inline void cluster_push(std::uint32_t* dst, unsigned rank, std::uint32_t v, std::uint64_t* bar) {
+  *const_cast<std::uint32_t*>(cluster_map(dst, rank)) = v;
+  ClusterState::Mbar& m = mbar_at(rank, smem_offset(bar));
+  m.tx -= 4;
+  mbar_settle(m);
+}
+inline void cluster_push_expect(std::uint64_t* bar, std::uint32_t bytes) {
+  ClusterState::Mbar& m = mbar_at(cur_block, smem_offset(bar));
+  if (m.pending <= 0)
+    throw std::runtime_error("emulator: mbarrier arrive without a pending arrival");
+  m.tx += bytes;
+  --m.pending;
+  mbar_settle(m);
+}
+inline void cluster_push_wait(std::uint64_t* bar, std::uint32_t parity) {
+  const std::ptrdiff_t off = smem_offset(bar);
+  // Every fiber runs to its next synchronisation point between two yields, so a phase that a
+  // correct kernel completes does so within a few rounds; thousands mean it never will.
+  for (int rounds = 0; (mbar_at(cur_block, off).phase & 1u) == (parity & 1u); ++rounds) {
+    if (rounds > 4096) throw std::runtime_error("emulator: an mbarrier phase never completes");
+    yield();
+  }
 }
 // Runs the body on every thread of `grid` blocks of `block` threads as clusters of `cluster`
 // blocks (0: the whole grid is one cluster), one cluster after another, with `smem_bytes` of
@@ -284,6 +338,10 @@ inline void launch_one_cluster(unsigned base, unsigned cluster, unsigned block,
   for (std::size_t i = 0; i < n; ++i) {
     if (C.arrived[i])
       throw std::runtime_error("emulator: a thread left with a cluster arrive pending");
+  }
+  for (const auto& [key, m] : C.mbars) {
+    if (m.tx != 0 || m.pending != m.count)
+      throw std::runtime_error("emulator: an mbarrier left with bytes or an arrival pending");
   }
 }
 

@@ -11,16 +11,27 @@
 //      bit into bits[w][e]: that word is the set of lanes of warp w with expert e, so a lane's
 //      rank among them is popc(word & lower lanes). Block barrier;
 //   2. thread e: the column prefix over the 16 warps (bits[w][e] becomes the count of e in warps
-//      before w) and the block's count cnt[e]. Cluster barrier (release / acquire): it publishes
-//      cnt and orders every block's prefill before any slot store below;
-//   3. thread e: cnt[e] of the cluster's other slot-owning blocks (distributed shared memory, the
-//      loads in flight together): e's slots in earlier blocks and its total. Exclusive scan of the
+//      before w) and the block's count. Thread e of each slot-owning block pushes that count into
+//      recv[g][e] of every other block (st.async, cluster.cuh; a block without slots pushes one
+//      word), and every block waits on its mbarrier until all its words have landed: the pushes'
+//      release and the wait's acquire (cluster scope) also order every block's prefill before any
+//      block's stores below;
+//   3. thread e: e's slots in earlier blocks and its total, from recv. Exclusive scan of the
 //      padded block counts (one barrier): segment start; base[e] = start + slots in earlier
 //      blocks; e's block labels (align) or count and offset (layout), by block e % G. Block
 //      barrier;
 //   4. each slot's thread stores it at base[e] + bits[w][e] + rank: slots ascend in every
-//      segment. A relaxed cluster barrier ends the kernel: it keeps every block's shared memory
-//      alive until the others have read it.
+//      segment. No block reads another's shared memory, so none waits for the others at the end.
+// The pulling form (kPush = false; SWITCHYARD_ALIGN_PUSH=0, for A/B measurements) publishes the
+// counts with a release / acquire cluster barrier instead, each block then loading the others'
+// counts through distributed shared memory, and ends with a relaxed cluster barrier that keeps its
+// shared memory alive until the others have read it. Pushing measured (H200, session 29, one
+// binary; bench/NOTES.md) 0.05-0.13 us less per launch at 129-512 top-8 tokens (DeepSeek-V3 512
+// tokens 3.44 -> 3.34 us): the phase trace of block 0 has the exchange 670 -> 595 cycles and the
+// scan 1,203 -> 462 (local loads), and no final barrier. Pushing with the prefill left until after
+// the scan (every expert's padding run and the tail written then, so that no block's stores
+// overlap another's and no ordering is needed) was 0.1-0.7 us slower: those stores took
+// 1,900-2,700 cycles at the end of each block, as 4- or 16-byte stores alike.
 // Measured (H200, session 14; bench/NOTES.md): the release half of a cluster barrier is a
 // MEMBAR.ALL.GPU (~700-800 cycles), which is why the last barrier is relaxed; padding written
 // after the scan by one thread per expert (scattered 4-byte stores) cost ~1,000-3,000 cycles per
@@ -81,10 +92,16 @@ inline constexpr std::int64_t kClusterAlignMaxEntries =
 __host__ __device__ inline std::int32_t cluster_align_row(std::int32_t num_experts) {
   return (num_experts + 3) / 4 * 4;
 }
-inline std::size_t cluster_align_shared_bytes(std::int32_t num_experts, int steps = 1) {
-  return (static_cast<std::size_t>(steps) * kClusterAlignWarps * cluster_align_row(num_experts) +
-          2 * static_cast<std::size_t>(num_experts) + kClusterAlignWarps) *
-         4;
+// The pushing form (kPush) adds recv [kClusterAlignMaxBlocks][E] and its mbarrier (8-byte aligned,
+// last).
+__host__ __device__ inline std::size_t cluster_align_shared_bytes(std::int32_t num_experts,
+                                                                  int steps = 1,
+                                                                  bool push = false) {
+  const auto E = static_cast<std::size_t>(num_experts);
+  const std::size_t ints =
+      static_cast<std::size_t>(steps) * kClusterAlignWarps * cluster_align_row(num_experts) +
+      2 * E + kClusterAlignWarps + (push ? kClusterAlignMaxBlocks * E : 0);
+  return push ? (ints * 4 + 7) / 8 * 8 + 8 : ints * 4;
 }
 // Blocks of the cluster: one per 512 slots, and for the outputs one per 4096 entries (up to 8)
 // or one per 2048 (up to 5), whichever is more (blocks past the last slot own none: they prefill
@@ -271,9 +288,11 @@ __device__ __forceinline__ void prefill_chunk(const SortParams& p, std::int32_t 
 // least one block per 512 slots). kRepl > 0: the replicated variant (no cluster; kRepl steps of
 // 512 slots; grid repl_align_blocks), every block on every slot, writing its own chunk of the
 // outputs; `smem` then cluster_align_shared_bytes(E, kRepl).
-template <bool kAlign, int kRepl = 0>
-__device__ __forceinline__ void align_cluster_body(const SortParams& p, unsigned char* smem) {
+template <bool kAlign, int kRepl = 0, bool kPush = true>
+__device__ __forceinline__ void align_cluster_body(const SortParams& p, unsigned char* smem,
+                                                   int pass = 0) {
   constexpr bool kR = kRepl > 0;
+  constexpr bool kP = kPush && !kR;  // the cluster kernel's pushing form
   constexpr int kSteps = kR ? kRepl : 1;
   SY_CLUSTER_TRACE(0);
   const std::int32_t E = p.num_experts, Ep = cluster_align_row(E);
@@ -288,6 +307,16 @@ __device__ __forceinline__ void align_cluster_body(const SortParams& p, unsigned
   auto* sums = reinterpret_cast<std::int32_t*>(bits + kSteps * kClusterAlignWarps * Ep);
   std::int32_t* cnt = sums + kClusterAlignWarps;
   std::int32_t* base = cnt + E;
+  // kP: the counts pushed by the cluster's other blocks (recv [rank][E]) and the mbarrier the
+  // pushes complete on.
+  std::int32_t* recv = base + E;
+  auto* bar = reinterpret_cast<std::uint64_t*>(smem + cluster_align_shared_bytes(E, 1, true) -
+                                               sizeof(std::uint64_t));
+  const std::int32_t steps = (N + kClusterAlignThreads - 1) / kClusterAlignThreads;
+  if constexpr (kP) {
+    if (pass == 0 && t == 0) cluster_push_init(bar);
+    cluster_arrive_relaxed();  // waited for before the first push: every mbarrier initialised
+  }
 
   // ---- 1. this thread's slot (its load issued before the stores below, whose issue it then
   // overlaps: measured within 0.1 us of issuing it after them, either way); prefill every output
@@ -346,23 +375,44 @@ __device__ __forceinline__ void align_cluster_body(const SortParams& p, unsigned
         own += __popc(col[j][w]);
       }
     }
-    cnt[t] = own;
+    if (!kP) cnt[t] = own;
   }
   SY_CLUSTER_TRACE(2);
-  if constexpr (!kR) {
+  if constexpr (kP) {
+    // Every block has initialised its mbarrier; the slot-owning blocks push their counts to every
+    // other block, which waits for all the words it gets.
+    cluster_wait();
+    // A block without slots pushes one word, so that every block's prefill (before its pushes:
+    // the block barrier above) happens before every block's stores after its wait.
+    const std::int32_t others = G - 1, owners = steps - (g < steps ? 1 : 0);
+    if (t == 0) {
+      cluster_push_expect(bar, static_cast<std::uint32_t>(4 * (owners * E + others - owners)));
+    }
+    if (t < (g < steps ? E : 1)) {
+#pragma unroll
+      for (int r = 0; r < kClusterAlignMaxBlocks; ++r) {
+        if (r < G && r != g) {
+          cluster_push(reinterpret_cast<std::uint32_t*>(recv + g * E + t), static_cast<unsigned>(r),
+                       static_cast<std::uint32_t>(own), bar);
+        }
+      }
+    }
+    cluster_push_wait(bar, static_cast<std::uint32_t>(pass & 1));
+  } else if constexpr (!kR) {
     cluster_arrive();
     cluster_wait();
   }
   SY_CLUSTER_TRACE(3);
 
   // ---- 3. the cluster's counts, segment starts, everything but the slots
-  const std::int32_t steps = (N + kClusterAlignThreads - 1) / kClusterAlignThreads;
   std::int32_t before = 0, total = own;
   if (!kR && t < E) {  // kR: this block holds every slot
     std::int32_t v[kClusterAlignMaxBlocks];
 #pragma unroll
     for (int r = 0; r < kClusterAlignMaxBlocks; ++r) {
-      v[r] = r < steps && r != g ? *cluster_map(cnt + t, static_cast<unsigned>(r)) : 0;
+      v[r] = r < steps && r != g
+                 ? (kP ? recv[r * E + t] : *cluster_map(cnt + t, static_cast<unsigned>(r)))
+                 : 0;
     }
 #pragma unroll
     for (int r = 0; r < kClusterAlignMaxBlocks; ++r) {
@@ -441,8 +491,10 @@ __device__ __forceinline__ void align_cluster_body(const SortParams& p, unsigned
   SY_CLUSTER_TRACE(8);
   // This block is done with the other blocks' shared memory (every remote value was consumed by
   // the scan, before two barriers); the wait keeps its own alive until the others are too. The
-  // arrive here rather than right after the scan: measured 0.01-0.06 us faster.
-  if constexpr (!kR) {
+  // arrive here rather than right after the scan: measured 0.01-0.06 us faster. (kP: no block
+  // reads another's shared memory, and every word pushed to a block landed before it passed its
+  // wait, so each block exits when done.)
+  if constexpr (!kR && !kP) {
     cluster_arrive_relaxed();
     cluster_wait();
   }
@@ -455,7 +507,7 @@ __device__ __forceinline__ void align_cluster_body(const SortParams& p, unsigned
 // kPasses = 1 in the library; 2 (diagnostics: the phase trace's warm pass) runs the body twice in
 // one launch, a cluster barrier between the passes. Launched as one cluster of gridDim.x blocks;
 // kRepl > 0 (the replicated variant, kRepl steps) as a plain grid of repl_align_blocks blocks.
-template <bool kAlign, int kPasses, int kRepl = 0>
+template <bool kAlign, int kPasses, int kRepl = 0, bool kPush = true>
 __global__ void __launch_bounds__(kClusterAlignThreads) align_cluster_kernel(const SortParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
@@ -472,7 +524,7 @@ __global__ void __launch_bounds__(kClusterAlignThreads) align_cluster_kernel(con
         cluster_wait();
       }
     }
-    align_cluster_body<kAlign, kRepl>(p, smem);
+    align_cluster_body<kAlign, kRepl, kPush>(p, smem, pass);
   }
 }
 

@@ -58,4 +58,82 @@ __device__ __forceinline__ const T* cluster_map(const T* p, unsigned rank) {
 #endif
 }
 
+// Words pushed into other blocks' shared memory, completed on the receiver's mbarrier (a
+// transaction count in bytes): no cluster barrier and no memory fence between the pushes and
+// their use. The protocol, per block:
+//   cluster_push_init(bar)           one thread, once; then a cluster barrier (its relaxed form
+//                                    suffices: the init's own fence publishes it) before any
+//                                    block pushes to this one;
+//   cluster_push(dst, rank, v, bar)  any thread: block `rank`'s word at dst's offset = v;
+//   cluster_push_expect(bar, bytes)  one thread per phase: the bytes this block receives in it;
+//   cluster_push_wait(bar, parity)   the threads that read the pushed words (phase k: parity k &
+//   1).
+// Each push's complete-tx has release semantics at cluster scope and the wait acquire semantics at
+// cluster scope (PTX ISA, st.async): what the pushing thread's block did before the push (ordered
+// by a block barrier) happens before what the waiting thread does after its wait.
+// A phase completes once the expect has arrived and every expected byte has landed, in either
+// order.
+__device__ __forceinline__ void cluster_push_init(std::uint64_t* bar) {
+#if defined(SY_SIMT_EMU)
+  emu::cluster_push_init(bar);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const auto b = static_cast<std::uint32_t>(__cvta_generic_to_shared(bar));
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(b) : "memory");
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#else
+  (void)bar;
+#endif
+}
+
+__device__ __forceinline__ void cluster_push(std::uint32_t* dst, unsigned rank, std::uint32_t v,
+                                             std::uint64_t* bar) {
+#if defined(SY_SIMT_EMU)
+  emu::cluster_push(dst, rank, v, bar);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  std::uint32_t d, b;
+  asm("mapa.shared::cluster.u32 %0, %1, %2;"
+      : "=r"(d)
+      : "r"(static_cast<std::uint32_t>(__cvta_generic_to_shared(dst))), "r"(rank));
+  asm("mapa.shared::cluster.u32 %0, %1, %2;"
+      : "=r"(b)
+      : "r"(static_cast<std::uint32_t>(__cvta_generic_to_shared(bar))), "r"(rank));
+  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.u32 [%0], %1, [%2];" ::"r"(d),
+               "r"(v), "r"(b)
+               : "memory");
+#else
+  (void)dst, (void)rank, (void)v, (void)bar;
+#endif
+}
+
+__device__ __forceinline__ void cluster_push_expect(std::uint64_t* bar, std::uint32_t bytes) {
+#if defined(SY_SIMT_EMU)
+  emu::cluster_push_expect(bar, bytes);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const auto b = static_cast<std::uint32_t>(__cvta_generic_to_shared(bar));
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(b), "r"(bytes)
+               : "memory");
+#else
+  (void)bar, (void)bytes;
+#endif
+}
+
+__device__ __forceinline__ void cluster_push_wait(std::uint64_t* bar, std::uint32_t parity) {
+#if defined(SY_SIMT_EMU)
+  emu::cluster_push_wait(bar, parity);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const auto b = static_cast<std::uint32_t>(__cvta_generic_to_shared(bar));
+  std::uint32_t done = 0;
+  while (!done) {
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], "
+        "%2;\n selp.u32 %0, 1, 0, p;\n}"
+        : "=r"(done)
+        : "r"(b), "r"(parity)
+        : "memory");
+  }
+#else
+  (void)bar, (void)parity;
+#endif
+}
+
 }  // namespace switchyard::kernels

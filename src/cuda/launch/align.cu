@@ -186,12 +186,27 @@ SmallKernel warp_kernel(SortOutput output, int sets, int passes) {
   return (output == SortOutput::kAlign ? kAlign : kLayout)[sets - 1][passes - 1];
 }
 
-// The cluster kernel instance for `output` (kAlign or kContiguous) and `passes` (1; 2 diagnostics).
-SmallKernel cluster_kernel(SortOutput output, int passes) {
+// SWITCHYARD_ALIGN_PUSH=0 in the environment runs the cluster kernel's pulling form (counts read
+// through distributed shared memory after a release / acquire cluster barrier, every output
+// prefilled first) instead of the pushing one (read once). For A/B measurements.
+bool cluster_push_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("SWITCHYARD_ALIGN_PUSH");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return enabled;
+}
+
+// The cluster kernel instance for `output` (kAlign or kContiguous), `passes` (1; 2 diagnostics)
+// and `push`.
+SmallKernel cluster_kernel(SortOutput output, int passes, bool push) {
   using kernels::align_cluster_kernel;
-  const SmallKernel k[2][2] = {{align_cluster_kernel<true, 1>, align_cluster_kernel<true, 2>},
-                               {align_cluster_kernel<false, 1>, align_cluster_kernel<false, 2>}};
-  return k[output == SortOutput::kAlign ? 0 : 1][passes - 1];
+  const SmallKernel k[2][2][2] = {
+      {{align_cluster_kernel<true, 1, 0, false>, align_cluster_kernel<true, 2, 0, false>},
+       {align_cluster_kernel<false, 1, 0, false>, align_cluster_kernel<false, 2, 0, false>}},
+      {{align_cluster_kernel<true, 1, 0, true>, align_cluster_kernel<true, 2, 0, true>},
+       {align_cluster_kernel<false, 1, 0, true>, align_cluster_kernel<false, 2, 0, true>}}};
+  return k[push ? 1 : 0][output == SortOutput::kAlign ? 0 : 1][passes - 1];
 }
 
 // The replicated variant of the cluster kernel (align_cluster.cuh, kRepl) for `output`, `steps`
@@ -443,9 +458,11 @@ Status launch_sort(const char* op, SortParams p, void* workspace, std::size_t wo
                                "align_cluster_kernel (replicated): launch");
   }
   if (forced_grid == -4 || (forced_grid == 0 && cluster_heuristic)) {
-    auto* kernel = cluster_kernel(p.output, g_repeat.load(std::memory_order_relaxed) ? 2 : 1);
-    const std::size_t smem =
-        kernels::cluster_align_shared_bytes(E);  // <= 36,928 bytes (E = 512): no opt-in
+    const bool push = cluster_push_enabled();
+    auto* kernel = cluster_kernel(p.output, g_repeat.load(std::memory_order_relaxed) ? 2 : 1, push);
+    // <= 36,928 bytes (E = 512) pulling, 57,416 pushing (opt-in past 48 KiB)
+    const std::size_t smem = kernels::cluster_align_shared_bytes(E, 1, push);
+    SY_RETURN_IF_ERROR(set_smem(kernel, smem, "align_cluster_kernel: shared memory attribute"));
     const int blocks = kernels::cluster_align_blocks(p.num_slots, small_out_entries);
     const detail::LaunchShape shape{dim3(static_cast<unsigned>(blocks)),
                                     dim3(kernels::kClusterAlignThreads), smem,
