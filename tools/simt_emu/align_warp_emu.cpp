@@ -1,17 +1,17 @@
 // Runs the warp-level alignment kernel (src/cuda/kernels/align_warp.cuh, N <= 64 slots), the
 // block kernel (align_block.cuh, N <= 256) and the cluster kernel (align_cluster.cuh, N <= 4096,
-// E <= 512, as one emulated thread block cluster; its replicated variant for N <= 1024 with the
-// blocks in order, in reverse and all at once) and the few-experts kernel (align_few.cuh,
-// N <= 1024, E <= 32) on the host SIMT emulator against
-// moe_align_block_size_cpu / expert_layout_cpu (contiguous), bit for bit, on poisoned, partly
-// misaligned outputs a little larger than required: seeded random cases over N = 0..256 (the warp
-// kernel up to 64) and N up to 4096 for the cluster kernel, E = 1..16384, block sizes 16..256
-// (non-powers of two included) and alignments 1..1024, int32 / int64 ids, invalid ids (-1, >= E,
-// negative, >= 2^32), expert_map (dropped and out-of-range entries), on the launcher's grid and on
-// small or odd grids (every loop is grid-stride; the cluster kernel on any cluster of at least one
-// block per 512 slots). Where E <= 512 and N <= 512 the small-batch kernel (align_small.cuh) runs
-// on the same inputs too and must give the same bits. Any mismatch prints the case and fails
-// (exit 1).
+// E <= 512, as one emulated thread block cluster, pushing and, on the launcher's grid, pulling;
+// the emulator's mbarriers must end every launch settled; its replicated variant for N <= 1024 with
+// the blocks in order, in reverse and all at once) and the few-experts kernel (align_few.cuh, N <=
+// 1024, E <= 32) on the host SIMT emulator against moe_align_block_size_cpu / expert_layout_cpu
+// (contiguous), bit for bit, on poisoned, partly misaligned outputs a little larger than required:
+// seeded random cases over N = 0..256 (the warp kernel up to 64) and N up to 4096 for the cluster
+// kernel, E = 1..16384, block sizes 16..256 (non-powers of two included) and alignments 1..1024,
+// int32 / int64 ids, invalid ids (-1, >= E, negative, >= 2^32), expert_map (dropped and
+// out-of-range entries), on the launcher's grid and on small or odd grids (every loop is
+// grid-stride; the cluster kernel on any cluster of at least one block per 512 slots). Where E <=
+// 512 and N <= 512 the small-batch kernel (align_small.cuh) runs on the same inputs too and must
+// give the same bits. Any mismatch prints the case and fails (exit 1).
 //   build-cpu/tests/align_warp_emu [cases] [seed]
 #include "cuda_emu.h"
 // The kernels' dynamic shared memory (`extern __shared__`: -fno-extern-tls-init), room for
