@@ -26,20 +26,22 @@
 // counts with a release / acquire cluster barrier instead, each block then loading the others'
 // counts through distributed shared memory, and ends with a relaxed cluster barrier that keeps its
 // shared memory alive until the others have read it. Pushing measured (H200, session 29, one
-// binary; bench/NOTES.md) 0.05-0.13 us less per launch at 129-512 top-8 tokens (DeepSeek-V3 512
-// tokens 3.44 -> 3.34 us): the phase trace of block 0 has the exchange 670 -> 595 cycles and the
-// scan 1,203 -> 462 (local loads), and no final barrier. Pushing with the prefill left until after
-// the scan (every expert's padding run and the tail written then, so that no block's stores
-// overlap another's and no ordering is needed) was 0.1-0.7 us slower: those stores took
-// 1,900-2,700 cycles at the end of each block, as 4- or 16-byte stores alike.
+// binary; bench/NOTES.md) 0.02-0.11 us less per launch at 129-512 top-8 tokens (DeepSeek-V3 512
+// tokens 2.79 -> 2.70 us over the empty launch): the phase trace of block 0 has the exchange
+// 670 -> 595 cycles and the scan 1,203 -> 462 (local loads), and no final barrier. Pushing with the
+// prefill left until after the scan (every expert's padding run and the tail written then, so that
+// no block's stores overlap another's and no ordering is needed) was 0.1-0.7 us slower: those
+// stores took 1,900-2,700 cycles at the end of each block, as 4- or 16-byte stores alike.
+//
 // Measured (H200, session 14; bench/NOTES.md): the release half of a cluster barrier is a
-// MEMBAR.ALL.GPU (~700-800 cycles), which is why the last barrier is relaxed; padding written
-// after the scan by one thread per expert (scattered 4-byte stores) cost ~1,000-3,000 cycles per
-// block more than the coalesced prefill. The kernel is 0.1-0.45 us faster than
-// align_small_kernel for E = 128..384 at 9-32 and 256-512 tokens of top-8 and as fast between;
-// it is 0.05-0.16 us slower for Mixtral's E = 8, which the launcher leaves to align_small_kernel.
-// Everything is 32-bit: the launcher only takes this kernel when slots + padding < 2^30 and the
-// outputs are at most kClusterAlignMaxEntries entries.
+// MEMBAR.ALL.GPU
+// (~700-800 cycles), which is why the last barrier is relaxed; padding written after the scan by
+// one thread per expert (scattered 4-byte stores) cost ~1,000-3,000 cycles per block more than the
+// coalesced prefill. The kernel is 0.1-0.45 us faster than align_small_kernel for E = 128..384 at
+// 9-32 and 256-512 tokens of top-8 and as fast between; it is 0.05-0.16 us slower for Mixtral's E =
+// 8, which the launcher leaves to align_small_kernel. Everything is 32-bit: the launcher only takes
+// this kernel when slots + padding < 2^30 and the outputs are at most kClusterAlignMaxEntries
+// entries.
 //
 // Up to 1024 slots (two slot-owning blocks) the launcher runs the replicated variant instead
 // (kRepl, below), from 33 slots for E = 64..512 (ahead of the warp kernel's two slots per lane):
