@@ -34,14 +34,13 @@
 // stores took 1,900-2,700 cycles at the end of each block, as 4- or 16-byte stores alike.
 //
 // Measured (H200, session 14; bench/NOTES.md): the release half of a cluster barrier is a
-// MEMBAR.ALL.GPU
-// (~700-800 cycles), which is why the last barrier is relaxed; padding written after the scan by
-// one thread per expert (scattered 4-byte stores) cost ~1,000-3,000 cycles per block more than the
-// coalesced prefill. The kernel is 0.1-0.45 us faster than align_small_kernel for E = 128..384 at
-// 9-32 and 256-512 tokens of top-8 and as fast between; it is 0.05-0.16 us slower for Mixtral's E =
-// 8, which the launcher leaves to align_small_kernel. Everything is 32-bit: the launcher only takes
-// this kernel when slots + padding < 2^30 and the outputs are at most kClusterAlignMaxEntries
-// entries.
+// MEMBAR.ALL.GPU (~700-800 cycles), which is why the pulling form's last barrier is relaxed;
+// padding written after the scan by one thread per expert (scattered 4-byte stores) cost
+// ~1,000-3,000 cycles per block more than the coalesced prefill. The kernel is 0.1-0.45 us faster
+// than align_small_kernel for E = 128..384 at 9-32 and 256-512 tokens of top-8 and as fast
+// between; it is 0.05-0.16 us slower for Mixtral's E = 8, which the launcher leaves to
+// align_small_kernel. Everything is 32-bit: the launcher only takes this kernel when slots +
+// padding < 2^30 and the outputs are at most kClusterAlignMaxEntries entries.
 //
 // Up to 1024 slots (two slot-owning blocks) the launcher runs the replicated variant instead
 // (kRepl, below), from 33 slots for E = 64..512 (ahead of the warp kernel's two slots per lane):
