@@ -66,8 +66,8 @@ __device__ __forceinline__ const T* cluster_map(const T* p, unsigned rank) {
 //                                    block pushes to this one;
 //   cluster_push(dst, rank, v, bar)  any thread: block `rank`'s word at dst's offset = v;
 //   cluster_push_expect(bar, bytes)  one thread per phase: the bytes this block receives in it;
-//   cluster_push_wait(bar, parity)   the threads that read the pushed words (phase k: parity k &
-//   1).
+//   cluster_push_wait(bar, parity)   the threads that read the pushed words; phase k waits with
+//                                    parity k % 2.
 // Each push's complete-tx has release semantics at cluster scope and the wait acquire semantics at
 // cluster scope (PTX ISA, st.async): what the pushing thread's block did before the push (ordered
 // by a block barrier) happens before what the waiting thread does after its wait.
