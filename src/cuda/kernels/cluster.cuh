@@ -58,6 +58,55 @@ __device__ __forceinline__ const T* cluster_map(const T* p, unsigned rank) {
 #endif
 }
 
+// mbarrier operations on a shared-memory address (sm_90; device code only, no emulator form):
+// an mbarrier of one arrival per phase, initialised and published to the cluster (the async proxy
+// included); the arrival that adds `bytes` to the phase's transaction count; the wait for the phase
+// of the given parity (kCluster: acquire at cluster scope, for words other blocks stored; else at
+// CTA scope, as bulk copies into this block need).
+__device__ __forceinline__ void mbarrier_init_one(std::uint32_t bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar) : "memory");
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#else
+  (void)bar;
+#endif
+}
+
+__device__ __forceinline__ void mbarrier_expect_bytes(std::uint32_t bar, std::uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes)
+               : "memory");
+#else
+  (void)bar, (void)bytes;
+#endif
+}
+
+template <bool kCluster>
+__device__ __forceinline__ void mbarrier_wait_parity(std::uint32_t bar, std::uint32_t parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  std::uint32_t done = 0;
+  while (!done) {
+    if constexpr (kCluster) {
+      asm volatile(
+          "{\n .reg .pred p;\n mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], "
+          "%2;\n selp.u32 %0, 1, 0, p;\n}"
+          : "=r"(done)
+          : "r"(bar), "r"(parity)
+          : "memory");
+    } else {
+      asm volatile(
+          "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+          " selp.u32 %0, 1, 0, p;\n}"
+          : "=r"(done)
+          : "r"(bar), "r"(parity)
+          : "memory");
+    }
+  }
+#else
+  (void)bar, (void)parity;
+#endif
+}
+
 // Words pushed into other blocks' shared memory, completed on the receiver's mbarrier (a
 // transaction count in bytes): no cluster barrier and no memory fence between the pushes and
 // their use. The protocol, per block:
@@ -77,9 +126,7 @@ __device__ __forceinline__ void cluster_push_init(std::uint64_t* bar) {
 #if defined(SY_SIMT_EMU)
   emu::cluster_push_init(bar);
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const auto b = static_cast<std::uint32_t>(__cvta_generic_to_shared(bar));
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(b) : "memory");
-  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  mbarrier_init_one(static_cast<std::uint32_t>(__cvta_generic_to_shared(bar)));
 #else
   (void)bar;
 #endif
@@ -109,9 +156,7 @@ __device__ __forceinline__ void cluster_push_expect(std::uint64_t* bar, std::uin
 #if defined(SY_SIMT_EMU)
   emu::cluster_push_expect(bar, bytes);
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const auto b = static_cast<std::uint32_t>(__cvta_generic_to_shared(bar));
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(b), "r"(bytes)
-               : "memory");
+  mbarrier_expect_bytes(static_cast<std::uint32_t>(__cvta_generic_to_shared(bar)), bytes);
 #else
   (void)bar, (void)bytes;
 #endif
@@ -121,16 +166,7 @@ __device__ __forceinline__ void cluster_push_wait(std::uint64_t* bar, std::uint3
 #if defined(SY_SIMT_EMU)
   emu::cluster_push_wait(bar, parity);
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const auto b = static_cast<std::uint32_t>(__cvta_generic_to_shared(bar));
-  std::uint32_t done = 0;
-  while (!done) {
-    asm volatile(
-        "{\n .reg .pred p;\n mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], "
-        "%2;\n selp.u32 %0, 1, 0, p;\n}"
-        : "=r"(done)
-        : "r"(b), "r"(parity)
-        : "memory");
-  }
+  mbarrier_wait_parity<true>(static_cast<std::uint32_t>(__cvta_generic_to_shared(bar)), parity);
 #else
   (void)bar, (void)parity;
 #endif

@@ -43,6 +43,7 @@
 #include <cstdint>
 
 #include "../heuristics/experts_token.h"
+#include "cluster.cuh"
 #include "experts_decode.cuh"
 #include "experts_pointwise.cuh"
 #include "pdl.cuh"
@@ -187,8 +188,7 @@ __global__ void __launch_bounds__(kTokenThreads, 1) experts_token_kernel(const T
     s_weight[k] = __ldg(p.weights + k);
   }
   if (threadIdx.x == 0) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar) : "memory");
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    mbarrier_init_one(bar);
   }
   __syncthreads();
 
@@ -212,8 +212,7 @@ __global__ void __launch_bounds__(kTokenThreads, 1) experts_token_kernel(const T
     const std::uint32_t bytes = static_cast<std::uint32_t>(rows) * row_bytes;
     std::uint32_t total = 0;
     for (int k = 0; k < staged; ++k) total += s_expert[k] >= 0 ? bytes : 0u;
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(total)
-                 : "memory");
+    mbarrier_expect_bytes(bar, total);
     for (int k = 0; k < staged; ++k) {
       const int e = s_expert[k];
       if (e < 0) continue;
@@ -231,15 +230,7 @@ __global__ void __launch_bounds__(kTokenThreads, 1) experts_token_kernel(const T
     }
     // This thread sees the copies land; the barrier before the grid barrier then orders them
     // before every thread's reads in GEMM2.
-    std::uint32_t done = 0;
-    while (!done) {
-      asm volatile(
-          "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0;\n"
-          " selp.u32 %0, 1, 0, p;\n}"
-          : "=r"(done)
-          : "r"(bar)
-          : "memory");
-    }
+    mbarrier_wait_parity<false>(bar, 0);
   }
 
   // GEMM1 + activation over this CTA's range of units.
