@@ -74,6 +74,23 @@ __global__ void k_fill(Params p) {
   for (int i = threadIdx.x; i < per / 4; i += blockDim.x) f[i] = make_int4(p.n, p.n, p.n, p.n);
 }
 
+// A launch of `kernel` in clusters of `cluster` blocks along x.
+void launch_cluster(void (*kernel)(Params), int blocks, int threads, int cluster, cudaStream_t s,
+                    Params p) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(blocks);
+  cfg.blockDim = dim3(threads);
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = cluster;
+  attr[0].val.clusterDim.y = 1;
+  attr[0].val.clusterDim.z = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  CK(cudaLaunchKernelEx(&cfg, kernel, p));
+}
+
 double time_us(const std::function<void(cudaStream_t)>& launch) {
   cudaStream_t s;
   CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
@@ -162,6 +179,18 @@ int main() {
        [&](cudaStream_t s) { k_chain<3, false, true><<<8, 512, 0, s>>>(P(4096, 0)); }},
       {"fill+load+atomics 3 bar 8x512 (n=4096)",
        [&](cudaStream_t s) { k_chain<3, true, true><<<8, 512, 0, s>>>(P(4096, 16384)); }},
+      // Grid shapes of the small routing and alignment kernels (session 30): how the block count,
+      // the block size and a thread block cluster change an empty launch and a load -> store.
+      {"empty 8x512 cluster 8", [&](cudaStream_t s) { launch_cluster(k_empty, 8, 512, 8, s, P(8, 0)); }},
+      {"empty 16x1024", [&](cudaStream_t s) { k_empty<<<16, 1024, 0, s>>>(P(8, 0)); }},
+      {"empty 128x128", [&](cudaStream_t s) { k_empty<<<128, 128, 0, s>>>(P(8, 0)); }},
+      {"empty 128x32", [&](cudaStream_t s) { k_empty<<<128, 32, 0, s>>>(P(8, 0)); }},
+      {"load->store 8x512 cluster 8 (n=8)",
+       [&](cudaStream_t s) { launch_cluster(k_chain<0, false, false>, 8, 512, 8, s, P(8, 0)); }},
+      {"load->store 16x1024 (n=8)",
+       [&](cudaStream_t s) { k_chain<0, false, false><<<16, 1024, 0, s>>>(P(8, 0)); }},
+      {"load->store 128x128 (n=8)",
+       [&](cudaStream_t s) { k_chain<0, false, false><<<128, 128, 0, s>>>(P(8, 0)); }},
   };
   int dev = 0;
   cudaDeviceProp prop;
