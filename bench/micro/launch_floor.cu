@@ -181,7 +181,8 @@ int main() {
        [&](cudaStream_t s) { k_chain<3, true, true><<<8, 512, 0, s>>>(P(4096, 16384)); }},
       // Grid shapes of the small routing and alignment kernels (session 30): how the block count,
       // the block size and a thread block cluster change an empty launch and a load -> store.
-      {"empty 8x512 cluster 8", [&](cudaStream_t s) { launch_cluster(k_empty, 8, 512, 8, s, P(8, 0)); }},
+      {"empty 8x512 cluster 8",
+       [&](cudaStream_t s) { launch_cluster(k_empty, 8, 512, 8, s, P(8, 0)); }},
       {"empty 16x1024", [&](cudaStream_t s) { k_empty<<<16, 1024, 0, s>>>(P(8, 0)); }},
       {"empty 128x128", [&](cudaStream_t s) { k_empty<<<128, 128, 0, s>>>(P(8, 0)); }},
       {"empty 128x32", [&](cudaStream_t s) { k_empty<<<128, 32, 0, s>>>(P(8, 0)); }},

@@ -106,11 +106,14 @@ int main() {
     });
     const float bal = time_graph(
         [&](cudaStream_t s, int i) { balanced<<<sms, kThreads, 0, s>>>(buf(i), bytes, out); });
-    const float pl = time_graph(
-        [&](cudaStream_t s, int i) { plain<<<c.tiles, kThreads, 0, s>>>(buf(i), c.tile_bytes, out); });
-    printf("  %-52s %6.1f MB: round robin %7.1f (%4.0f), balanced %7.1f (%4.0f), plain %7.1f (%4.0f)\n",
-           c.name, bytes / 1e6, rr, bytes / (rr * 1e3), bal, bytes / (bal * 1e3), pl,
-           bytes / (pl * 1e3));
+    const float pl = time_graph([&](cudaStream_t s, int i) {
+      plain<<<c.tiles, kThreads, 0, s>>>(buf(i), c.tile_bytes, out);
+    });
+    printf(
+        "  %-52s %6.1f MB: round robin %7.1f (%4.0f), balanced %7.1f (%4.0f), plain %7.1f "
+        "(%4.0f)\n",
+        c.name, bytes / 1e6, rr, bytes / (rr * 1e3), bal, bytes / (bal * 1e3), pl,
+        bytes / (pl * 1e3));
   }
   printf("last error: %s\n", cudaGetErrorString(cudaGetLastError()));
   return 0;
