@@ -200,7 +200,24 @@ TEST(RoutingHeuristics, ForcedLayoutsAreChecked) {
   EXPECT_EQ(routing_warp_wide_rows(160, ScoreFunc::kSoftmax, false), 4096);
   EXPECT_EQ(routing_warp_wide_rows(256, ScoreFunc::kSoftmax, false), 4096);
   EXPECT_EQ(routing_warp_wide_rows(257, ScoreFunc::kSoftmax, false), 0);
-  EXPECT_EQ(routing_warp_wide_rows(160, ScoreFunc::kSoftmax, true), 0);  // grouped
+  EXPECT_EQ(routing_warp_wide_rows(160, ScoreFunc::kSoftmax, true), 0);  // grouped, no words
+  // Grouped softmax-like rows of 129..256 experts with groups that need drop_groups' words
+  // (DeepSeek-V2: 8 groups of 20 over 8 experts per lane): every M above the row blocks.
+  EXPECT_TRUE(routing_groups_need_words(160, 8, 8));
+  EXPECT_FALSE(routing_groups_need_words(256, 8, 8));  // DeepSeek-V3: 4 whole lanes per group
+  EXPECT_TRUE(routing_groups_need_words(384, 8, 16));  // 3 lanes per group
+  EXPECT_EQ(routing_warp_wide_rows(160, ScoreFunc::kSoftmax, true, true), kWarpWideMaxRowsGrouped);
+  EXPECT_EQ(routing_warp_wide_rows(128, ScoreFunc::kSoftmax, true, true), 0);
+  EXPECT_EQ(routing_warp_wide_rows(160, ScoreFunc::kSigmoid, true, true), 0);
+  for (std::int64_t m : {1, 512, 513, 4096, 32768}) {
+    const RoutingLaunchConfig g =
+        routing_launch_config(160, m, 0, true, false, 6, true, 0, 0, kWarpWideMaxRowsGrouped);
+    EXPECT_EQ(g.warp, m > kRowBlockMaxRows) << m;
+    EXPECT_EQ(g.row_block, m <= kRowBlockMaxRows) << m;
+    if (g.warp) {
+      EXPECT_EQ(g.vals, 8) << m;
+    }
+  }
   EXPECT_EQ(routing_warp_wide_rows(128, ScoreFunc::kSigmoid, false), 0);
   EXPECT_EQ(routing_warp_wide_rows(128, ScoreFunc::kSqrtSoftplus, false), 0);
   EXPECT_EQ(routing_warp_wide_rows(32, ScoreFunc::kSoftmax, false), 0);

@@ -70,6 +70,9 @@ inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) {
 inline dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 namespace emu {
+// What kernel code's dynamic_smem_bytes() (kernels/routing.cuh) returns: the dynamic shared
+// memory the runner says its launch has (the storage itself is the runner's thread_local arrays).
+inline unsigned dynamic_smem_bytes = 0;
 struct Fiber {
   ucontext_t ctx;
   std::vector<char> stack;

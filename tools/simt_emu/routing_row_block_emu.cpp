@@ -27,12 +27,19 @@
 // score for E <= 1024 in every layout) with margin.
 namespace switchyard::kernels {
 alignas(16) thread_local std::uint32_t row_block_leaves[2 * 2048];
-// The lane-group kernel's group scores: up to 4 rows per block (32 lanes) x 32 groups; the LUT
-// kernel's fallback: up to 24 warps x 16 groups.
-thread_local std::uint32_t group_smem[24 * 32];
+// The lane-group kernel's group scores: up to 4 rows per block (32 lanes) x 32 groups, then
+// drop_groups' words (4 rows x up to 512); the LUT kernel's fallback: up to 24 warps x 16 groups.
+thread_local std::uint32_t group_smem[4 * 32 + 4 * 512];
+// The wide warp kernel's drop_groups words: 4 warps x up to 512.
+thread_local std::uint32_t wide_words[4 * 512];
 // The staged kernel's dynamic shared memory (its largest layout: E = 512 float logits, ~147 KB).
 alignas(16) thread_local unsigned char staged_smem[160 * 1024];
 }  // namespace switchyard::kernels
+// Whether the runners give drop_groups its words (SWITCHYARD_ROUTING_GROUP_WORDS=0: not).
+inline bool group_words() {
+  const char* v = std::getenv("SWITCHYARD_ROUTING_GROUP_WORDS");
+  return v == nullptr || std::strcmp(v, "0") != 0;
+}
 // Pre-filter statistics (SY_PREFILTER_STATS hooks in routing_prefilter.cuh).
 namespace emu_stats {
 inline long long rows_prefiltered = 0, rows_fallback = 0, candidates = 0, max_candidates = 0;
@@ -78,6 +85,7 @@ inline long long rows_prefiltered = 0, rows_fallback = 0, candidates = 0, max_ca
 // clang-format on
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -186,7 +194,16 @@ template <typename T, ScoreFunc kF>
 void run_warp_instance(const detail::RoutingKernelParams& kp, bool vec_ok, bool ids64) {
   constexpr std::int64_t kRows = kernels::kWarpRoutingRows;
   const unsigned blocks = static_cast<unsigned>((kp.num_tokens + kRows - 1) / kRows);
-  auto run = [&](auto kernel) { emu::launch(blocks, kernels::kWarpRoutingThreads, kernel); };
+  auto run = [&](auto kernel) {
+    emu::launch(blocks, kernels::kWarpRoutingThreads, kernel,
+                [] { std::memset(kernels::wide_words, 0xab, sizeof kernels::wide_words); });
+  };
+  // drop_groups' words where the launcher adds them (launch/routing.cu), unless
+  // SWITCHYARD_ROUTING_GROUP_WORDS=0 (the butterflies per group).
+  const int vals = detail::routing_row_capacity(kp.p.num_experts) / 32;
+  emu::dynamic_smem_bytes = group_words() && vals > 1 && kp.p.group_score != GroupScore::kNone
+                                ? static_cast<unsigned>(kernels::kWarpRoutingRows * 32 * vals * 4)
+                                : 0u;
   switch (detail::routing_row_capacity(kp.p.num_experts) / 32) {
     case 0:
     case 1:
@@ -278,6 +295,10 @@ void run_quad_vals(int V, const detail::RoutingKernelParams& kp, bool vec_ok, bo
 template <typename T, int V>
 void run_prefilter_kernel(const detail::RoutingKernelParams& kp, bool vec_ok, bool ids64) {
   const unsigned blocks = static_cast<unsigned>((kp.num_tokens + 3) / 4);
+  const bool grouped = kp.p.group_score != GroupScore::kNone;
+  emu::dynamic_smem_bytes =
+      grouped ? static_cast<unsigned>(4 * (kp.p.num_groups + (group_words() ? 32 * V : 0)) * 4)
+              : 0u;
   emu::launch(
       blocks, 128,
       [&]() { kernels::routing_kernel<T, 32, V, false, true>(kp, vec_ok, ids64, nullptr); },

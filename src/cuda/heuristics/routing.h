@@ -25,7 +25,9 @@
 //    expert e, single-instruction warp reductions for the selection: the latency layout for
 //    short rows (routing_warp_pays).
 //  - the wide warp kernel (kernels/routing_warp_wide.cuh): the warp kernel for rows of 33..512
-//    experts, next_pow2(E) / 32 consecutive experts per lane.
+//    experts, next_pow2(E) / 32 consecutive experts per lane (routing_warp_wide_rows; grouped
+//    rows whose groups are not whole runs of lanes score them from shared-memory words,
+//    routing_groups_need_words).
 //  - the packed kernel (kernels/routing_packed.cuh): 16-bit logits keyed by the logit itself
 //    (detail::routing_packed_serves), order key and expert index in one 32-bit word, selection by
 //    sorting networks and merges across 4..32 lanes; taken ahead of the row blocks, the wide warp
@@ -47,6 +49,7 @@
 // kRoutingLutCode = the LUT kernel (where it serves the routing).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "../../common/routing_row.h"
@@ -226,6 +229,19 @@ inline bool routing_prefilter_pays(bool applies, bool row_blocks_pay, std::int64
   return applies && row_blocks_pay && num_tokens > kRowBlockMaxRows;
 }
 
+// Whether grouped rows of E experts in num_groups groups, vals experts per lane, take
+// drop_groups' general path (kernels/routing.cuh): a group is not a power-of-two run of whole
+// lanes (DeepSeek-V2: groups of 20 over 8 experts per lane). There each row gets lanes x vals
+// words of shared memory (at most kRoutingGroupWordsMaxBytes per block in all), so that lane g
+// scores group g from them instead of one butterfly over the row's lanes per group.
+inline constexpr std::size_t kRoutingGroupWordsMaxBytes = 48 << 10;
+inline bool routing_groups_need_words(int num_experts, int num_groups, int vals) {
+  if (num_groups < 1 || vals < 1 || num_experts % num_groups != 0) return false;
+  const int group_size = num_experts / num_groups;
+  const int lanes_per_group = group_size / vals;
+  return !(group_size % vals == 0 && (lanes_per_group & (lanes_per_group - 1)) == 0);
+}
+
 // The row-thread kernel's instance for E experts and `columns` = K + S outputs.
 inline int row_thread_experts(int num_experts) {
   return num_experts <= 8 ? 8 : (num_experts <= 16 ? 16 : 32);
@@ -301,12 +317,29 @@ inline bool routing_warp_pays(int num_experts, std::int64_t num_tokens) {
 // 3.47 / 4.97 / 8.88. Forced where it does not apply, 1 row: DeepSeek-V3 (sigmoid, grouped) 3.35
 // -> 5.29, Kimi K2 (sigmoid, 16 per lane) 3.40 -> 5.17, DeepSeek-V2 (softmax, groups of 20) 3.51 ->
 // 7.20.
+//
+// Grouped softmax-like rows of 129..256 experts whose groups are not whole runs of lanes
+// (group_words: routing_groups_need_words for its 8 experts per lane, and the scratch enabled)
+// take it at every M above the row blocks' kRowBlockMaxRows (routing_launch_config keeps those),
+// with drop_groups scoring the groups from shared memory. Measured on an H200 (session 30, call 5,
+// DeepSeek-V2: softmax, E 160, 8 groups of 20, K 6; bench routing, us; 1024 / 2048 / 4096 / 8192 /
+// 32768 rows): lane groups (the heuristic before) 10.71 / 13.29 / 22.02 / 40.34 / 145.2, with the
+// shared-memory group scores 7.84 / 9.55 / 15.14 / 26.83 / 95.2, the wide warp kernel with them
+// 6.04 / 8.07 / 13.88 / 24.43 / 86.5; at 1 / 32 / 512 rows the row blocks 3.99 / 4.11 / 4.51
+// against 4.55 / 4.65 / 4.79.
 inline constexpr std::int64_t kWarpWideMaxRows = 8191;  // = kQuadMinRows - 1
 inline constexpr std::int64_t kWarpWideMaxRowsLong = 4096;
-inline std::int64_t routing_warp_wide_rows(int num_experts, ScoreFunc f, bool grouped) {
+inline constexpr std::int64_t kWarpWideMaxRowsGrouped = std::int64_t{1} << 40;  // every M
+inline std::int64_t routing_warp_wide_rows(int num_experts, ScoreFunc f, bool grouped,
+                                           bool group_words = false) {
   const bool softmax_like = f == ScoreFunc::kSoftmax || f == ScoreFunc::kTopkThenSoftmax ||
                             f == ScoreFunc::kTopkThenSigmoid;
-  if (!softmax_like || grouped || num_experts < kWarpWideMinExperts) return 0;
+  if (grouped) {
+    return softmax_like && group_words && num_experts > 128 && num_experts <= 256
+               ? kWarpWideMaxRowsGrouped
+               : 0;
+  }
+  if (!softmax_like || num_experts < kWarpWideMinExperts) return 0;
   if (num_experts <= 128) return kWarpWideMaxRows;
   return num_experts <= 256 ? kWarpWideMaxRowsLong : 0;
 }
@@ -441,7 +474,8 @@ inline RoutingLaunchConfig routing_launch_config(
     return c;
   }
   if (layout_code == kRoutingWarpWideCode ||
-      (layout_code == 0 && num_tokens >= 1 && num_tokens <= warp_wide_rows)) {
+      (layout_code == 0 && num_tokens >= 1 && num_tokens <= warp_wide_rows &&
+       !(grouped && row_blocks_pay && num_tokens <= kRowBlockMaxRows))) {
     RoutingLaunchConfig c{};
     c.warp = true;
     c.lanes = 32;

@@ -161,12 +161,28 @@ __device__ __forceinline__ void chunk_best(const std::uint32_t (&ord)[kVals], st
   best_j = jj[0];
 }
 
+// Bytes of dynamic shared memory of this launch (0 in host builds of kernel code but the SIMT
+// emulator's): kernels whose
+// launcher may add the scratch of drop_groups' general path check that it is there.
+__device__ __forceinline__ unsigned dynamic_smem_bytes() {
+#if defined(__CUDA_ARCH__)
+  unsigned bytes;
+  asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(bytes));
+  return bytes;
+#elif defined(SY_SIMT_EMU)
+  return emu::dynamic_smem_bytes;  // the emulator's runner sets it (tools/simt_emu/cuda_emu.h)
+#else
+  return 0u;
+#endif
+}
+
 // Keeps the topk_groups best groups (ties: lower group index) and clears ord of the others.
-// row_groups: this row's num_groups words of shared memory.
+// row_groups: this row's num_groups words of shared memory. row_words: null, or this row's
+// kLanes * kVals words of shared memory for groups that are not whole runs of lanes (below).
 template <int kLanes, int kVals>
 __device__ __forceinline__ void drop_groups(const LaneGroup<kLanes>& grp, const RoutingParams& p,
-                                            std::uint32_t (&ord)[kVals],
-                                            std::uint32_t* row_groups) {
+                                            std::uint32_t (&ord)[kVals], std::uint32_t* row_groups,
+                                            std::uint32_t* row_words = nullptr) {
   const int group_size = p.num_experts / p.num_groups;
   const int first = grp.lane * kVals;
   const int lanes_per_group = group_size / kVals;
@@ -182,6 +198,22 @@ __device__ __forceinline__ void drop_groups(const LaneGroup<kLanes>& grp, const 
     }
     const int g = first / group_size;
     if (grp.lane % lanes_per_group == 0 && g < p.num_groups) {
+      row_groups[g] = detail::order_key(detail::group_score_value(p.group_score, b, s));
+    }
+  } else if (row_words != nullptr) {
+    // Groups that are not whole runs of lanes (DeepSeek-V2: 8 groups of 20 experts over chunks of
+    // 8): every lane publishes its order keys, then lane g takes group g's top two from shared
+    // memory, instead of one butterfly over all lanes per group. The same top two (top2_insert
+    // keeps the two largest of a multiset whatever the order of insertion).
+#pragma unroll
+    for (int j = 0; j < kVals; ++j) {
+      if (first + j < p.num_experts) row_words[first + j] = ord[j];
+    }
+    __syncwarp(grp.mask);
+    for (int g = grp.lane; g < p.num_groups; g += kLanes) {
+      std::uint32_t b = 0, s = 0;
+      const int e0 = g * group_size;
+      for (int e = e0; e < e0 + group_size; ++e) detail::top2_insert(b, s, row_words[e]);
       row_groups[g] = detail::order_key(detail::group_score_value(p.group_score, b, s));
     }
   } else {
@@ -344,7 +376,9 @@ __device__ __forceinline__ void route_row_lanes(const detail::RoutingKernelParam
   static_assert(kLanes * kVals <= kMaxRoutingExperts, "layout");
   static_assert(!kPrefilter || (kLanes == 32 && kVals >= 2 && kVals <= 16), "pre-filter layout");
   constexpr int kSlots = kRoutingSlotLeaves / kLanes;  // output columns per lane
-  extern __shared__ std::uint32_t group_smem[];        // [rows per block][num_groups]
+  // [rows per block][num_groups], then, where the launcher added it (grouped rows whose groups
+  // are not whole runs of lanes), [rows per block][kLanes * kVals] for drop_groups.
+  extern __shared__ std::uint32_t group_smem[];
 
   const RoutingParams& p = kp.p;
   const LaneGroup<kLanes> grp;
@@ -454,7 +488,12 @@ __device__ __forceinline__ void route_row_lanes(const detail::RoutingKernelParam
       softmax_sum = grp.sum(local_pairwise_sum<kVals>(terms));
     }
     if (p.group_score != GroupScore::kNone) {
-      drop_groups<kLanes, kVals>(grp, p, ord, group_smem + row_in_block * p.num_groups);
+      const unsigned rows = blockDim.x / kLanes;
+      std::uint32_t* words =
+          dynamic_smem_bytes() >= rows * (p.num_groups + kLanes * kVals) * 4u
+              ? group_smem + rows * p.num_groups + row_in_block * (kLanes * kVals)
+              : nullptr;
+      drop_groups<kLanes, kVals>(grp, p, ord, group_smem + row_in_block * p.num_groups, words);
     }
 
     mark(3);

@@ -113,7 +113,13 @@ __global__ void __launch_bounds__(kWarpRoutingThreads)
     softmax_sum = sum;
   }
   if (p.group_score != GroupScore::kNone) {
-    drop_groups<32, kVals>(LaneGroup<32>{}, p, ord, group_words[warp]);
+    // The launcher adds kWarpRoutingRows * 32 * kVals words of dynamic shared memory for groups
+    // that are not whole runs of lanes (drop_groups' scratch).
+    extern __shared__ std::uint32_t wide_words[];
+    std::uint32_t* words = dynamic_smem_bytes() >= kWarpRoutingRows * 32u * kVals * 4u
+                               ? wide_words + warp * (32 * kVals)
+                               : nullptr;
+    drop_groups<32, kVals>(LaneGroup<32>{}, p, ord, group_words[warp], words);
   }
 
   // ---- K rounds: best (order key, lower index); lane k keeps column k

@@ -38,6 +38,16 @@ namespace {
 // SWITCHYARD_ROUTING_LUT=0 in the environment keeps the heuristic off the LUT kernel (read once):
 // bf16 sigmoid rows then take the kernels they took before it existed (layout 74 still forces
 // it). For A/B measurements.
+// SWITCHYARD_ROUTING_GROUP_WORDS=0: no scratch for drop_groups' general path (its butterflies per
+// group instead), for A/B measurements.
+bool routing_group_words_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("SWITCHYARD_ROUTING_GROUP_WORDS");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return enabled;
+}
+
 bool lut_kernel_enabled() {
   static const bool enabled = [] {
     const char* v = std::getenv("SWITCHYARD_ROUTING_LUT");
@@ -117,7 +127,12 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
           params.num_experts, params.score_func == ScoreFunc::kSigmoid && !(params.softcap > 0.0f),
           grouped ? params.num_groups : 0),
       params.top_k + params.num_shared_experts, grouped, quad_vals, staged_segs,
-      heuristics::routing_warp_wide_rows(params.num_experts, params.score_func, grouped),
+      heuristics::routing_warp_wide_rows(
+          params.num_experts, params.score_func, grouped,
+          grouped && routing_group_words_enabled() &&
+              heuristics::routing_groups_need_words(
+                  params.num_experts, params.num_groups,
+                  detail::routing_row_capacity(params.num_experts) / 32)),
       heuristics::routing_row_block_lists_serve(params.num_experts,
                                                 grouped ? params.num_groups : 0),
       heuristics::routing_packed_rows(packed_serves, params.score_func),
@@ -140,11 +155,21 @@ Status route_cuda_layout(const RoutingParams& params, const RoutingArgs& args, i
   }
   // Lane groups: group scores of each row of a block live in shared memory (only when grouping).
   // Row blocks: the launcher sizes their dynamic shared memory itself.
-  const std::size_t smem = params.group_score == GroupScore::kNone || cfg.row_block ||
-                                   cfg.row_thread || cfg.staged || cfg.warp || cfg.packed
-                               ? 0
-                               : static_cast<std::size_t>(cfg.rows_per_block) *
-                                     static_cast<std::size_t>(params.num_groups) * 4;
+  std::size_t smem = params.group_score == GroupScore::kNone || cfg.row_block || cfg.row_thread ||
+                             cfg.staged || cfg.warp || cfg.packed
+                         ? 0
+                         : static_cast<std::size_t>(cfg.rows_per_block) *
+                               static_cast<std::size_t>(params.num_groups) * 4;
+  // drop_groups' scratch (kernels/routing.cuh) for groups that are not whole runs of lanes: each
+  // row's lanes x vals words after the group scores (lane groups), or alone (the wide warp kernel).
+  if (grouped && !cfg.quad && (cfg.warp ? cfg.vals > 1 : smem > 0) &&
+      heuristics::routing_groups_need_words(params.num_experts, params.num_groups, cfg.vals) &&
+      routing_group_words_enabled()) {
+    const std::size_t words = static_cast<std::size_t>(cfg.rows_per_block) *
+                              static_cast<std::size_t>(cfg.lanes) *
+                              static_cast<std::size_t>(cfg.vals) * 4;
+    if (smem + words <= heuristics::kRoutingGroupWordsMaxBytes) smem += words;
+  }
   cudaError_t err = cudaErrorInvalidValue;
   switch (args.logits.dtype) {
     case DType::kFloat32:

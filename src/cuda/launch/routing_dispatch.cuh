@@ -187,23 +187,23 @@ cudaError_t launch_row_block_instance(const detail::RoutingKernelParams& kp, boo
 template <typename T, ScoreFunc kF>
 cudaError_t launch_routing_warp_vals(const detail::RoutingKernelParams& kp, bool vec_ok,
                                      bool ids_int64, int vals, unsigned blocks, unsigned threads,
-                                     cudaStream_t stream) {
+                                     std::size_t smem_bytes, cudaStream_t stream) {
   switch (vals) {
     case 1:
       return launch_routing_kernel(kernels::routing_warp_kernel<T, kF>, blocks, threads, 0, stream,
                                    kp, ids_int64);
     case 2:
-      return launch_routing_kernel(kernels::routing_warp_wide_kernel<T, kF, 2>, blocks, threads, 0,
-                                   stream, kp, vec_ok, ids_int64);
+      return launch_routing_kernel(kernels::routing_warp_wide_kernel<T, kF, 2>, blocks, threads,
+                                   smem_bytes, stream, kp, vec_ok, ids_int64);
     case 4:
-      return launch_routing_kernel(kernels::routing_warp_wide_kernel<T, kF, 4>, blocks, threads, 0,
-                                   stream, kp, vec_ok, ids_int64);
+      return launch_routing_kernel(kernels::routing_warp_wide_kernel<T, kF, 4>, blocks, threads,
+                                   smem_bytes, stream, kp, vec_ok, ids_int64);
     case 8:
-      return launch_routing_kernel(kernels::routing_warp_wide_kernel<T, kF, 8>, blocks, threads, 0,
-                                   stream, kp, vec_ok, ids_int64);
+      return launch_routing_kernel(kernels::routing_warp_wide_kernel<T, kF, 8>, blocks, threads,
+                                   smem_bytes, stream, kp, vec_ok, ids_int64);
     case 16:
-      return launch_routing_kernel(kernels::routing_warp_wide_kernel<T, kF, 16>, blocks, threads, 0,
-                                   stream, kp, vec_ok, ids_int64);
+      return launch_routing_kernel(kernels::routing_warp_wide_kernel<T, kF, 16>, blocks, threads,
+                                   smem_bytes, stream, kp, vec_ok, ids_int64);
     default:
       return cudaErrorInvalidConfiguration;  // unreachable: routing_launch_config
   }
@@ -213,23 +213,24 @@ cudaError_t launch_routing_warp_vals(const detail::RoutingKernelParams& kp, bool
 template <typename T>
 cudaError_t launch_routing_warp_instance(const detail::RoutingKernelParams& kp, bool vec_ok,
                                          bool ids_int64, int vals, unsigned blocks,
-                                         unsigned threads, cudaStream_t stream) {
+                                         unsigned threads, std::size_t smem_bytes,
+                                         cudaStream_t stream) {
   switch (kp.p.score_func) {
     case ScoreFunc::kSoftmax:
       return launch_routing_warp_vals<T, ScoreFunc::kSoftmax>(kp, vec_ok, ids_int64, vals, blocks,
-                                                              threads, stream);
+                                                              threads, smem_bytes, stream);
     case ScoreFunc::kSigmoid:
       return launch_routing_warp_vals<T, ScoreFunc::kSigmoid>(kp, vec_ok, ids_int64, vals, blocks,
-                                                              threads, stream);
+                                                              threads, smem_bytes, stream);
     case ScoreFunc::kSqrtSoftplus:
-      return launch_routing_warp_vals<T, ScoreFunc::kSqrtSoftplus>(kp, vec_ok, ids_int64, vals,
-                                                                   blocks, threads, stream);
+      return launch_routing_warp_vals<T, ScoreFunc::kSqrtSoftplus>(
+          kp, vec_ok, ids_int64, vals, blocks, threads, smem_bytes, stream);
     case ScoreFunc::kTopkThenSoftmax:
-      return launch_routing_warp_vals<T, ScoreFunc::kTopkThenSoftmax>(kp, vec_ok, ids_int64, vals,
-                                                                      blocks, threads, stream);
+      return launch_routing_warp_vals<T, ScoreFunc::kTopkThenSoftmax>(
+          kp, vec_ok, ids_int64, vals, blocks, threads, smem_bytes, stream);
     case ScoreFunc::kTopkThenSigmoid:
-      return launch_routing_warp_vals<T, ScoreFunc::kTopkThenSigmoid>(kp, vec_ok, ids_int64, vals,
-                                                                      blocks, threads, stream);
+      return launch_routing_warp_vals<T, ScoreFunc::kTopkThenSigmoid>(
+          kp, vec_ok, ids_int64, vals, blocks, threads, smem_bytes, stream);
   }
   return cudaErrorInvalidConfiguration;
 }
@@ -303,7 +304,7 @@ cudaError_t launch_routing_for_dtype(const detail::RoutingKernelParams& kp, bool
         kp, vec_ok, ids_int64, cfg.vals, static_cast<unsigned>(cfg.blocks),
         kp.num_tokens < kernels::kWarpRoutingRows ? 32u * static_cast<unsigned>(kp.num_tokens)
                                                   : kernels::kWarpRoutingThreads,
-        stream);
+        smem_bytes, stream);
   }
   if (cfg.quad) return launch_quad<T>(kp, vec_ok, ids_int64, cfg, smem_bytes, stream);
   if (cfg.row_block) {
