@@ -161,9 +161,9 @@ __device__ __forceinline__ void chunk_best(const std::uint32_t (&ord)[kVals], st
   best_j = jj[0];
 }
 
-// Bytes of dynamic shared memory of this launch (0 in host builds of kernel code but the SIMT
-// emulator's): kernels whose
-// launcher may add the scratch of drop_groups' general path check that it is there.
+// Bytes of dynamic shared memory of this launch (in host builds of kernel code: 0, or what the
+// SIMT emulator's runner says). Kernels whose launcher may add drop_groups' words check that they
+// are there.
 __device__ __forceinline__ unsigned dynamic_smem_bytes() {
 #if defined(__CUDA_ARCH__)
   unsigned bytes;

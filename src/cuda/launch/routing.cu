@@ -38,19 +38,20 @@ namespace {
 // SWITCHYARD_ROUTING_LUT=0 in the environment keeps the heuristic off the LUT kernel (read once):
 // bf16 sigmoid rows then take the kernels they took before it existed (layout 74 still forces
 // it). For A/B measurements.
-// SWITCHYARD_ROUTING_GROUP_WORDS=0: no scratch for drop_groups' general path (its butterflies per
-// group instead), for A/B measurements.
-bool routing_group_words_enabled() {
+bool lut_kernel_enabled() {
   static const bool enabled = [] {
-    const char* v = std::getenv("SWITCHYARD_ROUTING_GROUP_WORDS");
+    const char* v = std::getenv("SWITCHYARD_ROUTING_LUT");
     return v == nullptr || std::strcmp(v, "0") != 0;
   }();
   return enabled;
 }
 
-bool lut_kernel_enabled() {
+// SWITCHYARD_ROUTING_GROUP_WORDS=0 in the environment (read once): no shared-memory words for
+// drop_groups' general path (one butterfly per group instead), and the heuristic keeps such rows on
+// the lane groups. For A/B measurements.
+bool routing_group_words_enabled() {
   static const bool enabled = [] {
-    const char* v = std::getenv("SWITCHYARD_ROUTING_LUT");
+    const char* v = std::getenv("SWITCHYARD_ROUTING_GROUP_WORDS");
     return v == nullptr || std::strcmp(v, "0") != 0;
   }();
   return enabled;
