@@ -293,6 +293,11 @@ ExpertsPlan decode_plan(int tiles, DecodeGemm2 gemm2 = DecodeGemm2::kAuto) {
   p.decode_gemm2 = gemm2;
   return p;
 }
+// The decode GEMMs' grids (heuristics::kDecodeBalanced* bits: 0 both fixed, 3 both balanced).
+ExpertsPlan with_grid(ExpertsPlan p, int balanced) {
+  p.decode_balanced = balanced;
+  return p;
+}
 ExpertsPlan slot_items_plan() {
   ExpertsPlan p = decode_plan(1);
   p.decode_slot_items = true;
@@ -324,7 +329,10 @@ std::string plan_name(const ExpertsPlan& p) {
            (p.decode_gemm2 == DecodeGemm2::kAuto
                 ? ""
                 : std::string("/") + decode_gemm2_name(p.decode_gemm2)) +
-           (p.decode_slot_items ? (p.decode_fused_token ? "/fused" : "/slots") : "");
+           (p.decode_slot_items ? (p.decode_fused_token ? "/fused" : "/slots") : "") +
+           (p.decode_balanced == heuristics::kDecodeBalancedDefault
+                ? ""
+                : "/grid" + std::to_string(p.decode_balanced));
   }
   return std::string("gemm") + heuristics::gemm_tile_plan_name(p.gemm_tile) +
          (p.gemm2_tile == p.gemm_tile
@@ -374,6 +382,9 @@ const std::vector<ExpertsPlan>& all_plans() {
       decode_plan(2),
       decode_plan(4),
       decode_plan(8),
+      with_grid(decode_plan(1), 0),
+      with_grid(decode_plan(2), 3),
+      with_grid(decode_plan(8), 3),
       gemm_plan(GemmTile::kRows64),
       gemm_plan(GemmTile::kRows128),
       gemm_plan(GemmTile::kRows64, true),
@@ -535,6 +546,58 @@ TEST(ExpertsCuda, InterleaveW13MatchesCpu) {
       ASSERT_TRUE(tools::copy_to_host(got.data(), d_dst.get(), bytes).ok());
     }
     EXPECT_EQ(got, want) << dtype_name(c.dt) << " rank " << c.shape.size();
+  }
+}
+
+// The fixed and the balanced decode grids (and the pipelined column blocks inside both) run the
+// same arithmetic per output, so every combination gives the same bits: many hit experts with
+// several column blocks per CTA and a partial last block, empty experts, one hot expert spread over
+// many items, and runs of units that cross items (the balanced grid's shares).
+TEST(ExpertsCuda, DecodeGridsEqualBitwise) {
+  SKIP_WITHOUT_GPU();
+  std::vector<std::pair<std::string, ProblemSpec>> specs;
+  ProblemSpec many;
+  many.E = 128;
+  many.H = 1032;
+  many.I = 72;
+  many.M = 64;
+  many.K = 8;
+  specs.emplace_back("many_experts", many);
+  ProblemSpec empty;
+  empty.E = 16;
+  empty.routing = Routing::kSubset;
+  empty.subset = 3;
+  empty.M = 7;
+  specs.emplace_back("empty_experts", empty);
+  ProblemSpec hot;
+  hot.M = 300;
+  hot.K = 1;
+  hot.routing = Routing::kOneExpert;
+  hot.subset = 5;
+  hot.drop = 0;
+  specs.emplace_back("one_expert", hot);
+  ProblemSpec gated_long;  // GEMM1 with several k iterations, GEMM2 narrow (k > 1024)
+  gated_long.E = 5;
+  gated_long.H = 1288;
+  gated_long.I = 1032;
+  gated_long.M = 9;
+  gated_long.K = 2;
+  gated_long.biases = true;
+  specs.emplace_back("long_k", gated_long);
+  for (const auto& [name, spec] : specs) {
+    const std::string id = "experts/decode_grids/" + name;
+    const Problem pr = make_problem(id, spec);
+    DeviceProblem d;
+    upload_problem(pr, &d);
+    for (const ExpertsPlan& base :
+         {decode_plan(1), decode_plan(1, DecodeGemm2::kNarrow),
+          decode_plan(1, DecodeGemm2::kNarrow3), decode_plan(2), decode_plan(4), decode_plan(8)}) {
+      const std::vector<std::uint8_t> fixed = run_gpu(pr, d, with_grid(base, 0), false);
+      for (const int bits : {1, 2, 3}) {
+        EXPECT_EQ(run_gpu(pr, d, with_grid(base, bits), false), fixed)
+            << id << " [" << plan_name(with_grid(base, bits)) << "]: differs from the fixed grid";
+      }
+    }
   }
 }
 

@@ -85,6 +85,17 @@ inline constexpr GemmTile kAllGemmTiles[] = {GemmTile::kRows64, GemmTile::kRows1
 // decode_gemm2_with_grid. With more than one token tile GEMM2 is always narrow.
 enum class DecodeGemm2 : std::uint8_t { kAuto, kNarrow, kDeep, kNarrow3 };
 
+// The decode GEMMs on the balanced grid (ExpertsPlan::decode_balanced). Measured on H200s (bench/
+// NOTES.md, session 31; every preset at 2-8 tokens, interleaved in one process): GEMM2 balanced
+// won or tied everywhere (Qwen3-30B 6 / 8 tokens 124.8 / 139.2 -> 120.1 / 134.8 us, gpt-oss-120b
+// -2.6..-3.1%, Llama 4 up to -3.6%, DeepSeek-V3 -0.6..-1%); GEMM1 balanced as well was another
+// 1-2% faster on Qwen3-30B, Qwen3-235B, gpt-oss and Llama 4 but 5-7% slower on DeepSeek-V3, Kimi
+// K2 and Qwen3-Coder at 6-8 tokens (not explained: in isolation, under ncu, both GEMM1 grids take
+// the same time), so GEMM1 keeps the fixed grid.
+inline constexpr int kDecodeBalancedGemm1 = 1;
+inline constexpr int kDecodeBalancedGemm2 = 2;
+inline constexpr int kDecodeBalancedDefault = kDecodeBalancedGemm2;
+
 struct ExpertsPlan {
   ExpertsPath path = ExpertsPath::kDecode;
   int decode_token_tiles = 1;  // decode: 1, 2 or 4 tiles of 8 rows per work item
@@ -99,6 +110,11 @@ struct ExpertsPlan {
   // tokens in part, e.g. Qwen3-30B-A3B); elsewhere the decode items. H200 (bench/NOTES.md,
   // session 27).
   bool decode_fused_token = false;
+  // Decode with layout items: which of the two GEMMs run on the balanced grid (kDecodeBalanced*
+  // bits; kernels::DecodeParams::balanced): resident CTAs only, each an equal share of the
+  // device-side (item, column block) units, instead of one CTA per item and group of column
+  // blocks. Slot items keep the fixed grid.
+  int decode_balanced = kDecodeBalancedDefault;
   GemmTile gemm_tile = GemmTile::kRows128;   // GEMM1's tile
   GemmTile gemm2_tile = GemmTile::kRows128;  // GEMM2's (plan_experts sets both)
   // Grouped GEMM: GEMM1 writes gate/up rounded to the input dtype (as SGLang and vLLM do) instead

@@ -10,6 +10,11 @@
 //   blockIdx.y = a block of 32 outputs (two warps along N, 16 outputs each: for gated activations
 //                a warp owns the gate AND up rows of its 16 outputs, so the activation is fused),
 //                or blocks_per_cta of them.
+//   Or the balanced grid (DecodeParams::balanced, layout items only): as many CTAs as are
+//                resident, CTA c taking units [c U / G, (c + 1) U / G) of the U = items x column
+//                blocks the offsets give, so no partial last wave of whole CTAs (session 31).
+//   A CTA's consecutive column blocks of one item are pipelined: the next block's weight loads
+//                are issued before this block's split-k reduction and epilogue.
 //   4 warps along k: each takes every 4th 64-wide k chunk (neighbouring warps read neighbouring
 //                512-byte pieces of a weight row); partial sums are added through shared memory in
 //                a fixed order ((warp 0 + warp 2) + (warp 1 + warp 3): two halving steps, so the
@@ -72,6 +77,12 @@ struct DecodeParams {
   float alpha, limit;           // kSwigluOai
   void* out;                    // [R, n_out] T
   std::int32_t blocks_per_cta;  // column blocks of kDecodeOutputsPerCta outputs per CTA (>= 1)
+  bool pipeline_blocks;         // issue the next column block's loads before this one's reduction
+  // Balanced grid (needs offsets): gridDim = (G, 1) whatever the counts; the work units (item,
+  // column block) = (u / blocks, u % blocks) over the items the offsets give, U of them, and CTA
+  // c takes units [c U / G, (c + 1) U / G): every CTA streams the same bytes within one unit,
+  // where the fixed grid (x = item, y = group of blocks_per_cta blocks) leaves a partial last wave.
+  bool balanced;
 };
 
 struct DecodeItem {
@@ -128,6 +139,29 @@ __device__ __forceinline__ void find_decode_item(const std::int64_t* __restrict_
     base += total;
   }
   __syncwarp();
+}
+
+// Warp-cooperative: the number of work items (expert, chunk of `tokens` rows) the offsets give.
+__device__ __forceinline__ std::int64_t count_decode_items(const std::int64_t* __restrict__ offsets,
+                                                           int num_experts, int tokens) {
+  constexpr int kPer = 8;
+  const int lane = threadIdx.x & 31;
+  std::int64_t total = 0;
+  for (int e0 = 0; e0 < num_experts; e0 += 32 * kPer) {
+    const int first = e0 + lane * kPer;
+    std::int64_t prev = __ldg(offsets + min(first, num_experts)), sum = 0;
+#pragma unroll
+    for (int q = 0; q < kPer; ++q) {
+      const std::int64_t next = __ldg(offsets + min(first + q + 1, num_experts));
+      const std::int64_t n = next - prev;
+      sum += n > 0 ? (n + tokens - 1) / tokens : 0;
+      prev = next;
+    }
+#pragma unroll
+    for (int d = 16; d >= 1; d /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, d);
+    total += sum;
+  }
+  return total;
 }
 
 // Slot items (one thread): the item of slot `slot`, the layout kernels' id rules (align.cuh).
@@ -206,89 +240,92 @@ __global__ void __launch_bounds__(kDecodeThreads, kOcc3 ? 3 : (kTiles <= 2 ? 2 :
     pdl_wait();
     pdl_launch_dependents();
   }
-  if (p.offsets == nullptr) {
-    if (threadIdx.x == 0) find_slot_item(p, blockIdx.x, kGather && blockIdx.y == 0, &item);
-  } else if (warp == 0) {
-    find_decode_item(p.offsets, p.num_experts, kTokens, blockIdx.x, &item);
+  // This CTA's work units (item, column block), unit u = item * blocks + block: with the fixed
+  // grid item blockIdx.x and its blocks [blockIdx.y * blocks_per_cta, + blocks_per_cta); balanced,
+  // an equal share of all units (DecodeParams::balanced). Runs of units of one item are processed
+  // below, each paying the item's setup (search, token rows) once.
+  // Unit indices are 32-bit: the launcher checks items x blocks < 2^31.
+  const int blocks = (p.n_out + kDecodeOutputsPerCta - 1) / kDecodeOutputsPerCta;
+  __shared__ int unit_range[2];  // this CTA's units [begin, end)
+  if (threadIdx.x == 0 && !p.balanced) {
+    const int b0 = static_cast<int>(blockIdx.y) * p.blocks_per_cta;
+    unit_range[0] = static_cast<int>(blockIdx.x) * blocks + b0;
+    unit_range[1] = static_cast<int>(blockIdx.x) * blocks + min(b0 + p.blocks_per_cta, blocks);
+  }
+  if (warp == 0 && p.balanced) {
+    const std::int64_t units = count_decode_items(p.offsets, p.num_experts, kTokens) * blocks;
+    if (lane == 0) {
+      unit_range[0] = static_cast<int>(units * blockIdx.x / gridDim.x);
+      unit_range[1] = static_cast<int>(units * (blockIdx.x + 1) / gridDim.x);
+    }
   }
   __syncthreads();
-  const int rows = item.rows;
-  if (rows <= 0) return;  // uniform over the CTA
-  const int expert = item.expert;
-  const std::int64_t row0 = item.row_begin;
   const std::int64_t k = p.k;
-  if constexpr (!kGather) {
-    // Lane r of warp (wn, wk = 0) prefetches the head of weight row r of this warp's 16 rows in the
-    // first column block: at most kDecodePrefetchBytes per row, so that the blocks resident while
-    // GEMM1 finishes hold little of the L2 (a whole Mixtral w2 slice per block, 917 KB, made it
-    // thrash: 198 -> 209 us at 1 token).
-    const int first_out =
-        static_cast<int>(blockIdx.y) * p.blocks_per_cta * kDecodeOutputsPerCta + wn * 16 + lane;
-    if (wk == 0 && lane < 16 && first_out < p.n_out) {
-      const std::int64_t row_bytes = k * static_cast<std::int64_t>(sizeof(T));
-      prefetch_l2_bulk(static_cast<const T*>(p.weights) +
-                           (static_cast<std::int64_t>(expert) * p.w_rows + first_out) * k,
-                       static_cast<std::uint32_t>(min(row_bytes, kDecodePrefetchBytes)));
+  // The cursor lives in shared memory (thread 0 advances it after the barrier that publishes the
+  // run's item, which every thread passes after reading it): no register held across the runs.
+  for (bool first_run = true;; first_run = false) {
+    if (!first_run) __syncthreads();  // every thread has read the previous run's item and cursor
+    const int u = unit_range[0];
+    if (u >= unit_range[1]) break;  // uniform over the CTA
+    const int item_index = u / blocks;
+    const int b_first = u - item_index * blocks;
+    const int b_count = min(blocks - b_first, unit_range[1] - u);
+    if (p.offsets == nullptr) {
+      if (threadIdx.x == 0) find_slot_item(p, item_index, kGather && b_first == 0, &item);
+    } else if (warp == 0) {
+      find_decode_item(p.offsets, p.num_experts, kTokens, item_index, &item);
     }
-    pdl_wait();
-    pdl_launch_dependents();
-  }
+    __syncthreads();
+    if (threadIdx.x == 0) unit_range[0] = u + b_count;
+    const int rows = item.rows;
+    if (rows <= 0) break;  // uniform over the CTA
+    const int expert = item.expert;
+    const std::int64_t row0 = item.row_begin;
+    if (!kGather && first_run) {
+      // Lane r of warp (wn, wk = 0) prefetches the head of weight row r of this warp's 16 rows in
+      // the first column block: at most kDecodePrefetchBytes per row, so that the blocks resident
+      // while GEMM1 finishes hold little of the L2 (a whole Mixtral w2 slice per block, 917 KB,
+      // made it thrash: 198 -> 209 us at 1 token).
+      const int first_out = b_first * kDecodeOutputsPerCta + wn * 16 + lane;
+      if (wk == 0 && lane < 16 && first_out < p.n_out) {
+        const std::int64_t row_bytes = k * static_cast<std::int64_t>(sizeof(T));
+        prefetch_l2_bulk(static_cast<const T*>(p.weights) +
+                             (static_cast<std::int64_t>(expert) * p.w_rows + first_out) * k,
+                         static_cast<std::uint32_t>(min(row_bytes, kDecodePrefetchBytes)));
+      }
+      pdl_wait();
+      pdl_launch_dependents();
+    }
 
-  // This thread's token rows: row g of each 8-token tile, as 32-bit row indices of `input` (-1:
-  // none; rows < 2^30 by the launcher's check), which keeps 8 tiles of gated accumulators in
-  // registers without spilling.
-  std::int32_t xrow[kTiles];
-  float xscale[kTiles];
+    // This thread's token rows: row g of each 8-token tile, as 32-bit row indices of `input` (-1:
+    // none; rows < 2^30 by the launcher's check), which keeps 8 tiles of gated accumulators in
+    // registers without spilling.
+    std::int32_t xrow[kTiles];
+    float xscale[kTiles];
 #pragma unroll
-  for (int nt = 0; nt < kTiles; ++nt) {
-    const int j = nt * 8 + g;
-    xrow[nt] = -1;
-    xscale[nt] = 1.0f;
-    if (j < rows) {
-      const std::int64_t r = row0 + j;
-      if (kGather) {
-        const std::int64_t slot = p.dst_to_src != nullptr ? __ldg(p.dst_to_src + r) : r;
-        if (slot >= 0) {
-          xrow[nt] = static_cast<std::int32_t>(slot / p.top_k);
-          if (p.slot_scale) xscale[nt] = __ldg(p.slot_scale + slot);
+    for (int nt = 0; nt < kTiles; ++nt) {
+      const int j = nt * 8 + g;
+      xrow[nt] = -1;
+      xscale[nt] = 1.0f;
+      if (j < rows) {
+        const std::int64_t r = row0 + j;
+        if (kGather) {
+          const std::int64_t slot = p.dst_to_src != nullptr ? __ldg(p.dst_to_src + r) : r;
+          if (slot >= 0) {
+            xrow[nt] = static_cast<std::int32_t>(slot / p.top_k);
+            if (p.slot_scale) xscale[nt] = __ldg(p.slot_scale + slot);
+          }
+        } else {
+          xrow[nt] = static_cast<std::int32_t>(r);
         }
-      } else {
-        xrow[nt] = static_cast<std::int32_t>(r);
       }
     }
-  }
-  const T* const input = static_cast<const T*>(p.input);
-  const bool scaled = kGather && p.slot_scale != nullptr;
+    const T* const input = static_cast<const T*>(p.input);
+    const bool scaled = kGather && p.slot_scale != nullptr;
 
-  // Column blocks blockIdx.y * blocks_per_cta + 0, 1, ...: the item's setup (the search above,
-  // the token rows) is paid once for several blocks of a short k (e.g. GEMM2 of Qwen3-30B).
-  for (int bi = 0; bi < p.blocks_per_cta; ++bi) {
-    const int block = static_cast<int>(blockIdx.y) * p.blocks_per_cta + bi;
-    if (block * kDecodeOutputsPerCta >= p.n_out) break;  // uniform over the CTA
-    if (bi > 0) __syncthreads();  // the previous block's reduction buffer was read
-    // This thread's weight rows: outputs o and o + 8 of the warp's 16, gate/up for gated.
-    const int o_base = block * kDecodeOutputsPerCta + wn * 16;
-    const T* wrow[kM][2];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int o = o_base + g + 8 * h;
-#pragma unroll
-      for (int m = 0; m < kM; ++m) {
-        std::int64_t r = o;
-        if (kGated) r = static_cast<std::int64_t>(o) * p.gate_step + m * p.up_offset;
-        wrow[m][h] = o < p.n_out ? static_cast<const T*>(p.weights) +
-                                       (static_cast<std::int64_t>(expert) * p.w_rows + r) * k
-                                 : nullptr;
-      }
-    }
-    float acc[kM][kTiles][4];
-#pragma unroll
-    for (int m = 0; m < kM; ++m)
-#pragma unroll
-      for (int nt = 0; nt < kTiles; ++nt)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) acc[m][nt][i] = 0.0f;
-
+    // The run's column blocks b_first + 0, 1, ...: the item's setup (the search above, the token
+    // rows) is paid once for several blocks of a short k (e.g. GEMM2 of Qwen3-30B).
+    //
     // kUnroll chunks are loaded before any is consumed (more bytes in flight per warp) where the
     // registers allow it at the occupancy of __launch_bounds__. With 8 token tiles the token rows
     // are loaded in two groups of 4 (the second after the first group's MMAs), so that the gated
@@ -297,6 +334,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kOcc3 ? 3 : (kTiles <= 2 ? 2 :
     constexpr int kUnroll = kDeep ? 4 : (kLoadWords <= 40 ? 2 : 1);
     constexpr int kXGroups = kTiles > 4 ? 2 : 1;
     constexpr int kXTiles = kTiles / kXGroups;
+    constexpr int kStep = kDecodeWarpsK * kUnroll;  // chunks between a warp's iterations
     const int chunks = static_cast<int>((k + kDecodeChunk - 1) / kDecodeChunk);
     // The chunk's k order (see the top of the file): elements between a thread's two 16-byte
     // vectors, and between neighbouring threads of a quad.
@@ -317,8 +355,27 @@ __global__ void __launch_bounds__(kDecodeThreads, kOcc3 ? 3 : (kTiles <= 2 ? 2 :
         }
       }
     };
-    for (int c0 = wk; c0 < chunks; c0 += kDecodeWarpsK * kUnroll) {
-      uint4 wv[kUnroll][kM][2][2], xv[kUnroll][kXTiles][2];
+    // This thread's weight rows in column block `block`: outputs o and o + 8 of the warp's 16,
+    // gate/up for gated.
+    const T* wrow[kM][2];
+    const auto set_rows = [&](int block) {
+      const int o_base = block * kDecodeOutputsPerCta + wn * 16;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int o = o_base + g + 8 * h;
+#pragma unroll
+        for (int m = 0; m < kM; ++m) {
+          std::int64_t r = o;
+          if (kGated) r = static_cast<std::int64_t>(o) * p.gate_step + m * p.up_offset;
+          wrow[m][h] = o < p.n_out ? static_cast<const T*>(p.weights) +
+                                         (static_cast<std::int64_t>(expert) * p.w_rows + r) * k
+                                   : nullptr;
+        }
+      }
+    };
+    // One iteration's loads (chunks c0, c0 + kDecodeWarpsK, ... of the rows set_rows chose).
+    uint4 wv[kUnroll][kM][2][2], xv[kUnroll][kXTiles][2];
+    const auto load_weights_iteration = [&](int c0) {
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         const std::int64_t kk =
@@ -333,96 +390,141 @@ __global__ void __launch_bounds__(kDecodeThreads, kOcc3 ? 3 : (kTiles <= 2 ? 2 :
               wv[u][m][h][v] =
                   in_k && wrow[m][h] ? load_weights16(wrow[m][h] + kk + kVec * v) : zero;
         }
-        load_x(xv[u], 0, kk);
       }
+    };
+    const auto load_x_iteration = [&](int c0) {
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
+        load_x(xv[u], 0,
+               static_cast<std::int64_t>(c0 + u * kDecodeWarpsK) * kDecodeChunk + kQuad * t);
+      }
+    };
+    const int first_block = b_first;
+    const auto block_valid = [&](int bi) {
+      return bi < b_count && (first_block + bi) * kDecodeOutputsPerCta < p.n_out;
+    };
+    // Pipelined blocks (p.pipeline_blocks): the next column block's first weight loads are issued
+    // right after this block's last MMAs, so that they are in flight from DRAM during the split-k
+    // reduction and the epilogue (no register more: this block's weight vectors are dead by then);
+    // its token vectors (L1 / L2 hits) after the reduction. Otherwise both are issued after the
+    // epilogue, as the block's first statement. Not in the kOcc3 instance, whose 80 registers do
+    // not hold the weights across the reduction.
+    const bool pipeline = !kOcc3 && p.pipeline_blocks;
+    set_rows(first_block);
+
+    for (int bi = 0; block_valid(bi); ++bi) {
+      const int block = first_block + bi;
+      if (bi > 0) {
+        __syncthreads();  // the previous block's reduction buffer was read
+        if (!pipeline) set_rows(block);
+      }
+      const bool issued = pipeline && bi > 0;  // this block's first weight loads are in flight
+      const int o_base = block * kDecodeOutputsPerCta + wn * 16;
+      float acc[kM][kTiles][4];
 #pragma unroll
-        for (int grp = 0; grp < kXGroups; ++grp) {
-          if (grp > 0) {
-            load_x(xv[u], grp * kXTiles,
-                   static_cast<std::int64_t>(c0 + u * kDecodeWarpsK) * kDecodeChunk + kQuad * t);
-          }
-          if (scaled) {  // Llama-4: x * w rounded to T, exactly as the CPU oracle
+      for (int m = 0; m < kM; ++m)
 #pragma unroll
-            for (int j = 0; j < kXTiles; ++j)
+        for (int nt = 0; nt < kTiles; ++nt)
 #pragma unroll
-              for (int v = 0; v < 2; ++v)
-                xv[u][j][v] = scale_vec8<T>(xv[u][j][v], xscale[grp * kXTiles + j]);
-          }
+          for (int i = 0; i < 4; ++i) acc[m][nt][i] = 0.0f;
+
+      for (int c0 = wk; c0 < chunks; c0 += kStep) {
+        if (!issued || c0 != wk) load_weights_iteration(c0);
+        load_x_iteration(c0);
 #pragma unroll
-          for (int s = 0; s < 4; ++s) {  // k-step s: vector s/2, words 2(s%2) (pair P0) and +1 (P1)
-            const int v = s >> 1, w0 = 2 * (s & 1), w1 = w0 + 1;
+        for (int u = 0; u < kUnroll; ++u) {
 #pragma unroll
-            for (int j = 0; j < kXTiles; ++j) {
-              const std::uint32_t b0 = word(xv[u][j][v], w0), b1 = word(xv[u][j][v], w1);
+          for (int grp = 0; grp < kXGroups; ++grp) {
+            if (grp > 0) {
+              load_x(xv[u], grp * kXTiles,
+                     static_cast<std::int64_t>(c0 + u * kDecodeWarpsK) * kDecodeChunk + kQuad * t);
+            }
+            if (scaled) {  // Llama-4: x * w rounded to T, exactly as the CPU oracle
 #pragma unroll
-              for (int m = 0; m < kM; ++m) {
-                mma_16816<T>(acc[m][grp * kXTiles + j], word(wv[u][m][0][v], w0),
-                             word(wv[u][m][1][v], w0), word(wv[u][m][0][v], w1),
-                             word(wv[u][m][1][v], w1), b0, b1);
+              for (int j = 0; j < kXTiles; ++j)
+#pragma unroll
+                for (int v = 0; v < 2; ++v)
+                  xv[u][j][v] = scale_vec8<T>(xv[u][j][v], xscale[grp * kXTiles + j]);
+            }
+#pragma unroll
+            for (int s = 0; s < 4;
+                 ++s) {  // k-step s: vector s/2, words 2(s%2) (pair P0) and +1 (P1)
+              const int v = s >> 1, w0 = 2 * (s & 1), w1 = w0 + 1;
+#pragma unroll
+              for (int j = 0; j < kXTiles; ++j) {
+                const std::uint32_t b0 = word(xv[u][j][v], w0), b1 = word(xv[u][j][v], w1);
+#pragma unroll
+                for (int m = 0; m < kM; ++m) {
+                  mma_16816<T>(acc[m][grp * kXTiles + j], word(wv[u][m][0][v], w0),
+                               word(wv[u][m][1][v], w0), word(wv[u][m][0][v], w1),
+                               word(wv[u][m][1][v], w1), b0, b1);
+                }
               }
             }
           }
         }
       }
-    }
+      if (pipeline && wk < chunks && block_valid(bi + 1)) {
+        set_rows(block + 1);
+        load_weights_iteration(wk);
+      }
 
-    // Split-k reduction in a fixed order: warps 2, 3 hand their sums to warps 0, 1; then warp 1 to
-    // warp 0. The barriers are reached by every thread (no early exit before the last one).
+      // Split-k reduction in a fixed order: warps 2, 3 hand their sums to warps 0, 1; then warp 1
+      // to warp 0. The barriers are reached by every thread (no early exit before the last one).
 #pragma unroll
-    for (int half = kDecodeWarpsK / 2; half >= 1; half /= 2) {
-      if (wk >= half && wk < 2 * half) {
+      for (int half = kDecodeWarpsK / 2; half >= 1; half /= 2) {
+        if (wk >= half && wk < 2 * half) {
 #pragma unroll
-        for (int m = 0; m < kM; ++m)
+          for (int m = 0; m < kM; ++m)
 #pragma unroll
-          for (int nt = 0; nt < kTiles; ++nt)
+            for (int nt = 0; nt < kTiles; ++nt)
 #pragma unroll
-            for (int i = 0; i < 4; ++i)
-              partial[wk - half][wn][(m * kTiles + nt) * 4 + i][lane] = acc[m][nt][i];
-      }
-      __syncthreads();
-      if (wk < half) {
-#pragma unroll
-        for (int m = 0; m < kM; ++m)
-#pragma unroll
-          for (int nt = 0; nt < kTiles; ++nt)
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-              acc[m][nt][i] += partial[wk][wn][(m * kTiles + nt) * 4 + i][lane];
-      }
-      if (half > 1) __syncthreads();  // the buffer is written again by the next step
-    }
-    if (wk == 0) {
-      // Epilogue: accumulator i of tile nt is output o_base + g + 8 * (i / 2), token nt*8 + 2t +
-      // i%2.
-      T* out = static_cast<T*>(p.out);
-      const std::int64_t bias_base = static_cast<std::int64_t>(expert) * p.w_rows;
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int o = o_base + g + 8 * (i >> 1);
-        if (o >= p.n_out) continue;
-        float bias0 = 0.0f, bias1 = 0.0f;
-        if (kGated) {
-          const std::int64_t gate_row = static_cast<std::int64_t>(o) * p.gate_step;
-          bias0 = load_bias<T>(p.bias, p.bias_f32, bias_base + gate_row);
-          bias1 = load_bias<T>(p.bias, p.bias_f32, bias_base + gate_row + p.up_offset);
-        } else {
-          bias0 = load_bias<T>(p.bias, p.bias_f32, bias_base + o);
+              for (int i = 0; i < 4; ++i)
+                partial[wk - half][wn][(m * kTiles + nt) * 4 + i][lane] = acc[m][nt][i];
         }
+        __syncthreads();
+        if (wk < half) {
 #pragma unroll
-        for (int nt = 0; nt < kTiles; ++nt) {
-          const int j = nt * 8 + 2 * t + (i & 1);
-          if (j >= rows) continue;
-          float v;
+          for (int m = 0; m < kM; ++m)
+#pragma unroll
+            for (int nt = 0; nt < kTiles; ++nt)
+#pragma unroll
+              for (int i = 0; i < 4; ++i)
+                acc[m][nt][i] += partial[wk][wn][(m * kTiles + nt) * 4 + i][lane];
+        }
+        if (half > 1) __syncthreads();  // the buffer is written again by the next step
+      }
+      if (wk == 0) {
+        // Epilogue: accumulator i of tile nt is output o_base + g + 8 * (i / 2), token nt*8 + 2t +
+        // i%2.
+        T* out = static_cast<T*>(p.out);
+        const std::int64_t bias_base = static_cast<std::int64_t>(expert) * p.w_rows;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int o = o_base + g + 8 * (i >> 1);
+          if (o >= p.n_out) continue;
+          float bias0 = 0.0f, bias1 = 0.0f;
           if (kGated) {
-            v = gated_activation(p.activation, acc[0][nt][i] + bias0, acc[1][nt][i] + bias1,
-                                 p.alpha, p.limit);
+            const std::int64_t gate_row = static_cast<std::int64_t>(o) * p.gate_step;
+            bias0 = load_bias<T>(p.bias, p.bias_f32, bias_base + gate_row);
+            bias1 = load_bias<T>(p.bias, p.bias_f32, bias_base + gate_row + p.up_offset);
           } else {
-            v = acc[0][nt][i] + bias0;
-            if (p.apply_relu2) v = relu2(v);
+            bias0 = load_bias<T>(p.bias, p.bias_f32, bias_base + o);
           }
-          out[(row0 + j) * p.n_out + o] = detail::from_float<T>(v);
+#pragma unroll
+          for (int nt = 0; nt < kTiles; ++nt) {
+            const int j = nt * 8 + 2 * t + (i & 1);
+            if (j >= rows) continue;
+            float v;
+            if (kGated) {
+              v = gated_activation(p.activation, acc[0][nt][i] + bias0, acc[1][nt][i] + bias1,
+                                   p.alpha, p.limit);
+            } else {
+              v = acc[0][nt][i] + bias0;
+              if (p.apply_relu2) v = relu2(v);
+            }
+            out[(row0 + j) * p.n_out + o] = detail::from_float<T>(v);
+          }
         }
       }
     }

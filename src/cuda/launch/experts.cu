@@ -34,6 +34,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
 #include <string>
 #include <utility>
 
@@ -213,6 +216,43 @@ std::int32_t decode_deep_blocks_per_cta(const kernels::DecodeParams& d, std::int
   return decode_blocks_per_cta(d, busy, sms);
 }
 
+// SWITCHYARD_DECODE_PIPELINE=0 in the environment issues a decode CTA's next column block's loads
+// after the current block's reduction and epilogue instead of before them
+// (DecodeParams::pipeline_blocks). For A/B measurements.
+bool decode_pipeline_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("SWITCHYARD_DECODE_PIPELINE");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return enabled;
+}
+
+// SWITCHYARD_DECODE_BLOCKS=n1,n2 forces the column blocks per CTA of the decode GEMM1 / GEMM2
+// (0 or absent: the rules above), clamped to the blocks there are. For measurements.
+std::int32_t decode_blocks_override(int gemm) {
+  static const std::pair<int, int> forced = [] {
+    const char* v = std::getenv("SWITCHYARD_DECODE_BLOCKS");
+    int a = 0, b = 0;
+    if (v != nullptr) {
+      char* end = nullptr;
+      a = static_cast<int>(std::strtol(v, &end, 10));
+      if (end != nullptr && *end == ',') b = static_cast<int>(std::strtol(end + 1, nullptr, 10));
+    }
+    return std::make_pair(std::max(a, 0), std::max(b, 0));
+  }();
+  return gemm == 1 ? forced.first : forced.second;
+}
+
+// SWITCHYARD_DECODE_BALANCED=n in the environment replaces the plan's decode_balanced bits (1:
+// GEMM1, 2: GEMM2 on the balanced grid; 0: both fixed). For A/B measurements.
+int decode_balanced_bits(const heuristics::ExpertsPlan& plan) {
+  static const int forced = [] {
+    const char* v = std::getenv("SWITCHYARD_DECODE_BALANCED");
+    return v == nullptr ? -1 : static_cast<int>(std::strtol(v, nullptr, 10));
+  }();
+  return forced >= 0 ? forced : plan.decode_balanced;
+}
+
 // CTAs of a decode GEMM expected to have rows: `busy` work items x its column groups.
 std::int64_t decode_busy_ctas(const kernels::DecodeParams& d, std::int64_t busy) {
   return busy * ((decode_column_blocks(d) + d.blocks_per_cta - 1) / d.blocks_per_cta);
@@ -255,12 +295,30 @@ heuristics::DecodeGemm2 decode_gemm2_kind(const ExpertsParams& p,
 template <typename T, int kTiles>
 cudaError_t launch_decode_tiles(kernels::DecodeParams gemm1, kernels::DecodeParams gemm2,
                                 bool gated, heuristics::DecodeGemm2 gemm2_kind, DecodeShape shape,
-                                int sms, cudaStream_t stream) {
+                                int balanced, int sms, cudaStream_t stream) {
   gemm1.blocks_per_cta = decode_blocks_per_cta(gemm1, shape.busy, sms);
   gemm2.blocks_per_cta = kTiles == 1 && gemm2_kind == heuristics::DecodeGemm2::kDeep
                              ? decode_deep_blocks_per_cta(gemm2, shape.busy, sms)
                              : decode_blocks_per_cta(gemm2, shape.busy, sms);
+  if (const std::int32_t n = decode_blocks_override(1); n > 0) {
+    gemm1.blocks_per_cta =
+        static_cast<std::int32_t>(std::min<std::int64_t>(n, decode_column_blocks(gemm1)));
+  }
+  if (const std::int32_t n = decode_blocks_override(2); n > 0) {
+    gemm2.blocks_per_cta =
+        static_cast<std::int32_t>(std::min<std::int64_t>(n, decode_column_blocks(gemm2)));
+  }
+  // The balanced grid (layout offsets only): the resident CTAs of the instance, by its
+  // __launch_bounds__ (kernels/experts_decode.cuh).
+  gemm1.balanced = gemm1.offsets != nullptr && (balanced & heuristics::kDecodeBalancedGemm1) != 0;
+  gemm2.balanced = gemm2.offsets != nullptr && (balanced & heuristics::kDecodeBalancedGemm2) != 0;
+  const int resident1 = kTiles <= 2 ? 2 : 1;
+  const int resident2 =
+      kTiles == 1 && gemm2_kind == heuristics::DecodeGemm2::kNarrow3 ? 3 : resident1;
   const auto grid = [&](const kernels::DecodeParams& d) {
+    if (d.balanced) {
+      return dim3(static_cast<unsigned>((&d == &gemm1 ? resident1 : resident2) * sms), 1);
+    }
     const std::int64_t blocks = decode_column_blocks(d);
     return dim3(static_cast<unsigned>(shape.items),
                 static_cast<unsigned>((blocks + d.blocks_per_cta - 1) / d.blocks_per_cta));
@@ -328,6 +386,7 @@ Status run_decode(const ExpertsParams& p, const ExpertsArgs& a, const Buffers& w
   g1.alpha = p.swiglu_alpha;
   g1.limit = p.swiglu_limit;
   g1.out = w.act;
+  g1.pipeline_blocks = decode_pipeline_enabled();
   kernels::DecodeParams g2 = g1;
   g2.weights = a.w2.data;
   g2.input = w.act;
@@ -344,16 +403,24 @@ Status run_decode(const ExpertsParams& p, const ExpertsArgs& a, const Buffers& w
   detail::DeviceAttrs dev;
   SY_RETURN_IF_ERROR(detail::current_device_attrs(&dev));
   const DecodeShape shape = decode_shape(plan, p.num_experts, num_slots);
+  // The kernels number their work units (item, column block) in 32 bits.
+  const std::int64_t units =
+      shape.items * std::max(decode_column_blocks(g1), decode_column_blocks(g2));
+  if (units > std::numeric_limits<std::int32_t>::max()) {
+    return detail::invalid_arg(kOp, "decode plan work units", units,
+                               "< 2^31 (fewer slots, or a grouped GEMM plan)");
+  }
   const heuristics::DecodeGemm2 kind = decode_gemm2_kind(p, plan, num_slots, dev.sms);
+  const int balanced = decode_balanced_bits(plan);
   cudaError_t err;
   if (tiles <= 1) {
-    err = launch_decode_tiles<T, 1>(g1, g2, gated, kind, shape, dev.sms, stream);
+    err = launch_decode_tiles<T, 1>(g1, g2, gated, kind, shape, balanced, dev.sms, stream);
   } else if (tiles == 2) {
-    err = launch_decode_tiles<T, 2>(g1, g2, gated, kind, shape, dev.sms, stream);
+    err = launch_decode_tiles<T, 2>(g1, g2, gated, kind, shape, balanced, dev.sms, stream);
   } else if (tiles <= 4) {
-    err = launch_decode_tiles<T, 4>(g1, g2, gated, kind, shape, dev.sms, stream);
+    err = launch_decode_tiles<T, 4>(g1, g2, gated, kind, shape, balanced, dev.sms, stream);
   } else {
-    err = launch_decode_tiles<T, 8>(g1, g2, gated, kind, shape, dev.sms, stream);
+    err = launch_decode_tiles<T, 8>(g1, g2, gated, kind, shape, balanced, dev.sms, stream);
   }
   if (err == cudaSuccess) err = cudaGetLastError();
   return detail::cuda_status(err, "fused_experts_cuda: decode kernel launch");
