@@ -385,6 +385,7 @@ const std::vector<ExpertsPlan>& all_plans() {
       with_grid(decode_plan(1), 0),
       with_grid(decode_plan(2), 3),
       with_grid(decode_plan(8), 3),
+      with_grid(slot_items_plan(), 3),
       gemm_plan(GemmTile::kRows64),
       gemm_plan(GemmTile::kRows128),
       gemm_plan(GemmTile::kRows64, true),
@@ -552,7 +553,8 @@ TEST(ExpertsCuda, InterleaveW13MatchesCpu) {
 // The fixed and the balanced decode grids (and the pipelined column blocks inside both) run the
 // same arithmetic per output, so every combination gives the same bits: many hit experts with
 // several column blocks per CTA and a partial last block, empty experts, one hot expert spread over
-// many items, and runs of units that cross items (the balanced grid's shares).
+// many items, runs of units that cross items (the balanced grid's shares), and slot items with
+// dropped slots (units the balanced grid skips).
 TEST(ExpertsCuda, DecodeGridsEqualBitwise) {
   SKIP_WITHOUT_GPU();
   std::vector<std::pair<std::string, ProblemSpec>> specs;
@@ -589,9 +591,9 @@ TEST(ExpertsCuda, DecodeGridsEqualBitwise) {
     const Problem pr = make_problem(id, spec);
     DeviceProblem d;
     upload_problem(pr, &d);
-    for (const ExpertsPlan& base :
-         {decode_plan(1), decode_plan(1, DecodeGemm2::kNarrow),
-          decode_plan(1, DecodeGemm2::kNarrow3), decode_plan(2), decode_plan(4), decode_plan(8)}) {
+    for (const ExpertsPlan& base : {decode_plan(1), decode_plan(1, DecodeGemm2::kNarrow),
+                                    decode_plan(1, DecodeGemm2::kNarrow3), slot_items_plan(),
+                                    decode_plan(2), decode_plan(4), decode_plan(8)}) {
       const std::vector<std::uint8_t> fixed = run_gpu(pr, d, with_grid(base, 0), false);
       for (const int bits : {1, 2, 3}) {
         EXPECT_EQ(run_gpu(pr, d, with_grid(base, bits), false), fixed)

@@ -91,7 +91,8 @@ enum class DecodeGemm2 : std::uint8_t { kAuto, kNarrow, kDeep, kNarrow3 };
 // -2.6..-3.1%, Llama 4 up to -3.6%, DeepSeek-V3 -0.6..-1%); GEMM1 balanced as well was another
 // 1-2% faster on Qwen3-30B, Qwen3-235B, gpt-oss and Llama 4 but 5-7% slower on DeepSeek-V3, Kimi
 // K2 and Qwen3-Coder at 6-8 tokens (not explained: in isolation, under ncu, both GEMM1 grids take
-// the same time), so GEMM1 keeps the fixed grid.
+// the same time), so GEMM1 keeps the fixed grid. With slot items (one token) GEMM2 balanced:
+// DeepSeek-V3 / Kimi K2 -1.3%, Qwen3-Coder -2.4%, Mixtral and Llama 4 level.
 inline constexpr int kDecodeBalancedGemm1 = 1;
 inline constexpr int kDecodeBalancedGemm2 = 2;
 inline constexpr int kDecodeBalancedDefault = kDecodeBalancedGemm2;
@@ -110,10 +111,9 @@ struct ExpertsPlan {
   // tokens in part, e.g. Qwen3-30B-A3B); elsewhere the decode items. H200 (bench/NOTES.md,
   // session 27).
   bool decode_fused_token = false;
-  // Decode with layout items: which of the two GEMMs run on the balanced grid (kDecodeBalanced*
-  // bits; kernels::DecodeParams::balanced): resident CTAs only, each an equal share of the
-  // device-side (item, column block) units, instead of one CTA per item and group of column
-  // blocks. Slot items keep the fixed grid.
+  // Decode: which of the two GEMMs run on the balanced grid (kDecodeBalanced* bits;
+  // kernels::DecodeParams::balanced): resident CTAs only, each an equal share of the device-side
+  // (item, column block) units, instead of one CTA per item and group of column blocks.
   int decode_balanced = kDecodeBalancedDefault;
   GemmTile gemm_tile = GemmTile::kRows128;   // GEMM1's tile
   GemmTile gemm2_tile = GemmTile::kRows128;  // GEMM2's (plan_experts sets both)

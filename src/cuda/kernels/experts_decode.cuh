@@ -10,7 +10,7 @@
 //   blockIdx.y = a block of 32 outputs (two warps along N, 16 outputs each: for gated activations
 //                a warp owns the gate AND up rows of its 16 outputs, so the activation is fused),
 //                or blocks_per_cta of them.
-//   Or the balanced grid (DecodeParams::balanced, layout items only): as many CTAs as are
+//   Or the balanced grid (DecodeParams::balanced): as many CTAs as are
 //                resident, CTA c taking units [c U / G, (c + 1) U / G) of the U = items x column
 //                blocks the offsets give, so no partial last wave of whole CTAs (session 31).
 //   A CTA's consecutive column blocks of one item are pipelined: the next block's weight loads
@@ -78,11 +78,13 @@ struct DecodeParams {
   void* out;                    // [R, n_out] T
   std::int32_t blocks_per_cta;  // column blocks of kDecodeOutputsPerCta outputs per CTA (>= 1)
   bool pipeline_blocks;         // issue the next column block's loads before this one's reduction
-  // Balanced grid (needs offsets): gridDim = (G, 1) whatever the counts; the work units (item,
-  // column block) = (u / blocks, u % blocks) over the items the offsets give, U of them, and CTA
-  // c takes units [c U / G, (c + 1) U / G): every CTA streams the same bytes within one unit,
-  // where the fixed grid (x = item, y = group of blocks_per_cta blocks) leaves a partial last wave.
+  // Balanced grid: gridDim = (G, 1) whatever the counts; the work units (item, column block) =
+  // (u / blocks, u % blocks) over the items the offsets give (or the slot_count slots), U of
+  // them, and CTA c takes units [c U / G, (c + 1) U / G): every CTA streams the same bytes within
+  // one unit, where the fixed grid (x = item, y = group of blocks_per_cta blocks) leaves a partial
+  // last wave. A dropped slot's units are skipped.
   bool balanced;
+  std::int32_t slot_count;  // slot items on the balanced grid: S
 };
 
 struct DecodeItem {
@@ -253,7 +255,10 @@ __global__ void __launch_bounds__(kDecodeThreads, kOcc3 ? 3 : (kTiles <= 2 ? 2 :
     unit_range[1] = static_cast<int>(blockIdx.x) * blocks + min(b0 + p.blocks_per_cta, blocks);
   }
   if (warp == 0 && p.balanced) {
-    const std::int64_t units = count_decode_items(p.offsets, p.num_experts, kTokens) * blocks;
+    const std::int64_t items = p.offsets != nullptr
+                                   ? count_decode_items(p.offsets, p.num_experts, kTokens)
+                                   : static_cast<std::int64_t>(p.slot_count);
+    const std::int64_t units = items * blocks;
     if (lane == 0) {
       unit_range[0] = static_cast<int>(units * blockIdx.x / gridDim.x);
       unit_range[1] = static_cast<int>(units * (blockIdx.x + 1) / gridDim.x);
@@ -263,6 +268,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kOcc3 ? 3 : (kTiles <= 2 ? 2 :
   const std::int64_t k = p.k;
   // The cursor lives in shared memory (thread 0 advances it after the barrier that publishes the
   // run's item, which every thread passes after reading it): no register held across the runs.
+  bool waited = false;  // GEMM2: its PDL wait for GEMM1 (once, before the first run with rows)
   for (bool first_run = true;; first_run = false) {
     if (!first_run) __syncthreads();  // every thread has read the previous run's item and cursor
     const int u = unit_range[0];
@@ -278,10 +284,11 @@ __global__ void __launch_bounds__(kDecodeThreads, kOcc3 ? 3 : (kTiles <= 2 ? 2 :
     __syncthreads();
     if (threadIdx.x == 0) unit_range[0] = u + b_count;
     const int rows = item.rows;
-    if (rows <= 0) break;  // uniform over the CTA
+    if (rows <= 0) continue;  // uniform over the CTA: a dropped slot, or no item (fixed grid)
     const int expert = item.expert;
     const std::int64_t row0 = item.row_begin;
-    if (!kGather && first_run) {
+    if (!kGather && !waited) {
+      waited = true;
       // Lane r of warp (wn, wk = 0) prefetches the head of weight row r of this warp's 16 rows in
       // the first column block: at most kDecodePrefetchBytes per row, so that the blocks resident
       // while GEMM1 finishes hold little of the L2 (a whole Mixtral w2 slice per block, 917 KB,

@@ -308,10 +308,12 @@ cudaError_t launch_decode_tiles(kernels::DecodeParams gemm1, kernels::DecodePara
     gemm2.blocks_per_cta =
         static_cast<std::int32_t>(std::min<std::int64_t>(n, decode_column_blocks(gemm2)));
   }
-  // The balanced grid (layout offsets only): the resident CTAs of the instance, by its
-  // __launch_bounds__ (kernels/experts_decode.cuh).
-  gemm1.balanced = gemm1.offsets != nullptr && (balanced & heuristics::kDecodeBalancedGemm1) != 0;
-  gemm2.balanced = gemm2.offsets != nullptr && (balanced & heuristics::kDecodeBalancedGemm2) != 0;
+  // The balanced grid: the resident CTAs of the instance, by its __launch_bounds__
+  // (kernels/experts_decode.cuh); with slot items the kernels count S = shape.items.
+  gemm1.balanced = (balanced & heuristics::kDecodeBalancedGemm1) != 0;
+  gemm2.balanced = (balanced & heuristics::kDecodeBalancedGemm2) != 0;
+  gemm1.slot_count = gemm2.slot_count =
+      gemm1.offsets == nullptr ? static_cast<std::int32_t>(shape.items) : 0;
   const int resident1 = kTiles <= 2 ? 2 : 1;
   const int resident2 =
       kTiles == 1 && gemm2_kind == heuristics::DecodeGemm2::kNarrow3 ? 3 : resident1;
