@@ -10,9 +10,9 @@
 //   blockIdx.y = a block of 32 outputs (two warps along N, 16 outputs each: for gated activations
 //                a warp owns the gate AND up rows of its 16 outputs, so the activation is fused),
 //                or blocks_per_cta of them.
-//   Or the balanced grid (DecodeParams::balanced): as many CTAs as are
-//                resident, CTA c taking units [c U / G, (c + 1) U / G) of the U = items x column
-//                blocks the offsets give, so no partial last wave of whole CTAs (session 31).
+//   Or the balanced grid (DecodeParams::balanced): as many CTAs as are resident, CTA c taking
+//                units [c U / G, (c + 1) U / G) of the U = items x column blocks (items from the
+//                offsets, or the slots), so no partial last wave of whole CTAs (session 31).
 //   A CTA's consecutive column blocks of one item are pipelined: the next block's weight loads
 //                are issued before this block's split-k reduction and epilogue.
 //   4 warps along k: each takes every 4th 64-wide k chunk (neighbouring warps read neighbouring
