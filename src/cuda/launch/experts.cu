@@ -227,8 +227,8 @@ bool decode_pipeline_enabled() {
   return enabled;
 }
 
-// SWITCHYARD_DECODE_BLOCKS=n1,n2 forces the column blocks per CTA of the decode GEMM1 / GEMM2
-// (0 or absent: the rules above), clamped to the blocks there are. For measurements.
+// SWITCHYARD_DECODE_BLOCKS=n1:n2 (or n1,n2) forces the column blocks per CTA of the decode GEMM1 /
+// GEMM2 (0 or absent: the rules above), clamped to the blocks there are. For measurements.
 std::int32_t decode_blocks_override(int gemm) {
   static const std::pair<int, int> forced = [] {
     const char* v = std::getenv("SWITCHYARD_DECODE_BLOCKS");
@@ -236,7 +236,9 @@ std::int32_t decode_blocks_override(int gemm) {
     if (v != nullptr) {
       char* end = nullptr;
       a = static_cast<int>(std::strtol(v, &end, 10));
-      if (end != nullptr && *end == ',') b = static_cast<int>(std::strtol(end + 1, nullptr, 10));
+      if (end != nullptr && (*end == ',' || *end == ':')) {
+        b = static_cast<int>(std::strtol(end + 1, nullptr, 10));
+      }
     }
     return std::make_pair(std::max(a, 0), std::max(b, 0));
   }();
