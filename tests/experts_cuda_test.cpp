@@ -550,6 +550,19 @@ TEST(ExpertsCuda, InterleaveW13MatchesCpu) {
   }
 }
 
+// A short k (I = 72) over many hit experts: the decode GEMM2 gives each CTA several column blocks
+// of 32 outputs (launch/experts.cu, decode_blocks_per_cta), and H = 1032 = 32 * 32 + 8 leaves a
+// last CTA with one partial block.
+ProblemSpec many_column_blocks_spec() {
+  ProblemSpec s;
+  s.E = 128;
+  s.H = 1032;
+  s.I = 72;
+  s.M = 64;
+  s.K = 8;
+  return s;
+}
+
 // The fixed and the balanced decode grids (and the pipelined column blocks inside both) run the
 // same arithmetic per output, so every combination gives the same bits: many hit experts with
 // several column blocks per CTA and a partial last block, empty experts, one hot expert spread over
@@ -558,13 +571,7 @@ TEST(ExpertsCuda, InterleaveW13MatchesCpu) {
 TEST(ExpertsCuda, DecodeGridsEqualBitwise) {
   SKIP_WITHOUT_GPU();
   std::vector<std::pair<std::string, ProblemSpec>> specs;
-  ProblemSpec many;
-  many.E = 128;
-  many.H = 1032;
-  many.I = 72;
-  many.M = 64;
-  many.K = 8;
-  specs.emplace_back("many_experts", many);
+  specs.emplace_back("many_experts", many_column_blocks_spec());
   ProblemSpec empty;
   empty.E = 16;
   empty.routing = Routing::kSubset;
@@ -724,16 +731,8 @@ TEST(ExpertsCuda, LongIntermediateFewRows) {
 
 TEST(ExpertsCuda, SeveralColumnBlocksPerDecodeCta) {
   SKIP_WITHOUT_GPU();
-  // A short k (I = 72) over many hit experts: the decode GEMM2 gives each CTA up to 8 column
-  // blocks of 32 outputs (launch/experts.cu, decode_blocks_per_cta), and H = 1032 = 32 * 32 + 8
-  // leaves a last CTA with one partial block.
-  ProblemSpec s;
-  s.E = 128;
-  s.H = 1032;
-  s.I = 72;
-  s.M = 64;
-  s.K = 8;
-  check("experts/column_blocks_per_cta", s,
+  // Up to 8 column blocks per CTA, a partial last one (many_column_blocks_spec).
+  check("experts/column_blocks_per_cta", many_column_blocks_spec(),
         {decode_plan(1), decode_plan(1, DecodeGemm2::kNarrow), slot_items_plan(), decode_plan(2),
          decode_plan(4), decode_plan(8)});
   // The deep GEMM2 of one or two tokens takes as few CTAs as fill one wave (2 per SM): on a
