@@ -1122,6 +1122,38 @@ TEST(ExpertsHeuristics, NarrowGemm2TakesThreeCtasPerSmOnlyWithTheCtasToFillThem)
   EXPECT_EQ(heuristics::decode_gemm2_with_grid(p, 2048, 5000, 132), DecodeGemm2::kNarrow);
 }
 
+TEST(ExpertsHeuristics, NarrowGemm2OnTheBalancedGridFollowsTheUnitsPerSm) {
+  ExpertsPlan p;
+  p.path = ExpertsPath::kDecode;
+  p.decode_token_tiles = 1;
+  // DeepSeek-V3 at one token: 8 slots x 224 column blocks = 1792 units on 132 SMs: 2 x 7 = 14
+  // units per SM as narrow, 3 x 5 = 15 as narrow3: narrow.
+  EXPECT_EQ(heuristics::decode_gemm2_on_balanced_grid(p, 2048, 8 * 224, 132), DecodeGemm2::kNarrow);
+  // gpt-oss-120b at 3 tokens: 12 x 90 = 1080 units: 2 x 5 = 10 against 3 x 3 = 9: narrow3.
+  EXPECT_EQ(heuristics::decode_gemm2_on_balanced_grid(p, 2880, 12 * 90, 132),
+            DecodeGemm2::kNarrow3);
+  // Qwen3-235B at 8 tokens (64 hit experts x 128 blocks): 64 against 63, under 5% less: narrow.
+  EXPECT_EQ(heuristics::decode_gemm2_on_balanced_grid(p, 1536, 64 * 128, 132),
+            DecodeGemm2::kNarrow);
+  // The boundaries on 132 SMs: 264 units fill one narrow slot per CTA (2 against 3), 265 need
+  // two (4 against 3), 397 a second narrow3 one (4 against 6).
+  EXPECT_EQ(heuristics::decode_gemm2_on_balanced_grid(p, 2048, 264, 132), DecodeGemm2::kNarrow);
+  EXPECT_EQ(heuristics::decode_gemm2_on_balanced_grid(p, 2048, 265, 132), DecodeGemm2::kNarrow3);
+  EXPECT_EQ(heuristics::decode_gemm2_on_balanced_grid(p, 2048, 396, 132), DecodeGemm2::kNarrow3);
+  EXPECT_EQ(heuristics::decode_gemm2_on_balanced_grid(p, 2048, 397, 132), DecodeGemm2::kNarrow);
+  // No SMs, no units, a short k, a forced instance, more than one tile: the rules before it.
+  EXPECT_EQ(heuristics::decode_gemm2_on_balanced_grid(p, 2048, 1080, 0), DecodeGemm2::kNarrow);
+  EXPECT_EQ(heuristics::decode_gemm2_on_balanced_grid(p, 2048, 0, 132), DecodeGemm2::kNarrow);
+  EXPECT_EQ(heuristics::decode_gemm2_on_balanced_grid(p, 768, 1080, 132), DecodeGemm2::kDeep);
+  p.decode_gemm2 = DecodeGemm2::kNarrow;
+  EXPECT_EQ(heuristics::decode_gemm2_on_balanced_grid(p, 2880, 1080, 132), DecodeGemm2::kNarrow);
+  p.decode_gemm2 = DecodeGemm2::kNarrow3;
+  EXPECT_EQ(heuristics::decode_gemm2_on_balanced_grid(p, 2048, 1792, 132), DecodeGemm2::kNarrow3);
+  p.decode_gemm2 = DecodeGemm2::kAuto;
+  p.decode_token_tiles = 2;
+  EXPECT_EQ(heuristics::decode_gemm2_on_balanced_grid(p, 2880, 1080, 132), DecodeGemm2::kNarrow);
+}
+
 // ---- the grouped GEMM alone -------------------------------------------------------------------
 
 struct GemmCase {

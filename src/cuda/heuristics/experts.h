@@ -82,7 +82,8 @@ inline constexpr GemmTile kAllGemmTiles[] = {GemmTile::kRows64, GemmTile::kRows1
 // The decode GEMM2 instance with one token tile (kernels/experts_decode.cuh): kNarrow (2 chunks
 // in flight per warp, 2 CTAs per SM), kDeep (4 chunks in flight: a short k streams in one round
 // trip), kNarrow3 (narrow, compiled for 3 CTAs per SM). kAuto: the rules in decode_gemm2_for and
-// decode_gemm2_with_grid. With more than one token tile GEMM2 is always narrow.
+// decode_gemm2_with_grid (fixed grid) or decode_gemm2_on_balanced_grid. With more than one token
+// tile GEMM2 is always narrow.
 enum class DecodeGemm2 : std::uint8_t { kAuto, kNarrow, kDeep, kNarrow3 };
 
 // The decode GEMMs on the balanced grid (ExpertsPlan::decode_balanced). Measured on H200s (bench/
@@ -152,11 +153,12 @@ inline DecodeGemm2 decode_gemm2_for(const ExpertsPlan& plan, std::int64_t gemm2_
   return gemm2_k <= kDecodeDeepMaxK ? DecodeGemm2::kDeep : DecodeGemm2::kNarrow;
 }
 
-// Then, with the GEMM2 grid known (CTAs expected to have rows, and the SM count): the heuristic's
-// narrow becomes kNarrow3 when the grid has more than kDecodeNarrow3MinCtasPerSm CTAs per SM to
-// place. H200, same process (bench/NOTES.md, session 7): DeepSeek-V3 1 / 8 tokens 181.2 -> 178.3 /
-// 1194 -> 1178 us, gpt-oss-120b 1 token 64.1 -> 61.7, Qwen3-235B 8 tokens 474 -> 466; but
-// Mixtral at 1 token (256 CTAs, 2 per SM either way: the extra slot stays empty) 177 -> 188.
+// Then, on the fixed grid, with the GEMM2 grid known (CTAs expected to have rows, and the SM
+// count): the heuristic's narrow becomes kNarrow3 when the grid has more than
+// kDecodeNarrow3MinCtasPerSm CTAs per SM to place. H200, same process (bench/NOTES.md, session 7):
+// DeepSeek-V3 1 / 8 tokens 181.2 -> 178.3 / 1194 -> 1178 us, gpt-oss-120b 1 token 64.1 -> 61.7,
+// Qwen3-235B 8 tokens 474 -> 466; but Mixtral at 1 token (256 CTAs, 2 per SM either way: the extra
+// slot stays empty) 177 -> 188.
 inline constexpr std::int64_t kDecodeNarrow3MinCtasPerSm = 2;
 inline DecodeGemm2 decode_gemm2_with_grid(const ExpertsPlan& plan, std::int64_t gemm2_k,
                                           std::int64_t gemm2_ctas, int sms) {
@@ -166,6 +168,28 @@ inline DecodeGemm2 decode_gemm2_with_grid(const ExpertsPlan& plan, std::int64_t 
     return DecodeGemm2::kNarrow3;
   }
   return v;
+}
+
+// On the balanced grid (GEMM2's by default: kDecodeBalancedDefault) every resident CTA takes an
+// equal share of the U = items x column blocks units, so the time goes with the units one CTA
+// slot streams times the CTAs that share its SM: 2 ceil(U / 2 SMs) for narrow, 3 ceil(U / 3 SMs)
+// for narrow3. Narrow3 only where that is 5% less; otherwise narrow, which also pipelines a CTA's
+// column blocks (kOcc3 has no registers for it). H200, one process (bench/NOTES.md, session 33;
+// narrow3 -> narrow): DeepSeek-V3 / Kimi K2 1 token 181.5 / 181.7 -> 177.2 / 177.1 us, 3-8 tokens
+// -1.4..0%; Qwen3-235B and DeepSeek-V2 -1.9..-2.7% at 1-8 tokens; Qwen3-Coder -0.7..-1.4%; Llama 4
+// -1.9 / -3.2 / -1.7% at 1 / 3 / 8; Mixtral 1 token -8.3% (its old rule had already kept narrow
+// there), 3-8 level; but gpt-oss-120b at 3 tokens +2.5% (U = 1080: 5 units per narrow CTA slot
+// against 3 per narrow3 slot, 10 against 9).
+inline DecodeGemm2 decode_gemm2_on_balanced_grid(const ExpertsPlan& plan, std::int64_t gemm2_k,
+                                                 std::int64_t units, int sms) {
+  const DecodeGemm2 v = decode_gemm2_for(plan, gemm2_k);
+  if (plan.decode_gemm2 != DecodeGemm2::kAuto || v != DecodeGemm2::kNarrow ||
+      plan.decode_token_tiles != 1 || sms <= 0 || units <= 0) {
+    return v;
+  }
+  const std::int64_t per_sm2 = 2 * ((units + 2 * sms - 1) / (2 * sms));
+  const std::int64_t per_sm3 = 3 * ((units + 3 * sms - 1) / (3 * sms));
+  return 20 * per_sm3 < 19 * per_sm2 ? DecodeGemm2::kNarrow3 : DecodeGemm2::kNarrow;
 }
 
 // Decode (one 8-row tile) up to kDecodeMaxTokens. At 9-16 tokens decode was 1-4% faster than the

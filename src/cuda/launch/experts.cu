@@ -284,11 +284,27 @@ kernels::DecodeParams decode_gemm2_shape(const ExpertsParams& p) {
   return g2;
 }
 
+// SWITCHYARD_DECODE_NARROW3=grid in the environment chooses GEMM2's narrow / narrow3 instance by
+// the fixed grid's rule (decode_gemm2_with_grid) even on the balanced grid, as before session 33.
+// For A/B measurements.
+bool decode_narrow3_by_fixed_grid() {
+  static const bool forced = [] {
+    const char* v = std::getenv("SWITCHYARD_DECODE_NARROW3");
+    return v != nullptr && std::strcmp(v, "grid") == 0;
+  }();
+  return forced;
+}
+
 heuristics::DecodeGemm2 decode_gemm2_kind(const ExpertsParams& p,
                                           const heuristics::ExpertsPlan& plan,
                                           std::int64_t num_slots, int sms) {
   kernels::DecodeParams g2 = decode_gemm2_shape(p);
   const DecodeShape shape = decode_shape(plan, p.num_experts, num_slots);
+  if ((decode_balanced_bits(plan) & heuristics::kDecodeBalancedGemm2) != 0 &&
+      !decode_narrow3_by_fixed_grid()) {
+    return heuristics::decode_gemm2_on_balanced_grid(plan, p.intermediate_size,
+                                                     shape.busy * decode_column_blocks(g2), sms);
+  }
   g2.blocks_per_cta = decode_blocks_per_cta(g2, shape.busy, sms);
   return heuristics::decode_gemm2_with_grid(plan, p.intermediate_size,
                                             decode_busy_ctas(g2, shape.busy), sms);
@@ -337,8 +353,7 @@ cudaError_t launch_decode_tiles(kernels::DecodeParams gemm1, kernels::DecodePara
             : detail::launch_maybe_pdl(kernels::experts_decode_kernel<T, kTiles, false, true>,
                                        grid(gemm1), block, stream, true, gemm1);
   if (err != cudaSuccess) return err;
-  // GEMM2's instance (heuristics::decode_gemm2_with_grid): deep or narrow3 only with one token
-  // tile.
+  // GEMM2's instance (decode_gemm2_kind): deep or narrow3 only with one token tile.
   if constexpr (kTiles == 1) {
     if (gemm2_kind == heuristics::DecodeGemm2::kDeep) {
       return detail::launch_maybe_pdl(kernels::experts_decode_kernel<T, 1, false, false, true>,
