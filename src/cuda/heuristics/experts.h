@@ -160,11 +160,16 @@ inline DecodeGemm2 decode_gemm2_for(const ExpertsPlan& plan, std::int64_t gemm2_
 // Qwen3-235B 8 tokens 474 -> 466; but Mixtral at 1 token (256 CTAs, 2 per SM either way: the extra
 // slot stays empty) 177 -> 188.
 inline constexpr std::int64_t kDecodeNarrow3MinCtasPerSm = 2;
+// Whether the instance decode_gemm2_for chose may become kNarrow3 by the grid rules below: the
+// heuristic's own narrow (not a forced instance) with one token tile, on a device with SMs.
+inline bool decode_gemm2_narrow3_open(const ExpertsPlan& plan, DecodeGemm2 chosen, int sms) {
+  return plan.decode_gemm2 == DecodeGemm2::kAuto && chosen == DecodeGemm2::kNarrow &&
+         plan.decode_token_tiles == 1 && sms > 0;
+}
 inline DecodeGemm2 decode_gemm2_with_grid(const ExpertsPlan& plan, std::int64_t gemm2_k,
                                           std::int64_t gemm2_ctas, int sms) {
   const DecodeGemm2 v = decode_gemm2_for(plan, gemm2_k);
-  if (plan.decode_gemm2 == DecodeGemm2::kAuto && v == DecodeGemm2::kNarrow &&
-      plan.decode_token_tiles == 1 && sms > 0 && gemm2_ctas > kDecodeNarrow3MinCtasPerSm * sms) {
+  if (decode_gemm2_narrow3_open(plan, v, sms) && gemm2_ctas > kDecodeNarrow3MinCtasPerSm * sms) {
     return DecodeGemm2::kNarrow3;
   }
   return v;
@@ -183,10 +188,7 @@ inline DecodeGemm2 decode_gemm2_with_grid(const ExpertsPlan& plan, std::int64_t 
 inline DecodeGemm2 decode_gemm2_on_balanced_grid(const ExpertsPlan& plan, std::int64_t gemm2_k,
                                                  std::int64_t units, int sms) {
   const DecodeGemm2 v = decode_gemm2_for(plan, gemm2_k);
-  if (plan.decode_gemm2 != DecodeGemm2::kAuto || v != DecodeGemm2::kNarrow ||
-      plan.decode_token_tiles != 1 || sms <= 0 || units <= 0) {
-    return v;
-  }
+  if (!decode_gemm2_narrow3_open(plan, v, sms) || units <= 0) return v;
   const std::int64_t per_sm2 = 2 * ((units + 2 * sms - 1) / (2 * sms));
   const std::int64_t per_sm3 = 3 * ((units + 3 * sms - 1) / (3 * sms));
   return 20 * per_sm3 < 19 * per_sm2 ? DecodeGemm2::kNarrow3 : DecodeGemm2::kNarrow;
