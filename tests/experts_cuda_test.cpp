@@ -610,6 +610,49 @@ TEST(ExpertsCuda, DecodeGridsEqualBitwise) {
   }
 }
 
+// The grouped GEMM's 64-row tile with the dynamic tile scheduler (CTAs take tiles from a counter)
+// against CUTLASS's fixed assignment: every tile is computed whole by one CTA, so the bits are the
+// same. Shapes with several tiles per CTA (GEMM1 and GEMM2 of 2-3 column tiles per expert over
+// 48-64 rows per expert, some experts spilling into a second row tile), interleaved rows (the fused
+// gated epilogue) and halves (float32 GEMM1), one hot expert, and biases (float32 GEMM2).
+TEST(ExpertsCuda, DynamicTilesBitwise) {
+  SKIP_WITHOUT_GPU();
+  if (!device_is_sm90()) GTEST_SKIP() << "the grouped GEMM needs sm_90";
+  std::vector<std::pair<std::string, ProblemSpec>> specs;
+  ProblemSpec many;
+  many.E = 96;
+  many.H = 520;
+  many.I = 264;
+  many.M = 640;
+  many.K = 8;
+  specs.emplace_back("many_tiles", many);
+  ProblemSpec inter = many;
+  inter.interleaved = true;
+  inter.biases = true;
+  specs.emplace_back("many_tiles_interleaved", inter);
+  ProblemSpec hot;
+  hot.M = 900;
+  hot.K = 1;
+  hot.H = 1032;
+  hot.routing = Routing::kOneExpert;
+  hot.subset = 2;
+  hot.drop = 0;
+  specs.emplace_back("one_expert", hot);
+  for (const auto& [name, spec] : specs) {
+    const std::string id = "experts/dynamic_tiles/" + name;
+    const Problem pr = make_problem(id, spec);
+    DeviceProblem d;
+    upload_problem(pr, &d);
+    ExpertsPlan fixed = gemm_plan(GemmTile::kRows64Single);
+    fixed.gemm_dynamic_tiles = false;
+    ExpertsPlan dynamic = fixed;
+    dynamic.gemm_dynamic_tiles = true;
+    const std::vector<std::uint8_t> want = run_gpu(pr, d, fixed, false);
+    EXPECT_EQ(run_gpu(pr, d, dynamic, false), want) << id << ": dynamic tiles differ from fixed";
+    EXPECT_EQ(run_gpu(pr, d, dynamic, true), want) << id << ": dynamic tiles in a graph differ";
+  }
+}
+
 TEST(ExpertsCuda, EmptyExperts) {
   SKIP_WITHOUT_GPU();
   ProblemSpec s;
@@ -1069,6 +1112,22 @@ TEST(ExpertsHeuristics, DecodeUpToEightTokensThenTheUnclusteredGemm) {
 // The token kernel's rule on an H200 (132 SMs; 232,448 bytes of opt-in shared memory less the
 // kernel's 384 static bytes): the presets it took in session 27's measurements, at one and two
 // tokens, and the shared-memory layout it computes for Qwen3-30B-A3B.
+// The dynamic tile scheduler where experts are one 64-row tile (expected rows <= 32), the fixed
+// assignment where an expert's row tiles share a weight tile.
+TEST(ExpertsHeuristics, DynamicTilesOnlyWhereExpertsAreOneRowTile) {
+  // Qwen3-30B (top 8 of 128): 512 tokens = 32 rows per expert, 513 = 33.
+  EXPECT_TRUE(heuristics::plan_experts(16, 8, 128, 2048, 768, true).gemm_dynamic_tiles);
+  EXPECT_TRUE(heuristics::plan_experts(512, 8, 128, 2048, 768, true).gemm_dynamic_tiles);
+  EXPECT_FALSE(heuristics::plan_experts(513, 8, 128, 2048, 768, true).gemm_dynamic_tiles);
+  EXPECT_FALSE(heuristics::plan_experts(4096, 8, 128, 2048, 768, true).gemm_dynamic_tiles);
+  // Mixtral (top 2 of 8): 128 tokens = 32 rows, 256 = 64.
+  EXPECT_TRUE(heuristics::plan_experts(128, 2, 8, 4096, 14336, true).gemm_dynamic_tiles);
+  EXPECT_FALSE(heuristics::plan_experts(256, 2, 8, 4096, 14336, true).gemm_dynamic_tiles);
+  // DeepSeek-V3 (top 8 of 256): 1024 tokens = 32 rows.
+  EXPECT_TRUE(heuristics::plan_experts(1024, 8, 256, 7168, 2048, true).gemm_dynamic_tiles);
+  EXPECT_FALSE(heuristics::plan_experts(4096, 8, 256, 7168, 2048, true).gemm_dynamic_tiles);
+}
+
 TEST(ExpertsHeuristics, TokenKernelTakesTheMeasuredShapes) {
   constexpr int kSms = 132;
   constexpr std::int64_t kBudget = 232448 - 384;
@@ -1162,12 +1221,14 @@ struct GemmCase {
   GemmTile tile;
   int n, k;
   std::vector<std::int64_t> rows_per_group;  // sums to the used rows; capacity adds 5 spare rows
+  bool dynamic_tiles = true;                 // GroupedGemmArgs::dynamic_tiles (64:single only)
 };
 
 void check_gemm(const GemmCase& c) {
   const std::string id = std::string("grouped_gemm/") + dt_name(c.dtype) + "/" +
                          dtype_name(c.out_dtype) + "/" + heuristics::gemm_tile_plan_name(c.tile) +
-                         "/n" + std::to_string(c.n) + "/k" + std::to_string(c.k);
+                         "/n" + std::to_string(c.n) + "/k" + std::to_string(c.k) +
+                         (c.dynamic_tiles ? "" : "/fixed");
   tools::Rng rng(tools::seed_from_name(id));
   const auto G = static_cast<std::int32_t>(c.rows_per_group.size());
   std::vector<std::int64_t> offsets(1, 0);
@@ -1202,6 +1263,7 @@ void check_gemm(const GemmCase& c) {
   ga.rows = rows;
   ga.n = c.n;
   ga.k = c.k;
+  ga.dynamic_tiles = c.dynamic_tiles;
   const Status st = detail::grouped_gemm_cuda(ga, c.tile, dws.get(), ws_bytes, nullptr);
   ASSERT_TRUE(st.ok()) << id << ": " << st.to_string();
   ASSERT_TRUE(tools::device_synchronize().ok()) << id;
@@ -1254,6 +1316,16 @@ TEST(GroupedGemmCuda, MatchesHostGemmBitwise) {
   }
   check_gemm({DType::kBFloat16, DType::kBFloat16, GemmTile::kRows128, 8, 8, {3, 0, 200}});
   check_gemm({DType::kFloat16, DType::kFloat32, GemmTile::kRows64, 520, 64, {0, 0, 0}});
+  // The 64-row tile's fixed assignment (the cases above ran the dynamic scheduler), and many tiles
+  // per CTA for both: 60 groups of 0-200 rows x 3 column tiles (~450 tiles on ~132 CTAs).
+  check_gemm({DType::kBFloat16, DType::kFloat32, GemmTile::kRows64Single, 72, 136, groups, false});
+  check_gemm({DType::kFloat16, DType::kFloat16, GemmTile::kRows64Single, 264, 520, groups, false});
+  std::vector<std::int64_t> many(60);
+  for (std::size_t g = 0; g < many.size(); ++g) many[g] = static_cast<std::int64_t>((g * 37) % 201);
+  for (const bool dynamic : {true, false}) {
+    check_gemm(
+        {DType::kBFloat16, DType::kBFloat16, GemmTile::kRows64Single, 520, 64, many, dynamic});
+  }
 }
 
 TEST(GroupedGemmCuda, RejectsMisalignedShapes) {

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <string>
 
@@ -13,6 +14,15 @@
 #include "../cuda_status.h"
 
 namespace switchyard::detail {
+
+int grouped_gemm_dynamic_mode() {
+  static const int mode = [] {
+    const char* v = std::getenv("SWITCHYARD_GEMM_DYNAMIC");
+    const long m = v == nullptr ? 1 : std::strtol(v, nullptr, 10);
+    return m == 0 || m == 2 ? static_cast<int>(m) : 1;
+  }();
+  return mode;
+}
 
 namespace {
 

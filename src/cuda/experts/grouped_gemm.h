@@ -52,12 +52,19 @@ struct GroupedGemmArgs {
   std::int64_t rows = 0;  // capacity of A and C (bounds offsets[num_groups])
   std::int32_t n = 0, k = 0;
   const GroupedGemmGated* gated = nullptr;  // set: the fused GEMM1 above (C = [rows, n / 2])
+  // kRows64Single only: the dynamic tile scheduler (dynamic_group_scheduler.cuh: a CTA's tiles
+  // after its first from a device-wide counter, so SMs that stream faster take more tiles), unless
+  // grouped_gemm_dynamic_mode() overrides. The bits of C do not depend on it.
+  bool dynamic_tiles = false;
 };
 
 // The largest SM count the kernels use (more SMs run with this many persistent CTAs).
 inline constexpr int kGroupedGemmMaxSms = 256;
 // Bytes reserved for CUTLASS's own workspace (per-SM TMA descriptors); checked at run time.
 inline constexpr std::size_t kGroupedGemmKernelWorkspace = std::size_t{256} << 10;
+// The last bytes of that reservation: the dynamic tile scheduler's counter and per-CTA request
+// counts (dynamic_group_scheduler.cuh), zeroed by the setup kernel of every call.
+inline constexpr std::size_t kGroupedGemmSchedulerBytes = 2048;
 // Bytes per group of the device-built argument arrays (shape, 3 pointers, 3 strides), rounded up.
 inline constexpr std::size_t kGroupedGemmBytesPerGroup = 128;
 
@@ -70,6 +77,11 @@ Status grouped_gemm_check(const char* op, const GroupedGemmArgs& args);
 // Checks, then enqueues the setup kernel and the GEMM on `stream` with the given CTA tile.
 Status grouped_gemm_cuda(const GroupedGemmArgs& args, heuristics::GemmTile tile, void* workspace,
                          std::size_t workspace_bytes, cudaStream_t stream);
+
+// SWITCHYARD_GEMM_DYNAMIC in the environment (read once), for A/B measurements of the dynamic tile
+// scheduler (dynamic_group_scheduler.cuh): 0 never, 2 always on the 64-row unclustered tile,
+// anything else or unset 1: where GroupedGemmArgs::dynamic_tiles asks (the plan's choice).
+int grouped_gemm_dynamic_mode();
 
 // Per-dtype entry points (one translation unit each; called by grouped_gemm_cuda after checks).
 Status grouped_gemm_sm90_bf16(const GroupedGemmArgs& args, heuristics::GemmTile tile,

@@ -31,6 +31,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "../../common/check.h"
 #include "../cuda_status.h"
@@ -43,12 +44,14 @@
 #include "cutlass/gemm/dispatch_policy.hpp"
 #include "cutlass/gemm/group_array_problem_shape.hpp"
 #include "cutlass/gemm/kernel/gemm_universal.hpp"
+#include "dynamic_group_scheduler.cuh"
 #include "gated_epilogue.cuh"
 #include "grouped_gemm.h"
 
 namespace switchyard::detail::sm90 {
 
 struct TileRows128 {
+  static constexpr bool kDynamicTiles = false;
   using KernelSchedule = cutlass::gemm::KernelPtrArrayTmaWarpSpecializedCooperative;
   using EpilogueSchedule = cutlass::epilogue::PtrArrayTmaWarpSpecializedCooperative;
   using TileShape = cute::Shape<cute::_128, cute::_256, cute::_64>;
@@ -56,6 +59,7 @@ struct TileRows128 {
 };
 
 struct TileRows64 {
+  static constexpr bool kDynamicTiles = false;
   using KernelSchedule = cutlass::gemm::KernelPtrArrayTmaWarpSpecializedPingpong;
   using EpilogueSchedule = cutlass::epilogue::PtrArrayTmaWarpSpecializedPingpong;
   using TileShape = cute::Shape<cute::_64, cute::_256, cute::_64>;
@@ -63,6 +67,7 @@ struct TileRows64 {
 };
 
 struct TileRows128Single {  // TileRows128 without the cluster
+  static constexpr bool kDynamicTiles = false;
   using KernelSchedule = cutlass::gemm::KernelPtrArrayTmaWarpSpecializedCooperative;
   using EpilogueSchedule = cutlass::epilogue::PtrArrayTmaWarpSpecializedCooperative;
   using TileShape = cute::Shape<cute::_128, cute::_256, cute::_64>;
@@ -70,14 +75,30 @@ struct TileRows128Single {  // TileRows128 without the cluster
 };
 
 struct TileRows64Single {  // TileRows64 without the cluster
+  static constexpr bool kDynamicTiles = false;
   using KernelSchedule = cutlass::gemm::KernelPtrArrayTmaWarpSpecializedPingpong;
   using EpilogueSchedule = cutlass::epilogue::PtrArrayTmaWarpSpecializedPingpong;
   using TileShape = cute::Shape<cute::_64, cute::_256, cute::_64>;
   using ClusterShape = cute::Shape<cute::_1, cute::_1, cute::_1>;
 };
 
-using ProblemShape = cutlass::gemm::GroupProblemShape<cute::Shape<int, int, int>>;  // (m, n, k)
-using GroupShape = ProblemShape::UnderlyingProblemShape;
+// TileRows64Single with the dynamic tile scheduler (dynamic_group_scheduler.cuh): tiles after a
+// CTA's first from a device-wide counter instead of every G-th tile
+// (GroupedGemmArgs::dynamic_tiles).
+struct TileRows64SingleDynamic : TileRows64Single {
+  static constexpr bool kDynamicTiles = true;
+};
+
+using GroupShape = cute::Shape<int, int, int>;  // (m, n, k)
+static_assert(kDynamicTileWords * sizeof(unsigned long long) <= kGroupedGemmSchedulerBytes,
+              "the dynamic scheduler's words fit their reservation");
+static_assert(2 * (kDynamicTileWords - 1) >= kGroupedGemmMaxSms, "one request count per CTA");
+
+// The dynamic tile scheduler is selected through the problem-shape type.
+template <typename Config>
+using ProblemShapeFor =
+    std::conditional_t<Config::kDynamicTiles, DynamicGroupProblemShape<GroupShape>,
+                       cutlass::gemm::GroupProblemShape<GroupShape>>;
 // Row-major [rows, cols] with cols contiguous: (leading stride, 1, batch stride 0).
 using RowStride = cute::Stride<std::int64_t, cute::Int<1>, cute::Int<0>>;
 
@@ -95,7 +116,7 @@ struct Sm90GroupedGemm {
       cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(
           sizeof(typename Epilogue::SharedStorage))>,
       typename Config::KernelSchedule>::CollectiveOp;
-  using Kernel = cutlass::gemm::kernel::GemmUniversal<ProblemShape, Mainloop, Epilogue>;
+  using Kernel = cutlass::gemm::kernel::GemmUniversal<ProblemShapeFor<Config>, Mainloop, Epilogue>;
   using Device = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
   static_assert(std::is_same_v<typename Kernel::InternalStrideA, RowStride>);
   static_assert(std::is_same_v<typename Kernel::InternalStrideB, RowStride>);
@@ -139,6 +160,9 @@ struct GroupArrays {
   RowStride* stride_a;
   RowStride* stride_b;
   RowStride* stride_d;
+  // The dynamic scheduler's kDynamicTileWords words (zeroed by the setup kernel): the last
+  // kGroupedGemmSchedulerBytes of the reserved CUTLASS workspace, not part of this carve.
+  unsigned long long* tile_words;
 
   static GroupArrays carve(void* workspace, std::int32_t groups) {
     auto* p = static_cast<char*>(workspace);
@@ -177,6 +201,11 @@ __global__ void grouped_gemm_setup_kernel(const std::int64_t* __restrict__ offse
                                           std::int32_t d_cols,
                                           GroupArrays<Element, ElementOut> out) {
   const std::int32_t g = static_cast<std::int32_t>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (blockIdx.x == 0) {  // the dynamic scheduler's counter and request counts start at 0
+    for (int i = static_cast<int>(threadIdx.x); i < kDynamicTileWords;
+         i += static_cast<int>(blockDim.x))
+      out.tile_words[i] = 0;
+  }
   if (g >= groups) return;
   const std::int64_t o0 = offsets[g], o1 = offsets[g + 1];
   const std::int64_t r0 = o0 < 0 ? 0 : (o0 > rows ? rows : o0);
@@ -223,6 +252,9 @@ Status setup_groups(const GroupedGemmArgs& p, void* workspace, std::int32_t d_co
       (kGroupedGemmBytesPerGroup * static_cast<std::size_t>(p.num_groups) + 255) / 256 * 256;
   *arrays = Arrays::carve(workspace, p.num_groups);
   *kernel_workspace = static_cast<char*>(workspace) + arrays_bytes;
+  arrays->tile_words = reinterpret_cast<unsigned long long*>(static_cast<char*>(*kernel_workspace) +
+                                                             kGroupedGemmKernelWorkspace -
+                                                             kGroupedGemmSchedulerBytes);
   constexpr int kSetupThreads = 128;
   grouped_gemm_setup_kernel<Element, ElementOut>
       <<<(p.num_groups + kSetupThreads - 1) / kSetupThreads, kSetupThreads, 0, stream>>>(
@@ -235,15 +267,43 @@ Status setup_groups(const GroupedGemmArgs& p, void* workspace, std::int32_t d_co
 template <typename Device>
 Status launch_gemm(const typename Device::Arguments& args, void* kernel_workspace,
                    cudaStream_t stream) {
-  if (Device::get_workspace_size(args) > kGroupedGemmKernelWorkspace) {
-    return Status::Internal("grouped_gemm: CUTLASS workspace exceeds the reserved " +
-                            std::to_string(kGroupedGemmKernelWorkspace) + " bytes");
+  if (Device::get_workspace_size(args) > kGroupedGemmKernelWorkspace - kGroupedGemmSchedulerBytes) {
+    return Status::Internal(
+        "grouped_gemm: CUTLASS workspace exceeds the reserved " +
+        std::to_string(kGroupedGemmKernelWorkspace - kGroupedGemmSchedulerBytes) + " bytes");
   }
   Device gemm;
   SY_RETURN_IF_ERROR(cutlass_status(gemm.can_implement(args), "can_implement"));
   SY_RETURN_IF_ERROR(cutlass_status(gemm.initialize(args, kernel_workspace, stream), "initialize"));
   SY_RETURN_IF_ERROR(cutlass_status(gemm.run(stream), "run"));
   return cuda_status(cudaGetLastError(), "grouped_gemm: kernel launch");
+}
+
+// Whether the 64-row unclustered tile runs with the dynamic scheduler (grouped_gemm.h).
+inline bool dynamic_tiles(const GroupedGemmArgs& p) {
+  const int mode = grouped_gemm_dynamic_mode();
+  return mode == 2 || (mode == 1 && p.dynamic_tiles);
+}
+
+// The problem shapes as the kernel reads them (on the device only: no host shapes).
+template <typename Config>
+ProblemShapeFor<Config> device_problem_shapes(std::int32_t groups, GroupShape* shapes) {
+  ProblemShapeFor<Config> ps;
+  ps.num_groups = groups;
+  ps.problem_shapes = shapes;
+  ps.host_problem_shapes = nullptr;
+  return ps;
+}
+
+// The dynamic scheduler's words (dynamic_group_scheduler.cuh); nothing for the static one.
+template <typename Config, typename SchedulerArguments>
+void set_tile_words(SchedulerArguments& args, unsigned long long* words) {
+  if constexpr (Config::kDynamicTiles) {
+    args.words = words;
+  } else {
+    (void)args;
+    (void)words;
+  }
 }
 
 template <typename Element, typename ElementOut, typename Config>
@@ -254,12 +314,12 @@ Status run(const GroupedGemmArgs& p, void* workspace, cudaStream_t stream) {
   SY_RETURN_IF_ERROR(setup_groups(p, workspace, p.n, stream, &arrays, &kernel_workspace));
   cutlass::KernelHardwareInfo hw;
   SY_RETURN_IF_ERROR(device_sm_count(&hw.device_id, &hw.sm_count));
-  typename Gemm::Device::Arguments args{
-      cutlass::gemm::GemmUniversalMode::kGrouped,
-      {p.num_groups, arrays.shapes, nullptr},  // no host shapes: the device reads them
-      {arrays.a, arrays.stride_a, arrays.b, arrays.stride_b},
-      {{}, nullptr, nullptr, arrays.d, arrays.stride_d},
-      hw};
+  typename Gemm::Device::Arguments args{cutlass::gemm::GemmUniversalMode::kGrouped,
+                                        device_problem_shapes<Config>(p.num_groups, arrays.shapes),
+                                        {arrays.a, arrays.stride_a, arrays.b, arrays.stride_b},
+                                        {{}, nullptr, nullptr, arrays.d, arrays.stride_d},
+                                        hw};
+  set_tile_words<Config>(args.scheduler, arrays.tile_words);
   args.epilogue.thread.alpha = 1.0f;
   args.epilogue.thread.beta = 0.0f;
   return launch_gemm<typename Gemm::Device>(args, kernel_workspace, stream);
@@ -284,10 +344,11 @@ Status run_gated(const GroupedGemmArgs& p, void* workspace, cudaStream_t stream)
   epi.ptr_D = arrays.d;
   epi.dD = arrays.stride_d;
   typename Gemm::Device::Arguments args{cutlass::gemm::GemmUniversalMode::kGrouped,
-                                        {p.num_groups, arrays.shapes, nullptr},
+                                        device_problem_shapes<Config>(p.num_groups, arrays.shapes),
                                         {arrays.a, arrays.stride_a, arrays.b, arrays.stride_b},
                                         epi,
                                         hw};
+  set_tile_words<Config>(args.scheduler, arrays.tile_words);
   return launch_gemm<typename Gemm::Device>(args, kernel_workspace, stream);
 }
 
@@ -295,7 +356,8 @@ template <typename Element, typename T>
 Status dispatch_gated(const GroupedGemmArgs& p, heuristics::GemmTile tile, void* workspace,
                       cudaStream_t stream) {
   if (tile == heuristics::GemmTile::kRows64Single) {
-    return run_gated<Element, T, TileRows64Single>(p, workspace, stream);
+    return dynamic_tiles(p) ? run_gated<Element, T, TileRows64SingleDynamic>(p, workspace, stream)
+                            : run_gated<Element, T, TileRows64Single>(p, workspace, stream);
   }
   return Status::Unsupported(std::string("grouped_gemm: the fused gated epilogue has the ") +
                              "unclustered 64-row tile only (64:single), not " +
@@ -311,6 +373,10 @@ Status dispatch(const GroupedGemmArgs& p, heuristics::GemmTile tile, void* works
                : run<Element, Element, TileRows64>(p, workspace, stream);
   }
   if (tile == heuristics::GemmTile::kRows64Single) {
+    if (dynamic_tiles(p)) {
+      return f32 ? run<Element, float, TileRows64SingleDynamic>(p, workspace, stream)
+                 : run<Element, Element, TileRows64SingleDynamic>(p, workspace, stream);
+    }
     return f32 ? run<Element, float, TileRows64Single>(p, workspace, stream)
                : run<Element, Element, TileRows64Single>(p, workspace, stream);
   }

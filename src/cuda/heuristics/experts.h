@@ -127,6 +127,12 @@ struct ExpertsPlan {
   // activation in its epilogue (gemm1_fuses_activation) unless this is set (bench --plan
   // gemm:R:unfused, for A/B measurements).
   bool gemm1_unfused = false;
+  // Grouped GEMM on the unclustered 64-row tile: CTAs take their tiles after the first from a
+  // device-wide counter (experts/dynamic_group_scheduler.cuh) instead of every SM-count-th tile, so
+  // faster SMs take more tiles. Same bits either way (every tile whole in one CTA). plan_experts
+  // sets it up to kGemmDynamicTilesMaxRows rows per expert; tests compare both;
+  // SWITCHYARD_GEMM_DYNAMIC=0 / 2 in the environment forces it off / on (A/B measurements).
+  bool gemm_dynamic_tiles = false;
   std::int64_t rows_per_expert = 0;  // the estimate the plan was made from
 };
 
@@ -225,6 +231,17 @@ inline std::int64_t expected_rows_per_expert(std::int64_t num_slots, std::int32_
 // hidden_size is GEMM2's n (its column tiles) and, with intermediate_size, picks the row tile
 // (the rule above). interleaved_gated: the weights hold interleaved gate/up rows of a gated
 // activation (experts_w13_interleaved), so the 64-row tile's GEMM1 can fuse the activation.
+// The dynamic tile scheduler (ExpertsPlan::gemm_dynamic_tiles) up to this many expected rows per
+// expert, where nearly every expert is one 64-row tile and so each weight tile is read by one CTA.
+// H200, session 34 (bench/NOTES.md; one process, three interleaved runs, dynamic against CUTLASS's
+// fixed assignment): Qwen3-30B 16 / 32 / 64 / 128 / 256 / 512 tokens (rows per expert 1-32)
+// -2.6 / -2.2 / -2.2 / -1.7 / -1.1 / -1.3%, DeepSeek-V3 16 / 128 / 512 -1.7 / -1.6 / -1.3%,
+// Mixtral 16-128 -0.3..-0.7%. With several row tiles per expert it loses: Mixtral 256 / 512
+// tokens (64 / 128 rows) +6.6 / +20%, Qwen3-30B 4096 +16%, DeepSeek-V3 4096 +35% (the fixed order
+// runs an expert's row tiles of one weight tile side by side, so the L2 serves the second; tiles
+// taken by the clock come apart).
+inline constexpr std::int64_t kGemmDynamicTilesMaxRows = 32;
+
 inline ExpertsPlan plan_experts(std::int64_t num_tokens, std::int32_t top_k,
                                 std::int32_t num_experts, std::int32_t hidden_size,
                                 std::int32_t intermediate_size, bool interleaved_gated) {
@@ -238,6 +255,7 @@ inline ExpertsPlan plan_experts(std::int64_t num_tokens, std::int32_t top_k,
   const bool rows128 = narrow_many || (!interleaved_gated && r >= kGemmRows128MinRowsPerExpert);
   plan.gemm_tile = rows128 ? GemmTile::kRows128Single : GemmTile::kRows64Single;
   plan.gemm2_tile = plan.gemm_tile;
+  plan.gemm_dynamic_tiles = r <= kGemmDynamicTilesMaxRows;
   const std::int64_t hit =
       std::min<std::int64_t>(std::max(num_experts, 0), std::max<std::int64_t>(slots, 0));
   const std::int64_t gemm2_column_tiles = hit * ((std::max(hidden_size, 0) + 255) / 256);

@@ -481,6 +481,7 @@ Status run_grouped_gemm(const ExpertsParams& p, const ExpertsArgs& a, const Buff
   g1.rows = S;
   g1.n = static_cast<std::int32_t>(detail::experts_rows13(p));
   g1.k = p.hidden_size;
+  g1.dynamic_tiles = plan.gemm_dynamic_tiles;
   const bool interleaved = experts_w13_interleaved(p);
   if (heuristics::gemm1_fuses_activation(plan, interleaved)) {
     // Interleaved gate/up rows: GEMM1's epilogue applies bias and activation and writes act.
