@@ -39,6 +39,10 @@ bool token_kernel_runs(const ExpertsParams&, std::int64_t, std::int32_t,
   return false;  // no CUDA backend
 }
 
+bool gemm_tiles_from_counter(const heuristics::ExpertsPlan&) {
+  return false;  // no CUDA backend
+}
+
 }  // namespace detail
 
 }  // namespace switchyard

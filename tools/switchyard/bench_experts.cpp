@@ -62,7 +62,8 @@ const std::vector<FlagSpec>& experts_flags() {
        "gemm:64|128|64:single|128:single[:rounded][:unfused] "
        "(grouped GEMM row tile; rounded: GEMM1 out in the input dtype; unfused: the float32 "
        "GEMM1 and the activation kernel even with interleaved w13): force a path, to measure "
-       "the heuristic's choices"},
+       "the heuristic's choices (the 64-row tile keeps the heuristic's tile scheduler for the "
+       "token count, /counter in the path; SWITCHYARD_GEMM_DYNAMIC=0|2 forces it off|on)"},
       {"routing", true,
        "uniform | balanced | zipf:<s> | hot:<fraction> (default uniform): K distinct experts per "
        "token drawn uniformly, the same rows for every expert, or skewed router logits' top K"},
@@ -451,9 +452,16 @@ int bench_experts_main(const Args& args) {
         a.out = TensorView::contiguous(b.out.get(), dtype, {M, H}, Device::kCuda);
         return a;
       };
+      const heuristics::ExpertsPlan heuristic = heuristics::plan_experts(
+          M, K, E, p.hidden_size, p.intermediate_size, experts_w13_interleaved(p));
+      // A forced plan keeps the heuristic's tile scheduler for this M (tiles from a counter or
+      // not): --plan changes the path and the tiles; SWITCHYARD_GEMM_DYNAMIC forces the scheduler.
+      heuristics::ExpertsPlan forced_here = forced;
+      forced_here.gemm_dynamic_tiles = heuristic.gemm_dynamic_tiles;
       const auto enqueue = [&](int call, cudaStream_t s) {
         return detail::fused_experts_cuda_plan(p, args_for(call % kRotations), b.workspace.get(),
-                                               b.workspace_bytes, s, force ? &forced : nullptr);
+                                               b.workspace_bytes, s,
+                                               force ? &forced_here : nullptr);
       };
       Row row;
       row.model = m->name;
@@ -462,10 +470,7 @@ int bench_experts_main(const Args& args) {
       row.hidden = static_cast<int>(H);
       row.inter = static_cast<int>(I);
       row.tokens = M;
-      const heuristics::ExpertsPlan plan =
-          force ? forced
-                : heuristics::plan_experts(M, K, E, p.hidden_size, p.intermediate_size,
-                                           experts_w13_interleaved(p));
+      const heuristics::ExpertsPlan plan = force ? forced_here : heuristic;
       row.path =
           plan.path == heuristics::ExpertsPath::kDecode
               ? "decode/" + std::to_string(8 * plan.decode_token_tiles)
@@ -479,6 +484,7 @@ int bench_experts_main(const Args& args) {
           heuristics::gemm1_fuses_activation(plan, experts_w13_interleaved(p))) {
         row.path += "/fused";
       }
+      if (detail::gemm_tiles_from_counter(plan)) row.path += "/counter";
       if (detail::token_kernel_runs(p, M, K, plan)) {
         row.path += "/fused";  // the token kernel: no GEMM2 instance
       } else if (plan.path == heuristics::ExpertsPath::kDecode && plan.decode_token_tiles == 1) {

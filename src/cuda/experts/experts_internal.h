@@ -27,4 +27,9 @@ heuristics::DecodeGemm2 decode_gemm2_instance(const ExpertsParams& params, std::
 bool token_kernel_runs(const ExpertsParams& params, std::int64_t num_tokens, std::int32_t top_k,
                        const heuristics::ExpertsPlan& plan);
 
+// Whether a grouped-GEMM plan runs GEMM1 or GEMM2 with its tiles from a counter (the 64-row
+// unclustered tile with plan.gemm_dynamic_tiles, unless SWITCHYARD_GEMM_DYNAMIC overrides), for
+// benchmark labels.
+bool gemm_tiles_from_counter(const heuristics::ExpertsPlan& plan);
+
 }  // namespace switchyard::detail

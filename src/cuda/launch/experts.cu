@@ -570,6 +570,14 @@ bool token_kernel_runs(const ExpertsParams& p, std::int64_t num_tokens, std::int
   return token_kernel_runs(p, num_tokens, top_k, plan, nullptr);
 }
 
+bool gemm_tiles_from_counter(const heuristics::ExpertsPlan& plan) {
+  if (plan.path != heuristics::ExpertsPath::kGroupedGemm) return false;
+  const int mode = grouped_gemm_dynamic_mode();
+  const bool single64 = plan.gemm_tile == heuristics::GemmTile::kRows64Single ||
+                        plan.gemm2_tile == heuristics::GemmTile::kRows64Single;
+  return single64 && (mode == 2 || (mode == 1 && plan.gemm_dynamic_tiles));
+}
+
 Status fused_experts_cuda_plan(const ExpertsParams& p, const ExpertsArgs& a, void* workspace,
                                std::size_t workspace_bytes, cudaStream_t stream,
                                const heuristics::ExpertsPlan* forced) {
