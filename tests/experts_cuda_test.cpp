@@ -550,6 +550,17 @@ TEST(ExpertsCuda, InterleaveW13MatchesCpu) {
   }
 }
 
+// Every slot on expert `expert` (no dropped ids): one hot expert, M rows of it.
+ProblemSpec one_expert_spec(std::int64_t M, int expert) {
+  ProblemSpec s;
+  s.M = M;
+  s.K = 1;
+  s.routing = Routing::kOneExpert;
+  s.subset = expert;
+  s.drop = 0;
+  return s;
+}
+
 // A short k (I = 72) over many hit experts: the decode GEMM2 gives each CTA several column blocks
 // of 32 outputs (launch/experts.cu, decode_blocks_per_cta), and H = 1032 = 32 * 32 + 8 leaves a
 // last CTA with one partial block.
@@ -578,13 +589,7 @@ TEST(ExpertsCuda, DecodeGridsEqualBitwise) {
   empty.subset = 3;
   empty.M = 7;
   specs.emplace_back("empty_experts", empty);
-  ProblemSpec hot;
-  hot.M = 300;
-  hot.K = 1;
-  hot.routing = Routing::kOneExpert;
-  hot.subset = 5;
-  hot.drop = 0;
-  specs.emplace_back("one_expert", hot);
+  specs.emplace_back("one_expert", one_expert_spec(300, 5));
   ProblemSpec gated_long;  // GEMM1 with several k iterations, GEMM2 narrow (k > 1024)
   gated_long.E = 5;
   gated_long.H = 1288;
@@ -630,13 +635,8 @@ TEST(ExpertsCuda, DynamicTilesBitwise) {
   inter.interleaved = true;
   inter.biases = true;
   specs.emplace_back("many_tiles_interleaved", inter);
-  ProblemSpec hot;
-  hot.M = 900;
-  hot.K = 1;
+  ProblemSpec hot = one_expert_spec(900, 2);
   hot.H = 1032;
-  hot.routing = Routing::kOneExpert;
-  hot.subset = 2;
-  hot.drop = 0;
   specs.emplace_back("one_expert", hot);
   for (const auto& [name, spec] : specs) {
     const std::string id = "experts/dynamic_tiles/" + name;
@@ -664,13 +664,8 @@ TEST(ExpertsCuda, EmptyExperts) {
 
 TEST(ExpertsCuda, AllTokensOnOneExpert) {
   SKIP_WITHOUT_GPU();
-  ProblemSpec s;
-  s.M = 300;
-  s.K = 1;
-  s.routing = Routing::kOneExpert;
-  s.subset = 5;  // 300 rows on expert 5: several decode items and GEMM row tiles
-  s.drop = 0;
-  check("experts/one_expert", s, all_plans());
+  // 300 rows on expert 5: several decode items and GEMM row tiles.
+  check("experts/one_expert", one_expert_spec(300, 5), all_plans());
 }
 
 TEST(ExpertsCuda, ZeroTokens) {

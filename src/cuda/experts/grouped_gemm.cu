@@ -15,13 +15,12 @@
 
 namespace switchyard::detail {
 
-int grouped_gemm_dynamic_mode() {
-  static const int mode = [] {
+bool grouped_gemm_dynamic_tiles(bool requested) {
+  static const long mode = [] {
     const char* v = std::getenv("SWITCHYARD_GEMM_DYNAMIC");
-    const long m = v == nullptr ? 1 : std::strtol(v, nullptr, 10);
-    return m == 0 || m == 2 ? static_cast<int>(m) : 1;
+    return v == nullptr ? 1L : std::strtol(v, nullptr, 10);
   }();
-  return mode;
+  return mode == 2 || (mode != 0 && requested);
 }
 
 namespace {

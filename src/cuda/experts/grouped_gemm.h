@@ -54,7 +54,7 @@ struct GroupedGemmArgs {
   const GroupedGemmGated* gated = nullptr;  // set: the fused GEMM1 above (C = [rows, n / 2])
   // kRows64Single only: the dynamic tile scheduler (dynamic_group_scheduler.cuh: a CTA's tiles
   // after its first from a device-wide counter, so SMs that stream faster take more tiles), unless
-  // grouped_gemm_dynamic_mode() overrides. The bits of C do not depend on it.
+  // the environment overrides (grouped_gemm_dynamic_tiles). The bits of C do not depend on it.
   bool dynamic_tiles = false;
 };
 
@@ -78,10 +78,10 @@ Status grouped_gemm_check(const char* op, const GroupedGemmArgs& args);
 Status grouped_gemm_cuda(const GroupedGemmArgs& args, heuristics::GemmTile tile, void* workspace,
                          std::size_t workspace_bytes, cudaStream_t stream);
 
-// SWITCHYARD_GEMM_DYNAMIC in the environment (read once), for A/B measurements of the dynamic tile
-// scheduler (dynamic_group_scheduler.cuh): 0 never, 2 always on the 64-row unclustered tile,
-// anything else or unset 1: where GroupedGemmArgs::dynamic_tiles asks (the plan's choice).
-int grouped_gemm_dynamic_mode();
+// Whether the 64-row unclustered tile runs with the dynamic tile scheduler when `requested`
+// (GroupedGemmArgs::dynamic_tiles, the plan's choice) says so. SWITCHYARD_GEMM_DYNAMIC in the
+// environment (read once) overrides it for A/B measurements: 0 never, 2 always.
+bool grouped_gemm_dynamic_tiles(bool requested);
 
 // Per-dtype entry points (one translation unit each; called by grouped_gemm_cuda after checks).
 Status grouped_gemm_sm90_bf16(const GroupedGemmArgs& args, heuristics::GemmTile tile,

@@ -279,12 +279,6 @@ Status launch_gemm(const typename Device::Arguments& args, void* kernel_workspac
   return cuda_status(cudaGetLastError(), "grouped_gemm: kernel launch");
 }
 
-// Whether the 64-row unclustered tile runs with the dynamic scheduler (grouped_gemm.h).
-inline bool dynamic_tiles(const GroupedGemmArgs& p) {
-  const int mode = grouped_gemm_dynamic_mode();
-  return mode == 2 || (mode == 1 && p.dynamic_tiles);
-}
-
 // The problem shapes as the kernel reads them (on the device only: no host shapes).
 template <typename Config>
 ProblemShapeFor<Config> device_problem_shapes(std::int32_t groups, GroupShape* shapes) {
@@ -356,8 +350,9 @@ template <typename Element, typename T>
 Status dispatch_gated(const GroupedGemmArgs& p, heuristics::GemmTile tile, void* workspace,
                       cudaStream_t stream) {
   if (tile == heuristics::GemmTile::kRows64Single) {
-    return dynamic_tiles(p) ? run_gated<Element, T, TileRows64SingleDynamic>(p, workspace, stream)
-                            : run_gated<Element, T, TileRows64Single>(p, workspace, stream);
+    return grouped_gemm_dynamic_tiles(p.dynamic_tiles)
+               ? run_gated<Element, T, TileRows64SingleDynamic>(p, workspace, stream)
+               : run_gated<Element, T, TileRows64Single>(p, workspace, stream);
   }
   return Status::Unsupported(std::string("grouped_gemm: the fused gated epilogue has the ") +
                              "unclustered 64-row tile only (64:single), not " +
@@ -373,7 +368,7 @@ Status dispatch(const GroupedGemmArgs& p, heuristics::GemmTile tile, void* works
                : run<Element, Element, TileRows64>(p, workspace, stream);
   }
   if (tile == heuristics::GemmTile::kRows64Single) {
-    if (dynamic_tiles(p)) {
+    if (grouped_gemm_dynamic_tiles(p.dynamic_tiles)) {
       return f32 ? run<Element, float, TileRows64SingleDynamic>(p, workspace, stream)
                  : run<Element, Element, TileRows64SingleDynamic>(p, workspace, stream);
     }

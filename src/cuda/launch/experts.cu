@@ -572,10 +572,9 @@ bool token_kernel_runs(const ExpertsParams& p, std::int64_t num_tokens, std::int
 
 bool gemm_tiles_from_counter(const heuristics::ExpertsPlan& plan) {
   if (plan.path != heuristics::ExpertsPath::kGroupedGemm) return false;
-  const int mode = grouped_gemm_dynamic_mode();
   const bool single64 = plan.gemm_tile == heuristics::GemmTile::kRows64Single ||
                         plan.gemm2_tile == heuristics::GemmTile::kRows64Single;
-  return single64 && (mode == 2 || (mode == 1 && plan.gemm_dynamic_tiles));
+  return single64 && grouped_gemm_dynamic_tiles(plan.gemm_dynamic_tiles);
 }
 
 Status fused_experts_cuda_plan(const ExpertsParams& p, const ExpertsArgs& a, void* workspace,
