@@ -322,6 +322,15 @@ ExpertsPlan gemm_plan(GemmTile tile1, GemmTile tile2) {
   p.gemm2_tile = tile2;
   return p;
 }
+// GEMM1 and GEMM2 as one kernel (experts/gemm_pair.cuh) where the plan can (the fused GEMM1 on
+// interleaved rows, no b2); elsewhere the same as gemm_plan(kRows64Single) with tiles from the
+// counter.
+ExpertsPlan pair_plan() {
+  ExpertsPlan p = gemm_plan(GemmTile::kRows64Single);
+  p.gemm_dynamic_tiles = true;
+  p.gemm_pair = true;
+  return p;
+}
 
 std::string plan_name(const ExpertsPlan& p) {
   if (p.path == ExpertsPath::kDecode) {
@@ -391,7 +400,8 @@ const std::vector<ExpertsPlan>& all_plans() {
       gemm_plan(GemmTile::kRows64, true),
       gemm_plan(GemmTile::kRows64Single),
       gemm_plan(GemmTile::kRows128Single),
-      gemm_plan(GemmTile::kRows64Single, GemmTile::kRows64)};
+      gemm_plan(GemmTile::kRows64Single, GemmTile::kRows64),
+      pair_plan()};
   return plans;
 }
 
@@ -446,6 +456,7 @@ const std::vector<ExpertsPlan>& interleaved_plans() {
       unfused(gemm_plan(GemmTile::kRows64Single)),
       gemm_plan(GemmTile::kRows64),
       gemm_plan(GemmTile::kRows64Single, GemmTile::kRows64),
+      pair_plan(),
       decode_plan(1),
       slot_items_plan(),
       decode_plan(2),
@@ -470,6 +481,10 @@ TEST_P(ExpertsCudaInterleaved, MatchesCpu) {
   s.M = 400;
   check(std::string("experts/interleaved_many_rows/") + activation_name(act) + "/" + dt_name(dt), s,
         interleaved_plans());
+  // Without b2, GEMM1 and GEMM2 as one kernel (pair_plan) against the oracle.
+  s.biases = false;
+  check(std::string("experts/interleaved_pair/") + activation_name(act) + "/" + dt_name(dt), s,
+        {pair_plan(), gemm_plan(GemmTile::kRows64Single)});
 }
 
 INSTANTIATE_TEST_SUITE_P(GatedActivations, ExpertsCudaInterleaved,
@@ -650,6 +665,63 @@ TEST(ExpertsCuda, DynamicTilesBitwise) {
     const std::vector<std::uint8_t> want = run_gpu(pr, d, fixed, false);
     EXPECT_EQ(run_gpu(pr, d, dynamic, false), want) << id << ": dynamic tiles differ from fixed";
     EXPECT_EQ(run_gpu(pr, d, dynamic, true), want) << id << ": dynamic tiles in a graph differ";
+  }
+}
+
+// GEMM1 and GEMM2 as one kernel give the bits of the two kernels (the same tiles and k loops;
+// GEMM2's epilogue stores from registers what CUTLASS's TMA epilogue stores), also in a graph and
+// over repeated runs (GEMM2's tiles wait for GEMM1's through per-expert counters: an ordering bug
+// would show as a stale act row now and then). Cases: many experts with ~7 rows each (a GEMM2 tile
+// of each waits on GEMM1's tiles of it), every token on one expert (many GEMM1 tiles to wait for),
+// fp16 with SwiGLU and b13, and empty experts.
+TEST(ExpertsCuda, GemmPairBitwise) {
+  SKIP_WITHOUT_GPU();
+  if (!device_is_sm90()) GTEST_SKIP() << "the grouped GEMM needs sm_90";
+  std::vector<std::pair<std::string, ProblemSpec>> specs;
+  ProblemSpec many;
+  many.E = 128;
+  many.H = 520;
+  many.I = 264;
+  many.M = 112;
+  many.K = 8;
+  many.interleaved = true;
+  specs.emplace_back("many_experts", many);
+  ProblemSpec hot = one_expert_spec(700, 3);
+  hot.H = 1032;
+  hot.interleaved = true;
+  specs.emplace_back("one_expert", hot);
+  ProblemSpec oai = many;
+  oai.E = 9;
+  oai.M = 60;
+  oai.K = 3;
+  oai.act = Activation::kSwigluOai;
+  oai.dtype = DType::kFloat16;
+  oai.biases = true;
+  specs.emplace_back("swiglu_fp16", oai);
+  ProblemSpec sparse = many;
+  sparse.routing = Routing::kSubset;
+  sparse.subset = 40;  // experts 40..127 get no rows
+  specs.emplace_back("empty_experts", sparse);
+  for (const auto& [name, spec] : specs) {
+    const std::string id = "experts/gemm_pair/" + name;
+    Problem pr = make_problem(id, spec);
+    DeviceProblem d;
+    upload_problem(pr, &d);
+    if (spec.act == Activation::kSwigluOai) {  // b13 only: with b2 the pair does not apply
+      ASSERT_TRUE(d.args.b13.defined()) << id;
+      d.args.b2 = TensorView{};
+    }
+    ExpertsPlan two = gemm_plan(GemmTile::kRows64Single);
+    two.gemm_dynamic_tiles = true;
+    const ExpertsPlan pair = pair_plan();
+    ASSERT_TRUE(detail::gemm_pair_runs(pr.p, pair, d.args.b2.defined())) << id;
+    ASSERT_FALSE(detail::gemm_pair_runs(pr.p, two, d.args.b2.defined())) << id;
+    const std::vector<std::uint8_t> want = run_gpu(pr, d, two, false);
+    for (int rep = 0; rep < 4; ++rep) {
+      EXPECT_EQ(run_gpu(pr, d, pair, false), want) << id << ": the pair differs, run " << rep;
+      EXPECT_EQ(run_gpu(pr, d, pair, true), want)
+          << id << ": the pair in a graph differs, run " << rep;
+    }
   }
 }
 
@@ -1020,12 +1092,13 @@ TEST(ExpertsHeuristics, DecodeUpToEightTokensThenTheUnclusteredGemm) {
     EXPECT_EQ(one.decode_token_tiles, 1) << name;
     EXPECT_TRUE(one.decode_slot_items) << name;   // one token: no layout kernel
     EXPECT_TRUE(one.decode_fused_token) << name;  // and the one-token kernel where it fits
-    EXPECT_TRUE(plan(2).decode_fused_token) << name;
-    EXPECT_FALSE(plan(3).decode_fused_token) << name;
+    // With SGLang's halves (no GEMM pair, GemmPairWhereItPays) decode up to 8 tokens.
+    EXPECT_TRUE(plan(2, false).decode_fused_token) << name;
+    EXPECT_FALSE(plan(3, false).decode_fused_token) << name;
     for (std::int64_t M : {2, 8}) {  // at most M rows per expert: one 8-row tile, layout items
-      EXPECT_EQ(plan(M).path, ExpertsPath::kDecode) << name << " M=" << M;
-      EXPECT_EQ(plan(M).decode_token_tiles, 1) << name << " M=" << M;
-      EXPECT_FALSE(plan(M).decode_slot_items) << name << " M=" << M;
+      EXPECT_EQ(plan(M, false).path, ExpertsPath::kDecode) << name << " M=" << M;
+      EXPECT_EQ(plan(M, false).decode_token_tiles, 1) << name << " M=" << M;
+      EXPECT_FALSE(plan(M, false).decode_slot_items) << name << " M=" << M;
     }
     for (std::int64_t M : {9, 256, 4096, 8192, 16384}) {
       EXPECT_EQ(plan(M).path, ExpertsPath::kGroupedGemm) << name << " M=" << M;
@@ -1121,6 +1194,46 @@ TEST(ExpertsHeuristics, DynamicTilesOnlyWhereExpertsAreOneRowTile) {
   // DeepSeek-V3 (top 8 of 256): 1024 tokens = 32 rows.
   EXPECT_TRUE(heuristics::plan_experts(1024, 8, 256, 7168, 2048, true).gemm_dynamic_tiles);
   EXPECT_FALSE(heuristics::plan_experts(4096, 8, 256, 7168, 2048, true).gemm_dynamic_tiles);
+}
+
+// GEMM1 and GEMM2 as one kernel (ExpertsPlan::gemm_pair) up to 32 rows per expert with at least
+// 264 GEMM2 column tiles, and in place of decode below 9 tokens with about 528 tiles or more
+// (heuristics::kGemmPairMinTilesOverDecode; H200, session 36).
+TEST(ExpertsHeuristics, GemmPairWhereItPays) {
+  const auto plan = [](const char* name, std::int64_t M, bool interleaved = true,
+                       bool has_b2 = false) {
+    const ModelPreset* m = find_model_preset(name);
+    EXPECT_NE(m, nullptr) << name;
+    return heuristics::plan_experts(M, m->routing.top_k, m->routing.num_experts, m->hidden_size,
+                                    m->intermediate_size, interleaved, has_b2);
+  };
+  const auto pair = [&](const char* name, std::int64_t M, bool interleaved = true,
+                        bool has_b2 = false) {
+    const ExpertsPlan p = plan(name, M, interleaved, has_b2);
+    return p.path == ExpertsPath::kGroupedGemm && p.gemm_pair;
+  };
+  // Qwen3-30B (8 of 128, 6 + 8 column tiles): 4 tokens ~410 tiles, decode; 8 tokens ~720, the
+  // pair; the pair up to 512 tokens (32 rows per expert), not at 513.
+  EXPECT_EQ(plan("qwen3-30b-a3b", 4).path, ExpertsPath::kDecode);
+  for (std::int64_t M : {8, 9, 16, 256, 512}) EXPECT_TRUE(pair("qwen3-30b-a3b", M)) << M;
+  EXPECT_FALSE(pair("qwen3-30b-a3b", 513));
+  // No pair without the fused GEMM1 or with b2: decode up to 8 tokens, then the two kernels.
+  EXPECT_EQ(plan("qwen3-30b-a3b", 8, false).path, ExpertsPath::kDecode);
+  EXPECT_EQ(plan("qwen3-30b-a3b", 8, true, true).path, ExpertsPath::kDecode);
+  EXPECT_EQ(plan("qwen3-30b-a3b", 16, true, true).path, ExpertsPath::kGroupedGemm);
+  // DeepSeek-V3 (16 + 28 column tiles): one token (352 tiles) decode, two (~690) the pair.
+  EXPECT_EQ(plan("deepseek-v3", 1).path, ExpertsPath::kDecode);
+  for (std::int64_t M : {2, 8, 1024}) EXPECT_TRUE(pair("deepseek-v3", M)) << M;
+  EXPECT_FALSE(pair("deepseek-v3", 1025));
+  // Mixtral: 8 experts x 16 GEMM2 column tiles, never the pair.
+  for (std::int64_t M : {1, 8, 16, 128}) EXPECT_FALSE(pair("mixtral-8x7b", M)) << M;
+  EXPECT_EQ(plan("mixtral-8x7b", 8).path, ExpertsPath::kDecode);
+  // Llama 4 (top 1, 20 GEMM2 column tiles per expert): from 14 hit experts.
+  EXPECT_FALSE(pair("llama4-maverick", 13));
+  EXPECT_TRUE(pair("llama4-maverick", 16));
+  EXPECT_EQ(heuristics::expected_hit_experts(0, 8, 128), 0.0);
+  EXPECT_NEAR(heuristics::expected_hit_experts(1, 8, 128), 8.0, 1e-9);
+  EXPECT_NEAR(heuristics::expected_hit_experts(1000, 8, 128), 128.0, 1e-9);
 }
 
 TEST(ExpertsHeuristics, TokenKernelTakesTheMeasuredShapes) {
@@ -1235,8 +1348,11 @@ void check_gemm(const GemmCase& c) {
     for (float& f : v) f = static_cast<float>(static_cast<int>(rng.below(9)) - 4) / 8.0f;
     return v;
   };
-  const std::vector<float> af = dyadic(static_cast<std::size_t>(rows * k)),
-                           bf = dyadic(static_cast<std::size_t>(G * n * k));
+  std::vector<float> af = dyadic(static_cast<std::size_t>(rows * k));
+  const std::vector<float> bf = dyadic(static_cast<std::size_t>(G * n * k));
+  // NaN in the spare rows past the last group: no tile may read them into a stored row.
+  std::fill(af.begin() + static_cast<std::ptrdiff_t>(used * k), af.end(),
+            std::numeric_limits<float>::quiet_NaN());
   const auto a = tools::encode_floats(af, c.dtype), b = tools::encode_floats(bf, c.dtype);
   const std::size_t osz = dtype_size(c.out_dtype);
   DeviceBuffer da = upload(a.data(), a.size()), db = upload(b.data(), b.size()),

@@ -43,6 +43,10 @@ bool gemm_tiles_from_counter(const heuristics::ExpertsPlan&) {
   return false;  // no CUDA backend
 }
 
+bool gemm_pair_runs(const ExpertsParams&, const heuristics::ExpertsPlan&, bool) {
+  return false;  // no CUDA backend
+}
+
 }  // namespace detail
 
 }  // namespace switchyard

@@ -458,6 +458,7 @@ int bench_experts_main(const Args& args) {
       // not): --plan changes the path and the tiles; SWITCHYARD_GEMM_DYNAMIC forces the scheduler.
       heuristics::ExpertsPlan forced_here = forced;
       forced_here.gemm_dynamic_tiles = heuristic.gemm_dynamic_tiles;
+      forced_here.gemm_pair = heuristic.gemm_pair;
       const auto enqueue = [&](int call, cudaStream_t s) {
         return detail::fused_experts_cuda_plan(p, args_for(call % kRotations), b.workspace.get(),
                                                b.workspace_bytes, s,
@@ -485,6 +486,7 @@ int bench_experts_main(const Args& args) {
         row.path += "/fused";
       }
       if (detail::gemm_tiles_from_counter(plan)) row.path += "/counter";
+      if (detail::gemm_pair_runs(p, plan)) row.path += "/pair";
       if (detail::token_kernel_runs(p, M, K, plan)) {
         row.path += "/fused";  // the token kernel: no GEMM2 instance
       } else if (plan.path == heuristics::ExpertsPath::kDecode && plan.decode_token_tiles == 1) {

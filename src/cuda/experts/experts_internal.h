@@ -32,4 +32,10 @@ bool token_kernel_runs(const ExpertsParams& params, std::int64_t num_tokens, std
 // benchmark labels.
 bool gemm_tiles_from_counter(const heuristics::ExpertsPlan& plan);
 
+// Whether a plan runs GEMM1 and GEMM2 as one kernel (grouped_gemm_pair_cuda): the fused GEMM1,
+// GEMM2 on kRows64Single, no b2 and plan.gemm_pair (unless SWITCHYARD_GEMM_PAIR overrides). The
+// dispatch and the benchmark labels share it.
+bool gemm_pair_runs(const ExpertsParams& params, const heuristics::ExpertsPlan& plan,
+                    bool has_b2 = false);
+
 }  // namespace switchyard::detail

@@ -45,7 +45,13 @@ struct GatedEpilogueParams {
 // storage type of the same bits (detail::bf16_t or detail::fp16_t). StrideD: RowStride* (one per
 // group). The epilogue writes D through T, so the rounding is detail::from_float's, the same as the
 // activation kernel's.
-template <typename Element, typename T, typename StrideD_>
+//
+// kPair (gemm_pair.cuh: GEMM1 and GEMM2 as one kernel over 2E groups): groups below
+// Arguments::pair_groups (E) are GEMM1's and store act as above, then each warp of the consumer
+// warpgroup adds 1 to done[group] with release semantics once its stores are issued (4 per tile);
+// groups from E on are GEMM2's and store the accumulators rounded to T (D = y [rows, H], what
+// CUTLASS's linear TMA epilogue stores with alpha 1, beta 0), from registers like the gated path.
+template <typename Element, typename T, typename StrideD_, bool kPair = false>
 class GatedActEpilogueArray {
  public:
   using EpilogueSchedule = cutlass::epilogue::PtrArrayNoSmemWarpSpecialized;
@@ -73,6 +79,9 @@ class GatedActEpilogueArray {
     GatedEpilogueParams gated{};
     ElementD** ptr_D = nullptr;  // [groups]: act rows of each group
     StrideD dD{};                // [groups]: (I, 1, 0)
+    // kPair only: GEMM1's group count E, and its per-expert tile counters (zeroed by the setup).
+    std::int32_t pair_groups = 0;
+    std::uint32_t* done = nullptr;
   };
   using Params = Arguments;
 
@@ -124,6 +133,12 @@ class GatedActEpilogueArray {
 
     T* const d = reinterpret_cast<T*>(params_.ptr_D[group]);
     const std::int64_t ld = get<0>(params_.dD[group]);
+    if constexpr (kPair) {
+      if (group >= params_.pair_groups) {
+        store_linear(M, N, d, ld, tCcD, accumulators);
+        return;
+      }
+    }
     const GatedEpilogueParams& gp = params_.gated;
     const std::int64_t bias_row = static_cast<std::int64_t>(group) * N;
     // The loop is unrolled over the thread's accumulators (64 pairs), so its code is replicated
@@ -182,9 +197,41 @@ class GatedActEpilogueArray {
         with_extras(std::integral_constant<Activation, Activation::kSwigluOai>{});
         break;
     }
+    if constexpr (kPair) {
+      // GEMM2's tiles of this expert wait for every warp of every GEMM1 tile of it (gemm_pair.cuh):
+      // the warp's stores, ordered by the warp barrier, then one release by lane 0.
+      __syncwarp();
+      if ((thread_idx & 31) == 0) {
+        asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(params_.done + group)
+                     : "memory");
+      }
+    }
   }
 
  private:
+  // D = accumulators rounded to T: column pairs (n, n + 1), n even, as one 32-bit store.
+  template <class CoordTensor, class FrgTensor>
+  CUTLASS_DEVICE static void store_linear(int M, int N, T* d, std::int64_t ld,
+                                          CoordTensor const& tCcD, FrgTensor const& accumulators) {
+    using namespace cute;
+    const int m0 = get<0>(tCcD(0)), n0 = get<1>(tCcD(0));
+    if ((n0 & 1) != 0) __trap();
+    T* const base = d + static_cast<std::int64_t>(m0) * ld + n0;
+    const int m_left = M - m0, n_left = N - n0;  // N even (n % 8 == 0): a pair is whole or out
+    CUTLASS_PRAGMA_UNROLL
+    for (int i = 0; i < size(accumulators); i += 2) {
+      const int dm = get<0>(tCcD(i)) - m0, dn = get<1>(tCcD(i)) - n0;
+      if (get<0>(tCcD(i + 1)) - m0 != dm || get<1>(tCcD(i + 1)) - n0 != dn + 1 || (dn & 1) != 0) {
+        __trap();
+      }
+      if (dm < m_left && dn < n_left) {
+        const T lo = from_float<T>(accumulators(i)), hi = from_float<T>(accumulators(i + 1));
+        *reinterpret_cast<std::uint32_t*>(base + static_cast<std::int64_t>(dm) * ld + dn) =
+            static_cast<std::uint32_t>(lo.bits) | (static_cast<std::uint32_t>(hi.bits) << 16);
+      }
+    }
+  }
+
   Params params_;
 };
 

@@ -23,6 +23,14 @@ bool grouped_gemm_dynamic_tiles(bool requested) {
   return mode == 2 || (mode != 0 && requested);
 }
 
+bool grouped_gemm_pair(bool requested) {
+  static const long mode = [] {
+    const char* v = std::getenv("SWITCHYARD_GEMM_PAIR");
+    return v == nullptr ? 1L : std::strtol(v, nullptr, 10);
+  }();
+  return mode == 2 || (mode != 0 && requested);
+}
+
 namespace {
 
 bool aligned16(const void* p) {
@@ -136,6 +144,44 @@ Status grouped_gemm_cuda(const GroupedGemmArgs& args, heuristics::GemmTile tile,
     return grouped_gemm_sm90_bf16(args, tile, workspace, stream);
   }
   return grouped_gemm_sm90_f16(args, tile, workspace, stream);
+}
+
+Status grouped_gemm_pair_cuda(const GroupedGemmArgs& g1, const GroupedGemmArgs& g2, void* workspace,
+                              std::size_t workspace_bytes, cudaStream_t stream) {
+  const char* op = "grouped_gemm_pair_cuda";
+  SY_RETURN_IF_ERROR(grouped_gemm_check(op, g1));
+  SY_RETURN_IF_ERROR(grouped_gemm_check(op, g2));
+  if (g1.gated == nullptr) return invalid_arg(op, "gemm1.gated", "null", "the fused GEMM1");
+  if (g2.gated != nullptr) return invalid_arg(op, "gemm2.gated", "set", "null (GEMM2 is linear)");
+  if (g2.dtype != g1.dtype) {
+    return invalid_arg(op, "gemm2.dtype", dtype_name(g2.dtype), dtype_name(g1.dtype));
+  }
+  if (g2.out_dtype != g1.dtype) {
+    return invalid_arg(op, "gemm2.out_dtype", dtype_name(g2.out_dtype),
+                       std::string(dtype_name(g1.dtype)) + " (the input dtype)");
+  }
+  if (g2.a != g1.c) return invalid_arg(op, "gemm2.a", hex(g2.a), "gemm1.c " + hex(g1.c));
+  if (g2.k != g1.n / 2)
+    return invalid_arg(op, "gemm2.k", g2.k, "gemm1.n / 2 = " + std::to_string(g1.n / 2));
+  if (g2.offsets != g1.offsets) {
+    return invalid_arg(op, "gemm2.offsets", hex(g2.offsets), "gemm1.offsets " + hex(g1.offsets));
+  }
+  if (g2.num_groups != g1.num_groups) {
+    return invalid_arg(op, "gemm2.num_groups", g2.num_groups, std::to_string(g1.num_groups));
+  }
+  if (g2.rows != g1.rows) return invalid_arg(op, "gemm2.rows", g2.rows, std::to_string(g1.rows));
+  const std::size_t need = grouped_gemm_workspace_size(g1.num_groups);
+  if (workspace_bytes < need) {
+    return invalid_arg(op, "workspace_bytes", workspace_bytes,
+                       ">= grouped_gemm_workspace_size() = " + std::to_string(need));
+  }
+  if (workspace == nullptr || (reinterpret_cast<std::uintptr_t>(workspace) & 255u) != 0) {
+    return invalid_arg(op, "workspace", hex(workspace), "a 256-byte aligned device pointer");
+  }
+  if (g1.rows == 0) return Status::Ok();
+  SY_RETURN_IF_ERROR(check_device(op));
+  if (g1.dtype == DType::kBFloat16) return grouped_gemm_pair_sm90_bf16(g1, g2, workspace, stream);
+  return grouped_gemm_pair_sm90_f16(g1, g2, workspace, stream);
 }
 
 }  // namespace switchyard::detail

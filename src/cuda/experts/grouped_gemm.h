@@ -65,7 +65,8 @@ inline constexpr std::size_t kGroupedGemmKernelWorkspace = std::size_t{256} << 1
 // The last bytes of that reservation: the dynamic tile scheduler's counter and per-CTA request
 // counts (dynamic_group_scheduler.cuh), zeroed by the setup kernel of every call.
 inline constexpr std::size_t kGroupedGemmSchedulerBytes = 2048;
-// Bytes per group of the device-built argument arrays (shape, 3 pointers, 3 strides), rounded up.
+// Bytes per group of the device-built argument arrays (shape, 3 pointers, 3 strides),
+// rounded up. grouped_gemm_pair_cuda's 2E groups and E tile counters fit the same bytes.
 inline constexpr std::size_t kGroupedGemmBytesPerGroup = 128;
 
 // Workspace bytes: 128 * num_groups rounded up to 256, + 256 KiB. 256-byte aligned pointer.
@@ -78,6 +79,21 @@ Status grouped_gemm_check(const char* op, const GroupedGemmArgs& args);
 Status grouped_gemm_cuda(const GroupedGemmArgs& args, heuristics::GemmTile tile, void* workspace,
                          std::size_t workspace_bytes, cudaStream_t stream);
 
+// GEMM1 with the fused gated epilogue and GEMM2 as ONE persistent kernel over 2E groups
+// (gemm_pair.cuh: a GEMM2 tile of expert e starts once every GEMM1 tile of e is stored; one ramp
+// and one drain instead of two), on the unclustered 64-row tile with the dynamic tile scheduler.
+// gemm1: gated set, C = act [rows, n / 2]; gemm2: not gated, A == gemm1.c, k == gemm1.n / 2, C in
+// the input dtype; the same dtype, offsets, num_groups and rows. Same bits as grouped_gemm_cuda on
+// gemm1 then gemm2 with kRows64Single (tests: ExpertsCuda.GemmPairBitwise). Same workspace as
+// grouped_gemm_cuda for num_groups. Checks, then enqueues its setup kernel and the GEMM.
+Status grouped_gemm_pair_cuda(const GroupedGemmArgs& gemm1, const GroupedGemmArgs& gemm2,
+                              void* workspace, std::size_t workspace_bytes, cudaStream_t stream);
+
+// Whether GEMM1 and GEMM2 run as one kernel when `requested` (ExpertsPlan::gemm_pair) says so.
+// SWITCHYARD_GEMM_PAIR in the environment (read once) overrides it for A/B measurements: 0 never,
+// 2 wherever grouped_gemm_pair_cuda applies.
+bool grouped_gemm_pair(bool requested);
+
 // Whether the 64-row unclustered tile runs with the dynamic tile scheduler when `requested`
 // (GroupedGemmArgs::dynamic_tiles, the plan's choice) says so. SWITCHYARD_GEMM_DYNAMIC in the
 // environment (read once) overrides it for A/B measurements: 0 never, 2 always.
@@ -88,5 +104,9 @@ Status grouped_gemm_sm90_bf16(const GroupedGemmArgs& args, heuristics::GemmTile 
                               void* workspace, cudaStream_t stream);
 Status grouped_gemm_sm90_f16(const GroupedGemmArgs& args, heuristics::GemmTile tile,
                              void* workspace, cudaStream_t stream);
+Status grouped_gemm_pair_sm90_bf16(const GroupedGemmArgs& gemm1, const GroupedGemmArgs& gemm2,
+                                   void* workspace, cudaStream_t stream);
+Status grouped_gemm_pair_sm90_f16(const GroupedGemmArgs& gemm1, const GroupedGemmArgs& gemm2,
+                                  void* workspace, cudaStream_t stream);
 
 }  // namespace switchyard::detail

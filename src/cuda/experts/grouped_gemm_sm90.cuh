@@ -46,12 +46,14 @@
 #include "cutlass/gemm/kernel/gemm_universal.hpp"
 #include "dynamic_group_scheduler.cuh"
 #include "gated_epilogue.cuh"
+#include "gemm_pair.cuh"
 #include "grouped_gemm.h"
 
 namespace switchyard::detail::sm90 {
 
 struct TileRows128 {
   static constexpr bool kDynamicTiles = false;
+  static constexpr bool kPair = false;
   using KernelSchedule = cutlass::gemm::KernelPtrArrayTmaWarpSpecializedCooperative;
   using EpilogueSchedule = cutlass::epilogue::PtrArrayTmaWarpSpecializedCooperative;
   using TileShape = cute::Shape<cute::_128, cute::_256, cute::_64>;
@@ -60,6 +62,7 @@ struct TileRows128 {
 
 struct TileRows64 {
   static constexpr bool kDynamicTiles = false;
+  static constexpr bool kPair = false;
   using KernelSchedule = cutlass::gemm::KernelPtrArrayTmaWarpSpecializedPingpong;
   using EpilogueSchedule = cutlass::epilogue::PtrArrayTmaWarpSpecializedPingpong;
   using TileShape = cute::Shape<cute::_64, cute::_256, cute::_64>;
@@ -68,6 +71,7 @@ struct TileRows64 {
 
 struct TileRows128Single {  // TileRows128 without the cluster
   static constexpr bool kDynamicTiles = false;
+  static constexpr bool kPair = false;
   using KernelSchedule = cutlass::gemm::KernelPtrArrayTmaWarpSpecializedCooperative;
   using EpilogueSchedule = cutlass::epilogue::PtrArrayTmaWarpSpecializedCooperative;
   using TileShape = cute::Shape<cute::_128, cute::_256, cute::_64>;
@@ -76,6 +80,7 @@ struct TileRows128Single {  // TileRows128 without the cluster
 
 struct TileRows64Single {  // TileRows64 without the cluster
   static constexpr bool kDynamicTiles = false;
+  static constexpr bool kPair = false;
   using KernelSchedule = cutlass::gemm::KernelPtrArrayTmaWarpSpecializedPingpong;
   using EpilogueSchedule = cutlass::epilogue::PtrArrayTmaWarpSpecializedPingpong;
   using TileShape = cute::Shape<cute::_64, cute::_256, cute::_64>;
@@ -87,6 +92,11 @@ struct TileRows64Single {  // TileRows64 without the cluster
 // (GroupedGemmArgs::dynamic_tiles).
 struct TileRows64SingleDynamic : TileRows64Single {
   static constexpr bool kDynamicTiles = true;
+};
+
+// TileRows64SingleDynamic running GEMM1 and GEMM2 as one kernel (gemm_pair.cuh).
+struct TileRows64SinglePair : TileRows64SingleDynamic {
+  static constexpr bool kPair = true;
 };
 
 using GroupShape = cute::Shape<int, int, int>;  // (m, n, k)
@@ -108,7 +118,7 @@ using RowStride = cute::Stride<std::int64_t, cute::Int<1>, cute::Int<0>>;
 template <typename Element, typename Config, typename EpilogueT>
 struct Sm90GroupedGemm {
   using Epilogue = EpilogueT;
-  using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
+  using BuiltMainloop = typename cutlass::gemm::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Element, cutlass::layout::RowMajor*,
       16 / static_cast<int>(sizeof(Element)), Element, cutlass::layout::ColumnMajor*,
       16 / static_cast<int>(sizeof(Element)), float, typename Config::TileShape,
@@ -116,6 +126,7 @@ struct Sm90GroupedGemm {
       cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(
           sizeof(typename Epilogue::SharedStorage))>,
       typename Config::KernelSchedule>::CollectiveOp;
+  using Mainloop = std::conditional_t<Config::kPair, PairMainloop<BuiltMainloop>, BuiltMainloop>;
   using Kernel = cutlass::gemm::kernel::GemmUniversal<ProblemShapeFor<Config>, Mainloop, Epilogue>;
   using Device = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
   static_assert(std::is_same_v<typename Kernel::InternalStrideA, RowStride>);
@@ -148,7 +159,7 @@ template <typename Element, typename T, typename Config>
 struct GroupedGemmGated
     : Sm90GroupedGemm<Element, Config,
                       cutlass::epilogue::collective::detail::Sm90TmaWarpSpecializedAdapter<
-                          GatedActEpilogueArray<Element, T, RowStride*>>> {};
+                          GatedActEpilogueArray<Element, T, RowStride*, Config::kPair>>> {};
 
 // The per-group argument arrays the kernel reads, carved from the front of the workspace.
 template <typename Element, typename ElementOut>
@@ -342,6 +353,107 @@ Status run_gated(const GroupedGemmArgs& p, void* workspace, cudaStream_t stream)
                                         {arrays.a, arrays.stride_a, arrays.b, arrays.stride_b},
                                         epi,
                                         hw};
+  set_tile_words<Config>(args.scheduler, arrays.tile_words);
+  return launch_gemm<typename Gemm::Device>(args, kernel_workspace, stream);
+}
+
+// GEMM1 (gated) and GEMM2 as one kernel (gemm_pair.cuh): one thread per expert e writes group e
+// (GEMM1: act_e = gated(A1_e B1_e^T), n1 = 2I) and group E + e (GEMM2: y_e = act_e B2_e^T), and
+// zeroes done[e]; block 0 zeroes the dynamic scheduler's words. Offsets clamped as above.
+template <typename Element>
+__global__ void grouped_gemm_pair_setup_kernel(const std::int64_t* __restrict__ offsets,
+                                               std::int32_t experts, std::int64_t rows,
+                                               std::int32_t n1, std::int32_t k1, const Element* a1,
+                                               const Element* b1, Element* d1, std::int32_t n2,
+                                               std::int32_t k2, const Element* b2, Element* d2,
+                                               GroupArrays<Element, Element> out,
+                                               std::uint32_t* done) {
+  const std::int32_t e = static_cast<std::int32_t>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (blockIdx.x == 0) {
+    for (int i = static_cast<int>(threadIdx.x); i < kDynamicTileWords;
+         i += static_cast<int>(blockDim.x))
+      out.tile_words[i] = 0;
+  }
+  if (e >= experts) return;
+  const std::int64_t o0 = offsets[e], o1 = offsets[e + 1];
+  const std::int64_t r0 = o0 < 0 ? 0 : (o0 > rows ? rows : o0);
+  const std::int64_t r1 = o1 < r0 ? r0 : (o1 > rows ? rows : o1);
+  const std::int32_t d1_cols = n1 / 2;  // act [rows, I]
+  const std::int32_t g2 = experts + e;
+  cute::get<0>(out.shapes[e]) = static_cast<int>(r1 - r0);
+  cute::get<1>(out.shapes[e]) = n1;
+  cute::get<2>(out.shapes[e]) = k1;
+  out.a[e] = a1 + r0 * k1;
+  out.b[e] = b1 + static_cast<std::int64_t>(e) * n1 * k1;
+  out.d[e] = d1 + r0 * d1_cols;
+  cute::get<0>(out.stride_a[e]) = k1;
+  cute::get<0>(out.stride_b[e]) = k1;
+  cute::get<0>(out.stride_d[e]) = d1_cols;
+  cute::get<0>(out.shapes[g2]) = static_cast<int>(r1 - r0);
+  cute::get<1>(out.shapes[g2]) = n2;
+  cute::get<2>(out.shapes[g2]) = k2;
+  out.a[g2] = d1 + r0 * d1_cols;  // GEMM2's A is GEMM1's act (k2 == I)
+  out.b[g2] = b2 + static_cast<std::int64_t>(e) * n2 * k2;
+  out.d[g2] = d2 + r0 * n2;
+  cute::get<0>(out.stride_a[g2]) = k2;
+  cute::get<0>(out.stride_b[g2]) = k2;
+  cute::get<0>(out.stride_d[g2]) = n2;
+  done[e] = 0;
+}
+
+// The pair: g1 the fused GEMM1 (g1.gated set, C = act), g2 GEMM2 (A = act, C in the input dtype);
+// both checked by grouped_gemm_pair_cuda.
+template <typename Element, typename T>
+Status run_pair(const GroupedGemmArgs& g1, const GroupedGemmArgs& g2, void* workspace,
+                cudaStream_t stream) {
+  using Config = TileRows64SinglePair;
+  using Gemm = GroupedGemmGated<Element, T, Config>;
+  using Arrays = GroupArrays<Element, Element>;
+  const std::int32_t E = g1.num_groups;
+  const std::size_t reserved =
+      (kGroupedGemmBytesPerGroup * static_cast<std::size_t>(E) + 255) / 256 * 256;
+  const std::size_t done_at = (Arrays::bytes(2 * E) + 15) / 16 * 16;
+  if (done_at + sizeof(std::uint32_t) * static_cast<std::size_t>(E) > reserved) {
+    return Status::Internal("grouped_gemm: the pair's argument arrays exceed their reserved bytes");
+  }
+  Arrays arrays = Arrays::carve(workspace, 2 * E);
+  auto* done = reinterpret_cast<std::uint32_t*>(static_cast<char*>(workspace) + done_at);
+  void* kernel_workspace = static_cast<char*>(workspace) + reserved;
+  arrays.tile_words = reinterpret_cast<unsigned long long*>(static_cast<char*>(kernel_workspace) +
+                                                            kGroupedGemmKernelWorkspace -
+                                                            kGroupedGemmSchedulerBytes);
+  constexpr int kSetupThreads = 128;
+  grouped_gemm_pair_setup_kernel<Element>
+      <<<(E + kSetupThreads - 1) / kSetupThreads, kSetupThreads, 0, stream>>>(
+          g1.offsets, E, g1.rows, g1.n, g1.k, static_cast<const Element*>(g1.a),
+          static_cast<const Element*>(g1.b), static_cast<Element*>(g1.c), g2.n, g2.k,
+          static_cast<const Element*>(g2.b), static_cast<Element*>(g2.c), arrays, done);
+  SY_RETURN_IF_ERROR(cuda_status(cudaGetLastError(), "grouped_gemm: pair setup kernel launch"));
+
+  cutlass::KernelHardwareInfo hw;
+  SY_RETURN_IF_ERROR(device_sm_count(&hw.device_id, &hw.sm_count));
+  typename Gemm::Epilogue::Arguments epi;
+  epi.gated.activation = g1.gated->activation;
+  epi.gated.alpha = g1.gated->alpha;
+  epi.gated.limit = g1.gated->limit;
+  epi.gated.bias = g1.gated->bias;
+  epi.gated.bias_f32 = g1.gated->bias_f32;
+  epi.gated.round_inputs = g1.gated->round_inputs;
+  epi.ptr_D = arrays.d;
+  epi.dD = arrays.stride_d;
+  epi.pair_groups = E;
+  epi.done = done;
+  typename Gemm::Mainloop::Arguments mainloop;
+  mainloop.ptr_A = arrays.a;
+  mainloop.dA = arrays.stride_a;
+  mainloop.ptr_B = arrays.b;
+  mainloop.dB = arrays.stride_b;
+  mainloop.pair_groups = E;
+  mainloop.gemm1_n = g1.n;
+  mainloop.done = done;
+  typename Gemm::Device::Arguments args{cutlass::gemm::GemmUniversalMode::kGrouped,
+                                        device_problem_shapes<Config>(2 * E, arrays.shapes),
+                                        mainloop, epi, hw};
   set_tile_words<Config>(args.scheduler, arrays.tile_words);
   return launch_gemm<typename Gemm::Device>(args, kernel_workspace, stream);
 }

@@ -15,7 +15,9 @@
 //  - M <= 8: decode, one 8-row tile per item: an expert has at most M rows (a token's K experts
 //    are distinct), so every hit expert is read once. One token: slot items (no layout kernel).
 //    At 8 tokens decode beat the GEMM path on Mixtral (630 vs 656 us) and Qwen3-30B (149 vs
-//    159 us) and lost on DeepSeek-V3 (1217 vs 1172 us, still 91% of the read ceiling).
+//    159 us) and lost on DeepSeek-V3 (1217 vs 1172 us, still 91% of the read ceiling). Since
+//    session 36 GEMM1 and GEMM2 run as one kernel where that pays (gemm_pair), and that kernel
+//    takes M <= 8 too where it has tiles enough (kGemmPairMinTilesOverDecode).
 //  - otherwise the grouped GEMM with the 64-row tile and no cluster, which beat both clustered
 //    tiles at every size measured but one, 16 to 8192 tokens, on all three shapes (e.g. DeepSeek-V3
 //    4096 tokens 7036 us against 8090 (64, 2 x 1) and 8917 (128, 2 x 1); Mixtral 4096 4787 against
@@ -66,6 +68,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 namespace switchyard::heuristics {
@@ -133,6 +136,11 @@ struct ExpertsPlan {
   // sets it up to kGemmDynamicTilesMaxRows rows per expert; tests compare both;
   // SWITCHYARD_GEMM_DYNAMIC=0 / 2 in the environment forces it off / on (A/B measurements).
   bool gemm_dynamic_tiles = false;
+  // Grouped GEMM: GEMM1 and GEMM2 as one persistent kernel (experts/gemm_pair.cuh; GEMM2's tiles
+  // of an expert start once its GEMM1 tiles are stored) where GEMM1 fuses the activation, GEMM2's
+  // tile is kRows64Single too and there is no b2; otherwise the two kernels. plan_experts sets it
+  // with gemm_dynamic_tiles (kGemmPairMaxRows); SWITCHYARD_GEMM_PAIR=0 / 2 forces it off / on.
+  bool gemm_pair = false;
   std::int64_t rows_per_expert = 0;  // the estimate the plan was made from
 };
 
@@ -241,10 +249,39 @@ inline std::int64_t expected_rows_per_expert(std::int64_t num_slots, std::int32_
 // runs an expert's row tiles of one weight tile side by side, so the L2 serves the second; tiles
 // taken by the clock come apart).
 inline constexpr std::int64_t kGemmDynamicTilesMaxRows = 32;
+// GEMM1 and GEMM2 as one kernel (ExpertsPlan::gemm_pair; experts/gemm_pair.cuh), H200, session 36
+// (bench/NOTES.md; one process, three interleaved runs against the two kernels):
+//  - up to kGemmPairMaxRows expected rows per expert (its tiles come from the counter, which loses
+//    the L2's pairing of an expert's row tiles beyond: Qwen3-30B 1024 / 4096 tokens +2.5 / +18%,
+//    Mixtral 1024 +25%, DeepSeek-V3 4096 +35% with the pair forced);
+//  - with at least kGemmPairMinColumnTiles GEMM2 column tiles (hit experts x ceil(H / 256)), about
+//    two waves of 132 SMs: GEMM2's tiles start as GEMM1's run out, so a few long GEMM2 tiles that
+//    start late set the kernel's end (Mixtral, 8 experts x 16 tiles with k = 14336: 16 / 32 / 128
+//    tokens +2.4 / +2.0 / +3.6%).
+//  Where it runs: Qwen3-30B 16 / 32 / 128 / 256 / 512 tokens -7.2 / -5.4 / -4.0 / -3.8 / -3.5%,
+//  DeepSeek-V3 16-512 -1.2..-0.3%, gpt-oss-120b, Kimi K2, Qwen3-235B, Qwen3-Coder, Llama 4 and
+//  DeepSeek-V2 at 16 / 64 / 256 tokens -0.3..-2.8%.
+inline constexpr std::int64_t kGemmPairMaxRows = kGemmDynamicTilesMaxRows;
+inline constexpr std::int64_t kGemmPairMinColumnTiles = 264;
+// Below kDecodeMaxTokens the pair replaces decode where it has at least kGemmPairMinTilesOverDecode
+// tiles (expected hit experts x (GEMM1's + GEMM2's column tiles), about four per SM): Qwen3-30B 8
+// tokens (~720 tiles) 134.3 -> 128.2 us, DeepSeek-V3 2 / 4 / 8 tokens (~690-2600) -1.4 / -2.5 /
+// -3.0%; decode stays faster with fewer tiles (Qwen3-30B 4 tokens, ~410: 85.5 against 90.0 us;
+// DeepSeek-V3 1 token, 352: 179 against 197).
+inline constexpr double kGemmPairMinTilesOverDecode = 528;
+
+// Expected experts hit by M tokens of K distinct experts each, uniformly over E.
+inline double expected_hit_experts(std::int64_t num_tokens, std::int32_t top_k,
+                                   std::int32_t num_experts) {
+  if (num_tokens <= 0 || top_k <= 0 || num_experts <= 0) return 0;
+  const double miss = 1.0 - static_cast<double>(std::min(top_k, num_experts)) / num_experts;
+  return num_experts * (1.0 - std::pow(miss, static_cast<double>(num_tokens)));
+}
 
 inline ExpertsPlan plan_experts(std::int64_t num_tokens, std::int32_t top_k,
                                 std::int32_t num_experts, std::int32_t hidden_size,
-                                std::int32_t intermediate_size, bool interleaved_gated) {
+                                std::int32_t intermediate_size, bool interleaved_gated,
+                                bool has_b2 = false) {
   ExpertsPlan plan;
   const std::int64_t slots = num_tokens * top_k;
   const std::int64_t r = expected_rows_per_expert(slots, num_experts);
@@ -259,11 +296,22 @@ inline ExpertsPlan plan_experts(std::int64_t num_tokens, std::int32_t top_k,
   const std::int64_t hit =
       std::min<std::int64_t>(std::max(num_experts, 0), std::max<std::int64_t>(slots, 0));
   const std::int64_t gemm2_column_tiles = hit * ((std::max(hidden_size, 0) + 255) / 256);
+  plan.gemm_pair = r <= kGemmPairMaxRows && gemm2_column_tiles >= kGemmPairMinColumnTiles;
   if (r >= kGemm2ClusterMinRows && r <= kGemm2ClusterMaxRows &&
       gemm2_column_tiles <= kGemm2ClusterMaxColumnTiles) {
     plan.gemm2_tile = GemmTile::kRows64;
   }
-  if (num_tokens <= kDecodeMaxTokens) {
+  // The pair runs (the fused GEMM1 on the 64-row tile, GEMM2 on it too, no b2) with tiles enough
+  // to beat decode (kGemmPairMinTilesOverDecode).
+  const bool pair_runs = plan.gemm_pair && interleaved_gated && !has_b2 &&
+                         plan.gemm_tile == GemmTile::kRows64Single &&
+                         plan.gemm2_tile == GemmTile::kRows64Single;
+  const double pair_tiles =
+      expected_hit_experts(num_tokens, top_k, num_experts) *
+      static_cast<double>((2 * static_cast<std::int64_t>(std::max(intermediate_size, 0)) + 255) /
+                              256 +
+                          (std::max(hidden_size, 0) + 255) / 256);
+  if (num_tokens <= kDecodeMaxTokens && !(pair_runs && pair_tiles >= kGemmPairMinTilesOverDecode)) {
     plan.path = ExpertsPath::kDecode;
     plan.decode_token_tiles = 1;
     plan.decode_slot_items = num_tokens == 1;

@@ -495,6 +495,17 @@ Status run_grouped_gemm(const ExpertsParams& p, const ExpertsArgs& a, const Buff
     g1.gated = &gated;
     g1.out_dtype = dtype;
     g1.c = w.act;
+    if (detail::gemm_pair_runs(p, plan, a.b2.defined())) {
+      // GEMM1 and GEMM2 as one kernel (experts/gemm_pair.cuh): y = act @ w2^T into w.xy.
+      detail::GroupedGemmArgs g2 = g1;
+      g2.gated = nullptr;
+      g2.a = w.act;
+      g2.b = a.w2.data;
+      g2.c = w.xy;
+      g2.n = p.hidden_size;
+      g2.k = p.intermediate_size;
+      return detail::grouped_gemm_pair_cuda(g1, g2, w.gemm, w.plan.gemm_bytes, stream);
+    }
     SY_RETURN_IF_ERROR(
         detail::grouped_gemm_cuda(g1, plan.gemm_tile, w.gemm, w.plan.gemm_bytes, stream));
     g1.gated = nullptr;
@@ -577,6 +588,13 @@ bool gemm_tiles_from_counter(const heuristics::ExpertsPlan& plan) {
   return single64 && grouped_gemm_dynamic_tiles(plan.gemm_dynamic_tiles);
 }
 
+bool gemm_pair_runs(const ExpertsParams& p, const heuristics::ExpertsPlan& plan, bool has_b2) {
+  return plan.path == heuristics::ExpertsPath::kGroupedGemm &&
+         heuristics::gemm1_fuses_activation(plan, experts_w13_interleaved(p)) &&
+         plan.gemm2_tile == heuristics::GemmTile::kRows64Single && !has_b2 &&
+         grouped_gemm_pair(plan.gemm_pair);
+}
+
 Status fused_experts_cuda_plan(const ExpertsParams& p, const ExpertsArgs& a, void* workspace,
                                std::size_t workspace_bytes, cudaStream_t stream,
                                const heuristics::ExpertsPlan* forced) {
@@ -614,10 +632,10 @@ Status fused_experts_cuda_plan(const ExpertsParams& p, const ExpertsArgs& a, voi
   la.src_to_dst = TensorView::contiguous(w.src_to_dst, DType::kInt64, {S}, Device::kCuda);
   la.dst_to_src = TensorView::contiguous(w.dst_to_src, DType::kInt64, {S}, Device::kCuda);
   const heuristics::ExpertsPlan plan =
-      forced
-          ? *forced
-          : heuristics::plan_experts(M, static_cast<std::int32_t>(K), p.num_experts, p.hidden_size,
-                                     p.intermediate_size, experts_w13_interleaved(p));
+      forced ? *forced
+             : heuristics::plan_experts(M, static_cast<std::int32_t>(K), p.num_experts,
+                                        p.hidden_size, p.intermediate_size,
+                                        experts_w13_interleaved(p), a.b2.defined());
   // Decode with slot items takes its work items from the ids (GEMM1 writes src_to_dst), and the
   // one-token kernel (one or two tokens, where it fits) reads them itself: no layout kernel, but
   // the same argument checks.
